@@ -1,0 +1,53 @@
+"""ecs: a structure-of-arrays archetype ECS whose shared-memory numpy columns are the world.
+
+Components are typed fields (`@component`), stored per archetype table as one numpy column per
+field in shared memory. Queries hand out zero-copy views; change tracking is exact per reader
+through dirty bits. The public names are fixed by ../shared/API.md and pinned by
+tests/test_public_api.py.
+"""
+
+from .errors import (
+    ComponentValueError,
+    DeadEntityError,
+    EcsError,
+    KernelError,
+    MissingComponentError,
+    SchemaError,
+    SnapshotError,
+    SystemDefinitionError,
+    WorkerCrashedError,
+    WorldClosedError,
+)
+from .query import Batch, Query
+from .schema import bool_, component, f32, f64, i8, i16, i32, i64, u8, u16, u32, u64
+from .world import World
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Batch",
+    "ComponentValueError",
+    "DeadEntityError",
+    "EcsError",
+    "KernelError",
+    "MissingComponentError",
+    "Query",
+    "SchemaError",
+    "SnapshotError",
+    "SystemDefinitionError",
+    "WorkerCrashedError",
+    "World",
+    "WorldClosedError",
+    "bool_",
+    "component",
+    "f32",
+    "f64",
+    "i16",
+    "i32",
+    "i64",
+    "i8",
+    "u16",
+    "u32",
+    "u64",
+    "u8",
+]

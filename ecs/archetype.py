@@ -1,0 +1,75 @@
+"""Archetypes: the set of components an entity has, and the table that stores that set.
+
+Archetypes are not to be confused with tables (table.py): an archetype is the *key* (a set of
+component ids), a table is the storage for it. There is exactly one table per archetype that
+was ever used; tables are never dropped while the world lives, so table ids are stable and a
+query's list of matching tables only ever grows.
+
+Adding or removing one component moves an entity along a cached edge of the archetype graph:
+the first move from table A with component C computes the target table; later moves are one
+dict lookup.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+
+from .memory import Arena
+from .schema import ComponentInfo
+from .table import Table
+
+
+class Archetypes:
+    """All tables of a world, by component set, in creation order."""
+
+    def __init__(self, arena: Arena, max_rows: int) -> None:
+        self._arena = arena
+        self._max_rows = max_rows
+        self.tables: list[Table] = []
+        self._by_key: dict[frozenset[int], Table] = {}
+        self.new_table_listeners: list[Callable[[Table], None]] = []
+
+    def table_for(self, infos: Iterable[ComponentInfo]) -> Table:
+        """The table of exactly these components, created on first use."""
+        by_id = {info.id: info for info in infos}
+        key = frozenset(by_id)
+        table = self._by_key.get(key)
+        if table is None:
+            components = tuple(sorted(by_id.values(), key=lambda info: info.id))
+            table = Table(len(self.tables), components, self._arena, self._max_rows)
+            self.tables.append(table)
+            self._by_key[key] = table
+            for listener in self.new_table_listeners:
+                listener(table)
+        return table
+
+    def with_added(self, table: Table, infos: Iterable[ComponentInfo]) -> Table:
+        for info in infos:
+            if info.id in table.component_ids:
+                continue
+            target = table.edge_add.get(info.id)
+            if target is None:
+                target = self.table_for((*table.components, info))
+                table.edge_add[info.id] = target
+                target.edge_remove[info.id] = table
+            table = target
+        return table
+
+    def with_removed(self, table: Table, infos: Iterable[ComponentInfo]) -> Table:
+        for info in infos:
+            target = table.edge_remove.get(info.id)
+            if target is None:
+                target = self.table_for(c for c in table.components if c.id != info.id)
+                table.edge_remove[info.id] = target
+                target.edge_add[info.id] = table
+            table = target
+        return table
+
+    def matching(self, required: frozenset[int], without: frozenset[int], start: int = 0) -> list[Table]:
+        """Tables from index `start` on that have every `required` and none of `without`."""
+        return [t for t in self.tables[start:]
+                if required <= t.component_ids and not (without & t.component_ids)]
+
+    def release(self) -> None:
+        for table in self.tables:
+            table.release()

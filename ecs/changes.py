@@ -1,0 +1,151 @@
+"""Change detection through dirty bits, exact for every reader at any rate.
+
+Writers set bits; readers own cursors. For each component C a table has a *marks* bitset
+(rows whose C was written) and an *added* bitset (rows where C was added or spawned).
+Writers only ever set bits there: kernels (auto or manual marks), `World.set`/`set_batch`,
+spawn and add.
+
+A reader (a query object or a system with `changed=`/`added=` filters) owns one *pending*
+bitset per table that has any of its filter components. Before a reader looks at a table, the
+table's marks for every component it filters on are *flushed*: OR-ed into the pending bitset of
+every reader of that component, then cleared. The reader then takes its pending rows and clears
+them. So a change reaches each reader exactly once, whoever wrote it, whether the writer ran
+before or after the reader, however often each runs (a single shared dirty bit cannot do this:
+whoever cleared it would steal the change from the others; ../shared/LANDSCAPE.md 2.7).
+A new reader's first look sees every existing row as added and changed.
+
+A reader with several filter terms selects the union: rows where any `changed=` component was
+written or any `added=` component was added. Changed includes added. Pending bits move with
+their row on swap-remove and archetype moves, so a change made before a move is still seen.
+
+Detected: kernel writes to `Mut` components (every row given to the kernel with mark="auto";
+rows passed to `ecs.mark_changed` with mark="manual"), `World.set`/`set_batch`, spawn, add.
+Not detected: writes through a raw numpy view from Python (a query batch's columns).
+Cost: flush O(rows/64 x readers of C), zero words skipped; take O(rows/64) + O(changed rows);
+no pass over column data, no commit step. Memory: one bit per row per reader per table.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+
+from kernels import bits
+
+from .archetype import Archetypes
+from .schema import ComponentInfo
+from .table import Table
+
+CHANGED, ADDED = "changed", "added"
+
+
+class Reader:
+    """One cursor over changes: a query object or a filtered system."""
+
+    def __init__(self, reader_id: int, changed: tuple[ComponentInfo, ...], added: tuple[ComponentInfo, ...]):
+        self.id = reader_id
+        self.terms = tuple((info.id, CHANGED) for info in changed) + tuple((info.id, ADDED) for info in added)
+        self.component_ids = frozenset(cid for cid, _ in self.terms)
+        self.slot_by_table: dict[int, int] = {}
+        self.alive = True
+
+
+class ChangeTracker:
+    """Readers, their pending bitsets, and the flush that feeds them."""
+
+    def __init__(self, archetypes: Archetypes) -> None:
+        self._archetypes = archetypes
+        self.readers: dict[int, Reader] = {}
+        self._ids = itertools.count()
+        self.version = 0
+        self._targets: dict[tuple[int, int, str], np.ndarray] = {}
+        self._transfers: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
+        archetypes.new_table_listeners.append(self._on_new_table)
+
+    # ---------------------------------------------------------------- readers
+    def register(self, changed: tuple[ComponentInfo, ...], added: tuple[ComponentInfo, ...]) -> Reader:
+        """A new reader whose first look sees every existing row as added and changed."""
+        reader = Reader(next(self._ids), changed, added)
+        for table in self._archetypes.tables:
+            if reader.component_ids & table.component_ids:
+                slot = table.allocate_slot()
+                reader.slot_by_table[table.id] = slot
+                bits.fill_range(table.bit_matrix[slot], 0, table.n)
+        self.readers[reader.id] = reader
+        self._invalidate()
+        return reader
+
+    def unregister(self, reader: Reader) -> None:
+        if not reader.alive:
+            return
+        reader.alive = False
+        for table_id, slot in reader.slot_by_table.items():
+            self._archetypes.tables[table_id].release_slot(slot)
+        reader.slot_by_table.clear()
+        del self.readers[reader.id]
+        self._invalidate()
+
+    def _on_new_table(self, table: Table) -> None:
+        for reader in self.readers.values():
+            if reader.component_ids & table.component_ids:
+                reader.slot_by_table[table.id] = table.allocate_slot()
+        self._invalidate()
+
+    def _invalidate(self) -> None:
+        self.version += 1
+        self._targets.clear()
+        self._transfers.clear()
+
+    # ---------------------------------------------------------------- flush and take
+    def flush(self, table: Table, reader: Reader) -> None:
+        """Move the table's marks for the reader's filter components into every reader's pending."""
+        nwords = (table.n + 63) >> 6
+        for cid, kind in reader.terms:
+            if cid not in table.component_ids:
+                continue
+            source = table.marks_slot[cid] if kind == CHANGED else table.added_slot[cid]
+            bits.flush_marks(table.bit_matrix, source, self._targets_of(table, cid, kind), nwords)
+
+    def _targets_of(self, table: Table, cid: int, kind: str) -> np.ndarray:
+        key = (table.id, cid, kind)
+        slots = self._targets.get(key)
+        if slots is None:
+            slots = np.array([r.slot_by_table[table.id] for r in self.readers.values()
+                              if (cid, kind) in r.terms and table.id in r.slot_by_table], np.int64)
+            self._targets[key] = slots
+        return slots
+
+    def take(self, reader: Reader, table: Table) -> np.ndarray:
+        """Rows of `table` the reader has not seen change yet; they count as seen afterwards."""
+        self.flush(table, reader)
+        slot = reader.slot_by_table[table.id]
+        words = table.bit_matrix[slot]
+        rows = bits.set_rows(words, table.n)
+        if rows.shape[0]:
+            words[: (table.n + 63) >> 6] = 0
+        return rows
+
+    def peek(self, reader: Reader, table: Table) -> np.ndarray:
+        """Like take, but the rows stay pending."""
+        self.flush(table, reader)
+        return bits.set_rows(table.bit_matrix[reader.slot_by_table[table.id]], table.n)
+
+    # ---------------------------------------------------------------- moves
+    def transfer_slots(self, source: Table, target: Table) -> tuple[np.ndarray, np.ndarray]:
+        """Slot pairs whose bits follow a row from `source` to `target`: marks and added bits of
+        the components both have, and pending bits of readers present in both."""
+        key = (source.id, target.id)
+        pair = self._transfers.get(key)
+        if pair is None:
+            src, dst = [], []
+            for cid in source.component_ids & target.component_ids:
+                src += [source.marks_slot[cid], source.added_slot[cid]]
+                dst += [target.marks_slot[cid], target.added_slot[cid]]
+            for reader in self.readers.values():
+                if source.id in reader.slot_by_table and target.id in reader.slot_by_table:
+                    src.append(reader.slot_by_table[source.id])
+                    dst.append(reader.slot_by_table[target.id])
+            pair = (np.array(src, np.int64), np.array(dst, np.int64))
+            self._transfers[key] = pair
+        return pair

@@ -1,0 +1,131 @@
+"""Entity ids and where each entity lives.
+
+An id is a positive int64: `generation << 32 | index`. The index names a slot in three arrays
+kept in the shared arena (so kernels can read them): `generation[index]` (uint32),
+`table_of[index]` (int32, -1 when the slot is free) and `row_of[index]` (int32). An id is alive
+when its slot is in use and its generation matches. Despawning bumps the generation and puts the
+index on a free list (LIFO, as Bevy), so a kept id never aliases a later entity; a slot whose
+generation would pass 2**31 - 1 is retired instead of reused. Index 0 is never used, so 0 is
+never an id (users may store 0 as "no entity").
+
+Costs: allocate/free one is O(1); batches are vectorised (no per-entity Python loop).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .errors import DeadEntityError
+from .memory import Arena
+
+INDEX_BITS = 32
+INDEX_MASK = (1 << INDEX_BITS) - 1
+MAX_GENERATION = (1 << 31) - 1
+MIN_CAPACITY = 4096
+
+
+class EntityIndex:
+    """Allocation of ids and the id -> (table, row) map."""
+
+    def __init__(self, arena: Arena, max_entities: int) -> None:
+        self.max_entities = max_entities
+        self._gen_region = arena.allocate(4 * max_entities)
+        self._table_region = arena.allocate(4 * max_entities)
+        self._row_region = arena.allocate(4 * max_entities)
+        self.generation = self._gen_region.view(np.uint32, (max_entities,))
+        self.table_of = self._table_region.view(np.int32, (max_entities,))
+        self.row_of = self._row_region.view(np.int32, (max_entities,))
+        self.capacity = 0
+        self.high_water = 1      # indices [1, high_water) have been handed out at least once
+        self._free = np.empty(0, np.int64)   # stack of free indices; top is the end
+        self._nfree = 0
+        self.alive = 0
+
+    # ---------------------------------------------------------------- lookups
+    def locate(self, entity: object) -> tuple[int, int, int]:
+        """(index, table id, row) of a live id; DeadEntityError otherwise."""
+        if type(entity) is not int:
+            entity = _as_id(entity)
+        index = entity & INDEX_MASK
+        if entity <= 0 or index >= self.high_water:
+            raise DeadEntityError(entity, "no entity was ever spawned with this id")
+        table = int(self.table_of[index])
+        if table < 0 or int(self.generation[index]) != entity >> INDEX_BITS:
+            raise DeadEntityError(entity, f"its slot is at generation {int(self.generation[index])}; "
+                                          f"an id kept across despawn() refers to nothing")
+        return index, table, int(self.row_of[index])
+
+    def is_alive(self, entity: object) -> bool:
+        try:
+            self.locate(entity)
+        except DeadEntityError:
+            return False
+        return True
+
+    def locate_batch(self, ids: np.ndarray) -> np.ndarray:
+        """Indices of an int64 array of live ids; DeadEntityError naming the first dead one."""
+        index = ids & INDEX_MASK
+        ok = (ids > 0) & (index < self.high_water)
+        safe = np.where(ok, index, 0)
+        ok &= self.table_of[safe] >= 0
+        ok &= self.generation[safe].astype(np.int64) == (ids >> INDEX_BITS)
+        if not ok.all():
+            first = int(ids[np.flatnonzero(~ok)[0]])
+            self.locate(first)  # raises with the precise reason
+        return index
+
+    # ---------------------------------------------------------------- allocation
+    def allocate(self, count: int) -> np.ndarray:
+        """`count` fresh indices: free slots first (most recently freed first), then new ones.
+        The caller must `place` them; until then they are not alive."""
+        reuse = min(count, self._nfree)
+        reused = self._free[self._nfree - reuse: self._nfree][::-1].copy()
+        fresh_count = count - reuse
+        start = self.high_water
+        if start + fresh_count > self.max_entities:
+            raise MemoryError(f"cannot spawn {count} entities: World(max_entities={self.max_entities}) "
+                              f"slots are all in use")
+        self._reserve(start + fresh_count)
+        self._nfree -= reuse
+        self.high_water = start + fresh_count
+        return np.concatenate([reused, np.arange(start, start + fresh_count, dtype=np.int64)])
+
+    def ids_of(self, index: np.ndarray) -> np.ndarray:
+        return (self.generation[index].astype(np.int64) << INDEX_BITS) | index
+
+    def place(self, index: np.ndarray | int, table: int, rows: np.ndarray | int) -> None:
+        self.table_of[index] = table
+        self.row_of[index] = rows
+
+    def free(self, index: np.ndarray) -> None:
+        """Release slots: bump their generation; retire those that would overflow it."""
+        self.table_of[index] = -1
+        gen = self.generation[index].astype(np.int64) + 1
+        keep = gen <= MAX_GENERATION
+        self.generation[index] = np.where(keep, gen, MAX_GENERATION + 1).astype(np.uint32)
+        reusable = index[keep]
+        need = self._nfree + reusable.shape[0]
+        if need > self._free.shape[0]:
+            grown = np.empty(max(need, 2 * self._free.shape[0], 1024), np.int64)
+            grown[: self._nfree] = self._free[: self._nfree]
+            self._free = grown
+        self._free[self._nfree: need] = reusable
+        self._nfree = need
+
+    def _reserve(self, slots: int) -> None:
+        if slots <= self.capacity:
+            return
+        capacity = min(max(slots, 2 * self.capacity, MIN_CAPACITY), self.max_entities)
+        for region in (self._gen_region, self._table_region, self._row_region):
+            region.commit(4 * capacity)
+        self.table_of[self.capacity: capacity] = -1
+        self.capacity = capacity
+
+    def free_list(self) -> np.ndarray:
+        return self._free[: self._nfree].copy()
+
+
+def _as_id(entity: object) -> int:
+    if isinstance(entity, (bool, np.bool_)) or not isinstance(entity, (int, np.integer)):
+        raise TypeError(f"an entity id is an int, got {entity!r}")
+    return int(entity)

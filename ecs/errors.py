@@ -1,0 +1,126 @@
+"""Every exception the library raises.
+
+    EcsError
+     ├── SchemaError            (TypeError)     a component declaration is invalid
+     ├── ComponentValueError    (ValueError)    a value does not fit its field
+     ├── DeadEntityError        (LookupError)   an id is not alive
+     ├── MissingComponentError  (LookupError)   the entity lacks the component
+     ├── SystemDefinitionError  (TypeError)     a system cannot be bound or shipped to workers
+     ├── KernelError            (RuntimeError)  a kernel raised; __cause__ is its exception
+     ├── WorkerCrashedError     (RuntimeError)  a worker process died
+     ├── WorldClosedError       (RuntimeError)  the world was used after close()
+     └── SnapshotError          (ValueError)    a saved world is corrupt, truncated, foreign or newer
+
+Each error also subclasses the builtin a caller would naturally catch. Messages are built first,
+name the object and the values involved, and say what to do; tests check them by text.
+"""
+
+from __future__ import annotations
+
+
+class EcsError(Exception):
+    """Base of every error raised by the library."""
+
+
+class SchemaError(EcsError, TypeError):
+    """A component declaration is invalid; raised at class definition, naming the field."""
+
+    def __init__(self, component: str, field: str | None, reason: str) -> None:
+        where = f"{component}.{field}" if field else component
+        super().__init__(f"invalid component {where}: {reason}")
+        self.component = component
+        self.field = field
+
+
+class ComponentValueError(EcsError, ValueError):
+    """A value does not fit its field (range, NaN into an int, shape, batch length)."""
+
+    def __init__(self, component: str, field: str | None, value: object, reason: str) -> None:
+        where = f"{component}.{field}" if field else component
+        super().__init__(f"{where} = {_short(value)}: {reason}")
+        self.component = component
+        self.field = field
+        self.value = value
+
+
+class DeadEntityError(EcsError, LookupError):
+    """An id refers to an entity that was despawned or never existed."""
+
+    def __init__(self, entity: int, reason: str) -> None:
+        super().__init__(f"entity {entity} is not alive: {reason}")
+        self.entity = entity
+
+
+class MissingComponentError(EcsError, LookupError):
+    """The entity is alive but does not have the component."""
+
+    def __init__(self, entity: int, component: str, has: list[str]) -> None:
+        listed = ", ".join(has) if has else "no components"
+        super().__init__(f"entity {entity} has no {component} component (it has {listed}); "
+                         f"add it with world.add(entity, {component}(...)) first")
+        self.entity = entity
+        self.component = component
+
+
+class SystemDefinitionError(EcsError, TypeError):
+    """A system's parameters cannot be bound, or it cannot be shipped to workers."""
+
+    def __init__(self, system: str, reason: str, parameter: str | None = None) -> None:
+        where = f"system {system!r}, parameter {parameter!r}" if parameter else f"system {system!r}"
+        super().__init__(f"{where}: {reason}")
+        self.system = system
+        self.parameter = parameter
+
+
+class KernelError(EcsError, RuntimeError):
+    """A system's kernel raised; `__cause__` holds the kernel's own exception."""
+
+    def __init__(self, system: str, cause: BaseException) -> None:
+        super().__init__(f"system {system!r} raised {type(cause).__name__}: {cause}")
+        self.system = system
+
+
+class WorkerCrashedError(EcsError, RuntimeError):
+    """A worker process died while running a system; it has been replaced."""
+
+    def __init__(self, system: str, worker: int, exitcode: int | None) -> None:
+        if exitcode is not None and exitcode < 0:
+            how = f"was killed by signal {-exitcode} ({_signal_name(-exitcode)})"
+        elif exitcode is None:
+            how = "stopped responding and was killed"
+        else:
+            how = f"exited with status {exitcode}"
+        super().__init__(f"worker {worker} {how} while running system {system!r}; "
+                         f"it was replaced and the world is usable")
+        self.system = system
+        self.worker = worker
+        self.exitcode = exitcode
+
+
+class WorldClosedError(EcsError, RuntimeError):
+    """The world was used after close()."""
+
+    def __init__(self, operation: str) -> None:
+        super().__init__(f"world.{operation}() called after world.close(); the world's memory is released")
+
+
+class SnapshotError(EcsError, ValueError):
+    """A saved world cannot be loaded: corrupt, truncated, not ours, or from a newer version."""
+
+    def __init__(self, path: str, reason: str) -> None:
+        super().__init__(f"cannot load {path!r}: {reason}")
+        self.path = path
+
+
+def _short(value: object, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _signal_name(signum: int) -> str:
+    import signal
+
+    try:
+        return signal.Signals(signum).name
+    except ValueError:
+        return "unknown signal"

@@ -1,0 +1,156 @@
+"""Shared memory: one anonymous arena per world, mapped once, regions that grow in place.
+
+Choice and reasons (measured in ../shared/RUNTIME.md, Q1, Q3, Q4):
+- **memfd, not named segments.** A memfd has no name in /dev/shm, so nothing can be left behind
+  by close(), an exception, interpreter exit, or a SIGKILL of the whole process group; every
+  named backend (SharedMemory, /dev/shm files, posix_ipc) leaked under a group SIGKILL. Worker
+  processes receive the one descriptor when they start.
+- **One arena, reserved sparse, mapped once.** The arena is `ftruncate`d to a large virtual size
+  (16 TiB, halved until the mapping succeeds under RLIMIT_AS) and mapped once; untouched pages cost
+  nothing. Every column, bitset and resource array is a *region* at a fixed offset with a fixed
+  reservation, so growing a table never moves it: views stay valid and workers that mapped the
+  arena at start see every region created later, without re-attaching. The protocol for
+  workers is therefore "map the arena once; read region offsets from the job descriptor".
+- **Growth = posix_fallocate of the new range.** Running out of memory is a clean OSError(ENOSPC
+  or ENOMEM) at the growth call instead of a SIGBUS at some later write. It costs no more than the
+  page faults it replaces (7 ms + 14 ms vs 21 ms to allocate and fill 32 MiB, measured here).
+- **Views only through np.frombuffer.** `np.ndarray(buffer=...)` holds no buffer export, so
+  closing the mapping under it segfaults; frombuffer's export makes `mmap.close()` raise
+  BufferError instead. close() then leaves the mapping to the last view: it is unmapped, and its
+  memory freed, when that view is garbage-collected.
+- **Region starts are page-aligned** (so 64-byte aligned: SIMD loads, no shared cache lines).
+- Released regions return their pages with MADV_REMOVE and are reused for the same size.
+
+Cost: creating the arena is two syscalls; a region is a bump of an offset.
+"""
+
+from __future__ import annotations
+
+import atexit
+import mmap
+import os
+import weakref
+
+import numpy as np
+
+PAGE = mmap.PAGESIZE
+ARENA_BYTES_WANTED = 1 << 44
+ARENA_BYTES_MIN = 1 << 32
+
+
+def page_round(nbytes: int) -> int:
+    return -(-nbytes // PAGE) * PAGE
+
+
+class Arena:
+    """A sparse memfd mapped once; hands out page-aligned regions of fixed reservation."""
+
+    def __init__(self, reserve: int = ARENA_BYTES_WANTED) -> None:
+        self.fd = os.memfd_create("ecs-world", os.MFD_CLOEXEC)
+        size = page_round(reserve)
+        while True:
+            try:
+                os.ftruncate(self.fd, size)
+                self.map = mmap.mmap(self.fd, size, flags=mmap.MAP_SHARED,
+                                     prot=mmap.PROT_READ | mmap.PROT_WRITE)
+                break
+            except OSError:
+                if size <= ARENA_BYTES_MIN:
+                    os.close(self.fd)
+                    raise
+                size //= 2  # RLIMIT_AS or a small address space: reserve less
+        self.size = size
+        self._next = 0
+        self._free_by_size: dict[int, list[int]] = {}
+        self.closed = False
+        _open_arenas.add(self)
+
+    def allocate(self, nbytes: int) -> Region:
+        """Reserve `nbytes` (rounded up to pages) of address space; commits nothing."""
+        reserved = page_round(max(nbytes, 1))
+        free = self._free_by_size.get(reserved)
+        if free:
+            offset = free.pop()
+        else:
+            if self._next + reserved > self.size:
+                raise MemoryError(f"ecs arena exhausted: {self._next} of {self.size} bytes reserved, "
+                                  f"{reserved} more requested; lower World(max_rows=...)")
+            offset = self._next
+            self._next += reserved
+        return Region(self, offset, reserved)
+
+    def view(self, dtype: np.dtype, offset: int, shape: tuple[int, ...]) -> np.ndarray:
+        dtype = np.dtype(dtype)
+        count = int(np.prod(shape, dtype=np.int64))
+        return np.frombuffer(self.map, dtype=dtype, count=count, offset=offset).reshape(shape)
+
+    def committed_bytes(self) -> int:
+        """Bytes of the arena backed by memory (fallocated or touched), from the file's blocks."""
+        return os.fstat(self.fd).st_blocks * 512
+
+    def _release(self, region: Region) -> None:
+        if self.closed:
+            return
+        if region.committed:
+            self.map.madvise(mmap.MADV_REMOVE, region.offset, region.committed)
+        self._free_by_size.setdefault(region.reserved, []).append(region.offset)
+
+    def close(self) -> None:
+        """Close the memfd and unmap. Views still held by user code keep the mapping (and its
+        memory) alive until the last of them is dropped; they never point at unmapped memory."""
+        if self.closed:
+            return
+        self.closed = True
+        os.close(self.fd)  # the mapping keeps the memory alive while it exists
+        try:
+            self.map.close()
+        except BufferError:
+            pass  # a user still holds a view: the mapping (and its memory) goes with the last view
+        del self.map
+        _open_arenas.discard(self)
+
+
+class Region:
+    """A fixed reservation in the arena; `commit(n)` backs its first n bytes with memory."""
+
+    __slots__ = ("arena", "offset", "reserved", "committed", "__weakref__")
+
+    def __init__(self, arena: Arena, offset: int, reserved: int) -> None:
+        self.arena = arena
+        self.offset = offset
+        self.reserved = reserved
+        self.committed = 0
+
+    def commit(self, nbytes: int) -> None:
+        """Back the first `nbytes` with memory (page-rounded). OSError(ENOSPC/ENOMEM) if none."""
+        want = min(page_round(nbytes), self.reserved)
+        if nbytes > self.reserved:
+            raise MemoryError(f"region of {self.reserved} bytes cannot hold {nbytes}; "
+                              f"raise World(max_rows=...)")
+        if want > self.committed:
+            os.posix_fallocate(self.arena.fd, self.offset + self.committed, want - self.committed)
+            self.committed = want
+
+    def commit_range(self, start: int, nbytes: int) -> None:
+        """Back bytes [start, start + nbytes) of the region (for regions used in parts)."""
+        lo = start - start % PAGE
+        hi = min(page_round(start + nbytes), self.reserved)
+        if hi > lo:
+            os.posix_fallocate(self.arena.fd, self.offset + lo, hi - lo)
+            self.committed = max(self.committed, hi)
+
+    def view(self, dtype: np.dtype, shape: tuple[int, ...], byte_offset: int = 0) -> np.ndarray:
+        return self.arena.view(dtype, self.offset + byte_offset, shape)
+
+    def release(self) -> None:
+        self.arena._release(self)
+        self.committed = 0
+
+
+_open_arenas: weakref.WeakSet[Arena] = weakref.WeakSet()
+
+
+@atexit.register
+def _close_all_at_exit() -> None:
+    for arena in list(_open_arenas):
+        arena.close()

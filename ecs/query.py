@@ -1,0 +1,142 @@
+"""Queries: the tables that match a component filter, served as zero-copy batches.
+
+A query matches tables that have every required component and none of `without`. The list is
+cached and extended with only the tables created since the last look. Iterating yields one
+`Batch` per non-empty matching table; `batch[C].x` is a writable numpy view straight onto the
+column (no copy), valid until the next structural change of the world.
+
+With `changed=`/`added=` filters the query object is a change reader (changes.py): each batch's
+`rows` holds the rows that changed since *this query object* last iterated that table, and
+tables with no such rows are skipped. Iteration consumes the changes; `count()` and
+`entities()` only look. Writes through batch views are not change-tracked (use World.set_batch).
+"""
+
+from __future__ import annotations
+
+import weakref
+from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from .changes import Reader
+from .schema import ComponentInfo, info_of
+from .table import Table
+
+if TYPE_CHECKING:
+    from .world import World
+
+
+class Batch:
+    """One matching table's rows: `entities`, `batch[C].field` views, and filtered `rows`."""
+
+    __slots__ = ("table", "rows", "entities", "_views")
+
+    def __init__(self, table: Table, rows: np.ndarray | None) -> None:
+        self.table = table
+        self.rows = rows
+        self.entities = table.entities
+        self._views: dict[int, Any] = {}
+
+    def __getitem__(self, component: type) -> Any:
+        info = info_of(component)
+        view = self._views.get(info.id)
+        if view is None:
+            columns = self.table.columns_by_component.get(info.id)
+            if columns is None:
+                have = ", ".join(i.name for i in self.table.components)
+                raise KeyError(f"this batch's table has no {info.name} (it has {have}); "
+                               f"list {info.name} in world.query(...) to read it")
+            n = self.table.n
+            view = self._views[info.id] = info.view_type(*(col[:n] for col in columns.values()))
+        return view
+
+    def __len__(self) -> int:
+        return self.table.n
+
+    def __repr__(self) -> str:
+        selected = "" if self.rows is None else f", {self.rows.shape[0]} selected"
+        return f"<Batch of {self.table!r}{selected}>"
+
+
+class Query:
+    """A cached filter over the world's tables; each object keeps its own change cursor."""
+
+    def __init__(self, world: World, required: Sequence[type], without: Sequence[type],
+                 changed: Sequence[type], added: Sequence[type]) -> None:
+        self._world = world
+        self.required = tuple(_infos("query", required))
+        self.without = tuple(_infos("without", without))
+        self.changed = tuple(_infos("changed", changed))
+        self.added = tuple(_infos("added", added))
+        self._required_ids = frozenset(info.id for info in self.required)
+        self._without_ids = frozenset(info.id for info in self.without)
+        self._tables: list[Table] = []
+        self._scanned = 0
+        self._reader: Reader | None = None
+
+    @property
+    def filtered(self) -> bool:
+        return bool(self.changed or self.added)
+
+    def _matching_tables(self) -> list[Table]:
+        tables = self._world._archetypes.tables
+        if self._scanned < len(tables):
+            self._tables += self._world._archetypes.matching(self._required_ids, self._without_ids,
+                                                             self._scanned)
+            self._scanned = len(tables)
+        return self._tables
+
+    def _ensure_reader(self) -> Reader:
+        if self._reader is None:
+            tracker = self._world._changes
+            self._reader = tracker.register(self.changed, self.added)
+            weakref.finalize(self, tracker.unregister, self._reader)
+        return self._reader
+
+    def _selected(self, consume: bool) -> Iterator[tuple[Table, np.ndarray | None]]:
+        self._world._check_open("query")
+        reader = self._ensure_reader() if self.filtered else None
+        tracker = self._world._changes
+        for table in list(self._matching_tables()):
+            if table.n == 0:
+                continue
+            if reader is None:
+                yield table, None
+                continue
+            if table.id not in reader.slot_by_table:
+                continue  # the table has none of the filter components: nothing can change
+            rows = tracker.take(reader, table) if consume else tracker.peek(reader, table)
+            if rows.shape[0]:
+                yield table, rows
+
+    def __iter__(self) -> Iterator[Batch]:
+        for table, rows in self._selected(consume=True):
+            yield Batch(table, rows)
+
+    def count(self) -> int:
+        """Matching entities (selected rows for a filtered query); does not consume changes."""
+        return sum(table.n if rows is None else rows.shape[0] for table, rows in self._selected(False))
+
+    def entities(self) -> np.ndarray:
+        """Ids of the matching entities (selected ones if filtered); does not consume changes."""
+        parts = [table.entities if rows is None else table.entities[rows]
+                 for table, rows in self._selected(False)]
+        return np.concatenate(parts) if parts else np.empty(0, np.int64)
+
+    def __repr__(self) -> str:
+        def names(infos: tuple[ComponentInfo, ...]) -> str:
+            return ", ".join(i.name for i in infos)
+        parts = [names(self.required)]
+        for label, infos in (("without", self.without), ("changed", self.changed), ("added", self.added)):
+            if infos:
+                parts.append(f"{label}=[{names(infos)}]")
+        return f"<Query {'; '.join(p for p in parts if p)}>"
+
+
+def _infos(what: str, components: Sequence[type]) -> list[ComponentInfo]:
+    if isinstance(components, type) or not isinstance(components, (list, tuple, set, frozenset)):
+        if what == "query":
+            raise TypeError(f"world.query() takes component classes, got {components!r}")
+        raise TypeError(f"{what}= takes a list of component classes, got {components!r}")
+    return [info_of(c) for c in components]

@@ -1,0 +1,313 @@
+"""Components: typed fields in, column layout out (the typed struct compiler).
+
+`@component` reads a class's annotations and derives, once, everything the storage needs: one
+numpy dtype per field (a subarray dtype such as `np.dtype((np.uint8, (3,)))` for vector
+fields, whose column has shape `(rows, 3)`), defaults, whether the component is a tag (no fields,
+no columns), and the namedtuple types that systems and query batches receive. Nobody writes a
+binary layout by hand.
+
+A component class is also its value type: `Position(x=1, y=2)` checks and converts every value
+to its field's dtype when it is built, so a value that does not fit (300 into `u8`, NaN into an
+int, a vector of the wrong length) raises `ComponentValueError` before anything is written.
+Fields may be scalars or arrays (`Position(x=xs, y=0.0)`): arrays are for batch calls and scalars
+broadcast.
+
+Only fixed-size numeric and bool fields exist. Anything else raises `SchemaError` at class
+definition, naming the field.
+"""
+
+from __future__ import annotations
+
+import collections
+import inspect
+import itertools
+from typing import Any
+
+import numpy as np
+
+from .errors import ComponentValueError, SchemaError
+
+# Names a field cannot take: `changed` is the dirty-bit member of a Mut view.
+RESERVED_FIELD_NAMES = frozenset({"changed", "fields"})
+
+
+class FieldType:
+    """A scalar field annotation (`f32`, `i64`, `bool_`...); `f32[3]` makes a vector field."""
+
+    def __init__(self, name: str, dtype: type, shape: tuple[int, ...] = ()) -> None:
+        self.name = name
+        self.dtype = np.dtype((dtype, shape)) if shape else np.dtype(dtype)
+        self._scalar = dtype
+
+    def __getitem__(self, shape: int | tuple[int, ...]) -> FieldType:
+        if self.dtype.shape:
+            raise TypeError(f"{self!r} is already a vector type")
+        dims = shape if isinstance(shape, tuple) else (shape,)
+        if not dims or not all(isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in dims):
+            raise TypeError(f"{self.name}[{shape!r}]: vector sizes must be positive ints")
+        return FieldType(self.name, self._scalar, dims)
+
+    def __repr__(self) -> str:
+        dims = ", ".join(map(str, self.dtype.shape))
+        return f"{self.name}[{dims}]" if self.dtype.shape else self.name
+
+
+f32 = FieldType("f32", np.float32)
+f64 = FieldType("f64", np.float64)
+i8 = FieldType("i8", np.int8)
+i16 = FieldType("i16", np.int16)
+i32 = FieldType("i32", np.int32)
+i64 = FieldType("i64", np.int64)
+u8 = FieldType("u8", np.uint8)
+u16 = FieldType("u16", np.uint16)
+u32 = FieldType("u32", np.uint32)
+u64 = FieldType("u64", np.uint64)
+bool_ = FieldType("bool_", np.bool_)
+
+_FIELD_TYPE_BY_SCALAR = {ft.dtype: ft for ft in (f32, f64, i8, i16, i32, i64, u8, u16, u32, u64, bool_)}
+_component_ids = itertools.count()
+
+
+class ComponentInfo:
+    """What the storage knows of one component class: fields, defaults, view types."""
+
+    def __init__(self, cls: type, fields: dict[str, np.dtype], defaults: dict[str, np.ndarray]) -> None:
+        self.cls = cls
+        self.name = cls.__name__
+        self.qualname = f"{cls.__module__}:{cls.__qualname__}"
+        self.id = next(_component_ids)
+        self.fields = fields
+        self.defaults = defaults
+        self.is_tag = not fields
+        names = list(fields)
+        self.view_type = collections.namedtuple(f"{self.name}View", names)  # type: ignore[misc]
+        self.mut_view_type = collections.namedtuple(f"{self.name}MutView", [*names, "changed"])  # type: ignore[misc]
+
+    def __repr__(self) -> str:
+        return f"<component {self.qualname}>"
+
+
+def info_of(cls: object) -> ComponentInfo:
+    """The ComponentInfo of a component class; TypeError naming the object otherwise."""
+    info = getattr(cls, "__ecs_component__", None)
+    if not isinstance(info, ComponentInfo) or info.cls is not cls:
+        raise TypeError(f"{cls!r} is not a component class; declare it with @ecs.component")
+    return info
+
+
+def is_component(cls: object) -> bool:
+    info = getattr(cls, "__ecs_component__", None)
+    return isinstance(info, ComponentInfo) and info.cls is cls
+
+
+def component(cls: type) -> type:
+    """Turn an annotated class into a component: fields -> dtypes -> column layout.
+
+    Raises SchemaError naming the field for any annotation that is not a fixed-size numeric or
+    bool type, for reserved or private names, for a field redeclared from a base component, and
+    for a default that does not fit its field.
+    """
+    if not isinstance(cls, type):
+        raise SchemaError(repr(cls), None, "@component decorates a class")
+    name = cls.__name__
+    fields: dict[str, np.dtype] = {}
+    defaults: dict[str, np.ndarray] = {}
+    for base in reversed(cls.__mro__[1:]):
+        if is_component(base):
+            base_info = info_of(base)
+            fields.update(base_info.fields)
+            defaults.update(base_info.defaults)
+    for field, annotation in _own_annotations(cls).items():
+        if field in fields:
+            raise SchemaError(name, field, "duplicate field name: it is already declared by a base component")
+        if field.startswith("_") or field in RESERVED_FIELD_NAMES:
+            raise SchemaError(name, field, "field names may not start with '_' or be one of "
+                                           f"{sorted(RESERVED_FIELD_NAMES)}")
+        fields[field] = _field_dtype(name, field, annotation)
+        if field in cls.__dict__:
+            default = cls.__dict__[field]
+            try:
+                defaults[field] = _coerce(name, field, fields[field], default, batch=False)
+            except ComponentValueError as exc:
+                raise SchemaError(name, field, f"default {default!r} does not fit: {exc}") from None
+    info = ComponentInfo(cls, fields, defaults)
+    for field in fields:
+        setattr(cls, field, _FieldValue(field))
+    cls.__ecs_component__ = info  # type: ignore[attr-defined]
+    cls.fields = dict(fields)  # type: ignore[attr-defined]
+    cls.__init__ = _init  # type: ignore[misc]
+    cls.__repr__ = _repr  # type: ignore[method-assign]
+    cls.__eq__ = _eq  # type: ignore[method-assign]
+    cls.__hash__ = None  # type: ignore[assignment]
+    return cls
+
+
+def _own_annotations(cls: type) -> dict[str, Any]:
+    raw = inspect.get_annotations(cls)
+    module = inspect.getmodule(cls)
+    namespace = {**_FIELD_TYPE_NAMESPACE, **(vars(module) if module else {})}
+    out = {}
+    for field, annotation in raw.items():
+        if isinstance(annotation, str):
+            try:
+                annotation = eval(annotation, namespace, dict(vars(cls)))  # noqa: S307 - the class's own text
+            except Exception as exc:
+                raise SchemaError(cls.__name__, field, f"cannot resolve annotation {annotation!r}: {exc}") from None
+        out[field] = annotation
+    return out
+
+
+def _field_dtype(component_name: str, field: str, annotation: object) -> np.dtype:
+    if isinstance(annotation, FieldType):
+        return annotation.dtype
+    if isinstance(annotation, type) and issubclass(annotation, np.generic):
+        dtype = np.dtype(annotation)
+        if dtype in _FIELD_TYPE_BY_SCALAR:
+            return dtype
+    hint = ""
+    if annotation in (float, int, bool):
+        hint = "; Python's float/int/bool have no fixed size: use f64/f32, i64/i32..., bool_"
+    elif annotation in (str, bytes, list, tuple, dict, object) or getattr(annotation, "__origin__", None):
+        hint = "; only fixed-size numeric and bool fields are stored in columns"
+    raise SchemaError(component_name, field, f"unsupported field type {annotation!r}; expected one of "
+                                             f"f32 f64 i8 i16 i32 i64 u8 u16 u32 u64 bool_ or a vector "
+                                             f"such as f32[3]{hint}")
+
+
+_FIELD_TYPE_NAMESPACE = {ft.name: ft for ft in _FIELD_TYPE_BY_SCALAR.values()}
+
+
+class _FieldValue:
+    """Descriptor: reading a field of a component value gives a numpy scalar (or array)."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __get__(self, obj: object, owner: type | None = None) -> object:
+        if obj is None:
+            return self
+        value = obj._values[self.name]  # type: ignore[attr-defined]
+        return value[()] if value.ndim == 0 else value
+
+    def __set__(self, obj: object, value: object) -> None:
+        raise AttributeError(f"component values are immutable; build a new {type(obj).__name__}(...)")
+
+
+def _init(self: Any, *args: object, **kwargs: object) -> None:
+    info: ComponentInfo = type(self).__ecs_component__
+    names = list(info.fields)
+    if len(args) > len(names):
+        raise ComponentValueError(info.name, None, args,
+                                  f"takes at most {len(names)} positional values ({', '.join(names) or 'none'})")
+    given = dict(zip(names, args))
+    for key, value in kwargs.items():
+        if key not in info.fields:
+            raise ComponentValueError(info.name, key, value,
+                                      f"no such field; {info.name} has {', '.join(names) or 'no fields'}")
+        if key in given:
+            raise ComponentValueError(info.name, key, value, "given both positionally and by keyword")
+        given[key] = value
+    values: dict[str, np.ndarray] = {}
+    batch_len: int | None = None
+    batch_field = ""
+    for field, dtype in info.fields.items():
+        if field in given:
+            value = _coerce(info.name, field, dtype, given[field], batch=True)
+        elif field in info.defaults:
+            value = info.defaults[field]
+        else:
+            raise ComponentValueError(info.name, field, None, "missing: the field has no default")
+        if value.ndim > len(dtype.shape):
+            if batch_len is not None and value.shape[0] != batch_len:
+                raise ComponentValueError(info.name, field, f"<array of length {value.shape[0]}>",
+                                          f"length differs from field {batch_field!r} ({batch_len})")
+            batch_len, batch_field = value.shape[0], field
+        values[field] = value
+    object.__setattr__(self, "_values", values)
+    object.__setattr__(self, "_batch_len", batch_len)
+
+
+def _repr(self: Any) -> str:
+    info: ComponentInfo = type(self).__ecs_component__
+    parts = []
+    for field in info.fields:
+        value = self._values[field]
+        parts.append(f"{field}={value[()]}" if value.ndim == 0 else f"{field}={value.tolist()!r}")
+    return f"{info.name}({', '.join(parts)})"
+
+
+def _eq(self: Any, other: object) -> bool:
+    if type(other) is not type(self):
+        return NotImplemented
+    return all(np.array_equal(self._values[f], other._values[f]) for f in self._values)  # type: ignore[attr-defined]
+
+
+def values_of(value: object) -> tuple[ComponentInfo, dict[str, np.ndarray], int | None]:
+    """(info, converted field arrays, batch length or None) of a component value."""
+    info = getattr(type(value), "__ecs_component__", None)
+    if not isinstance(info, ComponentInfo) or info.cls is not type(value):
+        if is_component(value):
+            raise TypeError(f"{value.__name__} is a component class; pass a value such as "  # type: ignore[union-attr]
+                            f"{value.__name__}(...)")
+        raise TypeError(f"{value!r} is not a component value; declare its class with @ecs.component")
+    return info, value._values, value._batch_len  # type: ignore[attr-defined]
+
+
+def _coerce(component_name: str, field: str, dtype: np.dtype, value: object, batch: bool) -> np.ndarray:
+    """Convert `value` to the field's dtype, or raise ComponentValueError; never truncates silently.
+
+    Scalar form has the field's shape; batch form has one more leading axis.
+    """
+    base, shape = (dtype.base, dtype.shape) if dtype.shape else (dtype, ())
+    try:
+        arr = np.asarray(value)
+    except Exception:
+        raise ComponentValueError(component_name, field, value, "not convertible to a numeric array") from None
+    if arr.dtype.kind == "O" and all(isinstance(v, int) for v in arr.reshape(-1)):
+        raise ComponentValueError(component_name, field, value, f"does not fit {base.name}")
+    if arr.dtype.kind not in "biuf":
+        raise ComponentValueError(component_name, field, value,
+                                  f"expected a {base.name} value, got {arr.dtype.name} data")
+    if arr.shape[arr.ndim - len(shape):] != shape or arr.ndim not in (len(shape), len(shape) + (1 if batch else 0)):
+        want = f"shape {shape}" + (f" or (n, {', '.join(map(str, shape))})" if batch else "") if shape else "a scalar"
+        if batch and not shape:
+            want = "a scalar or a 1-D array"
+        raise ComponentValueError(component_name, field, value, f"expected {want}, got shape {arr.shape}")
+    if arr.dtype == base:
+        return arr
+    bad = _misfit_mask(arr, base)
+    if bad is not None:
+        flat_bad = np.flatnonzero(bad.reshape(-1))
+        if flat_bad.size:
+            first = arr.reshape(-1)[flat_bad[0]]
+            at = f" (element {int(flat_bad[0])})" if arr.ndim else ""
+            raise ComponentValueError(component_name, field, first.item(), f"does not fit {base.name}{at}")
+    with np.errstate(all="ignore"):
+        return arr.astype(base)
+
+
+def _misfit_mask(arr: np.ndarray, base: np.dtype) -> np.ndarray | None:
+    """Boolean mask of elements that would change value when cast to `base`; None when none can."""
+    src = arr.dtype
+    if base.kind == "b":
+        return None if src.kind == "b" else ~((arr == 0) | (arr == 1))
+    if base.kind in "iu":
+        info = np.iinfo(base)
+        if src.kind == "b":
+            return None
+        if src.kind in "iu":
+            if np.can_cast(src, base, "safe"):
+                return None
+            lo, hi = (arr.min(), arr.max()) if arr.size else (0, 0)
+            if int(lo) >= info.min and int(hi) <= info.max:
+                return None
+            as_obj = arr.astype(object)
+            return (as_obj < info.min) | (as_obj > info.max)
+        with np.errstate(invalid="ignore"):
+            # float(info.max) + 1 is exact (a power of two) where float(info.max) rounds up
+            return ~np.isfinite(arr) | (arr != np.floor(arr)) | (arr < float(info.min)) | (arr >= float(info.max) + 1)
+    # float target: ints and bools always convert; wider floats must not overflow to inf
+    if src.kind == "f" and src.itemsize > base.itemsize:
+        with np.errstate(over="ignore"):
+            return np.isfinite(arr) & ~np.isfinite(arr.astype(base))
+    return None

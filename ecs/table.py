@@ -1,0 +1,189 @@
+"""Tables: one archetype's rows, stored as columns in the world's shared arena.
+
+A table holds every entity that has exactly one set of components (its archetype, see
+archetype.py). Each field of each component is one column (SoA; a vector field `f32[3]` is one
+2-D column of shape `(rows, 3)`), beside an int64 column of entity ids. Rows are dense: row r of
+every column belongs to the entity in `entities[r]`; removal swaps the last row into the hole.
+
+Change state lives beside the columns in one bit matrix `(slots, words)`: slot `marks(C)` is
+the dirty bitset writers set for component C (kernels, set, spawn, add); slot `added(C)`
+records additions; further slots are readers' pending bitsets (changes.py). Keeping them in one
+matrix means moving a row's bits for every slot is one kernel call.
+
+Every array is a fixed reservation of `max_rows` rows in the arena: growing commits more of
+it (posix_fallocate), so views and worker mappings never move. Costs: append is O(new rows);
+swap-remove is O(fields + slots); growth is O(committed bytes) once per doubling.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from kernels import bits
+
+from .memory import Arena, Region
+from .schema import ComponentInfo
+
+MAX_SLOTS = 256          # bitsets per table: 2 per component + readers' pending sets
+MIN_CAPACITY = 1024      # rows committed at first growth
+_BIT = [np.uint64(1) << np.uint64(b) for b in range(64)]
+
+
+class Table:
+    """Columns, entity ids and change bits of one archetype."""
+
+    def __init__(self, table_id: int, components: tuple[ComponentInfo, ...], arena: Arena,
+                 max_rows: int) -> None:
+        self.id = table_id
+        self.components = components
+        self.component_ids = frozenset(info.id for info in components)
+        self.max_rows = max_rows
+        self.max_words = -(-max_rows // 64)
+        self.n = 0
+        self.capacity = 0
+        self._arena = arena
+        self._regions: list[tuple[Region, int]] = []   # (region, bytes per row)
+        self._entity_region, self.entities_all = self._reserve(np.dtype(np.int64), ())
+        # columns_by_component[C.id] = {field: full-reservation view}; rows [:n] are live
+        self.columns_by_component: dict[int, dict[str, np.ndarray]] = {}
+        for info in components:
+            cols = {}
+            for field, dtype in info.fields.items():
+                _, cols[field] = self._reserve(dtype.base if dtype.shape else dtype, dtype.shape)
+            self.columns_by_component[info.id] = cols
+        self._bits_region = arena.allocate(MAX_SLOTS * self.max_words * 8)
+        self.bit_matrix = self._bits_region.view(np.uint64, (MAX_SLOTS, self.max_words))
+        self._slot_in_use = np.zeros(MAX_SLOTS, np.bool_)
+        self.nslots = 0   # one past the highest slot in use: row-moving kernels visit [0, nslots)
+        self._committed_words = 0
+        self.marks_slot: dict[int, int] = {}
+        self.added_slot: dict[int, int] = {}
+        for info in components:
+            self.marks_slot[info.id] = self.allocate_slot()
+            self.added_slot[info.id] = self.allocate_slot()
+        self.info_by_id = {info.id: info for info in components}
+        # archetype graph edges, filled by archetype.py
+        self.edge_add: dict[int, Table] = {}
+        self.edge_remove: dict[int, Table] = {}
+
+    def _reserve(self, dtype: np.dtype, shape: tuple[int, ...]) -> tuple[Region, np.ndarray]:
+        row_bytes = dtype.itemsize * int(np.prod(shape, dtype=np.int64))
+        region = self._arena.allocate(row_bytes * self.max_rows)
+        self._regions.append((region, row_bytes))
+        return region, region.view(dtype, (self.max_rows, *shape))
+
+    # ---------------------------------------------------------------- capacity
+    def reserve(self, rows: int) -> None:
+        """Commit memory for at least `rows` rows (grows by doubling; MemoryError past max_rows)."""
+        if rows <= self.capacity:
+            return
+        if rows > self.max_rows:
+            names = ", ".join(info.name for info in self.components) or "no components"
+            raise MemoryError(f"table ({names}) cannot hold {rows} rows: World(max_rows={self.max_rows}); "
+                              f"create the world with a larger max_rows")
+        capacity = min(max(rows, 2 * self.capacity, MIN_CAPACITY), self.max_rows)
+        for region, row_bytes in self._regions:
+            region.commit(row_bytes * capacity)
+        words = -(-capacity // 64)
+        for slot in np.flatnonzero(self._slot_in_use):
+            self._commit_slot(int(slot), words)
+        self._committed_words = words
+        self.capacity = capacity
+
+    def _commit_slot(self, slot: int, words: int) -> None:
+        self._bits_region.commit_range(slot * self.max_words * 8, words * 8)
+
+    # ---------------------------------------------------------------- slots
+    def allocate_slot(self) -> int:
+        """A zeroed bitset slot for marks or a reader; RuntimeError when all MAX_SLOTS are used."""
+        free = np.flatnonzero(~self._slot_in_use)
+        if free.size == 0:
+            raise RuntimeError(f"table {self.id} has no free change-tracking slots ({MAX_SLOTS}); "
+                               f"too many live queries or systems with changed=/added= filters")
+        slot = int(free[0])
+        self._slot_in_use[slot] = True
+        self.nslots = max(self.nslots, slot + 1)
+        if self._committed_words:
+            self._commit_slot(slot, self._committed_words)
+        return slot
+
+    def release_slot(self, slot: int) -> None:
+        self.bit_matrix[slot, : self._committed_words] = 0
+        self._slot_in_use[slot] = False
+        used = np.flatnonzero(self._slot_in_use)
+        self.nslots = int(used[-1]) + 1 if used.size else 0
+
+    # ---------------------------------------------------------------- rows
+    def append(self, count: int) -> int:
+        """Make `count` new rows at the end; returns the first. Their values are unset."""
+        start = self.n
+        self.reserve(start + count)
+        self.n = start + count
+        return start
+
+    def mark_new_rows(self, start: int, stop: int, infos: tuple[ComponentInfo, ...] | None = None) -> None:
+        """Mark rows [start, stop) added and changed for `infos` (default: every component)."""
+        for info in self.components if infos is None else infos:
+            bits.fill_range(self.bit_matrix[self.marks_slot[info.id]], start, stop)
+            bits.fill_range(self.bit_matrix[self.added_slot[info.id]], start, stop)
+
+    def mark_row(self, slot: int, row: int) -> None:
+        self.bit_matrix[slot, row >> 6] |= _BIT[row & 63]
+
+    def swap_remove(self, row: int) -> int:
+        """Remove `row` by moving the last row into it. Returns the moved entity id, or -1 if the
+        removed row was the last. The vacated last row's bits are cleared."""
+        last = self.n - 1
+        moved = -1
+        if row != last:
+            for cols in self.columns_by_component.values():
+                for col in cols.values():
+                    col[row] = col[last]
+            moved = int(self.entities_all[last])
+            self.entities_all[row] = moved
+        bits.move_rows_bits(self.bit_matrix, self.nslots, np.array([last], np.int64),
+                            np.array([row], np.int64))
+        self.n = last
+        return moved
+
+    def remove_rows(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Remove a set of distinct rows at once, filling holes from the tail.
+
+        Returns (moved entity ids, their new rows). O(removed rows x (fields + slots))."""
+        k = rows.shape[0]
+        new_n = self.n - k
+        doomed_tail = np.zeros(k, np.bool_)
+        in_tail = rows >= new_n
+        doomed_tail[rows[in_tail] - new_n] = True
+        holes = np.sort(rows[~in_tail])
+        sources = new_n + np.flatnonzero(~doomed_tail)
+        for cols in self.columns_by_component.values():
+            for col in cols.values():
+                col[holes] = col[sources]
+        moved = self.entities_all[sources].copy()
+        self.entities_all[holes] = moved
+        # every removed row's bits must end cleared: first move survivors, then clear the tail
+        bits.move_rows_bits(self.bit_matrix, self.nslots, sources.astype(np.int64), holes.astype(np.int64))
+        tail_words = self.bit_matrix[: self.nslots]
+        for slot in range(tail_words.shape[0]):
+            bits.clear_range(tail_words[slot], new_n, self.n)
+        self.n = new_n
+        return moved, holes
+
+    # ---------------------------------------------------------------- views
+    def column(self, info: ComponentInfo, field: str) -> np.ndarray:
+        """Live view of one column: rows [0, n)."""
+        return self.columns_by_component[info.id][field][: self.n]
+
+    @property
+    def entities(self) -> np.ndarray:
+        return self.entities_all[: self.n]
+
+    def release(self) -> None:
+        for region, _ in self._regions:
+            region.release()
+        self._bits_region.release()
+
+    def __repr__(self) -> str:
+        names = ", ".join(info.name for info in self.components)
+        return f"<Table {self.id} ({names}) rows={self.n}>"

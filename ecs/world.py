@@ -1,0 +1,377 @@
+"""World: the one place structure changes.
+
+A world owns one shared arena (memory.py), the entity index (entity.py), the archetype tables
+(archetype.py, table.py), the change readers (changes.py) and the resources. Every structural
+change (spawn, despawn, add, remove) happens here, in the main process, between system stages.
+
+Every call validates all of its input before it changes anything: a call that raises leaves
+the world exactly as it was (no half-spawned entity, no half-written batch).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, MutableMapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from kernels import bits
+
+from .archetype import Archetypes
+from .changes import ChangeTracker
+from .entity import INDEX_MASK, EntityIndex
+from .errors import ComponentValueError, MissingComponentError, WorldClosedError
+from .memory import Arena
+from .query import Query
+from .schema import ComponentInfo, info_of, values_of
+from .table import Table
+
+DEFAULT_MAX_ROWS = 1 << 25        # rows one archetype table can hold (address space only)
+DEFAULT_MAX_ENTITIES = 1 << 28    # live entities a world can hold (address space only)
+
+Values = dict[str, np.ndarray]
+
+
+class World:
+    """Entities, their components as shared-memory columns, systems and resources.
+
+    `workers`: 0 runs systems in this process; N >= 1 uses N worker processes; "auto" one per
+    core. `max_rows` / `max_entities` size the address-space reservations (memory is committed
+    only as tables grow).
+    """
+
+    def __init__(self, workers: int | str = 0, *, max_rows: int = DEFAULT_MAX_ROWS,
+                 max_entities: int = DEFAULT_MAX_ENTITIES) -> None:
+        self.workers = _worker_count(workers)
+        for name, value in (("max_rows", max_rows), ("max_entities", max_entities)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 64:
+                raise ValueError(f"World({name}={value!r}): expected an int >= 64")
+        self._closed = False
+        self._arena = Arena()
+        self._entities = EntityIndex(self._arena, max_entities)
+        self._archetypes = Archetypes(self._arena, max_rows)
+        self._changes = ChangeTracker(self._archetypes)
+        self.resources = Resources(self._arena)
+        self._table_by_types: dict[tuple[type, ...], Table] = {}
+
+    # ---------------------------------------------------------------- lifecycle
+    def close(self) -> None:
+        """Release every column and resource; further use raises WorldClosedError. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        self._arena.close()
+
+    def __enter__(self) -> World:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def _check_open(self, operation: str) -> None:
+        if self._closed:
+            raise WorldClosedError(operation)
+
+    def __len__(self) -> int:
+        return self._entities.alive
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else f"{len(self)} entities in {len(self._archetypes.tables)} tables"
+        return f"<World {state}, workers={self.workers}>"
+
+    # ---------------------------------------------------------------- spawn / despawn
+    def spawn(self, *components: object) -> int:
+        """Create one entity with these component values; returns its id."""
+        self._check_open("spawn")
+        parts = _unpack("spawn", components)
+        for info, _, n in parts:
+            if n is not None:
+                raise ComponentValueError(info.name, None, f"<arrays of length {n}>",
+                                          "spawn() takes scalar values; use spawn_batch(n, ...) for arrays")
+        table = self._table_of_values(parts)
+        table.reserve(table.n + 1)
+        index = int(self._entities.allocate(1)[0])
+        row = table.append(1)
+        for info, values, _ in parts:
+            for field, col in table.columns_by_component[info.id].items():
+                col[row] = values[field]
+        entity = (int(self._entities.generation[index]) << 32) | index
+        table.entities_all[row] = entity
+        self._entities.place(index, table.id, row)
+        self._entities.alive += 1
+        for info, _, _ in parts:
+            table.mark_row(table.marks_slot[info.id], row)
+            table.mark_row(table.added_slot[info.id], row)
+        return entity
+
+    def spawn_batch(self, n: int, *components: object) -> np.ndarray:
+        """Create `n` entities in one table placement; values are arrays of length n or scalars
+        that broadcast. Returns their ids (int64). Cost: O(n) vectorised, no per-entity loop."""
+        self._check_open("spawn_batch")
+        if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 0:
+            raise ValueError(f"spawn_batch(n={n!r}): n must be an int >= 0")
+        n = int(n)
+        parts = _unpack("spawn_batch", components)
+        for info, values, length in parts:
+            if length is not None and length != n:
+                field = next(f for f, v in values.items() if v.ndim > len(info.fields[f].shape))
+                raise ComponentValueError(info.name, field, f"<array of length {length}>",
+                                          f"batch length {length} differs from n={n}")
+        table = self._table_of_values(parts)
+        table.reserve(table.n + n)
+        index = self._entities.allocate(n)
+        start = table.append(n)
+        stop = start + n
+        for info, values, _ in parts:
+            for field, col in table.columns_by_component[info.id].items():
+                col[start:stop] = values[field]
+        ids = self._entities.ids_of(index)
+        table.entities_all[start:stop] = ids
+        self._entities.place(index, table.id, np.arange(start, stop, dtype=np.int32))
+        self._entities.alive += n
+        table.mark_new_rows(start, stop, tuple(info for info, _, _ in parts))
+        return ids
+
+    def despawn(self, entity: int) -> None:
+        """Destroy one entity; its id is never alive again. DeadEntityError if it is not alive."""
+        self._check_open("despawn")
+        index, table_id, row = self._entities.locate(entity)
+        table = self._archetypes.tables[table_id]
+        moved = table.swap_remove(row)
+        if moved >= 0:
+            self._entities.row_of[moved & INDEX_MASK] = row
+        self._entities.free(np.array([index], np.int64))
+        self._entities.alive -= 1
+
+    def despawn_batch(self, entities: Sequence[int] | np.ndarray) -> None:
+        """Destroy many entities; all must be alive and distinct, else nothing is despawned."""
+        self._check_open("despawn_batch")
+        ids = _id_array(entities)
+        if np.unique(ids).shape[0] != ids.shape[0]:
+            values, counts = np.unique(ids, return_counts=True)
+            raise ValueError(f"despawn_batch: entity {int(values[counts > 1][0])} is listed more than once")
+        index = self._entities.locate_batch(ids)
+        table_ids = self._entities.table_of[index]
+        for table_id in np.unique(table_ids):
+            table = self._archetypes.tables[int(table_id)]
+            rows = self._entities.row_of[index[table_ids == table_id]].astype(np.int64)
+            moved, new_rows = table.remove_rows(rows)
+            self._entities.row_of[moved & INDEX_MASK] = new_rows
+        self._entities.free(index)
+        self._entities.alive -= ids.shape[0]
+
+    def is_alive(self, entity: int) -> bool:
+        self._check_open("is_alive")
+        return self._entities.is_alive(entity)
+
+    # ---------------------------------------------------------------- components of one entity
+    def has(self, entity: int, component: type) -> bool:
+        self._check_open("has")
+        info = info_of(component)
+        _, table_id, _ = self._entities.locate(entity)
+        return info.id in self._archetypes.tables[table_id].component_ids
+
+    def get(self, entity: int, component: type) -> Any:
+        """A copy of the entity's component value (fields are numpy scalars)."""
+        self._check_open("get")
+        info = info_of(component)
+        _, table_id, row = self._entities.locate(entity)
+        table = self._archetypes.tables[table_id]
+        columns = table.columns_by_component.get(info.id)
+        if columns is None:
+            raise self._missing(entity, table, info)
+        value = object.__new__(info.cls)
+        object.__setattr__(value, "_values", {field: col[row].copy() for field, col in columns.items()})
+        object.__setattr__(value, "_batch_len", None)
+        return value
+
+    def set(self, entity: int, value: object) -> None:
+        """Write one component value and mark the row changed."""
+        self._check_open("set")
+        info, values, length = values_of(value)
+        if length is not None:
+            raise ComponentValueError(info.name, None, f"<arrays of length {length}>",
+                                      "set() takes scalar values; use set_batch(ids, ...) for arrays")
+        _, table_id, row = self._entities.locate(entity)
+        table = self._archetypes.tables[table_id]
+        columns = table.columns_by_component.get(info.id)
+        if columns is None:
+            raise self._missing(entity, table, info)
+        for field, col in columns.items():
+            col[row] = values[field]
+        table.mark_row(table.marks_slot[info.id], row)
+
+    def set_batch(self, entities: Sequence[int] | np.ndarray, value: object) -> None:
+        """Write one component for many entities (values: arrays of len(entities) or scalars)
+        and mark their rows changed. Checks every id and length before writing anything."""
+        self._check_open("set_batch")
+        info, values, length = values_of(value)
+        ids = _id_array(entities)
+        if length is not None and length != ids.shape[0]:
+            field = next(f for f, v in values.items() if v.ndim > len(info.fields[f].shape))
+            raise ComponentValueError(info.name, field, f"<array of length {length}>",
+                                      f"batch length {length} differs from the {ids.shape[0]} entities given")
+        index = self._entities.locate_batch(ids)
+        table_ids = self._entities.table_of[index]
+        groups = []
+        for table_id in np.unique(table_ids):
+            table = self._archetypes.tables[int(table_id)]
+            where = np.flatnonzero(table_ids == table_id)
+            if info.id not in table.component_ids:
+                raise self._missing(int(ids[where[0]]), table, info)
+            groups.append((table, where))
+        for table, where in groups:
+            rows = self._entities.row_of[index[where]].astype(np.int64)
+            for field, col in table.columns_by_component[info.id].items():
+                data = values[field]
+                col[rows] = data[where] if data.ndim > len(info.fields[field].shape) else data
+            bits.mark_rows(table.bit_matrix[table.marks_slot[info.id]], rows)
+
+    def add(self, entity: int, *components: object) -> None:
+        """Give the entity these component values (overwriting ones it has). A new component moves
+        the entity to another table, keeping every other value and its change state."""
+        self._check_open("add")
+        parts = _unpack("add", components)
+        for info, _, n in parts:
+            if n is not None:
+                raise ComponentValueError(info.name, None, f"<arrays of length {n}>", "add() takes scalar values")
+        index, table_id, row = self._entities.locate(entity)
+        table = self._archetypes.tables[table_id]
+        new = tuple(info for info, _, _ in parts if info.id not in table.component_ids)
+        if new:
+            target = self._archetypes.with_added(table, new)
+            row = self._move(index, table, row, target)
+            table = target
+        for info, values, _ in parts:
+            for field, col in table.columns_by_component[info.id].items():
+                col[row] = values[field]
+            table.mark_row(table.marks_slot[info.id], row)
+        for info in new:
+            table.mark_row(table.added_slot[info.id], row)
+
+    def remove(self, entity: int, *components: type) -> None:
+        """Take these components away; the entity keeps every other value and change state."""
+        self._check_open("remove")
+        infos = [info_of(c) for c in components]
+        index, table_id, row = self._entities.locate(entity)
+        table = self._archetypes.tables[table_id]
+        for info in infos:
+            if info.id not in table.component_ids:
+                raise self._missing(entity, table, info)
+        if infos:
+            self._move(index, table, row, self._archetypes.with_removed(table, infos))
+
+    def _move(self, index: int, source: Table, row: int, target: Table) -> int:
+        """Move one entity's row between tables; returns its row in `target`."""
+        target.reserve(target.n + 1)
+        new_row = target.append(1)
+        for cid in source.component_ids & target.component_ids:
+            src_cols = source.columns_by_component[cid]
+            for field, col in target.columns_by_component[cid].items():
+                col[new_row] = src_cols[field][row]
+        target.entities_all[new_row] = source.entities_all[row]
+        src_slots, dst_slots = self._changes.transfer_slots(source, target)
+        bits.transfer_row_bits(source.bit_matrix, src_slots, row, target.bit_matrix, dst_slots, new_row)
+        moved = source.swap_remove(row)
+        if moved >= 0:
+            self._entities.row_of[moved & INDEX_MASK] = row
+        self._entities.place(index, target.id, new_row)
+        return new_row
+
+    def _missing(self, entity: int, table: Table, info: ComponentInfo) -> MissingComponentError:
+        return MissingComponentError(int(entity), info.name, [c.name for c in table.components])
+
+    def _table_of_values(self, parts: list[tuple[ComponentInfo, Values, int | None]]) -> Table:
+        key = tuple(info.cls for info, _, _ in parts)
+        table = self._table_by_types.get(key)
+        if table is None:
+            table = self._table_by_types[key] = self._archetypes.table_for(info for info, _, _ in parts)
+        return table
+
+    # ---------------------------------------------------------------- queries
+    def query(self, *components: type, without: Sequence[type] = (), changed: Sequence[type] = (),
+              added: Sequence[type] = ()) -> Query:
+        """A cached query over tables with every component and none of `without`; see query.py."""
+        self._check_open("query")
+        return Query(self, components, without, changed, added)
+
+
+class Resources(MutableMapping[str, Any]):
+    """World-wide values by name. Numeric scalars are kept as given; numpy arrays are copied
+    into the shared arena, and reading the name returns that shared array (kernel writes,
+    in any process, are visible through it)."""
+
+    def __init__(self, arena: Arena) -> None:
+        self._arena = arena
+        self._values: dict[str, Any] = {}
+        self._regions: dict[str, Any] = {}
+
+    def __getitem__(self, name: str) -> Any:
+        return self._values[name]
+
+    def __setitem__(self, name: str, value: Any) -> None:
+        if not isinstance(name, str) or not name.isidentifier():
+            raise KeyError(f"resource names are identifiers (they bind system parameters), got {name!r}")
+        if isinstance(value, np.ndarray):
+            if value.dtype.kind not in "biuf":
+                raise TypeError(f"resource {name!r}: arrays must be numeric or bool, got dtype {value.dtype}")
+            region = self._arena.allocate(max(value.nbytes, 1))
+            region.commit(value.nbytes)
+            shared = region.view(value.dtype, value.shape)
+            shared[...] = value
+            self._drop(name)
+            self._values[name], self._regions[name] = shared, region
+        elif isinstance(value, (bool, int, float, np.bool_, np.integer, np.floating)):
+            self._drop(name)
+            self._values[name] = value
+        else:
+            raise TypeError(f"resource {name!r}: expected a number, a bool or a numpy array, "
+                            f"got {type(value).__name__}")
+
+    def __delitem__(self, name: str) -> None:
+        if name not in self._values:
+            raise KeyError(name)
+        self._drop(name)
+
+    def _drop(self, name: str) -> None:
+        self._values.pop(name, None)
+        region = self._regions.pop(name, None)
+        if region is not None:
+            region.release()
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._values)
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+    def __repr__(self) -> str:
+        return f"Resources({sorted(self._values)})"
+
+
+def _unpack(call: str, components: tuple[object, ...]) -> list[tuple[ComponentInfo, Values, int | None]]:
+    parts = []
+    seen: set[int] = set()
+    for value in components:
+        info, values, length = values_of(value)
+        if info.id in seen:
+            raise ComponentValueError(info.name, None, value, f"{call}() got {info.name} twice")
+        seen.add(info.id)
+        parts.append((info, values, length))
+    return parts
+
+
+def _id_array(entities: Sequence[int] | np.ndarray) -> np.ndarray:
+    ids = np.asarray(entities)
+    if ids.ndim != 1 or (ids.size and ids.dtype.kind not in "iu"):
+        raise TypeError(f"expected a 1-D sequence of entity ids, got {ids.dtype} array of shape {ids.shape}")
+    return ids.astype(np.int64, copy=False)
+
+
+def _worker_count(workers: int | str) -> int:
+    if workers == "auto":
+        return len(os.sched_getaffinity(0))
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 0:
+        raise ValueError(f"World(workers={workers!r}): expected an int >= 0 or 'auto'")
+    return workers

@@ -1,0 +1,53 @@
+"""The one place compile options live.
+
+Every kernel of the library and every user system is compiled with `OPTIONS`: cached on disk,
+GIL released, no `parallel=True` (processes are our parallelism; RUNTIME.md Q2: a forked child of
+a process that ran an `omp` parallel kernel dies), numpy's error model (a division by zero gives
+inf/nan as in numpy, not an exception inside a kernel).
+
+The cache directory folds in a hash of this package's sources: numba does not notice that a
+helper in another file changed (numba #1833, #9483; RUNTIME.md Q8 measured a stale result), so a
+change to any kernel here starts a fresh cache. It defaults to a per-user directory so that a
+read-only install still imports; NUMBA_CACHE_DIR set by the user wins.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import pathlib
+import sys
+
+_PACKAGE = pathlib.Path(__file__).resolve().parent
+
+
+def _sources_digest() -> str:
+    digest = hashlib.blake2s(digest_size=6)
+    for path in sorted(_PACKAGE.glob("*.py")):
+        digest.update(path.name.encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+def _default_cache_dir() -> str:
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    tag = f"py{sys.version_info[0]}{sys.version_info[1]}-{_sources_digest()}"
+    return os.path.join(base, "ecs", "numba", tag)
+
+
+CACHE_DIR = os.environ.setdefault("NUMBA_CACHE_DIR", _default_cache_dir())
+
+import numba  # noqa: E402  (after NUMBA_CACHE_DIR is set)
+
+if numba.config.CACHE_DIR != CACHE_DIR:  # numba was imported before us: tell it directly
+    numba.config.CACHE_DIR = CACHE_DIR
+
+OPTIONS = {"cache": True, "nogil": True, "error_model": "numpy"}
+
+
+def jit(fn=None, **overrides):
+    """`numba.njit` with the library's options; usable bare (`@jit`) or with overrides."""
+    options = {**OPTIONS, **overrides}
+    if fn is None:
+        return lambda f: numba.njit(**options)(f)
+    return numba.njit(**options)(fn)

@@ -1,0 +1,194 @@
+"""Dirty-bit kernels: bitsets of uint64 words, bit `row & 63` of word `row >> 6`.
+
+A table keeps its bitsets as the rows of one 2-D matrix `(slots, words)`, so moving a row's
+bits (swap-remove, archetype moves) touches every slot in one call. Finding set rows skips
+zero words and walks set bits with a trailing-zero count: O(rows/64) + O(set rows).
+Every kernel here has a numpy twin in tests/reference.py.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba.cpython.unsafe.numbers import trailing_zeros
+
+from ._jit import jit
+
+ONE = np.uint64(1)
+ALL = np.uint64(0xFFFFFFFFFFFFFFFF)
+
+
+@jit
+def mark_changed(changed, row):
+    """Mark one row in a slice's dirty bits; callable inside kernels (`ecs.mark_changed`)."""
+    changed[row >> 6] |= ONE << np.uint64(row & 63)
+
+
+@jit
+def fill_range(words, start, stop):
+    """Set bits [start, stop): whole words at once, partial words at the two ends."""
+    if stop <= start:
+        return
+    first = start >> 6
+    last = (stop - 1) >> 6
+    lo_mask = ALL << np.uint64(start & 63)
+    hi_mask = ALL >> np.uint64(63 - ((stop - 1) & 63))
+    if first == last:
+        words[first] |= lo_mask & hi_mask
+        return
+    words[first] |= lo_mask
+    for w in range(first + 1, last):
+        words[w] = ALL
+    words[last] |= hi_mask
+
+
+@jit
+def clear_range(words, start, stop):
+    """Clear bits [start, stop)."""
+    if stop <= start:
+        return
+    first = start >> 6
+    last = (stop - 1) >> 6
+    lo_keep = ~(ALL << np.uint64(start & 63))
+    hi_keep = ~(ALL >> np.uint64(63 - ((stop - 1) & 63)))
+    if first == last:
+        words[first] &= lo_keep | hi_keep
+        return
+    words[first] &= lo_keep
+    for w in range(first + 1, last):
+        words[w] = 0
+    words[last] &= hi_keep
+
+
+@jit
+def count_set(words, nbits):
+    """Number of set bits among the first `nbits`."""
+    total = 0
+    nwords = (nbits + 63) >> 6
+    for w in range(nwords):
+        v = words[w]
+        if w == nwords - 1 and (nbits & 63):
+            v &= ~(ALL << np.uint64(nbits & 63))
+        while v:
+            v &= v - ONE
+            total += 1
+    return total
+
+
+@jit
+def set_rows(words, nbits):
+    """Rows of the set bits among the first `nbits`, ascending, as int64 (word-skipping walk)."""
+    count = count_set(words, nbits)
+    out = np.empty(count, np.int64)
+    k = 0
+    nwords = (nbits + 63) >> 6
+    for w in range(nwords):
+        v = words[w]
+        if v == 0:
+            continue
+        if w == nwords - 1 and (nbits & 63):
+            v &= ~(ALL << np.uint64(nbits & 63))
+        base = w << 6
+        while v:
+            out[k] = base + np.int64(trailing_zeros(v))
+            k += 1
+            v &= v - ONE
+    return out
+
+
+@jit
+def set_rows_of_union(matrix, slots, nbits):
+    """Rows set in any of `matrix[slots]` among the first `nbits`, ascending."""
+    nwords = (nbits + 63) >> 6
+    count = 0
+    for w in range(nwords):
+        v = np.uint64(0)
+        for s in slots:
+            v |= matrix[s, w]
+        if w == nwords - 1 and (nbits & 63):
+            v &= ~(ALL << np.uint64(nbits & 63))
+        while v:
+            v &= v - ONE
+            count += 1
+    out = np.empty(count, np.int64)
+    k = 0
+    for w in range(nwords):
+        v = np.uint64(0)
+        for s in slots:
+            v |= matrix[s, w]
+        if v == 0:
+            continue
+        if w == nwords - 1 and (nbits & 63):
+            v &= ~(ALL << np.uint64(nbits & 63))
+        base = w << 6
+        while v:
+            out[k] = base + np.int64(trailing_zeros(v))
+            k += 1
+            v &= v - ONE
+    return out
+
+
+@jit
+def flush_marks(matrix, source, targets, nwords):
+    """OR the marks of slot `source` into every slot of `targets`, then clear `source`.
+
+    Zero words are skipped, so an untouched bitset costs one read per word."""
+    for w in range(nwords):
+        v = matrix[source, w]
+        if v == 0:
+            continue
+        for t in targets:
+            matrix[t, w] |= v
+        matrix[source, w] = 0
+
+
+@jit
+def clear_words(matrix, slots, nwords):
+    """Zero the first `nwords` of each slot in `slots`."""
+    for s in slots:
+        for w in range(nwords):
+            matrix[s, w] = 0
+
+
+@jit
+def move_rows_bits(matrix, nslots, sources, destinations):
+    """For each pair, copy the bits of row `sources[k]` to row `destinations[k]` in the first
+    `nslots` slots, then clear the source bit. Pairs are applied in order."""
+    for k in range(sources.shape[0]):
+        src = sources[k]
+        dst = destinations[k]
+        sw = src >> 6
+        sb = np.uint64(src & 63)
+        dw = dst >> 6
+        db = np.uint64(dst & 63)
+        for s in range(nslots):
+            bit = (matrix[s, sw] >> sb) & ONE
+            matrix[s, sw] &= ~(ONE << sb)
+            matrix[s, dw] = (matrix[s, dw] & ~(ONE << db)) | (bit << db)
+
+
+@jit
+def transfer_row_bits(src_matrix, src_slots, src_row, dst_matrix, dst_slots, dst_row):
+    """Copy one row's bit from each `src_slots[k]` of one table to `dst_slots[k]` of another."""
+    sw = src_row >> 6
+    sb = np.uint64(src_row & 63)
+    dw = dst_row >> 6
+    db = np.uint64(dst_row & 63)
+    for k in range(src_slots.shape[0]):
+        bit = (src_matrix[src_slots[k], sw] >> sb) & ONE
+        d = dst_slots[k]
+        dst_matrix[d, dw] = (dst_matrix[d, dw] & ~(ONE << db)) | (bit << db)
+
+
+@jit
+def transfer_rows_bits(src_matrix, src_slots, src_rows, dst_matrix, dst_slots, dst_start):
+    """Batch form of transfer_row_bits: row src_rows[k] goes to row dst_start + k."""
+    for k in range(src_rows.shape[0]):
+        transfer_row_bits(src_matrix, src_slots, src_rows[k], dst_matrix, dst_slots, dst_start + k)
+
+
+@jit
+def mark_rows(words, rows):
+    """Set the bit of every row in `rows`."""
+    for k in range(rows.shape[0]):
+        r = rows[k]
+        words[r >> 6] |= ONE << np.uint64(r & 63)
