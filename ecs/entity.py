@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from kernels import rows
+
 from .errors import DeadEntityError
 from .memory import Arena
 
@@ -75,27 +77,30 @@ class EntityIndex:
         return index
 
     # ---------------------------------------------------------------- allocation
-    def allocate(self, count: int) -> np.ndarray:
-        """`count` fresh indices: free slots first (most recently freed first), then new ones.
-        The caller must `place` them; until then they are not alive."""
+    def spawn_into(self, count: int, table_id: int, first_row: int, entity_col: np.ndarray) -> None:
+        """Allocate `count` entities and place them at rows [first_row, first_row + count) of a
+        table, writing their ids into `entity_col`. Free slots are reused first (most recently
+        freed first), then new indices. Checks capacity before changing anything."""
         reuse = min(count, self._nfree)
-        reused = self._free[self._nfree - reuse: self._nfree][::-1].copy()
-        fresh_count = count - reuse
+        fresh = count - reuse
         start = self.high_water
-        if start + fresh_count > self.max_entities:
+        if start + fresh > self.max_entities:
             raise MemoryError(f"cannot spawn {count} entities: World(max_entities={self.max_entities}) "
                               f"slots are all in use")
-        self._reserve(start + fresh_count)
-        self._nfree -= reuse
-        self.high_water = start + fresh_count
-        return np.concatenate([reused, np.arange(start, start + fresh_count, dtype=np.int64)])
+        self._reserve(start + fresh)
+        if reuse:
+            reused = self._free[self._nfree - reuse: self._nfree][::-1].copy()
+            rows.place_indices(reused, table_id, first_row, self.generation, self.table_of,
+                               self.row_of, entity_col)
+            self._nfree -= reuse
+        rows.place_range(start, fresh, table_id, first_row + reuse, self.generation, self.table_of,
+                         self.row_of, entity_col)
+        self.high_water = start + fresh
+        self.alive += count
 
-    def ids_of(self, index: np.ndarray) -> np.ndarray:
-        return (self.generation[index].astype(np.int64) << INDEX_BITS) | index
-
-    def place(self, index: np.ndarray | int, table: int, rows: np.ndarray | int) -> None:
+    def place(self, index: int, table: int, row: int) -> None:
         self.table_of[index] = table
-        self.row_of[index] = rows
+        self.row_of[index] = row
 
     def free(self, index: np.ndarray) -> None:
         """Release slots: bump their generation; retire those that would overflow it."""

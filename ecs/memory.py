@@ -27,6 +27,7 @@ Cost: creating the arena is two syscalls; a region is a bump of an offset.
 from __future__ import annotations
 
 import atexit
+import math
 import mmap
 import os
 import weakref
@@ -81,7 +82,7 @@ class Arena:
 
     def view(self, dtype: np.dtype, offset: int, shape: tuple[int, ...]) -> np.ndarray:
         dtype = np.dtype(dtype)
-        count = int(np.prod(shape, dtype=np.int64))
+        count = math.prod(shape)
         return np.frombuffer(self.map, dtype=dtype, count=count, offset=offset).reshape(shape)
 
     def committed_bytes(self) -> int:

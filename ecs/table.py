@@ -17,6 +17,8 @@ swap-remove is O(fields + slots); growth is O(committed bytes) once per doubling
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from kernels import bits
@@ -67,7 +69,7 @@ class Table:
         self.edge_remove: dict[int, Table] = {}
 
     def _reserve(self, dtype: np.dtype, shape: tuple[int, ...]) -> tuple[Region, np.ndarray]:
-        row_bytes = dtype.itemsize * int(np.prod(shape, dtype=np.int64))
+        row_bytes = dtype.itemsize * math.prod(shape)
         region = self._arena.allocate(row_bytes * self.max_rows)
         self._regions.append((region, row_bytes))
         return region, region.view(dtype, (self.max_rows, *shape))

@@ -91,19 +91,16 @@ class World:
                                           "spawn() takes scalar values; use spawn_batch(n, ...) for arrays")
         table = self._table_of_values(parts)
         table.reserve(table.n + 1)
-        index = int(self._entities.allocate(1)[0])
-        row = table.append(1)
+        row = table.n
+        self._entities.spawn_into(1, table.id, row, table.entities_all)
+        table.append(1)
         for info, values, _ in parts:
             for field, col in table.columns_by_component[info.id].items():
                 col[row] = values[field]
-        entity = (int(self._entities.generation[index]) << 32) | index
-        table.entities_all[row] = entity
-        self._entities.place(index, table.id, row)
-        self._entities.alive += 1
         for info, _, _ in parts:
             table.mark_row(table.marks_slot[info.id], row)
             table.mark_row(table.added_slot[info.id], row)
-        return entity
+        return int(table.entities_all[row])
 
     def spawn_batch(self, n: int, *components: object) -> np.ndarray:
         """Create `n` entities in one table placement; values are arrays of length n or scalars
@@ -120,18 +117,15 @@ class World:
                                           f"batch length {length} differs from n={n}")
         table = self._table_of_values(parts)
         table.reserve(table.n + n)
-        index = self._entities.allocate(n)
-        start = table.append(n)
+        start = table.n
         stop = start + n
+        self._entities.spawn_into(n, table.id, start, table.entities_all)
+        table.append(n)
         for info, values, _ in parts:
             for field, col in table.columns_by_component[info.id].items():
                 col[start:stop] = values[field]
-        ids = self._entities.ids_of(index)
-        table.entities_all[start:stop] = ids
-        self._entities.place(index, table.id, np.arange(start, stop, dtype=np.int32))
-        self._entities.alive += n
         table.mark_new_rows(start, stop, tuple(info for info, _, _ in parts))
-        return ids
+        return table.entities_all[start:stop].copy()
 
     def despawn(self, entity: int) -> None:
         """Destroy one entity; its id is never alive again. DeadEntityError if it is not alive."""
