@@ -1,0 +1,135 @@
+"""Numpy twins ("oracles") of every kernel in kernels/bits.py and kernels/rows.py.
+
+Each twin is written the obvious way, in whole-array numpy, with no shared code with the kernel
+it checks: bitsets are unpacked to one bool per row, edited, and packed back. Twins that mutate
+take and return copies so a test can run kernel and twin on the same input.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+# ---------------------------------------------------------------- bitset <-> bool rows
+def unpack(words: np.ndarray) -> np.ndarray:
+    """One bool per bit of a uint64 word array, bit `row & 63` of word `row >> 6` first."""
+    as_bytes = np.ascontiguousarray(words, dtype="<u8").view(np.uint8)
+    return np.unpackbits(as_bytes, bitorder="little").astype(bool)
+
+
+def pack(flags: np.ndarray) -> np.ndarray:
+    """Inverse of unpack: bools (length a multiple of 64) to uint64 words."""
+    assert flags.shape[0] % 64 == 0
+    packed = np.packbits(flags.astype(np.uint8), bitorder="little")
+    return packed.view("<u8").astype(np.uint64)
+
+
+# ---------------------------------------------------------------- bits.py twins
+def mark_changed(changed: np.ndarray, row: int) -> np.ndarray:
+    flags = unpack(changed)
+    flags[row] = True
+    return pack(flags)
+
+
+def fill_range(words: np.ndarray, start: int, stop: int) -> np.ndarray:
+    flags = unpack(words)
+    if stop > start:
+        flags[start:stop] = True
+    return pack(flags)
+
+
+def clear_range(words: np.ndarray, start: int, stop: int) -> np.ndarray:
+    flags = unpack(words)
+    if stop > start:
+        flags[start:stop] = False
+    return pack(flags)
+
+
+def count_set(words: np.ndarray, nbits: int) -> int:
+    return int(unpack(words)[:nbits].sum())
+
+
+def set_rows(words: np.ndarray, nbits: int) -> np.ndarray:
+    return np.flatnonzero(unpack(words)[:nbits]).astype(np.int64)
+
+
+def set_rows_of_union(matrix: np.ndarray, slots: np.ndarray, nbits: int) -> np.ndarray:
+    union = np.zeros(matrix.shape[1] * 64, bool)
+    for slot in slots:
+        union |= unpack(matrix[slot])
+    return np.flatnonzero(union[:nbits]).astype(np.int64)
+
+
+def flush_marks(matrix: np.ndarray, source: int, targets: np.ndarray, nwords: int) -> np.ndarray:
+    out = matrix.copy()
+    marks = out[source, :nwords].copy()
+    for target in targets:
+        out[target, :nwords] |= marks
+    out[source, :nwords] = 0
+    return out
+
+
+def clear_words(matrix: np.ndarray, slots: np.ndarray, nwords: int) -> np.ndarray:
+    out = matrix.copy()
+    for slot in slots:
+        out[slot, :nwords] = 0
+    return out
+
+
+def move_rows_bits(matrix: np.ndarray, nslots: int, sources: np.ndarray,
+                   destinations: np.ndarray) -> np.ndarray:
+    out = matrix.copy()
+    for slot in range(nslots):
+        flags = unpack(out[slot])
+        for src, dst in zip(sources, destinations):
+            bit = flags[src]
+            flags[src] = False
+            flags[dst] = bit
+        out[slot] = pack(flags)
+    return out
+
+
+def transfer_row_bits(src_matrix: np.ndarray, src_slots: np.ndarray, src_row: int,
+                      dst_matrix: np.ndarray, dst_slots: np.ndarray, dst_row: int) -> np.ndarray:
+    out = dst_matrix.copy()
+    for src_slot, dst_slot in zip(src_slots, dst_slots):
+        flags = unpack(out[dst_slot])
+        flags[dst_row] = unpack(src_matrix[src_slot])[src_row]
+        out[dst_slot] = pack(flags)
+    return out
+
+
+def transfer_rows_bits(src_matrix: np.ndarray, src_slots: np.ndarray, src_rows: np.ndarray,
+                       dst_matrix: np.ndarray, dst_slots: np.ndarray, dst_start: int) -> np.ndarray:
+    out = dst_matrix.copy()
+    for src_slot, dst_slot in zip(src_slots, dst_slots):
+        flags = unpack(out[dst_slot])
+        flags[dst_start: dst_start + len(src_rows)] = unpack(src_matrix[src_slot])[src_rows]
+        out[dst_slot] = pack(flags)
+    return out
+
+
+def mark_rows(words: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    flags = unpack(words)
+    flags[rows] = True
+    return pack(flags)
+
+
+# ---------------------------------------------------------------- rows.py twins
+def place_range(first_index: int, count: int, table_id: int, first_row: int, generation: np.ndarray,
+                table_of: np.ndarray, row_of: np.ndarray,
+                entity_col: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    indices = np.arange(first_index, first_index + count, dtype=np.int64)
+    return place_indices(indices, table_id, first_row, generation, table_of, row_of, entity_col)
+
+
+def place_indices(indices: np.ndarray, table_id: int, first_row: int, generation: np.ndarray,
+                  table_of: np.ndarray, row_of: np.ndarray,
+                  entity_col: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Returns new copies of (table_of, row_of, entity_col)."""
+    table_of, row_of, entity_col = table_of.copy(), row_of.copy(), entity_col.copy()
+    rows = first_row + np.arange(len(indices), dtype=np.int64)
+    table_of[indices] = table_id
+    row_of[indices] = rows
+    entity_col[rows] = (generation[indices].astype(np.int64) << 32) | indices
+    return table_of, row_of, entity_col

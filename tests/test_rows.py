@@ -1,0 +1,57 @@
+"""kernels/rows.py against its numpy twins in tests/reference.py, at sizes 0, 1, 63, 64, 65, large."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from kernels import rows
+from tests import reference
+
+SIZES = [0, 1, 63, 64, 65, 100_003]
+
+
+def slot_arrays(rng: np.random.Generator, slots: int, table_rows: int):
+    generation = rng.integers(0, 2**31 - 1, slots, dtype=np.uint32)
+    table_of = rng.integers(-1, 50, slots, dtype=np.int32)
+    row_of = rng.integers(0, 1 << 30, slots, dtype=np.int32)
+    entity_col = rng.integers(0, 1 << 62, table_rows, dtype=np.int64)
+    return generation, table_of, row_of, entity_col
+
+
+@pytest.mark.parametrize("count", SIZES)
+def test_place_range_writes_ids_and_locations_of_consecutive_indices(count: int) -> None:
+    rng = np.random.default_rng(20)
+    first_index, first_row, table_id = 7, 13, 3
+    generation, table_of, row_of, entity_col = slot_arrays(rng, first_index + count + 9, first_row + count + 4)
+    want = reference.place_range(first_index, count, table_id, first_row, generation, table_of, row_of,
+                                 entity_col)
+    got = (table_of.copy(), row_of.copy(), entity_col.copy())
+    rows.place_range(first_index, count, table_id, first_row, generation, *got)
+    for g, w in zip(got, want):
+        np.testing.assert_array_equal(g, w)
+
+
+@pytest.mark.parametrize("count", SIZES)
+def test_place_indices_writes_ids_and_locations_of_listed_indices(count: int) -> None:
+    rng = np.random.default_rng(21)
+    slots = 2 * count + 10
+    indices = rng.permutation(np.arange(1, slots))[:count].astype(np.int64)
+    first_row, table_id = 5, 11
+    generation, table_of, row_of, entity_col = slot_arrays(rng, slots, first_row + count + 3)
+    want = reference.place_indices(indices, table_id, first_row, generation, table_of, row_of, entity_col)
+    got = (table_of.copy(), row_of.copy(), entity_col.copy())
+    rows.place_indices(indices, table_id, first_row, generation, *got)
+    for g, w in zip(got, want):
+        np.testing.assert_array_equal(g, w)
+
+
+def test_placed_ids_carry_the_generation_in_the_high_bits() -> None:
+    generation = np.array([0, 0, 2**31 - 1, 5], np.uint32)
+    table_of = np.full(4, -1, np.int32)
+    row_of = np.zeros(4, np.int32)
+    entity_col = np.zeros(3, np.int64)
+    rows.place_indices(np.array([2, 3, 1], np.int64), 0, 0, generation, table_of, row_of, entity_col)
+    assert entity_col.tolist() == [((2**31 - 1) << 32) | 2, (5 << 32) | 3, 1]
+    assert table_of.tolist() == [-1, 0, 0, 0]
+    assert row_of.tolist() == [0, 2, 0, 1]
