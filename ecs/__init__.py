@@ -18,8 +18,11 @@ from .errors import (
     WorkerCrashedError,
     WorldClosedError,
 )
+from kernels.bits import mark_changed
+
 from .query import Batch, Query
 from .schema import bool_, component, f32, f64, i8, i16, i32, i64, u8, u16, u32, u64
+from .system import Entity, Mut, Rows, System, system
 from .world import World
 
 __version__ = "0.1.0"
@@ -29,11 +32,15 @@ __all__ = [
     "ComponentValueError",
     "DeadEntityError",
     "EcsError",
+    "Entity",
     "KernelError",
     "MissingComponentError",
+    "Mut",
     "Query",
+    "Rows",
     "SchemaError",
     "SnapshotError",
+    "System",
     "SystemDefinitionError",
     "WorkerCrashedError",
     "World",
@@ -46,6 +53,8 @@ __all__ = [
     "i32",
     "i64",
     "i8",
+    "mark_changed",
+    "system",
     "u16",
     "u32",
     "u64",

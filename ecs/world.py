@@ -24,7 +24,9 @@ from .entity import INDEX_MASK, EntityIndex
 from .errors import ComponentValueError, MissingComponentError, WorldClosedError
 from .memory import Arena
 from .query import Query
+from .schedule import Progress, Schedule
 from .schema import ComponentInfo, info_of, values_of
+from .system import System
 from .table import Table
 
 DEFAULT_MAX_ROWS = 1 << 25        # rows one archetype table can hold (address space only)
@@ -54,6 +56,7 @@ class World:
         self._changes = ChangeTracker(self._archetypes)
         self.resources = Resources(self._arena)
         self._table_by_types: dict[tuple[type, ...], Table] = {}
+        self._schedule = Schedule(self)
 
     # ---------------------------------------------------------------- lifecycle
     def close(self) -> None:
@@ -289,6 +292,37 @@ class World:
         """A cached query over tables with every component and none of `without`; see query.py."""
         self._check_open("query")
         return Query(self, components, without, changed, added)
+
+    # ---------------------------------------------------------------- systems
+    def add_system(self, system: System) -> None:
+        """Append a system to the frame; systems run in the order they are added. Binding and
+        compilation happen here, so a parameter that cannot be bound fails now, not at step()."""
+        self._check_open("add_system")
+        self._schedule.add(system)
+
+    def step(self, **params: object) -> None:
+        """Run one frame: every due system once, in registration order. `params` bind kernel
+        parameters by name (before world.resources)."""
+        self._check_open("step")
+        self._schedule.step(params)
+
+    def run(self, frames: int, *, progress: bool = False, **params: object) -> None:
+        """Run `frames` frames with the same `params`; `progress=True` draws a progress bar on a
+        terminal."""
+        self._check_open("run")
+        if isinstance(frames, bool) or not isinstance(frames, int) or frames < 0:
+            raise ValueError(f"run(frames={frames!r}): expected an int >= 0")
+        bar = Progress(frames, progress)
+        try:
+            for done in range(1, frames + 1):
+                self._schedule.step(params)
+                bar.update(done)
+        finally:
+            bar.close()
+
+    def stats(self) -> dict[str, dict[str, float]]:
+        """Per system: calls (frames it ran), kernel_calls, rows given, seconds spent."""
+        return self._schedule.stats()
 
 
 class Resources(MutableMapping[str, Any]):

@@ -1,0 +1,250 @@
+"""Systems: numba kernels whose parameters are bound by their annotations.
+
+    @system
+    def integrate(pos: Mut[Position], vel: Velocity, dt: float): ...
+
+Binding, per parameter:
+- `C` (a component class): read it. The kernel gets a namedtuple of column views (`pos.x`, ...;
+  2-D for vector fields) over the rows of one table (or a worker's slice of one).
+- `Mut[C]`: write it. Same, plus `pos.changed`, the slice's dirty bits (uint64 words).
+- `Entity`: the int64 ids of those rows.
+- `Rows`: the int64 rows selected by the system's `changed=`/`added=` filters (required when a
+  filter is given, refused otherwise).
+- anything else: looked up by name in the keyword arguments of `step`/`run`, then in
+  `world.resources`, then the parameter's default.
+
+The library owns compilation: when a system is added to a world, its exact numba signature is
+derived from the column dtypes (and the types of its named values) and compiled once, eagerly,
+with the options of kernels/_jit.py; every table with the same dtypes reuses it. A parameter
+whose value later arrives with another type is converted to the first type (scalars) or refused
+(arrays), so a kernel never recompiles mid-run.
+
+Marks: with `mark="auto"` every row given to the kernel is marked changed for each `Mut`
+component after the call (whole words filled for contiguous rows). With `mark="manual"` the
+kernel marks rows itself with `ecs.mark_changed(pos.changed, i)`.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numba
+import numpy as np
+from numba.core.dispatcher import Dispatcher
+
+from kernels._jit import OPTIONS
+
+from .errors import SystemDefinitionError
+from .schema import ComponentInfo, info_of, is_component
+
+READ, WRITE, ENTITY, ROWS, VALUE = "read", "write", "entity", "rows", "value"
+MARK_MODES = ("auto", "manual")
+_SCALAR_ANNOTATIONS = {float: np.float64, int: np.int64, bool: np.bool_}
+
+
+class Mut:
+    """`Mut[C]` annotates a parameter that writes component C."""
+
+    __slots__ = ("component",)
+
+    def __init__(self, component: type) -> None:
+        self.component = component
+
+    def __class_getitem__(cls, component: type) -> Mut:
+        return cls(component)
+
+    def __repr__(self) -> str:
+        return f"Mut[{getattr(self.component, '__name__', self.component)!r}]"
+
+
+class Entity:
+    """Annotates a parameter that receives the entity ids (int64) of the rows."""
+
+
+class Rows:
+    """Annotates a parameter that receives the rows selected by changed=/added= filters."""
+
+
+class Param:
+    """One kernel parameter and how it is bound."""
+
+    __slots__ = ("name", "kind", "info", "annotation", "default")
+
+    def __init__(self, name: str, kind: str, info: ComponentInfo | None, annotation: object,
+                 default: object) -> None:
+        self.name = name
+        self.kind = kind
+        self.info = info
+        self.annotation = annotation
+        self.default = default
+
+    def __repr__(self) -> str:
+        return f"<Param {self.name}: {self.kind}{' ' + self.info.name if self.info else ''}>"
+
+
+class System:
+    """A kernel plus its bindings and options; add it to a world with `world.add_system`."""
+
+    def __init__(self, fn: Callable[..., Any], *, changed: Sequence[type] = (), added: Sequence[type] = (),
+                 removed: Sequence[type] = (), without: Sequence[type] = (), every: int = 1,
+                 mark: str = "auto", split: bool = False, name: str | None = None) -> None:
+        if isinstance(fn, Dispatcher):
+            self.kernel, self.py_func = fn, fn.py_func
+        elif inspect.isfunction(fn):
+            self.py_func = fn
+            self.kernel = numba.njit(**OPTIONS)(fn)
+        else:
+            raise SystemDefinitionError(repr(fn), "@system takes a plain function or a numba.njit dispatcher")
+        self.name = name or self.py_func.__name__
+        self.changed = _filter_infos(self.name, "changed", changed)
+        self.added = _filter_infos(self.name, "added", added)
+        self.removed = _filter_infos(self.name, "removed", removed)
+        self.without = _filter_infos(self.name, "without", without)
+        if self.removed:
+            raise SystemDefinitionError(self.name, "removed= filters are not supported by this version")
+        if isinstance(every, bool) or not isinstance(every, int) or every < 1:
+            raise SystemDefinitionError(self.name, f"every={every!r}: expected an int >= 1")
+        if mark not in MARK_MODES:
+            raise SystemDefinitionError(self.name, f"mark={mark!r}: expected 'auto' or 'manual'")
+        self.every = every
+        self.mark = mark
+        self.split = bool(split)
+        self.params = tuple(self._bind_params())
+
+    @property
+    def filtered(self) -> bool:
+        return bool(self.changed or self.added)
+
+    def components(self, kind: str) -> tuple[ComponentInfo, ...]:
+        return tuple(p.info for p in self.params if p.kind == kind and p.info is not None)
+
+    @property
+    def required(self) -> tuple[ComponentInfo, ...]:
+        """Components a table must have: every component parameter and every filter component."""
+        seen: dict[int, ComponentInfo] = {}
+        for info in (*self.components(READ), *self.components(WRITE), *self.changed, *self.added):
+            seen.setdefault(info.id, info)
+        return tuple(seen.values())
+
+    def _bind_params(self) -> list[Param]:
+        signature = inspect.signature(self.py_func)
+        try:
+            hints = inspect.get_annotations(self.py_func, eval_str=True)
+        except Exception as exc:
+            raise SystemDefinitionError(self.name, f"cannot resolve annotations: {exc}") from None
+        params = []
+        for name, p in signature.parameters.items():
+            if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD, p.KEYWORD_ONLY):
+                raise SystemDefinitionError(self.name, "kernels take plain positional parameters", name)
+            annotation = hints.get(name, inspect.Parameter.empty)
+            default = p.default
+            params.append(self._bind_one(name, annotation, default))
+        kinds = [p.kind for p in params]
+        if self.filtered and ROWS not in kinds:
+            raise SystemDefinitionError(self.name, "a system with changed=/added= filters needs a parameter "
+                                                   "annotated Rows to receive the selected rows")
+        for kind in (ENTITY, ROWS):
+            if kinds.count(kind) > 1:
+                raise SystemDefinitionError(self.name, f"more than one parameter is annotated {kind.title()}")
+        by_component: dict[int, str] = {}
+        for p in params:
+            if p.info is not None:
+                if p.info.id in by_component:
+                    raise SystemDefinitionError(self.name, f"{p.info.name} is already bound to parameter "
+                                                           f"{by_component[p.info.id]!r}", p.name)
+                by_component[p.info.id] = p.name
+        return params
+
+    def _bind_one(self, name: str, annotation: object, default: object) -> Param:
+        if isinstance(annotation, Mut):
+            if not is_component(annotation.component):
+                raise SystemDefinitionError(self.name, f"Mut[...] takes a component class, got "
+                                                       f"{annotation.component!r}", name)
+            return Param(name, WRITE, info_of(annotation.component), annotation, default)
+        if is_component(annotation):
+            return Param(name, READ, info_of(annotation), annotation, default)
+        if annotation is Entity:
+            return Param(name, ENTITY, None, annotation, default)
+        if annotation is Rows:
+            if not self.filtered:
+                raise SystemDefinitionError(self.name, "Rows receives the rows selected by changed=/added= "
+                                                       "filters, and this system has none", name)
+            return Param(name, ROWS, None, annotation, default)
+        if annotation is inspect.Parameter.empty or annotation in _SCALAR_ANNOTATIONS \
+                or annotation is np.ndarray or (isinstance(annotation, type) and issubclass(annotation, np.generic)):
+            return Param(name, VALUE, None, annotation, default)
+        raise SystemDefinitionError(self.name, f"cannot bind annotation {annotation!r}: expected a component "
+                                               f"class, Mut[C], Entity, Rows, or a value type (float, int, "
+                                               f"bool, a numpy scalar type, np.ndarray)", name)
+
+    def __call__(self, *args: Any) -> Any:
+        """Call the kernel directly (outside any world), e.g. in a unit test."""
+        return self.kernel(*args)
+
+    def __repr__(self) -> str:
+        return f"<System {self.name}>"
+
+
+def system(fn: Callable[..., Any] | None = None, **options: Any) -> Any:
+    """Declare a system: `@system` or `@system(changed=[...], every=N, mark="manual", ...)`."""
+    if fn is None:
+        return lambda f: System(f, **options)
+    return System(fn, **options)
+
+
+def _filter_infos(system_name: str, option: str, components: Sequence[type]) -> tuple[ComponentInfo, ...]:
+    if isinstance(components, type) or not isinstance(components, (list, tuple, set, frozenset)):
+        raise SystemDefinitionError(system_name, f"{option}= takes a list of component classes, "
+                                                 f"got {components!r}")
+    out = []
+    for c in components:
+        if not is_component(c):
+            raise SystemDefinitionError(system_name, f"{option}= lists {c!r}, which is not a component class")
+        out.append(info_of(c))
+    return tuple(out)
+
+
+def annotation_type(param: Param) -> Any:
+    """The numba type a value parameter's annotation fixes (float, int, bool, a numpy scalar
+    type), or None when the type comes from the first value."""
+    annotation = param.annotation
+    if annotation in _SCALAR_ANNOTATIONS:
+        return numba.from_dtype(np.dtype(_SCALAR_ANNOTATIONS[annotation]))
+    if isinstance(annotation, type) and issubclass(annotation, np.generic):
+        return numba.from_dtype(np.dtype(annotation))
+    return None
+
+
+def value_type(value: object, param: Param, system_name: str) -> Any:
+    """The numba type a named value is compiled for: the annotation's if it fixes one, else the
+    value's own (Python int -> int64, float -> float64, bool -> bool; arrays as they are)."""
+    annotation = param.annotation
+    known = annotation_type(param)
+    if known is not None:
+        return known
+    if isinstance(value, np.ndarray):
+        if value.dtype.kind not in "biuf":
+            raise SystemDefinitionError(system_name, f"arrays passed to kernels must be numeric or bool, "
+                                                     f"got dtype {value.dtype}", param.name)
+        return numba.typeof(value)
+    if annotation is np.ndarray or not isinstance(value, (bool, int, float, np.bool_, np.number)):
+        raise SystemDefinitionError(system_name, f"cannot pass {type(value).__name__} {value!r}; expected "
+                                                 f"{'a numpy array' if annotation is np.ndarray else 'a number, a bool or a numpy array'}",
+                                    param.name)
+    return numba.from_dtype(np.asarray(value).dtype)
+
+
+def convert_value(value: object, numba_type: Any, param: Param, system_name: str) -> object:
+    """Convert a named value to the type its kernel was compiled for, or refuse it."""
+    if isinstance(numba_type, numba.types.Array):
+        got = numba.typeof(value) if isinstance(value, np.ndarray) else type(value).__name__
+        if got != numba_type:
+            raise SystemDefinitionError(system_name, f"was compiled for {numba_type}, got {got}; "
+                                                     f"pass arrays of one dtype, dimension and layout", param.name)
+        return value
+    if isinstance(value, np.ndarray) or not isinstance(value, (bool, int, float, np.bool_, np.number)):
+        raise SystemDefinitionError(system_name, f"was compiled for {numba_type}, got {type(value).__name__}",
+                                    param.name)
+    return numba.np.numpy_support.as_dtype(numba_type).type(value)
