@@ -187,7 +187,11 @@ class _FieldValue:
         if obj is None:
             return self
         value = obj._values[self.name]  # type: ignore[attr-defined]
-        return value[()] if value.ndim == 0 else value
+        if value.ndim == 0:
+            return value[()]
+        view = value.view()  # read-only: a value (and a shared default) must not change under its users
+        view.flags.writeable = False
+        return view
 
     def __set__(self, obj: object, value: object) -> None:
         raise AttributeError(f"component values are immutable; build a new {type(obj).__name__}(...)")
@@ -263,6 +267,19 @@ def _coerce(component_name: str, field: str, dtype: np.dtype, value: object, bat
         arr = np.asarray(value)
     except Exception:
         raise ComponentValueError(component_name, field, value, "not convertible to a numeric array") from None
+    if base.kind in "iu" and arr.dtype.kind in "fO" and not isinstance(value, np.ndarray):
+        # numpy rounds a list mixing ints >= 2**63 with others through float64: [2**63 + 1, 0]
+        # would store 2**63. Check such Python ints exactly instead.
+        exact = np.asarray(value, dtype=object)
+        flat = exact.reshape(-1)
+        if flat.size and all(isinstance(v, (int, np.integer)) for v in flat):
+            limits = np.iinfo(base)
+            bad = [k for k, v in enumerate(flat) if not limits.min <= int(v) <= limits.max]
+            if bad:
+                at = f" (element {bad[0]})" if exact.ndim else ""
+                raise ComponentValueError(component_name, field, int(flat[bad[0]]),
+                                          f"does not fit {base.name}{at}")
+            arr = exact.astype(base)
     if arr.dtype.kind == "O" and all(isinstance(v, int) for v in arr.reshape(-1)):
         raise ComponentValueError(component_name, field, value, f"does not fit {base.name}")
     if arr.dtype.kind not in "biuf":

@@ -81,7 +81,7 @@ def move_rows_bits(matrix: np.ndarray, nslots: int, sources: np.ndarray,
     out = matrix.copy()
     for slot in range(nslots):
         flags = unpack(out[slot])
-        for src, dst in zip(sources, destinations):
+        for src, dst in zip(sources, destinations, strict=True):
             bit = flags[src]
             flags[src] = False
             flags[dst] = bit
@@ -92,7 +92,7 @@ def move_rows_bits(matrix: np.ndarray, nslots: int, sources: np.ndarray,
 def transfer_row_bits(src_matrix: np.ndarray, src_slots: np.ndarray, src_row: int,
                       dst_matrix: np.ndarray, dst_slots: np.ndarray, dst_row: int) -> np.ndarray:
     out = dst_matrix.copy()
-    for src_slot, dst_slot in zip(src_slots, dst_slots):
+    for src_slot, dst_slot in zip(src_slots, dst_slots, strict=True):
         flags = unpack(out[dst_slot])
         flags[dst_row] = unpack(src_matrix[src_slot])[src_row]
         out[dst_slot] = pack(flags)
@@ -102,7 +102,7 @@ def transfer_row_bits(src_matrix: np.ndarray, src_slots: np.ndarray, src_row: in
 def transfer_rows_bits(src_matrix: np.ndarray, src_slots: np.ndarray, src_rows: np.ndarray,
                        dst_matrix: np.ndarray, dst_slots: np.ndarray, dst_start: int) -> np.ndarray:
     out = dst_matrix.copy()
-    for src_slot, dst_slot in zip(src_slots, dst_slots):
+    for src_slot, dst_slot in zip(src_slots, dst_slots, strict=True):
         flags = unpack(out[dst_slot])
         flags[dst_start: dst_start + len(src_rows)] = unpack(src_matrix[src_slot])[src_rows]
         out[dst_slot] = pack(flags)

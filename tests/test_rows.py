@@ -23,12 +23,13 @@ def slot_arrays(rng: np.random.Generator, slots: int, table_rows: int):
 def test_place_range_writes_ids_and_locations_of_consecutive_indices(count: int) -> None:
     rng = np.random.default_rng(20)
     first_index, first_row, table_id = 7, 13, 3
-    generation, table_of, row_of, entity_col = slot_arrays(rng, first_index + count + 9, first_row + count + 4)
+    generation, table_of, row_of, entity_col = slot_arrays(rng, first_index + count + 9,
+                                                           first_row + count + 4)
     want = reference.place_range(first_index, count, table_id, first_row, generation, table_of, row_of,
                                  entity_col)
     got = (table_of.copy(), row_of.copy(), entity_col.copy())
     rows.place_range(first_index, count, table_id, first_row, generation, *got)
-    for g, w in zip(got, want):
+    for g, w in zip(got, want, strict=True):
         np.testing.assert_array_equal(g, w)
 
 
@@ -42,7 +43,7 @@ def test_place_indices_writes_ids_and_locations_of_listed_indices(count: int) ->
     want = reference.place_indices(indices, table_id, first_row, generation, table_of, row_of, entity_col)
     got = (table_of.copy(), row_of.copy(), entity_col.copy())
     rows.place_indices(indices, table_id, first_row, generation, *got)
-    for g, w in zip(got, want):
+    for g, w in zip(got, want, strict=True):
         np.testing.assert_array_equal(g, w)
 
 
