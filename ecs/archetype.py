@@ -57,6 +57,8 @@ class Archetypes:
 
     def with_removed(self, table: Table, infos: Iterable[ComponentInfo]) -> Table:
         for info in infos:
+            if info.id not in table.component_ids:
+                continue  # a repeat (remove(e, C, C)) would link the table to itself as "C added"
             target = table.edge_remove.get(info.id)
             if target is None:
                 target = self.table_for(c for c in table.components if c.id != info.id)

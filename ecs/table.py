@@ -145,6 +145,8 @@ class Table:
             self.entities_all[row] = moved
         bits.move_rows_bits(self.bit_matrix, self.nslots, np.array([last], np.int64),
                             np.array([row], np.int64))
+        if row == last:  # a move onto itself keeps the bit: clear the vacated row's bits here
+            self.bit_matrix[: self.nslots, last >> 6] &= ~_BIT[last & 63]
         self.n = last
         return moved
 

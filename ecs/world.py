@@ -339,6 +339,8 @@ class Resources(MutableMapping[str, Any]):
         return self._values[name]
 
     def __setitem__(self, name: str, value: Any) -> None:
+        if self._arena.closed:  # its fd number may already name another file: never touch it
+            raise WorldClosedError("resources.__setitem__")
         if not isinstance(name, str) or not name.isidentifier():
             raise KeyError(f"resource names are identifiers (they bind system parameters), got {name!r}")
         if isinstance(value, np.ndarray):
