@@ -83,8 +83,10 @@ class KernelError(EcsError, RuntimeError):
 class WorkerCrashedError(EcsError, RuntimeError):
     """A worker process died while running a system; it has been replaced."""
 
-    def __init__(self, system: str, worker: int, exitcode: int | None) -> None:
-        if exitcode is not None and exitcode < 0:
+    def __init__(self, system: str, worker: int, exitcode: int | None, reason: str = "") -> None:
+        if reason:
+            how = f"{reason} and was killed"
+        elif exitcode is not None and exitcode < 0:
             how = f"was killed by signal {-exitcode} ({_signal_name(-exitcode)})"
         elif exitcode is None:
             how = "stopped responding and was killed"

@@ -32,15 +32,28 @@ import mmap
 import os
 import weakref
 
+from typing import NamedTuple
+
 import numpy as np
 
 PAGE = mmap.PAGESIZE
+MADV_POPULATE_WRITE = getattr(mmap, "MADV_POPULATE_WRITE", 23)  # Linux 5.14+; Python 3.11 lacks the name
+_populate_supported = True
 ARENA_BYTES_WANTED = 1 << 44
 ARENA_BYTES_MIN = 1 << 32
 
 
 def page_round(nbytes: int) -> int:
     return -(-nbytes // PAGE) * PAGE
+
+
+class ArraySpec(NamedTuple):
+    """An array at a fixed place in an arena: byte offset, dtype string, shape. Picklable, so
+    another process that mapped the same arena can rebuild the very same view."""
+
+    offset: int
+    dtype: str
+    shape: tuple[int, ...]
 
 
 class Arena:
@@ -66,6 +79,20 @@ class Arena:
         self.closed = False
         _open_arenas.add(self)
 
+    @classmethod
+    def attach(cls, fd: int, size: int) -> Arena:
+        """Map an arena created by another process (a worker's view of the world's memory).
+        Regions are never allocated through an attached arena."""
+        arena = cls.__new__(cls)
+        arena.fd = fd
+        arena.map = mmap.mmap(fd, size, flags=mmap.MAP_SHARED, prot=mmap.PROT_READ | mmap.PROT_WRITE)
+        arena.size = size
+        arena._next = size
+        arena._free_by_size = {}
+        arena.closed = False
+        _open_arenas.add(arena)
+        return arena
+
     def allocate(self, nbytes: int) -> Region:
         """Reserve `nbytes` (rounded up to pages) of address space; commits nothing."""
         reserved = page_round(max(nbytes, 1))
@@ -84,6 +111,24 @@ class Arena:
         dtype = np.dtype(dtype)
         count = math.prod(shape)
         return np.frombuffer(self.map, dtype=dtype, count=count, offset=offset).reshape(shape)
+
+    def view_of(self, spec: ArraySpec) -> np.ndarray:
+        return self.view(np.dtype(spec.dtype), spec.offset, spec.shape)
+
+    def populate(self, offset: int, nbytes: int) -> None:
+        """Map committed bytes [offset, offset + nbytes) into this process now, in one call.
+
+        Without it every first write to a fresh 4 KiB page takes a page fault. MADV_POPULATE_WRITE
+        maps them all at once: fallocate + populate + write of 16 MiB takes 3.3 + 3.8 + 0.9 ms
+        against 3.3 + 7.3 ms of fallocate + faulting writes (spawn_batch of 1M entities commits
+        36.5 MB: 30.8 ms -> see commit). No extra memory: the pages are already allocated.
+        Kernels older than 5.14 reject the advice (EINVAL): then pages fault in as before."""
+        global _populate_supported
+        if _populate_supported and nbytes > 0:
+            try:
+                self.map.madvise(MADV_POPULATE_WRITE, offset, nbytes)
+            except OSError:
+                _populate_supported = False
 
     def committed_bytes(self) -> int:
         """Bytes of the arena backed by memory (fallocated or touched), from the file's blocks."""
@@ -130,6 +175,7 @@ class Region:
                               f"raise World(max_rows=...)")
         if want > self.committed:
             os.posix_fallocate(self.arena.fd, self.offset + self.committed, want - self.committed)
+            self.arena.populate(self.offset + self.committed, want - self.committed)
             self.committed = want
 
     def commit_range(self, start: int, nbytes: int) -> None:
@@ -138,10 +184,14 @@ class Region:
         hi = min(page_round(start + nbytes), self.reserved)
         if hi > lo:
             os.posix_fallocate(self.arena.fd, self.offset + lo, hi - lo)
+            self.arena.populate(self.offset + lo, hi - lo)
             self.committed = max(self.committed, hi)
 
     def view(self, dtype: np.dtype, shape: tuple[int, ...], byte_offset: int = 0) -> np.ndarray:
         return self.arena.view(dtype, self.offset + byte_offset, shape)
+
+    def spec(self, dtype: np.dtype, shape: tuple[int, ...], byte_offset: int = 0) -> ArraySpec:
+        return ArraySpec(self.offset + byte_offset, np.dtype(dtype).str, tuple(shape))
 
     def release(self) -> None:
         self.arena._release(self)

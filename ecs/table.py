@@ -23,7 +23,7 @@ import numpy as np
 
 from kernels import bits
 
-from .memory import Arena, Region
+from .memory import Arena, ArraySpec, Region
 from .schema import ComponentInfo
 
 MAX_SLOTS = 256          # bitsets per table: 2 per component + readers' pending sets
@@ -46,15 +46,20 @@ class Table:
         self._arena = arena
         self._regions: list[tuple[Region, int]] = []   # (region, bytes per row)
         self._entity_region, self.entities_all = self._reserve(np.dtype(np.int64), ())
+        self.entity_spec = self._entity_region.spec(np.int64, (max_rows,))
         # columns_by_component[C.id] = {field: full-reservation view}; rows [:n] are live
         self.columns_by_component: dict[int, dict[str, np.ndarray]] = {}
+        self.column_specs: dict[tuple[int, str], ArraySpec] = {}
         for info in components:
             cols = {}
             for field, dtype in info.fields.items():
-                _, cols[field] = self._reserve(dtype.base if dtype.shape else dtype, dtype.shape)
+                base = dtype.base if dtype.shape else dtype
+                region, cols[field] = self._reserve(base, dtype.shape)
+                self.column_specs[info.id, field] = region.spec(base, (max_rows, *dtype.shape))
             self.columns_by_component[info.id] = cols
         self._bits_region = arena.allocate(MAX_SLOTS * self.max_words * 8)
         self.bit_matrix = self._bits_region.view(np.uint64, (MAX_SLOTS, self.max_words))
+        self.bit_matrix_spec = self._bits_region.spec(np.uint64, (MAX_SLOTS, self.max_words))
         self._slot_in_use = np.zeros(MAX_SLOTS, np.bool_)
         self.nslots = 0   # one past the highest slot in use: row-moving kernels visit [0, nslots)
         self._committed_words = 0
@@ -108,6 +113,10 @@ class Table:
         if self._committed_words:
             self._commit_slot(slot, self._committed_words)
         return slot
+
+    def slot_spec(self, slot: int) -> ArraySpec:
+        """The words of one bitset slot, as an arena array."""
+        return self._bits_region.spec(np.uint64, (self.max_words,), slot * self.max_words * 8)
 
     def release_slot(self, slot: int) -> None:
         self.bit_matrix[slot, : self._committed_words] = 0

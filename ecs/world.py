@@ -28,6 +28,7 @@ from .schedule import Progress, Schedule
 from .schema import ComponentInfo, info_of, values_of
 from .system import System
 from .table import Table
+from .workers import WorkerPool
 
 DEFAULT_MAX_ROWS = 1 << 25        # rows one archetype table can hold (address space only)
 DEFAULT_MAX_ENTITIES = 1 << 28    # live entities a world can hold (address space only)
@@ -39,13 +40,18 @@ class World:
     """Entities, their components as shared-memory columns, systems and resources.
 
     `workers`: 0 runs systems in this process; N >= 1 uses N worker processes; "auto" one per
-    core. `max_rows` / `max_entities` size the address-space reservations (memory is committed
+    core. `step_timeout`: seconds a frame may take on the workers before they are killed and
+    replaced (WorkerCrashedError). `max_rows` / `max_entities` size the address-space reservations (memory is committed
     only as tables grow).
     """
 
-    def __init__(self, workers: int | str = 0, *, max_rows: int = DEFAULT_MAX_ROWS,
-                 max_entities: int = DEFAULT_MAX_ENTITIES) -> None:
+    def __init__(self, workers: int | str = 0, *, step_timeout: float | None = None,
+                 max_rows: int = DEFAULT_MAX_ROWS, max_entities: int = DEFAULT_MAX_ENTITIES) -> None:
         self.workers = _worker_count(workers)
+        if step_timeout is not None and (isinstance(step_timeout, bool) or not isinstance(step_timeout, (int, float))
+                                         or step_timeout <= 0):
+            raise ValueError(f"World(step_timeout={step_timeout!r}): expected seconds > 0 or None")
+        self.step_timeout = step_timeout
         for name, value in (("max_rows", max_rows), ("max_entities", max_entities)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 64:
                 raise ValueError(f"World({name}={value!r}): expected an int >= 64")
@@ -57,6 +63,8 @@ class World:
         self.resources = Resources(self._arena)
         self._table_by_types: dict[tuple[type, ...], Table] = {}
         self._schedule = Schedule(self)
+        self._structure_version = 0   # bumped by every change of table sizes or archetypes
+        self._workers: WorkerPool | None = None
 
     # ---------------------------------------------------------------- lifecycle
     def close(self) -> None:
@@ -64,6 +72,8 @@ class World:
         if self._closed:
             return
         self._closed = True
+        if self._workers is not None:
+            self._workers.close()
         self._arena.close()
 
     def __enter__(self) -> World:
@@ -96,6 +106,7 @@ class World:
         table.reserve(table.n + 1)
         row = table.n
         self._entities.spawn_into(1, table.id, row, table.entities_all)
+        self._structure_version += 1
         table.append(1)
         for info, values, _ in parts:
             for field, col in table.columns_by_component[info.id].items():
@@ -123,6 +134,7 @@ class World:
         start = table.n
         stop = start + n
         self._entities.spawn_into(n, table.id, start, table.entities_all)
+        self._structure_version += 1
         table.append(n)
         for info, values, _ in parts:
             for field, col in table.columns_by_component[info.id].items():
@@ -135,6 +147,7 @@ class World:
         self._check_open("despawn")
         index, table_id, row = self._entities.locate(entity)
         table = self._archetypes.tables[table_id]
+        self._structure_version += 1
         moved = table.swap_remove(row)
         if moved >= 0:
             self._entities.row_of[moved & INDEX_MASK] = row
@@ -150,6 +163,7 @@ class World:
             raise ValueError(f"despawn_batch: entity {int(values[counts > 1][0])} is listed more than once")
         index = self._entities.locate_batch(ids)
         table_ids = self._entities.table_of[index]
+        self._structure_version += 1
         for table_id in np.unique(table_ids):
             table = self._archetypes.tables[int(table_id)]
             rows = self._entities.row_of[index[table_ids == table_id]].astype(np.int64)
@@ -261,6 +275,7 @@ class World:
 
     def _move(self, index: int, source: Table, row: int, target: Table) -> int:
         """Move one entity's row between tables; returns its row in `target`."""
+        self._structure_version += 1
         target.reserve(target.n + 1)
         new_row = target.append(1)
         for cid in source.component_ids & target.component_ids:
@@ -304,7 +319,7 @@ class World:
         """Run one frame: every due system once, in registration order. `params` bind kernel
         parameters by name (before world.resources)."""
         self._check_open("step")
-        self._schedule.step(params)
+        self._schedule.run(1, params)
 
     def run(self, frames: int, *, progress: bool = False, **params: object) -> None:
         """Run `frames` frames with the same `params`; `progress=True` draws a progress bar on a
@@ -314,15 +329,21 @@ class World:
             raise ValueError(f"run(frames={frames!r}): expected an int >= 0")
         bar = Progress(frames, progress)
         try:
-            for done in range(1, frames + 1):
-                self._schedule.step(params)
-                bar.update(done)
+            self._schedule.run(frames, params, bar)
         finally:
             bar.close()
 
     def stats(self) -> dict[str, dict[str, float]]:
         """Per system: calls (frames it ran), kernel_calls, rows given, seconds spent."""
         return self._schedule.stats()
+
+    def _pool(self) -> WorkerPool | None:
+        """The worker pool, started at the first step that needs it; None for workers=0."""
+        if self.workers == 0:
+            return None
+        if self._workers is None:
+            self._workers = WorkerPool(self._arena, self.workers, self.step_timeout)
+        return self._workers
 
 
 class Resources(MutableMapping[str, Any]):

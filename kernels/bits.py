@@ -192,3 +192,42 @@ def mark_rows(words, rows):
     for k in range(rows.shape[0]):
         r = rows[k]
         words[r >> 6] |= ONE << np.uint64(r & 63)
+
+
+@jit
+def flush_marks_words(matrix, source, targets, first_word, stop_word):
+    """flush_marks over words [first_word, stop_word) only: one worker's share of a table."""
+    for w in range(first_word, stop_word):
+        v = matrix[source, w]
+        if v == 0:
+            continue
+        for t in targets:
+            matrix[t, w] |= v
+        matrix[source, w] = 0
+
+
+@jit
+def take_rows(words, start, stop):
+    """Rows in [start, stop) whose bits are set, relative to `start`; clears those words.
+    `start` must be a multiple of 64 and bits at `stop` and beyond in the last word zero."""
+    first = start >> 6
+    last = (stop + 63) >> 6
+    count = 0
+    for w in range(first, last):
+        v = words[w]
+        while v:
+            v &= v - ONE
+            count += 1
+    out = np.empty(count, np.int64)
+    k = 0
+    for w in range(first, last):
+        v = words[w]
+        if v == 0:
+            continue
+        base = (w << 6) - start
+        while v:
+            out[k] = base + np.int64(trailing_zeros(v))
+            k += 1
+            v &= v - ONE
+        words[w] = 0
+    return out

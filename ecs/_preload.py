@@ -1,0 +1,9 @@
+"""Imported once by the worker forkserver before it forks workers: the library, its kernels, and
+numba's one-time initialisation (~130 ms per process, RUNTIME anchors) are paid there, once."""
+
+import numpy as np
+
+import ecs  # noqa: F401
+from kernels import sync
+
+sync.load(np.zeros(1, np.int64), 0)   # initialises numba and loads the first kernel from cache

@@ -1,0 +1,342 @@
+"""Workers: processes that run plan tasks in place on the world's shared columns.
+
+Start: `forkserver` processes (RUNTIME.md Q2: forking a process that ran an OpenMP kernel
+kills the child; spawn costs ~340 ms a worker, a preloaded forkserver ~22 ms). The server
+preloads the main script and `ecs._preload` (numba's one-time initialisation included), so a
+worker only maps the arena (its one memfd arrives as a descriptor), imports the systems of
+its plan by module and name, and loads their kernels from numba's cache: the main process
+compiled them before any worker asked. Workers ignore SIGINT; the main process owns shutdown.
+
+Protocol (the mailbox): each worker has a pipe. For a run of F frames the main process sends
+one message per worker (the plan when it changed, the values, the first frame, F); each worker
+runs its tasks of every stage of every frame, meeting the others at a futex barrier in the
+shared control block after each stage that needs it, and answers once at the end. So
+`run(frames=F)` costs one round trip, not one per system or frame. Nothing per job is pickled
+but the values and, when the structure changed, the plan.
+
+Faults: a kernel that raises sets the shared abort word; every worker stops at its next task
+or barrier and answers; the main process raises KernelError with the kernel's exception as
+`__cause__`. A worker that dies (signal, segfault) is seen through its sentinel: the main
+process sets abort, waits for the others (killing any still busy after a grace period),
+replaces the dead one, then raises WorkerCrashedError naming the system it was running. A run
+past `step_timeout` seconds per frame kills and replaces every worker. Every wait of the main
+process has a deadline and watches the workers' sentinels; workers watch the main process's
+sentinel and exit within ~0.1 s of its death (even by SIGKILL).
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import multiprocessing.connection as mpc
+import os
+import pickle
+import signal
+import time
+import traceback
+from multiprocessing.reduction import DupFd
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from kernels import sync
+
+from .errors import KernelError, WorkerCrashedError
+from .executor import Executor
+from .memory import Arena, ArraySpec
+
+if TYPE_CHECKING:
+    from .plan import Plan
+    from .schedule import Progress, Schedule
+
+# control block, int64 words; futex words are the low halves (int32 index 2 * word)
+ABORT = 0
+BARRIER_COUNT = 8
+BARRIER_GENERATION = 9
+WORKER_LINES = 16          # worker w's line starts at word 16 + 8 * w
+CURRENT_SYSTEM, FRAMES_DONE = 0, 1
+MAX_WORKERS = 1024
+MAX_SYSTEMS = 1024
+CONTROL_WORDS = WORKER_LINES + 8 * MAX_WORKERS
+SLEEP = sync.timespec(0.1)         # longest futex sleep: how often waits check abort and the parent
+CRASH_GRACE_S = 2.0                # how long busy workers may finish their kernel after a crash
+
+
+class WorkerPool:
+    """N worker processes attached to one arena."""
+
+    def __init__(self, arena: Arena, size: int, step_timeout: float | None = None) -> None:
+        if size > MAX_WORKERS:
+            raise ValueError(f"workers={size}: at most {MAX_WORKERS}")
+        self.arena = arena
+        self.size = size
+        self.step_timeout = step_timeout
+        self._ctx = mp.get_context("forkserver")
+        self._ctx.set_forkserver_preload(["__main__", "ecs._preload"])
+        self._control_region = arena.allocate(CONTROL_WORDS * 8)
+        self._control_region.commit(CONTROL_WORDS * 8)
+        self.control_spec = self._control_region.spec(np.int64, (CONTROL_WORDS,))
+        self.control = arena.view_of(self.control_spec)
+        self.control32 = self.control.view(np.int32)
+        self._stats_region = arena.allocate(size * MAX_SYSTEMS * 3 * 8)
+        self._stats_region.commit(size * MAX_SYSTEMS * 3 * 8)
+        self.stats_spec = self._stats_region.spec(np.float64, (size, MAX_SYSTEMS, 3))
+        self.stats = arena.view_of(self.stats_spec)
+        spin = 500 if size < (os.cpu_count() or 1) else 0   # spin only where every worker has a core
+        self._spin = spin
+        self._handles: list[_Handle | None] = [None] * size
+        self._closed = False
+        for w in range(size):
+            self._handles[w] = self._start(w)
+
+    def _start(self, w: int) -> _Handle:
+        parent_end, child_end = self._ctx.Pipe()
+        process = self._ctx.Process(
+            target=worker_main, name=f"ecs-worker-{w}", daemon=True,
+            args=(w, DupFd(self.arena.fd), self.arena.size, self.control_spec, self.stats_spec,
+                  child_end, self._spin))
+        process.start()
+        child_end.close()
+        return _Handle(process, parent_end)
+
+    # ---------------------------------------------------------------- running
+    def run(self, plan: Plan, values: list[dict[str, object]], first_frame: int, frames: int,
+            schedule: Schedule, progress: Progress | None) -> None:
+        """Run `frames` frames of `plan` on the workers; raise after every worker is idle again."""
+        self.control[ABORT] = 0
+        self.control32[2 * BARRIER_COUNT] = 0
+        participants = plan.participants
+        for w in participants:
+            self.control[WORKER_LINES + 8 * w + FRAMES_DONE] = 0
+        pending: dict[int, _Handle] = {}
+        for w in participants:
+            handle = self._handles[w]
+            assert handle is not None
+            message_plan = plan if handle.plan is not plan else None
+            handle.connection.send((message_plan, values, first_frame, frames))
+            handle.plan = plan
+            pending[w] = handle
+        errors, crashed, timed_out = self._collect(pending, plan, frames, progress)
+        schedule.frame = first_frame + frames
+        schedule.count_calls(first_frame, frames)
+        if crashed or timed_out:
+            for w, _ in crashed:
+                self._handles[w] = self._start(w)
+            for w in timed_out:
+                self._handles[w] = self._start(w)
+            if crashed:
+                w, code = crashed[0]
+                raise WorkerCrashedError(self._system_name(plan, schedule, w), w, code)
+            w = timed_out[0]
+            raise WorkerCrashedError(self._system_name(plan, schedule, w), w, None,
+                                     f"ran past step_timeout={self.step_timeout} s per frame")
+        if errors:
+            system_index, cause = errors[0]
+            raise KernelError(schedule.systems[system_index].name, cause) from cause
+
+    def _collect(self, pending: dict[int, _Handle], plan: Plan, frames: int, progress: Progress | None):
+        """Wait for every pending worker's answer, watching sentinels and the deadline."""
+        errors: list[tuple[int, BaseException]] = []
+        crashed: list[tuple[int, int | None]] = []
+        timed_out: list[int] = []
+        deadline = None if self.step_timeout is None else time.monotonic() + self.step_timeout * max(frames, 1)
+        grace_deadline = None
+        try:
+            while pending:
+                waitables: list[Any] = []
+                for handle in pending.values():
+                    waitables += [handle.connection, handle.process.sentinel]
+                now = time.monotonic()
+                limits = [d for d in (deadline, grace_deadline) if d is not None]
+                timeout = 0.1 if not limits else max(0.0, min(0.1, min(limits) - now))
+                ready = mpc.wait(waitables, timeout)
+                for w, handle in list(pending.items()):
+                    if handle.connection in ready:
+                        try:
+                            answer = handle.connection.recv()
+                        except (EOFError, OSError):
+                            answer = None
+                        if answer is not None:
+                            del pending[w]
+                            if answer[0] == "error":
+                                errors.append((answer[1], _rebuild(answer[2])))
+                            continue
+                    if handle.process.sentinel in ready or not handle.process.is_alive():
+                        handle.process.join(1.0)
+                        crashed.append((w, handle.process.exitcode))
+                        del pending[w]
+                        self._abort()
+                        grace_deadline = grace_deadline or time.monotonic() + CRASH_GRACE_S
+                if progress is not None and plan.participants:
+                    done = min(int(self.control[WORKER_LINES + 8 * w + FRAMES_DONE]) for w in plan.participants)
+                    progress.update(done)
+                now = time.monotonic()
+                if pending and ((deadline is not None and now >= deadline)
+                                or (grace_deadline is not None and now >= grace_deadline)):
+                    for w, handle in pending.items():
+                        handle.process.kill()
+                        handle.process.join(5.0)
+                        if deadline is not None and now >= deadline:
+                            timed_out.append(w)
+                        else:
+                            crashed.append((w, handle.process.exitcode))
+                    pending.clear()
+        except BaseException:  # KeyboardInterrupt: stop the workers before the world is touched again
+            self._abort()
+            for w, handle in pending.items():
+                handle.process.kill()
+                handle.process.join(5.0)
+                self._handles[w] = self._start(w)
+            raise
+        return errors, crashed, timed_out
+
+    def _abort(self) -> None:
+        sync.store(self.control, ABORT, 1)
+        sync.futex_wake(self.control32, 2 * BARRIER_GENERATION, 1 << 30)
+
+    def _system_name(self, plan: Plan, schedule: Schedule, w: int) -> str:
+        index = int(self.control[WORKER_LINES + 8 * w + CURRENT_SYSTEM])
+        return schedule.systems[index].name if 0 <= index < len(schedule.systems) else "<between systems>"
+
+    def stats_total(self, systems: int) -> np.ndarray:
+        return self.stats[:, :systems].sum(axis=0)
+
+    def pids(self) -> list[int]:
+        return [h.process.pid for h in self._handles if h is not None]
+
+    def close(self) -> None:
+        """Stop every worker: ask, then kill any that do not exit within a second."""
+        if self._closed:
+            return
+        self._closed = True
+        for handle in self._handles:
+            if handle is None:
+                continue
+            try:
+                handle.connection.send(None)
+            except (OSError, ValueError):
+                pass
+        deadline = time.monotonic() + 1.0
+        for handle in self._handles:
+            if handle is None:
+                continue
+            handle.process.join(max(0.0, deadline - time.monotonic()))
+            if handle.process.is_alive():
+                handle.process.kill()
+                handle.process.join(5.0)
+            handle.connection.close()
+            handle.process.close()
+
+
+class _Handle:
+    __slots__ = ("process", "connection", "plan")
+
+    def __init__(self, process: Any, connection: Any) -> None:
+        self.process = process
+        self.connection = connection
+        self.plan: Plan | None = None
+
+
+def _rebuild(payload: bytes) -> BaseException:
+    try:
+        exc = pickle.loads(payload)
+        if isinstance(exc, BaseException):
+            return exc
+    except Exception:  # noqa: BLE001 - a kernel exception that cannot cross processes
+        pass
+    return RuntimeError("a kernel exception that could not be transferred from its worker")
+
+
+def _pickled(exc: BaseException) -> bytes:
+    try:
+        payload = pickle.dumps(exc)
+        pickle.loads(payload)
+        return payload
+    except Exception:  # noqa: BLE001
+        text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+        return pickle.dumps(RuntimeError(f"{type(exc).__module__}.{type(exc).__qualname__}: {exc}\n{text}"))
+
+
+# ==================================================================== worker process
+def worker_main(w: int, arena_fd: Any, arena_size: int, control_spec: ArraySpec, stats_spec: ArraySpec,
+                connection: Any, spin: int) -> None:
+    """Entry point of worker `w`: attach, then serve runs until told to stop or orphaned."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    arena = Arena.attach(arena_fd.detach() if hasattr(arena_fd, "detach") else arena_fd, arena_size)
+    control = arena.view_of(control_spec)
+    control32 = control.view(np.int32)
+    stats = arena.view_of(stats_spec)[w]
+    executor = Executor(arena)
+    parent = mp.parent_process()
+    parent_sentinel = parent.sentinel if parent is not None else None
+    line = WORKER_LINES + 8 * w
+    plan = None
+    systems: list[Any] = []
+    watch = [connection] + ([parent_sentinel] if parent_sentinel is not None else [])
+    while True:
+        ready = mpc.wait(watch)
+        if connection not in ready:
+            os._exit(0)                      # the main process is gone
+        try:
+            message = connection.recv()
+        except (EOFError, OSError):
+            os._exit(0)
+        if message is None:
+            return
+        new_plan, values, first_frame, frames = message
+        if new_plan is not None:
+            plan = new_plan
+            systems = [_resolve(module, attribute) for module, attribute in plan.systems]
+        assert plan is not None
+        answer = _run_frames(w, plan, systems, values, first_frame, frames, executor, stats, control,
+                             control32, line, spin, parent_sentinel)
+        connection.send(answer)
+
+
+def _run_frames(w, plan, systems, values, first_frame, frames, executor, stats, control, control32, line,
+                spin, parent_sentinel):
+    my_stages = plan.tasks[w]
+    parties = len(plan.participants)
+    failure: list[BaseException] = []
+
+    def on_error(exc: BaseException) -> None:
+        failure.append(exc)
+
+    for done, frame in enumerate(range(first_frame, first_frame + frames), start=1):
+        for s, stage in enumerate(my_stages):
+            for task in stage:
+                if frame % plan.every[task.system]:
+                    continue
+                if sync.load(control, ABORT):
+                    return ("aborted",)
+                control[line + CURRENT_SYSTEM] = task.system
+                executor.run_task(systems[task.system], task, values[task.system], stats[task.system], on_error)
+                if failure:
+                    sync.store(control, ABORT, 1)
+                    sync.futex_wake(control32, 2 * BARRIER_GENERATION, 1 << 30)
+                    return ("error", task.system, _pickled(failure[0]))
+            control[line + CURRENT_SYSTEM] = -1
+            if plan.barriers[s] and parties > 1 and not _barrier(control, control32, parties, spin, parent_sentinel):
+                return ("aborted",)
+        control[line + FRAMES_DONE] = done
+    return ("ok",)
+
+
+def _barrier(control, control32, parties: int, spin: int, parent_sentinel) -> bool:
+    """Meet the other workers of the run; False when the run was aborted meanwhile."""
+    generation = sync.barrier_arrive(control32, 2 * BARRIER_COUNT, 2 * BARRIER_GENERATION, parties)
+    if generation < 0:
+        return True
+    while True:
+        now = sync.wait_change(control32, 2 * BARRIER_GENERATION, generation, spin, SLEEP)
+        if now != generation:
+            return True
+        if sync.load(control, ABORT):
+            return False
+        if parent_sentinel is not None and mpc.wait([parent_sentinel], 0):
+            os._exit(0)
+
+
+def _resolve(module: str, attribute: str) -> Any:
+    from .schedule import resolve_system
+
+    return resolve_system(module, attribute)

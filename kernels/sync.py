@@ -1,0 +1,171 @@
+"""Cross-process synchronisation for numba code: atomics, PAUSE, futex, a barrier.
+
+numba has no CPU atomics (numba #2988, open since 2018; PR #10124 open) and no volatile
+loads: a plain load in a wait loop is hoisted and the loop never ends (RUNTIME.md Q5,
+measured). llvmlite's IRBuilder has atomic load/store/rmw, so small `@intrinsic`s suffice
+(after ../shared/runtime/natomic.py). The futex is called through libc's variadic syscall(2)
+declared inside an intrinsic, which keeps callers cacheable (a ctypes function object would
+make them "use dynamic globals"). Futex words are 32-bit; the other words here are int64.
+"""
+
+from __future__ import annotations
+
+import platform
+
+import numpy as np
+from llvmlite import ir
+from numba import types
+from numba.core import cgutils
+from numba.extending import intrinsic
+
+from ._jit import jit
+
+SYS_FUTEX = {"x86_64": 202, "aarch64": 98}.get(platform.machine(), 202)
+FUTEX_WAIT, FUTEX_WAKE = 0, 1  # not FUTEX_PRIVATE_FLAG: the words are shared between processes
+
+
+def _item_pointer(context, builder, aryty, ary_val, idx_val, idx_ty):
+    ary = context.make_array(aryty)(context, builder, ary_val)
+    idx = context.cast(builder, idx_val, idx_ty, types.intp)
+    return cgutils.get_item_pointer(context, builder, aryty, ary, [idx], wraparound=False)
+
+
+def _integer_array(arr):
+    return isinstance(arr, types.Array) and isinstance(arr.dtype, types.Integer) and arr.ndim == 1
+
+
+@intrinsic
+def atomic_load(typingctx, arr, idx):
+    """Acquire load of arr[idx]."""
+    if not _integer_array(arr):
+        return None
+    sig = arr.dtype(arr, idx)
+
+    def codegen(context, builder, sig, args):
+        ptr = _item_pointer(context, builder, sig.args[0], args[0], args[1], sig.args[1])
+        return builder.load_atomic(ptr, "acquire", sig.args[0].dtype.bitwidth // 8)
+    return sig, codegen
+
+
+@intrinsic
+def atomic_store(typingctx, arr, idx, val):
+    """Release store arr[idx] = val."""
+    if not _integer_array(arr):
+        return None
+    sig = types.void(arr, idx, val)
+
+    def codegen(context, builder, sig, args):
+        aryty = sig.args[0]
+        ptr = _item_pointer(context, builder, aryty, args[0], args[1], sig.args[1])
+        value = context.cast(builder, args[2], sig.args[2], aryty.dtype)
+        builder.store_atomic(value, ptr, "release", aryty.dtype.bitwidth // 8)
+        return context.get_dummy_value()
+    return sig, codegen
+
+
+@intrinsic
+def atomic_add(typingctx, arr, idx, val):
+    """arr[idx] += val atomically (seq_cst); returns the old value."""
+    if not _integer_array(arr):
+        return None
+    sig = arr.dtype(arr, idx, val)
+
+    def codegen(context, builder, sig, args):
+        aryty = sig.args[0]
+        ptr = _item_pointer(context, builder, aryty, args[0], args[1], sig.args[1])
+        value = context.cast(builder, args[2], sig.args[2], aryty.dtype)
+        return builder.atomic_rmw("add", ptr, value, "seq_cst")
+    return sig, codegen
+
+
+@intrinsic
+def cpu_relax(typingctx):
+    """x86 PAUSE (numba's JIT cannot parse inline asm); a no-op elsewhere."""
+    sig = types.void()
+
+    def codegen(context, builder, sig, args):
+        if platform.machine() in ("x86_64", "AMD64"):
+            fnty = ir.FunctionType(ir.VoidType(), [])
+            fn = cgutils.get_or_insert_function(builder.module, fnty, "llvm.x86.sse2.pause")
+            builder.call(fn, [])
+        return context.get_dummy_value()
+    return sig, codegen
+
+
+@intrinsic
+def _sys_futex(typingctx, addr, op, val, ts_addr):
+    sig = types.int64(types.int64, types.int64, types.int64, types.int64)
+
+    def codegen(context, builder, sig, args):
+        i64 = ir.IntType(64)
+        fnty = ir.FunctionType(i64, [i64], var_arg=True)
+        fn = cgutils.get_or_insert_function(builder.module, fnty, "syscall")
+        return builder.call(fn, [ir.Constant(i64, SYS_FUTEX), args[0], args[1], args[2], args[3],
+                                 ir.Constant(i64, 0)])
+    return sig, codegen
+
+
+@jit
+def futex_wait(words32, idx, expected, timespec):
+    """Sleep while words32[idx] == expected, at most `timespec` (int64[2]: seconds, nanoseconds).
+    Returns 0 when woken; a negative value on timeout, EAGAIN or EINTR (callers re-check)."""
+    return _sys_futex(words32.ctypes.data + idx * 4, FUTEX_WAIT, expected, timespec.ctypes.data)
+
+
+@jit
+def futex_wake(words32, idx, count):
+    return _sys_futex(words32.ctypes.data + idx * 4, FUTEX_WAKE, count, 0)
+
+
+@jit
+def load(words, idx):
+    """Atomic (acquire) load callable from Python: a fresh read of a shared word."""
+    return atomic_load(words, idx)
+
+
+@jit
+def store(words, idx, value):
+    """Atomic (release) store callable from Python."""
+    atomic_store(words, idx, value)
+
+
+@jit
+def increment(words, idx):
+    """Atomically add one; returns the new value."""
+    return atomic_add(words, idx, 1) + 1
+
+
+@jit
+def wait_change(words32, idx, seen, spins, timespec):
+    """Wait until words32[idx] != seen: spin `spins` PAUSEs, then sleep on the futex for at most
+    `timespec`. Returns the new value, or `seen` on timeout (callers re-check their exits)."""
+    for _ in range(spins):
+        value = atomic_load(words32, idx)
+        if value != seen:
+            return value
+        cpu_relax()
+    value = atomic_load(words32, idx)
+    if value != seen:
+        return value
+    futex_wait(words32, idx, seen, timespec)
+    return atomic_load(words32, idx)
+
+
+@jit
+def barrier_arrive(words32, count_idx, generation_idx, parties):
+    """Arrive at a barrier of `parties`. Returns the generation to wait past, or -1 if this
+    caller was last (it opened the barrier and woke everyone)."""
+    generation = atomic_load(words32, generation_idx)
+    arrived = atomic_add(words32, count_idx, 1) + 1
+    if arrived == parties:
+        atomic_store(words32, count_idx, 0)
+        atomic_add(words32, generation_idx, 1)
+        futex_wake(words32, generation_idx, 1 << 30)
+        return -1
+    return generation
+
+
+def timespec(seconds: float) -> np.ndarray:
+    """A relative futex timeout."""
+    whole = int(seconds)
+    return np.array([whole, int((seconds - whole) * 1e9)], np.int64)
