@@ -22,7 +22,7 @@ from kernels.bits import mark_changed
 
 from .query import Batch, Query
 from .schema import bool_, component, f32, f64, i8, i16, i32, i64, u8, u16, u32, u64
-from .system import Entity, Mut, Rows, System, system
+from .system import Entity, Mut, Removed, Rows, System, system
 from .world import World
 
 __version__ = "0.1.0"
@@ -37,6 +37,7 @@ __all__ = [
     "MissingComponentError",
     "Mut",
     "Query",
+    "Removed",
     "Rows",
     "SchemaError",
     "SnapshotError",

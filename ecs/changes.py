@@ -18,6 +18,12 @@ A reader with several filter terms selects the union: rows where any `changed=` 
 written or any `added=` component was added. Changed includes added. Pending bits move with
 their row on swap-remove and archetype moves, so a change made before a move is still seen.
 
+Removals have no row to mark: the entity left the table. Each component has a *removal journal*
+of the ids that lost it (remove(), despawn, or their batch and deferred forms), written only by
+the main process, which is where structural changes happen. A reader with `removed=` filters
+keeps a cursor per journal and takes the ids appended since its last look, each once. Its first
+look sees the removals since the reader was created. Cost: O(removals since the last look).
+
 Detected: kernel writes to `Mut` components (every row given to the kernel with mark="auto";
 rows passed to `ecs.mark_changed` with mark="manual"), `World.set`/`set_batch`, spawn, add.
 Not detected: writes through a raw numpy view from Python (a query batch's columns).
@@ -43,11 +49,13 @@ CHANGED, ADDED = "changed", "added"
 class Reader:
     """One cursor over changes: a query object or a filtered system."""
 
-    def __init__(self, reader_id: int, changed: tuple[ComponentInfo, ...], added: tuple[ComponentInfo, ...]):
+    def __init__(self, reader_id: int, changed: tuple[ComponentInfo, ...], added: tuple[ComponentInfo, ...],
+                 removed: tuple[ComponentInfo, ...] = ()):
         self.id = reader_id
         self.terms = tuple((info.id, CHANGED) for info in changed) + tuple((info.id, ADDED) for info in added)
         self.component_ids = frozenset(cid for cid, _ in self.terms)
         self.slot_by_table: dict[int, int] = {}
+        self.removed_cursor: dict[int, int] = {info.id: 0 for info in removed}
         self.alive = True
 
 
@@ -61,12 +69,19 @@ class ChangeTracker:
         self.version = 0
         self._targets: dict[tuple[int, int, str], np.ndarray] = {}
         self._transfers: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
+        self._journals: dict[int, RemovalJournal] = {}
         archetypes.new_table_listeners.append(self._on_new_table)
 
     # ---------------------------------------------------------------- readers
-    def register(self, changed: tuple[ComponentInfo, ...], added: tuple[ComponentInfo, ...]) -> Reader:
-        """A new reader whose first look sees every existing row as added and changed."""
-        reader = Reader(next(self._ids), changed, added)
+    def register(self, changed: tuple[ComponentInfo, ...], added: tuple[ComponentInfo, ...],
+                 removed: tuple[ComponentInfo, ...] = ()) -> Reader:
+        """A new reader whose first look sees every existing row as added and changed, and the
+        removals made from now on."""
+        reader = Reader(next(self._ids), changed, added, removed)
+        for cid in reader.removed_cursor:
+            journal = self._journals.setdefault(cid, RemovalJournal())
+            reader.removed_cursor[cid] = journal.end
+            journal.readers += 1
         for table in self._archetypes.tables:
             if reader.component_ids & table.component_ids:
                 slot = table.allocate_slot()
@@ -80,6 +95,8 @@ class ChangeTracker:
         if not reader.alive:
             return
         reader.alive = False
+        for cid in reader.removed_cursor:
+            self._journals[cid].readers -= 1
         for table_id, slot in reader.slot_by_table.items():
             self._archetypes.tables[table_id].release_slot(slot)
         reader.slot_by_table.clear()
@@ -131,6 +148,31 @@ class ChangeTracker:
         self.flush(table, reader)
         return bits.set_rows(table.bit_matrix[reader.slot_by_table[table.id]], table.n)
 
+    # ---------------------------------------------------------------- removals
+    def record_removed(self, infos: tuple[ComponentInfo, ...], ids: np.ndarray) -> None:
+        """Journal that entities `ids` lost each of `infos` (only components someone reads)."""
+        for info in infos:
+            journal = self._journals.get(info.id)
+            if journal is not None and journal.readers:
+                journal.append(ids)
+
+    def take_removed(self, reader: Reader, consume: bool = True) -> np.ndarray:
+        """Ids that lost any of the reader's removed= components since its last look, each once,
+        in the order the removals happened."""
+        parts = []
+        for cid, cursor in reader.removed_cursor.items():
+            journal = self._journals[cid]
+            parts.append(journal.since(cursor))
+            if consume:
+                reader.removed_cursor[cid] = journal.end
+        for cid in reader.removed_cursor:
+            self._journals[cid].trim(min(r.removed_cursor.get(cid, 1 << 62) for r in self.readers.values()))
+        ids = np.concatenate(parts) if parts else np.empty(0, np.int64)
+        if len(parts) > 1 and ids.shape[0]:
+            _, first = np.unique(ids, return_index=True)
+            ids = ids[np.sort(first)]
+        return ids
+
     # ---------------------------------------------------------------- moves
     def transfer_slots(self, source: Table, target: Table) -> tuple[np.ndarray, np.ndarray]:
         """Slot pairs whose bits follow a row from `source` to `target`: marks and added bits of
@@ -149,3 +191,38 @@ class ChangeTracker:
             pair = (np.array(src, np.int64), np.array(dst, np.int64))
             self._transfers[key] = pair
         return pair
+
+
+class RemovalJournal:
+    """Append-only ids of entities that lost one component; positions are absolute, so readers'
+    cursors stay valid when the consumed prefix is trimmed."""
+
+    def __init__(self) -> None:
+        self._ids = np.empty(0, np.int64)
+        self._count = 0
+        self.start = 0        # absolute position of _ids[0]
+        self.readers = 0
+
+    @property
+    def end(self) -> int:
+        return self.start + self._count
+
+    def append(self, ids: np.ndarray) -> None:
+        need = self._count + ids.shape[0]
+        if need > self._ids.shape[0]:
+            grown = np.empty(max(need, 2 * self._ids.shape[0], 256), np.int64)
+            grown[: self._count] = self._ids[: self._count]
+            self._ids = grown
+        self._ids[self._count: need] = ids
+        self._count = need
+
+    def since(self, cursor: int) -> np.ndarray:
+        return self._ids[cursor - self.start: self._count].copy()
+
+    def trim(self, upto: int) -> None:
+        """Forget entries before absolute position `upto` (every reader is past them)."""
+        drop = min(upto, self.end) - self.start
+        if drop > 0 and drop * 2 >= self._count:
+            self._ids[: self._count - drop] = self._ids[drop: self._count]
+            self._count -= drop
+            self.start += drop

@@ -22,8 +22,8 @@ import numpy as np
 from kernels import bits
 
 from .memory import Arena, ArraySpec
-from .plan import Task
-from .system import ENTITY, READ, ROWS, WRITE, System
+from .plan import REMOVED_IDS, Task
+from .system import ENTITY, READ, REMOVED, ROWS, WRITE, System
 
 
 class Executor:
@@ -66,7 +66,10 @@ class Executor:
                 else:
                     bits.mark_rows(words, rows)
             stats[0] += 1
-            stats[1] += (stop - start) if rows is None else rows.shape[0]
+            if task.table < 0:
+                stats[1] += values[REMOVED_IDS].shape[0]
+            else:
+                stats[1] += (stop - start) if rows is None else rows.shape[0]
             stats[2] += time.perf_counter() - started
 
     def _arguments(self, system: System, task: Task, rows: np.ndarray | None,
@@ -84,6 +87,8 @@ class Executor:
                 args.append(self.view(spec)[start:stop])
             elif p.kind == ROWS:
                 args.append(rows)
+            elif p.kind == REMOVED:
+                args.append(values[REMOVED_IDS])
             else:
                 args.append(values[spec])
         return args

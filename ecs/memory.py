@@ -112,6 +112,14 @@ class Arena:
         count = math.prod(shape)
         return np.frombuffer(self.map, dtype=dtype, count=count, offset=offset).reshape(shape)
 
+    def spec_of(self, array: np.ndarray) -> ArraySpec | None:
+        """The spec of a C-contiguous array that lies in this arena, else None."""
+        base = np.frombuffer(self.map, np.uint8, count=1).ctypes.data
+        address = array.ctypes.data
+        if not (base <= address and address + array.nbytes <= base + self.size) or not array.flags.c_contiguous:
+            return None
+        return ArraySpec(address - base, array.dtype.str, tuple(array.shape))
+
     def view_of(self, spec: ArraySpec) -> np.ndarray:
         return self.view(np.dtype(spec.dtype), spec.offset, spec.shape)
 

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, NamedTuple
 import numpy as np
 
 from .memory import ArraySpec
-from .system import ENTITY, READ, ROWS, WRITE
+from .system import ENTITY, READ, REMOVED, ROWS, WRITE
 from .table import Table
 
 if TYPE_CHECKING:
@@ -124,7 +124,7 @@ def table_task(bound: BoundSystem, system_index: int, table: Table, start: int, 
                     marks.append(words)
         elif p.kind == ENTITY:
             args.append(table.entity_spec)
-        elif p.kind == ROWS:
+        elif p.kind in (ROWS, REMOVED):
             args.append(None)
         else:
             args.append(p.name)
@@ -144,6 +144,24 @@ def table_task(bound: BoundSystem, system_index: int, table: Table, start: int, 
     return Task(system_index, table.id, start, stop, tuple(args), filter_spec, tuple(marks))
 
 
+def removed_task(bound: BoundSystem, system_index: int) -> Task:
+    args = tuple(p.name if p.kind not in (REMOVED,) else None for p in bound.system.params)
+    return Task(system_index, -1, 0, 0, args, None, ())
+
+
+def due(plan: Plan, task: Task, frame: int, values: dict) -> bool:
+    """Whether `task` runs in `frame`: its system's every=N divides the frame; a removed= task
+    runs only at the frame its ids were taken for, and only if there are any."""
+    if frame % plan.every[task.system]:
+        return False
+    if task.table < 0:
+        return frame == values.get(REMOVED_FRAME) and values[REMOVED_IDS].shape[0] > 0
+    return True
+
+
+REMOVED_IDS, REMOVED_FRAME = "__removed__", "__removed_frame__"
+
+
 def build_plan(systems: list[BoundSystem], workers: int) -> Plan:
     """Assign every system's tables (or row ranges) to `workers` executors (1 = this process)."""
     stages = stages_of(systems)
@@ -152,6 +170,11 @@ def build_plan(systems: list[BoundSystem], workers: int) -> Plan:
         load = np.zeros(workers, np.int64)
         for i in stage:
             bound = systems[i]
+            if bound.system.removed:     # one table-less task: ids come with the run's values
+                worker = int(np.argmin(load))
+                per_worker[worker][s].append(removed_task(bound, i))
+                load[worker] += 1
+                continue
             whole_on = None
             if bound.array_values() and not bound.system.split:
                 whole_on = int(np.argmin(load))   # one worker for every table of this system

@@ -9,6 +9,10 @@ With `changed=`/`added=` filters the query object is a change reader (changes.py
 `rows` holds the rows that changed since *this query object* last iterated that table, and
 tables with no such rows are skipped. Iteration consumes the changes; `count()` and
 `entities()` only look. Writes through batch views are not change-tracked (use World.set_batch).
+
+With `removed=[C]`, `query.removed()` returns the ids of entities that lost C (removed or
+despawned) since this query object last called it (first call: since the query was created).
+Those entities are no longer in C's tables, so they never appear in batches.
 """
 
 from __future__ import annotations
@@ -63,17 +67,20 @@ class Query:
     """A cached filter over the world's tables; each object keeps its own change cursor."""
 
     def __init__(self, world: World, required: Sequence[type], without: Sequence[type],
-                 changed: Sequence[type], added: Sequence[type]) -> None:
+                 changed: Sequence[type], added: Sequence[type], removed: Sequence[type] = ()) -> None:
         self._world = world
         self.required = tuple(_infos("query", required))
         self.without = tuple(_infos("without", without))
         self.changed = tuple(_infos("changed", changed))
         self.added = tuple(_infos("added", added))
+        self.removed_filter = tuple(_infos("removed", removed))
         self._required_ids = frozenset(info.id for info in self.required)
         self._without_ids = frozenset(info.id for info in self.without)
         self._tables: list[Table] = []
         self._scanned = 0
         self._reader: Reader | None = None
+        if self.removed_filter:
+            self._ensure_reader()   # removals are journaled from the query's creation on
 
     @property
     def filtered(self) -> bool:
@@ -90,7 +97,7 @@ class Query:
     def _ensure_reader(self) -> Reader:
         if self._reader is None:
             tracker = self._world._changes
-            self._reader = tracker.register(self.changed, self.added)
+            self._reader = tracker.register(self.changed, self.added, self.removed_filter)
             weakref.finalize(self, tracker.unregister, self._reader)
         return self._reader
 
@@ -113,6 +120,14 @@ class Query:
     def __iter__(self) -> Iterator[Batch]:
         for table, rows in self._selected(consume=True):
             yield Batch(table, rows)
+
+    def removed(self) -> np.ndarray:
+        """Ids that lost a `removed=` component since the last call (each once), in the order the
+        removals happened. ValueError if the query has no removed= filter."""
+        self._world._check_open("query")
+        if not self.removed_filter:
+            raise ValueError("this query has no removed= filter: world.query(..., removed=[C])")
+        return self._world._changes.take_removed(self._ensure_reader())
 
     def count(self) -> int:
         """Matching entities (selected rows for a filtered query); does not consume changes."""

@@ -27,9 +27,9 @@ import numpy as np
 
 from .errors import KernelError, SystemDefinitionError
 from .executor import Executor
-from .plan import Plan, build_plan
+from .plan import REMOVED_FRAME, REMOVED_IDS, Plan, build_plan, due
 from .query import Query
-from .system import ENTITY, ROWS, VALUE, WRITE, System, annotation_type, convert_value, value_type
+from .system import ENTITY, REMOVED, ROWS, VALUE, WRITE, System, annotation_type, convert_value, value_type
 
 if TYPE_CHECKING:
     from .world import World
@@ -45,7 +45,8 @@ class BoundSystem:
         self.system = system
         self.index = index
         self.query = Query(world, [i.cls for i in system.required], [i.cls for i in system.without],
-                           [i.cls for i in system.changed], [i.cls for i in system.added])
+                           [i.cls for i in system.changed], [i.cls for i in system.added],
+                           [i.cls for i in system.removed])
         self.value_types: dict[str, Any] = {}
         self.compiled = False
         self.calls = 0
@@ -145,18 +146,25 @@ class Schedule:
             self._plan_key = key
         return self._plan
 
-    def values(self, params: Mapping[str, object]) -> list[dict[str, object]]:
-        """Resolve and type-check every system's named values; compile what was waiting for them."""
+    def values(self, params: Mapping[str, object], frames: int) -> list[dict[str, object]]:
+        """Resolve and type-check every system's named values; compile what was waiting for them.
+        A removed= system due in the coming `frames` takes its pending ids now."""
         out = []
         for bound in self.systems:
             values = bound.resolve_values(params)
             bound.try_compile(values)
+            if bound.system.removed:
+                every = bound.system.every
+                first_due = next((f for f in range(self.frame, self.frame + frames) if f % every == 0), None)
+                values[REMOVED_FRAME] = first_due
+                values[REMOVED_IDS] = (self.world._changes.take_removed(bound.query._ensure_reader())
+                                       if first_due is not None else np.empty(0, np.int64))
             out.append(values)
         return out
 
     def run(self, frames: int, params: Mapping[str, object], progress: Progress | None = None) -> None:
         """Run `frames` frames with the same values (in this process or on the worker pool)."""
-        values = self.values(params)
+        values = self.values(params, frames)
         pool = self.world._pool()
         if pool is not None:
             plan = self.plan(pool.size)
@@ -180,7 +188,7 @@ class Schedule:
                 bound.calls += 1
         for stage in plan.tasks[0]:
             for task in stage:
-                if frame % plan.every[task.system]:
+                if not due(plan, task, frame, values[task.system]):
                     continue
                 bound = systems[task.system]
                 executor.run_task(bound.system, task, values[task.system], stats[task.system],
@@ -281,7 +289,7 @@ class Progress:
 
 def _sample_argument(p: Any) -> object:
     """A zero-row argument with exactly the types the real views will have."""
-    if p.kind in (ENTITY, ROWS):
+    if p.kind in (ENTITY, ROWS, REMOVED):
         return np.empty(0, np.int64)
     columns = [np.empty((0, *dtype.shape), dtype.base) for dtype in p.info.fields.values()]
     if p.kind == WRITE:

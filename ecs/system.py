@@ -10,6 +10,9 @@ Binding, per parameter:
 - `Entity`: the int64 ids of those rows.
 - `Rows`: the int64 rows selected by the system's `changed=`/`added=` filters (required when a
   filter is given, refused otherwise).
+- `Removed`: the int64 ids of entities that lost a `removed=` component since the system last
+  ran. Such a system runs once per due frame (not per table; skipped when no id is pending) and
+  takes only `Removed`, `Commands` and named values: its entities are no longer in the tables.
 - anything else: looked up by name in the keyword arguments of `step`/`run`, then in
   `world.resources`, then the parameter's default.
 
@@ -39,7 +42,7 @@ from kernels._jit import OPTIONS
 from .errors import SystemDefinitionError
 from .schema import ComponentInfo, info_of, is_component
 
-READ, WRITE, ENTITY, ROWS, VALUE = "read", "write", "entity", "rows", "value"
+READ, WRITE, ENTITY, ROWS, VALUE, REMOVED = "read", "write", "entity", "rows", "value", "removed"
 MARK_MODES = ("auto", "manual")
 _SCALAR_ANNOTATIONS = {float: np.float64, int: np.int64, bool: np.bool_}
 
@@ -65,6 +68,10 @@ class Entity:
 
 class Rows:
     """Annotates a parameter that receives the rows selected by changed=/added= filters."""
+
+
+class Removed:
+    """Annotates a parameter that receives the ids removed= filters report."""
 
 
 class Param:
@@ -102,8 +109,6 @@ class System:
         self.added = _filter_infos(self.name, "added", added)
         self.removed = _filter_infos(self.name, "removed", removed)
         self.without = _filter_infos(self.name, "without", without)
-        if self.removed:
-            raise SystemDefinitionError(self.name, "removed= filters are not supported by this version")
         if isinstance(every, bool) or not isinstance(every, int) or every < 1:
             raise SystemDefinitionError(self.name, f"every={every!r}: expected an int >= 1")
         if mark not in MARK_MODES:
@@ -142,10 +147,22 @@ class System:
             default = p.default
             params.append(self._bind_one(name, annotation, default))
         kinds = [p.kind for p in params]
+        if self.removed:
+            if REMOVED not in kinds:
+                raise SystemDefinitionError(self.name, "a system with removed= filters needs a parameter "
+                                                       "annotated Removed to receive the ids")
+            if self.filtered or self.without:
+                raise SystemDefinitionError(self.name, "removed= cannot be combined with changed=/added=/without= "
+                                                       "in one system: removed entities have left the tables")
+            for p in params:
+                if p.kind in (READ, WRITE, ENTITY, ROWS):
+                    raise SystemDefinitionError(self.name, "a removed= system takes only Removed, Commands and "
+                                                           "named values: the removed entities are no longer in "
+                                                           "the tables", p.name)
         if self.filtered and ROWS not in kinds:
             raise SystemDefinitionError(self.name, "a system with changed=/added= filters needs a parameter "
                                                    "annotated Rows to receive the selected rows")
-        for kind in (ENTITY, ROWS):
+        for kind in (ENTITY, ROWS, REMOVED):
             if kinds.count(kind) > 1:
                 raise SystemDefinitionError(self.name, f"more than one parameter is annotated {kind.title()}")
         by_component: dict[int, str] = {}
@@ -167,6 +184,11 @@ class System:
             return Param(name, READ, info_of(annotation), annotation, default)
         if annotation is Entity:
             return Param(name, ENTITY, None, annotation, default)
+        if annotation is Removed:
+            if not self.removed:
+                raise SystemDefinitionError(self.name, "Removed receives the ids reported by removed= filters, "
+                                                       "and this system has none", name)
+            return Param(name, REMOVED, None, annotation, default)
         if annotation is Rows:
             if not self.filtered:
                 raise SystemDefinitionError(self.name, "Rows receives the rows selected by changed=/added= "
@@ -176,7 +198,7 @@ class System:
                 or annotation is np.ndarray or (isinstance(annotation, type) and issubclass(annotation, np.generic)):
             return Param(name, VALUE, None, annotation, default)
         raise SystemDefinitionError(self.name, f"cannot bind annotation {annotation!r}: expected a component "
-                                               f"class, Mut[C], Entity, Rows, or a value type (float, int, "
+                                               f"class, Mut[C], Entity, Rows, Removed, or a value type (float, int, "
                                                f"bool, a numpy scalar type, np.ndarray)", name)
 
     def __call__(self, *args: Any) -> Any:

@@ -40,9 +40,10 @@ import numpy as np
 
 from kernels import sync
 
-from .errors import KernelError, WorkerCrashedError
+from .errors import KernelError, SystemDefinitionError, WorkerCrashedError
 from .executor import Executor
 from .memory import Arena, ArraySpec
+from .plan import due
 
 if TYPE_CHECKING:
     from .plan import Plan
@@ -107,12 +108,13 @@ class WorkerPool:
         participants = plan.participants
         for w in participants:
             self.control[WORKER_LINES + 8 * w + FRAMES_DONE] = 0
+        shipped = [self._shippable(schedule, i, v) for i, v in enumerate(values)]
         pending: dict[int, _Handle] = {}
         for w in participants:
             handle = self._handles[w]
             assert handle is not None
             message_plan = plan if handle.plan is not plan else None
-            handle.connection.send((message_plan, values, first_frame, frames))
+            handle.connection.send((message_plan, shipped, first_frame, frames))
             handle.plan = plan
             pending[w] = handle
         errors, crashed, timed_out = self._collect(pending, plan, frames, progress)
@@ -188,6 +190,23 @@ class WorkerPool:
                 self._handles[w] = self._start(w)
             raise
         return errors, crashed, timed_out
+
+    def _shippable(self, schedule: Schedule, system: int, values: dict[str, object]) -> dict[str, object]:
+        """Values as a worker receives them: arrays in the world's arena travel as their place in
+        it (the worker writes the very same memory), numbers as themselves."""
+        out = {}
+        for name, value in values.items():
+            if isinstance(value, np.ndarray) and not name.startswith("__"):
+                spec = self.arena.spec_of(value)
+                if spec is None:
+                    raise SystemDefinitionError(
+                        schedule.systems[system].name,
+                        "arrays given to systems that run on workers must live in the world's shared memory: "
+                        f"store it with world.resources[{name!r}] = array and pass nothing, or pass "
+                        f"world.resources[{name!r}]", name)
+                value = spec
+            out[name] = value
+        return out
 
     def _abort(self) -> None:
         sync.store(self.control, ABORT, 1)
@@ -283,6 +302,8 @@ def worker_main(w: int, arena_fd: Any, arena_size: int, control_spec: ArraySpec,
         if message is None:
             return
         new_plan, values, first_frame, frames = message
+        values = [{name: executor.view(v) if isinstance(v, ArraySpec) else v for name, v in vs.items()}
+                  for vs in values]
         if new_plan is not None:
             plan = new_plan
             systems = [_resolve(module, attribute) for module, attribute in plan.systems]
@@ -304,7 +325,7 @@ def _run_frames(w, plan, systems, values, first_frame, frames, executor, stats, 
     for done, frame in enumerate(range(first_frame, first_frame + frames), start=1):
         for s, stage in enumerate(my_stages):
             for task in stage:
-                if frame % plan.every[task.system]:
+                if not due(plan, task, frame, values[task.system]):
                     continue
                 if sync.load(control, ABORT):
                     return ("aborted",)

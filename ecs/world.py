@@ -74,6 +74,16 @@ class World:
         self._closed = True
         if self._workers is not None:
             self._workers.close()
+        # Drop the world's own arena views first: the arena unmaps (giving back its memory and its
+        # address-space reservation) only when no view is left, and tables sit in reference
+        # cycles, so otherwise that waits for a cyclic gc even after `del world`. Views that user
+        # code holds still keep the mapping, and its values, until they go.
+        for table in self._archetypes.tables:
+            table.drop_views()
+        self._entities.drop_views()
+        self.resources._values = {name: value for name, value in self.resources._values.items()
+                                  if not isinstance(value, np.ndarray)}
+        self._schedule._executor = None   # its cache of views
         self._arena.close()
 
     def __enter__(self) -> World:
@@ -148,6 +158,7 @@ class World:
         index, table_id, row = self._entities.locate(entity)
         table = self._archetypes.tables[table_id]
         self._structure_version += 1
+        self._changes.record_removed(table.components, np.array([entity], np.int64))
         moved = table.swap_remove(row)
         if moved >= 0:
             self._entities.row_of[moved & INDEX_MASK] = row
@@ -167,6 +178,7 @@ class World:
         for table_id in np.unique(table_ids):
             table = self._archetypes.tables[int(table_id)]
             rows = self._entities.row_of[index[table_ids == table_id]].astype(np.int64)
+            self._changes.record_removed(table.components, ids[table_ids == table_id])
             moved, new_rows = table.remove_rows(rows)
             self._entities.row_of[moved & INDEX_MASK] = new_rows
         self._entities.free(index)
@@ -272,6 +284,7 @@ class World:
                 raise self._missing(entity, table, info)
         if infos:
             self._move(index, table, row, self._archetypes.with_removed(table, infos))
+            self._changes.record_removed(tuple(infos), np.array([entity], np.int64))
 
     def _move(self, index: int, source: Table, row: int, target: Table) -> int:
         """Move one entity's row between tables; returns its row in `target`."""
@@ -303,10 +316,11 @@ class World:
 
     # ---------------------------------------------------------------- queries
     def query(self, *components: type, without: Sequence[type] = (), changed: Sequence[type] = (),
-              added: Sequence[type] = ()) -> Query:
-        """A cached query over tables with every component and none of `without`; see query.py."""
+              added: Sequence[type] = (), removed: Sequence[type] = ()) -> Query:
+        """A cached query over tables with every component and none of `without`; see query.py.
+        `removed=[C]`: `query.removed()` gives the ids that lost C since this query last looked."""
         self._check_open("query")
-        return Query(self, components, without, changed, added)
+        return Query(self, components, without, changed, added, removed)
 
     # ---------------------------------------------------------------- systems
     def add_system(self, system: System) -> None:
