@@ -129,6 +129,12 @@ class EntityIndex:
     def free_list(self) -> np.ndarray:
         return self._free[: self._nfree].copy()
 
+    def drop_views(self) -> None:
+        """Forget the arena views (world close): the arena unmaps only when none is left."""
+        self.generation = self.generation[:0].copy()
+        self.table_of = self.table_of[:0].copy()
+        self.row_of = self.row_of[:0].copy()
+
 
 def _as_id(entity: object) -> int:
     if isinstance(entity, (bool, np.bool_)) or not isinstance(entity, (int, np.integer)):

@@ -197,6 +197,15 @@ class Table:
             region.release()
         self._bits_region.release()
 
+    def drop_views(self) -> None:
+        """Forget every arena view (world close): the arena unmaps only when none is left.
+        The arrays become empty ones of the same dtypes; the memory is left untouched."""
+        self.entities_all = self.entities_all[:0].copy()
+        self.columns_by_component = {cid: {field: col[:0].copy() for field, col in cols.items()}
+                                     for cid, cols in self.columns_by_component.items()}
+        self.bit_matrix = self.bit_matrix[:, :0].copy()
+        self._committed_words = 0
+
     def __repr__(self) -> str:
         names = ", ".join(info.name for info in self.components)
         return f"<Table {self.id} ({names}) rows={self.n}>"
