@@ -82,6 +82,14 @@ class ComponentInfo:
         names = list(fields)
         self.view_type = collections.namedtuple(f"{self.name}View", names)  # type: ignore[misc]
         self.mut_view_type = collections.namedtuple(f"{self.name}MutView", [*names, "changed"])  # type: ignore[misc]
+        # numba's cache keys a kernel by its signature, pickled with cloudpickle: a view type
+        # that cannot be found by name is pickled by value, unpickles as a new class, and never
+        # matches again, so every process (each worker too) recompiled every system and added
+        # one more .nbc file. Name them where pickle finds them: Pos.__ecs_component__.view_type.
+        for attribute in ("view_type", "mut_view_type"):
+            view_type = getattr(self, attribute)
+            view_type.__module__ = cls.__module__
+            view_type.__qualname__ = f"{cls.__qualname__}.__ecs_component__.{attribute}"
 
     def __repr__(self) -> str:
         return f"<component {self.qualname}>"
