@@ -21,6 +21,7 @@ from kernels import bits
 from .archetype import Archetypes
 from .changes import ChangeTracker
 from .entity import INDEX_MASK, EntityIndex
+from . import snapshot
 from .errors import ComponentValueError, MissingComponentError, WorldClosedError
 from .memory import Arena
 from .query import Query
@@ -350,6 +351,29 @@ class World:
     def stats(self) -> dict[str, dict[str, float]]:
         """Per system: calls (frames it ran), kernel_calls, rows given, seconds spent."""
         return self._schedule.stats()
+
+    # ---------------------------------------------------------------- persistence
+    def save(self, path: str | os.PathLike[str]) -> None:
+        """Write every entity, column, resource and the frame counter to `path`, atomically
+        (a crash mid-save leaves the old file). Format: ecs/snapshot.py; no pickle."""
+        self._check_open("save")
+        snapshot.save(self, path)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str], workers: int | str = 0, **options: Any) -> World:
+        """A new world with the saved ids, values, archetypes and resources. SnapshotError for a
+        corrupt, truncated, foreign or newer file. Systems are code: add them again."""
+        return snapshot.load(path, lambda **limits: cls(workers, **{**limits, **options}))
+
+    def snapshot(self) -> snapshot.Snapshot:
+        """An in-memory copy of the world's state for `restore` (costs a copy of the columns)."""
+        self._check_open("snapshot")
+        return snapshot.Snapshot(self)
+
+    def restore(self, snap: snapshot.Snapshot) -> None:
+        """Put the world back as it was at `snap`; readers see only rows whose values differ."""
+        self._check_open("restore")
+        snapshot.restore(self, snap)
 
     def _pool(self) -> WorkerPool | None:
         """The worker pool, started at the first step that needs it; None for workers=0."""

@@ -37,3 +37,19 @@ def place_indices(indices, table_id, first_row, generation, table_of, row_of, en
         table_of[index] = table_id
         row_of[index] = first_row + k
         entity_col[k] = (np.int64(generation[index]) << 32) | index
+
+
+@jit
+def restore_column(dst, src, n, width, words):
+    """Copy `src` into `dst` (both flat unsigned-int views, `width` elements per row) for rows
+    [0, n) and set the bit of every row whose bits differed: compare, copy and mark in one pass.
+    Comparing bits, not values, keeps NaN == NaN."""
+    for row in range(n):
+        base = row * width
+        differs = False
+        for k in range(base, base + width):
+            if dst[k] != src[k]:
+                differs = True
+                dst[k] = src[k]
+        if differs:
+            words[row >> 6] |= np.uint64(1) << np.uint64(row & 63)
