@@ -1,0 +1,279 @@
+"""Leak proof for ecs/memory.py's design: one memfd arena per world, nothing named anywhere.
+
+Nothing may appear in /dev/shm, whatever happens to the world: close(), an exception inside
+`with`, interpreter exit without close(), SIGKILL of the process (or of its process group,
+workers included). close() gives back the descriptor at once and the mapping as soon as no
+view is held; views held by user code stay readable after close(). Table columns are
+fixed-address reservations: a view taken early stays valid while the table grows to millions
+of rows.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import os
+import pathlib
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import numpy as np
+import pytest
+
+import ecs
+from tests.components import Health, Position, Tint, Velocity
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+SHM = pathlib.Path("/dev/shm")
+
+
+def shm_entries() -> set[str]:
+    return set(os.listdir(SHM)) if SHM.is_dir() else set()
+
+
+def open_fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+def arena_mappings(pid: int | str = "self") -> int:
+    """Mappings of an ecs arena in a process (the memfd is named 'ecs-world')."""
+    with open(f"/proc/{pid}/maps") as maps:
+        return sum("memfd:ecs-world" in line for line in maps)
+
+
+def use_world(world: ecs.World) -> None:
+    ids = world.spawn_batch(5000, Position(x=np.arange(5000), y=0), Velocity(x=1, y=1))
+    world.spawn_batch(100, Tint(rgb=[1, 2, 3]))
+    world.add(int(ids[0]), Health())
+    world.despawn_batch(ids[::3])
+    world.set_batch(ids[1::3], Position(x=-1, y=-1))
+    world.resources["grid"] = np.zeros((64, 64), np.int32)
+    list(world.query(Position, changed=[Position]))
+
+
+def run_script(body: str, timeout: float = 60) -> subprocess.CompletedProcess:
+    script = f"import sys\nsys.path.insert(0, {str(ROOT)!r})\n" + textwrap.dedent(body)
+    return subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+@pytest.fixture
+def shm_before():
+    before = shm_entries()
+    yield before
+    assert shm_entries() - before == set()
+
+
+@pytest.fixture(scope="module", autouse=True)
+def warm_imports():
+    """Open and close one world first, so lazily opened files do not count against a baseline."""
+    with ecs.World() as world:
+        use_world(world)
+
+
+# ---------------------------------------------------------------- this process
+def test_worlds_leave_nothing_in_dev_shm_and_give_back_their_descriptor(shm_before) -> None:
+    fds = open_fds()
+    for _ in range(3):
+        world = ecs.World()
+        assert open_fds() > fds             # the memfd (and the mapping's own duplicate of it)
+        use_world(world)
+        assert shm_entries() == shm_before   # memfd segments have no name
+        world.close()
+        assert open_fds() == fds
+    world.close()                            # idempotent
+    assert open_fds() == fds
+
+
+def test_an_exception_inside_with_leaves_nothing_behind(shm_before) -> None:
+    fds, mappings = open_fds(), arena_mappings()
+    with pytest.raises(RuntimeError, match="boom"), ecs.World() as world:
+        use_world(world)
+        raise RuntimeError("boom")
+    assert open_fds() == fds
+    assert arena_mappings() == mappings
+
+
+def test_close_unmaps_the_arena_while_the_world_object_lives() -> None:
+    gc.collect()
+    assert arena_mappings() == 0
+    world = ecs.World()
+    use_world(world)
+    assert arena_mappings() == 1
+    world.close()
+    assert arena_mappings() == 0   # without waiting for `del world` or a cyclic gc
+    assert len(world) == 3433 and "closed" in repr(world)
+
+
+def test_a_view_held_by_user_code_keeps_the_mapping_until_dropped() -> None:
+    gc.collect()
+    fds = open_fds()
+    world = ecs.World()
+    world.spawn_batch(10, Position(x=np.arange(10), y=0))
+    (batch,) = world.query(Position)
+    xs = batch[Position].x
+    world.close()
+    assert arena_mappings() == 1
+    assert xs.tolist() == list(range(10))
+    del batch, xs
+    assert arena_mappings() == 0
+    assert open_fds() == fds
+
+
+def test_many_closed_worlds_do_not_exhaust_the_address_space() -> None:
+    sizes = []
+    kept = []
+    for _ in range(24):   # each arena reserves up to 16 TiB; 128 TiB of address space in all
+        world = ecs.World()
+        world.spawn_batch(100, Position(x=0, y=0))
+        sizes.append(world._arena.size)
+        world.close()
+        kept.append(world)
+    assert len(set(sizes)) == 1
+
+
+# ---------------------------------------------------------------- other processes
+def test_a_process_that_exits_without_close_leaves_nothing(shm_before) -> None:
+    result = run_script("""
+        import numpy as np
+        import ecs
+        from tests.components import Position
+        world = ecs.World()
+        world.spawn_batch(100_000, Position(x=np.arange(100_000), y=0))
+        world.resources["grid"] = np.ones((128, 128))
+        print("done")
+    """)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "done" and result.stderr == ""
+
+
+def test_a_process_killed_with_sigkill_leaves_nothing(shm_before) -> None:
+    script = f"""
+        import sys, time
+        sys.path.insert(0, {str(ROOT)!r})
+        import numpy as np
+        import ecs
+        from tests.components import Position
+        world = ecs.World()
+        world.spawn_batch(100_000, Position(x=np.arange(100_000), y=0))
+        print("ready", flush=True)
+        time.sleep(60)
+    """
+    child = subprocess.Popen([sys.executable, "-c", textwrap.dedent(script)], cwd=ROOT,
+                             stdout=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout.readline().strip() == "ready"
+        assert arena_mappings(child.pid) == 1
+    finally:
+        child.kill()
+        child.wait(10)
+        child.stdout.close()
+    assert child.returncode == -signal.SIGKILL
+
+
+def _pid_gone(pid: int, within: float) -> bool:
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        time.sleep(0.05)
+    return False
+
+
+WORKER_SCRIPT = """
+    import sys, time
+    sys.path.insert(0, {root!r})
+    import numpy as np
+    import ecs
+    from tests.memory_systems import Counter, count_up
+
+    if __name__ == "__main__":
+        world = ecs.World(workers=2)
+        world.spawn_batch(10_000, Counter(value=0))
+        world.add_system(count_up)
+        world.step()
+        print(" ".join(map(str, world._workers.pids())), flush=True)
+        time.sleep(60)
+"""
+
+
+@pytest.mark.parametrize("whole_group", [True, False], ids=["process group", "main process only"])
+def test_killing_a_world_with_workers_leaves_nothing(shm_before, tmp_path, whole_group: bool) -> None:
+    script = tmp_path / "world_with_workers.py"
+    script.write_text(textwrap.dedent(WORKER_SCRIPT.format(root=str(ROOT))))
+    child = subprocess.Popen([sys.executable, str(script)], cwd=ROOT, stdout=subprocess.PIPE, text=True,
+                             start_new_session=True)
+    try:
+        line = child.stdout.readline().split()
+        assert line, "the world with workers did not start"
+        workers = [int(pid) for pid in line]
+        assert len(workers) == 2
+    finally:
+        if whole_group:
+            os.killpg(child.pid, signal.SIGKILL)
+        else:
+            child.kill()
+        child.wait(10)
+        child.stdout.close()
+    try:
+        for pid in workers:
+            assert _pid_gone(pid, within=10), f"worker {pid} outlived its world's process"
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(child.pid, signal.SIGKILL)   # never leave strays behind, whatever happened
+
+
+def test_views_taken_before_close_stay_readable_after_close() -> None:
+    result = run_script("""
+        import gc
+        import numpy as np
+        import ecs
+        from tests.components import Position, Tint
+
+        world = ecs.World()
+        world.spawn_batch(50_000, Position(x=np.arange(50_000), y=1), Tint(rgb=[1, 2, 3]))
+        world.resources["grid"] = np.arange(1000.0)
+        (batch,) = world.query(Position, Tint)
+        xs, rgb, ids = batch[Position].x, batch[Tint].rgb, batch.entities
+        grid = world.resources["grid"]
+        world.close()
+        gc.collect()
+        assert xs.sum() == np.arange(50_000, dtype=np.float32).sum()
+        assert (rgb == [1, 2, 3]).all() and ids.shape == (50_000,)
+        assert grid.sum() == np.arange(1000.0).sum()
+        xs[:] = 7          # still writable memory, not a dangling pointer
+        assert xs.sum() == 7 * 50_000
+        del world
+        gc.collect()
+        assert xs[49_999] == 7 and grid[999] == 999
+        print("readable")
+    """)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "readable"
+
+
+# ---------------------------------------------------------------- fixed-address growth
+def test_columns_are_fixed_reservations_that_stay_valid_while_a_table_grows(world: ecs.World) -> None:
+    first = world.spawn_batch(1, Position(x=-1, y=-1))
+    table = world._archetypes.tables[0]
+    xs_full = table.columns_by_component[Position.__ecs_component__.id]["x"]
+    ids_full = table.entities_all
+    address = xs_full.__array_interface__["data"][0]
+    capacity = table.capacity
+    total = 1
+    for n in (0, 1_000, 250_000, 749_000, 999_999):
+        world.spawn_batch(n, Position(x=np.arange(total, total + n), y=0))
+        total += n
+    assert total == 2_000_000 and len(world) == 2_000_000 and table.n == 2_000_000
+    assert table.capacity > capacity
+    assert table.columns_by_component[Position.__ecs_component__.id]["x"] is xs_full
+    assert xs_full.__array_interface__["data"][0] == address
+    assert xs_full[0] == -1 and ids_full[0] == first[0]
+    assert (xs_full[1:2_000_000] == np.arange(1, 2_000_000, dtype=np.float32)).all()
+    xs_full[1_999_999] = 42           # writes through the early view land in the live column
+    assert world.get(int(ids_full[1_999_999]), Position).x == 42
