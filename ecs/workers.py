@@ -60,6 +60,7 @@ MAX_SYSTEMS = 1024
 CONTROL_WORDS = WORKER_LINES + 8 * MAX_WORKERS
 SLEEP = sync.timespec(0.1)         # longest futex sleep: how often waits check abort and the parent
 CRASH_GRACE_S = 2.0                # how long busy workers may finish their kernel after a crash
+PARENT_CHECK_S = 0.05              # how often a worker running frames polls the main process's sentinel
 
 
 class WorkerPool:
@@ -108,6 +109,7 @@ class WorkerPool:
         participants = plan.participants
         for w in participants:
             self.control[WORKER_LINES + 8 * w + FRAMES_DONE] = 0
+            self.control[WORKER_LINES + 8 * w + CURRENT_SYSTEM] = -1   # a fresh worker names no stale system
         shipped = [self._shippable(schedule, i, v) for i, v in enumerate(values)]
         pending: dict[int, _Handle] = {}
         for w in participants:
@@ -128,7 +130,9 @@ class WorkerPool:
             if crashed:
                 w, code = crashed[0]
                 raise WorkerCrashedError(self._system_name(plan, schedule, w), w, code)
-            w = timed_out[0]
+            # name a worker that was inside a kernel, not one waiting for it at a barrier
+            w = next((w for w in timed_out if self.control[WORKER_LINES + 8 * w + CURRENT_SYSTEM] >= 0),
+                     timed_out[0])
             raise WorkerCrashedError(self._system_name(plan, schedule, w), w, None,
                                      f"ran past step_timeout={self.step_timeout} s per frame")
         if errors:
@@ -318,6 +322,7 @@ def _run_frames(w, plan, systems, values, first_frame, frames, executor, stats, 
     my_stages = plan.tasks[w]
     parties = len(plan.participants)
     failure: list[BaseException] = []
+    next_parent_check = time.monotonic() + PARENT_CHECK_S
 
     def on_error(exc: BaseException) -> None:
         failure.append(exc)
@@ -339,6 +344,14 @@ def _run_frames(w, plan, systems, values, first_frame, frames, executor, stats, 
             if plan.barriers[s] and parties > 1 and not _barrier(control, control32, parties, spin, parent_sentinel):
                 return ("aborted",)
         control[line + FRAMES_DONE] = done
+        # a run of many short frames may never sleep at a barrier, where the parent is watched:
+        # without this a worker outlived a SIGKILLed main process until its last frame
+        if parent_sentinel is not None:
+            now = time.monotonic()
+            if now >= next_parent_check:
+                next_parent_check = now + PARENT_CHECK_S
+                if mpc.wait([parent_sentinel], 0):
+                    os._exit(0)
     return ("ok",)
 
 
