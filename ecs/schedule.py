@@ -99,7 +99,7 @@ class BoundSystem:
                 types.append(numba.typeof(_sample_argument(p)))
         try:
             system.kernel.compile(tuple(types))
-        except numba.core.errors.TypingError as exc:
+        except (numba.core.errors.NumbaError, numba.core.errors.UnsupportedBytecodeError) as exc:
             self.value_types.clear()
             described = ", ".join(f"{p.name}: {t}" for p, t in zip(system.params, types))
             lines = [line for line in str(exc).splitlines()
@@ -186,14 +186,16 @@ class Schedule:
         for bound in systems:
             if frame % bound.system.every == 0:
                 bound.calls += 1
-        for stage in plan.tasks[0]:
-            for task in stage:
-                if not due(plan, task, frame, values[task.system]):
-                    continue
-                bound = systems[task.system]
-                executor.run_task(bound.system, task, values[task.system], stats[task.system],
-                                  _raiser(bound.name))
-        self.frame = frame + 1
+        try:
+            for stage in plan.tasks[0]:
+                for task in stage:
+                    if not due(plan, task, frame, values[task.system]):
+                        continue
+                    bound = systems[task.system]
+                    executor.run_task(bound.system, task, values[task.system], stats[task.system],
+                                      _raiser(bound.name))
+        finally:  # a frame whose kernel raised still counts (as with workers): every=N keeps its cadence
+            self.frame = frame + 1
 
     def count_calls(self, first_frame: int, frames: int) -> None:
         for bound in self.systems:

@@ -19,8 +19,9 @@ Binding, per parameter:
 The library owns compilation: when a system is added to a world, its exact numba signature is
 derived from the column dtypes (and the types of its named values) and compiled once, eagerly,
 with the options of kernels/_jit.py; every table with the same dtypes reuses it. A parameter
-whose value later arrives with another type is converted to the first type (scalars) or refused
-(arrays), so a kernel never recompiles mid-run.
+whose value later arrives with another type is converted to the first type (scalars that type
+holds exactly) or refused (arrays, and scalars such as 2.5 for an int64), so a kernel never
+recompiles mid-run.
 
 Marks: with `mark="auto"` every row given to the kernel is marked changed for each `Mut`
 component after the call (whole words filled for contiguous rows). With `mark="manual"` the
@@ -101,7 +102,12 @@ class System:
             self.kernel, self.py_func = fn, fn.py_func
         elif inspect.isfunction(fn):
             self.py_func = fn
-            self.kernel = numba.njit(**OPTIONS)(fn)
+            try:
+                self.kernel = numba.njit(**OPTIONS)(fn)
+            except RuntimeError as exc:  # no source file to key numba's disk cache (exec, python -c)
+                if "cannot cache" not in str(exc):
+                    raise
+                self.kernel = numba.njit(**{**OPTIONS, "cache": False})(fn)
         else:
             raise SystemDefinitionError(repr(fn), "@system takes a plain function or a numba.njit dispatcher")
         self.name = name or self.py_func.__name__
@@ -269,4 +275,14 @@ def convert_value(value: object, numba_type: Any, param: Param, system_name: str
     if isinstance(value, np.ndarray) or not isinstance(value, (bool, int, float, np.bool_, np.number)):
         raise SystemDefinitionError(system_name, f"was compiled for {numba_type}, got {type(value).__name__}",
                                     param.name)
-    return numba.np.numpy_support.as_dtype(numba_type).type(value)
+    dtype = numba.np.numpy_support.as_dtype(numba_type)
+    try:
+        converted = dtype.type(value)
+        exact = dtype.kind == "f" or converted == value
+    except (OverflowError, ValueError, TypeError):
+        exact = False
+    if not exact:  # 2.5 into an int64 kernel would silently become 2
+        raise SystemDefinitionError(system_name, f"was compiled for {numba_type}, got {value!r}, which "
+                                                 f"{numba_type} cannot hold exactly; pass values of one type",
+                                    param.name)
+    return converted

@@ -1,0 +1,517 @@
+"""@system: parameters bound by annotation, named values, compilation, and definition errors.
+
+Systems that a world runs are defined at module level (here or in tests/systems_common.py),
+so worker processes could import them; the ones defined inside tests only exist to show that
+their definition is refused.
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+import pytest
+
+import ecs
+from ecs import Entity, Mut, Rows, SystemDefinitionError, system
+from tests.components import Frozen, Health, Position, Tint, Velocity
+from tests.systems_common import (
+    Counter,
+    Heading,
+    add_amount,
+    add_amount_or_default,
+    add_float32,
+    add_untyped,
+    bump_frozen,
+    bump_unfrozen,
+    copy_ids,
+    fall,
+    histogram_x,
+    integrate,
+    plus_ten,
+    record_view_shapes,
+    rotate_heading,
+    sum_tint,
+    tint_green,
+    triple,
+)
+
+
+def counters(world: ecs.World, ids) -> list[int]:
+    return [int(world.get(int(e), Counter).n) for e in ids]
+
+
+# ---------------------------------------------------------------- systems refused at add or step
+@system
+def adds_text_to_numbers(pos: Mut[Position]):
+    for i in range(pos.x.shape[0]):
+        pos.x[i] = "text" + pos.x[i]
+
+
+@system
+def copies_from_table(c: Mut[Counter], table):
+    for i in range(c.n.shape[0]):
+        c.n[i] = table[i]
+
+
+@system
+def stores_an_exception(c: Mut[Counter]):
+    for i in range(c.n.shape[0]):
+        try:
+            c.n[i] = 1
+        except Exception as exc:  # noqa: F841 - numba refuses to bind the exception object
+            c.n[i] = 2
+
+
+@system
+def takes_an_array(c: Mut[Counter], weights: np.ndarray):
+    for i in range(c.n.shape[0]):
+        c.n[i] = weights.shape[0]
+
+
+# ---------------------------------------------------------------- components, Mut, Entity
+def test_component_param_reads_and_mut_param_writes_the_columns(world: ecs.World) -> None:
+    e = world.spawn(Position(x=1.0, y=2.0), Velocity(x=3.0, y=-1.0))
+    world.add_system(integrate)
+    world.step(dt=0.5)
+    assert (world.get(e, Position).x, world.get(e, Position).y) == (2.5, 1.5)
+    assert (world.get(e, Velocity).x, world.get(e, Velocity).y) == (3.0, -1.0)
+
+
+def test_system_runs_over_every_matching_table(world: ecs.World) -> None:
+    plain = world.spawn_batch(3, Position(x=0.0, y=0.0), Velocity(x=1.0, y=0.0))
+    frozen = world.spawn_batch(2, Position(x=0.0, y=0.0), Velocity(x=2.0, y=0.0), Frozen())
+    healthy = world.spawn(Position(x=0.0, y=0.0), Velocity(x=3.0, y=0.0), Health(hp=5))
+    untouched = world.spawn(Position(x=9.0, y=9.0))
+    world.add_system(integrate)
+    world.step(dt=1.0)
+    assert [float(world.get(int(e), Position).x) for e in plain] == [1.0] * 3
+    assert [float(world.get(int(e), Position).x) for e in frozen] == [2.0] * 2
+    assert world.get(healthy, Position).x == 3.0
+    assert world.get(untouched, Position).x == 9.0
+
+
+def test_entity_param_receives_the_ids_of_the_rows(world: ecs.World) -> None:
+    a = world.spawn_batch(70, Counter())
+    b = world.spawn_batch(5, Counter(), Frozen())
+    world.despawn(int(a[3]))
+    world.add_system(copy_ids)
+    world.step()
+    alive = [int(e) for e in (*a[:3], *a[4:], *b)]
+    assert counters(world, alive) == alive
+
+
+def test_vector_fields_are_two_dimensional_views(world: ecs.World) -> None:
+    world.spawn(Tint(rgb=[1, 2, 3]), Heading(dir=[1.0, 0.0]), Counter())
+    world.resources["shapes"] = np.zeros(5, np.int64)
+    world.add_system(record_view_shapes)
+    world.step()
+    assert world.resources["shapes"].tolist() == [2, 3, 2, 2, 1]
+
+
+def test_kernel_writes_and_reads_vector_field_columns(world: ecs.World) -> None:
+    ids = world.spawn_batch(3, Tint(rgb=np.array([[1, 2, 3], [4, 5, 6], [7, 8, 9]], np.uint8)),
+                            Heading(dir=[1.0, 0.0]), Counter())
+    world.add_system(tint_green)
+    world.add_system(sum_tint)
+    world.add_system(rotate_heading)
+    world.step()
+    assert [world.get(int(e), Tint).rgb.tolist() for e in ids] == [[1, 255, 3], [4, 255, 6], [7, 255, 9]]
+    assert counters(world, ids) == [259, 265, 271]
+    assert world.get(int(ids[0]), Heading).dir.tolist() == [0.0, 1.0]
+
+
+def test_without_tag_skips_tables_that_have_the_tag(world: ecs.World) -> None:
+    free = world.spawn(Counter())
+    frozen = world.spawn(Counter(), Frozen())
+    world.add_system(bump_unfrozen)
+    world.step()
+    world.step()
+    assert counters(world, [free, frozen]) == [2, 0]
+
+
+def test_tag_parameter_matches_only_tables_with_the_tag(world: ecs.World) -> None:
+    free = world.spawn(Counter())
+    frozen = world.spawn(Counter(), Frozen())
+    world.add_system(bump_frozen)
+    world.step()
+    assert counters(world, [free, frozen]) == [0, 100]
+
+
+def test_system_wraps_an_existing_njit_dispatcher(world: ecs.World) -> None:
+    assert isinstance(triple.kernel, numba.core.dispatcher.Dispatcher)
+    assert triple.name == "_triple_kernel"
+    ids = world.spawn_batch(3, Counter(n=np.array([1, 2, 3])))
+    world.add_system(triple)
+    world.add_system(plus_ten)
+    world.step()
+    assert counters(world, ids) == [13, 16, 19]
+    assert set(world.stats()) == {"_triple_kernel", "plus_ten"}
+
+
+def test_system_compiles_a_function_that_has_no_source_file(world: ecs.World) -> None:
+    namespace = {"ecs": ecs, "Counter": Counter, "Mut": Mut}
+    exec("@ecs.system\ndef add_five(c: Mut[Counter]):\n    for i in range(c.n.shape[0]):\n"
+         "        c.n[i] += 5\n", namespace)
+    e = world.spawn(Counter(n=1))
+    world.add_system(namespace["add_five"])
+    world.step()
+    assert counters(world, [e]) == [6]
+
+
+# ---------------------------------------------------------------- named values
+def test_named_value_comes_from_step_then_resources_then_default(world: ecs.World) -> None:
+    e = world.spawn(Counter())
+    world.add_system(add_amount_or_default)
+    world.step()
+    assert counters(world, [e]) == [7]
+    world.resources["amount"] = 20
+    world.step()
+    assert counters(world, [e]) == [27]
+    world.step(amount=300)
+    assert counters(world, [e]) == [327]
+    del world.resources["amount"]
+    world.step()
+    assert counters(world, [e]) == [334]
+
+
+def test_scalar_resource_binds_a_parameter_of_that_name(world: ecs.World) -> None:
+    e = world.spawn(Velocity(x=0.0, y=0.0))
+    world.resources["gravity"] = -10.0
+    world.add_system(fall)
+    world.step(dt=0.5)
+    assert world.get(e, Velocity).y == -5.0
+    world.resources["gravity"] = 2.0
+    world.step(dt=1.0)
+    assert world.get(e, Velocity).y == -3.0
+
+
+def test_shared_array_resource_written_by_a_kernel_is_visible_through_resources(world: ecs.World) -> None:
+    world.spawn_batch(6, Position(x=np.array([0, 1, 1, 3, 3, 3], np.float32), y=0.0))
+    given = np.zeros(4, np.int64)
+    world.resources["grid"] = given
+    world.add_system(histogram_x)
+    world.step()
+    world.step()
+    assert world.resources["grid"].tolist() == [2, 4, 0, 6]
+    assert given.tolist() == [0, 0, 0, 0]  # the resource is a shared copy, not the caller's array
+
+
+def test_array_passed_to_step_is_written_in_place(world: ecs.World) -> None:
+    world.spawn_batch(3, Position(x=np.array([0, 2, 2], np.float32), y=0.0))
+    grid = np.zeros(3, np.int64)
+    world.add_system(histogram_x)
+    world.step(grid=grid)
+    assert grid.tolist() == [1, 0, 2]
+
+
+def test_annotated_float_parameter_converts_an_int_value(world: ecs.World) -> None:
+    e = world.spawn(Position(x=0.0, y=0.0), Velocity(x=1.0, y=2.0))
+    world.add_system(integrate)
+    world.step(dt=2)
+    assert (world.get(e, Position).x, world.get(e, Position).y) == (2.0, 4.0)
+
+
+def test_numpy_scalar_annotation_fixes_the_compiled_type(world: ecs.World) -> None:
+    e = world.spawn(Position(x=0.0, y=0.0))
+    world.add_system(add_float32)
+    world.step(nudge=0.25)
+    world.step(nudge=np.float64(0.5))
+    assert world.get(e, Position).x == np.float32(0.75)
+    assert world._schedule.systems[0].value_types["nudge"] == numba.float32
+
+
+def test_unannotated_value_is_compiled_for_its_first_type_and_converts_exact_values(world: ecs.World) -> None:
+    e = world.spawn(Counter())
+    world.add_system(add_untyped)
+    world.step(step_size=2)
+    world.step(step_size=3.0)            # held exactly by int64: converted
+    world.step(step_size=np.int8(4))
+    assert counters(world, [e]) == [9]
+    assert world._schedule.systems[0].value_types["step_size"] == numba.int64
+
+
+def test_value_that_the_compiled_type_cannot_hold_is_refused(world: ecs.World) -> None:
+    e = world.spawn(Counter())
+    world.add_system(add_untyped)
+    world.step(step_size=1)
+    with pytest.raises(SystemDefinitionError, match=r"system 'add_untyped', parameter 'step_size': was compiled "
+                                                    r"for int64, got 2\.5, which int64 cannot hold exactly"):
+        world.step(step_size=2.5)
+    with pytest.raises(SystemDefinitionError, match="cannot hold exactly"):
+        world.step(step_size=2 ** 70)
+    assert counters(world, [e]) == [1]
+    world.step(step_size=1)
+    assert counters(world, [e]) == [2]
+
+
+def test_array_of_another_dtype_after_compile_is_refused(world: ecs.World) -> None:
+    world.spawn(Position(x=1.0, y=0.0))
+    world.resources["grid"] = np.zeros(2, np.int64)
+    world.add_system(histogram_x)
+    world.step()
+    with pytest.raises(SystemDefinitionError, match=r"system 'histogram_x', parameter 'grid': was compiled for "
+                                                    r"array\(int64, 1d, C\), got array\(float64, 1d, C\)"):
+        world.step(grid=np.zeros(2, np.float64))
+    with pytest.raises(SystemDefinitionError, match=r"array\(int64, 1d, C\), got array\(int64, 2d, C\)"):
+        world.step(grid=np.zeros((2, 2), np.int64))
+    world.resources["grid"] = np.zeros(3, np.float32)
+    with pytest.raises(SystemDefinitionError, match=r"got array\(float32, 1d, C\)"):
+        world.step()
+    world.resources["grid"] = np.zeros(3, np.int64)
+    world.step()
+    assert world.resources["grid"].tolist() == [0, 1, 0]
+
+
+def test_scalar_for_a_parameter_compiled_as_array_is_refused(world: ecs.World) -> None:
+    world.spawn(Position(x=1.0, y=0.0))
+    world.add_system(histogram_x)
+    world.step(grid=np.zeros(2, np.int64))
+    with pytest.raises(SystemDefinitionError, match=r"parameter 'grid': was compiled for array\(int64, 1d, C\), "
+                                                    r"got int"):
+        world.step(grid=3)
+
+
+def test_array_for_a_parameter_compiled_as_scalar_is_refused(world: ecs.World) -> None:
+    world.spawn(Counter())
+    world.add_system(add_untyped)
+    world.step(step_size=1)
+    with pytest.raises(SystemDefinitionError, match=r"parameter 'step_size': was compiled for int64, got ndarray"):
+        world.step(step_size=np.ones(3, np.int64))
+
+
+def test_non_numeric_value_is_refused_naming_the_parameter(world: ecs.World) -> None:
+    world.spawn(Counter())
+    world.add_system(add_untyped)
+    with pytest.raises(SystemDefinitionError, match=r"parameter 'step_size': cannot pass str 'a'; expected a "
+                                                    r"number, a bool or a numpy array"):
+        world.step(step_size="a")
+
+
+def test_np_ndarray_annotation_refuses_a_scalar(world: ecs.World) -> None:
+    world.spawn(Counter())
+    world.add_system(takes_an_array)
+    with pytest.raises(SystemDefinitionError, match=r"parameter 'weights': cannot pass int 1; expected a numpy "
+                                                    r"array"):
+        world.step(weights=1)
+    world.step(weights=np.zeros(4))
+
+
+def test_missing_named_value_raises_at_step_naming_the_parameter(world: ecs.World) -> None:
+    e = world.spawn(Counter())
+    world.add_system(add_amount)   # adding is fine: the value may still come with step()
+    with pytest.raises(SystemDefinitionError, match=r"system 'add_amount', parameter 'amount': no value: pass "
+                                                    r"step\(amount=\.\.\.\) or set world.resources\['amount'\]"):
+        world.step()
+    world.step(amount=4)
+    assert counters(world, [e]) == [4]
+
+
+# ---------------------------------------------------------------- compile errors
+def test_kernel_that_fails_typing_is_refused_at_add_naming_parameter_types(world: ecs.World) -> None:
+    with pytest.raises(SystemDefinitionError, match=r"system 'adds_text_to_numbers': numba could not compile the "
+                                                    r"kernel for the parameter types \(pos: PositionMutView\("
+                                                    r"array\(float32, 1d, C\)") as info:
+        world.add_system(adds_text_to_numbers)
+    assert isinstance(info.value.__cause__, numba.core.errors.TypingError)
+    assert world.stats() == {}
+
+
+def test_kernel_typed_by_a_step_value_fails_at_that_step_naming_parameter_types(world: ecs.World) -> None:
+    world.spawn(Counter())
+    world.add_system(copies_from_table)
+    with pytest.raises(SystemDefinitionError, match=r"system 'copies_from_table': numba could not compile the "
+                                                    r"kernel for the parameter types \(c: CounterMutView\(.*\), "
+                                                    r"table: array\(float64, 2d, C\)\)"):
+        world.step(table=np.zeros((2, 2)))
+    world.step(table=np.full(1, 8.0))
+    assert int(world.query(Counter).entities().shape[0]) == 1
+    assert counters(world, world.query(Counter).entities()) == [8]
+
+
+def test_kernel_numba_cannot_compile_at_all_is_a_definition_error(world: ecs.World) -> None:
+    with pytest.raises(SystemDefinitionError, match=r"system 'stores_an_exception': numba could not compile"):
+        world.add_system(stores_an_exception)
+
+
+# ---------------------------------------------------------------- definition errors
+def test_rows_without_a_filter_is_refused() -> None:
+    with pytest.raises(SystemDefinitionError, match=r"system 'f', parameter 'rows': Rows receives the rows "
+                                                    r"selected by changed=/added= filters, and this system has none"):
+        @system
+        def f(rows: Rows, pos: Position):
+            pass
+
+
+def test_filter_without_rows_is_refused() -> None:
+    with pytest.raises(SystemDefinitionError, match=r"system 'f': a system with changed=/added= filters needs a "
+                                                    r"parameter annotated Rows"):
+        @system(changed=[Position])
+        def f(pos: Position):
+            pass
+    with pytest.raises(SystemDefinitionError, match="needs a parameter annotated Rows"):
+        @system(added=[Position])
+        def g(pos: Position):
+            pass
+
+
+def test_mut_of_a_non_component_is_refused() -> None:
+    with pytest.raises(SystemDefinitionError, match=r"system 'f', parameter 'pos': Mut\[\.\.\.\] takes a "
+                                                    r"component class, got <class 'int'>"):
+        @system
+        def f(pos: Mut[int]):
+            pass
+    with pytest.raises(SystemDefinitionError, match=r"parameter 'pos': Mut\[\.\.\.\] takes a component class"):
+        @system
+        def g(pos: Mut[Position(x=1.0, y=2.0)]):
+            pass
+
+
+class NotAComponent:
+    pass
+
+
+@pytest.mark.parametrize("annotation", [str, dict, list, NotAComponent, np.dtype])
+def test_unknown_annotation_class_is_refused_naming_the_parameter(annotation: type) -> None:
+    def f(pos: Position, thing):
+        pass
+    f.__annotations__["thing"] = annotation
+    with pytest.raises(SystemDefinitionError, match=rf"system 'f', parameter 'thing': cannot bind annotation "
+                                                    rf"{annotation!r}: expected a component class, Mut\[C\], "
+                                                    rf"Entity, Rows"):
+        system(f)
+
+
+def test_unresolvable_annotation_is_refused() -> None:
+    with pytest.raises(SystemDefinitionError, match=r"system 'f': cannot resolve annotations: name 'Undefined' "
+                                                    r"is not defined"):
+        @system
+        def f(pos: Undefined):  # noqa: F821
+            pass
+
+
+def test_star_args_and_keyword_parameters_are_refused() -> None:
+    with pytest.raises(SystemDefinitionError, match=r"system 'f', parameter 'args': kernels take plain "
+                                                    r"positional parameters"):
+        @system
+        def f(pos: Position, *args):
+            pass
+    with pytest.raises(SystemDefinitionError, match=r"parameter 'options': kernels take plain positional"):
+        @system
+        def g(pos: Position, **options):
+            pass
+    with pytest.raises(SystemDefinitionError, match=r"parameter 'dt': kernels take plain positional"):
+        @system
+        def h(pos: Position, *, dt):
+            pass
+
+
+def test_one_component_bound_to_two_parameters_is_refused() -> None:
+    with pytest.raises(SystemDefinitionError, match=r"system 'f', parameter 'b': Position is already bound to "
+                                                    r"parameter 'a'"):
+        @system
+        def f(a: Position, b: Mut[Position]):
+            pass
+    with pytest.raises(SystemDefinitionError, match=r"parameter 'b': Velocity is already bound to parameter 'a'"):
+        @system
+        def g(a: Velocity, b: Velocity):
+            pass
+
+
+def test_two_entity_or_two_rows_parameters_are_refused() -> None:
+    with pytest.raises(SystemDefinitionError, match=r"system 'f': more than one parameter is annotated Entity"):
+        @system
+        def f(a: Entity, b: Entity):
+            pass
+    with pytest.raises(SystemDefinitionError, match=r"more than one parameter is annotated Rows"):
+        @system(changed=[Position])
+        def g(a: Rows, b: Rows, pos: Position):
+            pass
+
+
+@pytest.mark.parametrize(("options", "message"), [
+    ({"every": 0}, r"every=0: expected an int >= 1"),
+    ({"every": True}, r"every=True: expected an int >= 1"),
+    ({"every": 2.0}, r"every=2\.0: expected an int >= 1"),
+    ({"mark": "sometimes"}, r"mark='sometimes': expected 'auto' or 'manual'"),
+    ({"changed": Position}, r"changed= takes a list of component classes, got <class "),
+    ({"without": [int]}, r"without= lists <class 'int'>, which is not a component class"),
+    ({"added": [Health()]}, r"added= lists .*, which is not a component class"),
+])
+def test_invalid_system_options_are_refused(options: dict, message: str) -> None:
+    def f(pos: Position):
+        pass
+    with pytest.raises(SystemDefinitionError, match=rf"system 'f': {message}"):
+        system(f, **options)
+
+
+def test_system_of_something_that_is_not_a_function_is_refused() -> None:
+    with pytest.raises(SystemDefinitionError, match=r"system '3': @system takes a plain function or a "
+                                                    r"numba\.njit dispatcher"):
+        system(3)
+    with pytest.raises(SystemDefinitionError, match="@system takes a plain function"):
+        system(print)
+
+
+def test_add_system_of_a_plain_function_is_refused(world: ecs.World) -> None:
+    def move(pos: Mut[Position]):
+        pass
+    with pytest.raises(SystemDefinitionError, match=r"system 'move': add_system\(\) takes a system: decorate the "
+                                                    r"function with @ecs\.system"):
+        world.add_system(move)
+    with pytest.raises(SystemDefinitionError, match=r"add_system\(\) takes a system"):
+        world.add_system(triple.kernel)
+
+
+def test_adding_the_same_system_twice_is_refused(world: ecs.World) -> None:
+    e = world.spawn(Counter(n=1))
+    world.add_system(triple)
+    with pytest.raises(SystemDefinitionError, match=r"system '_triple_kernel': this system was already added to "
+                                                    r"the world"):
+        world.add_system(triple)
+    world.step()
+    assert counters(world, [e]) == [3]
+
+
+def test_one_system_can_be_added_to_two_worlds() -> None:
+    with ecs.World() as first, ecs.World() as second:
+        a = first.spawn(Counter(n=1))
+        b = second.spawn(Counter(n=2))
+        first.add_system(triple)
+        second.add_system(triple)
+        first.step()
+        second.step()
+        assert counters(first, [a]) == [3]
+        assert counters(second, [b]) == [6]
+
+
+def test_system_definition_error_is_a_type_error_and_names_the_system() -> None:
+    def f(rows: Rows):
+        pass
+    with pytest.raises(TypeError) as info:
+        system(f)
+    assert isinstance(info.value, ecs.EcsError)
+    assert info.value.system == "f"
+    assert info.value.parameter == "rows"
+
+
+def test_add_system_after_close_raises_world_closed() -> None:
+    world = ecs.World()
+    world.close()
+    with pytest.raises(ecs.WorldClosedError, match=r"world\.add_system\(\) called after world\.close\(\)"):
+        world.add_system(triple)
+    with pytest.raises(ecs.WorldClosedError, match=r"world\.step\(\) called after world\.close\(\)"):
+        world.step()
+
+
+def test_system_is_callable_as_its_kernel() -> None:
+    ids = np.array([5, 6], np.int64)
+    out = np.zeros(2, np.int64)
+
+    @numba.njit
+    def run_copy(ids, out):
+        for i in range(ids.shape[0]):
+            out[i] = ids[i] * 2
+
+    wrapped = system(run_copy)
+    wrapped(ids, out)
+    assert out.tolist() == [10, 12]
