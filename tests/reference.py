@@ -115,6 +115,26 @@ def mark_rows(words: np.ndarray, rows: np.ndarray) -> np.ndarray:
     return pack(flags)
 
 
+def flush_marks_words(matrix: np.ndarray, source: int, targets: np.ndarray, first_word: int,
+                      stop_word: int) -> np.ndarray:
+    out = matrix.copy()
+    marks = out[source, first_word:stop_word].copy()
+    for target in targets:
+        out[target, first_word:stop_word] |= marks
+    out[source, first_word:stop_word] = 0
+    return out
+
+
+def take_rows(words: np.ndarray, start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
+    """(rows set in [start, stop) relative to start, the words with [start, stop)'s words cleared).
+    Same precondition as the kernel: start % 64 == 0 and no bit at stop or beyond in the last word."""
+    flags = unpack(words)
+    rows = np.flatnonzero(flags[start:stop]).astype(np.int64)
+    out = words.copy()
+    out[start >> 6: (stop + 63) >> 6] = 0
+    return rows, out
+
+
 # ---------------------------------------------------------------- rows.py twins
 def place_range(first_index: int, count: int, table_id: int, first_row: int, generation: np.ndarray,
                 table_of: np.ndarray, row_of: np.ndarray,
@@ -133,3 +153,14 @@ def place_indices(indices: np.ndarray, table_id: int, first_row: int, generation
     row_of[indices] = rows
     entity_col[rows] = (generation[indices].astype(np.int64) << 32) | indices
     return table_of, row_of, entity_col
+
+
+def restore_column(dst: np.ndarray, src: np.ndarray, n: int, width: int,
+                   words: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(dst with rows [0, n) copied from src, words with every row that differed marked)."""
+    out, marks = dst.copy(), words.copy()
+    differs = (dst[: n * width] != src[: n * width]).reshape(n, width).any(axis=1)
+    out[: n * width] = src[: n * width]
+    flags = unpack(marks)
+    flags[: n] |= differs
+    return out, pack(flags)

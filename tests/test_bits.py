@@ -211,3 +211,40 @@ def test_reference_pack_and_unpack_are_inverse() -> None:
     np.testing.assert_array_equal(reference.pack(reference.unpack(words)), words)
     flags = reference.unpack(np.array([0b1011], np.uint64))
     assert flags[:5].tolist() == [True, True, False, True, False]
+
+
+@pytest.mark.parametrize("nbits", SIZES)
+def test_flush_marks_words_flushes_only_its_word_range(nbits: int) -> None:
+    rng = np.random.default_rng(14)
+    nwords = nwords_of(nbits) + 1
+    for density in DENSITIES:
+        matrix = random_matrix(rng, 5, nwords, density)
+        for first, stop in ((0, 0), (0, nwords), (0, nwords // 2), (nwords // 2, nwords), (1, 2)):
+            if stop > nwords or first > stop:
+                continue
+            for source, targets in ((0, []), (4, [1, 2]), (2, [0, 1, 3, 4])):
+                targets = np.array(targets, np.int64)
+                got = matrix.copy()
+                bits.flush_marks_words(got, source, targets, first, stop)
+                np.testing.assert_array_equal(
+                    got, reference.flush_marks_words(matrix, source, targets, first, stop))
+
+
+@pytest.mark.parametrize("nbits", SIZES)
+def test_take_rows_lists_rows_relative_to_start_and_clears_their_words(nbits: int) -> None:
+    rng = np.random.default_rng(15)
+    for density in DENSITIES:
+        base = random_words(rng, nwords_of(nbits) + 2, density)
+        for start in sorted({0, 64 * (nbits // 128), 64 * (nbits // 64)}):
+            for stop in sorted({start, nbits, min(nbits, start + 1), min(nbits, start + 65)}):
+                if stop < start:
+                    continue
+                words = base.copy()
+                flags = reference.unpack(words)
+                flags[stop: 64 * ((stop + 63) >> 6)] = False   # the kernel's precondition
+                words = reference.pack(flags)
+                want_rows, want_words = reference.take_rows(words, start, stop)
+                got_words = words.copy()
+                got_rows = bits.take_rows(got_words, start, stop)
+                np.testing.assert_array_equal(got_rows, want_rows, err_msg=f"[{start}, {stop})")
+                np.testing.assert_array_equal(got_words, want_words, err_msg=f"[{start}, {stop})")

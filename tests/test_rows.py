@@ -56,3 +56,21 @@ def test_placed_ids_carry_the_generation_in_the_high_bits() -> None:
     assert entity_col.tolist() == [((2**31 - 1) << 32) | 2, (5 << 32) | 3, 1]
     assert table_of.tolist() == [-1, 0, 0, 0]
     assert row_of.tolist() == [0, 2, 0, 1]
+
+
+@pytest.mark.parametrize("n", SIZES)
+@pytest.mark.parametrize(("dtype", "width"), [(np.uint8, 1), (np.uint32, 1), (np.uint32, 3), (np.uint64, 4)])
+def test_restore_column_copies_rows_and_marks_those_that_differed(n: int, dtype, width: int) -> None:
+    rng = np.random.default_rng(22)
+    extra = 5 * width   # elements past row n must be left alone
+    src = rng.integers(0, 4, n * width + extra).astype(dtype)
+    dst = src.copy()
+    changed = rng.random(n * width) < 0.1
+    dst[: n * width][changed] ^= dtype(1)
+    dst[n * width:] = rng.integers(0, 4, extra).astype(dtype)
+    words = rng.integers(0, 2, (n + 63) // 64 + 1, dtype=np.uint64) << np.uint64(63)   # some marks already
+    want_dst, want_words = reference.restore_column(dst, src, n, width, words)
+    got_dst, got_words = dst.copy(), words.copy()
+    rows.restore_column(got_dst, src, n, width, got_words)
+    np.testing.assert_array_equal(got_dst, want_dst)
+    np.testing.assert_array_equal(got_words, want_words)
