@@ -19,6 +19,13 @@ from .errors import (
     WorldClosedError,
 )
 from kernels.bits import mark_changed
+from kernels.commands import add_tag as cmd_add
+from kernels.commands import despawn as cmd_despawn
+from kernels.commands import remove_tag as cmd_remove
+from kernels.commands import set_field as cmd_set
+from kernels.commands import spawn as cmd_spawn
+
+from .commands import Commands, Deferred, component_key, field_key
 
 from .query import Batch, Query
 from .schema import bool_, component, f32, f64, i8, i16, i32, i64, u8, u16, u32, u64
@@ -29,8 +36,10 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Batch",
+    "Commands",
     "ComponentValueError",
     "DeadEntityError",
+    "Deferred",
     "EcsError",
     "Entity",
     "KernelError",
@@ -47,9 +56,16 @@ __all__ = [
     "World",
     "WorldClosedError",
     "bool_",
+    "cmd_add",
+    "cmd_despawn",
+    "cmd_remove",
+    "cmd_set",
+    "cmd_spawn",
     "component",
+    "component_key",
     "f32",
     "f64",
+    "field_key",
     "i16",
     "i32",
     "i64",

@@ -23,7 +23,7 @@ from kernels import bits
 
 from .memory import Arena, ArraySpec
 from .plan import REMOVED_IDS, Task
-from .system import ENTITY, READ, REMOVED, ROWS, WRITE, System
+from .system import COMMANDS, ENTITY, READ, REMOVED, ROWS, WRITE, System
 
 
 class Executor:
@@ -32,6 +32,7 @@ class Executor:
     def __init__(self, arena: Arena) -> None:
         self._arena = arena
         self._views: dict[ArraySpec, np.ndarray] = {}
+        self.commands: Any = None        # this process's CommandBuffer, once a system takes Commands
 
     def view(self, spec: ArraySpec) -> np.ndarray:
         view = self._views.get(spec)
@@ -89,6 +90,8 @@ class Executor:
                 args.append(rows)
             elif p.kind == REMOVED:
                 args.append(values[REMOVED_IDS])
+            elif p.kind == COMMANDS:
+                args.append(self.commands._replace(base=start, system=task.system, table=task.table))
             else:
                 args.append(values[spec])
         return args

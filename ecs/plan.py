@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, NamedTuple
 import numpy as np
 
 from .memory import ArraySpec
-from .system import ENTITY, READ, REMOVED, ROWS, WRITE
+from .system import COMMANDS, ENTITY, READ, REMOVED, ROWS, WRITE
 from .table import Table
 
 if TYPE_CHECKING:
@@ -124,7 +124,7 @@ def table_task(bound: BoundSystem, system_index: int, table: Table, start: int, 
                     marks.append(words)
         elif p.kind == ENTITY:
             args.append(table.entity_spec)
-        elif p.kind in (ROWS, REMOVED):
+        elif p.kind in (ROWS, REMOVED, COMMANDS):
             args.append(None)
         else:
             args.append(p.name)
@@ -145,7 +145,7 @@ def table_task(bound: BoundSystem, system_index: int, table: Table, start: int, 
 
 
 def removed_task(bound: BoundSystem, system_index: int) -> Task:
-    args = tuple(p.name if p.kind not in (REMOVED,) else None for p in bound.system.params)
+    args = tuple(p.name if p.kind not in (REMOVED, COMMANDS) else None for p in bound.system.params)
     return Task(system_index, -1, 0, 0, args, None, ())
 
 

@@ -29,7 +29,10 @@ from .errors import KernelError, SystemDefinitionError
 from .executor import Executor
 from .plan import REMOVED_FRAME, REMOVED_IDS, Plan, build_plan, due
 from .query import Query
-from .system import ENTITY, REMOVED, ROWS, VALUE, WRITE, System, annotation_type, convert_value, value_type
+from kernels.commands import empty_buffer
+
+from .commands import CommandBuffers, apply_records, buffer_view
+from .system import COMMANDS, ENTITY, REMOVED, ROWS, VALUE, WRITE, System, annotation_type, convert_value, value_type
 
 if TYPE_CHECKING:
     from .world import World
@@ -122,6 +125,7 @@ class Schedule:
         self._plan: Plan | None = None
         self._plan_key: tuple[int, ...] = ()
         self._executor: Executor | None = None
+        self.commands: CommandBuffers | None = None   # made when the first system takes Commands
 
     def add(self, system: System) -> BoundSystem:
         if not isinstance(system, System):
@@ -133,6 +137,8 @@ class Schedule:
             check_importable(system)
         bound = BoundSystem(self.world, system, len(self.systems))
         bound.try_compile(bound.resolve_values({}, required=False))
+        if any(p.kind == COMMANDS for p in system.params) and self.commands is None:
+            self.commands = CommandBuffers(self.world, self.world.workers + 1)
         self.systems.append(bound)
         self.stats_rows = np.vstack([self.stats_rows, np.zeros((1, 3))])
         return bound
@@ -164,6 +170,18 @@ class Schedule:
 
     def run(self, frames: int, params: Mapping[str, object], progress: Progress | None = None) -> None:
         """Run `frames` frames with the same values (in this process or on the worker pool)."""
+        if self.commands is not None:
+            # commands change structure: apply them after every frame, as a sequential run would
+            for done in range(1, frames + 1):
+                self._run_frames(1, params, None)
+                records, owners = self.commands.take(self.world._arena)
+                apply_records(self.world, records, owners, [b.name for b in self.systems])
+                if progress is not None:
+                    progress.update(done)
+            return
+        self._run_frames(frames, params, progress)
+
+    def _run_frames(self, frames: int, params: Mapping[str, object], progress: Progress | None) -> None:
         values = self.values(params, frames)
         pool = self.world._pool()
         if pool is not None:
@@ -180,6 +198,8 @@ class Schedule:
         if self._executor is None:
             self._executor = Executor(self.world._arena)
         executor = self._executor
+        if self.commands is not None and executor.commands is None:
+            executor.commands = buffer_view(self.world._arena, self.commands.spec(self.commands.processes - 1))
         frame = self.frame
         systems = self.systems
         stats = self.stats_rows
@@ -293,6 +313,8 @@ def _sample_argument(p: Any) -> object:
     """A zero-row argument with exactly the types the real views will have."""
     if p.kind in (ENTITY, ROWS, REMOVED):
         return np.empty(0, np.int64)
+    if p.kind == COMMANDS:
+        return empty_buffer()
     columns = [np.empty((0, *dtype.shape), dtype.base) for dtype in p.info.fields.values()]
     if p.kind == WRITE:
         return p.info.mut_view_type(*columns, np.empty(0, np.uint64))

@@ -19,6 +19,7 @@ definition, naming the field.
 from __future__ import annotations
 
 import collections
+import hashlib
 import inspect
 import itertools
 from typing import Any
@@ -66,6 +67,7 @@ bool_ = FieldType("bool_", np.bool_)
 
 _FIELD_TYPE_BY_SCALAR = {ft.dtype: ft for ft in (f32, f64, i8, i16, i32, i64, u8, u16, u32, u64, bool_)}
 _component_ids = itertools.count()
+INFO_BY_KEY: dict[int, ComponentInfo] = {}
 _EXACT_INT_IN_DOUBLE = 2 ** 53   # ints up to this size are exact doubles: int -> double -> f32 rounds once
 
 
@@ -95,6 +97,9 @@ class ComponentInfo:
         self.name = cls.__name__
         self.qualname = f"{cls.__module__}:{cls.__qualname__}"
         self.id = next(_component_ids)
+        # the same in every process (ids are per process): names components in command records
+        self.key = int.from_bytes(hashlib.blake2b(self.qualname.encode(), digest_size=6).digest(), "little")
+        INFO_BY_KEY[self.key] = self
         self.fields = fields
         self.defaults = defaults
         self.is_tag = not fields

@@ -13,6 +13,7 @@ Binding, per parameter:
 - `Removed`: the int64 ids of entities that lost a `removed=` component since the system last
   ran. Such a system runs once per due frame (not per table; skipped when no id is pending) and
   takes only `Removed`, `Commands` and named values: its entities are no longer in the tables.
+- `Commands`: this process's command buffer, for structural changes (ecs/commands.py).
 - anything else: looked up by name in the keyword arguments of `step`/`run`, then in
   `world.resources`, then the parameter's default.
 
@@ -40,10 +41,11 @@ from numba.core.dispatcher import Dispatcher
 
 from kernels._jit import OPTIONS
 
+from .commands import Commands
 from .errors import SystemDefinitionError
 from .schema import ComponentInfo, info_of, is_component
 
-READ, WRITE, ENTITY, ROWS, VALUE, REMOVED = "read", "write", "entity", "rows", "value", "removed"
+READ, WRITE, ENTITY, ROWS, VALUE, REMOVED, COMMANDS = "read", "write", "entity", "rows", "value", "removed", "commands"
 MARK_MODES = ("auto", "manual")
 _SCALAR_ANNOTATIONS = {float: np.float64, int: np.int64, bool: np.bool_}
 
@@ -168,7 +170,7 @@ class System:
         if self.filtered and ROWS not in kinds:
             raise SystemDefinitionError(self.name, "a system with changed=/added= filters needs a parameter "
                                                    "annotated Rows to receive the selected rows")
-        for kind in (ENTITY, ROWS, REMOVED):
+        for kind in (ENTITY, ROWS, REMOVED, COMMANDS):
             if kinds.count(kind) > 1:
                 raise SystemDefinitionError(self.name, f"more than one parameter is annotated {kind.title()}")
         by_component: dict[int, str] = {}
@@ -190,6 +192,8 @@ class System:
             return Param(name, READ, info_of(annotation), annotation, default)
         if annotation is Entity:
             return Param(name, ENTITY, None, annotation, default)
+        if annotation is Commands:
+            return Param(name, COMMANDS, None, annotation, default)
         if annotation is Removed:
             if not self.removed:
                 raise SystemDefinitionError(self.name, "Removed receives the ids reported by removed= filters, "

@@ -43,6 +43,7 @@ from kernels import sync
 from .errors import KernelError, SystemDefinitionError, WorkerCrashedError
 from .executor import Executor
 from .memory import Arena, ArraySpec
+from .commands import buffer_view
 from .plan import due
 
 if TYPE_CHECKING:
@@ -116,7 +117,8 @@ class WorkerPool:
             handle = self._handles[w]
             assert handle is not None
             message_plan = plan if handle.plan is not plan else None
-            handle.connection.send((message_plan, shipped, first_frame, frames))
+            commands = schedule.commands.spec(w) if schedule.commands is not None else None
+            handle.connection.send((message_plan, shipped, first_frame, frames, commands))
             handle.plan = plan
             pending[w] = handle
         errors, crashed, timed_out = self._collect(pending, plan, frames, progress)
@@ -305,7 +307,9 @@ def worker_main(w: int, arena_fd: Any, arena_size: int, control_spec: ArraySpec,
             os._exit(0)
         if message is None:
             return
-        new_plan, values, first_frame, frames = message
+        new_plan, values, first_frame, frames, commands = message
+        if commands is not None and executor.commands is None:
+            executor.commands = buffer_view(arena, commands)
         values = [{name: executor.view(v) if isinstance(v, ArraySpec) else v for name, v in vs.items()}
                   for vs in values]
         if new_plan is not None:
