@@ -376,7 +376,12 @@ def _coerce(component_name: str, field: str, dtype: np.dtype, value: object, bat
                                           f"does not fit {base.name}{at}")
             arr = exact.astype(base)
     if arr.dtype.kind == "O" and all(isinstance(v, int) for v in arr.reshape(-1)):
-        raise ComponentValueError(component_name, field, value, f"does not fit {base.name}")
+        if base.kind != "f":
+            raise ComponentValueError(component_name, field, value, f"does not fit {base.name}")
+        try:  # ints past 2**64 are still floats (2**64 fits f32); only past the double range they are not
+            arr = np.array(arr.tolist(), dtype=np.float64)
+        except OverflowError:
+            raise ComponentValueError(component_name, field, value, f"does not fit {base.name}") from None
     if arr.dtype.kind not in "biuf":
         raise ComponentValueError(component_name, field, value,
                                   f"expected a {base.name} value, got {arr.dtype.name} data")

@@ -291,6 +291,17 @@ def test_large_python_ints_in_a_list_are_stored_exactly() -> None:
         signed(v=[0, 2**63 + 1])
 
 
+def test_python_ints_past_uint64_fit_float_fields_when_in_range() -> None:
+    single = make_component({"v": f32})
+    double = make_component({"v": f64})
+    assert single(v=2**64).v == np.float32(2.0**64)
+    assert double(v=[2**70, 1]).v.tolist() == [2.0**70, 1.0]
+    with pytest.raises(ComponentValueError, match=r"Probe\.v = .*: does not fit float32"):
+        single(v=2**200)
+    with pytest.raises(ComponentValueError, match=r"Probe\.v = .*: does not fit float64"):
+        double(v=10**400)
+
+
 def test_nan_and_inf_fit_float_fields() -> None:
     value = Position(x=float("nan"), y=float("inf"))
     assert np.isnan(value.x) and np.isinf(value.y)
