@@ -121,9 +121,12 @@ class WorkerPool:
             handle.connection.send((message_plan, shipped, first_frame, frames, commands))
             handle.plan = plan
             pending[w] = handle
-        errors, crashed, timed_out = self._collect(pending, plan, frames, progress)
-        schedule.frame = first_frame + frames
-        schedule.count_calls(first_frame, frames)
+        try:
+            errors, crashed, timed_out = self._collect(pending, plan, frames, progress)
+        except BaseException:   # KeyboardInterrupt: the frames run so far still count
+            self._count_frames(plan, schedule, first_frame, frames, failed=True)
+            raise
+        self._count_frames(plan, schedule, first_frame, frames, failed=bool(errors or crashed or timed_out))
         if crashed or timed_out:
             for w, _ in crashed:
                 self._handles[w] = self._start(w)
@@ -213,6 +216,17 @@ class WorkerPool:
                 value = spec
             out[name] = value
         return out
+
+    def _count_frames(self, plan: Plan, schedule: Schedule, first_frame: int, frames: int, failed: bool) -> None:
+        """Advance the frame counter (and calls) as a run in this process would: past every frame
+        all workers finished and, after a failure, past the failed frame too, but not past the
+        frames never started (every=N would otherwise drift from a sequential run's phase)."""
+        done = frames
+        if failed and plan.participants:
+            finished = min(int(self.control[WORKER_LINES + 8 * w + FRAMES_DONE]) for w in plan.participants)
+            done = min(frames, finished + 1)
+        schedule.frame = first_frame + done
+        schedule.count_calls(first_frame, done)
 
     def _abort(self) -> None:
         sync.store(self.control, ABORT, 1)
