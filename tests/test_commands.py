@@ -1,0 +1,370 @@
+"""ecs/commands.py, kernels/commands.py: structural changes queued from kernels (`ecs.Commands`)
+and from Python (`world.defer()`), applied after the frame in (system, table, row) order.
+
+The scenario world holds a table of more than SPLIT_MIN_ROWS rows, so with workers its rows
+(and so its commands) really are split across processes; the result must not depend on it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+import pytest
+
+import ecs
+from ecs import ComponentValueError, DeadEntityError, MissingComponentError
+from ecs.plan import SPLIT_MIN_ROWS
+from tests.command_systems import (
+    COMPONENTS,
+    LIFE_T,
+    SPOT_X,
+    Armor,
+    Burning,
+    Color,
+    Heat,
+    Life,
+    Spot,
+    Template,
+    Wet,
+    add_armor,
+    bad_set,
+    cool,
+    despawn_odd,
+    despawn_victims,
+    lifecycle,
+    set_x_later,
+    set_x_twice,
+    spawn_children,
+    toggle_tags,
+    touch_life,
+)
+
+BIG = SPLIT_MIN_ROWS + 4_464        # 70,000 rows: split across the workers
+SEGMENTS = (1, 3, 1, 2, 1)          # frames per call: single steps and multi-frame runs
+
+
+def archetype(world: ecs.World, entity: int) -> set[str]:
+    return {c.__name__ for c in COMPONENTS if world.has(entity, c)}
+
+
+def count_moves(world: ecs.World, monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Record the entity index of every archetype move the world makes."""
+    moves: list[int] = []
+    original = world._move
+
+    def spy(index, source, row, target):
+        moves.append(index)
+        return original(index, source, row, target)
+
+    monkeypatch.setattr(world, "_move", spy)
+    return moves
+
+
+# ---------------------------------------------------------------- the same world for any worker count
+def build_scenario(world: ecs.World) -> None:
+    prefab = world.spawn(Life(t=4), Spot(x=100, y=-1), Color(rgb=[9, 8, 7]), Template())
+    k = np.arange(BIG)
+    short = k % 61 == 0                        # ~1,150 short-lived entities among long-lived ones
+    t = np.where(short, 1 + k % 9, 1000 + k % 13)
+    ids = world.spawn_batch(BIG, Life(t=t), Spot(x=k, y=0), Color(rgb=np.stack([k % 256, k % 7, k % 3], 1)))
+    world.set_batch(ids, Life(t=t, victim=np.roll(ids, 61)))   # a short one's victim: the previous one
+    m = 3_000                                  # a second, small table (whole to one worker)
+    small = world.spawn_batch(m, Life(t=1 + np.arange(m) % 11), Spot(x=-np.arange(m), y=2))
+    world.despawn_batch(small[::7])            # free slots: spawns reuse them
+    world.resources["prefab"] = prefab
+
+
+def observe(world: ecs.World) -> dict:
+    """Every id, archetype and column byte, the id allocator's state and the next id issued."""
+    tables = {}
+    for table in world._archetypes.tables:
+        names = tuple(sorted(info.name for info in table.components))
+        state = {"entities": table.entities.tobytes()}
+        for info in table.components:
+            for field in info.fields:
+                state[f"{info.name}.{field}"] = table.column(info, field).tobytes()
+        tables[table.id] = (names, state)
+    high = world._entities.high_water
+    generations = world._entities.generation[:high].tobytes()
+    return {"len": len(world), "tables": tables, "generations": generations,
+            "next": [world.spawn(Life(t=0)) for _ in range(3)]}
+
+
+def run_scenario(workers: int) -> dict:
+    with ecs.World(workers=workers) as world:
+        for s in (lifecycle, cool):
+            world.add_system(s)
+        build_scenario(world)
+        for frames in SEGMENTS:
+            if frames == 1:
+                world.step()
+            else:
+                world.run(frames)
+        if workers > 1:      # the big table's rows, and their commands, came from every worker
+            plan = world._schedule.plan(world.workers)
+            big = world._archetypes.table_for([ecs.schema.info_of(c) for c in (Life, Spot, Color)])
+            holders = {w for w, stages in enumerate(plan.tasks) for stage in stages for task in stage
+                       if task.table == big.id and task.system == 0}
+            assert len(holders) == workers
+        return observe(world)
+
+
+@pytest.fixture(scope="module")
+def reference() -> dict:
+    return run_scenario(0)
+
+
+def test_scenario_does_real_work(reference: dict) -> None:
+    sizes = {names: len(state["entities"]) // 8 for names, state in reference["tables"].values()}
+    assert sizes[("Color", "Life", "Spot", "Wet")] > 100                  # children, Template swapped
+    assert sizes[("Burning", "Color", "Heat", "Life", "Spot")] > 100      # two adds, one move
+    assert sizes[("Burning", "Color", "Life", "Spot", "Wet")] > 100       # Heat cooled into Wet
+    assert sizes[("Color", "Heat", "Life", "Spot")] > 100                 # Burning removed
+    assert sizes[("Life", "Spot")] == 0                                   # the small table all died
+    assert reference["len"] < BIG + 3_000 - 429 + 1                       # more deaths than births
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_kernel_commands_give_the_same_world_for_any_worker_count(reference: dict, workers: int) -> None:
+    observed = run_scenario(workers)
+    assert observed["len"] == reference["len"]
+    assert observed["next"] == reference["next"]
+    assert observed["generations"] == reference["generations"]
+    assert observed["tables"].keys() == reference["tables"].keys()
+    for table_id, (names, state) in reference["tables"].items():
+        assert observed["tables"][table_id][0] == names
+        for key, data in state.items():
+            assert observed["tables"][table_id][1][key] == data, (names, key)
+
+
+# ---------------------------------------------------------------- one command kind at a time
+@pytest.fixture
+def small() -> Iterator[tuple[ecs.World, int, np.ndarray]]:
+    """A prefab and six entities with t = 1..6, x = 10..15, each one's victim the one before."""
+    with ecs.World() as world:
+        prefab = world.spawn(Life(t=4, victim=0), Spot(x=100, y=-1), Color(rgb=[9, 8, 7]), Template())
+        ids = world.spawn_batch(6, Life(t=np.arange(1, 7)), Spot(x=np.arange(10, 16), y=0))
+        world.set_batch(ids, Life(t=np.arange(1, 7), victim=np.roll(ids, 1)))
+        world.resources["prefab"] = prefab
+        yield world, prefab, ids
+
+
+def test_cmd_despawn_takes_effect_after_the_frame(small) -> None:
+    world, prefab, ids = small
+    world.add_system(touch_life)                     # t += 100, in an earlier stage of the frame
+    world.add_system(despawn_odd)
+    world.step()
+    assert [world.is_alive(int(e)) for e in ids] == [False, True, False, True, False, True]
+    assert len(world) == 1 + 3
+    assert world.get(int(ids[1]), Life).t == 102     # the frame's kernel writes are kept
+    world.step()
+    assert len(world) == 4
+
+
+def test_despawning_a_dead_or_twice_despawned_entity_is_not_an_error(small) -> None:
+    world, prefab, ids = small
+    world.despawn(int(ids[0]))                       # ids[1]'s victim is dead already
+    world.add_system(despawn_victims)                # ids[k] despawns ids[k - 1]; the prefab's victim is 0
+    world.add_system(despawn_odd)                    # ids[2], ids[4]: despawned by both systems
+    world.step()
+    assert [world.is_alive(int(e)) for e in ids] == [False] * 5 + [True]
+    assert world.is_alive(prefab) and len(world) == 2
+    world.step()                                     # ids[5]'s victim is dead now: still no error
+    assert len(world) == 2
+
+
+def test_cmd_spawn_copies_the_prefab_and_cmd_set_writes_the_copy(small) -> None:
+    world, prefab, ids = small
+    world.add_system(spawn_children)
+    freed = int(world.spawn_batch(1, Life(t=0))[0])  # a free slot: the first spawn reuses it
+    world.despawn(freed)
+    world.step()
+    children = set(world.query(Life, Spot, without=[Template]).entities().tolist()) - set(ids.tolist())
+    assert len(children) == 6
+    by_parent = {int(world.get(c, Life).victim): c for c in children}
+    assert sorted(by_parent) == sorted(ids.tolist())
+    for row, parent in enumerate(ids.tolist()):
+        child = by_parent[parent]
+        assert world.get(child, Life).t == 10 * (row + 1)
+        assert world.get(child, Spot).x == pytest.approx(10 + row + 0.25)
+        assert world.get(child, Spot).y == -1                     # copied from the prefab
+        assert world.get(child, Color).rgb.tolist() == [9, 8, 7]  # a vector field, copied
+        assert archetype(world, child) == {"Life", "Spot", "Color"}
+    assert world.get(prefab, Life).t == 4 and world.has(prefab, Template)   # the prefab is untouched
+    # spawns are applied in row order: the first row's child reuses the freed slot, the others
+    # take fresh slots in order
+    indices = [by_parent[p] & 0xFFFFFFFF for p in ids.tolist()]
+    assert indices[0] == freed & 0xFFFFFFFF
+    assert by_parent[int(ids[0])] != freed and not world.is_alive(freed)
+    assert indices[1:] == sorted(indices[1:]) and min(indices[1:]) > max(e & 0xFFFFFFFF for e in ids.tolist())
+
+
+def test_commands_are_seen_by_change_readers(small) -> None:
+    world, prefab, ids = small
+    added = world.query(Life, added=[Life])
+    changed = world.query(Spot, changed=[Spot])
+    list(added), list(changed)                       # first look: everything; consumed
+    world.add_system(spawn_children)
+    world.step()
+    children = set(world.query(Life, without=[Template]).entities().tolist()) - set(ids.tolist())
+    assert set(added.entities().tolist()) == children
+    assert set(changed.entities().tolist()) == children
+
+
+def test_tags_are_added_and_removed_by_commands(small) -> None:
+    world, prefab, ids = small
+    world.add_system(toggle_tags)
+    world.step()
+    assert [archetype(world, int(e)) for e in ids[:4]] == [
+        {"Life", "Spot", "Burning", "Wet"},       # t == 1
+        {"Life", "Spot"},                          # t == 2: removing Burning it lacks changes nothing
+        {"Life", "Spot", "Burning", "Heat"},       # t == 3: Heat gets its default
+        {"Life", "Spot"},                          # t == 4
+    ]
+    assert world.get(int(ids[2]), Heat).deg == 7
+    world.set_batch(ids[:3], Life(t=[3, 1, 2]))
+    world.step()
+    assert archetype(world, int(ids[0])) == {"Life", "Spot", "Burning", "Heat"}   # Wet removed
+    assert archetype(world, int(ids[1])) == {"Life", "Spot", "Burning", "Wet"}
+    assert archetype(world, int(ids[2])) == {"Life", "Spot", "Heat"}              # Burning removed
+    assert world.get(int(ids[2]), Spot).x == 12                                   # values move along
+
+
+def test_several_commands_on_one_entity_make_one_archetype_move(small, monkeypatch) -> None:
+    world, prefab, ids = small
+    world.add(int(ids[2]), Wet())                   # t == 3: add Burning, add Heat, remove Wet
+    x = world.get(int(ids[2]), Spot).x
+    moves = count_moves(world, monkeypatch)
+    world.add_system(toggle_tags)
+    world.step()
+    assert moves.count(int(ids[2]) & 0xFFFFFFFF) == 1
+    assert archetype(world, int(ids[2])) == {"Life", "Spot", "Burning", "Heat"}
+    assert world.get(int(ids[2]), Spot).x == x
+    assert sorted(moves) == sorted(int(e) & 0xFFFFFFFF for e in (ids[0], ids[2]))   # t == 1 and t == 3
+
+
+def test_later_commands_for_the_same_field_win_in_system_then_row_order() -> None:
+    with ecs.World() as world:
+        ids = world.spawn_batch(3, Spot(x=0, y=0))
+        world.add_system(set_x_twice)
+        world.step()
+        assert [float(world.get(int(e), Spot).x) for e in ids] == [2.0] * 3
+        world.add_system(set_x_later)                # registered later: its commands apply later
+        world.step()
+        assert [float(world.get(int(e), Spot).x) for e in ids] == [3.0] * 3
+
+
+def test_cmd_add_of_a_component_without_defaults_raises_and_applies_nothing(small) -> None:
+    world, prefab, ids = small
+    world.add_system(add_armor)                      # despawns everything, adds Armor to row 0
+    with pytest.raises(ComponentValueError, match=r"Armor.*'level' has no default"):
+        world.step()
+    assert len(world) == 7
+    assert all(world.is_alive(int(e)) and not world.has(int(e), Armor) for e in ids)
+
+
+@pytest.mark.parametrize(("key", "value", "message"), [
+    (LIFE_T, float("nan"), "does not fit int32"),
+    (LIFE_T, 2.0**31, "does not fit int32"),
+    (LIFE_T, 1.5, "does not fit int32"),
+    (SPOT_X, 1e300, "does not fit float32"),
+])
+def test_cmd_set_with_a_value_that_does_not_fit_raises_and_applies_nothing(small, key, value, message) -> None:
+    world, prefab, ids = small
+    world.add_system(bad_set)                        # despawn all, add Burning, set the first one
+    with pytest.raises(ComponentValueError, match=message):
+        world.step(value=value, key=key)
+    assert len(world) == 7
+    assert [int(world.get(int(e), Life).t) for e in ids] == [1, 2, 3, 4, 5, 6]
+    assert not any(world.has(int(e), Burning) for e in ids)
+    world.step(value=42.0, key=LIFE_T)               # the buffers were emptied: the next frame works
+    assert len(world) == 0
+
+
+def test_cmd_set_of_a_component_the_entity_lacks_raises(small) -> None:
+    world, prefab, ids = small
+    world.add_system(bad_set)
+    with pytest.raises(MissingComponentError, match="Heat"):
+        world.step(value=1.0, key=ecs.field_key(Heat, "deg"))
+    assert len(world) == 7
+
+
+def test_field_and_component_keys_name_what_is_wrong() -> None:
+    with pytest.raises(KeyError, match="Life has no field 'age'; it has t, victim"):
+        ecs.field_key(Life, "age")
+    with pytest.raises(ValueError, match="vector field"):
+        ecs.field_key(Color, "rgb")
+    assert ecs.component_key(Life) != ecs.component_key(Spot)
+    assert ecs.field_key(Life, "t") != ecs.field_key(Life, "victim")
+
+
+# ---------------------------------------------------------------- world.defer()
+def test_defer_spawns_adds_removes_and_despawns_at_the_end_of_the_block(world: ecs.World) -> None:
+    a = world.spawn(Life(t=1), Spot(x=1, y=1))
+    b = world.spawn(Life(t=2), Spot(x=2, y=2), Wet())
+    c = world.spawn(Life(t=3))
+    with world.defer() as d:
+        first = d.spawn(Life(t=7, victim=a), Spot(x=7, y=-7), Color(rgb=[1, 2, 3]))
+        second = d.spawn(Spot(x=8, y=8))
+        d.add(a, Heat(deg=30), Life(t=11, victim=0))       # a new component and an overwrite
+        d.remove(b, Wet)
+        d.despawn(c)
+        d.add(first, Burning())                            # placeholders work in the same block
+        d.add(second, Heat())
+        d.remove(first, Color)
+        assert first < 0 and second < 0
+        assert len(world) == 3 and world.is_alive(c)       # nothing happens before the end
+        assert not world.has(a, Heat) and world.has(b, Wet)
+    assert len(d.spawned) == 2
+    one, two = (int(e) for e in d.spawned)
+    assert len(world) == 4
+    assert archetype(world, one) == {"Life", "Spot", "Burning"}
+    assert world.get(one, Life).t == 7 and world.get(one, Life).victim == a
+    assert world.get(one, Spot).y == -7
+    assert archetype(world, two) == {"Spot", "Heat"} and world.get(two, Heat).deg == 7
+    assert archetype(world, a) == {"Life", "Spot", "Heat"}
+    assert world.get(a, Heat).deg == 30 and world.get(a, Life).t == 11
+    assert archetype(world, b) == {"Life", "Spot"}
+    assert not world.is_alive(c)
+
+
+def test_defer_makes_one_archetype_move_per_entity(world: ecs.World, monkeypatch) -> None:
+    e = world.spawn(Life(t=1), Wet())
+    moves = count_moves(world, monkeypatch)
+    with world.defer() as d:
+        d.add(e, Burning())
+        d.add(e, Heat())
+        d.remove(e, Wet)
+    assert len(moves) == 1
+    assert archetype(world, e) == {"Life", "Burning", "Heat"}
+
+
+def test_defer_applies_nothing_when_the_block_raises(world: ecs.World) -> None:
+    a = world.spawn(Life(t=1), Spot(x=1, y=1))
+    b = world.spawn(Life(t=2), Wet())
+    with pytest.raises(RuntimeError, match="boom"), world.defer() as d:
+        d.spawn(Life(t=5))
+        d.add(a, Heat(deg=1))
+        d.remove(b, Wet)
+        d.despawn(a)
+        raise RuntimeError("boom")
+    assert len(d.spawned) == 0
+    assert len(world) == 2 and world.is_alive(a)
+    assert archetype(world, a) == {"Life", "Spot"} and archetype(world, b) == {"Life", "Wet"}
+    assert world.spawn(Life(t=0)) == 3               # the queued spawn consumed no id
+
+
+def test_defer_refuses_bad_input_when_it_is_queued(world: ecs.World) -> None:
+    a = world.spawn(Life(t=1))
+    world.despawn(a)
+    with pytest.raises(DeadEntityError), world.defer() as d:
+        d.spawn(Life(t=2))
+        d.despawn(a)
+    with pytest.raises(DeadEntityError), world.defer() as d:
+        d.add(a, Wet())
+    with pytest.raises(ComponentValueError, match="scalar values"), world.defer() as d:
+        d.spawn(Life(t=[1, 2]))
+    with pytest.raises(ComponentValueError, match="does not fit"), world.defer() as d:
+        d.spawn(Life(t=2**40))
+    assert len(world) == 0
