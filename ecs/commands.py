@@ -286,6 +286,17 @@ class Deferred:
         for component in components:
             self._plan.remove(entity, info_of(component))
 
+    def set(self, entity: int, value: object) -> None:
+        """Queue writing one component value; the entity (or placeholder) must have it already
+        (sets are applied before adds: write the values of an added component with `add`)."""
+        info, values, length = values_of(value)
+        if length is not None:
+            raise ComponentValueError(info.name, None, f"<arrays of length {length}>",
+                                      "defer().set() takes scalar values")
+        self._plan._check_has(entity, info, "set")
+        for field in info.fields:
+            self._plan.sets.append((entity, info, field, values[field]))
+
     def __enter__(self) -> Deferred:
         return self
 

@@ -329,6 +329,22 @@ def test_defer_spawns_adds_removes_and_despawns_at_the_end_of_the_block(world: e
     assert not world.is_alive(c)
 
 
+def test_defer_set_writes_values_and_marks_them_changed(world: ecs.World) -> None:
+    a = world.spawn(Life(t=1), Color(rgb=[0, 0, 0]))
+    changed = world.query(Color, changed=[Color])
+    list(changed)
+    with world.defer() as d:
+        d.set(a, Color(rgb=[4, 5, 6]))
+        child = d.spawn(Life(t=2), Spot(x=0, y=0))
+        d.set(child, Spot(x=3, y=4))                    # a placeholder's queued values
+        with pytest.raises(MissingComponentError, match="Heat"):
+            d.set(a, Heat(deg=1))
+        assert world.get(a, Color).rgb.tolist() == [0, 0, 0]
+    assert world.get(a, Color).rgb.tolist() == [4, 5, 6]
+    assert world.get(int(d.spawned[0]), Spot).y == 4
+    assert changed.entities().tolist() == [a]
+
+
 def test_defer_makes_one_archetype_move_per_entity(world: ecs.World, monkeypatch) -> None:
     e = world.spawn(Life(t=1), Wet())
     moves = count_moves(world, monkeypatch)
