@@ -1,0 +1,270 @@
+"""kernels/physics.py against numpy twins, at sizes 0, 1, 63, 64, 65 and large.
+
+Each twin is written the obvious way in whole-array numpy, sharing no code with its kernel: the
+grid twin sorts with np.argsort, the collision twin compares every pair of discs (no grid).
+Beyond the twins: collide gives the same rows whatever slices it is called on (the property that
+makes the demo identical for any worker count), and an elastic collision frame conserves
+momentum and energy.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from kernels import physics
+from tests import reference
+
+SIZES = [0, 1, 63, 64, 65, 3_001]
+WIDTH, HEIGHT = 1.6, 1.0
+
+
+# ---------------------------------------------------------------- numpy twins
+def apply_gravity(vy, gravity, dt):
+    return vy + gravity * dt
+
+
+def integrate(x, y, vx, vy, dt):
+    return x + vx * dt, y + vy * dt
+
+
+def bounce_walls(x, y, vx, vy, width, height, radius, restitution):
+    x, y, vx, vy = x.copy(), y.copy(), vx.copy(), vy.copy()
+    lo_x, hi_x, lo_y, hi_y = radius, width - radius, radius, height - radius
+    left, right = x < lo_x, x > hi_x
+    below, above = y < lo_y, y > hi_y
+    x[left] = np.minimum(2 * lo_x - x[left], hi_x)
+    x[right] = np.maximum(2 * hi_x - x[right], lo_x)
+    y[below] = np.minimum(2 * lo_y - y[below], hi_y)
+    y[above] = np.maximum(2 * hi_y - y[above], lo_y)
+    vx[left] = np.abs(vx[left]) * restitution
+    vx[right] = -np.abs(vx[right]) * restitution
+    vy[below] = np.abs(vy[below]) * restitution
+    vy[above] = -np.abs(vy[above]) * restitution
+    return x, y, vx, vy, int(np.count_nonzero(left | right | below | above))
+
+
+def cells_of(x, y, cell_size, ncx, ncy):
+    cx = np.clip((x / cell_size).astype(np.int64), 0, ncx - 1)
+    cy = np.clip((y / cell_size).astype(np.int64), 0, ncy - 1)
+    return cy * ncx + cx
+
+
+def build_grid(x, y, vx, vy, ids, cell_size, ncx, ncy):
+    cell = cells_of(x, y, cell_size, ncx, ncy)
+    order = np.argsort(cell, kind="stable")
+    cell_start = np.concatenate([[0], np.cumsum(np.bincount(cell, minlength=ncx * ncy))])
+    state = np.stack([x[order], y[order], vx[order], vy[order]], axis=1)
+    return cell_start, state, ids[order]
+
+
+def fastest_approaches(state, radius):
+    """best[k]: the slot approaching slot k fastest among every disc overlapping it, -1 if none."""
+    dx = state[None, :, 0] - state[:, None, 0]
+    dy = state[None, :, 1] - state[:, None, 1]
+    d2 = dx * dx + dy * dy
+    d = np.sqrt(d2)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        vn = (state[None, :, 2] - state[:, None, 2]) * (dx / d) + (state[None, :, 3] - state[:, None, 3]) * (dy / d)
+    eligible = (d2 < 4 * radius * radius) & (d2 != 0) & (vn < 0)
+    vn = np.where(eligible, vn, np.inf)
+    best = np.argmin(vn, axis=1) if len(state) else np.zeros(0, np.int64)   # first minimum: lowest slot
+    return np.where(eligible.any(axis=1), best, -1)
+
+
+def collide(x, y, vx, vy, ids, hits, impulse, radius, restitution, cell_size, ncx, ncy):
+    """Twin of build_grid + collide over all rows: mutual fastest approaches collide."""
+    _, state, items = build_grid(x, y, vx, vy, ids, cell_size, ncx, ncy)
+    best = fastest_approaches(state, radius)
+    slot_of_id = {int(i): k for k, i in enumerate(items)}
+    vx, vy, hits, impulse = vx.copy(), vy.copy(), hits.copy(), impulse.copy()
+    changed = np.zeros(len(x), bool)
+    share = 0.5 * (1 + restitution)
+    for i in range(len(x)):
+        k = slot_of_id[int(ids[i])]
+        j = best[k]
+        if j < 0 or best[j] != k:
+            continue
+        dx, dy = state[j, 0] - x[i], state[j, 1] - y[i]
+        d = math.sqrt(dx * dx + dy * dy)
+        nx, ny = dx / d, dy / d
+        vn = (state[j, 2] - vx[i]) * nx + (state[j, 3] - vy[i]) * ny
+        vx[i] += share * vn * nx
+        vy[i] += share * vn * ny
+        hits[i] += 1
+        impulse[i] = -share * vn
+        changed[i] = True
+    return vx, vy, hits, impulse, changed
+
+
+def tally_contacts(rows, hits, impulse, tally):
+    tally = tally.copy()
+    selected = rows[hits[rows] > 0]
+    tally[0] += len(selected)
+    tally[1] += impulse[selected].astype(np.float64).sum()
+    return tally
+
+
+# ---------------------------------------------------------------- inputs
+def gas(n: int, seed: int, packing: float = 0.3):
+    """n discs in the box at a packing dense enough for many contacts; rows in random order."""
+    rng = np.random.default_rng(seed)
+    radius = math.sqrt(packing * WIDTH * HEIGHT / (math.pi * max(n, 1)))
+    cell_size = 2 * radius
+    ncx, ncy = math.ceil(WIDTH / cell_size), math.ceil(HEIGHT / cell_size)
+    x = rng.uniform(0, WIDTH, n)
+    y = rng.uniform(0, HEIGHT, n)
+    vx, vy = rng.normal(0, 1, n), rng.normal(0, 1, n)
+    ids = rng.permutation(np.arange(n, dtype=np.int64) * 7 + (3 << 32))   # any distinct ids
+    return x, y, vx, vy, ids, radius, cell_size, ncx, ncy
+
+
+def grid_arrays(n, ncx, ncy):
+    return np.zeros(ncx * ncy + 1, np.int32), np.zeros((n, 4)), np.zeros(n, np.int64)
+
+
+# ---------------------------------------------------------------- twins
+@pytest.mark.parametrize("n", SIZES)
+def test_motion_kernels_match_twins(n: int) -> None:
+    rng = np.random.default_rng(n)
+    x, y = rng.uniform(-0.1, WIDTH + 0.1, n), rng.uniform(-0.1, HEIGHT + 0.1, n)
+    vx, vy = rng.normal(0, 1, n), rng.normal(0, 1, n)
+    got_vy = vy.copy()
+    physics.apply_gravity(got_vy, -9.81, 0.01)
+    np.testing.assert_array_equal(got_vy, apply_gravity(vy, -9.81, 0.01))
+
+    got_x, got_y = x.copy(), y.copy()
+    physics.integrate(got_x, got_y, vx, vy, 0.01)
+    for got, want in zip((got_x, got_y), integrate(x, y, vx, vy, 0.01), strict=True):
+        np.testing.assert_array_equal(got, want)
+
+    got = [x.copy(), y.copy(), vx.copy(), vy.copy()]
+    bounced = physics.bounce_walls(*got, WIDTH, HEIGHT, 0.01, 0.9)
+    *want, want_bounced = bounce_walls(x, y, vx, vy, WIDTH, HEIGHT, 0.01, 0.9)
+    assert bounced == want_bounced
+    for g, w in zip(got, want, strict=True):
+        np.testing.assert_array_equal(g, w)
+
+    left = rng.uniform(-1, 1, n).astype(np.float32)
+    got_left = left.copy()
+    physics.age(got_left, 0.25)
+    np.testing.assert_array_equal(got_left, left - np.float32(0.25))
+
+
+@pytest.mark.parametrize("n", SIZES)
+def test_build_grid_sorts_rows_into_cells_in_row_order(n: int) -> None:
+    x, y, vx, vy, ids, _, cell_size, ncx, ncy = gas(n, seed=n)
+    cell_start, state, items = grid_arrays(n + 5, ncx, ncy)   # spare slots are allowed
+    physics.build_grid(x, y, vx, vy, ids, cell_size, ncx, ncy, cell_start, state, items)
+    want_start, want_state, want_items = build_grid(x, y, vx, vy, ids, cell_size, ncx, ncy)
+    np.testing.assert_array_equal(cell_start, want_start)
+    np.testing.assert_array_equal(state[:n], want_state)
+    np.testing.assert_array_equal(items[:n], want_items)
+
+
+def test_build_grid_refuses_arrays_too_small() -> None:
+    x, y, vx, vy, ids, _, cell_size, ncx, ncy = gas(100, seed=1)
+    cell_start, state, items = grid_arrays(99, ncx, ncy)
+    with pytest.raises(ValueError, match="fewer slots than there are rows"):
+        physics.build_grid(x, y, vx, vy, ids, cell_size, ncx, ncy, cell_start, state, items)
+    with pytest.raises(ValueError, match="ncx \\* ncy \\+ 1"):
+        physics.build_grid(x, y, vx, vy, ids, cell_size, ncx, ncy, cell_start[:-1], state, items)
+
+
+@pytest.mark.parametrize("n", SIZES)
+@pytest.mark.parametrize("restitution", [1.0, 0.5])
+def test_collide_matches_all_pairs_twin(n: int, restitution: float) -> None:
+    x, y, vx, vy, ids, radius, cell_size, ncx, ncy = gas(n, seed=100 + n)
+    cell_start, state, items = grid_arrays(n, ncx, ncy)
+    physics.build_grid(x, y, vx, vy, ids, cell_size, ncx, ncy, cell_start, state, items)
+    rng = np.random.default_rng(n)
+    hits = rng.integers(0, 5, n).astype(np.uint32)
+    impulse = np.zeros(n, np.float32)
+    got_vx, got_vy, got_hits, got_impulse = vx.copy(), vy.copy(), hits.copy(), impulse.copy()
+    vel_changed = np.zeros((n + 63) // 64, np.uint64)
+    contact_changed = np.zeros((n + 63) // 64, np.uint64)
+    collided = physics.collide(x, y, got_vx, got_vy, ids, got_hits, got_impulse, vel_changed, contact_changed,
+                               radius, restitution, cell_size, ncx, ncy, cell_start, state, items)
+    want_vx, want_vy, want_hits, want_impulse, changed = collide(x, y, vx, vy, ids, hits, impulse, radius,
+                                                                 restitution, cell_size, ncx, ncy)
+    assert collided == int(changed.sum())
+    if n > 1000:
+        assert collided > n // 20      # the dense gas does collide
+    np.testing.assert_array_equal(got_vx, want_vx)
+    np.testing.assert_array_equal(got_vy, want_vy)
+    np.testing.assert_array_equal(got_hits, want_hits)
+    np.testing.assert_array_equal(got_impulse, want_impulse)
+    packed = reference.pack(np.concatenate([changed, np.zeros(-n % 64, bool)]))
+    np.testing.assert_array_equal(vel_changed, packed)
+    np.testing.assert_array_equal(contact_changed, packed)
+
+
+def test_collide_gives_the_same_rows_whatever_slices_it_runs_on() -> None:
+    n = 20_000
+    x, y, vx, vy, ids, radius, cell_size, ncx, ncy = gas(n, seed=7)
+    cell_start, state, items = grid_arrays(n, ncx, ncy)
+    physics.build_grid(x, y, vx, vy, ids, cell_size, ncx, ncy, cell_start, state, items)
+    grid = (radius, 1.0, cell_size, ncx, ncy, cell_start, state, items)
+
+    def run(bounds):
+        out_vx, out_vy = vx.copy(), vy.copy()
+        hits, impulse = np.zeros(n, np.uint32), np.zeros(n, np.float32)
+        words = np.zeros((2, (n + 63) // 64), np.uint64)
+        for start, stop in zip(bounds[:-1], bounds[1:], strict=True):
+            s = slice(start, stop)
+            physics.collide(x[s], y[s], out_vx[s], out_vy[s], ids[s], hits[s], impulse[s],
+                            words[0, start // 64:], words[1, start // 64:], *grid)
+        return out_vx, out_vy, hits, impulse, words
+
+    whole = run([0, n])
+    for bounds in ([0, 512, n], [0, 10_240, n], [0, 4096, 8192, 12_288, 16_384, n]):
+        for got, want in zip(run(bounds), whole, strict=True):
+            np.testing.assert_array_equal(got, want)
+
+
+def test_elastic_collisions_conserve_momentum_and_energy() -> None:
+    n = 20_000
+    x, y, vx, vy, ids, radius, cell_size, ncx, ncy = gas(n, seed=8)
+    cell_start, state, items = grid_arrays(n, ncx, ncy)
+    physics.build_grid(x, y, vx, vy, ids, cell_size, ncx, ncy, cell_start, state, items)
+    out_vx, out_vy = vx.copy(), vy.copy()
+    words = np.zeros((2, (n + 63) // 64), np.uint64)
+    collided = physics.collide(x, y, out_vx, out_vy, ids, np.zeros(n, np.uint32), np.zeros(n, np.float32),
+                               words[0], words[1], radius, 1.0, cell_size, ncx, ncy, cell_start, state, items)
+    assert collided > 1000 and collided % 2 == 0        # pairs: both discs of each collision
+    assert not np.array_equal(out_vx, vx)
+    assert math.isclose(out_vx.sum(), vx.sum(), abs_tol=1e-9)
+    assert math.isclose(out_vy.sum(), vy.sum(), abs_tol=1e-9)
+    energy = (vx * vx + vy * vy).sum()
+    assert math.isclose((out_vx * out_vx + out_vy * out_vy).sum(), energy, rel_tol=1e-12)
+
+
+@pytest.mark.parametrize("n", SIZES)
+def test_tally_and_bookkeeping_kernels_match_twins(n: int) -> None:
+    rng = np.random.default_rng(n)
+    hits = rng.integers(0, 3, n).astype(np.uint32)
+    impulse = rng.uniform(0, 2, n).astype(np.float32)
+    rows = np.flatnonzero(rng.random(n) < 0.3).astype(np.int64)
+    tally = np.array([5.0, 1.5])
+    want = tally_contacts(rows, hits, impulse, tally)
+    physics.tally_contacts(rows, hits, impulse, tally)
+    assert tally[0] == want[0]
+    assert math.isclose(tally[1], want[1], rel_tol=1e-12)
+
+    left = rng.uniform(-1, 1, n).astype(np.float32)
+    out = np.full(n, -1, np.int64)
+    count = physics.expired_rows(left, out)
+    np.testing.assert_array_equal(out[:count], np.flatnonzero(left <= 0))
+
+    y, vx, vy = rng.uniform(0, 1, n), rng.normal(0, 1, n), rng.normal(0, 1, n)
+    want_energy = (0.5 * (vx * vx + vy * vy) + 9.81 * y).sum()
+    assert math.isclose(physics.energy(y, vx, vy, -9.81), want_energy, rel_tol=1e-12, abs_tol=1e-12)
+
+    x = rng.uniform(-0.1, WIDTH + 0.1, n)
+    y = rng.uniform(-0.1, HEIGHT + 0.1, n)
+    if n:
+        x[0] = np.nan
+    outside = ~((x >= 0) & (x <= WIDTH) & (y >= 0) & (y <= HEIGHT))
+    assert physics.count_outside(x, y, WIDTH, HEIGHT) == int(outside.sum())
