@@ -38,6 +38,13 @@ def open_fds() -> int:
     return len(os.listdir("/proc/self/fd"))
 
 
+@pytest.fixture(autouse=True)
+def collect_earlier_garbage():
+    """Free what earlier tests left to the cyclic gc first, so it cannot close a descriptor or
+    unmap an arena in the middle of a test's count."""
+    gc.collect()
+
+
 def arena_mappings(pid: int | str = "self") -> int:
     """Mappings of an ecs arena in a process (the memfd is named 'ecs-world')."""
     with open(f"/proc/{pid}/maps") as maps:
