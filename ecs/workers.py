@@ -217,7 +217,8 @@ class WorkerPool:
             out[name] = value
         return out
 
-    def _count_frames(self, plan: Plan, schedule: Schedule, first_frame: int, frames: int, failed: bool) -> None:
+    def _count_frames(self, plan: Plan, schedule: Schedule, first_frame: int, frames: int,
+                      failed: bool) -> None:
         """Advance the frame counter (and calls) as a run in this process would: past every frame
         all workers finished and, after a failure, past the failed frame too, but not past the
         frames never started (every=N would otherwise drift from a sequential run's phase)."""

@@ -41,8 +41,9 @@ assert sum(SEGMENTS) == FRAMES
 # ---------------------------------------------------------------- the scenario
 def spawn_start(world: ecs.World) -> None:
     n = BIG
-    world.spawn_batch(n, Pos(x=np.arange(n) % 1000, y=np.arange(n) * 0.5), Vel(x=(np.arange(n) % 7) - 3, y=0.25),
-                      Hp(hp=1000 + np.arange(n) % 13), Hits(), Charge(kg=np.arange(n) * 0.001))
+    world.spawn_batch(n, Pos(x=np.arange(n) % 1000, y=np.arange(n) * 0.5),
+                      Vel(x=(np.arange(n) % 7) - 3, y=0.25), Hp(hp=1000 + np.arange(n) % 13), Hits(),
+                      Charge(kg=np.arange(n) * 0.001))
     m = 3_000                        # a second table, below the split size: goes whole to one worker
     world.spawn_batch(m, Pos(x=np.arange(m), y=1.0), Vel(x=1.5, y=-0.5), Hp(), Hits())
     world.resources["grid"] = np.zeros(GRID, np.int64)
@@ -52,7 +53,7 @@ def change_structure(world: ecs.World, rng: np.random.Generator, segment: int) -
     """Spawns, despawns, archetype moves and Python writes between frames, all chosen by `rng`
     from what the world holds (identical worlds make identical choices)."""
     k = int(rng.integers(0, 2_500))
-    world.spawn_batch(k, Pos(x=rng.integers(0, 500, k), y=rng.random(k)), Vel(x=rng.integers(-3, 4, k), y=1.0),
+    world.spawn_batch(k, Pos(x=rng.integers(0, 500, k), y=rng.random(k)), Vel(x=rng.integers(-3, 4, k), y=1),
                       Hp(hp=rng.integers(500, 1500, k)), Hits(), Charge(kg=rng.random(k)))
     if segment % 3 == 1:             # a new or small archetype: no Charge
         world.spawn_batch(500, Pos(x=7, y=7), Vel(x=-1, y=2), Hp(), Hits())
@@ -203,7 +204,7 @@ def test_tables_grow_under_attached_workers_and_keep_what_they_wrote(growing: ec
     spawn(BIG + 30_000, 2_100)                     # grows again, now split across both workers
     assert table.n >= SPLIT_MIN_ROWS and table.capacity >= table.n
     run(3)
-    world.spawn_batch(SPLIT_MIN_ROWS, Pos(x=5, y=5), Vel(x=2, y=0), Charge())   # a table born after the workers
+    world.spawn_batch(SPLIT_MIN_ROWS, Pos(x=5, y=5), Vel(x=2, y=0), Charge())   # a table newer than workers
     run(1)
     assert world._workers.pids() == pids            # the same workers served every run
 
@@ -224,7 +225,7 @@ def test_tables_grow_under_attached_workers_and_keep_what_they_wrote(growing: ec
     world.resources["grid"] = np.zeros(2 * GRID, np.int64)    # a new region, after the workers started
     world.step(dt=0.0)
     hits_by_id = dict(zip(np.concatenate([b.entities for b in world.query(Hits)]).tolist(),
-                          np.concatenate([b[Hits].n for b in world.query(Hits)]).tolist()))
+                          np.concatenate([b[Hits].n for b in world.query(Hits)]).tolist(), strict=True))
     assert {e for e, n in hits_by_id.items() if n == 2000} == set(pushed.tolist())
     assert {n for n in hits_by_id.values()} == {1000, 2000}
     assert world.resources["grid"].sum() == world.query(Pos).count()   # written in place by a worker
@@ -237,9 +238,9 @@ def test_a_system_defined_in_a_function_is_refused_by_a_world_with_workers() -> 
         for i in range(pos.x.shape[0]):
             pos.x[i] += 1
 
-    with ecs.World(workers=1) as world:
-        with pytest.raises(SystemDefinitionError, match="defined inside a function.*define it at module level"):
-            world.add_system(local)
+    refused = "defined inside a function.*define it at module level"
+    with ecs.World(workers=1) as world, pytest.raises(SystemDefinitionError, match=refused):
+        world.add_system(local)
     with ecs.World(workers=0) as world:            # in-process worlds run it
         world.add_system(local)
         entity = world.spawn(Pos(x=1, y=0))
