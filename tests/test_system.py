@@ -244,6 +244,18 @@ def test_value_that_the_compiled_type_cannot_hold_is_refused(world: ecs.World) -
     assert counters(world, [e]) == [2]
 
 
+def test_int_annotated_parameter_refuses_a_fractional_value(world: ecs.World) -> None:
+    e = world.spawn(Counter())
+    world.add_system(add_amount)
+    world.step(amount=2.0)
+    with pytest.raises(SystemDefinitionError, match=r"system 'add_amount', parameter 'amount': was compiled for "
+                                                    r"int64, got 0\.5, which int64 cannot hold exactly"):
+        world.step(amount=0.5)
+    with pytest.raises(SystemDefinitionError, match=r"got nan, which int64 cannot hold exactly"):
+        world.step(amount=float("nan"))
+    assert counters(world, [e]) == [2]
+
+
 def test_array_of_another_dtype_after_compile_is_refused(world: ecs.World) -> None:
     world.spawn(Position(x=1.0, y=0.0))
     world.resources["grid"] = np.zeros(2, np.int64)
