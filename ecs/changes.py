@@ -21,8 +21,9 @@ their row on swap-remove and archetype moves, so a change made before a move is 
 Removals have no row to mark: the entity left the table. Each component has a *removal journal*
 of the ids that lost it (remove(), despawn, or their batch and deferred forms), written only by
 the main process, which is where structural changes happen. A reader with `removed=` filters
-keeps a cursor per journal and takes the ids appended since its last look, each once. Its first
-look sees the removals since the reader was created. Cost: O(removals since the last look).
+keeps a cursor per journal and takes the ids appended since its last look, each once, in the
+order of the removals (entries carry an event number, so several journals merge in order). Its
+first look sees the removals since the reader was created. Cost: O(removals since the last look).
 
 Detected: kernel writes to `Mut` components (every row given to the kernel with mark="auto";
 rows passed to `ecs.mark_changed` with mark="manual"), `World.set`/`set_batch`, spawn, add.
@@ -70,6 +71,7 @@ class ChangeTracker:
         self._targets: dict[tuple[int, int, str], np.ndarray] = {}
         self._transfers: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
         self._journals: dict[int, RemovalJournal] = {}
+        self._removal_events = 0   # numbers record_removed calls: orders ids across journals
         archetypes.new_table_listeners.append(self._on_new_table)
 
     # ---------------------------------------------------------------- readers
@@ -151,26 +153,32 @@ class ChangeTracker:
     # ---------------------------------------------------------------- removals
     def record_removed(self, infos: tuple[ComponentInfo, ...], ids: np.ndarray) -> None:
         """Journal that entities `ids` lost each of `infos` (only components someone reads)."""
+        self._removal_events += 1
         for info in infos:
             journal = self._journals.get(info.id)
             if journal is not None and journal.readers:
-                journal.append(ids)
+                journal.append(ids, self._removal_events)
 
     def take_removed(self, reader: Reader, consume: bool = True) -> np.ndarray:
         """Ids that lost any of the reader's removed= components since its last look, each once,
         in the order the removals happened."""
-        parts = []
+        parts, events = [], []
         for cid, cursor in reader.removed_cursor.items():
             journal = self._journals[cid]
-            parts.append(journal.since(cursor))
+            ids, event = journal.since(cursor)
+            parts.append(ids)
+            events.append(event)
             if consume:
                 reader.removed_cursor[cid] = journal.end
         for cid in reader.removed_cursor:
             self._journals[cid].trim(min(r.removed_cursor.get(cid, 1 << 62) for r in self.readers.values()))
         ids = np.concatenate(parts) if parts else np.empty(0, np.int64)
-        if len(parts) > 1 and ids.shape[0]:
+        if len(parts) > 1 and ids.shape[0]:   # several journals: merge them in removal order
+            ids = ids[np.argsort(np.concatenate(events), kind="stable")]
+        if ids.shape[0] > 1:                  # an id that lost C, got it back and lost it again
             _, first = np.unique(ids, return_index=True)
-            ids = ids[np.sort(first)]
+            if first.shape[0] != ids.shape[0]:
+                ids = ids[np.sort(first)]
         return ids
 
     # ---------------------------------------------------------------- moves
@@ -194,11 +202,12 @@ class ChangeTracker:
 
 
 class RemovalJournal:
-    """Append-only ids of entities that lost one component; positions are absolute, so readers'
-    cursors stay valid when the consumed prefix is trimmed."""
+    """Append-only ids of entities that lost one component, each with the number of the removal
+    event (for merging journals in order); positions are absolute, so readers' cursors stay
+    valid when the consumed prefix is trimmed."""
 
     def __init__(self) -> None:
-        self._ids = np.empty(0, np.int64)
+        self._ids = np.empty((0, 2), np.int64)   # rows of (id, event)
         self._count = 0
         self.start = 0        # absolute position of _ids[0]
         self.readers = 0
@@ -207,17 +216,20 @@ class RemovalJournal:
     def end(self) -> int:
         return self.start + self._count
 
-    def append(self, ids: np.ndarray) -> None:
+    def append(self, ids: np.ndarray, event: int) -> None:
         need = self._count + ids.shape[0]
         if need > self._ids.shape[0]:
-            grown = np.empty(max(need, 2 * self._ids.shape[0], 256), np.int64)
+            grown = np.empty((max(need, 2 * self._ids.shape[0], 256), 2), np.int64)
             grown[: self._count] = self._ids[: self._count]
             self._ids = grown
-        self._ids[self._count: need] = ids
+        self._ids[self._count: need, 0] = ids
+        self._ids[self._count: need, 1] = event
         self._count = need
 
-    def since(self, cursor: int) -> np.ndarray:
-        return self._ids[cursor - self.start: self._count].copy()
+    def since(self, cursor: int) -> tuple[np.ndarray, np.ndarray]:
+        """(ids, event numbers) appended from absolute position `cursor` on."""
+        entries = self._ids[cursor - self.start: self._count]
+        return entries[:, 0].copy(), entries[:, 1].copy()
 
     def trim(self, upto: int) -> None:
         """Forget entries before absolute position `upto` (every reader is past them)."""
