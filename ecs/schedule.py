@@ -133,6 +133,9 @@ class Schedule:
                                         "add_system() takes a system: decorate the function with @ecs.system")
         if any(b.system is system for b in self.systems):
             raise SystemDefinitionError(system.name, "this system was already added to the world")
+        if any(b.name == system.name for b in self.systems):   # names key stats() and errors
+            raise SystemDefinitionError(system.name, "another system of this name is already in the world; "
+                                                     "give one of them another name with @system(name=...)")
         if self.world.workers:
             check_importable(system)
         bound = BoundSystem(self.world, system, len(self.systems))

@@ -26,6 +26,7 @@ from tests.systems_common import (
     copy_ids,
     fall,
     histogram_x,
+    increment_n,
     integrate,
     plus_ten,
     record_view_shapes,
@@ -66,6 +67,12 @@ def stores_an_exception(c: Mut[Counter]):
 def takes_an_array(c: Mut[Counter], weights: np.ndarray):
     for i in range(c.n.shape[0]):
         c.n[i] = weights.shape[0]
+
+
+@system(name="increment_n")
+def another_increment(c: Mut[Counter]):
+    for i in range(c.n.shape[0]):
+        c.n[i] += 1
 
 
 # ---------------------------------------------------------------- components, Mut, Entity
@@ -482,6 +489,15 @@ def test_adding_the_same_system_twice_is_refused(world: ecs.World) -> None:
         world.add_system(triple)
     world.step()
     assert counters(world, [e]) == [3]
+
+
+def test_two_systems_of_one_name_are_refused_since_names_key_stats(world: ecs.World) -> None:
+    world.add_system(increment_n)
+    with pytest.raises(SystemDefinitionError, match=r"system 'increment_n': another system of this name is "
+                                                    r"already in the world; give one of them another name with "
+                                                    r"@system\(name=\.\.\.\)"):
+        world.add_system(another_increment)
+    assert list(world.stats()) == ["increment_n"]
 
 
 def test_one_system_can_be_added_to_two_worlds() -> None:
