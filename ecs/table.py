@@ -18,6 +18,7 @@ swap-remove is O(fields + slots); growth is O(committed bytes) once per doubling
 from __future__ import annotations
 
 import math
+import sys
 
 import numpy as np
 
@@ -25,6 +26,14 @@ from kernels import bits
 
 from .memory import Arena, ArraySpec, Region
 from .schema import ComponentInfo
+
+# the byte of a uint64 bit matrix that holds row r's bit (bit r & 7 of it)
+BYTE_FLIP = 0 if sys.byteorder == "little" else 7
+
+
+def byte_of(row: int) -> int:
+    return (row >> 3) ^ BYTE_FLIP
+
 
 MAX_SLOTS = 256          # bitsets per table: 2 per component + readers' pending sets
 MIN_CAPACITY = 1024      # rows committed at first growth
@@ -78,13 +87,15 @@ class Table:
         """memoryviews of the same arrays for one-row calls (World.spawn/get/set): an item access
         through one takes ~30 ns and moves Python scalars, against ~100 ns for a numpy scalar
         (~300 ns for `bit_matrix[slot, word] |= bit`). `field_items[C.id]` holds one per field in
-        field order, or None when a field is a vector; `bit_items[slot * max_words + word]`."""
+        field order, or None when a field is a vector. Bits go through bytes: row r of slot s is
+        bit `r & 7` of `bit_bytes[s * max_words * 8 + byte_of(r)]` (little-endian words), so every
+        operand is a small cached int (a uint64 view's high bits made 2-digit ints: 77 -> 146 ns)."""
         self.entity_items = memoryview(self.entities_all)
         self.field_items: dict[int, tuple[memoryview, ...] | None] = {
             cid: tuple(memoryview(col) for col in cols.values()) if all(col.ndim == 1 for col in cols.values())
             else None
             for cid, cols in self.columns_by_component.items()}
-        self.bit_items = memoryview(self.bit_matrix.reshape(-1))
+        self.bit_bytes = memoryview(self.bit_matrix.reshape(-1).view(np.uint8))
 
     def _reserve(self, dtype: np.dtype, shape: tuple[int, ...]) -> tuple[Region, np.ndarray]:
         row_bytes = dtype.itemsize * math.prod(shape)

@@ -11,7 +11,7 @@ the world exactly as it was (no half-spawned entity, no half-written batch).
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, MutableMapping, Sequence
+from collections.abc import Callable, Iterator, MutableMapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -20,7 +20,7 @@ from kernels import bits
 
 from .archetype import Archetypes
 from .changes import ChangeTracker
-from .entity import INDEX_MASK, EntityIndex
+from .entity import INDEX_BITS, INDEX_MASK, EntityIndex
 from . import snapshot
 from .commands import Deferred
 from .errors import ComponentValueError, MissingComponentError, WorldClosedError
@@ -29,7 +29,7 @@ from .query import Query
 from .schedule import Progress, Schedule
 from .schema import ComponentInfo, info_of, values_of
 from .system import System
-from .table import Table
+from .table import BYTE_FLIP, Table, byte_of
 from .workers import WorkerPool
 
 DEFAULT_MAX_ROWS = 1 << 25        # rows one archetype table can hold (address space only)
@@ -66,10 +66,10 @@ class World:
         self._table_by_types: dict[tuple[type, ...], Table] = {}
         # One-entity fast paths for values built from plain scalars (`_raw`, schema.py), filled
         # by the checked paths once a call with those types succeeded; cleared by close():
-        # spawn: component types -> (table, field memoryviews per component, bit offsets to mark);
-        # get/set: (table id, component class) -> (field memoryviews, offset of its marks bits).
-        self._spawn_plans: dict[tuple[type, ...], tuple[Table, tuple[tuple[memoryview, ...], ...],
-                                                        tuple[int, ...]]] = {}
+        # spawn: component types -> a function compiled for them (_compile_spawn);
+        # get/set: (table id, component class) -> (field memoryviews, byte offset of its marks).
+        self._spawn_plans: dict[tuple[type, ...], Callable[..., int | None]] = {}
+        self._last_spawn: Callable[..., int | None] = _no_plan   # the plan that last succeeded
         self._access_plans: dict[tuple[int, type], tuple[tuple[memoryview, ...], int]] = {}
         self._schedule = Schedule(self)
         self._structure_version = 0   # bumped by every change of table sizes or archetypes
@@ -94,6 +94,7 @@ class World:
                                   if not isinstance(value, np.ndarray)}
         self._schedule._executor = None   # its cache of views
         self._spawn_plans.clear()         # their memoryviews
+        self._last_spawn = _no_plan
         self._access_plans.clear()
         self._arena.close()
 
@@ -119,29 +120,18 @@ class World:
         """Create one entity with these component values; returns its id."""
         if self._closed:
             raise WorldClosedError("spawn")
-        # Fast path: values built from plain scalars, types seen before. Plain Python through
-        # memoryviews: no numpy scalars, no kernel dispatch (spawn(Position(..), Velocity(..)):
-        # 35.2 us -> see commit, per entity, values built in the loop).
+        # Fast path: values built from plain scalars (schema.py's `_raw`), types seen before:
+        # a function compiled for these types (_compile_spawn). It returns None, having changed
+        # nothing, unless it gets exactly its types with raw values. Spawning in a loop calls
+        # the same plan every time: try the last one first (saves the key and lookup, ~0.2 us).
+        entity = self._last_spawn(*components)
+        if entity is not None:
+            return entity
         plan = self._spawn_plans.get(tuple(map(type, components)))
         if plan is not None:
-            for value in components:
-                if value._raw is None:  # type: ignore[attr-defined]
-                    break
-            else:
-                table, views_per_component, mark_offsets = plan
-                row = table.n
-                if row >= table.capacity:
-                    table.reserve(row + 1)
-                entity = self._entities.spawn_one(table.id, row, table.entity_items)
-                self._structure_version += 1
-                table.n = row + 1
-                for value, views in zip(components, views_per_component):
-                    for view, scalar in zip(views, value._raw):  # type: ignore[attr-defined]
-                        view[row] = scalar
-                word, bit = row >> 6, 1 << (row & 63)
-                bit_items = table.bit_items
-                for offset in mark_offsets:
-                    bit_items[offset + word] |= bit
+            entity = plan(*components)
+            if entity is not None:
+                self._last_spawn = plan
                 return entity
         return self._spawn_checked(components)
 
@@ -163,11 +153,9 @@ class World:
         for info, _, _ in parts:
             table.mark_row(table.marks_slot[info.id], row)
             table.mark_row(table.added_slot[info.id], row)
-        views = tuple(table.field_items[info.id] for info, _, _ in parts)
-        if all(v is not None for v in views):
-            offsets = tuple(slot * table.max_words for info, _, _ in parts
-                            for slot in (table.marks_slot[info.id], table.added_slot[info.id]))
-            self._spawn_plans[tuple(map(type, components))] = (table, views, offsets)  # type: ignore[assignment]
+        plan = _compile_spawn(self, table, tuple(info for info, _, _ in parts))
+        if plan is not None:
+            self._spawn_plans[tuple(map(type, components))] = self._last_spawn = plan
         return int(table.entities_all[row])
 
     def spawn_batch(self, n: int, *components: object) -> np.ndarray:
@@ -268,7 +256,7 @@ class World:
     def _cache_access_plan(self, table: Table, info: ComponentInfo) -> None:
         views = table.field_items.get(info.id)
         if views is not None:
-            self._access_plans[table.id, info.cls] = (views, table.marks_slot[info.id] * table.max_words)
+            self._access_plans[table.id, info.cls] = (views, table.marks_slot[info.id] * table.max_words * 8)
 
     def set(self, entity: int, value: object) -> None:
         """Write one component value and mark the row changed."""
@@ -282,7 +270,7 @@ class World:
                 view[row] = scalar
         except Exception:
             return self._set_checked(entity, value)
-        self._archetypes.tables[table_id].bit_items[marks + (row >> 6)] |= 1 << (row & 63)
+        self._archetypes.tables[table_id].bit_bytes[marks + byte_of(row)] |= 1 << (row & 7)
         return None
 
     def _set_checked(self, entity: int, value: object) -> None:
@@ -557,6 +545,71 @@ class Resources(MutableMapping[str, Any]):
 
     def __repr__(self) -> str:
         return f"Resources({sorted(self._values)})"
+
+
+def _no_plan(*components: object) -> None:
+    return None
+
+
+def _compile_spawn(world: World, table: Table, infos: tuple[ComponentInfo, ...]) -> Callable[..., int | None] | None:
+    """World.spawn's fast path for one tuple of component types: a function of the values that
+    places one entity in `table` with straight-line memoryview writes (no loops over fields, no
+    numpy scalars, no kernel dispatch, a fresh entity slot taken inline), or returns None,
+    having changed nothing, unless it gets exactly these types with `_raw` scalars. None when a
+    component has a vector field. Per entity at 100k, values built in the loop (CPU time, so a
+    busy machine does not blur it): loops over memoryviews 3.0 us -> this 1.66 us; 35.2 us wall
+    before any fast path."""
+    views = [table.field_items[info.id] for info in infos]
+    if any(v is None for v in views):
+        return None
+    entities = world._entities
+    namespace: dict[str, Any] = {
+        "table": table, "world": world, "entities": entities, "spawn_one": entities.spawn_one,
+        "entity_items": table.entity_items, "bits": table.bit_bytes, "generation_items": entities._generation_items,
+        "table_items": entities._table_items, "row_items": entities._row_items}
+    values = [f"c{k}" for k in range(len(infos))]
+    checks = ["extra"]
+    for k, info in enumerate(infos):
+        namespace[f"T{k}"] = info.cls
+        checks.append(f"type(c{k}) is not T{k}")
+    lines = [f"def spawn({''.join(v + '=None, ' for v in values)}*extra):",
+             f"    if {' or '.join(checks)}:",
+             "        return None"]
+    lines += [f"    r{k} = c{k}._raw" for k in range(len(infos))]
+    if infos:
+        lines += [f"    if {' or '.join(f'r{k} is None' for k in range(len(infos)))}:",
+                  "        return None"]
+    lines += ["    row = table.n",
+              "    if row >= table.capacity:",
+              "        table.reserve(row + 1)",
+              "    index = entities.high_water",
+              "    if entities._nfree or index >= entities.capacity:",
+              f"        entity = spawn_one({table.id}, row, entity_items)  # reuse a slot, or grow",
+              "    else:",
+              "        entities.high_water = index + 1",
+              f"        table_items[index] = {table.id}",
+              "        row_items[index] = row",
+              f"        entity = generation_items[index] << {INDEX_BITS} | index",
+              "        entity_items[row] = entity",
+              "        entities.alive += 1",
+              "    world._structure_version += 1",
+              "    table.n = row + 1"]
+    for k, component_views in enumerate(views):
+        targets = []
+        for j, view in enumerate(component_views):  # type: ignore[arg-type]
+            namespace[f"v{k}_{j}"] = view
+            targets.append(f"v{k}_{j}[row], ")
+        if targets:
+            lines.append(f"    {''.join(targets)}= r{k}")
+    lines += [f"    byte = (row >> 3) ^ {BYTE_FLIP}", "    bit = 1 << (row & 7)"]
+    for info in infos:
+        for slot in (table.marks_slot[info.id], table.added_slot[info.id]):
+            lines.append(f"    bits[{slot * table.max_words * 8} + byte] |= bit")
+    lines.append("    return entity")
+    exec("\n".join(lines), namespace)  # noqa: S102 - source built above from ints and fixed names
+    # popped, so that the function and its globals (the namespace) form no cycle: dropping the
+    # plan must free its memoryviews at once, or close() cannot unmap the arena
+    return namespace.pop("spawn")  # type: ignore[no-any-return]
 
 
 def _unpack(call: str, components: tuple[object, ...]) -> list[tuple[ComponentInfo, Values, int | None]]:

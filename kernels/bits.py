@@ -141,6 +141,61 @@ def flush_marks(matrix, source, targets, nwords):
         matrix[source, w] = 0
 
 
+@jit(inline="always")
+def popcount(v):
+    """Set bits of a uint64 (LLVM turns this loop into one ctpop instruction)."""
+    count = 0
+    while v:
+        v &= v - ONE
+        count += 1
+    return count
+
+
+@jit
+def flush_take_rows(matrix, source, targets, reader, nbits):
+    """flush_marks(matrix, source, targets, words of `nbits`), then the rows set in slot `reader`
+    (one of `targets`) among the first `nbits`, ascending, with that slot's words cleared: the
+    take of a reader with one filter term in the table.
+
+    Two passes instead of flush + count + walk + clear: the first ORs the marks into the
+    reader's words, clears them and counts (branch-free, 4.5 us for 1M rows); the second walks
+    the set bits (skipping zero words) and clears the words it visits. 1M rows, 1% random marks:
+    34.0 us as flush_marks + set_rows + clear -> 20.3 us; the walk alone takes 14 us."""
+    nwords = (nbits + 63) >> 6
+    marks = matrix[source, :nwords]
+    for k in range(targets.shape[0]):
+        t = targets[k]
+        if t != reader:
+            other = matrix[t, :nwords]
+            for w in range(nwords):
+                other[w] |= marks[w]
+    mine = matrix[reader, :nwords]
+    count = 0
+    for w in range(nwords):
+        v = mine[w] | marks[w]
+        marks[w] = 0
+        mine[w] = v
+        count += popcount(v)
+    tail = nbits & 63
+    if tail:  # bits past nbits: never set by the library; left out of the rows, as set_rows does
+        high = ALL << np.uint64(tail)
+        count -= popcount(mine[nwords - 1] & high)
+        mine[nwords - 1] &= ~high
+    out = np.empty(count, np.int64)
+    k = 0
+    for w in range(nwords):
+        v = mine[w]
+        if v == 0:
+            continue
+        mine[w] = 0
+        base = w << 6
+        while v:
+            out[k] = base + np.int64(trailing_zeros(v))
+            k += 1
+            v &= v - ONE
+    return out
+
+
 @jit
 def clear_words(matrix, slots, nwords):
     """Zero the first `nwords` of each slot in `slots`."""
