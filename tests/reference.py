@@ -69,6 +69,17 @@ def flush_marks(matrix: np.ndarray, source: int, targets: np.ndarray, nwords: in
     return out
 
 
+def flush_take_rows(matrix: np.ndarray, source: int, targets: np.ndarray, reader: int,
+                    nbits: int) -> tuple[np.ndarray, np.ndarray]:
+    """(rows set in slot `reader` among the first `nbits` after the flush, the matrix after the
+    flush with the reader's first (nbits + 63) // 64 words cleared)."""
+    nwords = (nbits + 63) >> 6
+    out = flush_marks(matrix, source, targets, nwords)
+    rows = np.flatnonzero(unpack(out[reader])[:nbits]).astype(np.int64)
+    out[reader, :nwords] = 0
+    return rows, out
+
+
 def clear_words(matrix: np.ndarray, slots: np.ndarray, nwords: int) -> np.ndarray:
     out = matrix.copy()
     for slot in slots:

@@ -124,6 +124,21 @@ def test_flush_marks_ors_source_into_targets_and_clears_it(nbits: int) -> None:
 
 
 @pytest.mark.parametrize("nbits", SIZES)
+def test_flush_take_rows_flushes_then_takes_and_clears_the_readers_rows(nbits: int) -> None:
+    rng = np.random.default_rng(17)
+    nwords = nwords_of(nbits)
+    for density in DENSITIES:
+        matrix = random_matrix(rng, 6, nwords + 1, density)
+        for source, targets, reader in ((0, [1], 1), (2, [0, 1, 5], 1), (2, [5, 0], 5), (4, [3], 3)):
+            targets = np.array(targets, np.int64)
+            want_rows, want_matrix = reference.flush_take_rows(matrix, source, targets, reader, nbits)
+            got = matrix.copy()
+            got_rows = bits.flush_take_rows(got, source, targets, reader, nbits)
+            np.testing.assert_array_equal(got_rows, want_rows)
+            np.testing.assert_array_equal(got, want_matrix)
+
+
+@pytest.mark.parametrize("nbits", SIZES)
 def test_clear_words_zeroes_only_the_given_slots_and_words(nbits: int) -> None:
     rng = np.random.default_rng(8)
     nwords = nwords_of(nbits)
