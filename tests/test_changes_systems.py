@@ -110,15 +110,20 @@ class Model:
 
 
 SYSTEM_ORDER = (write_masked_before, read_value_every1, read_value_every3, write_masked_middle, echo_position,
-                read_value_every2, read_value_every5, read_value_unfrozen, write_masked_after, touch_unfrozen_every4)
+                read_value_every2, read_value_every5, read_value_unfrozen, write_masked_after,
+                touch_unfrozen_every4)
 LOG_OF = {"every1": "seen_every1", "every2": "seen_every2", "every3": "seen_every3", "every5": "seen_every5",
           "unfrozen": "seen_unfrozen"}
 
 
+def _parts(frozen: bool, health: bool) -> list:
+    tags = ([Frozen()] if frozen else []) + ([Health()] if health else [])
+    return [Value(v=0), Position(x=0.0, y=0.0), *tags]
+
+
 def _spawn(world: ecs.World, model: Model, rng: np.random.Generator, n: int) -> None:
     frozen, health = bool(rng.random() < 0.3), bool(rng.random() < 0.3)
-    parts = [Value(v=0), Position(x=0.0, y=0.0)] + ([Frozen()] if frozen else []) + ([Health()] if health else [])
-    model.spawned(world.spawn_batch(n, *parts), frozen, health)
+    model.spawned(world.spawn_batch(n, *_parts(frozen, health)), frozen, health)
 
 
 def _pick(rng: np.random.Generator, ids, k: int) -> list[int]:
@@ -175,9 +180,7 @@ def test_every_reader_sees_each_change_exactly_once_at_any_rate_and_registration
     model = Model()
     with ecs.World() as world:
         for frozen, health, n in ((False, False, 150), (True, False, 60), (False, True, 40), (True, True, 5)):
-            parts = [Value(v=0), Position(x=0.0, y=0.0)] + ([Frozen()] if frozen else []) + \
-                    ([Health()] if health else [])
-            model.spawned(world.spawn_batch(n, *parts), frozen, health)
+            model.spawned(world.spawn_batch(n, *_parts(frozen, health)), frozen, health)
         fresh_logs(world, LOG)
         for s in SYSTEM_ORDER:
             world.add_system(s)
@@ -194,7 +197,8 @@ def test_every_reader_sees_each_change_exactly_once_at_any_rate_and_registration
             for reader, log in LOG_OF.items():
                 got = seen_ids(world, log)
                 want = indices(expected.get(reader, ()))
-                assert got == want, f"frame {frame}: reader {reader} saw {sorted(set(got) ^ set(want))} wrongly"
+                wrong = sorted(set(got) ^ set(want))
+                assert got == want, f"frame {frame}: reader {reader} saw entity indices {wrong} wrongly"
             if frame % 7 == 6:
                 got = [int(e) for batch in query for e in batch.entities[batch.rows]]
                 assert len(got) == len(set(got))
@@ -348,7 +352,8 @@ def test_python_query_reader_and_system_readers_do_not_steal_changes(world: ecs.
     assert list(query) == []
 
 
-def test_reader_before_a_writer_sees_the_write_next_frame_and_after_it_the_same_frame(world: ecs.World) -> None:
+def test_reader_before_a_writer_sees_its_write_next_frame_and_one_after_it_the_same_frame(
+        world: ecs.World) -> None:
     ids = [int(e) for e in world.spawn_batch(8, Value())]
     fresh_logs(world, LOG)
     world.add_system(read_value_every1)      # before the writer
@@ -375,7 +380,7 @@ def test_changed_filter_sees_each_write_once_when_reader_runs_every_third_frame(
     mask = np.zeros(LOG, bool)
     world.step(mask_before=mask)
     seen_ids(world, "seen_every3")
-    for frame, e in ((1, ids[0]), (2, ids[63]), (3, ids[10])):
+    for e in (ids[0], ids[63], ids[10]):   # frames 1, 2 and 3
         mask = np.zeros(LOG, bool)
         mask[index_of(e)] = True
         world.step(mask_before=mask)
@@ -471,7 +476,8 @@ def test_rows_of_one_table_do_not_leak_into_another(world: ecs.World) -> None:
     world.set(frozen[65], Value(v=1))
     world.step()
     n = int(world.resources["log_len"][0])
-    pairs = sorted(zip(world.resources["rows_log"][:n].tolist(), world.resources["ids_log"][:n].tolist()))
+    pairs = sorted(zip(world.resources["rows_log"][:n].tolist(), world.resources["ids_log"][:n].tolist(),
+                       strict=True))
     assert pairs == sorted([(3, plain[3]), (64, frozen[64]), (65, frozen[65])])
     assert healthy[3] not in world.resources["ids_log"][:n]
 

@@ -42,7 +42,8 @@ def columns(world: ecs.World) -> dict:
         for batch in world.query(component):
             view = batch[component]
             for row, e in enumerate(batch.entities):
-                out[int(e), component.__name__] = tuple(getattr(view, f)[row].tobytes() for f in component.fields)
+                out[int(e), component.__name__] = tuple(getattr(view, f)[row].tobytes()
+                                                        for f in component.fields)
     return out
 
 
@@ -193,7 +194,8 @@ class _Terminal(io.StringIO):
         return True
 
 
-def test_run_with_progress_draws_a_bar_on_a_terminal(world: ecs.World, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_run_with_progress_draws_a_bar_on_a_terminal(world: ecs.World,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     world.spawn(Counter())
     world.add_system(increment_n)
     terminal = _Terminal()
@@ -287,8 +289,8 @@ def test_kernel_error_names_the_system_and_chains_the_kernel_exception(world: ec
     ids = world.spawn_batch(3, Counter(n=np.array([0, 1, 2])))
     world.add_system(fail_at)
     world.add_system(double_n)
-    with pytest.raises(KernelError, match=r"system 'fail_at' raised ValueError: counter hit the failure value") \
-            as info:
+    with pytest.raises(KernelError,
+                       match=r"system 'fail_at' raised ValueError: counter hit the failure value") as info:
         world.step(fail_value=2)
     assert isinstance(info.value, RuntimeError) and isinstance(info.value, ecs.EcsError)
     assert info.value.system == "fail_at"
