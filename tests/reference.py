@@ -175,3 +175,9 @@ def restore_column(dst: np.ndarray, src: np.ndarray, n: int, width: int,
     flags = unpack(marks)
     flags[: n] |= differs
     return out, pack(flags)
+
+
+# ---------------------------------------------------------------- bits.py helpers
+def popcount(value: int) -> int:
+    """Set bits of one uint64 word, counted from its unpacked bits."""
+    return int(unpack(np.array([value], np.uint64)).sum())
