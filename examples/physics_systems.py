@@ -8,10 +8,12 @@ order a sequential frame runs them; the scheduler groups them into stages by con
     apply_gravity, age_particles   Velocity / Lifetime rows, split across workers
     integrate                      Position from Velocity, split
     bounce_walls                   Position and Velocity, split
-    build_grid                     one worker: counting sort of every row into the shared grid
-    collide                        split (split=True): each row reads the grid snapshot and
-                                   writes only its own Velocity and Contact; manual marks, so
-                                   only rows that collided are marked
+    build_grid                     one worker: counting sort of every row into the shared grid,
+                                   with a snapshot of positions and velocities
+    collide                        split (split=True): each worker walks the grid in space order,
+                                   resolves the discs whose rows are in its slice (GridRow tells
+                                   where the slice starts) and writes only its own rows' Velocity
+                                   and Contact; manual marks, so only rows that collided are marked
     tally_contacts                 changed=[Contact]: visits only the rows collide marked
 
 Named values come from `world.resources` (set by the demo): gravity, dt, width, height, radius,
@@ -23,7 +25,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ecs import Entity, Mut, Rows, component, f32, f64, system, u32
+from ecs import Mut, Rows, component, f32, f64, i32, system, u32
 from kernels import physics
 
 
@@ -42,6 +44,11 @@ class Velocity:
 @component
 class Lifetime:
     left: f32          # seconds until the emitter recycles the particle
+
+
+@component
+class GridRow:
+    row: i32           # the row's index in its table when build_grid last ran (rows move on despawn)
 
 
 @component
@@ -72,19 +79,18 @@ def bounce_walls(pos: Mut[Position], vel: Mut[Velocity], width: float, height: f
 
 
 @system
-def build_grid(pos: Position, vel: Velocity, ids: Entity, cell_size: float, ncx: int, ncy: int,
+def build_grid(pos: Position, vel: Velocity, grid_row: Mut[GridRow], cell_size: float, ncx: int, ncy: int,
                cell_start: np.ndarray, cell_state: np.ndarray, cell_items: np.ndarray):
-    physics.build_grid(pos.x, pos.y, vel.x, vel.y, ids, cell_size, ncx, ncy, cell_start, cell_state,
-                       cell_items)
+    physics.build_grid(pos.x, pos.y, vel.x, vel.y, grid_row.row, cell_size, ncx, ncy, cell_start,
+                       cell_state, cell_items)
 
 
 @system(split=True, mark="manual")
-def collide(pos: Position, vel: Mut[Velocity], contact: Mut[Contact], ids: Entity, radius: float,
-            restitution: float, cell_size: float, ncx: int, ncy: int, cell_start: np.ndarray,
-            cell_state: np.ndarray, cell_items: np.ndarray):
-    physics.collide(pos.x, pos.y, vel.x, vel.y, ids, contact.hits, contact.impulse, vel.changed,
-                    contact.changed, radius, restitution, cell_size, ncx, ncy, cell_start, cell_state,
-                    cell_items)
+def collide(grid_row: GridRow, vel: Mut[Velocity], contact: Mut[Contact], radius: float, restitution: float,
+            cell_size: float, ncx: int, ncy: int, cell_start: np.ndarray, cell_state: np.ndarray,
+            cell_items: np.ndarray):
+    physics.collide(grid_row.row, vel.x, vel.y, contact.hits, contact.impulse, vel.changed, contact.changed,
+                    radius, restitution, cell_size, ncx, ncy, cell_start, cell_state, cell_items)
 
 
 @system(changed=[Contact])

@@ -6,11 +6,13 @@ Every kernel here has a numpy twin in tests/test_physics_kernels.py.
 
 Determinism: no kernel's result depends on how the rows are split across workers.
 `build_grid` sees every row (it runs whole, on one worker) and sorts them into cells in row
-order. `collide` writes only the row it is computing: it reads its neighbours from the grid's
-snapshot (positions and velocities as they were when the grid was built) and pairs discs by a
-rule both discs of a pair evaluate to the same answer from the same snapshot, so each side gets
-exactly the negated impulse of the other, whichever worker computes it.
-Cost per frame: build_grid O(rows + cells), collide O(rows x discs in the 3 x 3 cells around).
+order, with a snapshot of their state. `collide` writes only rows of its own slice: it reads
+every disc from the snapshot and pairs discs by a rule both discs of a pair evaluate to the same
+answer from that snapshot, so each side gets exactly the negated impulse of the other, whichever
+worker computes it.
+Cost per frame: build_grid O(rows + cells); collide O(rows) to find its slots plus, for each of
+its rows, the discs in the 3 x 3 cells around, read in grid order (cache-friendly whatever the
+table order: rows drift apart in space as particles move).
 """
 
 from __future__ import annotations
@@ -76,21 +78,21 @@ def age(left, dt):
 
 
 @jit
-def cell_of(x, y, cell_size, ncx, ncy):
-    """The grid cell (row-major, ncx cells per grid row) holding point (x, y), clamped to the grid."""
-    cx = min(max(int(x / cell_size), 0), ncx - 1)
-    cy = min(max(int(y / cell_size), 0), ncy - 1)
-    return cy * ncx + cx
+def cell_xy(x, y, cell_size, ncx, ncy):
+    """The grid column and row of the cell holding point (x, y), clamped to the grid."""
+    return min(max(int(x / cell_size), 0), ncx - 1), min(max(int(y / cell_size), 0), ncy - 1)
 
 
 @jit
-def build_grid(x, y, vx, vy, ids, cell_size, ncx, ncy, cell_start, cell_state, cell_items):
-    """Counting sort of the rows into the uniform grid, in row order.
+def build_grid(x, y, vx, vy, table_row, cell_size, ncx, ncy, cell_start, cell_state, cell_items):
+    """Counting sort of every row of the table into the uniform grid, in row order.
 
-    Afterwards the rows of cell c are grid slots cell_start[c] .. cell_start[c + 1] - 1, and
-    slot k holds a snapshot of one row: cell_state[k] = (x, y, vx, vy) and its entity id
-    cell_items[k]. `cell_start` has ncx * ncy + 1 entries; cell_state (shape (m, 4)) and
-    cell_items at least m >= len(x) slots. Raises ValueError when they are too small.
+    Cells are numbered row-major (ncx cells per grid row). Afterwards the rows of cell c sit in
+    grid slots cell_start[c] .. cell_start[c + 1] - 1; slot k holds the row's table index
+    cell_items[k] and a snapshot of its state, cell_state[k] = (x, y, vx, vy). Each row's own
+    index goes to table_row[i] = i, so that a system given a slice of the rows can tell where
+    its slice starts. `cell_start` has ncx * ncy + 1 entries; cell_state (shape (m, 4)) and
+    cell_items have m >= len(x) slots. Raises ValueError when they are too small.
     """
     n = x.shape[0]
     cells = ncx * ncy
@@ -101,30 +103,32 @@ def build_grid(x, y, vx, vy, ids, cell_size, ncx, ncy, cell_start, cell_state, c
     for c in range(cells + 1):
         cell_start[c] = 0
     for i in range(n):                       # count rows per cell, into cell_start[c + 1]
-        cell_start[cell_of(x[i], y[i], cell_size, ncx, ncy) + 1] += 1
+        cx, cy = cell_xy(x[i], y[i], cell_size, ncx, ncy)
+        cell_start[cy * ncx + cx + 1] += 1
+        table_row[i] = i
     for c in range(cells):                   # prefix sum: cell_start[c] = first slot of cell c
         cell_start[c + 1] += cell_start[c]
     for i in range(n):                       # scatter; cell_start[c] walks to the end of cell c
-        c = cell_of(x[i], y[i], cell_size, ncx, ncy)
+        cx, cy = cell_xy(x[i], y[i], cell_size, ncx, ncy)
+        c = cy * ncx + cx
         k = cell_start[c]
         cell_start[c] = k + 1
         cell_state[k, 0] = x[i]
         cell_state[k, 1] = y[i]
         cell_state[k, 2] = vx[i]
         cell_state[k, 3] = vy[i]
-        cell_items[k] = ids[i]
+        cell_items[k] = i
     for c in range(cells, 0, -1):            # cell_start[c] held the end of cell c: shift back
         cell_start[c] = cell_start[c - 1]
     cell_start[0] = 0
 
 
 @jit
-def fastest_approach(xa, ya, vxa, vya, diameter2, cell_size, ncx, ncy, cell_start, cell_state):
-    """The grid slot of the disc that overlaps the disc at (xa, ya) and approaches it fastest
-    (most negative relative normal velocity; the lower slot on a tie), -1 when none does.
-    The disc's own slot is skipped by its zero distance (its snapshot equals its values)."""
-    cell = cell_of(xa, ya, cell_size, ncx, ncy)   # the same arithmetic as build_grid's
-    cx, cy = cell % ncx, cell // ncx
+def fastest_approach(me, diameter2, cell_size, ncx, ncy, cell_start, cell_state):
+    """The grid slot of the disc that overlaps the disc in slot `me` and approaches it fastest
+    (most negative relative normal velocity; the lower slot on a tie), -1 when none does."""
+    xa, ya, vxa, vya = cell_state[me, 0], cell_state[me, 1], cell_state[me, 2], cell_state[me, 3]
+    cx, cy = cell_xy(xa, ya, cell_size, ncx, ncy)   # the same arithmetic as build_grid's
     cx0, cx1 = max(cx - 1, 0), min(cx + 1, ncx - 1)
     best = -1
     best_vn = 0.0
@@ -134,7 +138,7 @@ def fastest_approach(xa, ya, vxa, vya, diameter2, cell_size, ncx, ncy, cell_star
             dx = cell_state[k, 0] - xa
             dy = cell_state[k, 1] - ya
             d2 = dx * dx + dy * dy
-            if d2 >= diameter2 or d2 == 0.0:
+            if d2 >= diameter2 or d2 == 0.0:     # apart, or `me` itself (or a disc on top of it)
                 continue
             d = math.sqrt(d2)
             vn = (cell_state[k, 2] - vxa) * (dx / d) + (cell_state[k, 3] - vya) * (dy / d)
@@ -145,40 +149,46 @@ def fastest_approach(xa, ya, vxa, vya, diameter2, cell_size, ncx, ncy, cell_star
 
 
 @jit
-def collide(x, y, vx, vy, ids, hits, impulse, vel_changed, contact_changed, radius, restitution,
+def collide(table_row, vx, vy, hits, impulse, vel_changed, contact_changed, radius, restitution,
             cell_size, ncx, ncy, cell_start, cell_state, cell_items):
-    """Resolve disc-disc collisions of the given rows against the grid snapshot.
+    """Resolve the disc-disc collisions of the given rows against the grid snapshot.
 
-    Pairs are matched, not summed: row i collides with j when j is the disc approaching i fastest
-    and i is the disc approaching j fastest (fastest_approach both ways). Each disc then takes
-    part in at most one collision per frame, so an elastic frame conserves energy exactly
+    The rows are a slice of the table that build_grid sorted; `table_row[0]` says where the
+    slice starts. The kernel walks the grid in slot order (neighbours in space are neighbours
+    in memory, whatever the table order) and resolves the slots whose row is in its slice.
+    Pairs are matched, not summed: slot k collides with j when j is the disc approaching k
+    fastest and k the disc approaching j fastest (fastest_approach both ways), so each disc
+    takes part in at most one collision per frame and an elastic frame conserves energy exactly
     (summed simultaneous impulses do not); a disc whose partner was taken waits a frame, still
-    overlapping and approaching. Row i gets the equal-mass impulse (1 + restitution) / 2 * v_n * n
-    and j, when its own row is computed, the negated one. Colliding rows get `hits[i]` += 1,
-    `impulse[i]` = the velocity change, and their bits set in `vel_changed` and
+    overlapping and approaching. Row i of the pair gets the equal-mass impulse
+    (1 + restitution) / 2 * v_n * n, and its partner the negated one when its own slot is
+    resolved, by this call or another worker's. Colliding rows get `hits[i]` += 1,
+    `impulse[i]` = their velocity change, and their bits set in `vel_changed` and
     `contact_changed` (manual marks). Returns the number of rows that collided.
     `cell_size` must be >= 2 * radius so the 3 x 3 cells around a disc hold every disc touching it.
     """
+    rows = vx.shape[0]
+    if rows == 0:
+        return 0
+    first = table_row[0]
     diameter2 = 4.0 * radius * radius
     share = 0.5 * (1.0 + restitution)
     collided = 0
-    for i in range(x.shape[0]):
-        xi, yi, vxi, vyi = x[i], y[i], vx[i], vy[i]
-        j = fastest_approach(xi, yi, vxi, vyi, diameter2, cell_size, ncx, ncy, cell_start, cell_state)
-        if j < 0:
+    for k in range(cell_start[cell_start.shape[0] - 1]):
+        i = cell_items[k] - first
+        if i < 0 or i >= rows:
+            continue                             # another slice's row
+        j = fastest_approach(k, diameter2, cell_size, ncx, ncy, cell_start, cell_state)
+        if j < 0 or fastest_approach(j, diameter2, cell_size, ncx, ncy, cell_start, cell_state) != k:
             continue
-        back = fastest_approach(cell_state[j, 0], cell_state[j, 1], cell_state[j, 2], cell_state[j, 3],
-                                diameter2, cell_size, ncx, ncy, cell_start, cell_state)
-        if back < 0 or cell_items[back] != ids[i]:
-            continue
-        dx = cell_state[j, 0] - xi
-        dy = cell_state[j, 1] - yi
+        dx = cell_state[j, 0] - cell_state[k, 0]
+        dy = cell_state[j, 1] - cell_state[k, 1]
         d = math.sqrt(dx * dx + dy * dy)
         nx = dx / d
         ny = dy / d
-        vn = (cell_state[j, 2] - vxi) * nx + (cell_state[j, 3] - vyi) * ny
-        vx[i] = vxi + share * vn * nx
-        vy[i] = vyi + share * vn * ny
+        vn = (cell_state[j, 2] - cell_state[k, 2]) * nx + (cell_state[j, 3] - cell_state[k, 3]) * ny
+        vx[i] = cell_state[k, 2] + share * vn * nx
+        vy[i] = cell_state[k, 3] + share * vn * ny
         hits[i] += 1
         impulse[i] = -share * vn
         mark_changed(vel_changed, i)

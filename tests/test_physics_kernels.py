@@ -52,12 +52,12 @@ def cells_of(x, y, cell_size, ncx, ncy):
     return cy * ncx + cx
 
 
-def build_grid(x, y, vx, vy, ids, cell_size, ncx, ncy):
+def build_grid(x, y, vx, vy, cell_size, ncx, ncy):
     cell = cells_of(x, y, cell_size, ncx, ncy)
     order = np.argsort(cell, kind="stable")
     cell_start = np.concatenate([[0], np.cumsum(np.bincount(cell, minlength=ncx * ncy))])
     state = np.stack([x[order], y[order], vx[order], vy[order]], axis=1)
-    return cell_start, state, ids[order]
+    return cell_start, state, order
 
 
 def fastest_approaches(state, radius):
@@ -67,23 +67,23 @@ def fastest_approaches(state, radius):
     d2 = dx * dx + dy * dy
     d = np.sqrt(d2)
     with np.errstate(invalid="ignore", divide="ignore"):
-        vn = (state[None, :, 2] - state[:, None, 2]) * (dx / d) + (state[None, :, 3] - state[:, None, 3]) * (dy / d)
+        dvx = state[None, :, 2] - state[:, None, 2]
+        dvy = state[None, :, 3] - state[:, None, 3]
+        vn = dvx * (dx / d) + dvy * (dy / d)
     eligible = (d2 < 4 * radius * radius) & (d2 != 0) & (vn < 0)
     vn = np.where(eligible, vn, np.inf)
     best = np.argmin(vn, axis=1) if len(state) else np.zeros(0, np.int64)   # first minimum: lowest slot
     return np.where(eligible.any(axis=1), best, -1)
 
 
-def collide(x, y, vx, vy, ids, hits, impulse, radius, restitution, cell_size, ncx, ncy):
+def collide(x, y, vx, vy, hits, impulse, radius, restitution, cell_size, ncx, ncy):
     """Twin of build_grid + collide over all rows: mutual fastest approaches collide."""
-    _, state, items = build_grid(x, y, vx, vy, ids, cell_size, ncx, ncy)
+    _, state, items = build_grid(x, y, vx, vy, cell_size, ncx, ncy)
     best = fastest_approaches(state, radius)
-    slot_of_id = {int(i): k for k, i in enumerate(items)}
     vx, vy, hits, impulse = vx.copy(), vy.copy(), hits.copy(), impulse.copy()
     changed = np.zeros(len(x), bool)
     share = 0.5 * (1 + restitution)
-    for i in range(len(x)):
-        k = slot_of_id[int(ids[i])]
+    for k, i in enumerate(items):
         j = best[k]
         if j < 0 or best[j] != k:
             continue
@@ -117,12 +117,12 @@ def gas(n: int, seed: int, packing: float = 0.3):
     x = rng.uniform(0, WIDTH, n)
     y = rng.uniform(0, HEIGHT, n)
     vx, vy = rng.normal(0, 1, n), rng.normal(0, 1, n)
-    ids = rng.permutation(np.arange(n, dtype=np.int64) * 7 + (3 << 32))   # any distinct ids
-    return x, y, vx, vy, ids, radius, cell_size, ncx, ncy
+    return x, y, vx, vy, radius, cell_size, ncx, ncy
 
 
 def grid_arrays(n, ncx, ncy):
-    return np.zeros(ncx * ncy + 1, np.int32), np.zeros((n, 4)), np.zeros(n, np.int64)
+    """cell_start, cell_state, cell_items, and the table_row column build_grid fills."""
+    return np.zeros(ncx * ncy + 1, np.int32), np.zeros((n, 4)), np.zeros(n, np.int32), np.zeros(n, np.int32)
 
 
 # ---------------------------------------------------------------- twins
@@ -155,40 +155,57 @@ def test_motion_kernels_match_twins(n: int) -> None:
 
 @pytest.mark.parametrize("n", SIZES)
 def test_build_grid_sorts_rows_into_cells_in_row_order(n: int) -> None:
-    x, y, vx, vy, ids, _, cell_size, ncx, ncy = gas(n, seed=n)
-    cell_start, state, items = grid_arrays(n + 5, ncx, ncy)   # spare slots are allowed
-    physics.build_grid(x, y, vx, vy, ids, cell_size, ncx, ncy, cell_start, state, items)
-    want_start, want_state, want_items = build_grid(x, y, vx, vy, ids, cell_size, ncx, ncy)
+    x, y, vx, vy, _, cell_size, ncx, ncy = gas(n, seed=n)
+    cell_start, state, items, table_row = grid_arrays(n + 5, ncx, ncy)   # spare slots are allowed
+    physics.build_grid(x, y, vx, vy, table_row[:n], cell_size, ncx, ncy, cell_start, state, items)
+    want_start, want_state, want_items = build_grid(x, y, vx, vy, cell_size, ncx, ncy)
     np.testing.assert_array_equal(cell_start, want_start)
     np.testing.assert_array_equal(state[:n], want_state)
     np.testing.assert_array_equal(items[:n], want_items)
+    np.testing.assert_array_equal(table_row[:n], np.arange(n))
 
 
 def test_build_grid_refuses_arrays_too_small() -> None:
-    x, y, vx, vy, ids, _, cell_size, ncx, ncy = gas(100, seed=1)
-    cell_start, state, items = grid_arrays(99, ncx, ncy)
+    x, y, vx, vy, _, cell_size, ncx, ncy = gas(100, seed=1)
+    cell_start, state, items, table_row = grid_arrays(99, ncx, ncy)
+    table_row = np.zeros(100, np.int32)
     with pytest.raises(ValueError, match="fewer slots than there are rows"):
-        physics.build_grid(x, y, vx, vy, ids, cell_size, ncx, ncy, cell_start, state, items)
+        physics.build_grid(x, y, vx, vy, table_row, cell_size, ncx, ncy, cell_start, state, items)
     with pytest.raises(ValueError, match="ncx \\* ncy \\+ 1"):
-        physics.build_grid(x, y, vx, vy, ids, cell_size, ncx, ncy, cell_start[:-1], state, items)
+        physics.build_grid(x, y, vx, vy, table_row, cell_size, ncx, ncy, cell_start[:-1], state, items)
+
+
+def gridded(n: int, seed: int):
+    x, y, vx, vy, radius, cell_size, ncx, ncy = gas(n, seed)
+    cell_start, state, items, table_row = grid_arrays(n, ncx, ncy)
+    physics.build_grid(x, y, vx, vy, table_row, cell_size, ncx, ncy, cell_start, state, items)
+    return (x, y, vx, vy, radius, cell_size, ncx, ncy), table_row, (cell_start, state, items)
+
+
+def run_collide(vx, vy, table_row, restitution, radius, cell_size, ncx, ncy, grid, bounds, hits=None):
+    """collide over the row slices between `bounds` (multiples of 64, as the scheduler cuts)."""
+    n = vx.shape[0]
+    vx, vy = vx.copy(), vy.copy()
+    hits = np.zeros(n, np.uint32) if hits is None else hits.copy()
+    impulse = np.zeros(n, np.float32)
+    words = np.zeros((2, (n + 63) // 64), np.uint64)
+    collided = 0
+    for start, stop in zip(bounds[:-1], bounds[1:], strict=True):
+        s = slice(start, stop)
+        collided += physics.collide(table_row[s], vx[s], vy[s], hits[s], impulse[s], words[0, start // 64:],
+                                    words[1, start // 64:], radius, restitution, cell_size, ncx, ncy, *grid)
+    return collided, (vx, vy, hits, impulse, words)
 
 
 @pytest.mark.parametrize("n", SIZES)
 @pytest.mark.parametrize("restitution", [1.0, 0.5])
 def test_collide_matches_all_pairs_twin(n: int, restitution: float) -> None:
-    x, y, vx, vy, ids, radius, cell_size, ncx, ncy = gas(n, seed=100 + n)
-    cell_start, state, items = grid_arrays(n, ncx, ncy)
-    physics.build_grid(x, y, vx, vy, ids, cell_size, ncx, ncy, cell_start, state, items)
-    rng = np.random.default_rng(n)
-    hits = rng.integers(0, 5, n).astype(np.uint32)
-    impulse = np.zeros(n, np.float32)
-    got_vx, got_vy, got_hits, got_impulse = vx.copy(), vy.copy(), hits.copy(), impulse.copy()
-    vel_changed = np.zeros((n + 63) // 64, np.uint64)
-    contact_changed = np.zeros((n + 63) // 64, np.uint64)
-    collided = physics.collide(x, y, got_vx, got_vy, ids, got_hits, got_impulse, vel_changed, contact_changed,
-                               radius, restitution, cell_size, ncx, ncy, cell_start, state, items)
-    want_vx, want_vy, want_hits, want_impulse, changed = collide(x, y, vx, vy, ids, hits, impulse, radius,
-                                                                 restitution, cell_size, ncx, ncy)
+    (x, y, vx, vy, radius, cell_size, ncx, ncy), table_row, grid = gridded(n, seed=100 + n)
+    hits = np.random.default_rng(n).integers(0, 5, n).astype(np.uint32)
+    collided, (got_vx, got_vy, got_hits, got_impulse, words) = run_collide(
+        vx, vy, table_row, restitution, radius, cell_size, ncx, ncy, grid, [0, n], hits)
+    want_vx, want_vy, want_hits, want_impulse, changed = collide(x, y, vx, vy, hits, np.zeros(n, np.float32),
+                                                                 radius, restitution, cell_size, ncx, ncy)
     assert collided == int(changed.sum())
     if n > 1000:
         assert collided > n // 20      # the dense gas does collide
@@ -197,42 +214,28 @@ def test_collide_matches_all_pairs_twin(n: int, restitution: float) -> None:
     np.testing.assert_array_equal(got_hits, want_hits)
     np.testing.assert_array_equal(got_impulse, want_impulse)
     packed = reference.pack(np.concatenate([changed, np.zeros(-n % 64, bool)]))
-    np.testing.assert_array_equal(vel_changed, packed)
-    np.testing.assert_array_equal(contact_changed, packed)
+    np.testing.assert_array_equal(words[0], packed)
+    np.testing.assert_array_equal(words[1], packed)
 
 
 def test_collide_gives_the_same_rows_whatever_slices_it_runs_on() -> None:
     n = 20_000
-    x, y, vx, vy, ids, radius, cell_size, ncx, ncy = gas(n, seed=7)
-    cell_start, state, items = grid_arrays(n, ncx, ncy)
-    physics.build_grid(x, y, vx, vy, ids, cell_size, ncx, ncy, cell_start, state, items)
-    grid = (radius, 1.0, cell_size, ncx, ncy, cell_start, state, items)
-
-    def run(bounds):
-        out_vx, out_vy = vx.copy(), vy.copy()
-        hits, impulse = np.zeros(n, np.uint32), np.zeros(n, np.float32)
-        words = np.zeros((2, (n + 63) // 64), np.uint64)
-        for start, stop in zip(bounds[:-1], bounds[1:], strict=True):
-            s = slice(start, stop)
-            physics.collide(x[s], y[s], out_vx[s], out_vy[s], ids[s], hits[s], impulse[s],
-                            words[0, start // 64:], words[1, start // 64:], *grid)
-        return out_vx, out_vy, hits, impulse, words
-
-    whole = run([0, n])
+    (_, _, vx, vy, radius, cell_size, ncx, ncy), table_row, grid = gridded(n, seed=7)
+    args = (vx, vy, table_row, 1.0, radius, cell_size, ncx, ncy, grid)
+    collided, whole = run_collide(*args, [0, n])
+    assert collided > 1000
     for bounds in ([0, 512, n], [0, 10_240, n], [0, 4096, 8192, 12_288, 16_384, n]):
-        for got, want in zip(run(bounds), whole, strict=True):
-            np.testing.assert_array_equal(got, want)
+        got_collided, got = run_collide(*args, bounds)
+        assert got_collided == collided
+        for g, w in zip(got, whole, strict=True):
+            np.testing.assert_array_equal(g, w)
 
 
 def test_elastic_collisions_conserve_momentum_and_energy() -> None:
     n = 20_000
-    x, y, vx, vy, ids, radius, cell_size, ncx, ncy = gas(n, seed=8)
-    cell_start, state, items = grid_arrays(n, ncx, ncy)
-    physics.build_grid(x, y, vx, vy, ids, cell_size, ncx, ncy, cell_start, state, items)
-    out_vx, out_vy = vx.copy(), vy.copy()
-    words = np.zeros((2, (n + 63) // 64), np.uint64)
-    collided = physics.collide(x, y, out_vx, out_vy, ids, np.zeros(n, np.uint32), np.zeros(n, np.float32),
-                               words[0], words[1], radius, 1.0, cell_size, ncx, ncy, cell_start, state, items)
+    (_, _, vx, vy, radius, cell_size, ncx, ncy), table_row, grid = gridded(n, seed=8)
+    collided, (out_vx, out_vy, *_) = run_collide(vx, vy, table_row, 1.0, radius, cell_size, ncx, ncy, grid,
+                                                 [0, n])
     assert collided > 1000 and collided % 2 == 0        # pairs: both discs of each collision
     assert not np.array_equal(out_vx, vx)
     assert math.isclose(out_vx.sum(), vx.sum(), abs_tol=1e-9)
