@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 import ecs
+from ecs import plan
 from tests.components import Frozen, Health, Position
 from tests.systems_common import (
     Counter,
@@ -39,7 +40,7 @@ from tests.systems_common import (
     write_masked_middle,
 )
 
-LOG = 1024
+LOG = 4096
 
 
 def indices(ids) -> dict[int, int]:
@@ -112,6 +113,7 @@ class Model:
 SYSTEM_ORDER = (write_masked_before, read_value_every1, read_value_every3, write_masked_middle, echo_position,
                 read_value_every2, read_value_every5, read_value_unfrozen, write_masked_after,
                 touch_unfrozen_every4)
+MASKS = ("mask_before", "mask_middle", "mask_after")
 LOG_OF = {"every1": "seen_every1", "every2": "seen_every2", "every3": "seen_every3", "every5": "seen_every5",
           "unfrozen": "seen_unfrozen"}
 
@@ -174,14 +176,20 @@ def _python_changes(world: ecs.World, model: Model, rng: np.random.Generator, fr
         del temporary
 
 
-@pytest.mark.parametrize("seed", [1, 2])
-def test_every_reader_sees_each_change_exactly_once_at_any_rate_and_registration_order(seed: int) -> None:
+@pytest.mark.parametrize(("seed", "workers", "rows"), [(1, 0, 150), (2, 0, 150), (3, 2, 1500)])
+def test_every_reader_sees_each_change_exactly_once_at_any_rate_and_registration_order(
+        seed: int, workers: int, rows: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    # with workers, split the big table across them (in 512-row ranges) as a million rows would be
+    monkeypatch.setattr(plan, "SPLIT_MIN_ROWS", 1024)
     rng = np.random.default_rng(seed)
     model = Model()
-    with ecs.World() as world:
-        for frozen, health, n in ((False, False, 150), (True, False, 60), (False, True, 40), (True, True, 5)):
+    with ecs.World(workers=workers) as world:
+        for frozen, health, n in ((False, False, rows), (True, False, 60), (False, True, 40),
+                                  (True, True, 5)):
             model.spawned(world.spawn_batch(n, *_parts(frozen, health)), frozen, health)
         fresh_logs(world, LOG)
+        for name in MASKS:
+            world.resources[name] = np.zeros(LOG, bool)
         for s in SYSTEM_ORDER:
             world.add_system(s)
         query = world.query(Value, changed=[Value])
@@ -191,9 +199,11 @@ def test_every_reader_sees_each_change_exactly_once_at_any_rate_and_registration
         for frame in range(60):
             if frame:
                 _python_changes(world, model, rng, frame)
-            masks = {name: rng.random(LOG) < 0.08 for name in ("mask_before", "mask_middle", "mask_after")}
+            masks = {name: rng.random(LOG) < 0.08 for name in MASKS}
+            for name, mask in masks.items():
+                world.resources[name][:] = mask     # shared arrays: workers see them too
             expected = model.step(frame, masks)
-            world.step(**masks)
+            world.step()
             for reader, log in LOG_OF.items():
                 got = seen_ids(world, log)
                 want = indices(expected.get(reader, ()))
@@ -203,6 +213,9 @@ def test_every_reader_sees_each_change_exactly_once_at_any_rate_and_registration
                 got = [int(e) for batch in query for e in batch.entities[batch.rows]]
                 assert len(got) == len(set(got))
                 assert set(got) == model.take("query"), f"frame {frame}: the Python query reader"
+        if workers:
+            tasks = [task for w in world._schedule.plan(workers).tasks for stage in w for task in stage]
+            assert any(task.start > 0 for task in tasks)     # the big table was split
         stats = world.stats()
         assert stats["read_value_every1"]["calls"] == 60
         assert stats["read_value_every3"]["calls"] == 20
