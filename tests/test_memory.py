@@ -235,6 +235,37 @@ def test_killing_a_world_with_workers_leaves_nothing(shm_before, tmp_path, whole
             os.killpg(child.pid, signal.SIGKILL)   # never leave strays behind, whatever happened
 
 
+CLOSE_WITH_WORKERS_SCRIPT = """
+    import sys
+    sys.path.insert(0, {root!r})
+    import ecs
+    from tests.memory_systems import Counter, count_up
+
+    def mappings():
+        with open("/proc/self/maps") as maps:
+            return sum("memfd:ecs-world" in line for line in maps)
+
+    if __name__ == "__main__":
+        world = ecs.World(workers=2)
+        world.spawn_batch(1000, Counter(value=0))
+        world.add_system(count_up)
+        world.step()
+        world.close()
+        print(mappings(), flush=True)
+"""
+
+
+@pytest.mark.xfail(strict=True, reason="WorkerPool keeps its control/stats views of the arena after "
+                                       "close(), so the arena stays mapped while the world lives")
+def test_close_unmaps_the_arena_of_a_world_with_workers(tmp_path) -> None:
+    script = tmp_path / "close_with_workers.py"
+    script.write_text(textwrap.dedent(CLOSE_WITH_WORKERS_SCRIPT.format(root=str(ROOT))))
+    result = subprocess.run([sys.executable, str(script)], cwd=ROOT, capture_output=True, text=True,
+                            timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "0"
+
+
 def test_views_taken_before_close_stay_readable_after_close() -> None:
     result = run_script("""
         import gc
