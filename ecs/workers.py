@@ -113,14 +113,25 @@ class WorkerPool:
             self.control[WORKER_LINES + 8 * w + CURRENT_SYSTEM] = -1   # a fresh worker names no stale system
         shipped = [self._shippable(schedule, i, v) for i, v in enumerate(values)]
         pending: dict[int, _Handle] = {}
-        for w in participants:
-            handle = self._handles[w]
-            assert handle is not None
-            message_plan = plan if handle.plan is not plan else None
-            commands = schedule.commands.spec(w) if schedule.commands is not None else None
-            handle.connection.send((message_plan, shipped, first_frame, frames, commands))
-            handle.plan = plan
-            pending[w] = handle
+        try:
+            for w in participants:
+                handle = self._handles[w]
+                assert handle is not None
+                if not handle.process.is_alive():
+                    # died while idle (the OOM killer, a stray signal): it ran nothing, so replace it;
+                    # sending to it raised BrokenPipeError at every later step
+                    handle = self._handles[w] = self._start(w)
+                message_plan = plan if handle.plan is not plan else None
+                commands = schedule.commands.spec(w) if schedule.commands is not None else None
+                pending[w] = handle
+                try:
+                    handle.connection.send((message_plan, shipped, first_frame, frames, commands))
+                except OSError:
+                    continue          # died this instant: _collect sees its sentinel and reports it
+                handle.plan = plan
+        except BaseException:         # KeyboardInterrupt between sends: stop the workers already sent
+            self._stop_and_replace(pending)
+            raise
         try:
             errors, crashed, timed_out = self._collect(pending, plan, frames, progress)
         except BaseException:   # KeyboardInterrupt: the frames run so far still count
@@ -192,11 +203,7 @@ class WorkerPool:
                             crashed.append((w, handle.process.exitcode))
                     pending.clear()
         except BaseException:  # KeyboardInterrupt: stop the workers before the world is touched again
-            self._abort()
-            for w, handle in pending.items():
-                handle.process.kill()
-                handle.process.join(5.0)
-                self._handles[w] = self._start(w)
+            self._stop_and_replace(pending)
             raise
         return errors, crashed, timed_out
 
@@ -228,6 +235,13 @@ class WorkerPool:
             done = min(frames, finished + 1)
         schedule.frame = first_frame + done
         schedule.count_calls(first_frame, done)
+
+    def _stop_and_replace(self, pending: dict[int, _Handle]) -> None:
+        self._abort()
+        for w, handle in pending.items():
+            handle.process.kill()
+            handle.process.join(5.0)
+            self._handles[w] = self._start(w)
 
     def _abort(self) -> None:
         sync.store(self.control, ABORT, 1)

@@ -141,6 +141,25 @@ def test_a_worker_killed_by_a_signal_is_named_and_replaced(faulty, mode: int, si
     assert world._workers.pids() == after
 
 
+@pytest.mark.parametrize("settled", [True, False], ids=["dead", "dying"])
+def test_a_worker_killed_while_idle_is_replaced_at_the_next_step(faulty, settled: bool) -> None:
+    world, _ = faulty
+    before = metadata(world)
+    pids = world._workers.pids()
+    os.kill(pids[0], signal.SIGKILL)
+    deadline = time.monotonic() + 5
+    while settled and _running(pids[0]) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    try:
+        world.step(dt=1.0, **QUIET)                 # a dead idle worker ran nothing: just replace it
+    except WorkerCrashedError as error:           # still dying when the step was sent: reported
+        assert not settled
+        assert error.worker == 0 and error.exitcode == -signal.SIGKILL
+    assert world._workers.pids()[0] != pids[0]
+    assert world._workers.pids()[1] == pids[1]
+    assert_usable(world, before)
+
+
 def test_a_frame_past_step_timeout_kills_and_replaces_every_worker() -> None:
     with ecs.World(workers=2, step_timeout=1.0) as world:
         target = populate(world)
