@@ -19,9 +19,12 @@ or barrier and answers; the main process raises KernelError with the kernel's ex
 `__cause__`. A worker that dies (signal, segfault) is seen through its sentinel: the main
 process sets abort, waits for the others (killing any still busy after a grace period),
 replaces the dead one, then raises WorkerCrashedError naming the system it was running. A run
-past `step_timeout` seconds per frame kills and replaces every worker. Every wait of the main
-process has a deadline and watches the workers' sentinels; workers watch the main process's
-sentinel and exit within ~0.1 s of its death (even by SIGKILL).
+past `step_timeout` seconds per frame kills and replaces every worker. A worker found dead when
+a run starts (it died idle, so it ran nothing) is replaced without an error. Every wait of the
+main process has a deadline and watches the workers' sentinels; workers watch the main process's
+sentinel (at barriers and between frames) and exit within ~0.1 s of its death (even by SIGKILL),
+or when the kernel they are inside returns. After a failed run the frame counter stands past
+the failed frame, as after a failure in this process.
 """
 
 from __future__ import annotations
