@@ -19,7 +19,8 @@ Choice and reasons (measured in ../shared/RUNTIME.md, Q1, Q3, Q4):
   BufferError instead. close() then leaves the mapping to the last view: it is unmapped, and its
   memory freed, when that view is garbage-collected.
 - **Region starts are page-aligned** (so 64-byte aligned: SIMD loads, no shared cache lines).
-- Released regions return their pages with MADV_REMOVE and are reused for the same size.
+- Released regions return their pages with MADV_REMOVE; their address space is never reused, so
+  a view kept from a released region can never alias a newer one.
 
 Cost: creating the arena is two syscalls; a region is a bump of an offset.
 """
@@ -75,7 +76,6 @@ class Arena:
                 size //= 2  # RLIMIT_AS or a small address space: reserve less
         self.size = size
         self._next = 0
-        self._free_by_size: dict[int, list[int]] = {}
         self.closed = False
         _open_arenas.add(self)
 
@@ -88,23 +88,19 @@ class Arena:
         arena.map = mmap.mmap(fd, size, flags=mmap.MAP_SHARED, prot=mmap.PROT_READ | mmap.PROT_WRITE)
         arena.size = size
         arena._next = size
-        arena._free_by_size = {}
         arena.closed = False
         _open_arenas.add(arena)
         return arena
 
     def allocate(self, nbytes: int) -> Region:
-        """Reserve `nbytes` (rounded up to pages) of address space; commits nothing."""
+        """Reserve `nbytes` (rounded up to pages) of address space; commits nothing. Address space
+        is never handed out twice: a view kept from a released region must not alias a new one."""
         reserved = page_round(max(nbytes, 1))
-        free = self._free_by_size.get(reserved)
-        if free:
-            offset = free.pop()
-        else:
-            if self._next + reserved > self.size:
-                raise MemoryError(f"ecs arena exhausted: {self._next} of {self.size} bytes reserved, "
-                                  f"{reserved} more requested; lower World(max_rows=...)")
-            offset = self._next
-            self._next += reserved
+        if self._next + reserved > self.size:
+            raise MemoryError(f"ecs arena exhausted: {self._next} of {self.size} bytes reserved, "
+                              f"{reserved} more requested; lower World(max_rows=...)")
+        offset = self._next
+        self._next += reserved
         return Region(self, offset, reserved)
 
     def view(self, dtype: np.dtype, offset: int, shape: tuple[int, ...]) -> np.ndarray:
@@ -143,11 +139,11 @@ class Arena:
         return os.fstat(self.fd).st_blocks * 512
 
     def _release(self, region: Region) -> None:
+        """Return a region's pages to the system (its address space is not reused; see allocate)."""
         if self.closed:
             return
         if region.committed:
             self.map.madvise(mmap.MADV_REMOVE, region.offset, region.committed)
-        self._free_by_size.setdefault(region.reserved, []).append(region.offset)
 
     def close(self) -> None:
         """Close the memfd and unmap. Views still held by user code keep the mapping (and its
