@@ -330,11 +330,10 @@ def report(result: Result, config: Config, scene: Scene) -> None:
           f"{result.contact_rows:,} of them had collided (both discs of a collision are marked), "
           f"mean velocity change {result.mean_impulse:.3f}")
     elastic = config.restitution == 1.0 and config.wall_restitution == 1.0
-    note = ("elastic collisions and walls: should stay near 0; what is left is the time step's error"
-            if elastic else f"restitution {config.restitution}, walls {config.wall_restitution}: "
-                            f"inelastic, energy is lost by design")
+    note = ("elastic, so only the time step's error should remain" if elastic else
+            f"restitution {config.restitution}, walls {config.wall_restitution}: energy is lost by design")
     print(f"  sanity: {result.entities:,} particles ({result.recycled:,} recycled by the fountain), "
-          f"energy drift {result.energy_drift:+.3%} ({note}; fountain in/out accounted), "
+          f"energy drift {result.energy_drift:+.4%} with the fountain's in/out accounted ({note}), "
           f"{result.outside} outside the box")
 
 
