@@ -29,7 +29,7 @@ from .query import Query
 from .schedule import Progress, Schedule
 from .schema import ComponentInfo, info_of, values_of
 from .system import System
-from .table import BYTE_FLIP, Table, byte_of
+from .table import BYTE_FLIP, Table
 from .workers import WorkerPool
 
 DEFAULT_MAX_ROWS = 1 << 25        # rows one archetype table can hold (address space only)
@@ -67,10 +67,12 @@ class World:
         # One-entity fast paths for values built from plain scalars (`_raw`, schema.py), filled
         # by the checked paths once a call with those types succeeded; cleared by close():
         # spawn: component types -> a function compiled for them (_compile_spawn);
-        # get/set: (table id, component class) -> (field memoryviews, byte offset of its marks).
+        # get/set: (table id, component class) -> (read(row), write(row, raw), bit bytes, byte
+        # offset of the component's marks) (_compile_access).
         self._spawn_plans: dict[tuple[type, ...], Callable[..., int | None]] = {}
         self._last_spawn: Callable[..., int | None] = _no_plan   # the plan that last succeeded
-        self._access_plans: dict[tuple[int, type], tuple[tuple[memoryview, ...], int]] = {}
+        self._access_plans: dict[tuple[int, type], tuple[Callable[[int], tuple[Any, ...]],
+                                                         Callable[[int, tuple[Any, ...]], None], memoryview, int]] = {}
         self._schedule = Schedule(self)
         self._structure_version = 0   # bumped by every change of table sizes or archetypes
         self._workers: WorkerPool | None = None
@@ -233,11 +235,11 @@ class World:
             raise WorldClosedError("get")
         try:  # fast path (see spawn): any error re-runs the checked path, which raises it in order
             _, table_id, row = self._entities.locate(entity)
-            views = self._access_plans[table_id, component][0]
+            read = self._access_plans[table_id, component][0]
         except Exception:
             return self._get_checked(entity, component)
         value = object.__new__(component)
-        value._raw = tuple([view[row] for view in views])  # type: ignore[attr-defined]
+        value._raw = read(row)  # type: ignore[attr-defined]
         return value
 
     def _get_checked(self, entity: int, component: type) -> Any:
@@ -256,7 +258,9 @@ class World:
     def _cache_access_plan(self, table: Table, info: ComponentInfo) -> None:
         views = table.field_items.get(info.id)
         if views is not None:
-            self._access_plans[table.id, info.cls] = (views, table.marks_slot[info.id] * table.max_words * 8)
+            read, write = _compile_access(views)
+            self._access_plans[table.id, info.cls] = (read, write, table.bit_bytes,
+                                                      table.marks_slot[info.id] * table.max_words * 8)
 
     def set(self, entity: int, value: object) -> None:
         """Write one component value and mark the row changed."""
@@ -265,12 +269,11 @@ class World:
         try:  # fast path (see spawn); everything that can fail comes before the first write
             raw = value._raw  # type: ignore[attr-defined]
             _, table_id, row = self._entities.locate(entity)
-            views, marks = self._access_plans[table_id, type(value)]
-            for view, scalar in zip(views, raw):
-                view[row] = scalar
+            plan = self._access_plans[table_id, type(value)]
+            plan[1](row, raw)  # unpacks `raw` (TypeError when None) before it stores anything
         except Exception:
             return self._set_checked(entity, value)
-        self._archetypes.tables[table_id].bit_bytes[marks + byte_of(row)] |= 1 << (row & 7)
+        plan[2][plan[3] + ((row >> 3) ^ BYTE_FLIP)] |= 1 << (row & 7)
         return None
 
     def _set_checked(self, entity: int, value: object) -> None:
@@ -545,6 +548,18 @@ class Resources(MutableMapping[str, Any]):
 
     def __repr__(self) -> str:
         return f"Resources({sorted(self._values)})"
+
+
+def _compile_access(views: tuple[memoryview, ...]) -> tuple[Callable[[int], tuple[Any, ...]],
+                                                            Callable[[int, tuple[Any, ...]], None]]:
+    """World.get/set's fast path for one component in one table: read(row) -> the fields as
+    Python scalars, write(row, raw) stores them; straight-line memoryview items (get: a list
+    comprehension over the views took ~0.25 us more)."""
+    items = "".join(f"v{j}[row], " for j in range(len(views)))
+    namespace: dict[str, Any] = {f"v{j}": view for j, view in enumerate(views)}
+    exec(f"def read(row):\n    return ({items})\n"  # noqa: S102 - built from field counts only
+         f"def write(row, raw):\n    {items + '= raw' if views else '()= raw'}\n", namespace)
+    return namespace.pop("read"), namespace.pop("write")
 
 
 def _no_plan(*components: object) -> None:
