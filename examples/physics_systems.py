@@ -16,6 +16,10 @@ order a sequential frame runs them; the scheduler groups them into stages by con
                                    and Contact; manual marks, so only rows that collided are marked
     tally_contacts                 changed=[Contact]: visits only the rows collide marked
 
+Every particle has the same components, so all of them live in one table: build_grid's grid and
+GridRow's row numbers are those of that one table (a second particle archetype would need a grid
+per table).
+
 Named values come from `world.resources` (set by the demo): gravity, dt, width, height, radius,
 restitution, wall_restitution, cell_size, ncx, ncy, the grid arrays cell_start, cell_state and
 cell_items (kernels/physics.py build_grid), and the contact_tally array.
