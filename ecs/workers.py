@@ -255,7 +255,7 @@ class WorkerPool:
         return schedule.systems[index].name if 0 <= index < len(schedule.systems) else "<between systems>"
 
     def stats_total(self, systems: int) -> np.ndarray:
-        return self.stats[:, :systems].sum(axis=0)
+        return self.stats[:, :systems].sum(axis=0)   # after close(): the private copy close() kept
 
     def pids(self) -> list[int]:
         return [h.process.pid for h in self._handles if h is not None]
@@ -265,6 +265,9 @@ class WorkerPool:
         if self._closed:
             return
         self._closed = True
+        # keep the figures, drop the views: the arena unmaps only when no view of it is left
+        self.stats = self.stats.copy()
+        del self.control, self.control32
         for handle in self._handles:
             if handle is None:
                 continue

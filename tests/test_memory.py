@@ -255,8 +255,6 @@ CLOSE_WITH_WORKERS_SCRIPT = """
 """
 
 
-@pytest.mark.xfail(strict=True, reason="WorkerPool keeps its control/stats views of the arena after "
-                                       "close(), so the arena stays mapped while the world lives")
 def test_close_unmaps_the_arena_of_a_world_with_workers(tmp_path) -> None:
     script = tmp_path / "close_with_workers.py"
     script.write_text(textwrap.dedent(CLOSE_WITH_WORKERS_SCRIPT.format(root=str(ROOT))))
