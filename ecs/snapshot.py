@@ -157,26 +157,51 @@ def load(path: str | os.PathLike[str], world_factory: Any) -> World:
         raise SnapshotError(path, f"cannot open it: {exc.strerror or exc}") from None
     with f:
         manifest, payload_start = _read_manifest(f, path, size)
-        components = _resolve_components(manifest, path)
-        payload_end = size - 4 - len(TRAILER)
-        entries = _all_entries(manifest)
-        for entry in entries:
-            if payload_start + entry["offset"] + entry["nbytes"] > payload_end:
-                raise SnapshotError(path, "the file is truncated: an array runs past its end")
-        limits = manifest["limits"]
-        world = world_factory(max_rows=int(limits["max_rows"]), max_entities=int(limits["max_entities"]))
+        try:  # a manifest whose checksum holds can still be foreign: missing keys, wrong types
+            components = _resolve_components(manifest, path)
+            payload_end = size - 4 - len(TRAILER)
+            for entry in _all_entries(manifest):
+                if int(entry["offset"]) < 0 or int(entry["nbytes"]) < 0:
+                    raise SnapshotError(path, "the manifest is malformed: an array has a negative offset "
+                                              "or size")
+                if payload_start + entry["offset"] + entry["nbytes"] > payload_end:
+                    raise SnapshotError(path, "the file is truncated: an array runs past its end")
+            limits = manifest["limits"]
+            max_rows, max_entities = int(limits["max_rows"]), int(limits["max_entities"])
+            if min(max_rows, max_entities) < 64:
+                raise SnapshotError(path, f"the manifest is malformed: limits {limits}")
+        except _MALFORMED as exc:
+            raise _malformed(path, exc) from None
+        world = world_factory(max_rows=max_rows, max_entities=max_entities)
         try:
             _fill(world, f, path, manifest, components, payload_start)
-        except BaseException:
+        except BaseException as exc:
             world.close()
+            if isinstance(exc, _MALFORMED) and not isinstance(exc, SnapshotError):
+                raise _malformed(path, exc) from None
             raise
     return world
 
 
+# what reading a manifest of the wrong shape raises (SnapshotError, a ValueError, passes as is)
+_MALFORMED = (KeyError, IndexError, TypeError, ValueError, AttributeError)
+
+
+def _malformed(path: str, exc: BaseException) -> SnapshotError:
+    if isinstance(exc, SnapshotError):
+        return exc
+    return SnapshotError(path, f"the manifest is malformed or not from this library "
+                               f"({type(exc).__name__}: {exc})")
+
+
 def _read_manifest(f: BinaryIO, path: str, size: int) -> tuple[dict[str, Any], int]:
     head = f.read(HEADER.size)
-    if len(head) < HEADER.size or head[:8] != MAGIC:
+    if not head:
+        raise SnapshotError(path, "the file is empty")
+    if head[:8] != MAGIC[: len(head)]:     # a short file that starts like ours is truncated
         raise SnapshotError(path, "not an ecs world file (bad magic)")
+    if len(head) < HEADER.size:
+        raise SnapshotError(path, f"the file is truncated: {len(head)} bytes, shorter than the header")
     _, version, _, length = HEADER.unpack(head)
     if version > FORMAT_VERSION:
         raise SnapshotError(path, f"written by a newer format version {version}; this library reads "
@@ -194,7 +219,7 @@ def _read_manifest(f: BinaryIO, path: str, size: int) -> tuple[dict[str, Any], i
         manifest = json.loads(blob)
     except ValueError as exc:
         raise SnapshotError(path, f"the manifest is not valid JSON: {exc}") from None
-    if manifest.get("format") != "ecs-world":
+    if not isinstance(manifest, dict) or manifest.get("format") != "ecs-world":
         raise SnapshotError(path, "not an ecs world file (foreign manifest)")
     start = HEADER.size + length
     return manifest, start + (-start % ALIGN)

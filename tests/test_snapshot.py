@@ -1,0 +1,571 @@
+"""ecs/snapshot.py: save / load round trips, every way a file can be bad, a kill during save, and
+in-memory snapshot / restore (values, structure, resources, frame counter, change marks)."""
+
+from __future__ import annotations
+
+import gc
+import json
+import os
+import pathlib
+import signal
+import struct
+import subprocess
+import sys
+import time
+import types
+import zlib
+from collections.abc import Callable, Iterator
+
+import numpy as np
+import pytest
+
+import ecs
+from ecs import SnapshotError
+from tests.snapshot_systems import Axes, Body, Count, Flags, Hidden, Paint, count_moves, drift
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+HEADER = struct.Struct("<8sIIQ")
+
+
+# ---------------------------------------------------------------- a world with a bit of everything
+def build(world: ecs.World) -> dict[str, list[int]]:
+    """Several archetypes (vector, 2-D vector and bool fields, tags only), despawned slots (some
+    reused, so generations > 0), archetype moves, NaN/inf/-0.0, resources of every kind, and a
+    frame counter past 0. Returns the ids that are alive and those that were despawned."""
+    rng = np.random.default_rng(7)
+    n = 500
+    a = world.spawn_batch(n, Body(x=rng.random(n), y=rng.normal(size=n), spin=rng.normal(size=n)),
+                          Paint(rgb=rng.integers(0, 256, (n, 3)), alpha=rng.integers(0, 65536, n)),
+                          Flags(visible=rng.random(n) < 0.5, layer=rng.integers(-128, 128, n)), Count())
+    b = world.spawn_batch(200, Body(x=rng.random(200), y=0.0), Axes(basis=rng.normal(size=(200, 2, 3))),
+                          Hidden())
+    world.spawn_batch(50, Hidden())                                       # a table without columns
+    odd = world.spawn(Body(x=np.nan, y=-0.0, spin=np.inf), Flags(visible=True, layer=-128))
+    dead = [*a[::7].tolist(), int(b[3])]
+    world.despawn_batch(a[::7])
+    world.despawn(int(b[3]))
+    extra = world.spawn_batch(30, Count(n=np.arange(30)))                 # reuses freed slots
+    world.despawn_batch(extra[::2])
+    dead += extra[::2].tolist()
+    for e in a[[1, 3, 9, 17, 25, 38]].tolist():
+        world.add(e, Hidden())                                            # archetype moves
+    world.remove(int(a[2]), Paint)
+    world.resources["gravity"] = -9.81
+    world.resources["lives"] = 3
+    world.resources["paused"] = True
+    world.resources["scale"] = np.float32(0.1)
+    world.resources["offset"] = np.int16(-3)
+    world.resources["not_a_number"] = float("nan")
+    world.resources["grid"] = np.arange(24, dtype=np.int32).reshape(4, 6)
+    world.resources["mask"] = np.array([True, False, True])
+    world.resources["tally"] = np.zeros(1, np.int64)
+    world.add_system(drift)
+    world.add_system(count_moves)
+    world.run(3, dt=0.25)
+    alive = [int(e) for e in (*a.tolist(), *b.tolist(), odd, *extra.tolist()) if e not in set(dead)]
+    return {"alive": alive, "dead": dead}
+
+
+def state(world: ecs.World) -> dict:
+    """Every id, archetype and column byte (of non-empty tables: a table made after a snapshot
+    stays, empty, after the restore); the entity index (slot 0 is never used); resources with
+    their types; the frame counter."""
+    tables = {}
+    for table in world._archetypes.tables:
+        if table.n == 0:
+            continue
+        names = tuple(sorted(info.name for info in table.components))
+        columns = {f"{info.name}.{field}": table.column(info, field).tobytes()
+                   for info in table.components for field in info.fields}
+        tables[table.id] = (names, table.entities.tobytes(), columns)
+    entities = world._entities
+    high = entities.high_water
+    resources = {name: (type(v).__name__, v.dtype.str, v.shape, v.tobytes()) if isinstance(v, np.ndarray)
+                 else (type(v).__name__, repr(v)) for name, v in world.resources.items()}
+    return {"len": len(world), "tables": tables, "generation": entities.generation[1:high].tobytes(),
+            "table_of": entities.table_of[1:high].tobytes(), "row_of": entities.row_of[1:high].tobytes(),
+            "free": entities.free_list().tobytes(), "resources": resources, "frame": world._schedule.frame}
+
+
+@pytest.fixture
+def built(tmp_path) -> Iterator[tuple[ecs.World, dict[str, list[int]], pathlib.Path]]:
+    with ecs.World() as world:
+        ids = build(world)
+        path = tmp_path / "world.ecs"
+        world.save(path)
+        yield world, ids, path
+
+
+# ---------------------------------------------------------------- round trips
+def test_load_gives_back_every_id_generation_archetype_value_resource_and_the_frame(built) -> None:
+    world, ids, path = built
+    with ecs.World.load(path) as loaded:
+        assert state(loaded) == state(world)
+        assert loaded._schedule.frame == 3
+        for e in ids["alive"]:
+            assert loaded.is_alive(e)
+            for c in (Body, Paint, Flags, Axes, Count, Hidden):
+                assert loaded.has(e, c) == world.has(e, c)
+        for e in ids["dead"]:
+            assert not loaded.is_alive(e)
+        odd = ids["alive"][-16]                        # the NaN / -0.0 / inf entity
+        body = loaded.get(odd, Body)
+        assert np.isnan(body.x) and np.signbit(body.y) and body.spin == np.inf
+        assert loaded.get(odd, Flags).visible.dtype == np.bool_ and loaded.get(odd, Flags).layer == -128
+        axes = [e for e in ids["alive"] if world.has(e, Axes)][5]
+        assert loaded.get(axes, Axes).basis.tolist() == world.get(axes, Axes).basis.tolist()
+        assert type(loaded.resources["lives"]) is int and type(loaded.resources["paused"]) is bool
+        assert type(loaded.resources["gravity"]) is float and np.isnan(loaded.resources["not_a_number"])
+        assert loaded.resources["scale"].dtype == np.float32 and loaded.resources["offset"] == -3
+        assert loaded.resources["grid"].tolist() == np.arange(24).reshape(4, 6).tolist()
+
+
+def test_the_next_ids_are_the_same_in_the_original_and_the_loaded_world(built) -> None:
+    world, ids, path = built
+    with ecs.World.load(path) as loaded:
+        free = world._entities.free_list().shape[0]
+        assert free > 50
+        spawned = [[w.spawn(Count(n=1)) for _ in range(3)] + w.spawn_batch(free + 5, Body(x=0, y=0)).tolist()
+                   for w in (world, loaded)]
+        assert spawned[0] == spawned[1]
+        assert not set(spawned[1]) & set(ids["dead"])                   # dead ids stay dead
+        assert state(loaded) == state(world)
+
+
+def test_loaded_rows_count_as_new_for_every_reader(built) -> None:
+    world, ids, path = built
+    with ecs.World.load(path) as loaded:
+        assert sorted(loaded.query(Body, added=[Body]).entities().tolist()) == \
+            sorted(world.query(Body).entities().tolist())
+        assert loaded.query(Hidden, changed=[Hidden]).count() == world.query(Hidden).count()
+
+
+def test_a_world_loaded_with_workers_steps_like_one_loaded_without(built) -> None:
+    world, ids, path = built
+    results = []
+    for workers in (0, 2):
+        with ecs.World.load(path, workers=workers) as loaded:
+            assert loaded.workers == workers
+            loaded.add_system(drift)
+            loaded.add_system(count_moves)
+            loaded.run(2, dt=0.5)
+            loaded.step(dt=0.5)
+            # count_moves is a new reader: its first look saw every loaded row as changed, then
+            # the rows drift wrote
+            tally = world.resources["tally"][0]
+            assert loaded.resources["tally"][0] == tally + world.query(Body, Count).count() \
+                + 2 * world.query(Body, Count, without=[Hidden]).count()
+            results.append(state(loaded))
+    assert results[0] == results[1]
+    assert results[0]["frame"] == 6
+    assert results[0]["tables"] != state(world)["tables"]           # the systems did run
+
+
+def test_an_empty_world_round_trips(tmp_path) -> None:
+    with ecs.World() as world:
+        world.save(tmp_path / "empty.ecs")
+        with ecs.World.load(tmp_path / "empty.ecs") as loaded:
+            assert len(loaded) == 0 and state(loaded) == state(world)
+            assert loaded.spawn(Count()) == world.spawn(Count())
+
+
+def test_save_replaces_the_file_and_leaves_no_temporary_file(built) -> None:
+    world, ids, path = built
+    world.despawn(ids["alive"][0])
+    world.save(path)
+    assert os.listdir(path.parent) == [path.name]
+    with ecs.World.load(path) as loaded:
+        assert len(loaded) == len(world) and not loaded.is_alive(ids["alive"][0])
+    with pytest.raises(FileNotFoundError):
+        world.save(path.parent / "no such directory" / "x.ecs")
+    assert os.listdir(path.parent) == [path.name]
+
+
+def test_loading_a_missing_file_is_a_snapshot_error(tmp_path) -> None:
+    with pytest.raises(SnapshotError, match="cannot load .*missing.ecs'.*cannot open it: No such file"):
+        ecs.World.load(tmp_path / "missing.ecs")
+    with pytest.raises(SnapshotError, match="cannot open it"):
+        ecs.World.load(tmp_path)
+
+
+# ---------------------------------------------------------------- bad files
+class Parsed:
+    """A saved file split into its parts, to corrupt one and put it back together."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+        _, self.version, self.flags, length = HEADER.unpack_from(data)
+        self.manifest = json.loads(data[HEADER.size: HEADER.size + length])
+        start = HEADER.size + length
+        self.payload_start = start + (-start % 64)
+        self.payload = data[self.payload_start: len(data) - 12]
+
+    def rebuilt(self, manifest: object = None) -> bytes:
+        """The file with this manifest (checksums made right)."""
+        blob = json.dumps(self.manifest if manifest is None else manifest).encode()
+        head = HEADER.pack(b"ECSWORLD", self.version, self.flags, len(blob))
+        start = HEADER.size + len(blob)
+        trailer = struct.pack("<I", zlib.crc32(blob)) + b"ECSEND\0\0"
+        return head + blob + b"\0" * (-start % 64) + self.payload + trailer
+
+    def array_offset(self, entry: dict) -> int:
+        return self.payload_start + entry["offset"]
+
+
+def flip(data: bytes, at: int) -> bytes:
+    return data[:at] + bytes([data[at] ^ 0x10]) + data[at + 1:]
+
+
+def with_manifest(edit: Callable[[dict], object]) -> Callable[[Parsed], bytes]:
+    def corrupt(p: Parsed) -> bytes:
+        manifest = json.loads(json.dumps(p.manifest))
+        result = edit(manifest)
+        return p.rebuilt(manifest if result is None else result)
+    return corrupt
+
+
+def body_component(manifest: dict) -> dict:
+    return next(c for c in manifest["components"] if c["name"].endswith(":Body"))
+
+
+def first_column(p: Parsed) -> dict:
+    return next(col[2] for t in p.manifest["tables"] for col in t["columns"] if col[2]["nbytes"] > 64)
+
+
+def flip_in_array(entry: Callable[[Parsed], dict], at: int) -> Callable[[Parsed], bytes]:
+    return lambda p: flip(p.data, p.array_offset(entry(p)) + at)
+
+
+def set_version(version: int) -> Callable[[Parsed], bytes]:
+    return lambda p: p.data[:8] + struct.pack("<I", version) + p.data[12:]
+
+
+def set_manifest_length(length: int) -> Callable[[Parsed], bytes]:
+    return lambda p: p.data[:16] + struct.pack("<Q", length) + p.data[24:]
+
+
+def drop_tables(m: dict) -> None:
+    del m["tables"]
+
+
+def add_a_row(m: dict) -> None:
+    m["tables"][0]["rows"] += 1
+
+
+def rename_component(name: str) -> Callable[[dict], None]:
+    def edit(m: dict) -> None:
+        body_component(m)["name"] = name
+    return edit
+
+
+def edit_first_field(position: int, value: str) -> Callable[[dict], None]:
+    def edit(m: dict) -> None:
+        body_component(m)["fields"][0][position] = value
+    return edit
+
+
+def drop_last_field(m: dict) -> None:
+    body_component(m)["fields"].pop()
+
+
+NUMPY_FILE = b"\x93NUMPY\x01\x00v\x00{'descr': '<f8', 'fortran_order': False}" + bytes(64)
+CORRUPTIONS: dict[str, tuple[Callable[[Parsed], bytes], str]] = {
+    "empty file": (lambda p: b"", "the file is empty"),
+    "flipped byte in the manifest": (
+        lambda p: flip(p.data, HEADER.size + 100), r"manifest is corrupt \(checksum"),
+    "flipped byte in a column": (
+        flip_in_array(first_column, 17), r"an array is corrupt \(checksum mismatch\)"),
+    "flipped byte in the entity generations": (
+        flip_in_array(lambda p: p.manifest["entities"]["generation"], 12), "an array is corrupt"),
+    "flipped byte in a resource array": (
+        flip_in_array(lambda p: p.manifest["resources"]["arrays"]["grid"], 5), "an array is corrupt"),
+    "flipped byte in the manifest checksum": (
+        lambda p: flip(p.data, len(p.data) - 11), "manifest is corrupt"),
+    "flipped byte in the end marker": (
+        lambda p: flip(p.data, len(p.data) - 3), r"truncated \(no end marker\)"),
+    "flipped byte in the magic": (lambda p: flip(p.data, 2), r"not an ecs world file \(bad magic\)"),
+    "manifest length too large": (set_manifest_length(1 << 40), "truncated or its header is corrupt"),
+    "manifest length too small": (set_manifest_length(50), "manifest is corrupt"),
+    "truncated inside the magic": (lambda p: p.data[:5], "shorter than the header"),
+    "truncated inside the header": (lambda p: p.data[:20], "shorter than the header"),
+    "truncated inside the manifest": (
+        lambda p: p.data[:HEADER.size + 300], "truncated or its header is corrupt"),
+    "truncated inside the payload": (lambda p: p.data[: p.payload_start + len(p.payload) // 2],
+                                     r"truncated \(no end marker\)"),
+    "truncated before the checksum": (lambda p: p.data[:-12], r"truncated"),
+    "truncated by one byte": (lambda p: p.data[:-1], r"truncated \(no end marker\)"),
+    "foreign: text": (lambda p: b"hello, world\n" * 10, "bad magic"),
+    "foreign: numpy file": (lambda p: NUMPY_FILE, "bad magic"),
+    "foreign: zip": (lambda p: b"PK\x03\x04" + bytes(200), "bad magic"),
+    "foreign manifest with our header": (with_manifest(lambda m: {"format": "other"}), "foreign manifest"),
+    "manifest that is a list": (with_manifest(lambda m: []), "foreign manifest"),
+    "manifest missing its tables": (with_manifest(drop_tables), "manifest is malformed"),
+    "manifest naming a component index that is not there": (
+        with_manifest(lambda m: m["tables"][0].__setitem__("components", [99])), "manifest is malformed"),
+    "manifest with a negative array offset": (
+        with_manifest(lambda m: m["entities"]["free"].__setitem__("offset", -64)), "manifest is malformed"),
+    "manifest with a wrong array size": (
+        with_manifest(lambda m: m["entities"]["row_of"].__setitem__("nbytes", 4)), "an array has 4 bytes"),
+    "manifest with a rows count past the arrays": (with_manifest(add_a_row), "an array has"),
+    "newer format version": (set_version(2), "written by a newer format version 2; this library reads "
+                                             "version 1: upgrade ecs to load it"),
+    "format version 0": (set_version(0), "header is corrupt"),
+    "a component that no longer exists": (
+        with_manifest(rename_component("tests.snapshot_systems:Gone")),
+        "component tests.snapshot_systems:Gone cannot be imported; import or define it before loading"),
+    "a module that no longer exists": (
+        with_manifest(rename_component("tests.no_such:Body")), "cannot be imported"),
+    "a name that is not a component": (
+        with_manifest(rename_component("numpy:float32")), "is not a component class"),
+    "a field whose dtype changed": (
+        with_manifest(edit_first_field(1, "<f8")),
+        r"component tests.snapshot_systems:Body has fields .* but the file stores .*'<f8'"),
+    "a field that was renamed": (with_manifest(edit_first_field(0, "z")), "has fields"),
+    "a field that was dropped": (with_manifest(drop_last_field), "has fields"),
+}
+
+
+def shm_entries() -> set[str]:
+    return set(os.listdir("/dev/shm")) if os.path.isdir("/dev/shm") else set()
+
+
+def resources_in_use() -> tuple[int, int, set[str]]:
+    """Arena mappings, open descriptors and /dev/shm entries of this process."""
+    gc.collect()
+    with open("/proc/self/maps") as maps:
+        mappings = sum("memfd:ecs-world" in line for line in maps)
+    return mappings, len(os.listdir("/proc/self/fd")), shm_entries()
+
+
+@pytest.fixture(scope="module")
+def saved(tmp_path_factory) -> Parsed:
+    path = tmp_path_factory.mktemp("saved") / "world.ecs"
+    with ecs.World() as world:
+        build(world)
+        world.save(path)
+    return Parsed(path.read_bytes())
+
+
+@pytest.mark.parametrize("case", list(CORRUPTIONS))
+def test_a_bad_file_raises_snapshot_error_and_builds_nothing(saved: Parsed, tmp_path, case: str) -> None:
+    corrupt, message = CORRUPTIONS[case]
+    path = tmp_path / "bad.ecs"
+    path.write_bytes(corrupt(saved))
+    before = resources_in_use()
+    try:
+        ecs.World.load(path)
+    except SnapshotError as exc:
+        text = str(exc)
+    else:
+        pytest.fail(f"{case}: loaded without error")
+    assert text.startswith(f"cannot load {str(path)!r}: ")
+    assert __import__("re").search(message, text), text
+    assert resources_in_use() == before
+
+
+def test_the_unchanged_file_loads(saved: Parsed, tmp_path) -> None:
+    """The corruption helpers themselves change nothing when they change nothing."""
+    (tmp_path / "same.ecs").write_bytes(saved.rebuilt())
+    with ecs.World.load(tmp_path / "same.ecs") as loaded:
+        assert len(loaded) == 693
+
+
+DYNAMIC = "tests_snapshot_dynamic_components"
+
+
+def test_components_redefined_or_deleted_since_the_save_are_refused(tmp_path) -> None:
+    module = types.ModuleType(DYNAMIC)
+    sys.modules[DYNAMIC] = module
+    try:
+        exec("from ecs import component, f32\n@component\nclass Probe:\n    x: f32\n", module.__dict__)
+        with ecs.World() as world:
+            world.spawn(module.Probe(x=1.5))
+            world.save(tmp_path / "probe.ecs")
+        with ecs.World.load(tmp_path / "probe.ecs") as loaded:
+            assert loaded.query(module.Probe).count() == 1
+        exec("from ecs import component, f32, i32\n@component\nclass Probe:\n    x: f32\n    hits: i32 = 0\n",
+             module.__dict__)
+        with pytest.raises(SnapshotError, match=r"component tests_snapshot_dynamic_components:Probe has "
+                                                r"fields \[\('x', '<f4', \(\)\), \('hits', '<i4', \(\)\)\] "
+                                                r"but the file stores \[\('x', '<f4', \(\)\)\]"):
+            ecs.World.load(tmp_path / "probe.ecs")
+        del module.Probe
+        with pytest.raises(SnapshotError, match="Probe cannot be imported"):
+            ecs.World.load(tmp_path / "probe.ecs")
+    finally:
+        del sys.modules[DYNAMIC]
+
+
+# ---------------------------------------------------------------- a kill during save
+SAVER = """
+import sys
+sys.path.insert(0, {root!r})
+import numpy as np
+import ecs
+from tests.snapshot_systems import Body, Count
+
+n = 1_000_000
+with ecs.World() as world:
+    ids = world.spawn_batch(n, Body(x=np.arange(n), y=0.0), Count(n=0))
+    version = int(sys.argv[2])
+    while True:
+        version += 1
+        world.set_batch(ids, Count(n=version))
+        world.resources["version"] = version
+        print("saving", version, flush=True)
+        world.save(sys.argv[1])
+        print("saved", version, flush=True)
+"""
+ROWS_SAVED = 1_000_000
+
+
+def kill_during_save(path: pathlib.Path, first_version: int, when: float | str) -> int:
+    """Start a process that saves versions first_version + 1, + 2... over `path`; once it has
+    saved one, SIGKILL it during the next save: `when` seconds after the save began, or
+    "mid-write": as soon as its temporary file is partly written. Returns the last version it
+    reported saved."""
+    command = [sys.executable, "-c", SAVER.format(root=str(ROOT)), str(path), str(first_version)]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, cwd=ROOT)
+    temporary = path.parent / f".{path.name}.tmp-{process.pid}"
+    try:
+        saved_version = 0
+        assert process.stdout is not None
+        for line in process.stdout:
+            word, version = line.split()
+            if word == "saved":
+                saved_version = int(version)
+                full_size = path.stat().st_size
+            elif saved_version:
+                if when == "mid-write":
+                    deadline = time.monotonic() + 20
+                    while not 0 < (temporary.stat().st_size if temporary.exists() else 0) < full_size:
+                        assert time.monotonic() < deadline, "the temporary file was never seen partly written"
+                        time.sleep(0.0005)
+                else:
+                    time.sleep(float(when))
+                process.send_signal(signal.SIGKILL)
+                break
+        process.wait(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert process.returncode == -signal.SIGKILL
+    if when == "mid-write":          # what was being written is incomplete, and refused as such
+        assert temporary.stat().st_size < full_size
+        with pytest.raises(SnapshotError, match="truncated"):
+            ecs.World.load(temporary)
+    return saved_version
+
+
+def test_a_process_killed_during_save_leaves_the_old_or_the_new_file(tmp_path) -> None:
+    path = tmp_path / "big.ecs"
+    for run, when in enumerate(("mid-write", 0.0, 0.1, "mid-write")):
+        first_version = 100 * run
+        last_saved = kill_during_save(path, first_version, when)
+        assert last_saved > first_version
+        with ecs.World.load(path) as loaded:
+            version = loaded.resources["version"]
+            assert version in (last_saved, last_saved + 1), (when, version, last_saved)
+            counts = np.concatenate([b[Count].n for b in loaded.query(Count)])
+            assert counts.shape[0] == ROWS_SAVED and (counts == version).all()
+        for name in os.listdir(tmp_path):                # beside it, only temporaries, named as such
+            assert name == path.name or name.startswith(f".{path.name}.tmp-"), name
+
+
+# ---------------------------------------------------------------- snapshot / restore
+def test_restore_puts_back_values_structure_resources_and_the_frame(built) -> None:
+    world, ids, path = built
+    before = state(world)
+    snap = world.snapshot()
+    alive = ids["alive"]
+    world.set(alive[0], Body(x=123, y=4, spin=5))
+    world.resources["gravity"] = 1.0
+    world.resources["grid"][1, 1] = -7                 # an array changed in place
+    world.resources["mask"] = np.zeros(10, np.bool_)   # replaced by another shape
+    world.resources["new"] = 5
+    del world.resources["lives"]
+    spawned = world.spawn_batch(40, Body(x=1, y=1), Count())
+    world.despawn_batch(alive[10:30])
+    world.add(alive[40], Hidden())
+    world.remove(alive[41], Paint)
+    world.run(4, dt=1.0)
+    assert state(world) != before
+    world.restore(snap)
+    assert state(world) == before
+    assert all(world.is_alive(e) for e in alive) and not any(world.is_alive(int(e)) for e in spawned)
+    assert not world.has(alive[40], Hidden) and world.has(alive[41], Paint)
+    assert world.resources["lives"] == 3 and "new" not in world.resources
+    world.run(4, dt=1.0)                                # and again, from the same snapshot
+    world.restore(snap)
+    assert state(world) == before
+
+
+def test_restore_rewinds_the_id_allocator(built) -> None:
+    world, ids, path = built
+    snap = world.snapshot()
+    first = [world.spawn(Count()) for _ in range(3)] + world.spawn_batch(200, Hidden()).tolist()
+    world.restore(snap)
+    again = [world.spawn(Count()) for _ in range(3)] + world.spawn_batch(200, Hidden()).tolist()
+    assert again == first
+
+
+def test_restore_refuses_a_snapshot_of_another_world(built) -> None:
+    world, ids, path = built
+    with ecs.World() as other, pytest.raises(ValueError, match="another world"):
+        world.restore(other.snapshot())
+
+
+def test_restore_marks_only_the_rows_whose_values_differ(world: ecs.World) -> None:
+    ids = world.spawn_batch(10, Body(x=np.arange(10), y=np.nan, spin=0), Count()).tolist()
+    changed = world.query(Body, changed=[Body])
+    added = world.query(Body, added=[Body])
+    counts = world.query(Count, changed=[Count])
+    for q in (changed, added, counts):
+        list(q)
+    snap = world.snapshot()
+    world.set(ids[2], Body(x=100, y=np.nan, spin=0))     # differs: reported after restore
+    world.set(ids[3], Body(x=3, y=np.nan, spin=0))       # written, but the same value: not reported
+    world.set(ids[4], Body(x=4, y=np.nan, spin=1))       # another field differs: reported
+    for q in (changed, added, counts):
+        list(q)                                          # the writes above are consumed
+    world.restore(snap)
+    assert sorted(changed.entities().tolist()) == [ids[2], ids[4]]   # NaN y, unchanged: not reported
+    assert added.count() == 0 and counts.count() == 0
+    assert world.get(ids[2], Body).x == 2 and world.get(ids[4], Body).spin == 0
+    list(changed)
+    world.restore(snap)                                  # nothing differs now
+    assert changed.count() == 0
+
+
+def test_restore_reports_rows_that_now_hold_another_entity_as_added(world: ecs.World) -> None:
+    ids = world.spawn_batch(6, Body(x=np.arange(6), y=0), Count()).tolist()
+    changed = world.query(Body, changed=[Body])
+    added = world.query(Count, added=[Count])
+    list(changed), list(added)
+    snap = world.snapshot()
+    world.despawn(ids[1])                # the last row (ids[5]) moves into row 1
+    world.spawn(Body(x=9, y=9))          # another table, gone after the restore
+    list(changed), list(added)
+    world.restore(snap)
+    # row 1 holds ids[1] again instead of ids[5]; row 5 is back in use
+    assert sorted(added.entities().tolist()) == [ids[1], ids[5]]
+    assert sorted(changed.entities().tolist()) == [ids[1], ids[5]]
+    assert world.query(Body).count() == 6
+
+
+def test_a_restored_world_with_workers_steps_like_one_without(built) -> None:
+    world, ids, path = built
+    results = []
+    for workers in (0, 2):
+        with ecs.World.load(path, workers=workers) as loaded:
+            loaded.add_system(drift)
+            loaded.step(dt=1.0)
+            snap = loaded.snapshot()
+            loaded.despawn_batch(ids["alive"][:50])
+            loaded.spawn_batch(70, Body(x=0, y=0), Flags(visible=True))
+            loaded.run(2, dt=1.0)
+            loaded.restore(snap)
+            loaded.run(2, dt=0.5)
+            results.append(state(loaded))
+    assert results[0] == results[1]
