@@ -270,7 +270,8 @@ def test_cmd_add_of_a_component_without_defaults_raises_and_applies_nothing(smal
     (LIFE_T, 1.5, "does not fit int32"),
     (SPOT_X, 1e300, "does not fit float32"),
 ])
-def test_cmd_set_with_a_value_that_does_not_fit_raises_and_applies_nothing(small, key, value, message) -> None:
+def test_cmd_set_with_a_value_that_does_not_fit_raises_and_applies_nothing(small, key, value,
+                                                                          message) -> None:
     world, prefab, ids = small
     world.add_system(bad_set)                        # despawn all, add Burning, set the first one
     with pytest.raises(ComponentValueError, match=message):
