@@ -18,7 +18,8 @@ kind: spawns (copies of the prefab entity), then field sets, then component adds
 (coalesced into one archetype move per entity), then despawns. Despawning an entity twice, or
 one that another command already despawned, is not an error. The order depends only on the
 world, never on how rows were split, so results are identical for any number of workers.
-All commands are checked before any is applied: a bad one raises and changes nothing.
+All commands are checked before any is applied: a bad one raises and changes nothing. A frame
+that fails (KernelError, WorkerCrashedError) applies none of its commands: they are dropped.
 
 `with world.defer() as d:` queues the same operations from Python (spawn with values, despawn,
 add with values, remove, set) and applies them the same way when the block ends.

@@ -176,7 +176,11 @@ class Schedule:
         if self.commands is not None:
             # commands change structure: apply them after every frame, as a sequential run would
             for done in range(1, frames + 1):
-                self._run_frames(1, params, None)
+                try:
+                    self._run_frames(1, params, None)
+                except BaseException:   # a frame that failed applies none of its commands
+                    self.commands.take(self.world._arena)
+                    raise
                 records, owners = self.commands.take(self.world._arena)
                 apply_records(self.world, records, owners, [b.name for b in self.systems])
                 if progress is not None:

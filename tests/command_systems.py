@@ -238,3 +238,13 @@ def respawn_removed(gone: Removed, cmd: Commands, prefab: int):
     for k in range(gone.shape[0]):
         child = ecs.cmd_spawn(cmd, k, prefab)
         ecs.cmd_set(cmd, k, child, LIFE_VICTIM, gone[k])
+
+
+@system
+def spawn_then_fail(life: Life, ids: Entity, cmd: Commands, prefab: int, fail: bool):
+    """Queues one prefab copy per row, then raises when `fail`: the frame's commands must not
+    leak into the next frame."""
+    for i in range(life.t.shape[0]):
+        ecs.cmd_spawn(cmd, i, prefab)
+    if fail:
+        raise ValueError("failing after queueing commands")

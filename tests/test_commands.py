@@ -36,6 +36,7 @@ from tests.command_systems import (
     set_x_later,
     set_x_twice,
     spawn_children,
+    spawn_then_fail,
     toggle_tags,
     touch_life,
 )
@@ -289,6 +290,24 @@ def test_cmd_set_of_a_component_the_entity_lacks_raises(small) -> None:
     with pytest.raises(MissingComponentError, match="Heat"):
         world.step(value=1.0, key=ecs.field_key(Heat, "deg"))
     assert len(world) == 7
+
+
+@pytest.mark.parametrize("workers", [0, 1])
+def test_the_commands_of_a_frame_that_failed_are_dropped(workers: int) -> None:
+    with ecs.World(workers=workers) as world:
+        prefab = world.spawn(Spot(x=1))
+        world.spawn_batch(3, Life(t=1))
+        world.resources["prefab"] = prefab
+        world.add_system(spawn_then_fail)                # queues 3 spawns, then raises
+        with pytest.raises(ecs.KernelError, match="failing after queueing commands"):
+            world.step(fail=True)
+        assert len(world) == 4
+        world.step(fail=False)                           # only this frame's 3 spawns
+        assert len(world) == 7
+        with pytest.raises(ecs.KernelError):
+            world.run(3, fail=True)
+        world.run(2, fail=False)
+        assert len(world) == 7 + 2 * 3
 
 
 def test_field_and_component_keys_name_what_is_wrong() -> None:
