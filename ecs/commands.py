@@ -158,6 +158,9 @@ class _Plan:
 
     # ---------------------------------------------------------------- queueing (validates)
     def spawn_copy(self, prefab: int, placeholder: tuple[int, int], where: str) -> int:
+        if prefab < 0:
+            raise ValueError(f"{where} copies {prefab}, a placeholder: the prefab of cmd_spawn must be an "
+                             f"entity that exists before the frame's commands are applied")
         self._check_alive(prefab, where)
         handle = -(len(self.spawns) + 1)
         self.spawns.append((prefab, None))
@@ -194,13 +197,20 @@ class _Plan:
         self.changes.setdefault(entity, {})[info.id] = (info, None)
 
     def despawn(self, entity: int) -> None:
+        if entity < 0:
+            self._check_alive(entity, "despawn")
         if entity < 0 or self.world._entities.is_alive(entity):
             self.despawns[entity] = None
 
     def _check_alive(self, entity: int, where: str) -> None:
-        """DeadEntityError naming the entity unless it is alive (or a spawn placeholder)."""
+        """DeadEntityError naming the entity unless it is alive; ValueError for a negative id that
+        is not a placeholder of this queue's spawns."""
         if entity >= 0:
             self.world._entities.locate(entity)   # DeadEntityError names the entity
+        elif -entity - 1 >= len(self.spawns):
+            raise ValueError(f"{where}: {entity} is not a placeholder of this queue (it has "
+                             f"{len(self.spawns)} spawns); placeholders are the negative ids its spawns "
+                             f"returned")
 
     def _check_has(self, entity: int, info: ComponentInfo, where: str) -> None:
         if entity < 0:
@@ -294,6 +304,7 @@ class Deferred:
         if length is not None:
             raise ComponentValueError(info.name, None, f"<arrays of length {length}>",
                                       "defer().set() takes scalar values")
+        self._plan._check_alive(entity, "set")
         self._plan._check_has(entity, info, "set")
         for field in info.fields:
             self._plan.sets.append((entity, info, field, values[field]))

@@ -310,6 +310,15 @@ def test_the_commands_of_a_frame_that_failed_are_dropped(workers: int) -> None:
         assert len(world) == 7 + 2 * 3
 
 
+def test_a_placeholder_as_the_prefab_of_cmd_spawn_is_refused_and_nothing_applied(small) -> None:
+    world, prefab, ids = small
+    world.add_system(touch_life)
+    world.add_system(spawn_children)
+    with pytest.raises(ValueError, match=r"spawn_children.* copies -1, a placeholder: the prefab of cmd_"):
+        world.step(prefab=-1)
+    assert len(world) == 7
+
+
 def test_field_and_component_keys_name_what_is_wrong() -> None:
     with pytest.raises(KeyError, match="Life has no field 'age'; it has t, victim"):
         ecs.field_key(Life, "age")
@@ -389,6 +398,19 @@ def test_defer_applies_nothing_when_the_block_raises(world: ecs.World) -> None:
     assert len(world) == 2 and world.is_alive(a)
     assert archetype(world, a) == {"Life", "Spot"} and archetype(world, b) == {"Life", "Wet"}
     assert world.spawn(Life(t=0)) == 3               # the queued spawn consumed no id
+
+
+@pytest.mark.parametrize("use", ["add", "remove", "despawn", "set"])
+def test_defer_refuses_a_negative_id_that_is_not_one_of_its_placeholders(world: ecs.World, use: str) -> None:
+    a = world.spawn(Life(t=1))
+    with pytest.raises(ValueError, match=r"-2 is not a placeholder of this queue \(it has 1 spawns\)"), \
+            world.defer() as d:
+        d.spawn(Spot(x=0, y=0))
+        d.add(a, Wet())
+        calls = {"add": lambda: d.add(-2, Wet()), "remove": lambda: d.remove(-2, Wet),
+                 "despawn": lambda: d.despawn(-2), "set": lambda: d.set(-2, Spot(x=1, y=1))}
+        calls[use]()
+    assert len(world) == 1 and not world.has(a, Wet)
 
 
 def test_defer_refuses_bad_input_when_it_is_queued(world: ecs.World) -> None:
