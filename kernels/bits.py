@@ -157,10 +157,11 @@ def flush_take_rows(matrix, source, targets, reader, nbits):
     (one of `targets`) among the first `nbits`, ascending, with that slot's words cleared: the
     take of a reader with one filter term in the table.
 
-    Two passes instead of flush + count + walk + clear: the first ORs the marks into the
-    reader's words, clears them and counts (branch-free, 4.5 us for 1M rows); the second walks
-    the set bits (skipping zero words) and clears the words it visits. 1M rows, 1% random marks:
-    34.0 us as flush_marks + set_rows + clear -> 20.3 us; the walk alone takes 14 us."""
+    The reader's own bits are never ORed in place: one pass counts the bits of (pending | marks)
+    reading both and writing nothing, a second walks them (skipping zero words) and clears only
+    the words it visits. 1M rows, 1% random marks: 34.0 us as flush_marks + set_rows + clear ->
+    20.3 us fused with an in-place OR -> 17.3 us this way (8.6 us with nothing marked); the
+    anchors' bitset walk alone takes 14 us."""
     nwords = (nbits + 63) >> 6
     marks = matrix[source, :nwords]
     for k in range(targets.shape[0]):
@@ -170,24 +171,21 @@ def flush_take_rows(matrix, source, targets, reader, nbits):
             for w in range(nwords):
                 other[w] |= marks[w]
     mine = matrix[reader, :nwords]
-    count = 0
-    for w in range(nwords):
-        v = mine[w] | marks[w]
-        marks[w] = 0
-        mine[w] = v
-        count += popcount(v)
     tail = nbits & 63
     if tail:  # bits past nbits: never set by the library; left out of the rows, as set_rows does
-        high = ALL << np.uint64(tail)
-        count -= popcount(mine[nwords - 1] & high)
-        mine[nwords - 1] &= ~high
+        mine[nwords - 1] = (mine[nwords - 1] | marks[nwords - 1]) & ~(ALL << np.uint64(tail))
+        marks[nwords - 1] = 0
+    count = 0
+    for w in range(nwords):
+        count += popcount(mine[w] | marks[w])
     out = np.empty(count, np.int64)
     k = 0
     for w in range(nwords):
-        v = mine[w]
+        v = mine[w] | marks[w]
         if v == 0:
             continue
         mine[w] = 0
+        marks[w] = 0
         base = w << 6
         while v:
             out[k] = base + np.int64(trailing_zeros(v))
