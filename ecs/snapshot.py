@@ -69,7 +69,7 @@ def save(world: World, path: str | os.PathLike[str]) -> None:
             f.write(blob)
             _pad(f, HEADER.size + len(blob))
             for array in arrays:
-                f.write(memoryview(np.ascontiguousarray(array)).cast("B"))
+                f.write(_bytes_of(array))
                 _pad(f, array.nbytes)
             f.write(struct.pack("<I", zlib.crc32(blob)) + TRAILER)
             f.flush()
@@ -90,6 +90,14 @@ def _pad(f: BinaryIO, written: int) -> None:
     f.write(b"\0" * (-written % ALIGN))
 
 
+def _bytes_of(array: np.ndarray) -> np.ndarray:
+    """A flat uint8 view of a C-contiguous array's bytes (table columns, index slices and payload
+    arrays all are). memoryview.cast("B") refuses shapes with a 0, such as an empty vector column."""
+    if not array.flags.c_contiguous:
+        raise ValueError("expected a C-contiguous array")
+    return array.reshape(-1).view(np.uint8)
+
+
 def _describe(world: World) -> tuple[dict[str, Any], list[np.ndarray]]:
     """The manifest and the payload arrays, in payload order."""
     arrays: list[np.ndarray] = []
@@ -97,9 +105,9 @@ def _describe(world: World) -> tuple[dict[str, Any], list[np.ndarray]]:
 
     def add(array: np.ndarray) -> dict[str, Any]:
         nonlocal position
-        array = np.ascontiguousarray(array)
+        array = np.ascontiguousarray(array).reshape(array.shape)   # ascontiguousarray makes 0-d 1-d
         entry = {"offset": position, "nbytes": array.nbytes, "dtype": array.dtype.str,
-                 "shape": list(array.shape), "crc": zlib.crc32(memoryview(array).cast("B"))}
+                 "shape": list(array.shape), "crc": zlib.crc32(_bytes_of(array))}
         arrays.append(array)
         position += array.nbytes + (-array.nbytes % ALIGN)
         return entry
@@ -264,7 +272,7 @@ def _read_into(f: BinaryIO, path: str, start: int, entry: dict[str, Any], out: n
         raise SnapshotError(path, f"an array has {entry['nbytes']} bytes of shape {entry['shape']}, "
                                   f"expected {out.nbytes} of shape {list(out.shape)}")
     f.seek(start + entry["offset"])
-    buffer = memoryview(out).cast("B")
+    buffer = _bytes_of(out)
     if f.readinto(buffer) != entry["nbytes"]:
         raise SnapshotError(path, "the file is truncated inside an array")
     if zlib.crc32(buffer) != entry["crc"]:

@@ -47,6 +47,8 @@ def build(world: ecs.World) -> dict[str, list[int]]:
     extra = world.spawn_batch(30, Count(n=np.arange(30)))                 # reuses freed slots
     world.despawn_batch(extra[::2])
     dead += extra[::2].tolist()
+    dead.append(world.spawn(Paint(rgb=[1, 2, 3])))                       # an empty table with a
+    world.despawn(dead[-1])                                               # vector column
     for e in a[[1, 3, 9, 17, 25, 38]].tolist():
         world.add(e, Hidden())                                            # archetype moves
     world.remove(int(a[2]), Paint)
@@ -58,6 +60,9 @@ def build(world: ecs.World) -> dict[str, list[int]]:
     world.resources["not_a_number"] = float("nan")
     world.resources["grid"] = np.arange(24, dtype=np.int32).reshape(4, 6)
     world.resources["mask"] = np.array([True, False, True])
+    world.resources["origin"] = np.array(-5, np.int16)          # 0-d
+    world.resources["nothing"] = np.zeros((0, 3), np.float32)   # no elements
+    world.resources["huge"] = 2**70
     world.resources["tally"] = np.zeros(1, np.int64)
     world.add_system(drift)
     world.add_system(count_moves)
@@ -118,6 +123,7 @@ def test_load_gives_back_every_id_generation_archetype_value_resource_and_the_fr
         assert type(loaded.resources["gravity"]) is float and np.isnan(loaded.resources["not_a_number"])
         assert loaded.resources["scale"].dtype == np.float32 and loaded.resources["offset"] == -3
         assert loaded.resources["grid"].tolist() == np.arange(24).reshape(4, 6).tolist()
+        assert loaded.resources["origin"].shape == () and loaded.resources["nothing"].shape == (0, 3)
 
 
 def test_the_next_ids_are_the_same_in_the_original_and_the_loaded_world(built) -> None:
