@@ -68,7 +68,7 @@ class Executor:
                     bits.mark_rows(words, rows)
             stats[0] += 1
             if task.table < 0:
-                stats[1] += values[REMOVED_IDS].shape[0]
+                stats[1] += values[REMOVED_IDS].shape[0] if REMOVED_IDS in values else 0
             else:
                 stats[1] += (stop - start) if rows is None else rows.shape[0]
             stats[2] += time.perf_counter() - started

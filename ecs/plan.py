@@ -144,6 +144,12 @@ def table_task(bound: BoundSystem, system_index: int, table: Table, start: int, 
     return Task(system_index, table.id, start, stop, tuple(args), filter_spec, tuple(marks))
 
 
+def takes_rows(bound: BoundSystem) -> bool:
+    """Whether the system works on table rows (components, ids or filters), or only on values."""
+    system = bound.system
+    return system.filtered or any(p.kind in (READ, WRITE, ENTITY, ROWS) for p in system.params)
+
+
 def removed_task(bound: BoundSystem, system_index: int) -> Task:
     args = tuple(p.name if p.kind not in (REMOVED, COMMANDS) else None for p in bound.system.params)
     return Task(system_index, -1, 0, 0, args, None, ())
@@ -154,7 +160,7 @@ def due(plan: Plan, task: Task, frame: int, values: dict) -> bool:
     runs only at the frame its ids were taken for, and only if there are any."""
     if frame % plan.every[task.system]:
         return False
-    if task.table < 0:
+    if task.table < 0 and REMOVED_IDS in values:
         return frame == values.get(REMOVED_FRAME) and values[REMOVED_IDS].shape[0] > 0
     return True
 
@@ -170,7 +176,9 @@ def build_plan(systems: list[BoundSystem], workers: int) -> Plan:
         load = np.zeros(workers, np.int64)
         for i in stage:
             bound = systems[i]
-            if bound.system.removed:     # one table-less task: ids come with the run's values
+            if bound.system.removed or not takes_rows(bound):
+                # one table-less task per frame: removed= ids come with the run's values, and a
+                # system of named values only (e.g. one that clears a resource) runs once, not per table
                 worker = int(np.argmin(load))
                 per_worker[worker][s].append(removed_task(bound, i))
                 load[worker] += 1

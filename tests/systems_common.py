@@ -331,3 +331,9 @@ def seen_ids(world: ecs.World, name: str) -> dict[int, int]:
     log[:] = 0
     return out
 
+
+
+@system
+def count_frames(frame_count: np.ndarray):
+    """Takes values only: runs once per frame, whatever the number of tables."""
+    frame_count[0] += 1

@@ -339,3 +339,19 @@ def test_touching_system_with_auto_marks_changes_no_values(world: ecs.World) -> 
     world.add_system(touch_auto)
     world.run(frames=3)
     assert counters(world, ids) == [4, 5]
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_a_system_of_values_only_runs_once_per_frame_whatever_the_tables(workers) -> None:
+    from tests.systems_common import Counter, Value, count_frames
+
+    with ecs.World(workers=workers) as world:
+        world.resources["frame_count"] = np.zeros(1, np.int64)
+        world.add_system(count_frames)
+        world.step()                                   # no entities, no tables: still one run
+        world.spawn(Counter())
+        world.spawn(Value(v=1.0))
+        world.spawn(Counter(), Value(v=2.0))           # three tables now
+        world.run(frames=4)
+        assert int(world.resources["frame_count"][0]) == 5
+        assert world.stats()["count_frames"]["calls"] == 5
