@@ -286,7 +286,7 @@ class _RawValues:
             return self
         info: ComponentInfo = type(obj).__ecs_component__
         values = {field: np.asarray(v, dtype=dtype)
-                  for (field, dtype), v in zip(info.fields.items(), obj._raw)}
+                  for (field, dtype), v in zip(info.fields.items(), obj._raw, strict=True)}
         obj.__dict__["_values"] = values
         return values
 
@@ -303,12 +303,12 @@ def _make_raw_init(info: ComponentInfo) -> Any:
              "    if _kwargs:",
              f"        if _args or len(_kwargs) != {len(names)}:",
              f"            {call_init}"]
-    lines += [f"        {v} = _kwargs.get({name!r}, _MISSING)" for v, name in zip(given, names)]
+    lines += [f"        {v} = _kwargs.get({name!r}, _MISSING)" for v, name in zip(given, names, strict=True)]
     lines += [f"    elif len(_args) == {len(names)}:",
               f"        {''.join(v + ', ' for v in given)}= _args" if names else "        pass",
               "    else:",
               f"        {call_init}"]
-    for k, (v, bounds) in enumerate(zip(given, info.raw_bounds or ())):
+    for k, (v, bounds) in enumerate(zip(given, info.raw_bounds or (), strict=True)):
         common = next(iter(bounds))  # float for float fields, int for ints, bool for bools
         lo, hi = bounds[common]  # type: ignore[misc]
         namespace.update({f"_type{k}": common, f"_lo{k}": lo, f"_hi{k}": hi, f"_bounds{k}": bounds})

@@ -92,8 +92,8 @@ class Table:
         operand is a small cached int (a uint64 view's high bits made 2-digit ints: 77 -> 146 ns)."""
         self.entity_items = memoryview(self.entities_all)
         self.field_items: dict[int, tuple[memoryview, ...] | None] = {
-            cid: tuple(memoryview(col) for col in cols.values()) if all(col.ndim == 1 for col in cols.values())
-            else None
+            cid: (tuple(memoryview(col) for col in cols.values())
+                  if all(col.ndim == 1 for col in cols.values()) else None)
             for cid, cols in self.columns_by_component.items()}
         self.bit_bytes = memoryview(self.bit_matrix.reshape(-1).view(np.uint8))
 

@@ -36,6 +36,8 @@ DEFAULT_MAX_ROWS = 1 << 25        # rows one archetype table can hold (address s
 DEFAULT_MAX_ENTITIES = 1 << 28    # live entities a world can hold (address space only)
 
 Values = dict[str, np.ndarray]
+_Read = Callable[[int], tuple[Any, ...]]               # get's fast path: row -> raw field scalars
+_Write = Callable[[int, tuple[Any, ...]], None]        # set's fast path: (row, raw) -> stored
 
 
 class World:
@@ -71,8 +73,7 @@ class World:
         # offset of the component's marks) (_compile_access).
         self._spawn_plans: dict[tuple[type, ...], Callable[..., int | None]] = {}
         self._last_spawn: Callable[..., int | None] = _no_plan   # the plan that last succeeded
-        self._access_plans: dict[tuple[int, type], tuple[Callable[[int], tuple[Any, ...]],
-                                                         Callable[[int, tuple[Any, ...]], None], memoryview, int]] = {}
+        self._access_plans: dict[tuple[int, type], tuple[_Read, _Write, memoryview, int]] = {}
         self._schedule = Schedule(self)
         self._structure_version = 0   # bumped by every change of table sizes or archetypes
         self._workers: WorkerPool | None = None
@@ -550,8 +551,7 @@ class Resources(MutableMapping[str, Any]):
         return f"Resources({sorted(self._values)})"
 
 
-def _compile_access(views: tuple[memoryview, ...]) -> tuple[Callable[[int], tuple[Any, ...]],
-                                                            Callable[[int, tuple[Any, ...]], None]]:
+def _compile_access(views: tuple[memoryview, ...]) -> tuple[_Read, _Write]:
     """World.get/set's fast path for one component in one table: read(row) -> the fields as
     Python scalars, write(row, raw) stores them; straight-line memoryview items (get: a list
     comprehension over the views took ~0.25 us more)."""
@@ -566,7 +566,8 @@ def _no_plan(*components: object) -> None:
     return None
 
 
-def _compile_spawn(world: World, table: Table, infos: tuple[ComponentInfo, ...]) -> Callable[..., int | None] | None:
+def _compile_spawn(world: World, table: Table,
+                   infos: tuple[ComponentInfo, ...]) -> Callable[..., int | None] | None:
     """World.spawn's fast path for one tuple of component types: a function of the values that
     places one entity in `table` with straight-line memoryview writes (no loops over fields, no
     numpy scalars, no kernel dispatch, a fresh entity slot taken inline), or returns None,
@@ -580,8 +581,9 @@ def _compile_spawn(world: World, table: Table, infos: tuple[ComponentInfo, ...])
     entities = world._entities
     namespace: dict[str, Any] = {
         "table": table, "world": world, "entities": entities, "spawn_one": entities.spawn_one,
-        "entity_items": table.entity_items, "bits": table.bit_bytes, "generation_items": entities._generation_items,
-        "table_items": entities._table_items, "row_items": entities._row_items}
+        "entity_items": table.entity_items, "bits": table.bit_bytes,
+        "generation_items": entities._generation_items, "table_items": entities._table_items,
+        "row_items": entities._row_items}
     values = [f"c{k}" for k in range(len(infos))]
     checks = ["extra"]
     for k, info in enumerate(infos):

@@ -16,7 +16,7 @@ import sys
 import time
 from contextlib import redirect_stdout
 
-from .common import REPS, machine, results_table
+from .common import QUIET_MAX_S, REPS, machine, results_table, wait_quiet
 
 SCENARIOS = ["spawn", "access", "memory", "changed_query"]
 RESULTS = pathlib.Path(__file__).with_name("RESULTS.md")
@@ -45,15 +45,18 @@ def main(argv: list[str]) -> int:
     with redirect_stdout(_Tee(sys.stdout, log)):
         print(f"# ecs benchmarks: {machine()}")
         print(f"# median of {REPS}+ repetitions after 1 warm-up, [min-max]; loadavg at start "
-              f"{' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+              f"{' '.join(f'{x:.2f}' for x in os.getloadavg())}; each scenario waits up to "
+              f"{QUIET_MAX_S:.0f} s "
+              f"for other processes to go quiet")
         print()
         rows = []
         for name in names:
-            t0 = time.perf_counter()
             module = importlib.import_module(f".bench_{name}", __package__)
+            waited = wait_quiet()
+            t0 = time.perf_counter()
             got = module.run()
             rows += got
-            print(f"## {name} ({time.perf_counter() - t0:.0f} s)")
+            print(f"## {name} ({time.perf_counter() - t0:.0f} s; waited {waited:.0f} s for a quiet machine)")
             print(results_table(got))
             print()
         print("## all targets")
@@ -68,8 +71,8 @@ def main(argv: list[str]) -> int:
     if write:
         RESULTS.write_text(
             "# Benchmark results\n\n"
-            "Latest output of `.venv/bin/python -m tests.benchmarks --write-results` (what `make bench` runs,\n"
-            "plus this file). Each row compares our figure with a baseline measured in the same run;\n"
+            "Latest output of `.venv/bin/python -m tests.benchmarks --write-results` (what `make bench`\n"
+            "runs, plus this file). Each row compares our figure with a baseline measured in the same run;\n"
             "see each `bench_*.py` docstring for the exact workload and baseline.\n\n"
             f"**Machine:** {machine()}\n\n```text\n{log.getvalue()}```\n")
         print(f"wrote {RESULTS}")

@@ -14,7 +14,17 @@ import numpy as np
 
 import ecs
 
-from .common import EsperPosition, EsperVelocity, LoadMeter, Position, Row, Velocity, bench, fmt_stats, source_arrays
+from .common import (
+    EsperPosition,
+    EsperVelocity,
+    LoadMeter,
+    Position,
+    Row,
+    Velocity,
+    bench,
+    fmt_stats,
+    source_arrays,
+)
 
 N_WORLD = 100_000
 N_CALLS = 10_000
@@ -35,7 +45,8 @@ def run() -> list[Row]:
 
     esper.switch_world("bench-access")
     src = arrs.tolist()
-    esper_all = [esper.create_entity(EsperPosition(a, b), EsperVelocity(c, d)) for a, b, c, d in zip(*src)]
+    esper_all = [esper.create_entity(EsperPosition(a, b), EsperVelocity(c, d))
+                 for a, b, c, d in zip(*src, strict=True)]
     esper_ids = [esper_all[k] for k in pick.tolist()]
 
     get, set_, cfe, add = world.get, world.set, esper.component_for_entity, esper.add_component
@@ -58,11 +69,11 @@ def run() -> list[Row]:
             add(e, esper_value)
 
     def ours_set_build() -> None:
-        for e, x, y in zip(ours_ids, xs, ys):
+        for e, x, y in zip(ours_ids, xs, ys, strict=True):
             set_(e, Position(x=x, y=y))
 
     def esper_set_build() -> None:
-        for e, x, y in zip(esper_ids, xs, ys):
+        for e, x, y in zip(esper_ids, xs, ys, strict=True):
             add(e, EsperPosition(x=x, y=y))
 
     # correctness, untimed

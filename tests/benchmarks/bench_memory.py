@@ -76,7 +76,7 @@ def _child(kind: str) -> dict[str, int]:
         arrs = source_arrays(N)
         anon0 = _rss_anon()
         shms = [shared_memory.SharedMemory(create=True, size=N * 4) for _ in range(4)]
-        for s, a in zip(shms, arrs):
+        for s, a in zip(shms, arrs, strict=True):
             np.ndarray((N,), np.float32, buffer=s.buf)[:] = a
         shared = sum(os.fstat(s._fd).st_blocks * 512 for s in shms)
         private = _rss_anon() - anon0
@@ -90,7 +90,8 @@ def _child(kind: str) -> dict[str, int]:
         src = source_arrays(N_ESPER).tolist()
         gc.collect()
         anon0 = _rss_anon()
-        ents = [esper.create_entity(EsperPosition(a, b), EsperVelocity(c, d)) for a, b, c, d in zip(*src)]
+        ents = [esper.create_entity(EsperPosition(a, b), EsperVelocity(c, d))
+                for a, b, c, d in zip(*src, strict=True)]
         gc.collect()
         private = _rss_anon() - anon0
         assert len(ents) == N_ESPER
@@ -123,7 +124,8 @@ def run() -> list[Row]:
                 f"(shared {o['shared'] / N:.1f} B, private {o['private'] / N:.1f} B; "
                 f"range {o_min:.1f}-{o_max:.1f} B/entity)")
     rows = [Row(SCENARIO, f"{N:,} entities, bytes per entity", ours_txt,
-                f"shm bulk {s_med:.1f} B/entity (shared {s['shared'] / N:.1f}, private {s['private'] / N:.1f})",
+                f"shm bulk {s_med:.1f} B/entity "
+                f"(shared {s['shared'] / N:.1f}, private {s['private'] / N:.1f})",
                 o_med / s_med, "x shm", f"<= {FIELD_BYTES} + {OVERHEAD_LIMIT} B/entity",
                 overhead <= OVERHEAD_LIMIT, load.load),
             Row(SCENARIO, f"{N:,} entities vs esper objects", f"{o_med:.1f} B/entity",

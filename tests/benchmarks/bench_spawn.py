@@ -69,7 +69,7 @@ def measure_shm_bulk(arrs: np.ndarray):
 
     def fn(_: None):
         shms = [shared_memory.SharedMemory(create=True, size=n * 4) for _ in range(4)]
-        for s, a in zip(shms, arrs):
+        for s, a in zip(shms, arrs, strict=True):
             np.ndarray((n,), np.float32, buffer=s.buf)[:] = a
         return shms, np.arange(n, dtype=np.int64)
 
@@ -89,7 +89,7 @@ def measure_esper(src: list[list[float]]):
 
     def fn(_: None) -> list[int]:
         create = esper.create_entity
-        return [create(EsperPosition(a, b), EsperVelocity(c, d)) for a, b, c, d in zip(*src)]
+        return [create(EsperPosition(a, b), EsperVelocity(c, d)) for a, b, c, d in zip(*src, strict=True)]
 
     def teardown(_: None, out: object) -> None:
         esper.switch_world("default")
@@ -102,7 +102,7 @@ def measure_esper(src: list[list[float]]):
 def measure_spawn_one_by_one(src: list[list[float]]):
     def fn(world: ecs.World) -> list[int]:
         spawn = world.spawn
-        return [spawn(Position(a, b), Velocity(c, d)) for a, b, c, d in zip(*src)]
+        return [spawn(Position(a, b), Velocity(c, d)) for a, b, c, d in zip(*src, strict=True)]
 
     world = ecs.World()          # correctness check, untimed
     ids = fn(world)

@@ -27,6 +27,7 @@ import ecs
 
 REPS = max(7, int(os.environ.get("ECS_BENCH_REPS", "7")))
 MIN_REP_S = float(os.environ.get("ECS_BENCH_MIN_REP_S", "0.05"))
+QUIET_MAX_S = float(os.environ.get("ECS_BENCH_QUIET_MAX_S", "15"))
 
 
 class Stats:
@@ -103,6 +104,23 @@ class LoadMeter:
         self.load = max(0.0, other / os.sysconf("SC_CLK_TCK") / max(wall, 1e-9))
 
 
+def other_load(window_s: float = 0.5) -> float:
+    """CPUs used by other processes over the next `window_s` seconds."""
+    with LoadMeter() as meter:
+        time.sleep(window_s)
+    return meter.load
+
+
+def wait_quiet(max_s: float = QUIET_MAX_S, threshold: float = 0.1) -> float:
+    """Wait (at most `max_s`) until other processes use < `threshold` CPUs for two windows in a
+    row; returns the seconds waited. On a busy shared VM it gives up: the "other load" column
+    then says how much the figures were disturbed."""
+    t0, calm = time.perf_counter(), 0
+    while calm < 2 and time.perf_counter() - t0 < max_s:
+        calm = calm + 1 if other_load() < threshold else 0
+    return time.perf_counter() - t0
+
+
 # ---------------------------------------------------------------- results
 @dataclass
 class Row:
@@ -139,9 +157,9 @@ def fmt_stats(st: Stats, per: float = 1.0) -> str:
 
 def format_table(headers: list[str], rows: list[list[str]]) -> str:
     widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)]
-    lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths)).rstrip(),
+    lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip(),
              "  ".join("-" * w for w in widths)]
-    lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
+    lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
     return "\n".join(lines)
 
 
