@@ -544,6 +544,24 @@ def test_restore_marks_only_the_rows_whose_values_differ(world: ecs.World) -> No
     assert changed.count() == 0
 
 
+def test_a_filtered_system_sees_only_the_rows_a_restore_changed(world: ecs.World) -> None:
+    ids = world.spawn_batch(50, Body(x=np.arange(50), y=0), Count()).tolist()
+    world.resources["tally"] = np.zeros(1, np.int64)
+    world.add_system(count_moves)                        # changed=[Body]: counts the rows it is given
+    world.step()
+    assert world.resources["tally"][0] == 50             # first look: every row
+    snap = world.snapshot()
+    world.set(ids[7], Body(x=-1, y=0))
+    world.set(ids[9], Body(x=9, y=0))                    # the same value
+    world.step()
+    assert world.resources["tally"][0] == 52
+    world.restore(snap)                                  # tally too: it is a resource
+    assert world.resources["tally"][0] == 50
+    world.step()
+    assert world.resources["tally"][0] == 51             # only ids[7] differed
+    assert [int(world.get(e, Count).n) for e in ids[6:10]] == [1, 2, 1, 1]
+
+
 def test_restore_reports_rows_that_now_hold_another_entity_as_added(world: ecs.World) -> None:
     ids = world.spawn_batch(6, Body(x=np.arange(6), y=0), Count()).tolist()
     changed = world.query(Body, changed=[Body])
