@@ -48,6 +48,7 @@ from .schema import ComponentInfo, info_of, is_component
 READ, WRITE, ENTITY, ROWS, VALUE, REMOVED, COMMANDS = "read", "write", "entity", "rows", "value", "removed", "commands"
 MARK_MODES = ("auto", "manual")
 _SCALAR_ANNOTATIONS = {float: np.float64, int: np.int64, bool: np.bool_}
+_FLOAT64 = numba.types.float64
 
 
 class Mut:
@@ -270,6 +271,8 @@ def value_type(value: object, param: Param, system_name: str) -> Any:
 
 def convert_value(value: object, numba_type: Any, param: Param, system_name: str) -> object:
     """Convert a named value to the type its kernel was compiled for, or refuse it."""
+    if numba_type is _FLOAT64 and type(value) is float:   # dt and friends: numba types it float64 as is
+        return value       # (the checks and np.float64() below cost ~1 us per system per step)
     if isinstance(numba_type, numba.types.Array):
         got = numba.typeof(value) if isinstance(value, np.ndarray) else type(value).__name__
         if got != numba_type:
