@@ -63,6 +63,7 @@ def save(world: World, path: str | os.PathLike[str]) -> None:
     blob = json.dumps(manifest, separators=(",", ":")).encode()
     directory = os.path.dirname(os.path.abspath(path))
     temporary = os.path.join(directory, f".{os.path.basename(path)}.tmp-{os.getpid()}")
+    _remove_orphaned_temporaries(directory, os.path.basename(path))
     try:
         with open(temporary, "wb") as f:
             f.write(HEADER.pack(MAGIC, FORMAT_VERSION, 0, len(blob)))
@@ -84,6 +85,28 @@ def save(world: World, path: str | os.PathLike[str]) -> None:
         os.fsync(dir_fd)
     finally:
         os.close(dir_fd)
+
+
+def _remove_orphaned_temporaries(directory: str, name: str) -> None:
+    """Delete temporaries of earlier saves of `name` whose writer died (killed mid-save)."""
+    prefix = f".{name}.tmp-"
+    for entry in os.listdir(directory):
+        pid = entry[len(prefix):]
+        if entry.startswith(prefix) and pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
+            try:
+                os.unlink(os.path.join(directory, entry))
+            except FileNotFoundError:
+                pass
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _pad(f: BinaryIO, written: int) -> None:

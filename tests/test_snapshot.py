@@ -593,3 +593,20 @@ def test_a_restored_world_with_workers_steps_like_one_without(built) -> None:
             loaded.run(2, dt=0.5)
             results.append(state(loaded))
     assert results[0] == results[1]
+
+
+def test_a_save_removes_temporaries_left_by_a_writer_that_died(tmp_path) -> None:
+    import subprocess
+    import sys
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    orphan = tmp_path / f".world.ecs.tmp-{dead.pid}"
+    orphan.write_bytes(b"half written")
+    other = tmp_path / ".other.ecs.tmp-1"          # another file's temporary (pid 1 is alive): kept
+    other.write_bytes(b"x")
+    with ecs.World() as world:
+        world.save(tmp_path / "world.ecs")
+    assert not orphan.exists()
+    assert other.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".other.ecs.tmp-1", "world.ecs"]
