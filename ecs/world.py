@@ -96,6 +96,7 @@ class World:
         self.resources._values = {name: value for name, value in self.resources._values.items()
                                   if not isinstance(value, np.ndarray)}
         self._schedule._executor = None   # its cache of views
+        self._schedule.commands = None    # its count view
         self._spawn_plans.clear()         # their memoryviews
         self._last_spawn = _no_plan
         self._access_plans.clear()
