@@ -115,7 +115,7 @@ def build_world(config: Config, scene: Scene, rng: np.random.Generator) -> ecs.W
     res["cell_size"] = scene.cell_size
     res["ncx"] = scene.ncx
     res["ncy"] = scene.ncy
-    res["cell_start"] = np.zeros(scene.ncx * scene.ncy + 1, np.int32)
+    res["cell_start"] = np.zeros(scene.ncx * scene.ncy + 2, np.int32)
     res["cell_state"] = np.zeros((n, 4), np.float64)
     res["cell_items"] = np.zeros(n, np.int32)
     res["contact_tally"] = np.zeros(2, np.float64)

@@ -55,7 +55,7 @@ def cells_of(x, y, cell_size, ncx, ncy):
 def build_grid(x, y, vx, vy, cell_size, ncx, ncy):
     cell = cells_of(x, y, cell_size, ncx, ncy)
     order = np.argsort(cell, kind="stable")
-    cell_start = np.concatenate([[0], np.cumsum(np.bincount(cell, minlength=ncx * ncy))])
+    cell_start = np.concatenate([[0], np.cumsum(np.bincount(cell, minlength=ncx * ncy)), [len(x)]])
     state = np.stack([x[order], y[order], vx[order], vy[order]], axis=1)
     return cell_start, state, order
 
@@ -122,7 +122,7 @@ def gas(n: int, seed: int, packing: float = 0.3):
 
 def grid_arrays(n, ncx, ncy):
     """cell_start, cell_state, cell_items, and the table_row column build_grid fills."""
-    return np.zeros(ncx * ncy + 1, np.int32), np.zeros((n, 4)), np.zeros(n, np.int32), np.zeros(n, np.int32)
+    return np.zeros(ncx * ncy + 2, np.int32), np.zeros((n, 4)), np.zeros(n, np.int32), np.zeros(n, np.int32)
 
 
 # ---------------------------------------------------------------- twins
@@ -171,7 +171,7 @@ def test_build_grid_refuses_arrays_too_small() -> None:
     table_row = np.zeros(100, np.int32)
     with pytest.raises(ValueError, match="fewer slots than there are rows"):
         physics.build_grid(x, y, vx, vy, table_row, cell_size, ncx, ncy, cell_start, state, items)
-    with pytest.raises(ValueError, match="ncx \\* ncy \\+ 1"):
+    with pytest.raises(ValueError, match="ncx \\* ncy \\+ 2"):
         physics.build_grid(x, y, vx, vy, table_row, cell_size, ncx, ncy, cell_start[:-1], state, items)
 
 
