@@ -18,7 +18,13 @@ Choice and reasons (measured in ../shared/RUNTIME.md, Q1, Q3, Q4):
   closing the mapping under it segfaults; frombuffer's export makes `mmap.close()` raise
   BufferError instead. close() then leaves the mapping to the last view: it is unmapped, and its
   memory freed, when that view is garbage-collected.
-- **Region starts are page-aligned** (so 64-byte aligned: SIMD loads, no shared cache lines).
+- **Region starts are page-aligned** (so 64-byte aligned: SIMD loads, no shared cache lines),
+  and never a large power of two apart: an unused gap of 1-8 pages follows each reservation.
+  Back to back, the columns of a table sat exactly `max_rows * itemsize` (128 MiB for f32) apart,
+  and a streaming kernel over them ran slower the larger that power of two was (the numba move
+  kernel over 4 columns of 1M f32, medians of 120 interleaved calls on a loaded 2-core VM:
+  682 us 4 MB apart, 643 us at 64 MiB, 772 us at 128 MiB, 997 us at 256 MiB; 650-700 us at
+  128 MiB plus 8 KiB or more; in a world: 812 us back to back, 664 us with these gaps).
 - Released regions return their pages with MADV_REMOVE; their address space is never reused, so
   a view kept from a released region can never alias a newer one.
 
@@ -76,6 +82,7 @@ class Arena:
                 size //= 2  # RLIMIT_AS or a small address space: reserve less
         self.size = size
         self._next = 0
+        self._regions = 0
         self.closed = False
         _open_arenas.add(self)
 
@@ -88,6 +95,7 @@ class Arena:
         arena.map = mmap.mmap(fd, size, flags=mmap.MAP_SHARED, prot=mmap.PROT_READ | mmap.PROT_WRITE)
         arena.size = size
         arena._next = size
+        arena._regions = 0
         arena.closed = False
         _open_arenas.add(arena)
         return arena
@@ -100,7 +108,8 @@ class Arena:
             raise MemoryError(f"ecs arena exhausted: {self._next} of {self.size} bytes reserved, "
                               f"{reserved} more requested; lower World(max_rows=...)")
         offset = self._next
-        self._next += reserved
+        self._regions += 1
+        self._next += reserved + PAGE * (1 + self._regions % 8)   # a gap of 1-8 pages: see below
         return Region(self, offset, reserved)
 
     def view(self, dtype: np.dtype, offset: int, shape: tuple[int, ...]) -> np.ndarray:
