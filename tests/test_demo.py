@@ -26,7 +26,8 @@ def test_same_seed_is_bit_identical_on_zero_and_two_workers(on_main_process) -> 
 
 
 def test_split_collisions_are_bit_identical_to_one_process() -> None:
-    config = Config(entities=70_000, frames=8, seed=4)   # above SPLIT_MIN_ROWS: collide is split
+    # above SPLIT_MIN_ROWS, so collide is split; the emitter between every two frames
+    config = Config(entities=70_000, frames=8, seed=4, emit_every=1)
     zero = simulate(Config(**{**config.__dict__, "workers": 0}))
     two = simulate(Config(**{**config.__dict__, "workers": 2}))
     np.testing.assert_array_equal(two.positions, zero.positions)
