@@ -251,35 +251,35 @@ def mark_rows(words, rows):
 
 @jit
 def flush_marks_words(matrix, source, targets, first_word, stop_word):
-    """flush_marks over words [first_word, stop_word) only: one worker's share of a table."""
-    for w in range(first_word, stop_word):
-        v = matrix[source, w]
-        if v == 0:
-            continue
-        for t in targets:
-            matrix[t, w] |= v
-        matrix[source, w] = 0
+    """flush_marks over words [first_word, stop_word) only: one worker's share of a table.
+
+    Slices, then branch-free loops from 0 (vectorized; anchors' pitfall 1). A filtered system's
+    flush + take_rows over 1M rows with 1% random marks: 43.6 -> 20.1 us with take_rows below
+    (the per-word `if v == 0` skip over 2-D indices ran one word at a time)."""
+    marks = matrix[source, first_word:stop_word]
+    for k in range(targets.shape[0]):
+        other = matrix[targets[k], first_word:stop_word]
+        for w in range(marks.shape[0]):
+            other[w] |= marks[w]
+    for w in range(marks.shape[0]):
+        marks[w] = 0
 
 
 @jit
 def take_rows(words, start, stop):
     """Rows in [start, stop) whose bits are set, relative to `start`; clears those words.
     `start` must be a multiple of 64 and bits at `stop` and beyond in the last word zero."""
-    first = start >> 6
-    last = (stop + 63) >> 6
+    words = words[start >> 6:(stop + 63) >> 6]
     count = 0
-    for w in range(first, last):
-        v = words[w]
-        while v:
-            v &= v - ONE
-            count += 1
+    for w in range(words.shape[0]):
+        count += popcount(words[w])
     out = np.empty(count, np.int64)
     k = 0
-    for w in range(first, last):
+    for w in range(words.shape[0]):
         v = words[w]
         if v == 0:
             continue
-        base = (w << 6) - start
+        base = w << 6
         while v:
             out[k] = base + np.int64(trailing_zeros(v))
             k += 1
