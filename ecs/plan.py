@@ -168,9 +168,10 @@ def due(plan: Plan, task: Task, frame: int, values: dict) -> bool:
 REMOVED_IDS, REMOVED_FRAME = "__removed__", "__removed_frame__"
 
 
-def build_plan(systems: list[BoundSystem], workers: int) -> Plan:
-    """Assign every system's tables (or row ranges) to `workers` executors (1 = this process)."""
-    stages = stages_of(systems)
+def build_plan(systems: list[BoundSystem], workers: int, stages: list[list[int]] | None = None) -> Plan:
+    """Assign every system's tables (or row ranges) to `workers` executors (1 = this process).
+    `stages` (from stages_of) may be passed in: it depends only on the systems."""
+    stages = stages_of(systems) if stages is None else stages
     per_worker: list[list[list[Task]]] = [[[] for _ in stages] for _ in range(workers)]
     for s, stage in enumerate(stages):
         load = np.zeros(workers, np.int64)
@@ -200,25 +201,65 @@ def build_plan(systems: list[BoundSystem], workers: int) -> Plan:
                         per_worker[worker][s].append(task)
                         load[worker] += stop - start
     participants = tuple(w for w in range(workers) if any(per_worker[w]))
-    barriers = _barriers(per_worker, len(participants))
+    local = [not bound.array_values() for bound in systems]
+    barriers = _barriers(per_worker, len(participants), local)
     return Plan(tuple(b.address for b in systems), tuple(b.system.every for b in systems),
                 tuple(tuple(tuple(stage) for stage in w) for w in per_worker), barriers, participants)
 
 
-def _barriers(per_worker: list[list[list[Task]]], participants: int) -> tuple[bool, ...]:
-    """Whether workers meet after each stage: when the workers that worked since the last meeting
-    and those of the next stage are more than one. The last stage ends the frame: workers meet
-    there whenever more than one takes part (the next frame starts over)."""
+def _barriers(per_worker: list[list[list[Task]]], participants: int,
+              local: list[bool]) -> tuple[bool, ...]:
+    """Whether workers meet after each stage.
+
+    A kernel sees only its own slice's views, so a task on a table slice that takes no resource
+    array (`local[system]`) touches only its own rows. Workers must meet before a stage when
+    work since the last meeting spans more than one worker and the stage has a task that is not
+    local, non-local work happened since, or a task that touches rows (table, range) another
+    worker touched since the last meeting. Consecutive split stages over the same rows therefore
+    need no barrier: a row stays on its worker. The last stage ends the frame: workers meet there
+    whenever more than one takes part."""
     stages = len(per_worker[0]) if per_worker else 0
+    touched: dict[int, list[tuple[int, int, int]]] = {}
+    workers_since: set[int] = set()
+    shared = False          # non-local work since the last meeting
+
+    def tasks_of(stage: int) -> list[tuple[int, Task]]:
+        return [(w, task) for w, ws in enumerate(per_worker) for task in ws[stage]]
+
+    def record(stage: int) -> None:
+        nonlocal shared
+        for w, task in tasks_of(stage):
+            workers_since.add(w)
+            if task.table >= 0 and local[task.system]:
+                touched.setdefault(task.table, []).append((task.start, task.stop, w))
+            else:
+                shared = True
+
+    def must_meet(stage: int) -> bool:
+        following = tasks_of(stage)
+        if not following or len(workers_since | {w for w, _ in following}) <= 1:
+            return False
+        if shared:
+            return True
+        for w, task in following:
+            if task.table < 0 or not local[task.system]:
+                return True
+            for start, stop, other in touched.get(task.table, ()):
+                if other != w and start < task.stop and task.start < stop:
+                    return True
+        return False
+
     out = []
-    since = {w for w, ws in enumerate(per_worker) if stages and ws[0]}
-    for stage in range(stages - 1):
-        following = {w for w, ws in enumerate(per_worker) if ws[stage + 1]}
-        meet = len(since | following) > 1
+    if stages:
+        record(0)
+    for stage in range(1, stages):
+        meet = must_meet(stage)
         out.append(meet)
-        since = following if meet else since | following
+        if meet:
+            touched.clear()
+            workers_since.clear()
+            shared = False
+        record(stage)
     if stages:
         out.append(participants > 1)
     return tuple(out)
-
-

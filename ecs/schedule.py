@@ -27,7 +27,7 @@ import numpy as np
 
 from .errors import KernelError, SystemDefinitionError
 from .executor import Executor
-from .plan import REMOVED_FRAME, REMOVED_IDS, Plan, build_plan, due
+from .plan import REMOVED_FRAME, REMOVED_IDS, Plan, build_plan, due, stages_of
 from .query import Query
 from kernels.commands import empty_buffer
 
@@ -126,6 +126,8 @@ class Schedule:
         self._plan_key: tuple[int, ...] = ()
         self._executor: Executor | None = None
         self.commands: CommandBuffers | None = None   # made when the first system takes Commands
+        self._stages: list[list[int]] = []
+        self._stages_key: tuple[object, ...] = ()
 
     def add(self, system: System) -> BoundSystem:
         if not isinstance(system, System):
@@ -151,7 +153,12 @@ class Schedule:
         world = self.world
         key = (world._structure_version, world._changes.version, len(self.systems), workers)
         if self._plan is None or key != self._plan_key:
-            self._plan = build_plan(self.systems, max(workers, 1))
+            # stages depend only on the systems and their compiled value types: rebuilding them on
+            # every structural change cost ~0.9 ms of pairwise access checks (demo, 7 systems)
+            stages_key = (len(self.systems), tuple(b.compiled for b in self.systems))
+            if stages_key != self._stages_key:
+                self._stages, self._stages_key = stages_of(self.systems), stages_key
+            self._plan = build_plan(self.systems, max(workers, 1), self._stages)
             self._plan_key = key
         return self._plan
 
