@@ -124,7 +124,7 @@ def move_rows(notes: list[str]) -> list[Row]:
     with LoadMeter() as load:
         ours, bare_private, bare_shared = bench_paired([lambda: world.step(dt=DT),
                                                         lambda: defs.move_bare(*private, DT),
-                                                        lambda: defs.move_bare(*shared, DT)])
+                                                        lambda: defs.move_bare(*shared, DT)], blocks=True)
     thp_private, thp_shared = thp_fraction(private), thp_fraction(list(shared))
     world.close()
     notes.append(
