@@ -176,15 +176,21 @@ def machine() -> str:
     import numba
     import numpy
 
-    model = "unknown CPU"
+    cpu: dict[str, str] = {}
     try:
         with open("/proc/cpuinfo") as f:
             for line in f:
-                if line.startswith("model name"):
-                    model = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
+                key, _, value = line.partition(":")
+                cpu.setdefault(key.strip(), value.strip())
+                if not line.strip():
+                    break   # the first processor is enough
+        with open("/proc/meminfo") as f:
+            mem_gib = int(f.readline().split()[1]) / 2**20
+    except (OSError, ValueError, IndexError):
+        mem_gib = float("nan")
+    model = (f"{cpu.get('model name', 'unknown CPU')} (family {cpu.get('cpu family', '?')}, model "
+             f"{cpu.get('model', '?')}, L2 {cpu.get('cache size', '?')}, "
+             f"{'AVX-512' if 'avx512f' in cpu.get('flags', '') else 'no AVX-512'}), {mem_gib:.0f} GiB RAM")
     try:
         import esper
         esper_version = esper.__version__
