@@ -103,7 +103,7 @@ class Executor:
         start, stop = task.start, task.stop
         static: list[object] = []
         dynamic: list[tuple[int, str, object]] = []
-        for position, (p, spec) in enumerate(zip(system.params, task.args)):
+        for position, (p, spec) in enumerate(zip(system.params, task.args, strict=True)):
             if p.kind == READ:
                 static.append(p.info.view_type(*self._slices(spec, start, stop)))  # type: ignore[union-attr]
             elif p.kind == WRITE:

@@ -19,6 +19,7 @@ temporary directory on the same disk.
 
 from __future__ import annotations
 
+import contextlib
 import mmap
 import os
 import shutil
@@ -50,7 +51,8 @@ def held_arrays(world: ecs.World) -> list[np.ndarray]:
     entities = world._entities
     high = entities.high_water
     ids = next(iter(world.query(Position))).entities
-    return [ids, *columns(world), entities.generation[:high], entities.table_of[:high], entities.row_of[:high]]
+    index = [entities.generation[:high], entities.table_of[:high], entities.row_of[:high]]
+    return [ids, *columns(world), *index]
 
 
 def np_save(arrays: list[np.ndarray], directory: str, fsync: bool) -> None:
@@ -74,10 +76,8 @@ def fresh_shared_read_crc(path: str) -> int:
         os.ftruncate(fd, size)
         m = mmap.mmap(fd, size, flags=mmap.MAP_SHARED)
         os.posix_fallocate(fd, 0, size)
-        try:
+        with contextlib.suppress(OSError):   # kernels before 5.14: pages fault in during the read
             m.madvise(MADV_POPULATE_WRITE, 0, size - size % mmap.PAGESIZE)
-        except OSError:
-            pass
         with open(path, "rb") as f:
             f.readinto(m)
         crc = zlib.crc32(m)
@@ -162,11 +162,12 @@ def memory_rows(world: ecs.World) -> list[Row]:
     assert all(np.array_equal(a, b) for a, b in zip(cols, before, strict=True))
     restore_s, copy2_s, held2_s = Stats(ours_t[1:]), Stats(base_t[1:]), Stats(held_t[1:])
     snap_ratio, restore_ratio = snap_s.median / copy_s.median, restore_s.median / copy2_s.median
+    held_mb = sum(a.nbytes for a in held) / 1e6
     return [
         Row(SCENARIO, f"snapshot() @{N:,}", fmt_stats(snap_s), f"np.copyto, 4 columns: {fmt_stats(copy_s)}",
             snap_ratio, "x memcpy", "<= 1.5x", snap_ratio <= 1.5, load.load),
         Row(SCENARIO, "  the same vs np.copyto of all it holds", fmt_stats(snap_s),
-            f"np.copyto, {len(held)} arrays ({sum(a.nbytes for a in held) / 1e6:.0f} MB): {fmt_stats(held_s)}",
+            f"np.copyto, {len(held)} arrays ({held_mb:.0f} MB): {fmt_stats(held_s)}",
             snap_s.median / held_s.median, "x same bytes", "(context)", None, load.load),
         Row(SCENARIO, f"restore(snap) @{N:,} after a step moved every entity", fmt_stats(restore_s),
             f"np.copyto, 4 columns: {fmt_stats(copy2_s)}", restore_ratio, "x memcpy", "<= 1.5x",
@@ -188,7 +189,8 @@ def run() -> list[Row]:
         shutil.rmtree(directory, ignore_errors=True)
     rows += memory_rows(world)
     world.close()
-    print(f"note ({SCENARIO}): a world of {N:,} entities holds 36 MB for its 16 MB of field data: the table's "
+    print(f"note ({SCENARIO}): a world of {N:,} entities holds 36 MB for its 16 MB of field data: the "
+          f"table's "
           f"int64 id column (8 MB) and the entity index (generation, table and row per id: 12 MB). save, "
           f"snapshot and restore move all of it, so against the four columns alone they take about 2.2x "
           f"as many bytes; the 'same bytes' rows compare them with np.save + fsync / np.copyto of exactly "

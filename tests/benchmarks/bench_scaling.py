@@ -8,7 +8,8 @@ bench_systems_defs.py) at 10^3, 10^4, 10^5 and 10^6 entities, for:
 - esper: the anchors' idiomatic esper system (plain Python floats, ../../../shared/anchors/
   move.py), up to 10^5 entities only (about 70 ns per entity).
 At each size the first three are timed in blocks of calls in alternation (paired.bench_paired),
-esper after them on its own (common.bench: its Python objects evict ours from the caches). The table is printed and plotted (log-log) to tests/benchmarks/scaling.png.
+esper after them on its own (common.bench: its Python objects evict ours from the caches).
+The table is printed and plotted (log-log) to tests/benchmarks/scaling.png.
 No target: the rows give ours/bare at each size as context.
 """
 
@@ -103,7 +104,8 @@ def run() -> list[Row]:
     loads: dict[int, float] = {}
     for n in SIZES:
         rates[n], loads[n] = measure(n)
-    cells = [[f"{n:,}", *("-" if r is None else f"{r:.3g}" for r in rates[n]), f"{loads[n]:.2f}"] for n in SIZES]
+    cells = [[f"{n:,}", *("-" if r is None else f"{r:.3g}" for r in rates[n]), f"{loads[n]:.2f}"]
+             for n in SIZES]
     print(f"## {SCENARIO}: move, entity updates per second (median of blocks of calls)")
     print(format_table(["entities", *LABELS, "other load"], cells))
     plot(rates)
