@@ -6,6 +6,7 @@ preloads the main script and `ecs._preload` (numba's one-time initialisation inc
 worker only maps the arena (its one memfd arrives as a descriptor), imports the systems of
 its plan by module and name, and loads their kernels from numba's cache: the main process
 compiled them before any worker asked. Workers ignore SIGINT; the main process owns shutdown.
+When there are as many workers as cores (or more), worker w is pinned to core w mod cores.
 
 Protocol (the mailbox): each worker has a pipe. For a run of F frames the main process sends
 one message per worker (the plan when it changed, the values, the first frame, F); each worker
@@ -29,6 +30,7 @@ the failed frame, as after a failure in this process.
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing as mp
 import multiprocessing.connection as mpc
 import os
@@ -89,6 +91,14 @@ class WorkerPool:
         self.stats = arena.view_of(self.stats_spec)
         spin = 500 if size < (os.cpu_count() or 1) else 0   # spin only where every worker has a core
         self._spin = spin
+        # As many workers as cores (or more): worker w is pinned to core w (mod cores). Unpinned, the
+        # scheduler woke both workers of a step on one core and they ran their halves in turn: move
+        # over 1M rows on 2 workers of this 2-core VM, step() 496-540 -> 323-346 us (one worker
+        # alone 252-275 us); run(frames=100) after the main process had been busy took 2-3 runs at
+        # ~280 us a frame before settling at ~160 us, pinned 160-170 us at once. With fewer
+        # workers than cores, idle cores are there to wake on, and nothing is pinned.
+        cores = sorted(os.sched_getaffinity(0))
+        self._cores = cores if size >= len(cores) > 1 else []
         self._handles: list[_Handle | None] = [None] * size
         self._closed = False
         for w in range(size):
@@ -99,7 +109,7 @@ class WorkerPool:
         process = self._ctx.Process(
             target=worker_main, name=f"ecs-worker-{w}", daemon=True,
             args=(w, DupFd(self.arena.fd), self.arena.size, self.control_spec, self.stats_spec,
-                  child_end, self._spin))
+                  child_end, self._spin, self._cores[w % len(self._cores)] if self._cores else -1))
         process.start()
         child_end.close()
         return _Handle(process, parent_end)
@@ -318,9 +328,13 @@ def _pickled(exc: BaseException) -> bytes:
 
 # ==================================================================== worker process
 def worker_main(w: int, arena_fd: Any, arena_size: int, control_spec: ArraySpec, stats_spec: ArraySpec,
-                connection: Any, spin: int) -> None:
-    """Entry point of worker `w`: attach, then serve runs until told to stop or orphaned."""
+                connection: Any, spin: int, core: int = -1) -> None:
+    """Entry point of worker `w`: attach, then serve runs until told to stop or orphaned. `core`:
+    the CPU it is pinned to, -1 for none."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if core >= 0:
+        with contextlib.suppress(OSError):   # a core taken away meanwhile (cgroup change): run unpinned
+            os.sched_setaffinity(0, {core})
     arena = Arena.attach(arena_fd.detach() if hasattr(arena_fd, "detach") else arena_fd, arena_size)
     control = arena.view_of(control_spec)
     control32 = control.view(np.int32)
