@@ -127,7 +127,7 @@ class ChangeTracker:
             if cid not in table.component_ids:
                 continue
             source = table.marks_slot[cid] if kind == CHANGED else table.added_slot[cid]
-            bits.flush_marks(table.bit_matrix, source, self._targets_of(table, cid, kind), nwords)
+            bits.flush_marks_words(table.bit_matrix, source, self._targets_of(table, cid, kind), 0, nwords)
 
     def _targets_of(self, table: Table, cid: int, kind: str) -> np.ndarray:
         key = (table.id, cid, kind)

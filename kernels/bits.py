@@ -97,52 +97,6 @@ def set_rows(words, nbits):
     return out
 
 
-@jit
-def set_rows_of_union(matrix, slots, nbits):
-    """Rows set in any of `matrix[slots]` among the first `nbits`, ascending."""
-    nwords = (nbits + 63) >> 6
-    count = 0
-    for w in range(nwords):
-        v = np.uint64(0)
-        for s in slots:
-            v |= matrix[s, w]
-        if w == nwords - 1 and (nbits & 63):
-            v &= ~(ALL << np.uint64(nbits & 63))
-        while v:
-            v &= v - ONE
-            count += 1
-    out = np.empty(count, np.int64)
-    k = 0
-    for w in range(nwords):
-        v = np.uint64(0)
-        for s in slots:
-            v |= matrix[s, w]
-        if v == 0:
-            continue
-        if w == nwords - 1 and (nbits & 63):
-            v &= ~(ALL << np.uint64(nbits & 63))
-        base = w << 6
-        while v:
-            out[k] = base + np.int64(trailing_zeros(v))
-            k += 1
-            v &= v - ONE
-    return out
-
-
-@jit
-def flush_marks(matrix, source, targets, nwords):
-    """OR the marks of slot `source` into every slot of `targets`, then clear `source`.
-
-    Zero words are skipped, so an untouched bitset costs one read per word."""
-    for w in range(nwords):
-        v = matrix[source, w]
-        if v == 0:
-            continue
-        for t in targets:
-            matrix[t, w] |= v
-        matrix[source, w] = 0
-
-
 @jit(inline="always")
 def popcount(v):
     """Set bits of a uint64 (LLVM turns this loop into one ctpop instruction)."""
@@ -197,14 +151,6 @@ def flush_take_rows(matrix, source, targets, reader, nbits):
 
 
 @jit
-def clear_words(matrix, slots, nwords):
-    """Zero the first `nwords` of each slot in `slots`."""
-    for s in slots:
-        for w in range(nwords):
-            matrix[s, w] = 0
-
-
-@jit
 def move_rows_bits(matrix, nslots, sources, destinations):
     """For each pair, copy the bits of row `sources[k]` to row `destinations[k]` in the first
     `nslots` slots, then clear the source bit. Pairs are applied in order."""
@@ -232,13 +178,6 @@ def transfer_row_bits(src_matrix, src_slots, src_row, dst_matrix, dst_slots, dst
         bit = (src_matrix[src_slots[k], sw] >> sb) & ONE
         d = dst_slots[k]
         dst_matrix[d, dw] = (dst_matrix[d, dw] & ~(ONE << db)) | (bit << db)
-
-
-@jit
-def transfer_rows_bits(src_matrix, src_slots, src_rows, dst_matrix, dst_slots, dst_start):
-    """Batch form of transfer_row_bits: row src_rows[k] goes to row dst_start + k."""
-    for k in range(src_rows.shape[0]):
-        transfer_row_bits(src_matrix, src_slots, src_rows[k], dst_matrix, dst_slots, dst_start + k)
 
 
 @jit

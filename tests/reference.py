@@ -53,13 +53,6 @@ def set_rows(words: np.ndarray, nbits: int) -> np.ndarray:
     return np.flatnonzero(unpack(words)[:nbits]).astype(np.int64)
 
 
-def set_rows_of_union(matrix: np.ndarray, slots: np.ndarray, nbits: int) -> np.ndarray:
-    union = np.zeros(matrix.shape[1] * 64, bool)
-    for slot in slots:
-        union |= unpack(matrix[slot])
-    return np.flatnonzero(union[:nbits]).astype(np.int64)
-
-
 def flush_marks(matrix: np.ndarray, source: int, targets: np.ndarray, nwords: int) -> np.ndarray:
     out = matrix.copy()
     marks = out[source, :nwords].copy()
@@ -78,13 +71,6 @@ def flush_take_rows(matrix: np.ndarray, source: int, targets: np.ndarray, reader
     rows = np.flatnonzero(unpack(out[reader])[:nbits]).astype(np.int64)
     out[reader, :nwords] = 0
     return rows, out
-
-
-def clear_words(matrix: np.ndarray, slots: np.ndarray, nwords: int) -> np.ndarray:
-    out = matrix.copy()
-    for slot in slots:
-        out[slot, :nwords] = 0
-    return out
 
 
 def move_rows_bits(matrix: np.ndarray, nslots: int, sources: np.ndarray,
@@ -106,16 +92,6 @@ def transfer_row_bits(src_matrix: np.ndarray, src_slots: np.ndarray, src_row: in
     for src_slot, dst_slot in zip(src_slots, dst_slots, strict=True):
         flags = unpack(out[dst_slot])
         flags[dst_row] = unpack(src_matrix[src_slot])[src_row]
-        out[dst_slot] = pack(flags)
-    return out
-
-
-def transfer_rows_bits(src_matrix: np.ndarray, src_slots: np.ndarray, src_rows: np.ndarray,
-                       dst_matrix: np.ndarray, dst_slots: np.ndarray, dst_start: int) -> np.ndarray:
-    out = dst_matrix.copy()
-    for src_slot, dst_slot in zip(src_slots, dst_slots, strict=True):
-        flags = unpack(out[dst_slot])
-        flags[dst_start: dst_start + len(src_rows)] = unpack(src_matrix[src_slot])[src_rows]
         out[dst_slot] = pack(flags)
     return out
 

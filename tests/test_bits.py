@@ -100,30 +100,6 @@ def test_set_rows_lists_set_bits_ascending(nbits: int) -> None:
 
 
 @pytest.mark.parametrize("nbits", SIZES)
-def test_set_rows_of_union_lists_rows_set_in_any_slot(nbits: int) -> None:
-    rng = np.random.default_rng(6)
-    for density in DENSITIES:
-        matrix = random_matrix(rng, 5, nwords_of(nbits) + 1, density / 4)
-        for slots in ([], [0], [1, 3], [4, 0, 2], [0, 1, 2, 3, 4]):
-            slots = np.array(slots, np.int64)
-            got = bits.set_rows_of_union(matrix, slots, nbits)
-            np.testing.assert_array_equal(got, reference.set_rows_of_union(matrix, slots, nbits))
-
-
-@pytest.mark.parametrize("nbits", SIZES)
-def test_flush_marks_ors_source_into_targets_and_clears_it(nbits: int) -> None:
-    rng = np.random.default_rng(7)
-    nwords = nwords_of(nbits)
-    for density in DENSITIES:
-        matrix = random_matrix(rng, 6, nwords + 1, density)
-        for source, targets in ((0, []), (0, [1]), (2, [0, 1, 5]), (5, [3, 4])):
-            targets = np.array(targets, np.int64)
-            got = matrix.copy()
-            bits.flush_marks(got, source, targets, nwords)
-            np.testing.assert_array_equal(got, reference.flush_marks(matrix, source, targets, nwords))
-
-
-@pytest.mark.parametrize("nbits", SIZES)
 def test_flush_take_rows_flushes_then_takes_and_clears_the_readers_rows(nbits: int) -> None:
     rng = np.random.default_rng(17)
     nwords = nwords_of(nbits)
@@ -136,18 +112,6 @@ def test_flush_take_rows_flushes_then_takes_and_clears_the_readers_rows(nbits: i
             got_rows = bits.flush_take_rows(got, source, targets, reader, nbits)
             np.testing.assert_array_equal(got_rows, want_rows)
             np.testing.assert_array_equal(got, want_matrix)
-
-
-@pytest.mark.parametrize("nbits", SIZES)
-def test_clear_words_zeroes_only_the_given_slots_and_words(nbits: int) -> None:
-    rng = np.random.default_rng(8)
-    nwords = nwords_of(nbits)
-    matrix = random_matrix(rng, 4, nwords + 1, 0.5)
-    for slots in ([], [1], [0, 3]):
-        slots = np.array(slots, np.int64)
-        got = matrix.copy()
-        bits.clear_words(got, slots, nwords)
-        np.testing.assert_array_equal(got, reference.clear_words(matrix, slots, nwords))
 
 
 @pytest.mark.parametrize("nbits", SIZES)
@@ -189,23 +153,6 @@ def test_transfer_row_bits_copies_one_row_between_tables(nbits: int) -> None:
                 bits.transfer_row_bits(src, src_slots, src_row, got, dst_slots, dst_row)
                 np.testing.assert_array_equal(
                     got, reference.transfer_row_bits(src, src_slots, src_row, dst, dst_slots, dst_row))
-
-
-@pytest.mark.parametrize("nbits", SIZES)
-def test_transfer_rows_bits_copies_rows_to_a_contiguous_range(nbits: int) -> None:
-    rng = np.random.default_rng(11)
-    count = min(nbits, 500)
-    src_rows = rng.permutation(nbits)[:count].astype(np.int64) if nbits else np.empty(0, np.int64)
-    for density in DENSITIES:
-        src = random_matrix(rng, 3, nwords_of(nbits) + 1, density)
-        dst = random_matrix(rng, 3, nwords_of(count + 70) + 1, 0.5)
-        src_slots = np.array([2, 0], np.int64)
-        dst_slots = np.array([1, 2], np.int64)
-        for dst_start in (0, 1, 63, 70):
-            got = dst.copy()
-            bits.transfer_rows_bits(src, src_slots, src_rows, got, dst_slots, dst_start)
-            np.testing.assert_array_equal(
-                got, reference.transfer_rows_bits(src, src_slots, src_rows, dst, dst_slots, dst_start))
 
 
 @pytest.mark.parametrize("nbits", SIZES)
