@@ -6,6 +6,14 @@ through dirty bits. The public names are fixed by ../shared/API.md and pinned by
 tests/test_public_api.py.
 """
 
+from kernels.bits import mark_changed
+from kernels.commands import add_tag as cmd_add
+from kernels.commands import despawn as cmd_despawn
+from kernels.commands import remove_tag as cmd_remove
+from kernels.commands import set_field as cmd_set
+from kernels.commands import spawn as cmd_spawn
+
+from .commands import Commands, Deferred, component_key, field_key
 from .errors import (
     ComponentValueError,
     DeadEntityError,
@@ -18,15 +26,6 @@ from .errors import (
     WorkerCrashedError,
     WorldClosedError,
 )
-from kernels.bits import mark_changed
-from kernels.commands import add_tag as cmd_add
-from kernels.commands import despawn as cmd_despawn
-from kernels.commands import remove_tag as cmd_remove
-from kernels.commands import set_field as cmd_set
-from kernels.commands import spawn as cmd_spawn
-
-from .commands import Commands, Deferred, component_key, field_key
-
 from .query import Batch, Query
 from .schema import bool_, component, f32, f64, i8, i16, i32, i64, u8, u16, u32, u64
 from .system import Entity, Mut, Removed, Rows, System, system

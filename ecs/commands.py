@@ -32,8 +32,22 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from kernels import commands as records_kernels
-from kernels.commands import ADD, DESPAWN, KEY, KIND, RECORD_WORDS, REMOVE, ROW, SERIAL, SET, SPAWN, SYSTEM, \
-    TABLE, TARGET, VALUE
+from kernels.commands import (
+    ADD,
+    DESPAWN,
+    KEY,
+    KIND,
+    RECORD_WORDS,
+    REMOVE,
+    ROW,
+    SERIAL,
+    SET,
+    SPAWN,
+    SYSTEM,
+    TABLE,
+    TARGET,
+    VALUE,
+)
 
 from .errors import ComponentValueError, MissingComponentError
 from .memory import ArraySpec
@@ -225,7 +239,7 @@ class _Plan:
     # ---------------------------------------------------------------- applying
     def apply(self) -> None:
         world = self.world
-        ids = [world._spawn_copy(prefab) if parts is None else world.spawn(*_values_list(parts))
+        ids = [world._spawn_copy(prefab) if parts is None else world.spawn(*_values_list(parts))  # type: ignore[arg-type]
                for prefab, parts in self.spawns]
         self.spawned = np.asarray(ids, np.int64)
 
@@ -250,7 +264,7 @@ class _Plan:
 def _values_list(parts: list[tuple[ComponentInfo, dict[str, np.ndarray]]]) -> list[Any]:
     out = []
     for info, values in parts:
-        value = object.__new__(info.cls)
+        value: Any = object.__new__(info.cls)
         object.__setattr__(value, "_values", values)
         object.__setattr__(value, "_batch_len", None)
         out.append(value)

@@ -45,7 +45,7 @@ class Executor:
             view = self._views[spec] = self._arena.view_of(spec)
         return view
 
-    def run_task(self, system: System, task: Task, values: Mapping[str, object], stats: np.ndarray,
+    def run_task(self, system: System, task: Task, values: Mapping[str, Any], stats: np.ndarray,
                  on_error: Callable[[BaseException], None]) -> None:
         """Run one task; a kernel exception goes to `on_error` (after its rows are marked)."""
         started = time.perf_counter()
@@ -109,7 +109,7 @@ class Executor:
             elif p.kind == WRITE:
                 fields, marks = spec
                 words = self.view(marks)[start >> 6: (stop + 63) >> 6]
-                static.append(p.info.mut_view_type(*self._slices(fields, start, stop), words))  # type: ignore[union-attr]
+                static.append(p.info.mut_view_type(*self._slices(fields, start, stop), words))  # type: ignore[union-attr,call-arg]
             elif p.kind == ENTITY:
                 static.append(self.view(spec)[start:stop])
             else:   # rows, removed ids, commands, named values: per call

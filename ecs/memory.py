@@ -38,10 +38,10 @@ import math
 import mmap
 import os
 import weakref
-
 from typing import NamedTuple
 
 import numpy as np
+import numpy.typing as npt
 
 PAGE = mmap.PAGESIZE
 MADV_POPULATE_WRITE = getattr(mmap, "MADV_POPULATE_WRITE", 23)  # Linux 5.14+; Python 3.11 lacks the name
@@ -112,7 +112,7 @@ class Arena:
         self._next += reserved + PAGE * (1 + self._regions % 8)   # a gap of 1-8 pages: see below
         return Region(self, offset, reserved)
 
-    def view(self, dtype: np.dtype, offset: int, shape: tuple[int, ...]) -> np.ndarray:
+    def view(self, dtype: npt.DTypeLike, offset: int, shape: tuple[int, ...]) -> np.ndarray:
         dtype = np.dtype(dtype)
         count = math.prod(shape)
         return np.frombuffer(self.map, dtype=dtype, count=count, offset=offset).reshape(shape)
@@ -200,10 +200,10 @@ class Region:
             self.arena.populate(self.offset + lo, hi - lo)
             self.committed = max(self.committed, hi)
 
-    def view(self, dtype: np.dtype, shape: tuple[int, ...], byte_offset: int = 0) -> np.ndarray:
+    def view(self, dtype: npt.DTypeLike, shape: tuple[int, ...], byte_offset: int = 0) -> np.ndarray:
         return self.arena.view(dtype, self.offset + byte_offset, shape)
 
-    def spec(self, dtype: np.dtype, shape: tuple[int, ...], byte_offset: int = 0) -> ArraySpec:
+    def spec(self, dtype: npt.DTypeLike, shape: tuple[int, ...], byte_offset: int = 0) -> ArraySpec:
         return ArraySpec(self.offset + byte_offset, np.dtype(dtype).str, tuple(shape))
 
     def release(self) -> None:

@@ -25,14 +25,25 @@ from typing import TYPE_CHECKING, Any
 import numba
 import numpy as np
 
+from kernels.commands import empty_buffer
+
+from .commands import CommandBuffers, apply_records, buffer_view
 from .errors import KernelError, SystemDefinitionError
 from .executor import Executor
 from .plan import REMOVED_FRAME, REMOVED_IDS, Plan, build_plan, due, stages_of
 from .query import Query
-from kernels.commands import empty_buffer
-
-from .commands import CommandBuffers, apply_records, buffer_view
-from .system import COMMANDS, ENTITY, REMOVED, ROWS, VALUE, WRITE, System, annotation_type, convert_value, value_type
+from .system import (
+    COMMANDS,
+    ENTITY,
+    REMOVED,
+    ROWS,
+    VALUE,
+    WRITE,
+    System,
+    annotation_type,
+    convert_value,
+    value_type,
+)
 
 if TYPE_CHECKING:
     from .world import World
@@ -104,7 +115,7 @@ class BoundSystem:
             system.kernel.compile(tuple(types))
         except (numba.core.errors.NumbaError, numba.core.errors.UnsupportedBytecodeError) as exc:
             self.value_types.clear()
-            described = ", ".join(f"{p.name}: {t}" for p, t in zip(system.params, types))
+            described = ", ".join(f"{p.name}: {t}" for p, t in zip(system.params, types, strict=True))
             lines = [line for line in str(exc).splitlines()
                      if line.strip() and not line.startswith(("Failed in nopython", "During: Pass"))]
             detail = "\n    ".join(lines[:12])

@@ -176,8 +176,8 @@ def component(cls: type) -> type:
     cls._values = _RawValues()  # type: ignore[attr-defined]
     cls._raw = None  # type: ignore[attr-defined]
     cls._batch_len = None  # type: ignore[attr-defined]
-    cls.__repr__ = _repr  # type: ignore[method-assign]
-    cls.__eq__ = _eq  # type: ignore[method-assign]
+    cls.__repr__ = _repr  # type: ignore[method-assign,assignment]
+    cls.__eq__ = _eq  # type: ignore[method-assign,assignment]
     cls.__hash__ = None  # type: ignore[assignment]
     return cls
 
@@ -243,7 +243,7 @@ def _init(self: Any, *args: object, **kwargs: object) -> None:
     if len(args) > len(names):
         raise ComponentValueError(info.name, None, args,
                                   f"takes at most {len(names)} positional values ({', '.join(names) or 'none'})")
-    given = dict(zip(names, args))
+    given = dict(zip(names, args, strict=False))  # fewer args than fields: the rest by keyword
     for key, value in kwargs.items():
         if key not in info.fields:
             raise ComponentValueError(info.name, key, value,
@@ -346,8 +346,8 @@ def values_of(value: object) -> tuple[ComponentInfo, dict[str, np.ndarray], int 
     info = getattr(type(value), "__ecs_component__", None)
     if not isinstance(info, ComponentInfo) or info.cls is not type(value):
         if is_component(value):
-            raise TypeError(f"{value.__name__} is a component class; pass a value such as "  # type: ignore[union-attr]
-                            f"{value.__name__}(...)")
+            name = getattr(value, "__name__", repr(value))
+            raise TypeError(f"{name} is a component class; pass a value such as {name}(...)")
         raise TypeError(f"{value!r} is not a component value; declare its class with @ecs.component")
     return info, value._values, value._batch_len  # type: ignore[attr-defined]
 
@@ -392,9 +392,9 @@ def _coerce(component_name: str, field: str, dtype: np.dtype, value: object, bat
         raise ComponentValueError(component_name, field, value, f"expected {want}, got shape {arr.shape}")
     if arr.dtype == base:
         return arr
-    bad = _misfit_mask(arr, base)
-    if bad is not None:
-        flat_bad = np.flatnonzero(bad.reshape(-1))
+    misfits = _misfit_mask(arr, base)
+    if misfits is not None:
+        flat_bad = np.flatnonzero(misfits.reshape(-1))
         if flat_bad.size:
             first = arr.reshape(-1)[flat_bad[0]]
             at = f" (element {int(flat_bad[0])})" if arr.ndim else ""

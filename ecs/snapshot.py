@@ -159,12 +159,13 @@ def _describe(world: World) -> tuple[dict[str, Any], list[np.ndarray]]:
         if isinstance(value, np.ndarray):
             resource_arrays[name] = add(value)
         else:
-            scalars[name] = [type(value).__name__ if isinstance(value, (bool, int, float)) else np.asarray(value).dtype.str,
-                             value.item() if isinstance(value, np.generic) else value]
+            kind = type(value).__name__ if isinstance(value, (bool, int, float)) else np.asarray(value).dtype.str
+            scalars[name] = [kind, value.item() if isinstance(value, np.generic) else value]
     manifest = {
         "format": "ecs-world", "version": FORMAT_VERSION,
         "components": [{"name": info.qualname,
-                        "fields": [[f, d.base.str if d.shape else d.str, list(d.shape)] for f, d in info.fields.items()]}
+                        "fields": [[f, (d.base if d.shape else d).str, list(d.shape)]
+                                   for f, d in info.fields.items()]}
                        for info in components],
         "tables": tables,
         "entities": {"high_water": high, "alive": entities.alive,
@@ -296,7 +297,7 @@ def _read_into(f: BinaryIO, path: str, start: int, entry: dict[str, Any], out: n
                                   f"expected {out.nbytes} of shape {list(out.shape)}")
     f.seek(start + entry["offset"])
     buffer = _bytes_of(out)
-    if f.readinto(buffer) != entry["nbytes"]:
+    if f.readinto(buffer) != entry["nbytes"]:  # type: ignore[attr-defined]
         raise SnapshotError(path, "the file is truncated inside an array")
     if zlib.crc32(buffer) != entry["crc"]:
         raise SnapshotError(path, "an array is corrupt (checksum mismatch)")
@@ -432,10 +433,10 @@ def restore(world: World, snap: Snapshot) -> None:
         if name not in snap.resources:
             del world.resources[name]
     for name, value in snap.resources.items():
-        current = world.resources.get(name)
-        if isinstance(value, np.ndarray) and isinstance(current, np.ndarray) and current.shape == value.shape \
-                and current.dtype == value.dtype:
-            current[...] = value
+        now: Any = world.resources.get(name)
+        if isinstance(value, np.ndarray) and isinstance(now, np.ndarray) and now.shape == value.shape \
+                and now.dtype == value.dtype:
+            now[...] = value
         else:
             world.resources[name] = value.copy() if isinstance(value, np.ndarray) else value
     world._schedule.frame = snap.frame

@@ -149,11 +149,11 @@ class System:
         except Exception as exc:
             raise SystemDefinitionError(self.name, f"cannot resolve annotations: {exc}") from None
         params = []
-        for name, p in signature.parameters.items():
-            if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD, p.KEYWORD_ONLY):
+        for name, parameter in signature.parameters.items():
+            if parameter.kind in (parameter.VAR_POSITIONAL, parameter.VAR_KEYWORD, parameter.KEYWORD_ONLY):
                 raise SystemDefinitionError(self.name, "kernels take plain positional parameters", name)
             annotation = hints.get(name, inspect.Parameter.empty)
-            default = p.default
+            default = parameter.default
             params.append(self._bind_one(name, annotation, default))
         kinds = [p.kind for p in params]
         if self.removed:
@@ -263,8 +263,8 @@ def value_type(value: object, param: Param, system_name: str) -> Any:
                                                      f"got dtype {value.dtype}", param.name)
         return numba.typeof(value)
     if annotation is np.ndarray or not isinstance(value, (bool, int, float, np.bool_, np.number)):
-        raise SystemDefinitionError(system_name, f"cannot pass {type(value).__name__} {value!r}; expected "
-                                                 f"{'a numpy array' if annotation is np.ndarray else 'a number, a bool or a numpy array'}",
+        expected = "a numpy array" if annotation is np.ndarray else "a number, a bool or a numpy array"
+        raise SystemDefinitionError(system_name, f"cannot pass {type(value).__name__} {value!r}; expected {expected}",
                                     param.name)
     return numba.from_dtype(np.asarray(value).dtype)
 

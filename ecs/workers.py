@@ -45,10 +45,10 @@ import numpy as np
 
 from kernels import sync
 
+from .commands import buffer_view
 from .errors import KernelError, SystemDefinitionError, WorkerCrashedError
 from .executor import Executor
 from .memory import Arena, ArraySpec
-from .commands import buffer_view
 from .plan import due
 
 if TYPE_CHECKING:

@@ -18,16 +18,17 @@ import numpy as np
 
 from kernels import bits
 
+from . import snapshot
 from .archetype import Archetypes
 from .changes import ChangeTracker
-from .entity import INDEX_BITS, INDEX_MASK, EntityIndex
-from . import snapshot
 from .commands import Deferred
+from .entity import INDEX_BITS, INDEX_MASK, EntityIndex
 from .errors import ComponentValueError, MissingComponentError, WorldClosedError
 from .memory import Arena
 from .query import Query
 from .schedule import Progress, Schedule
 from .schema import ComponentInfo, info_of, values_of
+from .snapshot import Snapshot
 from .system import System
 from .table import BYTE_FLIP, Table
 from .workers import WorkerPool
@@ -240,7 +241,7 @@ class World:
             read = self._access_plans[table_id, component][0]
         except Exception:
             return self._get_checked(entity, component)
-        value = object.__new__(component)
+        value: Any = object.__new__(component)
         value._raw = read(row)  # type: ignore[attr-defined]
         return value
 
@@ -251,7 +252,7 @@ class World:
         columns = table.columns_by_component.get(info.id)
         if columns is None:
             raise self._missing(entity, table, info)
-        value = object.__new__(info.cls)
+        value: Any = object.__new__(info.cls)
         object.__setattr__(value, "_values", {field: col[row].copy() for field, col in columns.items()})
         object.__setattr__(value, "_batch_len", None)
         self._cache_access_plan(table, info)
@@ -478,12 +479,12 @@ class World:
         corrupt, truncated, foreign or newer file. Systems are code: add them again."""
         return snapshot.load(path, lambda **limits: cls(workers, **{**limits, **options}))
 
-    def snapshot(self) -> snapshot.Snapshot:
+    def snapshot(self) -> Snapshot:
         """An in-memory copy of the world's state for `restore` (costs a copy of the columns)."""
         self._check_open("snapshot")
-        return snapshot.Snapshot(self)
+        return Snapshot(self)
 
-    def restore(self, snap: snapshot.Snapshot) -> None:
+    def restore(self, snap: Snapshot) -> None:
         """Put the world back as it was at `snap`; readers see only rows whose values differ."""
         self._check_open("restore")
         snapshot.restore(self, snap)

@@ -17,6 +17,7 @@ import hashlib
 import os
 import pathlib
 import sys
+from typing import Any
 
 _PACKAGE = pathlib.Path(__file__).resolve().parent
 
@@ -39,10 +40,10 @@ CACHE_DIR = os.environ.setdefault("NUMBA_CACHE_DIR", _default_cache_dir())
 
 import numba  # noqa: E402  (after NUMBA_CACHE_DIR is set)
 
-if numba.config.CACHE_DIR != CACHE_DIR:  # numba was imported before us: tell it directly
-    numba.config.CACHE_DIR = CACHE_DIR
+if numba.config.CACHE_DIR != CACHE_DIR:  # type: ignore[attr-defined]  # numba was imported before us: tell it
+    numba.config.CACHE_DIR = CACHE_DIR  # type: ignore[attr-defined]
 
-OPTIONS = {"cache": True, "nogil": True, "error_model": "numpy"}
+OPTIONS: dict[str, Any] = {"cache": True, "nogil": True, "error_model": "numpy"}
 
 
 def jit(fn=None, **overrides):
