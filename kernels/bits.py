@@ -24,8 +24,9 @@ def mark_changed(changed, row):
 
 
 @jit
-def fill_range(words, start, stop):
-    """Set bits [start, stop): whole words at once, partial words at the two ends."""
+def write_range(words, start, stop, value):
+    """Set (value True) or clear bits [start, stop): whole words at once, partial words at the
+    two ends."""
     if stop <= start:
         return
     first = start >> 6
@@ -33,32 +34,27 @@ def fill_range(words, start, stop):
     lo_mask = ALL << np.uint64(start & 63)
     hi_mask = ALL >> np.uint64(63 - ((stop - 1) & 63))
     if first == last:
-        words[first] |= lo_mask & hi_mask
+        lo_mask &= hi_mask
+    words[first] = (words[first] | lo_mask) if value else (words[first] & ~lo_mask)
+    if first == last:
         return
-    words[first] |= lo_mask
+    fill = ALL if value else np.uint64(0)
     inner = words[first + 1:last]   # slice, then index from 0: range(first + 1, last) indexing was
     for w in range(inner.shape[0]):  # not vectorized (anchors' pitfall 1): 1M rows 7.3 -> 2.0 us
-        inner[w] = ALL
-    words[last] |= hi_mask
+        inner[w] = fill
+    words[last] = (words[last] | hi_mask) if value else (words[last] & ~hi_mask)
+
+
+@jit
+def fill_range(words, start, stop):
+    """Set bits [start, stop)."""
+    write_range(words, start, stop, True)
 
 
 @jit
 def clear_range(words, start, stop):
     """Clear bits [start, stop)."""
-    if stop <= start:
-        return
-    first = start >> 6
-    last = (stop - 1) >> 6
-    lo_keep = ~(ALL << np.uint64(start & 63))
-    hi_keep = ~(ALL >> np.uint64(63 - ((stop - 1) & 63)))
-    if first == last:
-        words[first] &= lo_keep | hi_keep
-        return
-    words[first] &= lo_keep
-    inner = words[first + 1:last]   # as in fill_range
-    for w in range(inner.shape[0]):
-        inner[w] = 0
-    words[last] &= hi_keep
+    write_range(words, start, stop, False)
 
 
 @jit
