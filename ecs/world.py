@@ -11,7 +11,7 @@ the world exactly as it was (no half-spawned entity, no half-written batch).
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator, MutableMapping, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -22,10 +22,12 @@ from . import snapshot
 from .archetype import Archetypes
 from .changes import ChangeTracker
 from .commands import Deferred
-from .entity import INDEX_BITS, INDEX_MASK, EntityIndex
+from .entity import INDEX_MASK, EntityIndex
 from .errors import ComponentValueError, MissingComponentError, WorldClosedError
+from .fastpath import Read, Write, compile_access, compile_spawn, no_plan
 from .memory import Arena
 from .query import Query
+from .resources import Resources
 from .schedule import Progress, Schedule
 from .schema import ComponentInfo, info_of, values_of
 from .snapshot import Snapshot
@@ -37,8 +39,6 @@ DEFAULT_MAX_ROWS = 1 << 25        # rows one archetype table can hold (address s
 DEFAULT_MAX_ENTITIES = 1 << 28    # live entities a world can hold (address space only)
 
 Values = dict[str, np.ndarray]
-_Read = Callable[[int], tuple[Any, ...]]               # get's fast path: row -> raw field scalars
-_Write = Callable[[int, tuple[Any, ...]], None]        # set's fast path: (row, raw) -> stored
 
 
 class World:
@@ -73,8 +73,8 @@ class World:
         # get/set: (table id, component class) -> (read(row), write(row, raw), bit bytes, byte
         # offset of the component's marks) (_compile_access).
         self._spawn_plans: dict[tuple[type, ...], Callable[..., int | None]] = {}
-        self._last_spawn: Callable[..., int | None] = _no_plan   # the plan that last succeeded
-        self._access_plans: dict[tuple[int, type], tuple[_Read, _Write, memoryview, int]] = {}
+        self._last_spawn: Callable[..., int | None] = no_plan   # the plan that last succeeded
+        self._access_plans: dict[tuple[int, type], tuple[Read, Write, memoryview, int]] = {}
         self._schedule = Schedule(self)
         self._structure_version = 0   # bumped by every change of table sizes or archetypes
         self._workers: WorkerPool | None = None
@@ -99,7 +99,7 @@ class World:
         self._schedule._executor = None   # its cache of views
         self._schedule.commands = None    # its count view
         self._spawn_plans.clear()         # their memoryviews
-        self._last_spawn = _no_plan
+        self._last_spawn = no_plan
         self._access_plans.clear()
         self._arena.close()
 
@@ -158,7 +158,7 @@ class World:
         for info, _, _ in parts:
             table.mark_row(table.marks_slot[info.id], row)
             table.mark_row(table.added_slot[info.id], row)
-        plan = _compile_spawn(self, table, tuple(info for info, _, _ in parts))
+        plan = compile_spawn(self, table, tuple(info for info, _, _ in parts))
         if plan is not None:
             self._spawn_plans[tuple(map(type, components))] = self._last_spawn = plan
         return int(table.entities_all[row])
@@ -261,7 +261,7 @@ class World:
     def _cache_access_plan(self, table: Table, info: ComponentInfo) -> None:
         views = table.field_items.get(info.id)
         if views is not None:
-            read, write = _compile_access(views)
+            read, write = compile_access(views)
             self._access_plans[table.id, info.cls] = (read, write, table.bit_bytes,
                                                       table.marks_slot[info.id] * table.max_words * 8)
 
@@ -496,139 +496,6 @@ class World:
         if self._workers is None:
             self._workers = WorkerPool(self._arena, self.workers, self.step_timeout)
         return self._workers
-
-
-class Resources(MutableMapping[str, Any]):
-    """World-wide values by name. Numeric scalars are kept as given; numpy arrays are copied
-    into the shared arena, and reading the name returns that shared array (kernel writes,
-    in any process, are visible through it)."""
-
-    def __init__(self, arena: Arena) -> None:
-        self._arena = arena
-        self._values: dict[str, Any] = {}
-        self._regions: dict[str, Any] = {}
-
-    def __getitem__(self, name: str) -> Any:
-        return self._values[name]
-
-    def __setitem__(self, name: str, value: Any) -> None:
-        if self._arena.closed:  # its fd number may already name another file: never touch it
-            raise WorldClosedError("resources.__setitem__")
-        if not isinstance(name, str) or not name.isidentifier():
-            raise KeyError(f"resource names are identifiers (they bind system parameters), got {name!r}")
-        if isinstance(value, np.ndarray):
-            if value.dtype.kind not in "biuf":
-                raise TypeError(f"resource {name!r}: arrays must be numeric or bool, got dtype {value.dtype}")
-            region = self._arena.allocate(max(value.nbytes, 1))
-            region.commit(value.nbytes)
-            shared = region.view(value.dtype, value.shape)
-            shared[...] = value
-            self._drop(name)
-            self._values[name], self._regions[name] = shared, region
-        elif isinstance(value, (bool, int, float, np.bool_, np.integer, np.floating)):
-            self._drop(name)
-            self._values[name] = value
-        else:
-            raise TypeError(f"resource {name!r}: expected a number, a bool or a numpy array, "
-                            f"got {type(value).__name__}")
-
-    def __delitem__(self, name: str) -> None:
-        if name not in self._values:
-            raise KeyError(name)
-        self._drop(name)
-
-    def _drop(self, name: str) -> None:
-        self._values.pop(name, None)
-        region = self._regions.pop(name, None)
-        if region is not None:
-            region.release()
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._values)
-
-    def __len__(self) -> int:
-        return len(self._values)
-
-    def __repr__(self) -> str:
-        return f"Resources({sorted(self._values)})"
-
-
-def _compile_access(views: tuple[memoryview, ...]) -> tuple[_Read, _Write]:
-    """World.get/set's fast path for one component in one table: read(row) -> the fields as
-    Python scalars, write(row, raw) stores them; straight-line memoryview items (get: a list
-    comprehension over the views took ~0.25 us more)."""
-    items = "".join(f"v{j}[row], " for j in range(len(views)))
-    namespace: dict[str, Any] = {f"v{j}": view for j, view in enumerate(views)}
-    exec(f"def read(row):\n    return ({items})\n"  # noqa: S102 - built from field counts only
-         f"def write(row, raw):\n    {items + '= raw' if views else '()= raw'}\n", namespace)
-    return namespace.pop("read"), namespace.pop("write")
-
-
-def _no_plan(*components: object) -> None:
-    return None
-
-
-def _compile_spawn(world: World, table: Table,
-                   infos: tuple[ComponentInfo, ...]) -> Callable[..., int | None] | None:
-    """World.spawn's fast path for one tuple of component types: a function of the values that
-    places one entity in `table` with straight-line memoryview writes (no loops over fields, no
-    numpy scalars, no kernel dispatch, a fresh entity slot taken inline), or returns None,
-    having changed nothing, unless it gets exactly these types with `_raw` scalars. None when a
-    component has a vector field. Per entity at 100k, values built in the loop (CPU time, so a
-    busy machine does not blur it): loops over memoryviews 3.0 us -> this 1.66 us; 35.2 us wall
-    before any fast path."""
-    views = [table.field_items[info.id] for info in infos]
-    if any(v is None for v in views):
-        return None
-    entities = world._entities
-    namespace: dict[str, Any] = {
-        "table": table, "world": world, "entities": entities, "spawn_one": entities.spawn_one,
-        "entity_items": table.entity_items, "bits": table.bit_bytes,
-        "generation_items": entities._generation_items, "table_items": entities._table_items,
-        "row_items": entities._row_items}
-    values = [f"c{k}" for k in range(len(infos))]
-    checks = ["extra"]
-    for k, info in enumerate(infos):
-        namespace[f"T{k}"] = info.cls
-        checks.append(f"type(c{k}) is not T{k}")
-    lines = [f"def spawn({''.join(v + '=None, ' for v in values)}*extra):",
-             f"    if {' or '.join(checks)}:",
-             "        return None"]
-    lines += [f"    r{k} = c{k}._raw" for k in range(len(infos))]
-    if infos:
-        lines += [f"    if {' or '.join(f'r{k} is None' for k in range(len(infos)))}:",
-                  "        return None"]
-    lines += ["    row = table.n",
-              "    if row >= table.capacity:",
-              "        table.reserve(row + 1)",
-              "    index = entities.high_water",
-              "    if entities._nfree or index >= entities.capacity:",
-              f"        entity = spawn_one({table.id}, row, entity_items)  # reuse a slot, or grow",
-              "    else:",
-              "        entities.high_water = index + 1",
-              f"        table_items[index] = {table.id}",
-              "        row_items[index] = row",
-              f"        entity = generation_items[index] << {INDEX_BITS} | index",
-              "        entity_items[row] = entity",
-              "        entities.alive += 1",
-              "    world._structure_version += 1",
-              "    table.n = row + 1"]
-    for k, component_views in enumerate(views):
-        targets = []
-        for j, view in enumerate(component_views):  # type: ignore[arg-type]
-            namespace[f"v{k}_{j}"] = view
-            targets.append(f"v{k}_{j}[row], ")
-        if targets:
-            lines.append(f"    {''.join(targets)}= r{k}")
-    lines += [f"    byte = (row >> 3) ^ {BYTE_FLIP}", "    bit = 1 << (row & 7)"]
-    for info in infos:
-        for slot in (table.marks_slot[info.id], table.added_slot[info.id]):
-            lines.append(f"    bits[{slot * table.max_words * 8} + byte] |= bit")
-    lines.append("    return entity")
-    exec("\n".join(lines), namespace)  # noqa: S102 - source built above from ints and fixed names
-    # popped, so that the function and its globals (the namespace) form no cycle: dropping the
-    # plan must free its memoryviews at once, or close() cannot unmap the arena
-    return namespace.pop("spawn")  # type: ignore[no-any-return]
 
 
 def _unpack(call: str, components: tuple[object, ...]) -> list[tuple[ComponentInfo, Values, int | None]]:
