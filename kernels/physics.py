@@ -47,26 +47,29 @@ def bounce_walls(x, y, vx, vy, width, height, radius, restitution):
     lo_x, hi_x = radius, width - radius
     lo_y, hi_y = radius, height - radius
     bounced = 0
+    # the two axes are written out: one inlined helper taking (array, index) per axis measured 10x
+    # slower here (969 vs 91 us at 50k rows)
     for i in range(x.shape[0]):
-        hit_x = _reflect(x, vx, i, lo_x, hi_x, restitution)
-        hit_y = _reflect(y, vy, i, lo_y, hi_y, restitution)
-        if hit_x or hit_y:
+        hit = False
+        if x[i] < lo_x:
+            x[i] = min(2.0 * lo_x - x[i], hi_x)
+            vx[i] = abs(vx[i]) * restitution
+            hit = True
+        elif x[i] > hi_x:
+            x[i] = max(2.0 * hi_x - x[i], lo_x)
+            vx[i] = -abs(vx[i]) * restitution
+            hit = True
+        if y[i] < lo_y:
+            y[i] = min(2.0 * lo_y - y[i], hi_y)
+            vy[i] = abs(vy[i]) * restitution
+            hit = True
+        elif y[i] > hi_y:
+            y[i] = max(2.0 * hi_y - y[i], lo_y)
+            vy[i] = -abs(vy[i]) * restitution
+            hit = True
+        if hit:
             bounced += 1
     return bounced
-
-
-@jit(inline="always")
-def _reflect(p, v, i, lo, hi, restitution):
-    """Mirror p[i] back into [lo, hi] along one axis and turn v[i] inwards, scaled; True if it hit."""
-    if p[i] < lo:
-        p[i] = min(2.0 * lo - p[i], hi)
-        v[i] = abs(v[i]) * restitution
-        return True
-    if p[i] > hi:
-        p[i] = max(2.0 * hi - p[i], lo)
-        v[i] = -abs(v[i]) * restitution
-        return True
-    return False
 
 
 @jit
