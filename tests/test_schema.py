@@ -22,6 +22,7 @@ from ecs import (
     u32,
     u64,
 )
+from tests.components import Frozen, Health, Position, Tint
 
 FIELD_TYPES = [
     (f32, np.float32), (f64, np.float64), (i8, np.int8), (i16, np.int16), (i32, np.int32),
@@ -36,29 +37,8 @@ def make_component(annotations: dict, name: str = "Probe", bases: tuple = (), **
 
 
 @component
-class Position:
-    x: f32
-    y: f32
-
-
-@component
-class Health:
-    hp: i32 = 100
-
-
-@component
-class Tint:
-    rgb: u8[3]
-
-
-@component
 class Frame:
     m: f32[2, 2]
-
-
-@component
-class Frozen:
-    pass
 
 
 # ---------------------------------------------------------------- layout

@@ -25,13 +25,12 @@ import mmap
 import struct
 import time
 
-import numba
 import numpy as np
-from numba.cpython.unsafe.numbers import trailing_zeros
 
 import ecs
 
 from . import bench_systems_defs as defs
+from .bench_changed_query import sum_set_bits
 from .common import LoadMeter, Position, Row, Stats, Velocity, fmt_stats, source_arrays
 from .paired import bench_paired, time_to_marker
 
@@ -42,7 +41,6 @@ DIRTY = N // 100
 CHANGED_REPS = 31
 STARTUP_RUNS = 5
 DT = 0.01
-U1 = np.uint64(1)
 
 STARTUP_CHILD = """
 import ecs
@@ -64,19 +62,6 @@ from kernels import bits
 bits.fill_range(np.zeros(2, np.uint64), 0, 64)
 print("READY", flush=True)
 """
-
-
-@numba.njit(cache=True)
-def sum_set_bits(words, col):
-    """The anchors' walk: sum col[i] for every set bit i of a uint64 bitset, skipping zero words."""
-    s = 0.0
-    for wi in range(words.shape[0]):
-        w = words[wi]
-        base = wi * 64
-        while w != 0:
-            s += col[base + np.int64(trailing_zeros(w))]
-            w &= w - U1
-    return s
 
 
 def thp_fraction(arrays: list[np.ndarray]) -> float | None:
