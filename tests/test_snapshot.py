@@ -429,7 +429,7 @@ def kill_during_save(path: pathlib.Path, first_version: int, when: float | str) 
     """Start a process that saves versions first_version + 1, + 2... over `path`; once it has
     saved one, SIGKILL it during the next save: `when` seconds after the save began, or
     "mid-write": as soon as its temporary file is partly written. Returns the last version it
-    reported saved."""
+    reported saved before it died (it may finish more saves while we wait to kill it)."""
     command = [sys.executable, "-c", SAVER.format(root=str(ROOT)), str(path), str(first_version)]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, cwd=ROOT)
     temporary = path.parent / f".{path.name}.tmp-{process.pid}"
@@ -452,6 +452,10 @@ def kill_during_save(path: pathlib.Path, first_version: int, when: float | str) 
                 process.send_signal(signal.SIGKILL)
                 break
         process.wait(timeout=30)
+        for line in process.stdout.read().splitlines():   # saves it finished while we slept
+            word, version = line.split()
+            if word == "saved":
+                saved_version = int(version)
     finally:
         if process.poll() is None:
             process.kill()
