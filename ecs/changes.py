@@ -176,19 +176,23 @@ class ChangeTracker:
             if journal is not None and journal.readers:
                 journal.append(ids, self._removal_events)
 
-    def take_removed(self, reader: Reader, consume: bool = True) -> np.ndarray:
+    def take_removed(self, reader: Reader) -> np.ndarray:
         """Ids that lost any of the reader's removed= components since its last look, each once,
-        in the order the removals happened."""
-        parts, events = [], []
+        in the order the removals happened; they are consumed."""
+        ids, ends = self.removed_since(reader)
+        self.consume_removed(reader, ends)
+        return ids
+
+    def removed_since(self, reader: Reader) -> tuple[np.ndarray, dict[int, int]]:
+        """What take_removed returns, left pending, and the cursors that consume exactly those ids
+        (for consume_removed once they were handed over: removals journaled meanwhile stay pending)."""
+        parts, events, ends = [], [], {}
         for cid, cursor in reader.removed_cursor.items():
             journal = self._journals[cid]
             ids, event = journal.since(cursor)
             parts.append(ids)
             events.append(event)
-            if consume:
-                reader.removed_cursor[cid] = journal.end
-        for cid in reader.removed_cursor:
-            self._journals[cid].trim(min(r.removed_cursor.get(cid, 1 << 62) for r in self.readers.values()))
+            ends[cid] = journal.end
         ids = np.concatenate(parts) if parts else np.empty(0, np.int64)
         if len(parts) > 1 and ids.shape[0]:   # several journals: merge them in removal order
             ids = ids[np.argsort(np.concatenate(events), kind="stable")]
@@ -196,7 +200,14 @@ class ChangeTracker:
             _, first = np.unique(ids, return_index=True)
             if first.shape[0] != ids.shape[0]:
                 ids = ids[np.sort(first)]
-        return ids
+        return ids, ends
+
+    def consume_removed(self, reader: Reader, ends: dict[int, int]) -> None:
+        """Move the reader's cursors to `ends` (from removed_since) and forget what every reader
+        has seen."""
+        for cid, end in ends.items():
+            reader.removed_cursor[cid] = max(reader.removed_cursor[cid], end)
+            self._journals[cid].trim(min(r.removed_cursor.get(cid, 1 << 62) for r in self.readers.values()))
 
     # ---------------------------------------------------------------- moves
     def transfer_slots(self, source: Table, target: Table) -> tuple[np.ndarray, np.ndarray]:

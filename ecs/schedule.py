@@ -173,10 +173,12 @@ class Schedule:
             self._plan_key = key
         return self._plan
 
-    def values(self, params: Mapping[str, object], frames: int) -> list[dict[str, object]]:
+    def values(self, params: Mapping[str, object], frames: int) -> tuple[list[dict[str, object]], list[Any]]:
         """Resolve and type-check every system's named values; compile what was waiting for them.
-        A removed= system due in the coming `frames` takes its pending ids now."""
-        out = []
+        A removed= system due in the coming `frames` gets its pending ids, still pending: the
+        second result lists (system, reader, cursors) for consume_handed_over after the run."""
+        out: list[dict[str, object]] = []
+        handed: list[Any] = []
         for bound in self.systems:
             values = bound.resolve_values(params)
             bound.try_compile(values)
@@ -184,10 +186,22 @@ class Schedule:
                 every = bound.system.every
                 first_due = next((f for f in range(self.frame, self.frame + frames) if f % every == 0), None)
                 values[REMOVED_FRAME] = first_due
-                values[REMOVED_IDS] = (self.world._changes.take_removed(bound.query._ensure_reader())
-                                       if first_due is not None else np.empty(0, np.int64))
+                values[REMOVED_IDS] = np.empty(0, np.int64)
+                if first_due is not None:
+                    reader = bound.query._ensure_reader()
+                    values[REMOVED_IDS], ends = self.world._changes.removed_since(reader)
+                    handed.append((bound.index, reader, ends))
             out.append(values)
-        return out
+        return out, handed
+
+    def consume_handed_over(self, handed: list[Any], calls_before: np.ndarray) -> None:
+        """Consume the removed= ids of every system whose kernel was called with them (raising
+        included, as changed= rows are): a run that failed before such a system leaves its ids
+        pending for the next run."""
+        calls = self.kernel_calls()
+        for index, reader, ends in handed:
+            if calls[index] > calls_before[index]:
+                self.world._changes.consume_removed(reader, ends)
 
     def run(self, frames: int, params: Mapping[str, object], progress: Progress | None = None) -> None:
         """Run `frames` frames with the same values (in this process or on the worker pool)."""
@@ -207,17 +221,22 @@ class Schedule:
         self._run_frames(frames, params, progress)
 
     def _run_frames(self, frames: int, params: Mapping[str, object], progress: Progress | None) -> None:
-        values = self.values(params, frames)
+        values, handed = self.values(params, frames)
+        calls_before = self.kernel_calls() if handed else None
         pool = self.world._pool()
-        if pool is not None:
-            plan = self.plan(pool.size)
-            pool.run(plan, values, self.frame, frames, self, progress)
-        else:
-            plan = self.plan(0)
-            for done in range(1, frames + 1):
-                self._run_frame_here(plan, values)
-                if progress is not None:
-                    progress.update(done)
+        try:
+            if pool is not None:
+                plan = self.plan(pool.size)
+                pool.run(plan, values, self.frame, frames, self, progress)
+            else:
+                plan = self.plan(0)
+                for done in range(1, frames + 1):
+                    self._run_frame_here(plan, values)
+                    if progress is not None:
+                        progress.update(done)
+        finally:
+            if calls_before is not None:
+                self.consume_handed_over(handed, calls_before)
 
     def _run_frame_here(self, plan: Plan, values: list[dict[str, object]]) -> None:
         if self._executor is None:
@@ -247,11 +266,19 @@ class Schedule:
             every = bound.system.every
             bound.calls += sum(1 for f in range(first_frame, first_frame + frames) if f % every == 0)
 
-    def stats(self) -> dict[str, dict[str, float]]:
+    def stats_total(self) -> np.ndarray:
+        """Per system: kernel calls, rows, seconds, in this process and on the workers."""
         rows = self.stats_rows.copy()
         pool = self.world._workers
         if pool is not None:
             rows += pool.stats_total(len(self.systems))
+        return rows
+
+    def kernel_calls(self) -> np.ndarray:
+        return self.stats_total()[:, 0]
+
+    def stats(self) -> dict[str, dict[str, float]]:
+        rows = self.stats_total()
         return {b.name: {"calls": b.calls, "kernel_calls": int(rows[b.index, 0]), "rows": int(rows[b.index, 1]),
                          "seconds": float(rows[b.index, 2])} for b in self.systems}
 

@@ -223,6 +223,23 @@ REMOVED_READERS = (removed_every_1, removed_every_2, removed_every_3)
 
 
 @system
+def fail_before_readers(fail: np.ndarray, log1: np.ndarray):
+    """Raises while fail[0] is set; writes log1, so it runs before removed_every_1 on any worker."""
+    if fail[0]:
+        raise ValueError("asked to fail")
+    log1[0] += 0
+
+
+@system(removed=[Heat])
+def removed_then_fail(gone: Removed, log2: np.ndarray, fail: np.ndarray):
+    for k in range(gone.shape[0]):
+        log2[0] += 1
+        log2[log2[0]] = gone[k]
+    if fail[0]:
+        raise ValueError("asked to fail")
+
+
+@system
 def drop_heat(heat: Heat, life: Life, ids: Entity, cmd: Commands):
     """Removes Heat from entities with t % 5 == 0 and despawns those with t % 5 == 1 (commands)."""
     for i in range(heat.deg.shape[0]):

@@ -19,6 +19,9 @@ from tests.command_systems import (
     Template,
     Wet,
     drop_heat,
+    fail_before_readers,
+    removed_every_1,
+    removed_then_fail,
     respawn_removed,
 )
 
@@ -151,6 +154,43 @@ def test_a_removed_system_is_not_called_when_nothing_was_removed(world: ecs.Worl
     world.run(4)
     assert world.stats()["removed_every_1"]["kernel_calls"] == 0
     assert logged(world, 1) == []
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_ids_stay_pending_when_the_frame_failed_before_the_removed_system_ran(workers: int) -> None:
+    with ecs.World(workers=workers) as world:
+        ids = world.spawn_batch(4, Life(t=0), Heat()).tolist()
+        add_logs(world)
+        world.resources["fail"] = np.ones(1, np.int64)
+        world.add_system(fail_before_readers)
+        world.add_system(removed_every_1)
+        world.despawn(ids[0])
+        with pytest.raises(ecs.KernelError, match="asked to fail"):
+            world.step()
+        assert logged(world, 1) == []
+        world.remove(ids[1], Heat)
+        world.resources["fail"][0] = 0
+        world.step()
+        assert logged(world, 1) == ids[:2]
+        world.step()
+        assert logged(world, 1) == ids[:2]
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_ids_handed_to_a_removed_kernel_that_raised_are_consumed(workers: int) -> None:
+    """As changed= rows are: what a kernel was given, it was given."""
+    with ecs.World(workers=workers) as world:
+        ids = world.spawn_batch(4, Life(t=0), Heat()).tolist()
+        add_logs(world)
+        world.resources["fail"] = np.ones(1, np.int64)
+        world.add_system(removed_then_fail)
+        world.despawn(ids[0])
+        with pytest.raises(ecs.KernelError, match="asked to fail"):
+            world.step()
+        world.resources["fail"][0] = 0
+        world.remove(ids[1], Heat)
+        world.step()
+        assert logged(world, 2) == ids[:2]
 
 
 # ---------------------------------------------------------------- first look and query semantics
