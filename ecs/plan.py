@@ -217,7 +217,8 @@ def _barriers(per_worker: list[list[list[Task]]], participants: int,
     local, non-local work happened since, or a task that touches rows (table, range) another
     worker touched since the last meeting. Consecutive split stages over the same rows therefore
     need no barrier: a row stays on its worker. The last stage ends the frame: workers meet there
-    whenever more than one takes part."""
+    whenever more than one takes part, so that none runs a frame after one in which another
+    failed (a run's last frame needs no meeting: the answers end it)."""
     stages = len(per_worker[0]) if per_worker else 0
     touched: dict[int, list[tuple[int, int, int]]] = {}
     workers_since: set[int] = set()

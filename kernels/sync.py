@@ -21,6 +21,9 @@ from numba.extending import intrinsic
 from ._jit import jit
 
 SYS_FUTEX = {"x86_64": 202, "aarch64": 98}.get(platform.machine(), 202)
+SYS_SCHED_YIELD = {"x86_64": 24, "aarch64": 124}.get(platform.machine(), 24)
+SYS_CLOCK_GETTIME = {"x86_64": 228, "aarch64": 113}.get(platform.machine(), 228)
+CLOCK_MONOTONIC = 1
 FUTEX_WAIT, FUTEX_WAKE = 0, 1  # not FUTEX_PRIVATE_FLAG: the words are shared between processes
 
 
@@ -93,15 +96,15 @@ def cpu_relax(typingctx):
 
 
 @intrinsic
-def _sys_futex(typingctx, addr, op, val, ts_addr):
-    sig = types.int64(types.int64, types.int64, types.int64, types.int64)
+def _syscall(typingctx, number, a, b, c, d):
+    """syscall(2) with four integer arguments (unused ones 0)."""
+    sig = types.int64(types.int64, types.int64, types.int64, types.int64, types.int64)
 
     def codegen(context, builder, sig, args):
         i64 = ir.IntType(64)
         fnty = ir.FunctionType(i64, [i64], var_arg=True)
         fn = cgutils.get_or_insert_function(builder.module, fnty, "syscall")
-        return builder.call(fn, [ir.Constant(i64, SYS_FUTEX), args[0], args[1], args[2], args[3],
-                                 ir.Constant(i64, 0)])
+        return builder.call(fn, [args[0], args[1], args[2], args[3], args[4], ir.Constant(i64, 0)])
     return sig, codegen
 
 
@@ -109,12 +112,12 @@ def _sys_futex(typingctx, addr, op, val, ts_addr):
 def futex_wait(words32, idx, expected, timespec):
     """Sleep while words32[idx] == expected, at most `timespec` (int64[2]: seconds, nanoseconds).
     Returns 0 when woken; a negative value on timeout, EAGAIN or EINTR (callers re-check)."""
-    return _sys_futex(words32.ctypes.data + idx * 4, FUTEX_WAIT, expected, timespec.ctypes.data)
+    return _syscall(SYS_FUTEX, words32.ctypes.data + idx * 4, FUTEX_WAIT, expected, timespec.ctypes.data)
 
 
 @jit
 def futex_wake(words32, idx, count):
-    return _sys_futex(words32.ctypes.data + idx * 4, FUTEX_WAKE, count, 0)
+    return _syscall(SYS_FUTEX, words32.ctypes.data + idx * 4, FUTEX_WAKE, count, 0)
 
 
 @jit
@@ -149,6 +152,48 @@ def wait_change(words32, idx, seen, spins, timespec):
         return value
     futex_wait(words32, idx, seen, timespec)
     return atomic_load(words32, idx)
+
+
+@jit
+def _monotonic_ns(buffer):
+    _syscall(SYS_CLOCK_GETTIME, CLOCK_MONOTONIC, buffer.ctypes.data, 0, 0)
+    return buffer[0] * 1_000_000_000 + buffer[1]
+
+
+@jit
+def await_change(words32, idx, seen, sleepers_idx, spin_ns, timespec):
+    """Wait until words32[idx] != seen: poll for up to `spin_ns`, yielding the core to any other
+    runnable process between polls, then sleep on the futex for at most `timespec`, counted in
+    words32[sleepers_idx] so that `publish` makes the wake-up call only when someone sleeps.
+    Returns the new value, or `seen` on timeout (callers re-check their exits)."""
+    clock = np.empty(2, np.int64)
+    deadline = _monotonic_ns(clock) + spin_ns
+    polls = 0
+    while spin_ns > 0:
+        value = atomic_load(words32, idx)
+        if value != seen:
+            return value
+        _syscall(SYS_SCHED_YIELD, 0, 0, 0, 0)
+        polls += 1
+        if polls % 16 == 0 and _monotonic_ns(clock) >= deadline:
+            break
+    atomic_add(words32, sleepers_idx, 1)        # seq_cst: ordered before the re-check below
+    value = atomic_load(words32, idx)
+    if value == seen:
+        futex_wait(words32, idx, seen, timespec)
+        value = atomic_load(words32, idx)
+    atomic_add(words32, sleepers_idx, -1)
+    return value
+
+
+@jit
+def publish(words32, idx, sleepers_idx):
+    """Add one to words32[idx] for `await_change` callers, waking them if any sleeps. Returns
+    the new value."""
+    value = atomic_add(words32, idx, 1) + 1     # seq_cst: ordered before the sleepers load
+    if atomic_load(words32, sleepers_idx) > 0:
+        futex_wake(words32, idx, 1 << 30)
+    return value
 
 
 @jit
