@@ -5,10 +5,15 @@ kept in the shared arena (so kernels can read them): `generation[index]` (uint32
 `table_of[index]` (int32, -1 when the slot is free) and `row_of[index]` (int32). An id is alive
 when its slot is in use and its generation matches. Despawning bumps the generation and puts the
 index on a free list (LIFO, as Bevy), so a kept id never aliases a later entity; a slot whose
-generation would pass 2**31 - 1 is retired instead of reused. Index 0 is never used, so 0 is
-never an id (users may store 0 as "no entity").
+generation would pass 2**31 - 1 is retired instead of reused (generation RETIRED, on no free
+list). Index 0 is never used, so 0 is never an id (users may store 0 as "no entity").
 
-Costs: allocate/free one is O(1); batches are vectorised (no per-entity Python loop).
+Every slot below `high_water` is live, free or retired, so the three arrays follow from the tables'
+entity columns, the free list and the free slots' generations: snapshots and saved files keep only
+those and `rebuild` puts the arrays back (slots not in use hold table -1, row -1).
+
+Costs: allocate/free one is O(1); batches are vectorised (no per-entity Python loop); rebuild is
+O(high_water) fills plus O(live + free) kernel writes.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from .memory import Arena
 INDEX_BITS = 32
 INDEX_MASK = (1 << INDEX_BITS) - 1
 MAX_GENERATION = (1 << 31) - 1
+RETIRED = MAX_GENERATION + 1   # the generation of a slot that is never reused
 MIN_CAPACITY = 4096
 
 
@@ -134,9 +140,10 @@ class EntityIndex:
     def free(self, index: np.ndarray) -> None:
         """Release slots: bump their generation; retire those that would overflow it."""
         self.table_of[index] = -1
+        self.row_of[index] = -1
         gen = self.generation[index].astype(np.int64) + 1
         keep = gen <= MAX_GENERATION
-        self.generation[index] = np.where(keep, gen, MAX_GENERATION + 1).astype(np.uint32)
+        self.generation[index] = np.where(keep, gen, RETIRED).astype(np.uint32)
         reusable = index[keep]
         need = self._nfree + reusable.shape[0]
         if need > self._free.shape[0]:
@@ -157,6 +164,44 @@ class EntityIndex:
 
     def free_list(self) -> np.ndarray:
         return self._free[: self._nfree].copy()
+
+    def free_generations(self, free: np.ndarray) -> np.ndarray:
+        """The generations of the slots in `free` (a free list): what rebuild needs besides it."""
+        return self.generation[free]
+
+    def rebuild(self, high_water: int, columns: list[tuple[int, np.ndarray]], free: np.ndarray,
+                free_generation: np.ndarray) -> str | None:
+        """Make the index hold exactly these entities: (table id, entity column) pairs give the live
+        ids and their rows, `free` the free list (top last) with its slots' generations; every
+        other slot below `high_water` is retired, and slots from `high_water` up to the old high
+        water are fresh (generation 0). Returns None, or why the arrays cannot be an index (an id
+        outside [1, high_water), a slot used twice); then the index is half-written and its world
+        must be discarded (load). Cost: fills of max(high_water, old) slots, then one kernel
+        write per live or free slot."""
+        if not 1 <= high_water <= self.max_entities:
+            return f"high water mark {high_water} is outside [1, max_entities={self.max_entities}]"
+        stop = max(high_water, self.high_water)
+        self._reserve(stop)
+        self.table_of[1:stop] = -1
+        self.row_of[1:stop] = -1
+        self.generation[1:high_water] = RETIRED
+        self.generation[high_water:stop] = 0
+        alive = 0
+        for table_id, entity_col in columns:
+            bad = rows.index_rows(entity_col, table_id, high_water, self.generation, self.table_of, self.row_of)
+            if bad >= 0:
+                return (f"row {bad} of table {table_id} holds id {int(entity_col[bad])}, which is not a "
+                        f"fresh slot below the high water mark {high_water}")
+            alive += entity_col.shape[0]
+        bad = rows.index_free(free, free_generation, high_water, RETIRED, self.generation, self.table_of)
+        if bad >= 0:
+            return (f"free slot {int(free[bad])} (generation {int(free_generation[bad])}) is in use, listed "
+                    f"twice, past the high water mark {high_water} or past the last generation")
+        self.high_water = high_water
+        self._free = np.concatenate([free, np.empty(max(1024, free.shape[0]), np.int64)])
+        self._nfree = free.shape[0]
+        self.alive = alive
+        return None
 
     def drop_views(self) -> None:
         """Forget the arena views (world close): the arena unmaps only when none is left."""

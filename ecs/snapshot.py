@@ -21,12 +21,21 @@ over the target and fsyncs the directory: a crash at any point leaves the old fi
 
 Loaded rows count as spawned: every reader's first look sees them added and changed.
 
-Snapshots (`world.snapshot()` / `world.restore(snap)`) copy the same state into private memory.
-Restore copies each column back with one compare-copy-mark pass (kernels/rows.py): readers see
-as changed exactly the rows whose bits differ from just before the restore, and as added (and
-changed) the rows that now hold another entity; unchanged rows are not reported. Entities spawned
-after the snapshot are gone and the id allocator is rewound with the rest, so a replay after
-restore issues the same ids again (rollback semantics).
+Snapshots (`world.snapshot()` / `world.restore(snap)`) copy the same state into private,
+read-only memory. Restore copies each column back with one compare-copy-mark pass
+(kernels/rows.py): readers see as changed exactly the rows whose bits differ from just before the
+restore, and as added (and changed) the rows that now hold another entity; unchanged rows are not
+reported. Entities spawned after the snapshot are gone and the id allocator is rewound with the
+rest, so a replay after restore issues the same ids again (rollback semantics).
+
+A snapshot's structure (entity columns, free list; the entity index is rebuilt from them) is
+shared by every snapshot taken at the same `World._structure_version`, which every structural
+change bumps. While the world's structure equals a snapshot's (nothing structural happened since
+it was taken or last restored), restore compares and copies only the field columns, resources and
+frame. At 1M entities of 16 B: snapshot 2.72 -> 1.14 ms (24 MB, no entity index), or the field
+columns alone when a snapshot of the same structure is alive; restore after values changed
+3.14 -> 0.85 ms; restore after one despawn 3.79 -> 3.60 ms (rebuilding the index from the entity
+column, 1.18 ms, costs what copying it did).
 """
 
 from __future__ import annotations
@@ -35,6 +44,7 @@ import importlib
 import json
 import os
 import struct
+import weakref
 import zlib
 from typing import TYPE_CHECKING, Any, BinaryIO
 
@@ -346,35 +356,65 @@ def _fill(world: World, f: BinaryIO, path: str, manifest: dict[str, Any], compon
 
 
 # ==================================================================== in-memory snapshots
+class Structure:
+    """Which entity is in which table row, and the id allocator's state: the part of a snapshot
+    that only structural changes (spawn, despawn, add, remove, load, restore) alter. Read-only,
+    so snapshots taken at the same `World._structure_version` share one (the world keeps a weak
+    reference to the last). The entity index is not copied: `EntityIndex.rebuild` derives it."""
+
+    def __init__(self, world: World) -> None:
+        self.tables = []
+        for table in world._archetypes.tables:
+            self.tables.append((table.id, table.n, _read_only(table.entities_all[: table.n].copy())))
+        entities = world._entities
+        self.high_water = entities.high_water
+        self.free = _read_only(entities.free_list())
+        self.free_generation = _read_only(entities.free_generations(self.free))
+        self.alive = entities.alive
+        self.nbytes = sum(e.nbytes for _, _, e in self.tables) + self.free.nbytes + self.free_generation.nbytes
+
+
+def _read_only(array: np.ndarray) -> np.ndarray:
+    array.setflags(write=False)
+    return array
+
+
+def _shared_structure(world: World) -> Structure | None:
+    """The Structure the world's structure equals now, if one is still alive."""
+    seen = world._structure_seen
+    if seen is None or seen[0] != world._structure_version:
+        return None
+    return seen[1]()
+
+
 class Snapshot:
-    """A private copy of a world's entities, columns, resources and frame counter."""
+    """A private copy of a world's columns, resources and frame counter, and its Structure.
+
+    Cost: a copy of every field column; plus, unless a live snapshot was taken at the same
+    structure version, a copy of every entity column (8 B per entity) and of the free list."""
 
     def __init__(self, world: World) -> None:
         self.world_id = id(world)
-        self.tables = []
-        for table in world._archetypes.tables:
-            n = table.n
-            columns = {key: col[:n].copy() for key, col in _flat_columns(table)}
-            self.tables.append((table.id, n, table.entities_all[:n].copy(), columns))
-        entities = world._entities
-        high = entities.high_water
-        self.high_water = high
-        self.generation = entities.generation[:high].copy()
-        self.table_of = entities.table_of[:high].copy()
-        self.row_of = entities.row_of[:high].copy()
-        self.free = entities.free_list()
-        self.alive = entities.alive
-        self.resources = {name: value.copy() if isinstance(value, np.ndarray) else value
+        structure = _shared_structure(world)
+        if structure is None:
+            structure = Structure(world)
+            world._structure_seen = (world._structure_version, weakref.ref(structure))
+        self.structure = structure
+        tables = world._archetypes.tables
+        self.columns = [(table_id, [(cid, field, _read_only(col[:n].copy()))
+                                    for cid, field, col in _flat_columns(tables[table_id])])
+                        for table_id, n, _ in structure.tables]
+        self.resources = {name: _read_only(value.copy()) if isinstance(value, np.ndarray) else value
                           for name, value in world.resources.items()}
         self.frame = world._schedule.frame
-        self.nbytes = sum(c.nbytes for _, _, e, cols in self.tables for c in (e, *cols.values()))
+        self.nbytes = structure.nbytes + sum(col.nbytes for _, cols in self.columns for _, _, col in cols)
 
     def __repr__(self) -> str:
-        return f"<Snapshot of {len(self.tables)} tables, {self.alive} entities, {self.nbytes} bytes>"
+        return f"<Snapshot of {len(self.columns)} tables, {self.structure.alive} entities, {self.nbytes} bytes>"
 
 
-def _flat_columns(table: Any) -> list[tuple[tuple[int, str], np.ndarray]]:
-    return [((cid, field), col) for cid, cols in table.columns_by_component.items() for field, col in cols.items()]
+def _flat_columns(table: Any) -> list[tuple[int, str, np.ndarray]]:
+    return [(cid, field, col) for cid, cols in table.columns_by_component.items() for field, col in cols.items()]
 
 
 def _as_bits(array: np.ndarray) -> np.ndarray:
@@ -382,53 +422,32 @@ def _as_bits(array: np.ndarray) -> np.ndarray:
     return array.reshape(-1).view(np.dtype(f"u{array.dtype.itemsize}"))
 
 
+def _width(col: np.ndarray) -> int:
+    return int(np.prod(col.shape[1:], dtype=np.int64)) if col.ndim > 1 else 1
+
+
 def restore(world: World, snap: Snapshot) -> None:
-    """Put the world back as it was when `snap` was taken (see the module docstring)."""
+    """Put the world back as it was when `snap` was taken (see the module docstring).
+
+    When the world's structure still equals the snapshot's (no structural change since it was
+    taken, or since it was last restored), only the field columns, resources and frame are
+    compared and copied, and the structure version stays. Otherwise entity columns are restored
+    the same way and the entity index is rebuilt from them (EntityIndex.rebuild)."""
     if snap.world_id != id(world):
         raise ValueError("this snapshot was taken of another world")
+    structure = snap.structure
     tables = world._archetypes.tables
-    restored = {table_id for table_id, _, _, _ in snap.tables}
-    for table_id, n, entities, columns in snap.tables:
+    if _shared_structure(world) is not structure:
+        _restore_structure(world, structure)
+        world._structure_version += 1
+        world._structure_seen = (world._structure_version, weakref.ref(structure))
+    for (table_id, n, _), (_, columns) in zip(structure.tables, snap.columns, strict=True):
         table = tables[table_id]
-        table.reserve(n)
-        current = table.n
-        overlap = min(n, current)
-        same = np.zeros(n, np.bool_)
-        same[:overlap] = table.entities_all[:overlap] == entities[:overlap]
-        moved_in = np.flatnonzero(~same)
-        for cid, cols in table.columns_by_component.items():
-            words = table.bit_matrix[table.marks_slot[cid]]
-            for field, col in cols.items():
-                saved = columns[cid, field]
-                width = int(np.prod(col.shape[1:], dtype=np.int64)) if col.ndim > 1 else 1
-                if n:
-                    rows.restore_column(_as_bits(col[:n]), _as_bits(saved), n, width, words)
-            if moved_in.shape[0]:
-                bits.mark_rows(words, moved_in)
-                bits.mark_rows(table.bit_matrix[table.added_slot[cid]], moved_in)
-        if not table.columns_by_component and moved_in.shape[0]:
-            for info in table.components:
-                bits.mark_rows(table.bit_matrix[table.added_slot[info.id]], moved_in)
-        table.entities_all[:n] = entities
-        for slot in range(table.nslots):
-            bits.clear_range(table.bit_matrix[slot], n, max(current, n))
-        table.n = n
-    for table in tables:
-        if table.id not in restored:
-            for slot in range(table.nslots):
-                bits.clear_range(table.bit_matrix[slot], 0, table.n)
-            table.n = 0
-    entity_index = world._entities
-    high = max(entity_index.high_water, snap.high_water)
-    entity_index.generation[: snap.high_water] = snap.generation
-    entity_index.table_of[: snap.high_water] = snap.table_of
-    entity_index.row_of[: snap.high_water] = snap.row_of
-    entity_index.table_of[snap.high_water: high] = -1
-    entity_index.generation[snap.high_water: high] = 0
-    entity_index.high_water = snap.high_water
-    entity_index._free = np.concatenate([snap.free, np.empty(max(1024, snap.free.shape[0]), np.int64)])
-    entity_index._nfree = snap.free.shape[0]
-    entity_index.alive = snap.alive
+        for cid, field, saved in columns:
+            if n:
+                col = table.columns_by_component[cid][field]
+                rows.restore_column(_as_bits(col[:n]), _as_bits(saved), n, _width(col),
+                                    table.bit_matrix[table.marks_slot[cid]])
     for name in list(world.resources):
         if name not in snap.resources:
             del world.resources[name]
@@ -440,4 +459,37 @@ def restore(world: World, snap: Snapshot) -> None:
         else:
             world.resources[name] = value.copy() if isinstance(value, np.ndarray) else value
     world._schedule.frame = snap.frame
-    world._structure_version += 1
+
+
+def _restore_structure(world: World, structure: Structure) -> None:
+    """Tables get back their row counts and entity columns; a row that now holds another entity
+    (or was not in use) is marked added and changed for every component of its table; bits past
+    the restored row counts are cleared. Then the entity index is rebuilt."""
+    tables = world._archetypes.tables
+    restored = set()
+    for table_id, n, entities in structure.tables:
+        restored.add(table_id)
+        table = tables[table_id]
+        table.reserve(n)
+        current = table.n
+        moved_in = np.zeros(-(-n // 64), np.uint64)
+        if n:
+            rows.restore_column(_as_bits(table.entities_all[:n]), _as_bits(entities), n, 1, moved_in)
+            bits.fill_range(moved_in, min(current, n), n)    # rows not in use count as moved in
+        if moved_in.any():
+            for info in table.components:
+                for slot in (table.marks_slot[info.id], table.added_slot[info.id]):
+                    words = table.bit_matrix[slot, : moved_in.shape[0]]
+                    np.bitwise_or(words, moved_in, out=words)
+        for slot in range(table.nslots):
+            bits.clear_range(table.bit_matrix[slot], n, max(current, n))
+        table.n = n
+    for table in tables:
+        if table.id not in restored:
+            for slot in range(table.nslots):
+                bits.clear_range(table.bit_matrix[slot], 0, table.n)
+            table.n = 0
+    problem = world._entities.rebuild(structure.high_water,
+                                      [(table_id, entities) for table_id, _, entities in structure.tables],
+                                      structure.free, structure.free_generation)
+    assert problem is None, problem

@@ -11,6 +11,7 @@ the world exactly as it was (no half-spawned entity, no half-written batch).
 from __future__ import annotations
 
 import os
+import weakref
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -30,7 +31,7 @@ from .query import Query
 from .resources import Resources
 from .schedule import Progress, Schedule
 from .schema import ComponentInfo, info_of, values_of
-from .snapshot import Snapshot
+from .snapshot import Snapshot, Structure
 from .system import System
 from .table import BYTE_FLIP, Table
 from .workers import WorkerPool
@@ -76,7 +77,11 @@ class World:
         self._last_spawn: Callable[..., int | None] = no_plan   # the plan that last succeeded
         self._access_plans: dict[tuple[int, type], tuple[Read, Write, memoryview, int]] = {}
         self._schedule = Schedule(self)
-        self._structure_version = 0   # bumped by every change of table sizes or archetypes
+        # bumped by every structural change: spawn, despawn, add/remove that moves a row, load, a
+        # restore that changed structure (snapshot.py's fast restore relies on it)
+        self._structure_version = 0
+        # (version, weak ref to a snapshot.Structure): at that version the structure equals it
+        self._structure_seen: tuple[int, weakref.ref[Structure]] | None = None
         self._workers: WorkerPool | None = None
 
     # ---------------------------------------------------------------- lifecycle

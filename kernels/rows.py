@@ -77,3 +77,34 @@ def restore_column(dst, src, n, width, words):
                 dst[k] = src[k]
         if differs:
             words[row >> 6] |= np.uint64(1) << np.uint64(row & 63)
+
+
+@jit
+def index_rows(entity_col, table_id, high, generation, table_of, row_of):
+    """Enter one table's entities in the entity index: the slot `id & 0xFFFFFFFF` of the id in row
+    k gets generation `id >> 32`, table `table_id` and row k. Slots must be fresh (table -1).
+    Returns -1, or the first row whose id is not positive, names a slot outside [1, high) or a
+    slot already entered; the rows before it are written."""
+    for k in range(entity_col.shape[0]):
+        entity = entity_col[k]
+        index = entity & 0xFFFFFFFF
+        if entity <= 0 or index == 0 or index >= high or table_of[index] >= 0:
+            return k
+        generation[index] = entity >> 32
+        table_of[index] = table_id
+        row_of[index] = k
+    return -1
+
+
+@jit
+def index_free(free, free_generation, high, retired, generation, table_of):
+    """Give the free slots `free[k]` their generations `free_generation[k]`; every slot must still
+    be unused (table -1) and unclaimed (generation `retired`). Returns -1, or the first k whose
+    slot is outside [1, high), in use, listed before, or whose generation is `retired` or more."""
+    for k in range(free.shape[0]):
+        index = free[k]
+        if index <= 0 or index >= high or table_of[index] >= 0 or generation[index] != retired \
+                or free_generation[k] >= retired:
+            return k
+        generation[index] = free_generation[k]
+    return -1

@@ -153,6 +153,38 @@ def restore_column(dst: np.ndarray, src: np.ndarray, n: int, width: int,
     return out, pack(flags)
 
 
+def index_rows(entity_col: np.ndarray, table_id: int, high: int, generation: np.ndarray, table_of: np.ndarray,
+               row_of: np.ndarray) -> tuple[int, np.ndarray, np.ndarray, np.ndarray]:
+    """(first bad row or -1, generation, table_of, row_of): new copies, written up to the bad row."""
+    generation, table_of, row_of = generation.copy(), table_of.copy(), row_of.copy()
+    index = entity_col & 0xFFFFFFFF
+    bad = (entity_col <= 0) | (index == 0) | (index >= high)
+    bad |= table_of[np.where(bad, 0, index)] >= 0
+    first_seen = np.zeros(len(entity_col), np.bool_)
+    first_seen[np.unique(index, return_index=True)[1]] = True
+    bad |= ~first_seen                                    # a slot named by an earlier row
+    stop = int(np.argmax(bad)) if bad.any() else len(entity_col)
+    generation[index[:stop]] = entity_col[:stop] >> 32
+    table_of[index[:stop]] = table_id
+    row_of[index[:stop]] = np.arange(stop)
+    return (stop if stop < len(entity_col) else -1), generation, table_of, row_of
+
+
+def index_free(free: np.ndarray, free_generation: np.ndarray, high: int, retired: int, generation: np.ndarray,
+               table_of: np.ndarray) -> tuple[int, np.ndarray]:
+    """(first bad k or -1, generation): a new copy, written up to the bad k."""
+    generation = generation.copy()
+    safe = np.where((free > 0) & (free < high), free, 0)
+    bad = (free <= 0) | (free >= high) | (table_of[safe] >= 0) | (generation[safe] != retired)
+    bad |= free_generation >= retired
+    first_seen = np.zeros(len(free), np.bool_)
+    first_seen[np.unique(free, return_index=True)[1]] = True
+    bad |= ~first_seen
+    stop = int(np.argmax(bad)) if bad.any() else len(free)
+    generation[free[:stop]] = free_generation[:stop]
+    return (stop if stop < len(free) else -1), generation
+
+
 # ---------------------------------------------------------------- bits.py helpers
 def popcount(value: int) -> int:
     """Set bits of one uint64 word, counted from its unpacked bits."""

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from ecs import Entity, Mut, Rows, bool_, component, f32, f64, i8, i64, system, u8, u16
+import ecs
+from ecs import Commands, Entity, Mut, Rows, bool_, component, f32, f64, i8, i64, system, u8, u16
+from tests.command_systems import Life, Template
 
 
 @component
@@ -58,3 +60,10 @@ def count_moves(rows: Rows, ids: Entity, count: Mut[Count], tally: np.ndarray):
     for i in rows:
         count.n[i] += 1
         tally[0] += 1
+
+
+@system(without=[Template])
+def copy_prefab(life: Life, cmd: Commands, prefab: int):
+    """One copy of the prefab per row: kernel cmd_spawn alone (World._spawn_copy, no move)."""
+    for i in range(life.t.shape[0]):
+        ecs.cmd_spawn(cmd, i, prefab)

@@ -74,3 +74,68 @@ def test_restore_column_copies_rows_and_marks_those_that_differed(n: int, dtype,
     rows.restore_column(got_dst, src, n, width, got_words)
     np.testing.assert_array_equal(got_dst, want_dst)
     np.testing.assert_array_equal(got_words, want_words)
+
+
+RETIRED = 1 << 31
+
+
+def fresh_index(slots: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    return np.full(slots, RETIRED, np.uint32), np.full(slots, -1, np.int32), np.full(slots, -1, np.int32)
+
+
+@pytest.mark.parametrize("count", SIZES)
+def test_index_rows_enters_a_tables_ids_and_rows(count: int) -> None:
+    rng = np.random.default_rng(22)
+    slots = 2 * count + 10
+    indices = rng.permutation(np.arange(1, slots))[:count].astype(np.int64)
+    entity_col = (rng.integers(0, RETIRED, count, dtype=np.int64) << 32) | indices
+    want = reference.index_rows(entity_col, 4, slots, *fresh_index(slots))
+    got = fresh_index(slots)
+    assert rows.index_rows(entity_col, 4, slots, *got) == want[0] == -1
+    for g, w in zip(got, want[1:], strict=True):
+        np.testing.assert_array_equal(g, w)
+
+
+@pytest.mark.parametrize("bad", ["zero id", "negative id", "slot 0", "past high", "in use", "twice"])
+def test_index_rows_stops_at_the_first_id_that_cannot_be_entered(bad: str) -> None:
+    slots = 100
+    entity_col = (np.arange(1, 71, dtype=np.int64) << 32) | np.arange(1, 71)
+    generation, table_of, row_of = fresh_index(slots)
+    entity_col[40] = {"zero id": 0, "negative id": -5, "slot 0": 3 << 32, "past high": 100,
+                      "in use": 80, "twice": entity_col[12], }[bad]
+    table_of[80] = 2
+    want = reference.index_rows(entity_col, 1, slots, generation, table_of, row_of)
+    got = (generation.copy(), table_of.copy(), row_of.copy())
+    assert rows.index_rows(entity_col, 1, slots, *got) == want[0] == 40
+    for g, w in zip(got, want[1:], strict=True):
+        np.testing.assert_array_equal(g, w)
+
+
+@pytest.mark.parametrize("count", SIZES)
+def test_index_free_gives_free_slots_their_generations(count: int) -> None:
+    rng = np.random.default_rng(23)
+    slots = 2 * count + 10
+    free = rng.permutation(np.arange(1, slots))[:count].astype(np.int64)
+    free_generation = rng.integers(0, RETIRED, count, dtype=np.uint32)
+    generation, table_of, _ = fresh_index(slots)
+    want = reference.index_free(free, free_generation, slots, RETIRED, generation, table_of)
+    got = generation.copy()
+    assert rows.index_free(free, free_generation, slots, RETIRED, got, table_of) == want[0] == -1
+    np.testing.assert_array_equal(got, want[1])
+
+
+@pytest.mark.parametrize("bad", ["slot 0", "past high", "in use", "twice", "retired generation"])
+def test_index_free_stops_at_the_first_slot_that_cannot_be_free(bad: str) -> None:
+    slots = 100
+    free = np.arange(1, 51, dtype=np.int64)
+    free_generation = np.arange(50, dtype=np.uint32)
+    generation, table_of, _ = fresh_index(slots)
+    table_of[70] = 0
+    if bad == "retired generation":
+        free_generation[30] = RETIRED
+    else:
+        free[30] = {"slot 0": 0, "past high": 100, "in use": 70, "twice": 3}[bad]
+    want = reference.index_free(free, free_generation, slots, RETIRED, generation, table_of)
+    got = generation.copy()
+    assert rows.index_free(free, free_generation, slots, RETIRED, got, table_of) == want[0] == 30
+    np.testing.assert_array_equal(got, want[1])

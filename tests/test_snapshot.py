@@ -13,6 +13,7 @@ import subprocess
 import sys
 import time
 import types
+import weakref
 import zlib
 from collections.abc import Callable, Iterator
 
@@ -21,7 +22,8 @@ import pytest
 
 import ecs
 from ecs import SnapshotError
-from tests.snapshot_systems import Axes, Body, Count, Flags, Hidden, Paint, count_moves, drift
+from tests.command_systems import Burning, Heat, Life, Spot, Template, Wet, despawn_odd, spawn_children
+from tests.snapshot_systems import Axes, Body, Count, Flags, Hidden, Paint, copy_prefab, count_moves, drift
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 HEADER = struct.Struct("<8sIIQ")
@@ -614,3 +616,189 @@ def test_a_save_removes_temporaries_left_by_a_writer_that_died(tmp_path) -> None
     assert not orphan.exists()
     assert other.exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == [".other.ecs.tmp-1", "world.ecs"]
+
+
+# ---------------------------------------------------------------- restore without structural change
+def bit_state(world: ecs.World) -> dict[int, bytes]:
+    """Every table's change bits in use (marks, added, readers' pending sets)."""
+    return {table.id: table.bit_matrix[: table.nslots, : -(-max(table.n, 1) // 64)].tobytes()
+            for table in world._archetypes.tables}
+
+
+def test_a_restore_with_the_structure_unchanged_matches_a_full_restore_and_keeps_the_version() -> None:
+    """The fast path (field columns only) against the full one, forced by forgetting which
+    structure the world has: same values, same ids and index, same marks for every reader."""
+    results = []
+    for fast in (True, False):
+        with ecs.World() as world:
+            ids = build(world)
+            readers = [world.query(Body, changed=[Body]), world.query(Count, added=[Count]),
+                       world.query(Paint, changed=[Paint])]
+            for q in readers:
+                list(q)
+            before = state(world)
+            snap = world.snapshot()
+            world.set_batch(ids["alive"][:40], Count(n=np.arange(40)))
+            world.set(ids["alive"][50], Paint(rgb=[9, 9, 9]))
+            world.resources["gravity"] = 3.0
+            world.run(2, dt=0.5)
+            version = world._structure_version
+            if not fast:
+                world._structure_seen = None
+            world.restore(snap)
+            assert state(world) == before
+            assert (world._structure_version == version) == fast
+            results.append((state(world), bit_state(world), [sorted(q.entities().tolist()) for q in readers]))
+    assert results[0] == results[1]
+    assert len(results[0][2][0]) > 100 and results[0][2][1] == []      # changed rows seen, nothing added
+
+
+def small_world(world: ecs.World) -> None:
+    """Entities with Life and Spot (the command systems' components), some despawned, some moved."""
+    ids = world.spawn_batch(60, Life(t=np.arange(60) % 7), Spot(x=np.arange(60.0)))
+    world.spawn_batch(5, Life(t=3), Spot(x=0), Template())
+    world.spawn(Spot(x=1.0, y=0.0))               # compiles the one-entity spawn for Spot (raw values)
+    world.despawn_batch(ids[::9])
+    world.add(int(ids[4]), Burning())
+    world.resources["prefab"] = int(world.query(Template).entities()[0])
+
+
+def defer_everything(world: ecs.World) -> None:
+    alive = world.query(Life, without=[Template]).entities().tolist()
+    with world.defer() as d:
+        d.spawn(Spot(x=5.0), Wet())
+        d.despawn(alive[0])
+        d.add(alive[1], Heat())
+        d.remove(alive[2], Spot)
+
+
+def run_system(sys_: object) -> Callable[[ecs.World], None]:
+    def op(world: ecs.World) -> None:
+        world.add_system(sys_)
+        world.step()
+    return op
+
+
+def restore_another(world: ecs.World) -> None:
+    world.spawn_batch(3, Spot(x=1.0))
+    other = world.snapshot()
+    world.despawn(int(world.query(Spot).entities()[0]))
+    world.restore(other)
+
+
+def first_of(world: ecs.World, *components: type) -> int:
+    return int(world.query(*components, without=[Template]).entities()[0])
+
+
+STRUCTURAL_OPS: dict[str, Callable[[ecs.World], object]] = {
+    "spawn (the compiled one-entity path)": lambda w: w.spawn(Spot(x=2.0, y=0.0)),
+    "spawn (the checked path)": lambda w: w.spawn(Spot(x=2.0), Heat(deg=1)),
+    "spawn_batch": lambda w: w.spawn_batch(70, Spot(x=0.5)),
+    "despawn": lambda w: w.despawn(first_of(w, Life)),
+    "despawn_batch": lambda w: w.despawn_batch(w.query(Life, without=[Template]).entities()[:5]),
+    "add": lambda w: w.add(first_of(w, Life), Wet()),
+    "remove": lambda w: w.remove(first_of(w, Life, Burning), Burning),
+    "defer": defer_everything,
+    "kernel commands: despawn": run_system(despawn_odd),
+    "kernel commands: spawn": run_system(copy_prefab),
+    "kernel commands: spawn, add and remove": run_system(spawn_children),
+    "restore of another snapshot": restore_another,
+}
+
+
+@pytest.mark.parametrize("op", list(STRUCTURAL_OPS))
+def test_every_structural_change_is_undone_by_restore(op: str) -> None:
+    """Each operation bumps the structure version (else restore would take its fast path and
+    keep the changed structure); restoring gives exactly the state of a world that never did it:
+    ids, locations, free list, and the ids spawned next."""
+    with ecs.World() as world, ecs.World() as twin:
+        small_world(world)
+        small_world(twin)
+        assert state(world) == state(twin)
+        snap = world.snapshot()
+        version = world._structure_version
+        STRUCTURAL_OPS[op](world)
+        assert world._structure_version > version
+        assert state(world) != state(twin)
+        if op.startswith("spawn (the compiled"):
+            assert world._last_spawn is world._spawn_plans[(Spot,)]
+        world.restore(snap)
+        assert state(world) == state(twin)
+        version = world._structure_version
+        world.restore(snap)                                 # the structure now equals the snapshot's
+        assert world._structure_version == version and state(world) == state(twin)
+        # the ids issued next (table ids may differ: tables the operation made stay, empty)
+        spawned = [[w.spawn(Spot(x=1.0)), *w.spawn_batch(30, Spot(x=1.0), Heat()).tolist()] for w in (world, twin)]
+        assert spawned[0] == spawned[1]
+
+
+def test_setting_values_and_adding_a_component_an_entity_has_keep_the_structure() -> None:
+    with ecs.World() as world:
+        small_world(world)
+        version = world._structure_version
+        e = first_of(world, Life)
+        world.set(e, Spot(x=7.0))
+        world.set_batch(world.query(Life).entities(), Life(t=2))
+        world.add(e, Spot(x=8.0))                           # has it: overwritten in place
+        world.resources["prefab"] = 0
+        assert world._structure_version == version
+
+
+def test_snapshots_at_one_structure_version_share_a_read_only_structure(built) -> None:
+    world, ids, path = built
+    before = state(world)
+    first, second = world.snapshot(), world.snapshot()
+    assert first.structure is second.structure
+    held = first.structure
+    arrays = [e for _, _, e in held.tables] + [held.free, held.free_generation]
+    arrays += [col for _, cols in first.columns for _, _, col in cols]
+    kept = [a.copy() for a in arrays]
+    for array in arrays:
+        assert not array.flags.writeable
+        if array.size:
+            with pytest.raises(ValueError, match="read-only"):
+                array.reshape(-1)[0] = array.reshape(-1)[0]
+    world.despawn_batch(ids["alive"][:100])
+    world.spawn_batch(300, Body(x=1, y=2), Count())
+    world.add(ids["alive"][200], Axes(basis=np.ones((2, 3))))
+    world.run(2, dt=1.0)
+    third = world.snapshot()
+    assert third.structure is not held
+    assert all(a.tobytes() == k.tobytes() for a, k in zip(arrays, kept, strict=True))   # NaN too
+    world.restore(second)
+    assert state(world) == before
+    version = world._structure_version
+    world.restore(first)                                    # the same structure: nothing structural
+    assert world._structure_version == version and state(world) == before
+    assert world.snapshot().structure is held
+
+
+def test_a_structure_no_snapshot_holds_is_not_shared(world: ecs.World) -> None:
+    world.spawn_batch(10, Count())
+    first = world.snapshot()
+    structure = weakref.ref(first.structure)
+    del first
+    gc.collect()
+    assert structure() is None                              # the world's reference is weak
+    snap = world.snapshot()
+    world.spawn(Count())
+    world.restore(snap)
+    assert len(world) == 10
+
+
+def test_restoring_two_snapshots_in_turn_restores_each_structure(built) -> None:
+    world, ids, path = built
+    early = world.snapshot()
+    early_state = state(world)
+    world.despawn_batch(ids["alive"][::3])
+    world.spawn_batch(40, Hidden())
+    late = world.snapshot()
+    late_state = state(world)
+    for snap, expected in ((early, early_state), (late, late_state), (late, late_state),
+                           (early, early_state), (early, early_state), (late, late_state)):
+        world.restore(snap)
+        assert state(world) == expected
+    added = world.query(Body, added=[Body])
+    list(added)
+    world.restore(late)                                     # the same structure: nothing is added
+    assert added.count() == 0
