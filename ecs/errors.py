@@ -83,7 +83,9 @@ class KernelError(EcsError, RuntimeError):
 class WorkerCrashedError(EcsError, RuntimeError):
     """A worker process died while running a system; it has been replaced."""
 
-    def __init__(self, system: str, worker: int, exitcode: int | None, reason: str = "") -> None:
+    def __init__(self, system: str | None, worker: int, exitcode: int | None, reason: str = "",
+                 hint: str = "") -> None:
+        """`system` None: the worker died while starting, before it ran anything."""
         if reason:
             how = f"{reason} and was killed"
         elif exitcode is not None and exitcode < 0:
@@ -92,8 +94,9 @@ class WorkerCrashedError(EcsError, RuntimeError):
             how = "stopped responding and was killed"
         else:
             how = f"exited with status {exitcode}"
-        super().__init__(f"worker {worker} {how} while running system {system!r}; "
-                         f"it was replaced and the world is usable")
+        doing = "while starting" if system is None else f"while running system {system!r}"
+        super().__init__(f"worker {worker} {how} {doing}; "
+                         f"it was replaced and the world is usable" + (f"; {hint}" if hint else ""))
         self.system = system
         self.worker = worker
         self.exitcode = exitcode

@@ -71,7 +71,7 @@ ANSWERS = 10               # answers given in this run (futex word)
 MAIN_SLEEPING = 11         # 1 while the main process sleeps on ANSWERS
 FIRST_FRAME, FRAMES = 12, 13               # of the run
 WORKER_LINES = 16          # worker w's line starts at word 16 + 8 * w
-CURRENT_SYSTEM, FRAMES_DONE, RUN_SEQ, SLEEPING, STATUS, ANSWERED, MESSAGE = 0, 1, 2, 3, 4, 5, 6
+CURRENT_SYSTEM, FRAMES_DONE, RUN_SEQ, SLEEPING, STATUS, ANSWERED, MESSAGE, STARTED = 0, 1, 2, 3, 4, 5, 6, 7
 OK, ERROR, ABORTED = 1, 2, 3                 # STATUS of an answer; ERROR's exception is in the pipe
 MAX_WORKERS = 1024
 MAX_SYSTEMS = 1024
@@ -82,6 +82,8 @@ WATCH_SPEC = sync.timespec(WATCH)
 IDLE_SPIN_NS = 1_000_000           # how long a waiting process polls (yielding its core) before it sleeps
 CRASH_GRACE_S = 2.0                # how long busy workers may finish their kernel after a crash
 PARENT_CHECK_S = 0.05              # how often a worker running frames polls the main process's sentinel
+STARTUP_HINT = ("worker processes import the main script before they start: a script that makes a World "
+                "with workers must do so under `if __name__ == \"__main__\":` (its error is on stderr)")
 
 
 class WorkerPool:
@@ -126,6 +128,7 @@ class WorkerPool:
         self._idle_spin_ns = IDLE_SPIN_NS if spin else 0
         self._handles: list[_Handle | None] = [None] * size
         self._sentinels = select.poll()       # readable when a worker has died: one poll(2) for all
+        self._never_started: set[int] = set()  # of the last run's crashed workers
         self._closed = False
         for w in range(size):
             self._handles[w] = self._start(w)
@@ -134,6 +137,7 @@ class WorkerPool:
         parent_end, child_end = self._ctx.Pipe()
         line = WORKER_LINES + 8 * w
         self.control[line + SLEEPING] = 0
+        self.control[line + STARTED] = 0
         process = self._ctx.Process(
             target=worker_main, name=f"ecs-worker-{w}", daemon=True,
             args=(w, DupFd(self.arena.fd), self.arena.size, self.control_spec, self.stats_spec,
@@ -214,6 +218,8 @@ class WorkerPool:
                 self._replace(w)
             if crashed:
                 w, code = crashed[0]
+                if w in self._never_started:
+                    raise WorkerCrashedError(None, w, code, hint=STARTUP_HINT)
                 raise WorkerCrashedError(self._system_name(plan, schedule, w), w, code)
             # name a worker that was inside a kernel, not one waiting for it at a barrier
             w = next((w for w in timed_out if self.control[WORKER_LINES + 8 * w + CURRENT_SYSTEM] >= 0),
@@ -231,6 +237,7 @@ class WorkerPool:
         timed_out: list[int] = []
         deadline = None if self.step_timeout is None else time.monotonic() + self.step_timeout * max(frames, 1)
         grace_deadline = None
+        never_started = self._never_started = set()
         control, control32 = self.control, self.control32
         answers = 0
         spin_ns = self._idle_spin_ns
@@ -261,6 +268,8 @@ class WorkerPool:
                     if w in dead:
                         handle.process.join(1.0)
                         crashed.append((w, handle.process.exitcode))
+                        if not control[WORKER_LINES + 8 * w + STARTED]:
+                            never_started.add(w)
                         del pending[w]
                         self._abort()
                         grace_deadline = grace_deadline or time.monotonic() + CRASH_GRACE_S
@@ -427,6 +436,7 @@ def worker_main(w: int, arena_fd: Any, arena_size: int, control_spec: ArraySpec,
     control = arena.view_of(control_spec)
     control32 = control.view(np.int32)
     stats = arena.view_of(stats_spec)[w]
+    control[WORKER_LINES + 8 * w + STARTED] = 1
     executor = Executor(arena)
     parent = mp.parent_process()
     parent_sentinel = parent.sentinel if parent is not None else None

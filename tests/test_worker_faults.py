@@ -190,6 +190,35 @@ def test_a_crash_while_another_worker_is_stuck_in_a_kernel_replaces_both() -> No
         assert len(world) == ROWS
 
 
+UNGUARDED_SCRIPT = """
+import sys
+sys.path.insert(0, {root!r})
+import ecs
+from tests.worker_systems import Charge, decay
+
+world = ecs.World(workers=1)          # at module level, without the __main__ guard
+world.spawn_batch(10, Charge(kg=1.0))
+world.add_system(decay)
+try:
+    world.step(dt=1.0)
+    print("stepped")
+except ecs.WorkerCrashedError as error:
+    print("error:", error, error.system)
+world.close()
+"""
+
+
+def test_a_script_that_makes_a_world_without_the_main_guard_is_told_so(tmp_path: Path) -> None:
+    script = tmp_path / "unguarded.py"
+    script.write_text(UNGUARDED_SCRIPT.format(root=str(ROOT)))
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("error: worker 0 exited with status 1 while starting; it was replaced and the "
+                                  "world is usable; worker processes import the main script before they start: "
+                                  'a script that makes a World with workers must do so under `if __name__ == '
+                                  '"__main__":` (its error is on stderr) None'), done.stdout
+
+
 def test_a_failed_run_leaves_the_frame_count_where_a_run_in_this_process_would() -> None:
     """every=N counts frames from the first step: a run that fails in its second frame must leave
     the same count for any worker count, or every=N systems drift out of phase."""
