@@ -19,7 +19,7 @@ import numpy as np
 
 from kernels import bits
 
-from . import snapshot
+from . import snapshot, worldfile
 from .archetype import Archetypes
 from .changes import ChangeTracker
 from .commands import Deferred
@@ -474,15 +474,15 @@ class World:
     # ---------------------------------------------------------------- persistence
     def save(self, path: str | os.PathLike[str]) -> None:
         """Write every entity, column, resource and the frame counter to `path`, atomically
-        (a crash mid-save leaves the old file). Format: ecs/snapshot.py; no pickle."""
+        (a crash mid-save leaves the old file). Format: ecs/worldfile.py; no pickle."""
         self._check_open("save")
-        snapshot.save(self, path)
+        worldfile.save(self, path)
 
     @classmethod
     def load(cls, path: str | os.PathLike[str], workers: int | str = 0, **options: Any) -> World:
         """A new world with the saved ids, values, archetypes and resources. SnapshotError for a
         corrupt, truncated, foreign or newer file. Systems are code: add them again."""
-        return snapshot.load(path, lambda **limits: cls(workers, **{**limits, **options}))
+        return worldfile.load(path, lambda **limits: cls(workers, **{**limits, **options}))
 
     def snapshot(self) -> Snapshot:
         """An in-memory copy of the world's state for `restore` (costs a copy of the columns)."""

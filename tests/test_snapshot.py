@@ -1,5 +1,6 @@
-"""ecs/snapshot.py: save / load round trips, every way a file can be bad, a kill during save, and
-in-memory snapshot / restore (values, structure, resources, frame counter, change marks)."""
+"""ecs/worldfile.py and ecs/snapshot.py: save / load round trips, every way a file can be bad, a
+kill during save, and in-memory snapshot / restore (values, structure, resources, frame counter,
+change marks, the fast path when the structure is unchanged, shared read-only structure)."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ import pytest
 
 import ecs
 from ecs import SnapshotError
+from ecs.worldfile import CHUNK
 from tests.command_systems import Burning, Heat, Life, Spot, Template, Wet, despawn_odd, spawn_children
 from tests.snapshot_systems import Axes, Body, Count, Flags, Hidden, Paint, copy_prefab, count_moves, drift
 
@@ -208,13 +210,13 @@ class Parsed:
         self.payload_start = start + (-start % 64)
         self.payload = data[self.payload_start: len(data) - 12]
 
-    def rebuilt(self, manifest: object = None) -> bytes:
-        """The file with this manifest (checksums made right)."""
+    def rebuilt(self, manifest: object = None, payload: bytes | None = None) -> bytes:
+        """The file with this manifest and payload (the manifest's checksum made right)."""
         blob = json.dumps(self.manifest if manifest is None else manifest).encode()
         head = HEADER.pack(b"ECSWORLD", self.version, self.flags, len(blob))
         start = HEADER.size + len(blob)
         trailer = struct.pack("<I", zlib.crc32(blob)) + b"ECSEND\0\0"
-        return head + blob + b"\0" * (-start % 64) + self.payload + trailer
+        return head + blob + b"\0" * (-start % 64) + (self.payload if payload is None else payload) + trailer
 
     def array_offset(self, entry: dict) -> int:
         return self.payload_start + entry["offset"]
@@ -242,6 +244,31 @@ def first_column(p: Parsed) -> dict:
 
 def flip_in_array(entry: Callable[[Parsed], dict], at: int) -> Callable[[Parsed], bytes]:
     return lambda p: flip(p.data, p.array_offset(entry(p)) + at)
+
+
+def with_array(entry: Callable[[dict], dict], dtype: type,
+               edit: Callable[[np.ndarray], None]) -> Callable[[Parsed], bytes]:
+    """Edit one payload array and make its checksums right: a file that passes every CRC but
+    does not make sense."""
+    def corrupt(p: Parsed) -> bytes:
+        manifest = json.loads(json.dumps(p.manifest))
+        where = entry(manifest)
+        payload = bytearray(p.payload)
+        start, nbytes = where["offset"], where["nbytes"]
+        edit(np.frombuffer(payload, dtype, nbytes // np.dtype(dtype).itemsize, start))
+        where["crc32"] = [f"{zlib.crc32(payload[start + at: start + min(at + CHUNK, nbytes)]):08x}"
+                          for at in range(0, max(nbytes, 1), CHUNK)]
+        return p.rebuilt(manifest, bytes(payload))
+    return corrupt
+
+
+def first_entities(m: dict) -> dict:
+    return m["tables"][0]["entities"]
+
+
+def free_a_live_slot(p: Parsed) -> bytes:
+    live = int(np.frombuffer(p.payload, np.int64, 1, first_entities(p.manifest)["offset"])[0]) & 0xFFFFFFFF
+    return with_array(lambda m: m["entities"]["free"], np.int64, lambda free: free.__setitem__(0, live))(p)
 
 
 def set_version(version: int) -> Callable[[Parsed], bytes]:
@@ -283,8 +310,10 @@ CORRUPTIONS: dict[str, tuple[Callable[[Parsed], bytes], str]] = {
         lambda p: flip(p.data, HEADER.size + 100), r"manifest is corrupt \(checksum"),
     "flipped byte in a column": (
         flip_in_array(first_column, 17), r"an array is corrupt \(checksum mismatch\)"),
-    "flipped byte in the entity generations": (
-        flip_in_array(lambda p: p.manifest["entities"]["generation"], 12), "an array is corrupt"),
+    "flipped byte in an entity column": (
+        flip_in_array(lambda p: first_entities(p.manifest), 12), r"an array is corrupt \(checksum mismatch\)"),
+    "flipped byte in the free slots' generations": (
+        flip_in_array(lambda p: p.manifest["entities"]["free_generation"], 2), "an array is corrupt"),
     "flipped byte in a resource array": (
         flip_in_array(lambda p: p.manifest["resources"]["arrays"]["grid"], 5), "an array is corrupt"),
     "flipped byte in the manifest checksum": (
@@ -313,10 +342,37 @@ CORRUPTIONS: dict[str, tuple[Callable[[Parsed], bytes], str]] = {
     "manifest with a negative array offset": (
         with_manifest(lambda m: m["entities"]["free"].__setitem__("offset", -64)), "manifest is malformed"),
     "manifest with a wrong array size": (
-        with_manifest(lambda m: m["entities"]["row_of"].__setitem__("nbytes", 4)), "an array has 4 bytes"),
+        with_manifest(lambda m: first_entities(m).__setitem__("nbytes", 4)), "an array has 4 bytes"),
+    "manifest with a wrong size of the free list": (
+        with_manifest(lambda m: m["entities"]["free"].__setitem__("nbytes", 16)),
+        r"an array has 16 bytes of shape \[\d+\] and dtype <i8, which do not agree"),
+    "manifest with a checksum missing": (
+        with_manifest(lambda m: first_entities(m).__setitem__("crc32", [])),
+        r"the manifest is malformed: an array of \d+ bytes has checksums \[\], expected 1 of 8 hex"),
+    "manifest with a table larger than max_rows": (
+        with_manifest(lambda m: m["limits"].__setitem__("max_rows", 100)), r"a table of \d+ rows, max_rows is 100"),
+    "manifest with the high water mark below the ids": (
+        with_manifest(lambda m: m["entities"].__setitem__("high_water", 5)),
+        r"the entity index is inconsistent: row 0 of table 0 holds id \d+, which is not a fresh slot below "
+        r"the high water mark 5"),
+    "manifest with the high water mark past max_entities": (
+        with_manifest(lambda m: m["entities"].__setitem__("high_water", 1 << 40)),
+        r"inconsistent: high water mark 1099511627776 is outside \[1, max_entities="),
+    "manifest with a wrong count of entities": (
+        with_manifest(lambda m: m["entities"].__setitem__("alive", 694)),
+        "inconsistent: the tables hold 693 entities, the manifest says 694"),
+    "checksummed free list naming a live slot": (
+        free_a_live_slot, r"inconsistent: free slot \d+ \(generation \d+\) is in use"),
+    "checksummed entity column naming one slot twice": (
+        with_array(first_entities, np.int64, lambda ids: ids.__setitem__(1, ids[0])),
+        r"inconsistent: row 1 of table 0 holds id \d+, which is not a fresh slot"),
+    "checksummed entity column with id 0": (
+        with_array(first_entities, np.int64, lambda ids: ids.__setitem__(3, 0)),
+        r"inconsistent: row 3 of table 0 holds id 0"),
     "manifest with a rows count past the arrays": (with_manifest(add_a_row), "an array has"),
-    "newer format version": (set_version(2), "written by a newer format version 2; this library reads "
-                                             "version 1: upgrade ecs to load it"),
+    "newer format version": (set_version(3), "written by a newer format version 3; this library reads "
+                                             "version 2: upgrade ecs to load it"),
+    "format version 1": (set_version(1), "written in format version 1, which this library no longer reads"),
     "format version 0": (set_version(0), "header is corrupt"),
     "a component that no longer exists": (
         with_manifest(rename_component("tests.snapshot_systems:Gone")),
@@ -402,6 +458,51 @@ def test_components_redefined_or_deleted_since_the_save_are_refused(tmp_path) ->
             ecs.World.load(tmp_path / "probe.ecs")
     finally:
         del sys.modules[DYNAMIC]
+
+
+def test_each_chunk_of_an_array_has_its_own_checksum(tmp_path, monkeypatch) -> None:
+    monkeypatch.setattr(ecs.worldfile, "CHUNK", 1024)
+    with ecs.World() as world:
+        build(world)
+        world.save(tmp_path / "chunked.ecs")
+        parsed = Parsed((tmp_path / "chunked.ecs").read_bytes())
+        column = max((col[2] for t in parsed.manifest["tables"] for col in t["columns"]), key=lambda e: e["nbytes"])
+        assert len(column["crc32"]) == -(-column["nbytes"] // 1024) > 3
+        with ecs.World.load(tmp_path / "chunked.ecs") as loaded:
+            assert state(loaded) == state(world)
+        (tmp_path / "bad.ecs").write_bytes(flip(parsed.data, parsed.array_offset(column) + 3 * 1024 + 5))
+        with pytest.raises(SnapshotError, match=r"an array is corrupt \(checksum mismatch\)"):
+            ecs.World.load(tmp_path / "bad.ecs")
+
+
+def test_short_reads_and_writes_and_few_buffers_per_call_still_round_trip(tmp_path, monkeypatch) -> None:
+    """The kernel may move fewer bytes than asked (2 GiB at most per call) and take at most
+    IOV_MAX buffers: emulated with 1000 bytes and 3 buffers per call."""
+    pwritev, preadv = os.pwritev, os.preadv
+
+    def short_pwritev(fd: int, buffers: list, offset: int) -> int:
+        assert len(buffers) <= 3
+        taken, budget = [], 1000                  # the first 1000 bytes of what was asked
+        for buffer in buffers:
+            taken.append(memoryview(buffer).cast("B")[:budget])
+            budget -= taken[-1].nbytes
+        return pwritev(fd, taken, offset)
+
+    def short_preadv(fd: int, buffers: list, offset: int) -> int:
+        return preadv(fd, [memoryview(buffers[0])[:1000]], offset)
+
+    monkeypatch.setattr(ecs.worldfile, "_IOV_MAX", 3)
+    monkeypatch.setattr(ecs.worldfile.os, "pwritev", short_pwritev)
+    monkeypatch.setattr(ecs.worldfile.os, "preadv", short_preadv)
+    with ecs.World() as world:
+        build(world)
+        world.save(tmp_path / "short.ecs")
+        monkeypatch.undo()
+        with ecs.World.load(tmp_path / "short.ecs") as loaded:
+            assert state(loaded) == state(world)
+        monkeypatch.setattr(ecs.worldfile.os, "preadv", short_preadv)
+        with ecs.World.load(tmp_path / "short.ecs") as loaded:
+            assert state(loaded) == state(world)
 
 
 # ---------------------------------------------------------------- a kill during save
