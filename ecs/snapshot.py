@@ -11,10 +11,11 @@ A snapshot's structure (entity columns, free list; the entity index is rebuilt f
 shared by every snapshot taken at the same `World._structure_version`, which every structural
 change bumps. While the world's structure equals a snapshot's (nothing structural happened since
 it was taken or last restored), restore compares and copies only the field columns, resources and
-frame. At 1M entities of 16 B: snapshot 2.72 -> 1.14 ms (24 MB, no entity index), or the field
-columns alone when a snapshot of the same structure is alive; restore after values changed
-3.14 -> 0.85 ms; restore after one despawn 3.79 -> 3.60 ms (rebuilding the index from the entity
-column, 1.18 ms, costs what copying it did).
+frame. At 1M entities of 16 B (persist benchmark, medians of 3 runs): snapshot 2.91 -> 1.75 ms
+(24 MB instead of 36: no entity index), 0.94 ms while a snapshot of the same structure is alive
+(the field columns alone); restore after a step changed every position 3.64 -> 1.00 ms. Restore
+after one despawn 3.79 -> 3.60 ms: rebuilding the index from the entity column (1.18 ms) costs
+what copying it did.
 """
 
 from __future__ import annotations

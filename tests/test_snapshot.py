@@ -20,6 +20,9 @@ from collections.abc import Callable, Iterator
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
 import ecs
 from ecs import SnapshotError
@@ -903,3 +906,108 @@ def test_restoring_two_snapshots_in_turn_restores_each_structure(built) -> None:
     list(added)
     world.restore(late)                                     # the same structure: nothing is added
     assert added.count() == 0
+
+
+# ---------------------------------------------------------------- fast and full restores, in random order
+class RollbackMachine(RuleBasedStateMachine):
+    """Two worlds receive the same calls; `full` forgets before every restore which structure it
+    has, so it always takes the full path. After every step both must hold the same ids, index,
+    values and change bits; readers, looking after some steps, must see the same rows; and a
+    restore must give back the state its snapshot saw."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fast, self.full = ecs.World(), ecs.World()
+        self.snaps: list[tuple[object, object, dict]] = []
+        self.readers = [(w.query(Body, changed=[Body]), w.query(Count, added=[Count])) for w in self.worlds]
+
+    @property
+    def worlds(self) -> tuple[ecs.World, ecs.World]:
+        return self.fast, self.full
+
+    def teardown(self) -> None:
+        self.snaps.clear()
+        self.fast.close()
+        self.full.close()
+
+    def live(self) -> list[int]:
+        return sorted(self.fast.query().entities().tolist()) if len(self.fast) else []
+
+    def maybe_look(self, look: bool) -> None:
+        """Readers of both worlds see the same rows, then have seen them."""
+        if look:
+            seen = [[sorted(q.entities().tolist()) for q in queries] for queries in self.readers]
+            assert seen[0] == seen[1]
+            for queries in self.readers:
+                for q in queries:
+                    list(q)
+
+    @rule(n=st.integers(0, 70), hidden=st.booleans(), look=st.booleans())
+    def spawn_batch(self, n: int, hidden: bool, look: bool) -> None:
+        for w in self.worlds:
+            w.spawn_batch(n, Body(x=np.arange(n), y=1.0), Count(n=7), *([Hidden()] if hidden else []))
+        self.maybe_look(look)
+
+    @precondition(lambda self: len(self.fast))
+    @rule(data=st.data())
+    def despawn_some(self, data) -> None:
+        doomed = data.draw(st.lists(st.sampled_from(self.live()), unique=True, max_size=20))
+        for w in self.worlds:
+            w.despawn_batch(np.array(doomed, np.int64))
+
+    @precondition(lambda self: len(self.fast))
+    @rule(data=st.data(), hide=st.booleans())
+    def move_one(self, data, hide: bool) -> None:
+        entity = data.draw(st.sampled_from(self.live()))
+        for w in self.worlds:
+            if hide:
+                w.add(entity, Hidden())
+            elif w.has(entity, Hidden):
+                w.remove(entity, Hidden)
+
+    @precondition(lambda self: len(self.fast))
+    @rule(data=st.data(), x=st.floats(-5, 5, width=32), look=st.booleans())
+    def set_values(self, data, x: float, look: bool) -> None:
+        chosen = data.draw(st.lists(st.sampled_from(self.live()), unique=True, min_size=1, max_size=30))
+        for w in self.worlds:
+            w.set_batch(np.array(chosen, np.int64), Body(x=x, y=2.0))
+        self.maybe_look(look)
+
+    @rule()
+    def snapshot(self) -> None:
+        self.snaps.append((self.fast.snapshot(), self.full.snapshot(), state(self.fast)))
+        del self.snaps[:-4]
+
+    @precondition(lambda self: self.snaps)
+    @rule(data=st.data())
+    def drop_a_snapshot(self, data) -> None:
+        del self.snaps[data.draw(st.integers(0, len(self.snaps) - 1))]
+        gc.collect()
+
+    def restore(self, k: int, look: bool) -> None:
+        fast_snap, full_snap, expected = self.snaps[k]
+        self.fast.restore(fast_snap)
+        self.full._structure_seen = None
+        self.full.restore(full_snap)
+        assert state(self.fast) == expected
+        self.maybe_look(look)
+
+    @precondition(lambda self: self.snaps)
+    @rule(look=st.booleans())
+    def restore_latest(self, look: bool) -> None:
+        self.restore(-1, look)
+
+    @precondition(lambda self: self.snaps)
+    @rule(data=st.data(), look=st.booleans())
+    def restore_any(self, data, look: bool) -> None:
+        self.restore(data.draw(st.integers(0, len(self.snaps) - 1)), look)
+
+    @invariant()
+    def both_worlds_agree(self) -> None:
+        assert state(self.fast) == state(self.full)
+        assert bit_state(self.fast) == bit_state(self.full)
+
+
+RollbackMachine.TestCase.settings = settings(max_examples=40, stateful_step_count=30, deadline=None,
+                                             suppress_health_check=[HealthCheck.too_slow])
+TestRollbackMachine = RollbackMachine.TestCase
