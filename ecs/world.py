@@ -485,12 +485,15 @@ class World:
         return worldfile.load(path, lambda **limits: cls(workers, **{**limits, **options}))
 
     def snapshot(self) -> Snapshot:
-        """An in-memory copy of the world's state for `restore` (costs a copy of the columns)."""
+        """An in-memory, read-only copy of the world's state for `restore`. Costs a copy of the
+        field columns, plus the id columns unless a snapshot of the same structure is alive."""
         self._check_open("snapshot")
         return Snapshot(self)
 
     def restore(self, snap: Snapshot) -> None:
-        """Put the world back as it was at `snap`; readers see only rows whose values differ."""
+        """Put the world back as it was at `snap`; readers see only rows whose values differ.
+        Costs a compare-copy of the field columns; of the ids and the entity index as well
+        when something structural (spawn, despawn, add, remove) happened since."""
         self._check_open("restore")
         snapshot.restore(self, snap)
 
