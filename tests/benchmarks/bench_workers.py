@@ -1,7 +1,8 @@
 """Scenario "workers" (issue 4): the same systems on 2 worker processes against this process.
 
 This machine has 2 cores, so workers=2 puts one worker on each core with the main process
-asleep beside them; anything else running on the VM takes cores from them (see "other load").
+beside them, polling for their answers and yielding its core at each poll; anything else
+running on the VM takes cores from them (see "other load").
 
 Workloads (systems in bench_systems_defs.py):
 1. heavy, the anchors' compute-bound kernel (~90 ns/entity on one core), over 1,000,000
@@ -150,7 +151,7 @@ def critical_path_work(plan_world: ecs.World) -> float:
     twin.step(dt=DT, gravity=GRAVITY)
     schedule = twin._schedule
     executor = schedule._executor
-    values = schedule.values({"dt": DT, "gravity": GRAVITY}, 1)
+    values, _ = schedule.values({"dt": DT, "gravity": GRAVITY}, 1)
     kernel_s = {}
     for task in (t for stage in schedule.plan(0).tasks[0] for t in stage):
         system = schedule.systems[task.system].system
@@ -206,9 +207,10 @@ def run() -> list[Row]:
     rows += frame_rows()
     rows.append(startup_row())
     cores = len(os.sched_getaffinity(0))
-    print(f"note ({SCENARIO}): this machine has {cores} cores. workers=2 puts a worker on each while the "
-          f"main process sleeps, so any other process on the VM (\"other load\") takes time from a worker, "
-          f"and the whole step waits for it at the next barrier or answer. A step on workers wakes each "
-          f"worker through its pipe and the main process through theirs: wake-ups of idle vCPUs that cost "
-          f"tens of microseconds on this KVM guest (the pinned round trip), whatever the work.")
+    print(f"note ({SCENARIO}): this machine has {cores} cores. workers=2 puts a worker on each beside the "
+          f"main process, so any other process on the VM (\"other load\") takes time from a worker, "
+          f"and the whole step waits for it at the next barrier or answer. Between runs, workers poll a "
+          f"sequence number in shared memory for 1 ms (yielding their core at each poll) and the main "
+          f"process polls their answer count, so step() in a loop wakes no one through the kernel; a wake-up "
+          f"of an idle vCPU costs tens of microseconds on this KVM guest (the pinned round trip).")
     return rows
