@@ -5,7 +5,9 @@ A reader's first look covers the removals since it was created."""
 
 from __future__ import annotations
 
+import contextlib
 import gc
+from collections.abc import Iterator
 
 import numpy as np
 import pytest
@@ -156,20 +158,28 @@ def test_a_removed_system_is_not_called_when_nothing_was_removed(world: ecs.Worl
     assert logged(world, 1) == []
 
 
-@pytest.mark.parametrize("workers", [0, 2])
-def test_ids_stay_pending_when_the_frame_failed_before_the_removed_system_ran(workers: int) -> None:
+@contextlib.contextmanager
+def after_a_failed_step(workers: int, *systems: ecs.System) -> Iterator[tuple[ecs.World, list[int]]]:
+    """A world of `systems` whose step failed (resource fail[0] set) after ids[0] was despawned;
+    fail[0] is cleared again."""
     with ecs.World(workers=workers) as world:
         ids = world.spawn_batch(4, Life(t=0), Heat()).tolist()
         add_logs(world)
         world.resources["fail"] = np.ones(1, np.int64)
-        world.add_system(fail_before_readers)
-        world.add_system(removed_every_1)
+        for s in systems:
+            world.add_system(s)
         world.despawn(ids[0])
         with pytest.raises(ecs.KernelError, match="asked to fail"):
             world.step()
+        world.resources["fail"][0] = 0
+        yield world, ids
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_ids_stay_pending_when_the_frame_failed_before_the_removed_system_ran(workers: int) -> None:
+    with after_a_failed_step(workers, fail_before_readers, removed_every_1) as (world, ids):
         assert logged(world, 1) == []
         world.remove(ids[1], Heat)
-        world.resources["fail"][0] = 0
         world.step()
         assert logged(world, 1) == ids[:2]
         world.step()
@@ -179,15 +189,7 @@ def test_ids_stay_pending_when_the_frame_failed_before_the_removed_system_ran(wo
 @pytest.mark.parametrize("workers", [0, 2])
 def test_ids_handed_to_a_removed_kernel_that_raised_are_consumed(workers: int) -> None:
     """As changed= rows are: what a kernel was given, it was given."""
-    with ecs.World(workers=workers) as world:
-        ids = world.spawn_batch(4, Life(t=0), Heat()).tolist()
-        add_logs(world)
-        world.resources["fail"] = np.ones(1, np.int64)
-        world.add_system(removed_then_fail)
-        world.despawn(ids[0])
-        with pytest.raises(ecs.KernelError, match="asked to fail"):
-            world.step()
-        world.resources["fail"][0] = 0
+    with after_a_failed_step(workers, removed_then_fail) as (world, ids):
         world.remove(ids[1], Heat)
         world.step()
         assert logged(world, 2) == ids[:2]
