@@ -70,7 +70,7 @@ BARRIER_GENERATION = 9
 ANSWERS = 10               # answers given in this run (futex word)
 MAIN_SLEEPING = 11         # 1 while the main process sleeps on ANSWERS
 FIRST_FRAME, FRAMES = 12, 13               # of the run
-WORKER_LINES = 16          # worker w's line starts at word 16 + 8 * w
+WORKER_LINES = 16          # worker w's line starts at word 16 + 8 * w: line_of(w)
 CURRENT_SYSTEM, FRAMES_DONE, RUN_SEQ, SLEEPING, STATUS, ANSWERED, MESSAGE, STARTED = 0, 1, 2, 3, 4, 5, 6, 7
 OK, ERROR, ABORTED = 1, 2, 3                 # STATUS of an answer; ERROR's exception is in the pipe
 MAX_WORKERS = 1024
@@ -84,6 +84,11 @@ CRASH_GRACE_S = 2.0                # how long busy workers may finish their kern
 PARENT_CHECK_S = 0.05              # how often a worker running frames polls the main process's sentinel
 STARTUP_HINT = ("worker processes import the main script before they start: a script that makes a World "
                 "with workers must do so under `if __name__ == \"__main__\":` (its error is on stderr)")
+
+
+def line_of(w: int) -> int:
+    """The first control word of worker w's line."""
+    return WORKER_LINES + 8 * w
 
 
 class WorkerPool:
@@ -128,14 +133,13 @@ class WorkerPool:
         self._idle_spin_ns = IDLE_SPIN_NS if spin else 0
         self._handles: list[_Handle | None] = [None] * size
         self._sentinels = select.poll()       # readable when a worker has died: one poll(2) for all
-        self._never_started: set[int] = set()  # of the last run's crashed workers
         self._closed = False
         for w in range(size):
             self._handles[w] = self._start(w)
 
     def _start(self, w: int) -> _Handle:
         parent_end, child_end = self._ctx.Pipe()
-        line = WORKER_LINES + 8 * w
+        line = line_of(w)
         self.control[line + SLEEPING] = 0
         self.control[line + STARTED] = 0
         process = self._ctx.Process(
@@ -155,6 +159,11 @@ class WorkerPool:
             self._sentinels.unregister(old.process.sentinel)
         handle = self._handles[w] = self._start(w)
         return handle
+
+    def _announce(self, w: int) -> int:
+        """Bump worker w's run sequence number, waking it if it sleeps; returns the new number."""
+        line = line_of(w)
+        return sync.publish(self.control32, 2 * (line + RUN_SEQ), 2 * (line + SLEEPING))
 
     def _dead(self) -> set[int]:
         """Workers whose process has ended (one poll(2), ~1 us)."""
@@ -178,11 +187,6 @@ class WorkerPool:
             # died while idle (the OOM killer, a stray signal): it ran nothing, so replace it
             self._handles[w].process.join(1.0)   # type: ignore[union-attr]
             self._replace(w)
-        for w in participants:
-            line = WORKER_LINES + 8 * w
-            control[line + FRAMES_DONE] = 0
-            control[line + CURRENT_SYSTEM] = -1   # a fresh worker names no stale system
-            control[line + STATUS] = 0
         shipped = [self._shippable(schedule, i, v) for i, v in enumerate(values)]
         pending: dict[int, _Handle] = {}
         try:
@@ -190,7 +194,10 @@ class WorkerPool:
                 handle = self._handles[w]
                 assert handle is not None
                 commands = schedule.commands.spec(w) if schedule.commands is not None else None
-                line = WORKER_LINES + 8 * w
+                line = line_of(w)
+                control[line + FRAMES_DONE] = 0
+                control[line + CURRENT_SYSTEM] = -1   # a fresh worker names no stale system
+                control[line + STATUS] = 0
                 if handle.plan is plan and commands == handle.commands and _same_values(shipped, handle.values):
                     control[line + MESSAGE] = 0
                 else:
@@ -201,7 +208,7 @@ class WorkerPool:
                     except OSError:
                         pass              # died this instant: _collect sees it and reports it
                 pending[w] = handle
-                handle.seq = sync.publish(self.control32, 2 * (line + RUN_SEQ), 2 * (line + SLEEPING))
+                handle.seq = self._announce(w)
         except BaseException:         # KeyboardInterrupt between sends: stop the workers already sent
             self._stop_and_replace(pending)
             raise
@@ -212,17 +219,19 @@ class WorkerPool:
             raise
         self._count_frames(plan, schedule, first_frame, frames, failed=bool(errors or crashed or timed_out))
         if crashed or timed_out:
+            # read before the replacements reset their lines
+            first_started = bool(crashed) and bool(self.control[line_of(crashed[0][0]) + STARTED])
             for w, _ in crashed:
                 self._replace(w)
             for w in timed_out:
                 self._replace(w)
             if crashed:
                 w, code = crashed[0]
-                if w in self._never_started:
+                if not first_started:
                     raise WorkerCrashedError(None, w, code, hint=STARTUP_HINT)
                 raise WorkerCrashedError(self._system_name(plan, schedule, w), w, code)
             # name a worker that was inside a kernel, not one waiting for it at a barrier
-            w = next((w for w in timed_out if self.control[WORKER_LINES + 8 * w + CURRENT_SYSTEM] >= 0),
+            w = next((w for w in timed_out if self.control[line_of(w) + CURRENT_SYSTEM] >= 0),
                      timed_out[0])
             raise WorkerCrashedError(self._system_name(plan, schedule, w), w, None,
                                      f"ran past step_timeout={self.step_timeout} s per frame")
@@ -237,7 +246,6 @@ class WorkerPool:
         timed_out: list[int] = []
         deadline = None if self.step_timeout is None else time.monotonic() + self.step_timeout * max(frames, 1)
         grace_deadline = None
-        never_started = self._never_started = set()
         control, control32 = self.control, self.control32
         answers = 0
         spin_ns = self._idle_spin_ns
@@ -251,7 +259,7 @@ class WorkerPool:
                                             sync.timespec(watch) if watch != WATCH else WATCH_SPEC)
                 spin_ns = 0                      # polled once for a short run; a long one wakes us
                 for w, handle in list(pending.items()):
-                    line = WORKER_LINES + 8 * w
+                    line = line_of(w)
                     if sync.load(control, line + ANSWERED) == handle.seq:
                         del pending[w]
                         if control[line + STATUS] == ERROR:
@@ -268,13 +276,11 @@ class WorkerPool:
                     if w in dead:
                         handle.process.join(1.0)
                         crashed.append((w, handle.process.exitcode))
-                        if not control[WORKER_LINES + 8 * w + STARTED]:
-                            never_started.add(w)
                         del pending[w]
                         self._abort()
                         grace_deadline = grace_deadline or time.monotonic() + CRASH_GRACE_S
                 if progress is not None and plan.participants:
-                    done = min(int(control[WORKER_LINES + 8 * w + FRAMES_DONE]) for w in plan.participants)
+                    done = min(int(control[line_of(w) + FRAMES_DONE]) for w in plan.participants)
                     progress.update(done)
                 now = time.monotonic()
                 if pending and ((deadline is not None and now >= deadline)
@@ -316,7 +322,7 @@ class WorkerPool:
         frames never started (every=N would otherwise drift from a sequential run's phase)."""
         done = frames
         if failed and plan.participants:
-            finished = min(int(self.control[WORKER_LINES + 8 * w + FRAMES_DONE]) for w in plan.participants)
+            finished = min(int(self.control[line_of(w) + FRAMES_DONE]) for w in plan.participants)
             done = min(frames, finished + 1)
         schedule.frame = first_frame + done
         schedule.count_calls(first_frame, done)
@@ -333,7 +339,7 @@ class WorkerPool:
         sync.futex_wake(self.control32, 2 * BARRIER_GENERATION, 1 << 30)
 
     def _system_name(self, plan: Plan, schedule: Schedule, w: int) -> str:
-        index = int(self.control[WORKER_LINES + 8 * w + CURRENT_SYSTEM])
+        index = int(self.control[line_of(w) + CURRENT_SYSTEM])
         return schedule.systems[index].name if 0 <= index < len(schedule.systems) else "<between systems>"
 
     def stats_total(self, systems: int) -> np.ndarray:
@@ -354,9 +360,8 @@ class WorkerPool:
                 handle.connection.send(None)
             except (OSError, ValueError):
                 continue
-            line = WORKER_LINES + 8 * w
-            self.control[line + MESSAGE] = 1
-            sync.publish(self.control32, 2 * (line + RUN_SEQ), 2 * (line + SLEEPING))
+            self.control[line_of(w) + MESSAGE] = 1
+            self._announce(w)
         # keep the figures, drop the views: the arena unmaps only when no view of it is left
         self.stats = self.stats.copy()
         del self.control, self.control32
@@ -436,11 +441,11 @@ def worker_main(w: int, arena_fd: Any, arena_size: int, control_spec: ArraySpec,
     control = arena.view_of(control_spec)
     control32 = control.view(np.int32)
     stats = arena.view_of(stats_spec)[w]
-    control[WORKER_LINES + 8 * w + STARTED] = 1
     executor = Executor(arena)
     parent = mp.parent_process()
     parent_sentinel = parent.sentinel if parent is not None else None
-    line = WORKER_LINES + 8 * w
+    line = line_of(w)
+    control[line + STARTED] = 1
     plan = None
     systems: list[Any] = []
     values: list[dict[str, object]] = []
