@@ -2,8 +2,8 @@
 
 Components are typed fields (`@component`), stored per archetype table as one numpy column per
 field in shared memory. Queries hand out zero-copy views; change tracking is exact per reader
-through dirty bits. The public names are fixed by ../shared/API.md and pinned by
-tests/test_public_api.py.
+through dirty bits. The public names are pinned by tests/test_public_api.py; the README
+describes each.
 """
 
 from kernels.bits import mark_changed
@@ -13,13 +13,20 @@ from kernels.commands import remove_tag as cmd_remove
 from kernels.commands import set_field as cmd_set
 from kernels.commands import spawn as cmd_spawn
 
-from .commands import Commands, Deferred, component_key, field_key
+from .commands import Commands, component_key, field_key
+from .deferred import Deferred
 from .errors import (
+    ArgumentTypeError,
+    CapacityError,
+    CommandError,
     ComponentValueError,
     DeadEntityError,
     EcsError,
+    InvalidArgumentError,
+    InvalidNameError,
     KernelError,
     MissingComponentError,
+    ReadOnlyError,
     SchemaError,
     SnapshotError,
     SystemDefinitionError,
@@ -34,17 +41,23 @@ from .world import World
 __version__ = "0.1.0"
 
 __all__ = [
+    "ArgumentTypeError",
     "Batch",
+    "CapacityError",
+    "CommandError",
     "Commands",
     "ComponentValueError",
     "DeadEntityError",
     "Deferred",
     "EcsError",
     "Entity",
+    "InvalidArgumentError",
+    "InvalidNameError",
     "KernelError",
     "MissingComponentError",
     "Mut",
     "Query",
+    "ReadOnlyError",
     "Removed",
     "Rows",
     "SchemaError",

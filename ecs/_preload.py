@@ -1,5 +1,5 @@
 """Imported once by the worker forkserver before it forks workers: the library, its kernels, and
-numba's one-time initialisation (~130 ms per process, RUNTIME anchors) are paid there, once."""
+numba's one-time initialisation (~130 ms per process, measured) are paid there, once."""
 
 import numpy as np
 

@@ -24,7 +24,7 @@ class Archetypes:
 
     def __init__(self, arena: Arena, max_rows: int) -> None:
         self._arena = arena
-        self._max_rows = max_rows
+        self.max_rows = max_rows
         self.tables: list[Table] = []
         self._by_key: dict[frozenset[int], Table] = {}
         self.new_table_listeners: list[Callable[[Table], None]] = []
@@ -36,7 +36,7 @@ class Archetypes:
         table = self._by_key.get(key)
         if table is None:
             components = tuple(sorted(by_id.values(), key=lambda info: info.id))
-            table = Table(len(self.tables), components, self._arena, self._max_rows)
+            table = Table(len(self.tables), components, self._arena, self.max_rows)
             self.tables.append(table)
             self._by_key[key] = table
             for listener in self.new_table_listeners:

@@ -11,7 +11,7 @@ table's marks for every component it filters on are *flushed*: OR-ed into the pe
 every reader of that component, then cleared. The reader then takes its pending rows and clears
 them. So a change reaches each reader exactly once, whoever wrote it, whether the writer ran
 before or after the reader, however often each runs (a single shared dirty bit cannot do this:
-whoever cleared it would steal the change from the others; ../shared/LANDSCAPE.md 2.7).
+whoever cleared it would steal the change from the others).
 A new reader's first look sees every existing row as added and changed.
 
 A reader with several filter terms selects the union: rows where any `changed=` component was
@@ -127,9 +127,9 @@ class ChangeTracker:
             if cid not in table.component_ids:
                 continue
             source = table.marks_slot[cid] if kind == CHANGED else table.added_slot[cid]
-            bits.flush_marks_words(table.bit_matrix, source, self._targets_of(table, cid, kind), 0, nwords)
+            bits.flush_marks_words(table.bit_matrix, source, self.targets_of(table, cid, kind), 0, nwords)
 
-    def _targets_of(self, table: Table, cid: int, kind: str) -> np.ndarray:
+    def targets_of(self, table: Table, cid: int, kind: str) -> np.ndarray:
         key = (table.id, cid, kind)
         slots = self._targets.get(key)
         if slots is None:
@@ -144,7 +144,7 @@ class ChangeTracker:
         if plan is None:
             plan = self._takes[reader.id, table.id] = self._take_plan(reader, table)
         source, targets, slot = plan
-        if source >= 0:  # the usual case: flush, take and clear in one kernel (34 -> 17 us, 1M rows)
+        if source >= 0:  # the usual case: flush, take and clear in one kernel (~17 us at 1M rows)
             return bits.flush_take_rows(table.bit_matrix, source, targets, slot, table.n)
         self.flush(table, reader)
         words = table.bit_matrix[slot]
@@ -160,7 +160,7 @@ class ChangeTracker:
             return -1, None, slot
         cid, kind = terms[0]
         source = table.marks_slot[cid] if kind == CHANGED else table.added_slot[cid]
-        return source, self._targets_of(table, cid, kind), slot
+        return source, self.targets_of(table, cid, kind), slot
 
     def peek(self, reader: Reader, table: Table) -> np.ndarray:
         """Like take, but the rows stay pending."""

@@ -22,7 +22,7 @@ import numpy as np
 
 from kernels import rows
 
-from .errors import DeadEntityError
+from .errors import ArgumentTypeError, CapacityError, DeadEntityError
 from .memory import Arena
 
 INDEX_BITS = 32
@@ -92,17 +92,14 @@ class EntityIndex:
         return index
 
     # ---------------------------------------------------------------- allocation
-    def spawn_into(self, count: int, table_id: int, first_row: int, entity_col: np.ndarray) -> None:
+    def allocate(self, count: int, table_id: int, first_row: int, entity_col: np.ndarray) -> None:
         """Allocate `count` entities and place them at rows [first_row, first_row + count) of a
         table, writing their ids into `entity_col`. Free slots are reused first (most recently
         freed first), then new indices. Checks capacity before changing anything."""
         reuse = min(count, self._nfree)
         fresh = count - reuse
         start = self.high_water
-        if start + fresh > self.max_entities:
-            raise MemoryError(f"cannot spawn {count} entities: World(max_entities={self.max_entities}) "
-                              f"slots are all in use")
-        self._reserve(start + fresh)
+        self._reserve(start + fresh, count)
         if reuse:
             reused = self._free[self._nfree - reuse: self._nfree][::-1].copy()
             rows.place_indices(reused, table_id, first_row, self.generation, self.table_of,
@@ -113,18 +110,16 @@ class EntityIndex:
         self.high_water = start + fresh
         self.alive += count
 
-    def spawn_one(self, table_id: int, row: int, entity_items: memoryview) -> int:
-        """spawn_into for one entity, in plain Python (no kernel dispatch, no temporaries);
-        `entity_items` is a memoryview of the table's entity column. Returns the new id."""
+    def allocate_one(self, table_id: int, row: int, entity_items: memoryview) -> int:
+        """`allocate` for one entity, in plain Python (no kernel dispatch, no temporaries), the
+        same policy; `entity_items` is a memoryview of the table's entity column. Returns the id."""
         if self._nfree:
             index = int(self._free[self._nfree - 1])
             self._nfree -= 1
         else:
             index = self.high_water
-            if index + 1 > self.max_entities:
-                raise MemoryError(f"cannot spawn 1 entities: World(max_entities={self.max_entities}) "
-                                  f"slots are all in use")
-            self._reserve(index + 1)
+            if index >= self.capacity:
+                self._reserve(index + 1, 1)
             self.high_water = index + 1
         self._table_items[index] = table_id
         self._row_items[index] = row
@@ -134,11 +129,18 @@ class EntityIndex:
         return entity
 
     def place(self, index: int, table: int, row: int) -> None:
+        """Record that slot `index` now lives at `row` of `table`."""
+        self._table_items[index] = table
+        self._row_items[index] = row
+
+    def place_batch(self, index: np.ndarray, table: int, rows: np.ndarray) -> None:
         self.table_of[index] = table
-        self.row_of[index] = row
+        self.row_of[index] = rows
 
     def free(self, index: np.ndarray) -> None:
-        """Release slots: bump their generation; retire those that would overflow it."""
+        """Release the slots of live entities: bump their generation; retire those that would
+        overflow it."""
+        self.alive -= index.shape[0]
         self.table_of[index] = -1
         self.row_of[index] = -1
         gen = self.generation[index].astype(np.int64) + 1
@@ -153,9 +155,14 @@ class EntityIndex:
         self._free[self._nfree: need] = reusable
         self._nfree = need
 
-    def _reserve(self, slots: int) -> None:
+    def _reserve(self, slots: int, spawning: int = 0) -> None:
+        """Commit the arrays for `slots` slots; CapacityError past max_entities (for a spawn of
+        `spawning` entities) before anything changes."""
         if slots <= self.capacity:
             return
+        if slots > self.max_entities:
+            raise CapacityError(f"cannot spawn {spawning} entities", f"World(max_entities={self.max_entities}) "
+                                f"slots are all in use", "create the world with a larger max_entities")
         capacity = min(max(slots, 2 * self.capacity, MIN_CAPACITY), self.max_entities)
         for region in (self._gen_region, self._table_region, self._row_region):
             region.commit(4 * capacity)
@@ -213,5 +220,5 @@ class EntityIndex:
 
 def _as_id(entity: object) -> int:
     if isinstance(entity, (bool, np.bool_)) or not isinstance(entity, (int, np.integer)):
-        raise TypeError(f"an entity id is an int, got {entity!r}")
+        raise ArgumentTypeError(f"an entity id is an int, got {entity!r}")
     return int(entity)

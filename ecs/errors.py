@@ -9,7 +9,13 @@
      ├── KernelError            (RuntimeError)  a kernel raised; __cause__ is its exception
      ├── WorkerCrashedError     (RuntimeError)  a worker process died
      ├── WorldClosedError       (RuntimeError)  the world was used after close()
-     └── SnapshotError          (ValueError)    a saved world is corrupt, truncated, foreign or newer
+     ├── SnapshotError          (ValueError)    a saved world is corrupt, truncated, foreign or newer
+     ├── CapacityError          (MemoryError)   a fixed limit is reached: rows, entities, slots, arena
+     ├── CommandError           (ValueError)    a queued structural command cannot be applied
+     ├── InvalidArgumentError   (ValueError)    an argument of a call has a value it cannot take
+     ├── ArgumentTypeError      (TypeError)     an argument of a call has the wrong type
+     ├── InvalidNameError       (KeyError)      a name that is not there or cannot be one: a field, a resource
+     └── ReadOnlyError          (AttributeError) a component value's field was assigned (values are immutable)
 
 Each error also subclasses the builtin a caller would naturally catch. Messages are built first,
 name the object and the values involved, and say what to do; tests check them by text.
@@ -115,6 +121,40 @@ class SnapshotError(EcsError, ValueError):
     def __init__(self, path: str, reason: str) -> None:
         super().__init__(f"cannot load {path!r}: {reason}")
         self.path = path
+
+
+class CapacityError(EcsError, MemoryError):
+    """A fixed limit is reached: a table's max_rows, the world's max_entities, a table's
+    change-tracking slots, a command buffer, or the arena's address space. Names the limit."""
+
+    def __init__(self, what: str, limit: str, fix: str) -> None:
+        super().__init__(f"{what}: {limit}; {fix}")
+        self.limit = limit
+
+
+class CommandError(EcsError, ValueError):
+    """A structural command (from a kernel or `defer()`) cannot be applied; names who issued it.
+    The commands of that frame or block are not applied."""
+
+
+class InvalidArgumentError(EcsError, ValueError):
+    """An argument of a call has a value it cannot take; names the call, the argument and the value."""
+
+
+class ArgumentTypeError(EcsError, TypeError):
+    """An argument of a call has the wrong type; names the call and what it got."""
+
+
+class InvalidNameError(EcsError, KeyError):
+    """A name that is not there or cannot be one: a component's field, a resource, a component
+    that a query batch lacks."""
+
+    def __str__(self) -> str:   # KeyError's own str() would quote the message
+        return str(self.args[0]) if self.args else ""
+
+
+class ReadOnlyError(EcsError, AttributeError):
+    """A field of a component value was assigned: values are immutable (build a new one)."""
 
 
 def _short(value: object, limit: int = 60) -> str:

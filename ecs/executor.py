@@ -14,7 +14,7 @@ Per task cost here: ~0.3 us per column slice and namedtuple, ~1.5 us of numba di
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -22,7 +22,7 @@ import numpy as np
 from kernels import bits
 
 from .memory import Arena, ArraySpec
-from .plan import REMOVED_IDS, Task
+from .plan import SystemValues, Task
 from .system import COMMANDS, ENTITY, READ, REMOVED, ROWS, WRITE, System
 
 
@@ -45,7 +45,7 @@ class Executor:
             view = self._views[spec] = self._arena.view_of(spec)
         return view
 
-    def run_task(self, system: System, task: Task, values: Mapping[str, Any], stats: np.ndarray,
+    def run_task(self, system: System, task: Task, values: SystemValues, stats: np.ndarray,
                  on_error: Callable[[BaseException], None]) -> None:
         """Run one task; a kernel exception goes to `on_error` (after its rows are marked)."""
         started = time.perf_counter()
@@ -72,13 +72,13 @@ class Executor:
                     bits.mark_rows(words, rows)
             stats[0] += 1
             if task.table < 0:
-                stats[1] += values[REMOVED_IDS].shape[0] if REMOVED_IDS in values else 0
+                stats[1] += values.removed_ids.shape[0] if values.removed_ids is not None else 0
             else:
                 stats[1] += (stop - start) if rows is None else rows.shape[0]
             stats[2] += time.perf_counter() - started
 
     def _arguments(self, system: System, task: Task, rows: np.ndarray | None,
-                   values: Mapping[str, object]) -> tuple[list[object], list[np.ndarray]]:
+                   values: SystemValues) -> tuple[list[object], list[np.ndarray]]:
         """The kernel's arguments for this call, and the marks' words of the task's rows."""
         prepared = self._prepared.get(task)
         if prepared is None:
@@ -91,11 +91,11 @@ class Executor:
             if kind == ROWS:
                 args[position] = rows
             elif kind == REMOVED:
-                args[position] = values[REMOVED_IDS]
+                args[position] = values.removed_ids
             elif kind == COMMANDS:
                 args[position] = self.commands._replace(base=task.start, system=task.system, table=task.table)
             else:
-                args[position] = values[key]  # type: ignore[index]
+                args[position] = values.named[key]  # type: ignore[index]
         return args, marks
 
     def _prepare(self, system: System, task: Task) -> tuple[list[object], list[tuple[int, str, object]],

@@ -1,6 +1,6 @@
 """Shared memory: one anonymous arena per world, mapped once, regions that grow in place.
 
-Choice and reasons (measured in ../shared/RUNTIME.md, Q1, Q3, Q4):
+Choice and reasons (measured on the 2-core Linux VMs this library is developed on):
 - **memfd, not named segments.** A memfd has no name in /dev/shm, so nothing can be left behind
   by close(), an exception, interpreter exit, or a SIGKILL of the whole process group; every
   named backend (SharedMemory, /dev/shm files, posix_ipc) leaked under a group SIGKILL. Worker
@@ -42,6 +42,8 @@ from typing import NamedTuple
 
 import numpy as np
 import numpy.typing as npt
+
+from .errors import CapacityError
 
 PAGE = mmap.PAGESIZE
 MADV_POPULATE_WRITE = getattr(mmap, "MADV_POPULATE_WRITE", 23)  # Linux 5.14+; Python 3.11 lacks the name
@@ -105,8 +107,9 @@ class Arena:
         is never handed out twice: a view kept from a released region must not alias a new one."""
         reserved = page_round(max(nbytes, 1))
         if self._next + reserved > self.size:
-            raise MemoryError(f"ecs arena exhausted: {self._next} of {self.size} bytes reserved, "
-                              f"{reserved} more requested; lower World(max_rows=...)")
+            raise CapacityError(f"the world's address space is exhausted ({self._next} of {self.size} bytes "
+                                f"reserved, {reserved} more requested)", f"arena of {self.size} bytes",
+                                "lower World(max_rows=...) or World(max_entities=...)")
         offset = self._next
         self._regions += 1
         self._next += reserved + PAGE * (1 + self._regions % 8)   # a gap of 1-8 pages: see below
@@ -184,8 +187,8 @@ class Region:
         """Back the first `nbytes` with memory (page-rounded). OSError(ENOSPC/ENOMEM) if none."""
         want = min(page_round(nbytes), self.reserved)
         if nbytes > self.reserved:
-            raise MemoryError(f"region of {self.reserved} bytes cannot hold {nbytes}; "
-                              f"raise World(max_rows=...)")
+            raise CapacityError(f"a region of {self.reserved} bytes cannot hold {nbytes}",
+                                f"{self.reserved} bytes reserved", "raise World(max_rows=...)")
         if want > self.committed:
             os.posix_fallocate(self.arena.fd, self.offset + self.committed, want - self.committed)
             self.arena.populate(self.offset + self.committed, want - self.committed)

@@ -14,7 +14,7 @@ non-conflicting ones may run at once (their order cannot change the result). Acc
 
 Rows: a table of at least SPLIT_MIN_ROWS rows is split across all workers in ranges whose
 boundaries are multiples of ALIGN rows, so no two workers share a dirty-bit word or a cache line
-(RUNTIME.md Q6 measured lost bits otherwise). The split depends only on (rows, workers), so the
+(two processes OR-ing bits into one word lose bits). The split depends only on (rows, workers), so the
 same rows stay on the same worker frame after frame. Smaller tables go whole to the least loaded
 worker of the stage. A system that takes a resource array runs whole on one worker unless it
 declares `split=True`.
@@ -22,20 +22,18 @@ declares `split=True`.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, NamedTuple
+from typing import NamedTuple
 
 import numpy as np
 
+from .binding import BoundSystem
 from .memory import ArraySpec
 from .system import COMMANDS, ENTITY, READ, REMOVED, ROWS, WRITE
 from .table import Table
 
-if TYPE_CHECKING:
-    from .schedule import BoundSystem
-
 ALIGN = 512
-# Below this many rows a table is not split: a worker round trip costs ~60 us on these VMs
-# (RUNTIME.md Q5) while a simple kernel over 16k rows takes ~6 us (0.36 ns/row, measured).
+# Below this many rows a table is not split: a worker round trip costs tens of us while a simple
+# kernel over 16k rows takes ~6 us (0.36 ns/row, measured).
 SPLIT_MIN_ROWS = 1 << 16
 
 
@@ -56,6 +54,15 @@ class Task(NamedTuple):
     args: tuple                        # per parameter: tuple of field specs, (fields, marks), spec, None or name
     filter: FilterSpec | None
     marks: tuple[ArraySpec, ...]       # dirty words of each Mut component, for mark="auto"
+
+
+class SystemValues(NamedTuple):
+    """What one system's tasks receive in a run besides their rows: its named values and, for a
+    removed= system, the ids handed over to it and the frame they are for (None: not due)."""
+
+    named: dict[str, object]
+    removed_ids: np.ndarray | None = None
+    removed_frame: int | None = None
 
 
 class Plan(NamedTuple):
@@ -130,8 +137,8 @@ def table_task(bound: BoundSystem, system_index: int, table: Table, start: int, 
             args.append(p.name)
     filter_spec = None
     if system.filtered:
-        tracker = bound.world._changes
-        reader = bound.query._ensure_reader()
+        tracker = bound.store.changes
+        reader = bound.reader()
         slot = reader.slot_by_table.get(table.id)
         if slot is None:
             return None
@@ -139,7 +146,7 @@ def table_task(bound: BoundSystem, system_index: int, table: Table, start: int, 
         for cid, kind in reader.terms:
             if cid in table.component_ids:
                 source = table.marks_slot[cid] if kind == "changed" else table.added_slot[cid]
-                flushes.append((source, tuple(int(t) for t in tracker._targets_of(table, cid, kind))))
+                flushes.append((source, tuple(int(t) for t in tracker.targets_of(table, cid, kind))))
         filter_spec = FilterSpec(table.bit_matrix_spec, tuple(flushes), slot)
     return Task(system_index, table.id, start, stop, tuple(args), filter_spec, tuple(marks))
 
@@ -155,17 +162,14 @@ def removed_task(bound: BoundSystem, system_index: int) -> Task:
     return Task(system_index, -1, 0, 0, args, None, ())
 
 
-def due(plan: Plan, task: Task, frame: int, values: dict) -> bool:
+def due(plan: Plan, task: Task, frame: int, values: SystemValues) -> bool:
     """Whether `task` runs in `frame`: its system's every=N divides the frame; a removed= task
     runs only at the frame its ids were taken for, and only if there are any."""
     if frame % plan.every[task.system]:
         return False
-    if task.table < 0 and REMOVED_IDS in values:
-        return frame == values.get(REMOVED_FRAME) and values[REMOVED_IDS].shape[0] > 0
+    if task.table < 0 and values.removed_ids is not None:
+        return frame == values.removed_frame and values.removed_ids.shape[0] > 0
     return True
-
-
-REMOVED_IDS, REMOVED_FRAME = "__removed__", "__removed_frame__"
 
 
 def build_plan(systems: list[BoundSystem], workers: int, stages: list[list[int]] | None = None) -> Plan:
@@ -187,7 +191,7 @@ def build_plan(systems: list[BoundSystem], workers: int, stages: list[list[int]]
             whole_on = None
             if bound.array_values() and not bound.system.split:
                 whole_on = int(np.argmin(load))   # one worker for every table of this system
-            for table in bound.query._matching_tables():
+            for table in bound.query.matching_tables():
                 n = table.n
                 if n == 0:
                     continue

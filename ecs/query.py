@@ -19,16 +19,15 @@ from __future__ import annotations
 
 import weakref
 from collections.abc import Iterator, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from .changes import Reader
+from .errors import ArgumentTypeError, InvalidArgumentError, InvalidNameError, WorldClosedError
 from .schema import ComponentInfo, info_of
+from .store import Store
 from .table import Table
-
-if TYPE_CHECKING:
-    from .world import World
 
 
 class Batch:
@@ -49,7 +48,7 @@ class Batch:
             columns = self.table.columns_by_component.get(info.id)
             if columns is None:
                 have = ", ".join(i.name for i in self.table.components)
-                raise KeyError(f"this batch's table has no {info.name} (it has {have}); "
+                raise InvalidNameError(f"this batch's table has no {info.name} (it has {have}); "
                                f"list {info.name} in world.query(...) to read it")
             n = self.table.n
             view = self._views[info.id] = info.view_type(*(col[:n] for col in columns.values()))
@@ -66,9 +65,9 @@ class Batch:
 class Query:
     """A cached filter over the world's tables; each object keeps its own change cursor."""
 
-    def __init__(self, world: World, required: Sequence[type], without: Sequence[type],
+    def __init__(self, store: Store, required: Sequence[type], without: Sequence[type],
                  changed: Sequence[type], added: Sequence[type], removed: Sequence[type] = ()) -> None:
-        self._world = world
+        self._store = store
         self.required = tuple(_infos("query", required))
         self.without = tuple(_infos("without", without))
         self.changed = tuple(_infos("changed", changed))
@@ -80,32 +79,34 @@ class Query:
         self._scanned = 0
         self._reader: Reader | None = None
         if self.removed_filter:
-            self._ensure_reader()   # removals are journaled from the query's creation on
+            self.reader()   # removals are journaled from the query's creation on
 
     @property
     def filtered(self) -> bool:
         return bool(self.changed or self.added)
 
-    def _matching_tables(self) -> list[Table]:
-        tables = self._world._archetypes.tables
-        if self._scanned < len(tables):
-            self._tables += self._world._archetypes.matching(self._required_ids, self._without_ids,
-                                                             self._scanned)
-            self._scanned = len(tables)
+    def matching_tables(self) -> list[Table]:
+        """Every table with the required components and none of `without` (cached; tables are
+        never dropped, so the list only grows)."""
+        archetypes = self._store.archetypes
+        if self._scanned < len(archetypes.tables):
+            self._tables += archetypes.matching(self._required_ids, self._without_ids, self._scanned)
+            self._scanned = len(archetypes.tables)
         return self._tables
 
-    def _ensure_reader(self) -> Reader:
+    def reader(self) -> Reader:
+        """This query's change reader, registered at the first call."""
         if self._reader is None:
-            tracker = self._world._changes
+            tracker = self._store.changes
             self._reader = tracker.register(self.changed, self.added, self.removed_filter)
             weakref.finalize(self, tracker.unregister, self._reader)
         return self._reader
 
     def _selected(self, consume: bool) -> Iterator[tuple[Table, np.ndarray | None]]:
-        self._world._check_open("query")
-        reader = self._ensure_reader() if self.filtered else None
-        tracker = self._world._changes
-        for table in list(self._matching_tables()):
+        self._check_open()
+        reader = self.reader() if self.filtered else None
+        tracker = self._store.changes
+        for table in list(self.matching_tables()):
             if table.n == 0:
                 continue
             if reader is None:
@@ -117,6 +118,10 @@ class Query:
             if rows.shape[0]:
                 yield table, rows
 
+    def _check_open(self) -> None:
+        if self._store.closed:
+            raise WorldClosedError("query")
+
     def __iter__(self) -> Iterator[Batch]:
         for table, rows in self._selected(consume=True):
             yield Batch(table, rows)
@@ -124,10 +129,10 @@ class Query:
     def removed(self) -> np.ndarray:
         """Ids that lost a `removed=` component since the last call (each once), in the order the
         removals happened. ValueError if the query has no removed= filter."""
-        self._world._check_open("query")
+        self._check_open()
         if not self.removed_filter:
-            raise ValueError("this query has no removed= filter: world.query(..., removed=[C])")
-        return self._world._changes.take_removed(self._ensure_reader())
+            raise InvalidArgumentError("this query has no removed= filter: world.query(..., removed=[C])")
+        return self._store.changes.take_removed(self.reader())
 
     def count(self) -> int:
         """Matching entities (selected rows for a filtered query); does not consume changes."""
@@ -152,6 +157,6 @@ class Query:
 def _infos(what: str, components: Sequence[type]) -> list[ComponentInfo]:
     if isinstance(components, type) or not isinstance(components, (list, tuple, set, frozenset)):
         if what == "query":
-            raise TypeError(f"world.query() takes component classes, got {components!r}")
-        raise TypeError(f"{what}= takes a list of component classes, got {components!r}")
+            raise ArgumentTypeError(f"world.query() takes component classes, got {components!r}")
+        raise ArgumentTypeError(f"{what}= takes a list of component classes, got {components!r}")
     return [info_of(c) for c in components]

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import WorldClosedError
+from .errors import ArgumentTypeError, InvalidNameError, WorldClosedError
 from .memory import Arena
 
 
@@ -27,16 +27,19 @@ class Resources(MutableMapping[str, Any]):
         self._regions: dict[str, Any] = {}
 
     def __getitem__(self, name: str) -> Any:
-        return self._values[name]
+        try:
+            return self._values[name]
+        except KeyError:
+            raise InvalidNameError(f"no resource {name!r}; resources are {sorted(self._values)}") from None
 
     def __setitem__(self, name: str, value: Any) -> None:
         if self._arena.closed:  # its fd number may already name another file: never touch it
             raise WorldClosedError("resources.__setitem__")
         if not isinstance(name, str) or not name.isidentifier():
-            raise KeyError(f"resource names are identifiers (they bind system parameters), got {name!r}")
+            raise InvalidNameError(f"resource names are identifiers (they bind system parameters), got {name!r}")
         if isinstance(value, np.ndarray):
             if value.dtype.kind not in "biuf":
-                raise TypeError(f"resource {name!r}: arrays must be numeric or bool, got dtype {value.dtype}")
+                raise ArgumentTypeError(f"resource {name!r}: arrays must be numeric or bool, got dtype {value.dtype}")
             region = self._arena.allocate(max(value.nbytes, 1))
             region.commit(value.nbytes)
             shared = region.view(value.dtype, value.shape)
@@ -47,12 +50,15 @@ class Resources(MutableMapping[str, Any]):
             self._drop(name)
             self._values[name] = value
         else:
-            raise TypeError(f"resource {name!r}: expected a number, a bool or a numpy array, "
+            raise ArgumentTypeError(f"resource {name!r}: expected a number, a bool or a numpy array, "
                             f"got {type(value).__name__}")
+
+    def get(self, name: str, default: Any = None) -> Any:
+        return self._values.get(name, default)   # no exception per miss: systems look names up every step
 
     def __delitem__(self, name: str) -> None:
         if name not in self._values:
-            raise KeyError(name)
+            raise InvalidNameError(f"no resource {name!r}; resources are {sorted(self._values)}")
         self._drop(name)
 
     def _drop(self, name: str) -> None:
@@ -60,6 +66,13 @@ class Resources(MutableMapping[str, Any]):
         region = self._regions.pop(name, None)
         if region is not None:
             region.release()
+
+    def drop_views(self) -> None:
+        """Forget the shared arrays (world close): the arena unmaps only when no view of it is
+        left. Scalars stay readable."""
+        for name in [name for name, value in self._values.items() if isinstance(value, np.ndarray)]:
+            del self._values[name]
+        self._regions.clear()
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._values)

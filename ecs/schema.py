@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import ComponentValueError, SchemaError
+from .errors import ArgumentTypeError, ComponentValueError, ReadOnlyError, SchemaError
 
 # Names a field cannot take: `changed` is the dirty-bit member of a Mut view.
 RESERVED_FIELD_NAMES = frozenset({"changed", "fields"})
@@ -42,10 +42,10 @@ class FieldType:
 
     def __getitem__(self, shape: int | tuple[int, ...]) -> FieldType:
         if self.dtype.shape:
-            raise TypeError(f"{self!r} is already a vector type")
+            raise ArgumentTypeError(f"{self!r} is already a vector type")
         dims = shape if isinstance(shape, tuple) else (shape,)
         if not dims or not all(isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in dims):
-            raise TypeError(f"{self.name}[{shape!r}]: vector sizes must be positive ints")
+            raise ArgumentTypeError(f"{self.name}[{shape!r}]: vector sizes must be positive ints")
         return FieldType(self.name, self._scalar, dims)
 
     def __repr__(self) -> str:
@@ -128,7 +128,7 @@ def info_of(cls: object) -> ComponentInfo:
     """The ComponentInfo of a component class; TypeError naming the object otherwise."""
     info = getattr(cls, "__ecs_component__", None)
     if not isinstance(info, ComponentInfo) or info.cls is not cls:
-        raise TypeError(f"{cls!r} is not a component class; declare it with @ecs.component")
+        raise ArgumentTypeError(f"{cls!r} is not a component class; declare it with @ecs.component")
     return info
 
 
@@ -234,7 +234,7 @@ class _FieldValue:
         return view
 
     def __set__(self, obj: object, value: object) -> None:
-        raise AttributeError(f"component values are immutable; build a new {type(obj).__name__}(...)")
+        raise ReadOnlyError(f"component values are immutable; build a new {type(obj).__name__}(...)")
 
 
 def _init(self: Any, *args: object, **kwargs: object) -> None:
@@ -347,9 +347,14 @@ def values_of(value: object) -> tuple[ComponentInfo, dict[str, np.ndarray], int 
     if not isinstance(info, ComponentInfo) or info.cls is not type(value):
         if is_component(value):
             name = getattr(value, "__name__", repr(value))
-            raise TypeError(f"{name} is a component class; pass a value such as {name}(...)")
-        raise TypeError(f"{value!r} is not a component value; declare its class with @ecs.component")
+            raise ArgumentTypeError(f"{name} is a component class; pass a value such as {name}(...)")
+        raise ArgumentTypeError(f"{value!r} is not a component value; declare its class with @ecs.component")
     return info, value._values, value._batch_len  # type: ignore[attr-defined]
+
+
+def coerce_scalar(info: ComponentInfo, field: str, value: object) -> np.ndarray:
+    """One scalar value converted to a field's dtype, or ComponentValueError naming it."""
+    return _coerce(info.name, field, info.fields[field], value, batch=False)
 
 
 def _coerce(component_name: str, field: str, dtype: np.dtype, value: object, batch: bool) -> np.ndarray:

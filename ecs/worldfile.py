@@ -45,16 +45,16 @@ import os
 import stat
 import struct
 import zlib
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from .errors import SnapshotError
+from .resources import Resources
 from .schema import ComponentInfo, info_of, is_component
-
-if TYPE_CHECKING:
-    from .world import World
+from .store import Store
 
 MAGIC = b"ECSWORLD"
 TRAILER = b"ECSEND\0\0"
@@ -68,14 +68,15 @@ _IOV_MAX = os.sysconf("SC_IOV_MAX") if "SC_IOV_MAX" in os.sysconf_names else 16
 
 
 # ==================================================================== save
-def save(world: World, path: str | os.PathLike[str]) -> None:
-    """Write the world atomically to `path` (see the module docstring for the format).
+def save(path: str | os.PathLike[str], store: Store, resources: Resources, frame: int) -> None:
+    """Write a world (its store, resources and frame counter) atomically to `path` (see the module
+    docstring for the format).
 
     One pwritev puts the header, a manifest with placeholder checksums and the payload in the
     file while other threads compute the checksums; then the manifest is written again with
     them (same length: they are fixed-width), the trailer after it, one fsync."""
     path = os.fspath(path)
-    manifest, arrays, entries = _describe(world)
+    manifest, arrays, entries = _describe(store, resources, frame)
     blob = _manifest_bytes(manifest)
     start = _payload_start(len(blob))
     directory = os.path.dirname(os.path.abspath(path))
@@ -164,8 +165,7 @@ def _alive(pid: int) -> bool:
 def _bytes_of(array: np.ndarray) -> np.ndarray:
     """A flat uint8 view of a C-contiguous array's bytes (table columns, index slices and payload
     arrays all are). memoryview.cast("B") refuses shapes with a 0, such as an empty vector column."""
-    if not array.flags.c_contiguous:
-        raise ValueError("expected a C-contiguous array")
+    assert array.flags.c_contiguous, "payload arrays are C-contiguous"
     return array.reshape(-1).view(np.uint8)
 
 
@@ -189,7 +189,8 @@ class _Checksums:
         self._pool.shutdown(wait=True, cancel_futures=True)
 
 
-def _describe(world: World) -> tuple[dict[str, Any], list[np.ndarray], list[dict[str, Any]]]:
+def _describe(store: Store, resources: Resources,
+              frame: int) -> tuple[dict[str, Any], list[np.ndarray], list[dict[str, Any]]]:
     """The manifest (placeholder checksums), the payload arrays in payload order and their
     manifest entries."""
     arrays: list[np.ndarray] = []
@@ -208,13 +209,13 @@ def _describe(world: World) -> tuple[dict[str, Any], list[np.ndarray], list[dict
 
     components: list[ComponentInfo] = []
     index_of: dict[int, int] = {}
-    for table in world._archetypes.tables:
+    for table in store.tables:
         for info in table.components:
             if info.id not in index_of:
                 index_of[info.id] = len(components)
                 components.append(info)
     tables = []
-    for table in world._archetypes.tables:
+    for table in store.tables:
         n = table.n
         tables.append({
             "components": [index_of[info.id] for info in table.components],
@@ -223,12 +224,12 @@ def _describe(world: World) -> tuple[dict[str, Any], list[np.ndarray], list[dict
             "columns": [[index_of[info.id], field, add(col[:n])]
                         for info in table.components for field, col in table.columns_by_component[info.id].items()],
         })
-    entities = world._entities
+    entities = store.entities
     free = entities.free_list()
     index = {"high_water": entities.high_water, "alive": entities.alive, "free": add(free),
              "free_generation": add(entities.free_generations(free))}
     scalars, resource_arrays = {}, {}
-    for name, value in world.resources.items():
+    for name, value in resources.items():
         if isinstance(value, np.ndarray):
             resource_arrays[name] = add(value)
         else:
@@ -243,8 +244,8 @@ def _describe(world: World) -> tuple[dict[str, Any], list[np.ndarray], list[dict
         "tables": tables,
         "entities": index,
         "resources": {"scalars": scalars, "arrays": resource_arrays},
-        "frame": world._schedule.frame,
-        "limits": {"max_rows": world._archetypes._max_rows, "max_entities": entities.max_entities},
+        "frame": frame,
+        "limits": {"max_rows": store.max_rows, "max_entities": entities.max_entities},
     }
     return manifest, arrays, entries
 
@@ -254,8 +255,13 @@ def _chunk_count(nbytes: int) -> int:
 
 
 # ==================================================================== load
-def load(path: str | os.PathLike[str], world_factory: Any) -> World:
-    """Read a saved world; `world_factory(max_rows=, max_entities=)` makes the empty world."""
+OpenWorld = Callable[..., tuple[Store, Resources]]
+
+
+def load(path: str | os.PathLike[str], open_world: OpenWorld) -> int:
+    """Read a saved world into the store and resources that `open_world(max_rows=, max_entities=)`
+    makes (empty, once the file's manifest checked out); returns the saved frame counter. On any
+    failure the caller must close what `open_world` made: it may be half-filled."""
     path = os.fspath(path)
     try:
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
@@ -282,17 +288,13 @@ def load(path: str | os.PathLike[str], world_factory: Any) -> World:
                                               f"max_rows is {max_rows}")
         except _MALFORMED as exc:
             raise _malformed(path, exc) from None
-        world = world_factory(max_rows=max_rows, max_entities=max_entities)
+        store, resources = open_world(max_rows=max_rows, max_entities=max_entities)
         try:
-            _fill(world, fd, path, manifest, components, payload_start)
-        except BaseException as exc:
-            world.close()
-            if isinstance(exc, _MALFORMED) and not isinstance(exc, SnapshotError):
-                raise _malformed(path, exc) from None
-            raise
+            return _fill(store, resources, fd, path, manifest, components, payload_start)
+        except _MALFORMED as exc:
+            raise _malformed(path, exc) from None
     finally:
         os.close(fd)
-    return world
 
 
 # what reading a manifest of the wrong shape raises (SnapshotError, a ValueError, passes as is)
@@ -441,23 +443,21 @@ class _Reader:
                 raise SnapshotError(self.path, "an array is corrupt (checksum mismatch)")
 
 
-def _fill(world: World, fd: int, path: str, manifest: dict[str, Any], components: list[ComponentInfo],
-          start: int) -> None:
+def _fill(store: Store, resources: Resources, fd: int, path: str, manifest: dict[str, Any],
+          components: list[ComponentInfo], start: int) -> int:
     with _Checksums() as checksums:
         reader = _Reader(fd, path, start, checksums)
         columns = []
         for saved in manifest["tables"]:
-            infos = [components[i] for i in saved["components"]]
-            table = world._archetypes.table_for(infos)
+            infos = tuple(components[i] for i in saved["components"])
             n = int(saved["rows"])
-            table.reserve(n)
-            table.n = n
-            reader.read(saved["entities"], table.entities_all[:n])
+            table = store.load_table(infos, n)
+            rows = slice(table.n - n, table.n)
+            reader.read(saved["entities"], table.entities_all[rows])
             for component_index, field, entry in saved["columns"]:
                 info = components[component_index]
-                reader.read(entry, table.columns_by_component[info.id][field][:n])
-            table.mark_new_rows(0, n)
-            columns.append((table.id, table.entities_all[:n]))
+                reader.read(entry, table.columns_by_component[info.id][field][rows])
+            columns.append((table.id, table.entities_all[: table.n]))
         saved_entities = manifest["entities"]
         free = reader.read_new(saved_entities["free"], np.dtype(np.int64))
         free_generation = reader.read_new(saved_entities["free_generation"], np.dtype(np.uint32))
@@ -465,16 +465,15 @@ def _fill(world: World, fd: int, path: str, manifest: dict[str, Any], components
                   for name, entry in manifest["resources"]["arrays"].items()}
         # the kernels check ids as they place them, so a corrupt column cannot write out of
         # bounds; a checksum mismatch is reported first, as the likelier cause
-        problem = world._entities.rebuild(int(saved_entities["high_water"]), columns, free, free_generation)
+        problem = store.rebuild_index(int(saved_entities["high_water"]), columns, free, free_generation)
         reader.verify()
-    if problem is None and world._entities.alive != int(saved_entities["alive"]):
-        problem = f"the tables hold {world._entities.alive} entities, the manifest says {saved_entities['alive']}"
+    if problem is None and len(store) != int(saved_entities["alive"]):
+        problem = f"the tables hold {len(store)} entities, the manifest says {saved_entities['alive']}"
     if problem is not None:
         raise SnapshotError(path, f"the entity index is inconsistent: {problem}")
     for name, (kind, value) in manifest["resources"]["scalars"].items():
-        world.resources[name] = {"bool": bool, "int": int, "float": float}[kind](value) \
+        resources[name] = {"bool": bool, "int": int, "float": float}[kind](value) \
             if kind in ("bool", "int", "float") else np.dtype(kind).type(value)
     for name, array in arrays.items():
-        world.resources[name] = array
-    world._schedule.frame = int(manifest["frame"])
-    world._structure_version += 1
+        resources[name] = array
+    return int(manifest["frame"])

@@ -1,12 +1,12 @@
 """The one place compile options live.
 
 Every kernel of the library and every user system is compiled with `OPTIONS`: cached on disk,
-GIL released, no `parallel=True` (processes are our parallelism; RUNTIME.md Q2: a forked child of
-a process that ran an `omp` parallel kernel dies), numpy's error model (a division by zero gives
+GIL released, no `parallel=True` (processes are our parallelism; a forked child of a process that
+ran an `omp` parallel kernel dies), numpy's error model (a division by zero gives
 inf/nan as in numpy, not an exception inside a kernel).
 
 The cache directory folds in a hash of this package's sources: numba does not notice that a
-helper in another file changed (numba #1833, #9483; RUNTIME.md Q8 measured a stale result), so a
+helper in another file changed (numba #1833, #9483; a stale result was measured), so a
 change to any kernel here starts a fresh cache. It defaults to a per-user directory so that a
 read-only install still imports; NUMBA_CACHE_DIR set by the user wins.
 """

@@ -13,6 +13,7 @@ import pytest
 
 import ecs
 from ecs import plan
+from tests import introspect
 from tests.components import Frozen, Health, Position
 from tests.systems_common import (
     Counter,
@@ -214,7 +215,7 @@ def test_every_reader_sees_each_change_exactly_once_at_any_rate_and_registration
                 assert len(got) == len(set(got))
                 assert set(got) == model.take("query"), f"frame {frame}: the Python query reader"
         if workers:
-            tasks = [task for w in world._schedule.plan(workers).tasks for stage in w for task in stage]
+            tasks = [task for w in introspect.plan(world, workers).tasks for stage in w for task in stage]
             assert any(task.start > 0 for task in tasks)     # the big table was split
         stats = world.stats()
         assert stats["read_value_every1"]["calls"] == 60

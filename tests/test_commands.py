@@ -15,6 +15,7 @@ import pytest
 import ecs
 from ecs import ComponentValueError, DeadEntityError, MissingComponentError
 from ecs.plan import SPLIT_MIN_ROWS
+from tests import introspect
 from tests.command_systems import (
     COMPONENTS,
     LIFE_T,
@@ -51,15 +52,7 @@ def archetype(world: ecs.World, entity: int) -> set[str]:
 
 def count_moves(world: ecs.World, monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """Record the entity index of every archetype move the world makes."""
-    moves: list[int] = []
-    original = world._move
-
-    def spy(index, source, row, target):
-        moves.append(index)
-        return original(index, source, row, target)
-
-    monkeypatch.setattr(world, "_move", spy)
-    return moves
+    return introspect.spy_on_moves(world, monkeypatch)
 
 
 # ---------------------------------------------------------------- the same world for any worker count
@@ -79,15 +72,15 @@ def build_scenario(world: ecs.World) -> None:
 def observe(world: ecs.World) -> dict:
     """Every id, archetype and column byte, the id allocator's state and the next id issued."""
     tables = {}
-    for table in world._archetypes.tables:
+    for table in introspect.tables(world):
         names = tuple(sorted(info.name for info in table.components))
         state = {"entities": table.entities.tobytes()}
         for info in table.components:
             for field in info.fields:
                 state[f"{info.name}.{field}"] = table.column(info, field).tobytes()
         tables[table.id] = (names, state)
-    high = world._entities.high_water
-    generations = world._entities.generation[:high].tobytes()
+    high = introspect.entity_index(world).high_water
+    generations = introspect.entity_index(world).generation[:high].tobytes()
     return {"len": len(world), "tables": tables, "generations": generations,
             "next": [world.spawn(Life(t=0)) for _ in range(3)]}
 
@@ -103,8 +96,8 @@ def run_scenario(workers: int) -> dict:
             else:
                 world.run(frames)
         if workers > 1:      # the big table's rows, and their commands, came from every worker
-            plan = world._schedule.plan(world.workers)
-            big = world._archetypes.table_for([ecs.schema.info_of(c) for c in (Life, Spot, Color)])
+            plan = introspect.plan(world)
+            big = introspect.table_for(world, Life, Spot, Color)
             holders = {w for w, stages in enumerate(plan.tasks) for stage in stages for task in stage
                        if task.table == big.id and task.system == 0}
             assert len(holders) == workers

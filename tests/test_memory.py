@@ -24,6 +24,7 @@ import numpy as np
 import pytest
 
 import ecs
+from tests import introspect
 from tests.components import Health, Position, Tint, Velocity
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
@@ -136,7 +137,7 @@ def test_many_closed_worlds_do_not_exhaust_the_address_space() -> None:
     for _ in range(24):   # each arena reserves up to 16 TiB; 128 TiB of address space in all
         world = ecs.World()
         world.spawn_batch(100, Position(x=0, y=0))
-        sizes.append(world._arena.size)
+        sizes.append(introspect.arena(world).size)
         world.close()
         kept.append(world)
     assert len(set(sizes)) == 1
@@ -197,6 +198,7 @@ WORKER_SCRIPT = """
     sys.path.insert(0, {root!r})
     import numpy as np
     import ecs
+    from tests import introspect
     from tests.memory_systems import Counter, count_up
 
     if __name__ == "__main__":
@@ -204,7 +206,7 @@ WORKER_SCRIPT = """
         world.spawn_batch(10_000, Counter(value=0))
         world.add_system(count_up)
         world.step()
-        print(" ".join(map(str, world._workers.pids())), flush=True)
+        print(" ".join(map(str, introspect.worker_pids(world))), flush=True)
         time.sleep(60)
 """
 
@@ -239,6 +241,7 @@ CLOSE_WITH_WORKERS_SCRIPT = """
     import sys
     sys.path.insert(0, {root!r})
     import ecs
+    from tests import introspect
     from tests.memory_systems import Counter, count_up
 
     def mappings():
@@ -296,7 +299,7 @@ def test_views_taken_before_close_stay_readable_after_close() -> None:
 # ---------------------------------------------------------------- fixed-address growth
 def test_columns_are_fixed_reservations_that_stay_valid_while_a_table_grows(world: ecs.World) -> None:
     first = world.spawn_batch(1, Position(x=-1, y=-1))
-    table = world._archetypes.tables[0]
+    table = introspect.tables(world)[0]
     xs_full = table.columns_by_component[Position.__ecs_component__.id]["x"]
     ids_full = table.entities_all
     address = xs_full.__array_interface__["data"][0]

@@ -7,17 +7,23 @@ import pytest
 import ecs
 
 PINNED_ALL = [
+    "ArgumentTypeError",
     "Batch",
+    "CapacityError",
+    "CommandError",
     "Commands",
     "ComponentValueError",
     "DeadEntityError",
     "Deferred",
     "EcsError",
     "Entity",
+    "InvalidArgumentError",
+    "InvalidNameError",
     "KernelError",
     "MissingComponentError",
     "Mut",
     "Query",
+    "ReadOnlyError",
     "Removed",
     "Rows",
     "SchemaError",
@@ -60,6 +66,13 @@ ERRORS = {
     "KernelError": RuntimeError,
     "WorkerCrashedError": RuntimeError,
     "WorldClosedError": RuntimeError,
+    "SnapshotError": ValueError,
+    "CapacityError": MemoryError,
+    "CommandError": ValueError,
+    "InvalidArgumentError": ValueError,
+    "ArgumentTypeError": TypeError,
+    "InvalidNameError": KeyError,
+    "ReadOnlyError": AttributeError,
 }
 
 # Names API.md's Components, World, Queries, Resources and Systems sections import from ecs

@@ -14,6 +14,7 @@ import pytest
 
 import ecs
 from ecs import Entity, Mut, Removed, Rows, SystemDefinitionError, system
+from tests import introspect
 from tests.command_systems import (
     REMOVED_READERS,
     Heat,
@@ -264,7 +265,7 @@ def test_journals_forget_what_every_reader_has_seen(world: ecs.World) -> None:
         ids = world.spawn_batch(100, Life(t=0), Heat())
         world.despawn_batch(ids)
         assert first.removed().shape[0] == 100 and second.removed().shape[0] == 100
-    journal = world._changes._journals[ecs.schema.info_of(Heat).id]
+    journal = introspect.removal_journal(world, Heat)
     assert journal.end == 2000 and journal.end - journal.start <= 200
     del first, second
     gc.collect()

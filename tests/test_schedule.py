@@ -11,6 +11,7 @@ import pytest
 import ecs
 from ecs import KernelError
 from ecs.plan import stages_of
+from tests import introspect
 from tests.components import Frozen, Position, Velocity
 from tests.systems_common import (
     Counter,
@@ -83,7 +84,7 @@ def test_stages_keep_conflicting_systems_in_order_and_group_independent_ones(wor
     world.resources["seen_counter_log"] = np.zeros(4, np.int64)
     for s in (double_n, integrate, increment_n, fall, histogram_x, seen_counter):
         world.add_system(s)
-    stages = stages_of(world._schedule.systems)
+    stages = stages_of(introspect.bound_systems(world))
     # double_n | integrate share a stage; increment_n follows double_n; fall follows integrate
     # (which reads Velocity); histogram_x reads Position after integrate writes it; the changed=
     # reader of Counter follows both Counter writers.
@@ -157,7 +158,7 @@ def test_run_gives_the_same_result_as_repeated_step() -> None:
         figures = ("calls", "kernel_calls", "rows")
         assert ({k: {f: v[f] for f in figures} for k, v in stepped.stats().items()}
                 == {k: {f: v[f] for f in figures} for k, v in ran.stats().items()})
-        assert stepped._schedule.frame == ran._schedule.frame == 10
+        assert introspect.frame(stepped) == introspect.frame(ran) == 10
 
 
 def test_run_passes_its_keyword_values_to_every_frame(world: ecs.World) -> None:
@@ -276,12 +277,12 @@ def test_plan_is_reused_until_the_structure_changes(world: ecs.World) -> None:
     world.add_system(increment_n)
     world.step()
     world.step()
-    plan = world._schedule.plan(0)
+    plan = introspect.plan(world, 0)
     world.set(e, Counter(n=1))          # values change, structure does not
     world.step()
-    assert world._schedule.plan(0) is plan
+    assert introspect.plan(world, 0) is plan
     world.spawn(Counter())
-    assert world._schedule.plan(0) is not plan
+    assert introspect.plan(world, 0) is not plan
 
 
 # ---------------------------------------------------------------- kernel errors

@@ -27,6 +27,7 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 import ecs
 from ecs import SnapshotError
 from ecs.worldfile import CHUNK
+from tests import introspect
 from tests.command_systems import Burning, Heat, Life, Spot, Template, Wet, despawn_odd, spawn_children
 from tests.snapshot_systems import Axes, Body, Count, Flags, Hidden, Paint, copy_prefab, count_moves, drift
 
@@ -83,20 +84,20 @@ def state(world: ecs.World) -> dict:
     stays, empty, after the restore); the entity index (slot 0 is never used); resources with
     their types; the frame counter."""
     tables = {}
-    for table in world._archetypes.tables:
+    for table in introspect.tables(world):
         if table.n == 0:
             continue
         names = tuple(sorted(info.name for info in table.components))
         columns = {f"{info.name}.{field}": table.column(info, field).tobytes()
                    for info in table.components for field in info.fields}
         tables[table.id] = (names, table.entities.tobytes(), columns)
-    entities = world._entities
+    entities = introspect.entity_index(world)
     high = entities.high_water
     resources = {name: (type(v).__name__, v.dtype.str, v.shape, v.tobytes()) if isinstance(v, np.ndarray)
                  else (type(v).__name__, repr(v)) for name, v in world.resources.items()}
     return {"len": len(world), "tables": tables, "generation": entities.generation[1:high].tobytes(),
             "table_of": entities.table_of[1:high].tobytes(), "row_of": entities.row_of[1:high].tobytes(),
-            "free": entities.free_list().tobytes(), "resources": resources, "frame": world._schedule.frame}
+            "free": entities.free_list().tobytes(), "resources": resources, "frame": introspect.frame(world)}
 
 
 @pytest.fixture
@@ -113,7 +114,7 @@ def test_load_gives_back_every_id_generation_archetype_value_resource_and_the_fr
     world, ids, path = built
     with ecs.World.load(path) as loaded:
         assert state(loaded) == state(world)
-        assert loaded._schedule.frame == 3
+        assert introspect.frame(loaded) == 3
         for e in ids["alive"]:
             assert loaded.is_alive(e)
             for c in (Body, Paint, Flags, Axes, Count, Hidden):
@@ -136,7 +137,7 @@ def test_load_gives_back_every_id_generation_archetype_value_resource_and_the_fr
 def test_the_next_ids_are_the_same_in_the_original_and_the_loaded_world(built) -> None:
     world, ids, path = built
     with ecs.World.load(path) as loaded:
-        free = world._entities.free_list().shape[0]
+        free = introspect.entity_index(world).free_list().shape[0]
         assert free > 50
         spawned = [[w.spawn(Count(n=1)) for _ in range(3)] + w.spawn_batch(free + 5, Body(x=0, y=0)).tolist()
                    for w in (world, loaded)]
@@ -726,7 +727,7 @@ def test_a_save_removes_temporaries_left_by_a_writer_that_died(tmp_path) -> None
 def bit_state(world: ecs.World) -> dict[int, bytes]:
     """Every table's change bits in use (marks, added, readers' pending sets)."""
     return {table.id: table.bit_matrix[: table.nslots, : -(-max(table.n, 1) // 64)].tobytes()
-            for table in world._archetypes.tables}
+            for table in introspect.tables(world)}
 
 
 def test_a_restore_with_the_structure_unchanged_matches_a_full_restore_and_keeps_the_version() -> None:
@@ -746,12 +747,12 @@ def test_a_restore_with_the_structure_unchanged_matches_a_full_restore_and_keeps
             world.set(ids["alive"][50], Paint(rgb=[9, 9, 9]))
             world.resources["gravity"] = 3.0
             world.run(2, dt=0.5)
-            version = world._structure_version
+            version = introspect.structure_version(world)
             if not fast:
-                world._structure_seen = None
+                introspect.forget_shared_structure(world)
             world.restore(snap)
             assert state(world) == before
-            assert (world._structure_version == version) == fast
+            assert (introspect.structure_version(world) == version) == fast
             results.append((state(world), bit_state(world), [sorted(q.entities().tolist()) for q in readers]))
     assert results[0] == results[1]
     assert len(results[0][2][0]) > 100 and results[0][2][1] == []      # changed rows seen, nothing added
@@ -820,17 +821,17 @@ def test_every_structural_change_is_undone_by_restore(op: str) -> None:
         small_world(twin)
         assert state(world) == state(twin)
         snap = world.snapshot()
-        version = world._structure_version
+        version = introspect.structure_version(world)
         STRUCTURAL_OPS[op](world)
-        assert world._structure_version > version
+        assert introspect.structure_version(world) > version
         assert state(world) != state(twin)
         if op.startswith("spawn (the compiled"):
-            assert world._last_spawn is world._spawn_plans[(Spot,)]
+            assert introspect.last_spawn_fast_path(world) is introspect.spawn_fast_path(world, Spot)
         world.restore(snap)
         assert state(world) == state(twin)
-        version = world._structure_version
+        version = introspect.structure_version(world)
         world.restore(snap)                                 # the structure now equals the snapshot's
-        assert world._structure_version == version and state(world) == state(twin)
+        assert introspect.structure_version(world) == version and state(world) == state(twin)
         # the ids issued next (table ids may differ: tables the operation made stay, empty)
         spawned = [[w.spawn(Spot(x=1.0)), *w.spawn_batch(30, Spot(x=1.0), Heat()).tolist()] for w in (world, twin)]
         assert spawned[0] == spawned[1]
@@ -839,13 +840,13 @@ def test_every_structural_change_is_undone_by_restore(op: str) -> None:
 def test_setting_values_and_adding_a_component_an_entity_has_keep_the_structure() -> None:
     with ecs.World() as world:
         small_world(world)
-        version = world._structure_version
+        version = introspect.structure_version(world)
         e = first_of(world, Life)
         world.set(e, Spot(x=7.0))
         world.set_batch(world.query(Life).entities(), Life(t=2))
         world.add(e, Spot(x=8.0))                           # has it: overwritten in place
         world.resources["prefab"] = 0
-        assert world._structure_version == version
+        assert introspect.structure_version(world) == version
 
 
 def test_snapshots_at_one_structure_version_share_a_read_only_structure(built) -> None:
@@ -871,9 +872,9 @@ def test_snapshots_at_one_structure_version_share_a_read_only_structure(built) -
     assert all(a.tobytes() == k.tobytes() for a, k in zip(arrays, kept, strict=True))   # NaN too
     world.restore(second)
     assert state(world) == before
-    version = world._structure_version
+    version = introspect.structure_version(world)
     world.restore(first)                                    # the same structure: nothing structural
-    assert world._structure_version == version and state(world) == before
+    assert introspect.structure_version(world) == version and state(world) == before
     assert world.snapshot().structure is held
 
 
@@ -987,7 +988,7 @@ class RollbackMachine(RuleBasedStateMachine):
     def restore(self, k: int, look: bool) -> None:
         fast_snap, full_snap, expected = self.snaps[k]
         self.fast.restore(fast_snap)
-        self.full._structure_seen = None
+        introspect.forget_shared_structure(self.full)
         self.full.restore(full_snap)
         assert state(self.fast) == expected
         self.maybe_look(look)

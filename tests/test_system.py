@@ -13,6 +13,7 @@ import pytest
 
 import ecs
 from ecs import Entity, Mut, Rows, SystemDefinitionError, system
+from tests import introspect
 from tests.components import Frozen, Health, Position, Tint, Velocity
 from tests.systems_common import (
     Counter,
@@ -229,7 +230,7 @@ def test_numpy_scalar_annotation_fixes_the_compiled_type(world: ecs.World) -> No
     world.step(nudge=0.25)
     world.step(nudge=np.float64(0.5))
     assert world.get(e, Position).x == np.float32(0.75)
-    assert world._schedule.systems[0].value_types["nudge"] == numba.float32
+    assert introspect.bound_systems(world)[0].value_types["nudge"] == numba.float32
 
 
 def test_unannotated_value_is_compiled_for_its_first_type_and_converts_exact_values(world: ecs.World) -> None:
@@ -239,7 +240,7 @@ def test_unannotated_value_is_compiled_for_its_first_type_and_converts_exact_val
     world.step(step_size=3.0)            # held exactly by int64: converted
     world.step(step_size=np.int8(4))
     assert counters(world, [e]) == [9]
-    assert world._schedule.systems[0].value_types["step_size"] == numba.int64
+    assert introspect.bound_systems(world)[0].value_types["step_size"] == numba.int64
 
 
 def test_value_that_the_compiled_type_cannot_hold_is_refused(world: ecs.World) -> None:

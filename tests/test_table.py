@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 import ecs
-from tests import reference
+from tests import introspect, reference
 from tests.components import Position, Velocity
 
 
@@ -22,7 +22,7 @@ def test_despawning_the_last_row_clears_its_change_bits(world: ecs.World) -> Non
     list(reader)
     world.set(int(ids[2]), Position(x=1, y=1))
     world.set(int(ids[2]), Velocity(x=1, y=1))
-    table = world._archetypes.tables[0]
+    table = introspect.tables(world)[0]
     assert bits_at_and_past(table, 2)   # the marks are there before the despawn
     world.despawn(int(ids[2]))          # the last row: nothing is swapped into it
     assert bits_at_and_past(table, 2) == []
@@ -30,7 +30,7 @@ def test_despawning_the_last_row_clears_its_change_bits(world: ecs.World) -> Non
 
 def test_swap_remove_and_batch_removal_leave_the_tail_clear(world: ecs.World) -> None:
     ids = world.spawn_batch(200, Position(x=np.arange(200), y=0))
-    table = world._archetypes.tables[0]
+    table = introspect.tables(world)[0]
     world.despawn(int(ids[5]))
     world.despawn(int(ids[199]))
     world.despawn_batch(ids[[0, 197, 100, 198, 63, 64]])

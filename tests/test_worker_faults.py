@@ -29,6 +29,7 @@ import pytest
 import ecs
 from ecs import KernelError, WorkerCrashedError
 from ecs.plan import SPLIT_MIN_ROWS, split_rows
+from tests import introspect
 from tests.worker_systems import (
     Charge,
     GameRuleError,
@@ -93,7 +94,7 @@ def test_kernel_error_names_the_system_and_chains_the_kernels_exception(faulty, 
     try:
         world.set(target, Hp(hp=-5))
         before = metadata(world)
-        pids = world._workers.pids() if workers else None
+        pids = introspect.worker_pids(world) if workers else None
         with pytest.raises(KernelError, match=r"system 'saboteur' raised ValueError: "
                                               r"\('negative hp at entity', \d+, -5\)") as caught:
             world.step(dt=1.0, mode=RAISE, target=target)
@@ -103,7 +104,7 @@ def test_kernel_error_names_the_system_and_chains_the_kernels_exception(faulty, 
         assert type(cause) is ValueError
         assert cause.args == ("negative hp at entity", target, -5)
         if workers:
-            assert world._workers.pids() == pids       # a kernel error kills no worker
+            assert introspect.worker_pids(world) == pids       # a kernel error kills no worker
         assert_usable(world, before)
     finally:
         if not workers:
@@ -126,7 +127,7 @@ def test_a_user_exception_class_crosses_from_the_worker(faulty) -> None:
 def test_a_worker_killed_by_a_signal_is_named_and_replaced(faulty, mode: int, signum: signal.Signals) -> None:
     world, target = faulty
     before = metadata(world)
-    pids = world._workers.pids()
+    pids = introspect.worker_pids(world)
     message = (rf"worker 1 was killed by signal {int(signum)} \({signum.name}\) while running system "
                r"'saboteur'; it was replaced")
     with pytest.raises(WorkerCrashedError, match=message) as caught:
@@ -134,18 +135,18 @@ def test_a_worker_killed_by_a_signal_is_named_and_replaced(faulty, mode: int, si
     error = caught.value
     assert (error.system, error.worker, error.exitcode) == ("saboteur", 1, -int(signum))
     assert error.__cause__ is None
-    after = world._workers.pids()
+    after = introspect.worker_pids(world)
     assert after[0] == pids[0]                     # the worker that did not crash is kept
     assert after[1] != pids[1]
     assert_usable(world, before)
-    assert world._workers.pids() == after
+    assert introspect.worker_pids(world) == after
 
 
 @pytest.mark.parametrize("settled", [True, False], ids=["dead", "dying"])
 def test_a_worker_killed_while_idle_is_replaced_at_the_next_step(faulty, settled: bool) -> None:
     world, _ = faulty
     before = metadata(world)
-    pids = world._workers.pids()
+    pids = introspect.worker_pids(world)
     os.kill(pids[0], signal.SIGKILL)
     deadline = time.monotonic() + 5
     while settled and _running(pids[0]) and time.monotonic() < deadline:
@@ -155,8 +156,8 @@ def test_a_worker_killed_while_idle_is_replaced_at_the_next_step(faulty, settled
     except WorkerCrashedError as error:           # still dying when the step was sent: reported
         assert not settled
         assert error.worker == 0 and error.exitcode == -signal.SIGKILL
-    assert world._workers.pids()[0] != pids[0]
-    assert world._workers.pids()[1] == pids[1]
+    assert introspect.worker_pids(world)[0] != pids[0]
+    assert introspect.worker_pids(world)[1] == pids[1]
     assert_usable(world, before)
 
 
@@ -164,12 +165,12 @@ def test_a_frame_past_step_timeout_kills_and_replaces_the_workers_still_running(
     with ecs.World(workers=2, step_timeout=1.0) as world:
         target = populate(world)
         before = metadata(world)
-        pids = world._workers.pids()
+        pids = introspect.worker_pids(world)
         message = r"worker 1 ran past step_timeout=1.0 s per frame and was killed while running system 'sabot"
         with pytest.raises(WorkerCrashedError, match=message) as caught:
             world.step(dt=1.0, mode=ENDLESS, target=target)
         assert (caught.value.system, caught.value.worker, caught.value.exitcode) == ("saboteur", 1, None)
-        after = world._workers.pids()
+        after = introspect.worker_pids(world)
         assert after[1] != pids[1]
         assert after[0] == pids[0]                 # it had answered: nothing to kill
         assert_usable(world, before)
@@ -181,11 +182,11 @@ def test_a_crash_while_another_worker_is_stuck_in_a_kernel_replaces_both() -> No
         world.spawn_batch(ROWS, Hp())
         ids = world.query(Hp).entities()
         world.step(kill=-1, hang=-1)
-        pids = world._workers.pids()
+        pids = introspect.worker_pids(world)
         message = r"worker 1 was killed by signal 9 \(SIGKILL\) while running system 'crash_and_hang'"
         with pytest.raises(WorkerCrashedError, match=message):
             world.step(kill=int(ids[-1]), hang=int(ids[0]))   # worker 0 never returns: killed after a grace
-        assert not set(world._workers.pids()) & set(pids)
+        assert not set(introspect.worker_pids(world)) & set(pids)
         world.step(kill=-1, hang=-1)
         assert len(world) == ROWS
 
@@ -244,6 +245,7 @@ import gc, json, os, signal, sys, time
 import multiprocessing.forkserver as forkserver
 import numpy as np
 import ecs
+from tests import introspect
 from tests.worker_systems import Hp, Pos, Vel, integrate, saboteur, slow_frame
 
 QUIET = {"mode": 0, "target": -1, "spins": 1}
@@ -255,7 +257,7 @@ def fds():
 
 
 def report(world, phase, **extra):
-    print(json.dumps({"phase": phase, "main": os.getpid(), "workers": world._workers.pids(),
+    print(json.dumps({"phase": phase, "main": os.getpid(), "workers": introspect.worker_pids(world),
                       "forkserver": forkserver._forkserver._forkserver_pid, "fds": len(fds()), **extra}),
           flush=True)
 
@@ -473,7 +475,7 @@ def test_ctrl_c_during_run_raises_keyboard_interrupt_and_stops_the_workers(scena
             world.run(10**7, dt=1.0, mode=0, target=-1, spins=20)
         except KeyboardInterrupt:
             calls = world.stats()["integrate"]["calls"]
-            report(world, "interrupted", frame=world._schedule.frame, calls=calls)
+            report(world, "interrupted", frame=introspect.frame(world), calls=calls)
             world.step(dt=1.0, **QUIET)           # the world is still usable
             report(world, "usable")
             raise

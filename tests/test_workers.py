@@ -16,6 +16,7 @@ import pytest
 import ecs
 from ecs import SystemDefinitionError
 from ecs.plan import SPLIT_MIN_ROWS, split_rows
+from tests import introspect
 from tests.worker_systems import (
     COMPONENTS,
     FRAME_SYSTEMS,
@@ -97,7 +98,7 @@ def run_scenario(workers: int, check: Callable[[ecs.World], None] | None = None)
 def observe(world: ecs.World) -> dict:
     """Every bit a user can see: per table, ids and every column's bytes; the resource; stats."""
     tables = {}
-    for table in world._archetypes.tables:
+    for table in introspect.tables(world):
         state = {"entities": table.entities.tobytes()}
         for info in table.components:
             for field in info.fields:
@@ -111,20 +112,20 @@ def observe(world: ecs.World) -> dict:
 
 def assert_splits_big_table(world: ecs.World) -> None:
     """The plan gives every worker a row range of the big table for the per-row systems."""
-    plan = world._schedule.plan(world.workers)
-    big = world._archetypes.tables[0]
+    plan = introspect.plan(world)
+    big = introspect.tables(world)[0]
     assert big.n >= SPLIT_MIN_ROWS
-    integrate_index = next(b.index for b in world._schedule.systems if b.system is integrate)
+    integrate_index = next(b.index for b in introspect.bound_systems(world) if b.system is integrate)
     ranges = sorted((t.start, t.stop) for worker in plan.tasks for stage in worker for t in stage
                     if t.system == integrate_index and t.table == big.id)
     assert ranges == split_rows(big.n, world.workers)
     assert len(ranges) == world.workers
     assert all(start % 512 == 0 for start, _ in ranges)
-    histogram_index = next(b.index for b in world._schedule.systems if b.system is histogram)
+    histogram_index = next(b.index for b in introspect.bound_systems(world) if b.system is histogram)
     holders = {w for w, worker in enumerate(plan.tasks) for stage in worker for t in stage
                if t.system == histogram_index}
     assert len(holders) == 1         # a system writing a resource array is not split
-    kernel_calls = world._workers.stats_total(len(world._schedule.systems))[integrate_index, 0]
+    kernel_calls = introspect.worker_pool(world).stats_total(len(introspect.bound_systems(world)))[integrate_index, 0]
     assert kernel_calls >= world.workers                          # the kernels ran in the workers
 
 
@@ -194,10 +195,10 @@ def test_tables_grow_under_attached_workers_and_keep_what_they_wrote(growing: ec
         frames_since = frames_since + frames
 
     spawn(100, 0)                                  # the first 1024 rows are committed
-    table = world._archetypes.tables[0]
+    table = introspect.tables(world)[0]
     first_capacity = table.capacity
     run(2)
-    pids = world._workers.pids()
+    pids = introspect.worker_pids(world)
     spawn(2_000, 100)                              # past the first committed capacity
     assert table.capacity > first_capacity
     run(1)
@@ -206,7 +207,7 @@ def test_tables_grow_under_attached_workers_and_keep_what_they_wrote(growing: ec
     run(3)
     world.spawn_batch(SPLIT_MIN_ROWS, Pos(x=5, y=5), Vel(x=2, y=0), Charge())   # a table newer than workers
     run(1)
-    assert world._workers.pids() == pids            # the same workers served every run
+    assert introspect.worker_pids(world) == pids            # the same workers served every run
 
     ids = np.concatenate([ids for ids, _ in spawned])
     want = np.concatenate([x0 for _, x0 in spawned]) + frames_since

@@ -9,6 +9,7 @@ import pytest
 
 import ecs
 from ecs import ComponentValueError, DeadEntityError, MissingComponentError, WorldClosedError
+from tests import introspect
 from tests.components import ALL, Frozen, Health, Mass, Position, Tint, Velocity, plain
 
 
@@ -145,7 +146,7 @@ def test_a_slot_whose_generation_is_exhausted_is_retired(world: ecs.World) -> No
     entity = world.spawn(Position(x=0, y=0))
     index = entity & 0xFFFFFFFF
     world.despawn(entity)
-    world._entities.generation[index] = (1 << 31) - 1   # as if despawned 2**31 - 2 more times
+    introspect.entity_index(world).generation[index] = (1 << 31) - 1   # as if despawned 2**31 - 2 more times
     last = world.spawn(Position(x=0, y=0))
     assert last == ((1 << 31) - 1) << 32 | index
     world.despawn(last)
@@ -243,12 +244,12 @@ def test_remove_moves_the_entity_and_keeps_every_other_value(world: ecs.World) -
 
 def test_remove_then_add_back_restores_the_original_archetype(world: ecs.World) -> None:
     entity = world.spawn(Position(x=1, y=2), Velocity(x=3, y=4))
-    tables = len(world._archetypes.tables)
+    tables = len(introspect.tables(world))
     world.remove(entity, Velocity)
     world.add(entity, Velocity(x=5, y=6))
     assert world.get(entity, Velocity) == Velocity(x=5, y=6)
     assert world.get(entity, Position) == Position(x=1, y=2)
-    assert len(world._archetypes.tables) == tables + 1
+    assert len(introspect.tables(world)) == tables + 1
 
 
 def test_removing_a_component_listed_twice_removes_it_once(world: ecs.World) -> None:

@@ -21,6 +21,8 @@ import statistics
 import subprocess
 import sys
 
+from tests import introspect
+
 from .common import LoadMeter, Row
 
 N = 1_000_000
@@ -64,7 +66,7 @@ def _child(kind: str) -> dict[str, int]:
         anon0 = _rss_anon()
         world = ecs.World()
         ids = world.spawn_batch(N, *values)
-        shared = world._arena.committed_bytes()
+        shared = introspect.arena(world).committed_bytes()
         del ids
         gc.collect()
         private = _rss_anon() - anon0

@@ -33,6 +33,7 @@ import zlib
 import numpy as np
 
 import ecs
+from tests import introspect
 
 from . import bench_systems_defs as defs
 from .common import LoadMeter, Position, Row, Stats, Velocity, fmt_stats, source_arrays
@@ -52,7 +53,7 @@ def columns(world: ecs.World) -> list[np.ndarray]:
 def held_arrays(world: ecs.World) -> list[np.ndarray]:
     """Every array a world file and a snapshot of this world hold: ids and columns (and the free
     list with its generations, empty in this world)."""
-    assert world._entities.free_list().shape[0] == 0
+    assert introspect.entity_index(world).free_list().shape[0] == 0
     ids = next(iter(world.query(Position))).entities
     return [ids, *columns(world)]
 

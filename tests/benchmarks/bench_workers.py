@@ -34,6 +34,7 @@ import time
 import numpy as np
 
 import ecs
+from tests import introspect
 
 from . import bench_systems_defs as defs
 from .bench_systems import STARTUP_CHILD, STARTUP_RUNS
@@ -149,7 +150,7 @@ def critical_path_work(plan_world: ecs.World) -> float:
     on a workers=0 twin (each kernel called on its prepared arguments: no step around it)."""
     twin = five_system_world(0)
     twin.step(dt=DT, gravity=GRAVITY)
-    schedule = twin._schedule
+    schedule = introspect.schedule(twin)
     executor = schedule._executor
     values, _ = schedule.values({"dt": DT, "gravity": GRAVITY}, 1)
     kernel_s = {}
@@ -158,7 +159,7 @@ def critical_path_work(plan_world: ecs.World) -> float:
         args, _ = executor._arguments(system, task, None, values[task.system])
         kernel_s[task.system] = bench(lambda: system.kernel(*args)).median   # noqa: B023 - called at once
     twin.close()
-    plan = plan_world._schedule.plan(2)
+    plan = introspect.plan(plan_world, 2)
     stages = len(plan.tasks[0])
     return sum(max(sum(kernel_s[t.system] for t in plan.tasks[w][s]) for w in range(len(plan.tasks)))
                for s in range(stages))

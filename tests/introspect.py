@@ -1,0 +1,98 @@
+"""The one place tests look inside a World: every reach past the public API goes through here,
+so a change of internals touches this file, not the tests that state behaviour.
+
+Use only where a behaviour cannot be observed through the public API (plans and stages, the
+structure version that snapshots rely on, worker process ids, the arena's size).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import ecs
+from ecs import snapshot as _snapshot
+from ecs.schema import info_of
+
+
+def store(world: ecs.World) -> Any:
+    """The world's store (store.py): arena, entity index, tables, change tracker."""
+    return world._store
+
+
+def tables(world: ecs.World) -> list[Any]:
+    return world._store.tables
+
+
+def table_for(world: ecs.World, *components: type) -> Any:
+    """The table of exactly these components (created if none exists yet)."""
+    return world._store.archetypes.table_for(tuple(info_of(c) for c in components))
+
+
+def entity_index(world: ecs.World) -> Any:
+    return world._store.entities
+
+
+def structure_version(world: ecs.World) -> int:
+    return world._store.structure_version
+
+
+def arena(world: ecs.World) -> Any:
+    return world._store.arena
+
+
+def frame(world: ecs.World) -> int:
+    """The frame the next step() runs."""
+    return world._schedule.frame
+
+
+def schedule(world: ecs.World) -> Any:
+    return world._schedule
+
+
+def bound_systems(world: ecs.World) -> list[Any]:
+    return world._schedule.systems
+
+
+def plan(world: ecs.World, workers: int | None = None) -> Any:
+    """The frame plan for `workers` executors (default: the world's own count)."""
+    return world._schedule.plan(world.workers if workers is None else workers)
+
+
+def worker_pool(world: ecs.World) -> Any:
+    return world._schedule.pool
+
+
+def worker_pids(world: ecs.World) -> list[int]:
+    return world._schedule.pool.pids()
+
+
+def removal_journal(world: ecs.World, component: type) -> Any:
+    return world._store.changes._journals[info_of(component).id]
+
+
+def forget_shared_structure(world: ecs.World) -> None:
+    """Make the next restore take the full path (as if no snapshot shared the world's structure)."""
+    _snapshot._structure_seen.pop(world._store, None)
+
+
+def last_spawn_fast_path(world: ecs.World) -> Callable[..., Any]:
+    return world._store._last_spawn
+
+
+def spawn_fast_path(world: ecs.World, *components: type) -> Callable[..., Any] | None:
+    return world._store._spawn_paths.get(components)
+
+
+def spy_on_moves(world: ecs.World, monkeypatch: Any) -> list[int]:
+    """Record the entity slot index of every archetype move the world makes from now on."""
+    moves: list[int] = []
+    store_ = world._store
+    original = store_._move
+
+    def spy(index: int, source: Any, row: int, target: Any) -> int:
+        moves.append(index)
+        return original(index, source, row, target)
+
+    monkeypatch.setattr(store_, "_move", spy)
+    return moves
