@@ -37,10 +37,14 @@ class Archetypes:
         if table is None:
             components = tuple(sorted(by_id.values(), key=lambda info: info.id))
             table = Table(len(self.tables), components, self._arena, self.max_rows)
+            try:
+                for listener in self.new_table_listeners:
+                    listener(table)
+            except BaseException:   # a table nobody can track changes of is not made at all
+                table.release()
+                raise
             self.tables.append(table)
             self._by_key[key] = table
-            for listener in self.new_table_listeners:
-                listener(table)
         return table
 
     def with_added(self, table: Table, infos: Iterable[ComponentInfo]) -> Table:

@@ -86,11 +86,17 @@ class ChangeTracker:
             journal = self._journals.setdefault(cid, RemovalJournal())
             reader.removed_cursor[cid] = journal.end
             journal.readers += 1
-        for table in self._archetypes.tables:
-            if reader.component_ids & table.component_ids:
-                slot = table.allocate_slot()
-                reader.slot_by_table[table.id] = slot
-                bits.fill_range(table.bit_matrix[slot], 0, table.n)
+        try:
+            for table in self._archetypes.tables:
+                if reader.component_ids & table.component_ids:
+                    slot = table.allocate_slot()
+                    reader.slot_by_table[table.id] = slot
+                    bits.fill_range(table.bit_matrix[slot], 0, table.n)
+        except BaseException:   # out of slots in one table: give back those taken in the others
+            self._release_slots(reader)
+            for cid in reader.removed_cursor:
+                self._journals[cid].readers -= 1
+            raise
         self.readers[reader.id] = reader
         self._invalidate()
         return reader
@@ -101,16 +107,28 @@ class ChangeTracker:
         reader.alive = False
         for cid in reader.removed_cursor:
             self._journals[cid].readers -= 1
-        for table_id, slot in reader.slot_by_table.items():
-            self._archetypes.tables[table_id].release_slot(slot)
-        reader.slot_by_table.clear()
+        self._release_slots(reader)
         del self.readers[reader.id]
         self._invalidate()
 
+    def _release_slots(self, reader: Reader) -> None:
+        for table_id, slot in reader.slot_by_table.items():
+            self._archetypes.tables[table_id].release_slot(slot)
+        reader.slot_by_table.clear()
+
     def _on_new_table(self, table: Table) -> None:
-        for reader in self.readers.values():
-            if reader.component_ids & table.component_ids:
-                reader.slot_by_table[table.id] = table.allocate_slot()
+        """Give every reader of the new table's components a slot in it; CapacityError, with no
+        reader changed, when the table has too few."""
+        taken = []
+        try:
+            for reader in self.readers.values():
+                if reader.component_ids & table.component_ids:
+                    reader.slot_by_table[table.id] = table.allocate_slot()
+                    taken.append(reader)
+        except BaseException:
+            for reader in taken:
+                del reader.slot_by_table[table.id]
+            raise
         self._invalidate()
 
     def _invalidate(self) -> None:

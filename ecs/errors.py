@@ -8,7 +8,8 @@
      ├── SystemDefinitionError  (TypeError)     a system cannot be bound or shipped to workers
      ├── KernelError            (RuntimeError)  a kernel raised; __cause__ is its exception
      ├── WorkerCrashedError     (RuntimeError)  a worker process died
-     ├── WorldClosedError       (RuntimeError)  the world was used after close()
+     ├── WorldClosedError       (RuntimeError)  the world was used after close(), or in a forked child
+     ├── ConcurrentUseError     (RuntimeError)  two threads ran step()/run() of one world at once
      ├── SnapshotError          (ValueError)    a saved world is corrupt, truncated, foreign or newer
      ├── CapacityError          (MemoryError)   a fixed limit is reached: rows, entities, slots, arena
      ├── CommandError           (ValueError)    a queued structural command cannot be applied
@@ -109,10 +110,23 @@ class WorkerCrashedError(EcsError, RuntimeError):
 
 
 class WorldClosedError(EcsError, RuntimeError):
-    """The world was used after close()."""
+    """The world was used after close(), or in a process forked from the one that made it."""
+
+    def __init__(self, operation: str, forked: bool = False) -> None:
+        if forked:
+            super().__init__(f"world.{operation}() called in a process forked from the one that made the world; "
+                             f"a world belongs to its process (its workers and shared memory are the parent's): "
+                             f"make a new World in the child, or load a saved one")
+        else:
+            super().__init__(f"world.{operation}() called after world.close(); the world's memory is released")
+
+
+class ConcurrentUseError(EcsError, RuntimeError):
+    """step() or run() was called while another thread was running frames of the same world."""
 
     def __init__(self, operation: str) -> None:
-        super().__init__(f"world.{operation}() called after world.close(); the world's memory is released")
+        super().__init__(f"world.{operation}() called while another thread is running this world's frames; "
+                         f"a world runs one step()/run() at a time: use one thread per world, or a lock")
 
 
 class SnapshotError(EcsError, ValueError):

@@ -6,7 +6,7 @@ Choice and reasons (measured on the 2-core Linux VMs this library is developed o
   named backend (SharedMemory, /dev/shm files, posix_ipc) leaked under a group SIGKILL. Worker
   processes receive the one descriptor when they start.
 - **One arena, reserved sparse, mapped once.** The arena is `ftruncate`d to a large virtual size
-  (16 TiB, halved until the mapping succeeds under RLIMIT_AS) and mapped once; untouched pages cost
+  (1 TiB, halved until the mapping succeeds under RLIMIT_AS) and mapped once; untouched pages cost
   nothing. Every column, bitset and resource array is a *region* at a fixed offset with a fixed
   reservation, so growing a table never moves it: views stay valid and workers that mapped the
   arena at start see every region created later, without re-attaching. The protocol for
@@ -48,7 +48,10 @@ from .errors import CapacityError
 PAGE = mmap.PAGESIZE
 MADV_POPULATE_WRITE = getattr(mmap, "MADV_POPULATE_WRITE", 23)  # Linux 5.14+; Python 3.11 lacks the name
 _populate_supported = True
-ARENA_BYTES_WANTED = 1 << 44
+# 1 TiB of address space a world: ~100 worlds fit the 128 TiB of an x86-64 process (ensembles,
+# parameter sweeps), and one world holds ~600 tables at the default max_rows (a table of four
+# f32 columns reserves ~1.6 GiB: 128 MiB a column, 1 GiB of change bits).
+ARENA_BYTES_WANTED = 1 << 40
 ARENA_BYTES_MIN = 1 << 32
 
 

@@ -23,10 +23,12 @@ process has a deadline and watches the workers' sentinels.
 from __future__ import annotations
 
 import multiprocessing as mp
+import multiprocessing.process as mp_process
 import os
 import pickle
 import select
 import time
+import weakref
 from multiprocessing.reduction import DupFd
 from typing import Any, NamedTuple
 
@@ -64,6 +66,23 @@ WATCH_SPEC = sync.timespec(WATCH)
 CRASH_GRACE_S = 2.0                # how long busy workers may finish their kernel after a crash
 STARTUP_HINT = ("worker processes import the main script before they start: a script that makes a World "
                 "with workers must do so under `if __name__ == \"__main__\":` (its error is on stderr)")
+
+
+_live_pools: weakref.WeakSet[WorkerPool] = weakref.WeakSet()
+
+
+def _disown_after_fork() -> None:
+    """In a child forked from a process with worker pools: the workers are the parent's. Forget
+    them, so that neither the child's close() nor multiprocessing's exit handler (which
+    terminates the daemonic children it knows) stops the parent's workers."""
+    for pool in list(_live_pools):
+        pool._closed = True
+        for handle in pool._handles:
+            if handle is not None:
+                mp_process._children.discard(handle.process)   # type: ignore[attr-defined]
+
+
+os.register_at_fork(after_in_child=_disown_after_fork)
 
 
 class RunOutcome(NamedTuple):
@@ -116,6 +135,7 @@ class WorkerPool:
         self._handles: list[_Handle | None] = [None] * size
         self._sentinels = select.poll()       # readable when a worker has died: one poll(2) for all
         self._closed = False
+        _live_pools.add(self)
         for w in range(size):
             self._handles[w] = self._start(w)
 

@@ -107,6 +107,7 @@ class Query:
         reader = self.reader() if self.filtered else None
         tracker = self._store.changes
         for table in list(self.matching_tables()):
+            self._check_open()   # again at every table: the loop body may have closed the world
             if table.n == 0:
                 continue
             if reader is None:

@@ -21,6 +21,8 @@ types seen before, a straight-line function over memoryviews. Costs at 100k enti
 from __future__ import annotations
 
 import itertools
+import os
+import weakref
 from collections.abc import Callable, Iterable
 from typing import Any, NamedTuple
 
@@ -39,6 +41,18 @@ from .table import BYTE_FLIP, Table
 
 Values = dict[str, np.ndarray]
 _tokens = itertools.count(1)
+_live_stores: weakref.WeakSet[Store] = weakref.WeakSet()
+
+
+def _disown_after_fork() -> None:
+    """In a child forked from a process holding stores: every one counts as closed (forked), so
+    the child's calls raise instead of writing the parent's shared memory, and its close() or
+    exit touches nothing of the parent's."""
+    for store in list(_live_stores):
+        store.closed = store.forked = True
+
+
+os.register_at_fork(after_in_child=_disown_after_fork)
 
 
 class Part(NamedTuple):
@@ -75,6 +89,8 @@ class Store:
         self.structure_version = 0
         self.token = next(_tokens)   # names this store for snapshots; never reused, unlike id()
         self.closed = False
+        self.forked = False          # set in a child forked from the process that made the store
+        _live_stores.add(self)
         self._table_by_types: dict[tuple[type, ...], Table] = {}
         self._spawn_paths: dict[tuple[type, ...], Callable[..., int | None]] = {}
         self._last_spawn: Callable[..., int | None] = no_fast_path   # the fast path that last succeeded

@@ -38,6 +38,7 @@ def byte_of(row: int) -> int:
 
 
 MAX_SLOTS = 256          # bitsets per table: 2 per component + readers' pending sets
+MAX_COMPONENTS = MAX_SLOTS // 2 - 1   # components of one archetype: leaves slots for two readers
 MIN_CAPACITY = 1024      # rows committed at first growth
 _BIT = [np.uint64(1) << np.uint64(b) for b in range(64)]
 
@@ -47,6 +48,10 @@ class Table:
 
     def __init__(self, table_id: int, components: tuple[ComponentInfo, ...], arena: Arena,
                  max_rows: int) -> None:
+        if len(components) > MAX_COMPONENTS:
+            raise CapacityError(f"an archetype of {len(components)} components",
+                                f"at most {MAX_COMPONENTS} (each takes 2 of a table's {MAX_SLOTS} change-tracking "
+                                f"slots)", "split the entity's data into fewer, larger components")
         self.id = table_id
         self.components = components
         self.component_ids = frozenset(info.id for info in components)
@@ -252,6 +257,7 @@ class Table:
                                      for cid, cols in self.columns_by_component.items()}
         self.bit_matrix = self.bit_matrix[:, :0].copy()
         self._committed_words = 0
+        self.n = self.capacity = 0    # nothing left to read: a stale loop over rows finds none
         self._make_item_views()
 
     def __repr__(self) -> str:

@@ -9,11 +9,22 @@ receives a World.
 Every call validates all of its input before anything changes: a call that raises leaves the
 world exactly as it was (no half-spawned entity, no half-written batch). Structural changes
 happen in the main process between frames.
+
+Lifetime: `close()` (or the `with` block's end) stops the workers and releases the shared
+memory; a world dropped without close() is released when it is collected, with a
+ResourceWarning as for an unclosed file. A process forked from the one that made a world
+(os.fork) sees the world as closed: every call raises WorldClosedError saying so, and the
+child's exit touches none of the parent's workers or memory. One thread at a time may run
+frames: step()/run() while another thread runs them raises ConcurrentUseError; close() from
+another thread waits for the running frames to end.
 """
 
 from __future__ import annotations
 
 import os
+import threading
+import warnings
+import weakref
 from collections.abc import Sequence
 from typing import Any
 
@@ -21,7 +32,7 @@ import numpy as np
 
 from . import snapshot, worldfile
 from .deferred import Deferred
-from .errors import ArgumentTypeError, ComponentValueError, InvalidArgumentError, WorldClosedError
+from .errors import ArgumentTypeError, ComponentValueError, ConcurrentUseError, InvalidArgumentError, WorldClosedError
 from .progress import Progress
 from .query import Query
 from .resources import Resources
@@ -57,6 +68,10 @@ class World:
         self._store = Store(max_rows, max_entities)
         self.resources = Resources(self._store.arena)
         self._schedule = Schedule(self._store, self.resources, self.workers, step_timeout)
+        self._running = threading.Lock()   # held while frames run
+        # the parts hold no reference back to the world: dropping it collects it at once
+        self._finalizer = weakref.finalize(self, _release_unclosed, self._schedule, self.resources, self._store)
+        self._finalizer.atexit = False
 
     # ---------------------------------------------------------------- lifecycle
     def close(self) -> None:
@@ -64,9 +79,9 @@ class World:
         WorldClosedError. Views that user code holds keep their memory until they go. Idempotent."""
         if self._store.closed:
             return
-        self._schedule.close()
-        self.resources.drop_views()
-        self._store.close()
+        self._finalizer.detach()
+        with self._running:
+            _release(self._schedule, self.resources, self._store)
 
     def __enter__(self) -> World:
         return self
@@ -76,7 +91,7 @@ class World:
 
     def _check_open(self, operation: str) -> None:
         if self._store.closed:
-            raise WorldClosedError(operation)
+            raise WorldClosedError(operation, self._store.forked)
 
     def __len__(self) -> int:
         return len(self._store)
@@ -89,7 +104,7 @@ class World:
     def spawn(self, *components: object) -> int:
         """Create one entity with these component values; returns its id."""
         if self._store.closed:
-            raise WorldClosedError("spawn")
+            raise WorldClosedError("spawn", self._store.forked)
         entity = self._store.try_spawn_fast(components)
         if entity is not None:
             return entity
@@ -140,7 +155,7 @@ class World:
     def get(self, entity: int, component: type) -> Any:
         """A copy of the entity's component value (fields are numpy scalars)."""
         if self._store.closed:
-            raise WorldClosedError("get")
+            raise WorldClosedError("get", self._store.forked)
         value = self._store.try_get_fast(entity, component)
         if value is not None:
             return value
@@ -149,7 +164,7 @@ class World:
     def set(self, entity: int, value: object) -> None:
         """Write one component value and mark the row changed."""
         if self._store.closed:
-            raise WorldClosedError("set")
+            raise WorldClosedError("set", self._store.forked)
         if self._store.try_set_fast(entity, value):
             return
         info, values, length = values_of(value)
@@ -214,7 +229,12 @@ class World:
         """Run one frame: every due system once, in registration order. `params` bind kernel
         parameters by name (before world.resources)."""
         self._check_open("step")
-        self._schedule.run(1, params)
+        if not self._running.acquire(blocking=False):
+            raise ConcurrentUseError("step")
+        try:
+            self._schedule.run(1, params)
+        finally:
+            self._running.release()
 
     def run(self, frames: int, *, progress: bool = False, **params: object) -> None:
         """Run `frames` frames with the same `params`; `progress=True` draws a progress bar on a
@@ -222,11 +242,14 @@ class World:
         self._check_open("run")
         if isinstance(frames, bool) or not isinstance(frames, int) or frames < 0:
             raise InvalidArgumentError(f"run(frames={frames!r}): expected an int >= 0")
+        if not self._running.acquire(blocking=False):
+            raise ConcurrentUseError("run")
         bar = Progress(frames, progress)
         try:
             self._schedule.run(frames, params, bar)
         finally:
             bar.close()
+            self._running.release()
 
     def stats(self) -> dict[str, dict[str, float]]:
         """Per system: calls (frames it ran), kernel_calls, rows given, seconds spent."""
@@ -273,6 +296,21 @@ class World:
         if not isinstance(snap, Snapshot):
             raise ArgumentTypeError(f"restore() takes a snapshot from world.snapshot(), got {snap!r}")
         self._schedule.start_at(snapshot.restore(self._store, self.resources, snap))
+
+
+def _release(schedule: Schedule, resources: Resources, store: Store) -> None:
+    schedule.close()
+    resources.drop_views()
+    store.close()
+
+
+def _release_unclosed(schedule: Schedule, resources: Resources, store: Store) -> None:
+    """A world collected without close(): release it all the same, and say so."""
+    if store.closed:
+        return
+    warnings.warn(f"a World with {len(store)} entities was never closed; use `with ecs.World() as world:` "
+                  f"or world.close()", ResourceWarning, stacklevel=2)
+    _release(schedule, resources, store)
 
 
 def _unpack(call: str, components: tuple[object, ...]) -> list[Part]:

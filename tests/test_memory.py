@@ -134,7 +134,7 @@ def test_a_view_held_by_user_code_keeps_the_mapping_until_dropped() -> None:
 def test_many_closed_worlds_do_not_exhaust_the_address_space() -> None:
     sizes = []
     kept = []
-    for _ in range(24):   # each arena reserves up to 16 TiB; 128 TiB of address space in all
+    for _ in range(24):   # each arena reserves up to 1 TiB; 128 TiB of address space in all
         world = ecs.World()
         world.spawn_batch(100, Position(x=0, y=0))
         sizes.append(introspect.arena(world).size)

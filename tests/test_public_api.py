@@ -13,6 +13,7 @@ PINNED_ALL = [
     "CommandError",
     "Commands",
     "ComponentValueError",
+    "ConcurrentUseError",
     "DeadEntityError",
     "Deferred",
     "EcsError",
@@ -73,6 +74,7 @@ ERRORS = {
     "ArgumentTypeError": TypeError,
     "InvalidNameError": KeyError,
     "ReadOnlyError": AttributeError,
+    "ConcurrentUseError": RuntimeError,
 }
 
 # Names API.md's Components, World, Queries, Resources and Systems sections import from ecs

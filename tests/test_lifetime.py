@@ -1,0 +1,176 @@
+"""A world's lifetime as a user can get it wrong: closed mid-iteration, dropped without close(),
+a failed constructor, dozens of worlds at once, os.fork() of a process holding one, and two
+threads running its frames. None may crash the interpreter, leak memory, descriptors or
+processes, or let one process corrupt another's world."""
+
+from __future__ import annotations
+
+import gc
+import os
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+import warnings
+from pathlib import Path
+
+import pytest
+
+import ecs
+from tests import introspect
+from tests.components import Health, Mass, Position
+from tests.memory_systems import Counter, count_up
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def open_fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+def test_closing_the_world_inside_a_query_loop_stops_the_loop_with_world_closed() -> None:
+    world = ecs.World()
+    world.spawn_batch(100, Position(x=1.0, y=2.0))
+    world.spawn_batch(100, Position(x=1.0, y=2.0), Health())
+    seen = []
+    with pytest.raises(ecs.WorldClosedError, match=r"world.query\(\) called after world.close\(\)"):
+        for batch in world.query(Position, changed=[Position]):
+            seen.append(batch[Position].x.sum())
+            world.close()
+    assert seen == [100.0]
+
+
+def test_a_world_dropped_without_close_releases_its_memory_and_warns() -> None:
+    with ecs.World() as warm:      # whatever the first world opens for good (caches) is open now
+        warm.spawn_batch(10, Position(x=0.0, y=0.0))
+    gc.collect()
+    before = open_fds()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        world = ecs.World()
+        world.spawn_batch(100_000, Position(x=0.0, y=0.0))
+        assert open_fds() > before           # the arena's memfd and the mapping's own copy
+        del world
+    assert open_fds() == before
+    assert any(issubclass(w.category, ResourceWarning) and "was never closed" in str(w.message) for w in caught)
+
+
+def test_a_closed_world_gives_no_resource_warning() -> None:
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with ecs.World() as world:
+            world.spawn(Health())
+        del world
+        gc.collect()
+    assert not [w for w in caught if issubclass(w.category, ResourceWarning)]
+
+
+def test_a_dropped_world_with_workers_stops_its_workers() -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ResourceWarning)
+        world = ecs.World(workers=2)
+        world.spawn_batch(1000, Counter(value=0))
+        world.add_system(count_up)
+        world.step()
+        pids = introspect.worker_pids(world)
+        del world
+    deadline = time.monotonic() + 10
+    while any(os.path.exists(f"/proc/{pid}") for pid in pids) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not [pid for pid in pids if os.path.exists(f"/proc/{pid}")]
+
+
+def test_a_failed_constructor_leaks_no_descriptor() -> None:
+    before = open_fds()
+    with pytest.raises(ecs.CapacityError, match="address space is exhausted"):
+        ecs.World(max_entities=2 ** 45)
+    assert open_fds() == before
+
+
+def test_thirty_worlds_coexist_and_each_can_create_tables() -> None:
+    worlds = [ecs.World() for _ in range(30)]
+    try:
+        for world in worlds:
+            world.spawn_batch(10, Position(x=0.0, y=0.0))
+            world.spawn_batch(10, Position(x=0.0, y=0.0), Mass())
+            assert len(world) == 20
+    finally:
+        for world in worlds:
+            world.close()
+
+
+FORK_SCRIPT = """
+    import os, sys
+    sys.path.insert(0, {root!r})
+    import ecs
+    from tests import introspect
+    from tests.memory_systems import Counter, count_up
+
+    if __name__ == "__main__":
+        with ecs.World(workers=2) as world:
+            ids = world.spawn_batch(1000, Counter(value=0))
+            world.add_system(count_up)
+            world.step()
+            pids = introspect.worker_pids(world)
+            child = os.fork()
+            if child == 0:
+                try:
+                    world.spawn(Counter(value=5))
+                except ecs.WorldClosedError as exc:
+                    print("child:", exc, flush=True)
+                world.close()
+                sys.exit(0)          # a normal exit: multiprocessing's exit handler runs
+            os.waitpid(child, 0)
+            world.step()
+            alive = all(os.path.exists(f"/proc/{{pid}}") for pid in pids)
+            print("parent:", len(world), world.get(int(ids[0]), Counter).value, alive,
+                  introspect.worker_pids(world) == pids, flush=True)
+"""
+
+
+def test_a_forked_child_cannot_touch_the_parents_world_or_workers(tmp_path) -> None:
+    script = tmp_path / "fork_world.py"
+    script.write_text(textwrap.dedent(FORK_SCRIPT.format(root=str(ROOT))))
+    done = subprocess.run([sys.executable, str(script)], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert any(line.startswith("child: world.spawn() called in a process forked from the one that made the "
+                               "world") for line in lines), done.stdout
+    assert "parent: 1000 2.0 True True" in lines, done.stdout
+
+
+def test_a_second_thread_cannot_run_frames_while_one_runs_them() -> None:
+    with ecs.World() as world:
+        world.spawn_batch(1_000_000, Counter(value=0))
+        world.add_system(count_up)
+        world.step()
+        runner = threading.Thread(target=world.run, kwargs={"frames": 400})
+        runner.start()
+        refused = 0
+        while runner.is_alive():
+            try:
+                world.step()
+            except ecs.ConcurrentUseError as exc:
+                assert "another thread is running this world's frames" in str(exc)
+                refused += 1
+            time.sleep(0.001)
+        runner.join()
+        assert refused > 0
+        value = int(world.get(int(world.query(Counter).entities()[0]), Counter).value)
+        assert value == world.stats()["count_up"]["calls"] == 1 + 400 + (world.stats()["count_up"]["calls"] - 401)
+        assert value >= 401     # the run's 400 frames and every step that was let through, each once
+
+
+def test_close_from_another_thread_waits_for_the_running_frames() -> None:
+    world = ecs.World()
+    world.spawn_batch(1_000_000, Counter(value=0))
+    world.add_system(count_up)
+    world.step()
+    runner = threading.Thread(target=world.run, kwargs={"frames": 200})
+    runner.start()
+    time.sleep(0.01)
+    world.close()            # must not free the columns under the running kernels
+    runner.join()
+    with pytest.raises(ecs.WorldClosedError):
+        world.step()
