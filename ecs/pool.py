@@ -226,7 +226,9 @@ class WorkerPool:
         first_started = bool(crashed) and bool(self.control[line_of(crashed[0][0]) + STARTED])
         named = {w: self._system_name(system_names, w) for w, _ in crashed} | \
                 {w: self._system_name(system_names, w) for w in timed_out}
-        inside = [w for w in timed_out if self.control[line_of(w) + CURRENT_SYSTEM] >= 0]
+        # the one holding the others up: fewest frames finished, then inside a kernel (not at a barrier)
+        stalled = sorted(timed_out, key=lambda w: (int(self.control[line_of(w) + FRAMES_DONE]),
+                                                   int(self.control[line_of(w) + CURRENT_SYSTEM]) < 0))
         for w, _ in crashed:
             self._replace(w)
         for w in timed_out:
@@ -236,8 +238,7 @@ class WorkerPool:
             if not first_started:
                 return WorkerCrashedError(None, w, code, hint=STARTUP_HINT)
             return WorkerCrashedError(named[w], w, code)
-        # name a worker that was inside a kernel, not one waiting for it at a barrier
-        w = inside[0] if inside else timed_out[0]
+        w = stalled[0]
         return WorkerCrashedError(named[w], w, None, f"ran past step_timeout={self.step_timeout} s per frame")
 
     def _collect(self, pending: dict[int, _Handle], plan: Plan, frames: int, progress: Progress | None):
@@ -245,7 +246,9 @@ class WorkerPool:
         errors: list[tuple[int, BaseException]] = []
         crashed: list[tuple[int, int | None]] = []
         timed_out: list[int] = []
-        deadline = None if self.step_timeout is None else time.monotonic() + self.step_timeout * max(frames, 1)
+        # step_timeout holds per frame: the deadline moves on each time every worker finished one more
+        deadline = None if self.step_timeout is None else time.monotonic() + self.step_timeout
+        frames_finished = 0
         grace_deadline = None
         control, control32 = self.control, self.control32
         answers = 0
@@ -280,10 +283,13 @@ class WorkerPool:
                         del pending[w]
                         self._abort()
                         grace_deadline = grace_deadline or time.monotonic() + CRASH_GRACE_S
-                if progress is not None and plan.participants:
-                    done = min(int(control[line_of(w) + FRAMES_DONE]) for w in plan.participants)
-                    progress.update(done)
                 now = time.monotonic()
+                if plan.participants:
+                    done = min(int(control[line_of(w) + FRAMES_DONE]) for w in plan.participants)
+                    if done > frames_finished and deadline is not None:
+                        frames_finished, deadline = done, now + self.step_timeout   # type: ignore[operator]
+                    if progress is not None:
+                        progress.update(done)
                 if pending and ((deadline is not None and now >= deadline)
                                 or (grace_deadline is not None and now >= grace_deadline)):
                     for w, handle in pending.items():
@@ -338,6 +344,11 @@ class WorkerPool:
     def _system_name(self, system_names: list[str], w: int) -> str:
         index = int(self.control[line_of(w) + CURRENT_SYSTEM])
         return system_names[index] if 0 <= index < len(system_names) else "<between systems>"
+
+    def forget_system(self, index: int) -> None:
+        """Drop the figures of system `index` (removed between runs): later systems move down one."""
+        self.stats[:, index:-1] = self.stats[:, index + 1:]
+        self.stats[:, -1] = 0
 
     def stats_total(self, systems: int) -> np.ndarray:
         return self.stats[:, :systems].sum(axis=0)   # after close(): the private copy close() kept

@@ -102,6 +102,14 @@ class Query:
             weakref.finalize(self, tracker.unregister, self._reader)
         return self._reader
 
+    def close(self) -> None:
+        """Stop tracking changes for this query now rather than when it is collected: frees its
+        change reader (one bitset slot per table it reads). A later look registers a new reader,
+        which sees every row as new."""
+        if self._reader is not None:
+            self._store.changes.unregister(self._reader)
+            self._reader = None
+
     def _selected(self, consume: bool) -> Iterator[tuple[Table, np.ndarray | None]]:
         self._check_open()
         reader = self.reader() if self.filtered else None

@@ -27,7 +27,7 @@ import numpy as np
 
 from .binding import BoundSystem, check_importable
 from .commands import CommandBuffers, apply_records, buffer_view
-from .errors import KernelError, SystemDefinitionError
+from .errors import InvalidArgumentError, KernelError, SystemDefinitionError
 from .executor import Executor
 from .plan import Plan, SystemValues, build_plan, due, stages_of
 from .pool import WorkerPool
@@ -53,6 +53,7 @@ class Schedule:
         self.stats_rows = np.zeros((0, 3))    # per system: kernel calls, rows, seconds
         self.pool: WorkerPool | None = None
         self.commands: CommandBuffers | None = None   # made when the first system takes Commands
+        self._systems_version = 0          # bumped by every add and remove: keys the cached plan
         self._plan: Plan | None = None
         self._plan_key: tuple[int, ...] = ()
         self._executor: Executor | None = None
@@ -76,7 +77,22 @@ class Schedule:
             self.commands = CommandBuffers(self.store.arena, self.workers + 1)
         self.systems.append(bound)
         self.stats_rows = np.vstack([self.stats_rows, np.zeros((1, 3))])
+        self._systems_version += 1
         return bound
+
+    def remove(self, system: System) -> None:
+        """Take an added system out of the frame and free its change reader; the others keep
+        their order and figures."""
+        index = next((b.index for b in self.systems if b.system is system), None)
+        if index is None:
+            raise InvalidArgumentError(f"remove_system({system!r}): it was not added to this world")
+        self.systems.pop(index).query.close()
+        for k, bound in enumerate(self.systems):
+            bound.index = k
+        self.stats_rows = np.delete(self.stats_rows, index, axis=0)
+        if self.pool is not None:
+            self.pool.forget_system(index)
+        self._systems_version += 1
 
     def start_at(self, frame: int) -> None:
         """Set the frame counter (restore, load): the next step runs frame `frame`."""
@@ -84,11 +100,11 @@ class Schedule:
 
     def plan(self, workers: int) -> Plan:
         """The cached plan for the world's current structure."""
-        key = (self.store.structure_version, self.store.changes.version, len(self.systems), workers)
+        key = (self.store.structure_version, self.store.changes.version, self._systems_version, workers)
         if self._plan is None or key != self._plan_key:
             # stages depend only on the systems and their compiled value types: rebuilding them on
             # every structural change cost ~0.9 ms of pairwise access checks (demo, 7 systems)
-            stages_key = (len(self.systems), tuple(b.compiled for b in self.systems))
+            stages_key = (self._systems_version, tuple(b.compiled for b in self.systems))
             if stages_key != self._stages_key:
                 self._stages, self._stages_key = stages_of(self.systems), stages_key
             self._plan = build_plan(self.systems, max(workers, 1), self._stages)

@@ -225,6 +225,14 @@ class World:
         self._check_open("add_system")
         self._schedule.add(system)
 
+    def remove_system(self, system: System) -> None:
+        """Take a system added with add_system out of the frame and free its change reader; the
+        other systems keep their order. InvalidArgumentError if it was not added. Also the way
+        out for a system whose kernel fails to compile at its first step."""
+        self._check_open("remove_system")
+        with self._running:
+            self._schedule.remove(system)
+
     def step(self, **params: object) -> None:
         """Run one frame: every due system once, in registration order. `params` bind kernel
         parameters by name (before world.resources)."""

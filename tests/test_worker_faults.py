@@ -40,6 +40,7 @@ from tests.worker_systems import (
     decay,
     integrate,
     saboteur,
+    slow_frame,
 )
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -525,3 +526,27 @@ def test_a_killed_process_group_leaves_nothing_behind(scenario) -> None:
     os.killpg(child.process.pid, signal.SIGKILL)
     assert child.finish()[0] == -signal.SIGKILL
     assert_nothing_left(child)
+
+
+def test_a_worker_stopped_mid_run_is_caught_within_one_frames_budget_and_named() -> None:
+    """step_timeout holds per frame: a worker stopped (SIGSTOP) early in run(frames=400) is
+    caught about one step_timeout after its last finished frame, not after 400 of them."""
+    with ecs.World(workers=2, step_timeout=0.5) as world:
+        world.add_system(slow_frame)
+        world.spawn_batch(SPLIT_MIN_ROWS * 4, Pos(x=0, y=0))
+        world.step(spins=1)
+        pids = introspect.worker_pids(world)
+        stopper = threading.Timer(0.15, os.kill, (pids[1], signal.SIGSTOP))
+        started = time.monotonic()
+        stopper.start()
+        try:
+            with pytest.raises(WorkerCrashedError, match=r"worker 1 ran past step_timeout=0.5 s per frame") as caught:
+                world.run(frames=400, spins=300)
+        finally:
+            stopper.cancel()
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pids[1], signal.SIGCONT)
+        assert time.monotonic() - started < 5.0
+        assert caught.value.worker == 1
+        assert introspect.worker_pids(world)[1] != pids[1]
+        world.step(spins=1)        # usable again
