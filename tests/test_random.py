@@ -156,6 +156,17 @@ def test_permutation_matches_numpy_twin_and_is_a_permutation(n: int) -> None:
     np.testing.assert_array_equal(np.sort(out), np.arange(n))
 
 
+@pytest.mark.parametrize("n", SIZES)
+def test_argsort_keys_is_numpys_stable_argsort(n: int) -> None:
+    rng = np.random.default_rng(n)
+    for keys in (rng.integers(0, 2**64 - 1, n, dtype=np.uint64, endpoint=True),
+                 rng.integers(0, 5, n).astype(np.uint64) << np.uint64(61),      # many ties, top digit
+                 rng.integers(0, 3, n).astype(np.uint64) * np.uint64(257)):     # ties in low digits
+        out = np.full(n, -1, np.int64)
+        random.argsort_keys(keys, out)
+        np.testing.assert_array_equal(out, np.argsort(keys, kind="stable"))
+
+
 def test_scalar_draws_equal_the_array_kernels() -> None:
     ids = ids_of(65)
     u, z, k, b = np.empty(65), np.empty(65), np.empty(65, np.int64), np.empty(65, np.uint64)
