@@ -28,14 +28,17 @@ Queries: `neighbour_cells_*` lists the up-to-9 (2-D) / 27 (3-D) distinct cells a
 position, `neighbour_ranges_*` the same as slot ranges (cells adjacent along x merged: 3 / 9
 ranges, at most 6 / 18 where a periodic x wraps), and `count_within_*` / `list_within_*`
 visit every point within a radius, each query writing only its own row (queries split across
-workers freely). A query radius must not
-exceed the cell width / (1 + MARGIN) on any axis, nor half the length of a periodic axis: then
-the cells around a point hold every point within the radius, even after the rounding of the
-cell arithmetic (kernels raise ValueError otherwise; `make_grid` picks such cells).
+workers freely). A query radius must not exceed the cell width / (1 + MARGIN) on any axis,
+nor half the length of a periodic axis: then the cells around a point hold every point within
+the radius, even after the rounding of the cell arithmetic (kernels raise ValueError
+otherwise; `make_grid` picks such cells).
 
 Cost: build O(n + ncells) (chunked: O(n + nchunks * ncells)); memory ncells + 1 starts, and
 nchunks * ncells counts and starts when chunked. A query visits the points of 9 / 27 cells:
-O(points in the cells around). Every kernel here has a numpy twin in tests/test_spatial.py.
+O(points in the cells around). Measured (tests/benchmarks/bench_spatial.py, 100k points in
+981k cells, 1 core): build_2d plus four gathers 0.85 ms, neighbour_ranges_2d ~16 ns a query;
+build and a fastest-approach query over every point 0.93x the demo's physics.build_grid +
+fastest_approach. Every kernel here has a numpy twin in tests/test_spatial.py.
 """
 
 from __future__ import annotations
