@@ -13,6 +13,7 @@ a change of the same set despawned first are skipped.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import NamedTuple
 
 import numpy as np
@@ -130,14 +131,41 @@ class ChangeSet:
 
         for entity, info, field, value in self.sets:
             store.write_field(real(entity), info, field, value)
-        for entity, changes in self.changes.items():
-            entity = real(entity)
-            if not store.is_alive(entity):
-                continue
-            adds = [(info, values) for info, values in changes.values() if values is not None]
-            removes = [info for info, values in changes.values() if values is None]
-            store.change_components(entity, adds, removes)
+        for batch, adds, removes in self._grouped_changes(real):
+            store.change_components_batch(batch, adds, removes)
         doomed = [real(e) for e in self.despawns]
         doomed = [e for e in dict.fromkeys(doomed) if store.is_alive(e)]
         if doomed:
             store.despawn_batch(np.asarray(doomed, np.int64))
+
+    def _grouped_changes(self, real: Callable[[int], int]) -> list[tuple[np.ndarray, list[tuple[ComponentInfo, Values]],
+                                                                       list[ComponentInfo]]]:
+        """The component changes as batches of live entities with the same change (the same
+        components added and removed, in the same order), each applied as one bulk move per
+        source table. Batches come in the order of their first entity; values of an added
+        component are stacked per entity unless every entity shares one (a kernel's cmd_add)."""
+        members: dict[tuple[tuple[int, bool], ...], list[tuple[int, dict[int, tuple[ComponentInfo, Values | None]]]]]
+        members = {}
+        for entity, changes in self.changes.items():
+            entity = real(entity)
+            if self.store.is_alive(entity):
+                key = tuple((cid, values is None) for cid, (_, values) in changes.items())
+                members.setdefault(key, []).append((entity, changes))
+        batches: list[tuple[np.ndarray, list[tuple[ComponentInfo, Values]], list[ComponentInfo]]] = []
+        for key, group in members.items():
+            ids = np.fromiter((entity for entity, _ in group), np.int64, len(group))
+            adds: list[tuple[ComponentInfo, Values]] = []
+            removes: list[ComponentInfo] = []
+            for cid, removing in key:
+                info = group[0][1][cid][0]
+                if removing:
+                    removes.append(info)
+                    continue
+                given = [changes[cid][1] for _, changes in group]
+                if all(values is given[0] for values in given):
+                    adds.append((info, given[0]))  # type: ignore[arg-type]
+                else:
+                    adds.append((info, {field: np.stack([values[field] for values in given])  # type: ignore[index]
+                                        for field in info.fields}))
+            batches.append((ids, adds, removes))
+        return batches

@@ -254,6 +254,57 @@ class Store:
         if removes:
             self.changes.record_removed(tuple(removes), np.array([entity], np.int64))
 
+    def change_components_batch(self, ids: np.ndarray, adds: list[tuple[ComponentInfo, Values]],
+                                removes: list[ComponentInfo]) -> None:
+        """change_components for many distinct live ids with the same change: one archetype move
+        per source table (a gather/scatter per column, one pass over the bits). Add values are
+        arrays of len(ids) or scalars (an array field's values have one more leading axis)."""
+        if ids.shape[0] == 0:
+            return
+        added_ids = {info.id for info, _ in adds}
+        removed_by_component: dict[int, list[np.ndarray]] = {}
+        for table, where in self.tables_of(ids):
+            new = tuple(info for info, _ in adds if info.id not in table.component_ids)
+            gone = [info for info in removes if info.id in table.component_ids and info.id not in added_ids]
+            target = self.archetypes.with_removed(self.archetypes.with_added(table, new), gone)
+            rows = self.rows_of(ids[where])
+            if target is not table:
+                rows = self.move_rows(table, rows, target)
+            for info, values in adds:
+                for field, col in target.columns_by_component[info.id].items():
+                    data = values[field]
+                    col[rows] = data[where] if data.ndim > len(info.fields[field].shape) else data
+                bits.mark_rows(target.bit_matrix[target.marks_slot[info.id]], rows)
+            for info in new:
+                bits.mark_rows(target.bit_matrix[target.added_slot[info.id]], rows)
+            for info in gone:
+                removed_by_component.setdefault(info.id, []).append(where)
+        for info in removes:   # in the order of `ids`, as one-by-one removals would journal them
+            if info.id in removed_by_component:
+                self.changes.record_removed((info,), ids[np.sort(np.concatenate(removed_by_component[info.id]))])
+
+    def move_rows(self, source: Table, rows: np.ndarray, target: Table) -> np.ndarray:
+        """Move distinct rows of `source` to the end of `target`, keeping the values of the
+        components both have and the change bits that follow a row; returns their rows in
+        `target`. Cost: one gather/scatter per column and one pass over the bits."""
+        count = rows.shape[0]
+        target.reserve(target.n + count)
+        self.structure_version += 1
+        start = target.append(count)
+        for cid in source.component_ids & target.component_ids:
+            src_cols = source.columns_by_component[cid]
+            for field, col in target.columns_by_component[cid].items():
+                col[start: start + count] = src_cols[field][rows]
+        ids = source.entities_all[rows]
+        target.entities_all[start: start + count] = ids
+        src_slots, dst_slots = self.changes.transfer_slots(source, target)
+        bits.transfer_rows_bits(source.bit_matrix, src_slots, rows, target.bit_matrix, dst_slots, start)
+        new_rows = np.arange(start, start + count, dtype=np.int64)
+        self.entities.place_batch(ids & INDEX_MASK, target.id, new_rows)
+        moved, holes = source.remove_rows(rows)
+        self.entities.place_batch(moved & INDEX_MASK, source.id, holes)
+        return new_rows
+
     def _move(self, index: int, source: Table, row: int, target: Table) -> int:
         """Move one entity's row between tables, keeping its values and change bits; returns its
         row in `target`."""

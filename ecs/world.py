@@ -204,6 +204,32 @@ class World:
                 raise self._store.missing(entity, table, info)
         self._store.change_components(entity, (), infos)
 
+    def add_batch(self, entities: Sequence[int] | np.ndarray, *components: object) -> None:
+        """`add` for many entities: give each these component values (arrays of len(entities),
+        or scalars that broadcast), overwriting ones it has. One archetype move per source
+        table. Checks every id, length and duplicate before anything changes."""
+        self._check_open("add_batch")
+        ids = _id_array(entities)
+        parts = _unpack("add_batch", components)
+        for info, values, length in parts:
+            if length is not None and length != ids.shape[0]:
+                raise ComponentValueError(info.name, _batch_field(info, values), f"<array of length {length}>",
+                                          f"batch length {length} differs from the {ids.shape[0]} entities given")
+        _check_distinct("add_batch", ids)
+        self._store.tables_of(ids)        # DeadEntityError naming the first dead id
+        self._store.change_components_batch(ids, [(part.info, part.values) for part in parts], [])
+
+    def remove_batch(self, entities: Sequence[int] | np.ndarray, *components: type) -> None:
+        """`remove` for many entities: each must have every component (MissingComponentError
+        naming the first that lacks one, and nothing changes). One archetype move per source table."""
+        self._check_open("remove_batch")
+        ids = _id_array(entities)
+        infos = [info_of(c) for c in components]
+        _check_distinct("remove_batch", ids)
+        for info in infos:
+            self._store.tables_of(ids, info)
+        self._store.change_components_batch(ids, [], infos)
+
     def defer(self) -> Deferred:
         """`with world.defer() as d:` queue spawn/despawn/add/remove/set, applied at the block's
         end in one pass (one archetype move per entity); `d.spawned` then holds the new ids."""

@@ -177,6 +177,21 @@ def transfer_row_bits(src_matrix, src_slots, src_row, dst_matrix, dst_slots, dst
 
 
 @jit
+def transfer_rows_bits(src_matrix, src_slots, src_rows, dst_matrix, dst_slots, first_dst_row):
+    """transfer_row_bits for many rows at once: row `src_rows[k]` goes to row `first_dst_row + k`
+    (an archetype move of a batch of entities). O(rows x slot pairs)."""
+    for j in range(src_slots.shape[0]):
+        s = src_slots[j]
+        d = dst_slots[j]
+        for k in range(src_rows.shape[0]):
+            src = src_rows[k]
+            dst = first_dst_row + k
+            bit = (src_matrix[s, src >> 6] >> np.uint64(src & 63)) & ONE
+            db = np.uint64(dst & 63)
+            dst_matrix[d, dst >> 6] = (dst_matrix[d, dst >> 6] & ~(ONE << db)) | (bit << db)
+
+
+@jit
 def mark_rows(words, rows):
     """Set the bit of every row in `rows`."""
     for k in range(rows.shape[0]):

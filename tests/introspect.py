@@ -85,14 +85,20 @@ def spawn_fast_path(world: ecs.World, *components: type) -> Callable[..., Any] |
 
 
 def spy_on_moves(world: ecs.World, monkeypatch: Any) -> list[int]:
-    """Record the entity slot index of every archetype move the world makes from now on."""
+    """Record the entity slot index of every archetype move the world makes from now on, one
+    entry per entity moved (one-entity moves and bulk moves alike)."""
     moves: list[int] = []
     store_ = world._store
-    original = store_._move
+    original_one, original_rows = store_._move, store_.move_rows
 
-    def spy(index: int, source: Any, row: int, target: Any) -> int:
+    def spy_one(index: int, source: Any, row: int, target: Any) -> int:
         moves.append(index)
-        return original(index, source, row, target)
+        return original_one(index, source, row, target)
 
-    monkeypatch.setattr(store_, "_move", spy)
+    def spy_rows(source: Any, rows: Any, target: Any) -> Any:
+        moves.extend(int(e) & 0xFFFFFFFF for e in source.entities_all[rows])
+        return original_rows(source, rows, target)
+
+    monkeypatch.setattr(store_, "_move", spy_one)
+    monkeypatch.setattr(store_, "move_rows", spy_rows)
     return moves

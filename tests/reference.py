@@ -96,6 +96,16 @@ def transfer_row_bits(src_matrix: np.ndarray, src_slots: np.ndarray, src_row: in
     return out
 
 
+def transfer_rows_bits(src_matrix: np.ndarray, src_slots: np.ndarray, src_rows: np.ndarray,
+                       dst_matrix: np.ndarray, dst_slots: np.ndarray, first_dst_row: int) -> np.ndarray:
+    out = dst_matrix.copy()
+    for src_slot, dst_slot in zip(src_slots, dst_slots, strict=True):
+        flags = unpack(out[dst_slot])
+        flags[first_dst_row: first_dst_row + len(src_rows)] = unpack(src_matrix[src_slot])[src_rows]
+        out[dst_slot] = pack(flags)
+    return out
+
+
 def mark_rows(words: np.ndarray, rows: np.ndarray) -> np.ndarray:
     flags = unpack(words)
     flags[rows] = True

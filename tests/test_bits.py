@@ -156,6 +156,24 @@ def test_transfer_row_bits_copies_one_row_between_tables(nbits: int) -> None:
 
 
 @pytest.mark.parametrize("nbits", SIZES)
+def test_transfer_rows_bits_moves_a_batch_of_rows_between_tables(nbits: int) -> None:
+    rng = np.random.default_rng(11)
+    for density in DENSITIES:
+        src = random_matrix(rng, 4, nwords_of(nbits), density)
+        dst = random_matrix(rng, 5, nwords_of(nbits) + 2, 1.0 - density)
+        for src_slots, dst_slots in (([], []), ([0], [4]), ([0, 1, 3], [2, 0, 1])):
+            src_slots = np.array(src_slots, np.int64)
+            dst_slots = np.array(dst_slots, np.int64)
+            count = min(nbits, 70)
+            src_rows = rng.permutation(nbits)[:count].astype(np.int64)
+            for first in (0, 63, nbits + 1 if nbits else 0):
+                got = dst.copy()
+                bits.transfer_rows_bits(src, src_slots, src_rows, got, dst_slots, first)
+                np.testing.assert_array_equal(
+                    got, reference.transfer_rows_bits(src, src_slots, src_rows, dst, dst_slots, first))
+
+
+@pytest.mark.parametrize("nbits", SIZES)
 def test_mark_rows_sets_every_listed_row(nbits: int) -> None:
     rng = np.random.default_rng(12)
     for density in DENSITIES:

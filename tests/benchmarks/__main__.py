@@ -19,7 +19,8 @@ from contextlib import redirect_stdout
 
 from .common import QUIET_MAX_S, REPS, machine, results_table, wait_quiet
 
-SCENARIOS = ["spawn", "access", "memory", "changed_query", "systems", "workers", "persist", "scaling", "spatial"]
+SCENARIOS = ["spawn", "access", "memory", "changed_query", "systems", "workers", "persist", "scaling", "structural",
+             "spatial"]
 RESULTS = pathlib.Path(__file__).with_name("RESULTS.md")
 
 

@@ -1,0 +1,86 @@
+"""add_batch / remove_batch: the same world as the one-entity calls in a loop (values, tables,
+order of ids within tables aside, change bits seen by readers, removed= journals), and the same
+errors with nothing changed."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import ecs
+from tests.components import Frozen, Health, Mass, Position, Velocity, plain
+
+COMPONENTS = (Position, Velocity, Health, Mass, Frozen)
+
+
+def populated(seed: int) -> tuple[ecs.World, np.ndarray, list[ecs.Query]]:
+    rng = np.random.default_rng(seed)
+    world = ecs.World()
+    ids = [world.spawn_batch(40, Position(x=rng.random(40, np.float32), y=0.0)),
+           world.spawn_batch(30, Position(x=1.0, y=2.0), Velocity(x=rng.random(30, np.float32), y=0.0)),
+           world.spawn_batch(30, Position(x=3.0, y=4.0), Health(hp=rng.integers(0, 9, 30)), Frozen())]
+    readers = [world.query(c, changed=[c]) for c in (Position, Health, Mass)]
+    readers += [world.query(c, added=[c]) for c in (Health, Mass, Frozen)]
+    readers += [world.query(removed=[c]) for c in (Health, Frozen, Velocity)]
+    for query in readers[:6]:
+        list(query)
+    return world, np.concatenate(ids), readers
+
+
+def state(world: ecs.World, ids: np.ndarray, readers: list[ecs.Query]) -> dict:
+    """What a user sees: each entity's components and values, and what each reader reports."""
+    out: dict = {int(e): {c.__name__: plain(world.get(int(e), c)) for c in COMPONENTS if world.has(int(e), c)}
+                 for e in ids}
+    out["changed"] = [sorted(q.entities().tolist()) for q in readers[:6]]
+    out["removed"] = [q.removed().tolist() for q in readers[6:]]
+    return out
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_add_batch_and_remove_batch_equal_the_one_entity_calls(seed: int) -> None:
+    rng = np.random.default_rng(100 + seed)
+    bulk, ids, bulk_readers = populated(seed)
+    loop, _, loop_readers = populated(seed)
+    try:
+        for _ in range(4):
+            chosen = rng.choice(ids, size=int(rng.integers(0, 60)), replace=False)
+            hps = rng.integers(0, 100, chosen.shape[0])
+            bulk.add_batch(chosen, Health(hp=hps), Mass(kg=2.5))
+            for e, hp in zip(chosen, hps, strict=True):
+                loop.add(int(e), Health(hp=int(hp)), Mass(kg=2.5))
+            holders = np.array([e for e in ids if loop.has(int(e), Health) and loop.has(int(e), Mass)], np.int64)
+            gone = rng.choice(holders, size=int(rng.integers(0, len(holders) + 1)), replace=False) \
+                if len(holders) else holders
+            bulk.remove_batch(gone, Health, Mass)
+            for e in gone:
+                loop.remove(int(e), Health, Mass)
+            assert state(bulk, ids, bulk_readers) == state(loop, ids, loop_readers)
+    finally:
+        bulk.close()
+        loop.close()
+
+
+def test_bulk_errors_change_nothing_and_name_the_entity() -> None:
+    world, ids, readers = populated(0)
+    try:
+        before = state(world, ids, readers[:6])
+        dead = int(ids[3])
+        world.despawn(dead)
+        before = state(world, np.delete(ids, 3), readers[:6])
+        lacking = int(ids[0])            # Position only
+        cases = [
+            (lambda: world.add_batch([int(ids[1]), dead], Mass()), ecs.DeadEntityError, f"entity {dead} is not alive"),
+            (lambda: world.add_batch([int(ids[1]), int(ids[1])], Mass()), ecs.InvalidArgumentError,
+             rf"add_batch: entity {int(ids[1])} is listed more than once"),
+            (lambda: world.add_batch(ids[:2], Health(hp=[1, 2, 3])), ecs.ComponentValueError, "batch length 3"),
+            (lambda: world.remove_batch([int(ids[45]), lacking], Velocity), ecs.MissingComponentError,
+             rf"entity {lacking} has no Velocity component"),
+            (lambda: world.remove_batch([int(ids[45]), int(ids[45])], Velocity), ecs.InvalidArgumentError,
+             "listed more than once"),
+        ]
+        for call, error, message in cases:
+            with pytest.raises(error, match=message):
+                call()
+            assert state(world, np.delete(ids, 3), readers[:6]) == before
+    finally:
+        world.close()
