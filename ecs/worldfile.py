@@ -10,7 +10,8 @@ File format, version 2 (little-endian; no pickle anywhere):
            P   payload: raw arrays, each at a 64-byte aligned offset from P
          end   u32 CRC-32 of the manifest, then b"ECSEND\\0\\0"
 
-The manifest names every component by `module:qualname` with its fields and dtypes, and for
+The manifest names every component by its stored name (`module:qualname`, schema.py) with its
+fields and dtypes, and for
 every table its components, its row count and where its entity column and field columns lie
 in the payload (offset, bytes, dtype, shape, and a CRC-32 of every CHUNK = 4 MiB as 8 hex
 digits). It also holds the id allocator (high water mark, live count, free list and the free
@@ -18,14 +19,22 @@ slots' generations: the entity index follows from these and the entity columns, 
 on load), resources (numbers inline, arrays in the payload) and the frame counter. Version 1
 stored the index itself (36 instead of 24 bytes per entity of 16 B of fields) and is refused.
 
-Loading checks magic, version, sizes and every component's fields before it builds anything,
-then reads each array straight into the new world's columns while other threads check its
-chunks' CRCs; a mismatch, or ids that cannot form an index, close that world again. So a
-corrupt, truncated, foreign or newer file raises SnapshotError and changes nothing. Saving
+A file is untrusted input. Loading checks magic, version, sizes and the whole manifest before it
+builds anything (_check_manifest): components resolve only among the classes this program has
+defined (nothing is imported on a file's word); every value has its type and range; every table
+lists each column of each of its components once; arrays lie inside the payload and share no
+byte, so the rows a table claims are backed by bytes of the file; the high water mark is bounded
+by the stored ids and free list; and the memory the world will commit is bounded by the file's
+length. Then it reads each array straight into the new world's columns while other threads
+check its chunks' CRCs; a mismatch, or ids that cannot form an index, close that world again.
+So a corrupt, truncated, foreign, crafted or newer file raises SnapshotError (never another
+error) and changes nothing. Saving
 writes a temporary file beside the target (header, a manifest with placeholder CRCs and the
 payload while the CRCs are computed, then the manifest again, then the trailer: a partial file
 has no end marker), fsyncs it, renames it over the target and fsyncs the directory: a crash at
-any point leaves the old file or the new.
+any point leaves the old file or the new. Each save has its own temporary (two threads may save
+to one path: the last rename wins); a path that is a symlink is followed, so the target is
+replaced and the link kept.
 At 1M entities of 16 B (persist benchmark, medians of 3 runs): save 40 -> 26 ms (36 -> 24 MB; of
 it 4.7 ms write, 12 ms fsync, 5.6 ms the rename freeing the old file's blocks; the CRC-32 runs in
 the shadow of the write: the same time as with no CRC at all); load + close 40 -> 31 ms, of it
@@ -38,10 +47,12 @@ Loaded rows count as spawned: every reader's first look sees them added and chan
 from __future__ import annotations
 
 import errno
-import importlib
+import itertools
 import json
 import math
 import os
+import re
+import resource
 import stat
 import struct
 import zlib
@@ -50,8 +61,12 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from . import memory
+from .entity import MIN_CAPACITY as ENTITY_MIN_CAPACITY
 from .errors import SnapshotError
-from .schema import ComponentInfo, info_of, is_component
+from .schema import ComponentInfo, find_component
+from .table import MAX_SLOTS
+from .table import MIN_CAPACITY as TABLE_MIN_CAPACITY
 
 if TYPE_CHECKING:
     from .world import World
@@ -257,42 +272,47 @@ def _chunk_count(nbytes: int) -> int:
 def load(path: str | os.PathLike[str], world_factory: Any) -> World:
     """Read a saved world; `world_factory(max_rows=, max_entities=)` makes the empty world."""
     path = os.fspath(path)
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:   # O_NONBLOCK: opening a FIFO must not wait for a writer (it is refused below)
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
     except OSError as exc:
         raise SnapshotError(path, f"cannot open it: {exc.strerror or exc}") from None
     try:
         status = os.fstat(fd)
         if stat.S_ISDIR(status.st_mode):
             raise SnapshotError(path, f"cannot open it: {os.strerror(errno.EISDIR)}")
+        if not stat.S_ISREG(status.st_mode):
+            raise SnapshotError(path, "cannot open it: not a regular file")
         size = status.st_size
         manifest, payload_start = _read_manifest(fd, path, size)
-        try:  # a manifest whose checksum holds can still be foreign: missing keys, wrong types
-            components = _resolve_components(manifest, path)
-            limits = manifest["limits"]
-            max_rows, max_entities = int(limits["max_rows"]), int(limits["max_entities"])
-            if min(max_rows, max_entities) < 64:
-                raise SnapshotError(path, f"the manifest is malformed: limits {limits}")
-            payload_end = size - 4 - len(TRAILER)
-            for entry in _all_entries(manifest):
-                _check_entry(entry, path, payload_start, payload_end)
-            for table in manifest["tables"]:
-                if not 0 <= int(table["rows"]) <= max_rows:
-                    raise SnapshotError(path, f"the manifest is malformed: a table of {table['rows']} rows, "
-                                              f"max_rows is {max_rows}")
+        try:  # a manifest whose checksum holds can still be foreign or crafted: check all of it first
+            components, (max_rows, max_entities) = _check_manifest(manifest, path, payload_start, size)
         except _MALFORMED as exc:
             raise _malformed(path, exc) from None
-        world = world_factory(max_rows=max_rows, max_entities=max_entities)
+        _check_address_space(path, max_entities)
+        try:
+            world = world_factory(max_rows=max_rows, max_entities=max_entities)
+        except (MemoryError, OSError) as exc:
+            raise _does_not_fit(path, exc) from None
         try:
             _fill(world, fd, path, manifest, components, payload_start)
         except BaseException as exc:
             world.close()
+            if isinstance(exc, (MemoryError, OSError)):
+                raise _does_not_fit(path, exc) from None
             if isinstance(exc, _MALFORMED) and not isinstance(exc, SnapshotError):
                 raise _malformed(path, exc) from None
             raise
     finally:
         os.close(fd)
     return world
+
+
+def _does_not_fit(path: str, exc: BaseException) -> SnapshotError:
+    """SnapshotError for a MemoryError or OSError while the world is made or filled."""
+    if isinstance(exc, OSError) and exc.errno not in (errno.ENOMEM, errno.ENOSPC):
+        return SnapshotError(path, f"cannot read it: {exc.strerror or exc}")
+    return SnapshotError(path, f"the world it describes does not fit in this process "
+                               f"({type(exc).__name__}: {_text(str(exc), 200)})")
 
 
 # what reading a manifest of the wrong shape raises (SnapshotError, a ValueError, passes as is)
@@ -350,58 +370,305 @@ def _read_manifest(fd: int, path: str, size: int) -> tuple[dict[str, Any], int]:
         manifest = json.loads(blob)
     except ValueError as exc:
         raise SnapshotError(path, f"the manifest is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise SnapshotError(path, "the manifest is malformed: its JSON is nested too deeply") from None
+    except MemoryError:
+        raise SnapshotError(path, f"the manifest of {length} bytes does not fit in memory") from None
     if not isinstance(manifest, dict) or manifest.get("format") != "ecs-world":
         raise SnapshotError(path, "not an ecs world file (foreign manifest)")
     return manifest, _payload_start(length)
 
 
-def _resolve_components(manifest: dict[str, Any], path: str) -> list[ComponentInfo]:
-    out = []
-    for entry in manifest["components"]:
+# ---------------------------------------------------------------- manifest checks
+# Everything _fill reads is checked here, before a world exists: types and ranges of every
+# field, arrays inside the payload and not overlapping (so the rows a table claims are backed by
+# bytes of the file), and an estimate of the memory the world will commit, against the file's
+# length. _fill then only finds what needs the arrays themselves: checksums and ids.
+MAX_FRAME = 2**62
+MAX_ROWS = 2**31               # rows are int32 in the entity index
+MAX_ENTITIES = 2**32           # an id holds a 32-bit slot index
+MAX_RETIRED = 1 << 16          # slots neither live nor free a file may claim (each took 2**31 despawns)
+MAX_DIMENSIONS = 32
+COMMIT_PER_FILE_BYTE = 64      # memory a load may commit: this many times the file, plus COMMIT_ALLOWANCE
+COMMIT_ALLOWANCE = 256 << 20   # (a table of 1 row commits MIN_CAPACITY rows of every column)
+_DTYPE = re.compile(r"[<>|][biuf][1-9][0-9]?")
+_CRC = re.compile(r"[0-9a-f]{8}")
+
+
+def _check_manifest(manifest: dict[str, Any], path: str, payload_start: int,
+                    size: int) -> tuple[list[ComponentInfo], tuple[int, int]]:
+    """The components the manifest names, resolved, and its (max_rows, max_entities); SnapshotError
+    for anything _fill could not build exactly as described."""
+    check = _Check(path)
+    limits = check.object(manifest.get("limits"), "limits", ("max_rows", "max_entities"))
+    max_rows = check.int(limits["max_rows"], "limits.max_rows", 64, MAX_ROWS)
+    max_entities = check.int(limits["max_entities"], "limits.max_entities", 64, MAX_ENTITIES)
+    components = _check_components(check, manifest.get("components"))
+    entries: list[tuple[str, dict[str, Any]]] = []
+    alive, commit = 0, 0
+    sets: set[frozenset[int]] = set()
+    for t, table in enumerate(check.list(manifest.get("tables"), "tables")):
+        what = f"table {t}"
+        table = check.object(table, what, ("components", "rows", "entities", "columns"))
+        indices = [check.int(i, f"{what}: a component index", 0, len(components) - 1)
+                   for i in check.list(table["components"], f"{what}.components")]
+        infos = [components[i] for i in indices]
+        if len(set(indices)) != len(indices):
+            raise check.error(f"{what} lists a component twice")
+        if frozenset(indices) in sets:
+            raise check.error(f"{what} has the components of an earlier table")
+        if len(indices) > MAX_SLOTS // 2:
+            raise check.error(f"{what} has {len(indices)} components; a table holds at most {MAX_SLOTS // 2}")
+        sets.add(frozenset(indices))
+        if type(table["rows"]) is int and table["rows"] > max_rows >= 0:
+            raise check.error(f"a table of {table['rows']} rows, max_rows is {max_rows}")
+        rows = check.int(table["rows"], f"{what}.rows", 0, max_rows)
+        alive += rows
+        entries.append((f"{what}: the entity column", check.array(table["entities"], f"{what}.entities",
+                                                                   np.dtype(np.int64), (rows,))))
+        wanted = {(i, field): (info, dtype) for i, info in zip(indices, infos, strict=True)
+                  for field, dtype in info.fields.items()}
+        for column in check.list(table["columns"], f"{what}.columns"):
+            if type(column) is not list or len(column) != 3 or type(column[1]) is not str:
+                raise check.error(f"{what}.columns holds {_described(column)}; expected [component index, "
+                                  f"field, array]")
+            index = check.int(column[0], f"{what}: a column's component index", 0, len(components) - 1)
+            name = f"{components[index].name}.{_text(column[1])}"
+            if (index, column[1]) not in wanted:
+                raise check.error(f"{what} stores column {name}, which is not a field of its components, or "
+                                  f"stores it twice")
+            info, dtype = wanted.pop((index, column[1]))
+            base = dtype.base if dtype.shape else dtype
+            entries.append((f"{what}: column {name}", check.array(column[2], f"{what}: column {name}", base,
+                                                                  (rows, *dtype.shape))))
+        if wanted:
+            info, _ = next(iter(wanted.values()))
+            raise check.error(f"{what} stores no column {info.name}.{next(iter(wanted))[1]}")
+        commit += _table_commit(rows, max_rows, infos)
+    index = check.object(manifest.get("entities"), "entities", ("high_water", "alive", "free", "free_generation"))
+    if check.int(index["alive"], "entities.alive", 0, MAX_ENTITIES) != alive:
+        raise SnapshotError(path, f"the entity index is inconsistent: the tables hold {alive} entities, the "
+                                  f"manifest says {index['alive']}")
+    free = check.object(index["free"], "entities.free", ("shape",))
+    nfree = check.int(free["shape"][0] if type(free["shape"]) is list and free["shape"] else None,
+                      "entities.free.shape[0]", 0, MAX_ENTITIES)
+    entries.append(("the free list", check.array(free, "entities.free", np.dtype(np.int64), (nfree,))))
+    entries.append(("the free slots' generations", check.array(
+        index["free_generation"], "entities.free_generation", np.dtype(np.uint32), (nfree,))))
+    high_water = check.int(index["high_water"], "entities.high_water", -(2**63), 2**63)
+    if not 1 <= high_water <= max_entities:
+        raise SnapshotError(path, f"the entity index is inconsistent: high water mark {high_water} is outside "
+                                  f"[1, max_entities={max_entities}]")
+    if high_water - 1 - alive - nfree > MAX_RETIRED:
+        raise SnapshotError(path, f"the entity index is inconsistent: high water mark {high_water} leaves "
+                                  f"{high_water - 1 - alive - nfree} slots neither alive nor free, more than the "
+                                  f"{MAX_RETIRED} retired slots a file may hold")
+    commit += 3 * memory.page_round(4 * min(max(high_water, ENTITY_MIN_CAPACITY), max_entities)) + 48 * nfree
+    resources = check.object(manifest.get("resources"), "resources", ("scalars", "arrays"))
+    scalars = check.object(resources["scalars"], "resources.scalars", ())
+    arrays = check.object(resources["arrays"], "resources.arrays", ())
+    for name, item in scalars.items():
+        check.scalar(name, item)
+    for name, entry in arrays.items():
+        check.resource_name(name, scalars)
+        shape = entry.get("shape") if type(entry) is dict else None
+        dtype = check.dtype(entry.get("dtype") if type(entry) is dict else None, f"resource {name!r}")
+        if type(shape) is not list or len(shape) > MAX_DIMENSIONS:
+            raise check.error(f"resource {name!r} has shape {_described(shape)}; expected a list of at most "
+                              f"{MAX_DIMENSIONS} sizes")
+        dims = tuple(check.int(d, f"resource {name!r}: a size", 0, 2**48) for d in shape)
+        if math.prod(max(d, 1) for d in dims) * dtype.itemsize > 2**48:
+            raise check.error(f"resource {name!r} has shape {list(dims)}, too large for any array")
+        entries.append((f"resource {name!r}", check.array(entry, f"resource {name!r}", dtype, dims)))
+        commit += 2 * entry["nbytes"]
+    check.int(manifest.get("frame"), "frame", 0, MAX_FRAME)
+    _check_layout(check, entries, payload_start, size)
+    if commit > COMMIT_PER_FILE_BYTE * size + COMMIT_ALLOWANCE:
+        raise check.error(f"its world would commit about {commit >> 20} MiB of memory for a file of {size} bytes "
+                          f"(at most {COMMIT_PER_FILE_BYTE} times the file plus {COMMIT_ALLOWANCE >> 20} MiB)")
+    return components, (max_rows, max_entities)
+
+
+def _check_components(check: _Check, saved: object) -> list[ComponentInfo]:
+    """Resolve every component among those this program defined (schema.find_component): the
+    manifest's word imports nothing. Its fields must be exactly the class's."""
+    out: list[ComponentInfo] = []
+    for k, entry in enumerate(check.list(saved, "components")):
+        entry = check.object(entry, f"component {k}", ("name", "fields"))
         name = entry["name"]
-        module_name, _, qualname = name.partition(":")
-        try:
-            obj: Any = importlib.import_module(module_name)
-            for part in qualname.split("."):
-                obj = getattr(obj, part)
-        except (ImportError, AttributeError):
-            raise SnapshotError(path, f"component {name} cannot be imported; import or define it "
-                                      f"before loading") from None
-        if not is_component(obj):
-            raise SnapshotError(path, f"{name} is not a component class")
-        info = info_of(obj)
-        saved = [(f, d, tuple(s)) for f, d, s in entry["fields"]]
+        if type(name) is not str:
+            raise check.error(f"component {k} is named {_described(name)}; expected a string")
+        info = find_component(name)
+        if info is None:
+            raise SnapshotError(check.path, f"component {_text(name)} is not defined in this program: import "
+                                            f"the module that defines it (or define it) before loading; a "
+                                            f"file's word imports nothing")
+        if any(other is info for other in out):
+            raise check.error(f"component {_text(name)} is listed twice")
+        fields = check.list(entry["fields"], f"component {_text(name)}: fields")
+        if not all(type(f) is list and len(f) == 3 and type(f[0]) is str and type(f[1]) is str
+                   and type(f[2]) is list and all(type(d) is int for d in f[2]) for f in fields):
+            raise check.error(f"component {_text(name)} has fields {_described(fields)}; expected "
+                              f"[name, dtype, shape] triples")
+        stored = [(f, d, tuple(s)) for f, d, s in fields]
         have = [(f, (d.base if d.shape else d).str, tuple(d.shape)) for f, d in info.fields.items()]
-        if saved != have:
-            raise SnapshotError(path, f"component {name} has fields {have} but the file stores {saved}")
+        if stored != have:
+            raise SnapshotError(check.path, f"component {name} has fields {have} but the file stores "
+                                            f"{_text(str(stored), 400)}")
         out.append(info)
     return out
 
 
-def _all_entries(manifest: dict[str, Any]) -> list[dict[str, Any]]:
-    entries = []
-    for table in manifest["tables"]:
-        entries.append(table["entities"])
-        entries += [column[2] for column in table["columns"]]
-    entries += [manifest["entities"][k] for k in ("free", "free_generation")]
-    entries += list(manifest["resources"]["arrays"].values())
-    return entries
+def _check_layout(check: _Check, entries: list[tuple[str, dict[str, Any]]], payload_start: int, size: int) -> None:
+    """Every array lies inside the payload, and no two share a byte: so the memory that arrays
+    and the rows they hold commit is bounded by the file's own length."""
+    payload_end = size - 4 - len(TRAILER)
+    spans = []
+    for what, entry in entries:
+        offset, nbytes = entry["offset"], entry["nbytes"]
+        if payload_start + offset + nbytes > payload_end:
+            raise SnapshotError(check.path, f"the file is truncated: {what} runs past its end")
+        if nbytes:
+            spans.append((offset, offset + nbytes, what))
+    spans.sort()
+    for (_, end, first), (start, _, second) in itertools.pairwise(spans):
+        if start < end:
+            raise check.error(f"{first} and {second} overlap in the payload")
 
 
-def _check_entry(entry: dict[str, Any], path: str, payload_start: int, payload_end: int) -> None:
-    """Offsets and sizes inside the payload; one CRC-32 (8 hex digits) per CHUNK bytes, parsed
-    into `entry["crcs"]`."""
-    offset, nbytes = int(entry["offset"]), int(entry["nbytes"])
-    if offset < 0 or nbytes < 0:
-        raise SnapshotError(path, "the manifest is malformed: an array has a negative offset or size")
-    if payload_start + offset + nbytes > payload_end:
-        raise SnapshotError(path, "the file is truncated: an array runs past its end")
-    crcs = entry["crc32"]
-    if not isinstance(crcs, list) or len(crcs) != _chunk_count(nbytes) or \
-            not all(isinstance(c, str) and len(c) == 8 for c in crcs):
-        raise SnapshotError(path, f"the manifest is malformed: an array of {nbytes} bytes has checksums "
-                                  f"{str(crcs)[:60]}, expected {_chunk_count(nbytes)} of 8 hex digits")
-    entry["crcs"] = [int(c, 16) for c in crcs]
+def _table_commit(rows: int, max_rows: int, infos: list[ComponentInfo]) -> int:
+    """What table.reserve(rows) commits: its first growth takes MIN_CAPACITY rows of every column
+    and of the change bits of each component's two slots."""
+    if not rows:
+        return 0
+    capacity = min(max(rows, TABLE_MIN_CAPACITY), max_rows)
+    row_bytes = [8] + [dtype.itemsize for info in infos for dtype in info.fields.values()]
+    words = memory.page_round(-(-capacity // 64) * 8)
+    return sum(memory.page_round(capacity * b) for b in row_bytes) + 2 * len(infos) * words
+
+
+def _check_address_space(path: str, max_entities: int) -> None:
+    """Under RLIMIT_AS the world's arena shrinks (memory.py) and World() fails when its entity
+    index does not fit, leaving the arena's descriptor open; refuse such limits up front."""
+    soft, _ = resource.getrlimit(resource.RLIMIT_AS)
+    if soft == resource.RLIM_INFINITY:
+        return
+    with open("/proc/self/statm") as statm:
+        room = soft - int(statm.read().split()[0]) * memory.PAGE
+    arena = memory.ARENA_BYTES_WANTED
+    while arena > room and arena > memory.ARENA_BYTES_MIN:
+        arena //= 2
+    need = 3 * memory.page_round(4 * max_entities) + 64 * memory.PAGE
+    if arena <= room and need > arena:
+        raise SnapshotError(path, f"the world it describes does not fit in this process: its entity index of "
+                                  f"max_entities={max_entities} slots takes {need} bytes of address space, the "
+                                  f"arena RLIMIT_AS leaves has {arena}")
+
+
+class _Check:
+    """Type and range checks of manifest values, raising SnapshotError naming the value."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def error(self, reason: str) -> SnapshotError:
+        return SnapshotError(self.path, f"the manifest is malformed: {reason}")
+
+    def int(self, value: object, what: str, lo: int, hi: int) -> int:
+        if type(value) is not int or not lo <= value <= hi:   # bool, float and huge ints too
+            raise self.error(f"{what} is {_described(value)}; expected an integer in [{lo}, {hi}]")
+        return value
+
+    def list(self, value: object, what: str) -> list[Any]:
+        if type(value) is not list:
+            raise self.error(f"{what} is {_described(value)}; expected a list")
+        return value
+
+    def object(self, value: object, what: str, keys: tuple[str, ...]) -> dict[str, Any]:
+        if type(value) is not dict:
+            raise self.error(f"{what} is {_described(value)}; expected an object")
+        missing = [k for k in keys if k not in value]
+        if missing:
+            raise self.error(f"{what} has no {missing[0]!r}")
+        return value
+
+    def dtype(self, value: object, what: str) -> np.dtype:
+        if type(value) is not str or not _DTYPE.fullmatch(value):
+            raise self.error(f"{what} has dtype {_described(value)}; expected a numeric or bool dtype such as '<f4'")
+        try:
+            dtype = np.dtype(value)
+        except TypeError:
+            dtype = None
+        if dtype is None or dtype.str != value:
+            raise self.error(f"{what} has dtype {value!r}, which is not one numpy writes")
+        return dtype
+
+    def array(self, entry: object, what: str, dtype: np.dtype, shape: tuple[int, ...]) -> dict[str, Any]:
+        """An array entry of this dtype and shape: offset, nbytes and CRCs (parsed into
+        `entry["crcs"]`, one per CHUNK bytes)."""
+        entry = self.object(entry, what, ("offset", "nbytes", "dtype", "shape", "crc32"))
+        self.int(entry["offset"], f"{what}: offset", 0, 2**62)
+        nbytes = self.int(entry["nbytes"], f"{what}: nbytes", 0, 2**62)
+        if entry["dtype"] != dtype.str or entry["shape"] != list(shape) or nbytes != math.prod(shape) * dtype.itemsize:
+            raise self.error(f"{what} has {nbytes} bytes of shape {_described(entry['shape'])} and dtype "
+                             f"{_described(entry['dtype'])}, expected {math.prod(shape) * dtype.itemsize} of shape "
+                             f"{list(shape)} and dtype {dtype.str!r}")
+        crcs = entry["crc32"]
+        if type(crcs) is not list or len(crcs) != _chunk_count(nbytes) or \
+                not all(type(c) is str and _CRC.fullmatch(c) for c in crcs):
+            raise self.error(f"{what}: an array of {nbytes} bytes has checksums {_described(crcs)}, expected "
+                             f"{_chunk_count(nbytes)} of 8 hex digits")
+        entry["crcs"] = [int(c, 16) for c in crcs]
+        return entry
+
+    def resource_name(self, name: str, scalars: dict[str, Any] | None = None) -> None:
+        if not name.isidentifier():
+            raise self.error(f"resource {_text(name)!r} is not named by an identifier")
+        if scalars is not None and name in scalars:
+            raise self.error(f"resource {name!r} is stored both as a number and as an array")
+
+    def scalar(self, name: str, item: object) -> None:
+        """A resource number: ["bool" | "int" | "float", value] or [numpy dtype, value] that the
+        dtype holds exactly (what .item() of that numpy scalar gave)."""
+        self.resource_name(name)
+        if type(item) is not list or len(item) != 2 or type(item[0]) is not str:
+            raise self.error(f"resource {name!r} is {_described(item)}; expected [type, value]")
+        kind, value = item
+        python = {"bool": bool, "int": int, "float": float}.get(kind)
+        if python is not None:
+            if type(value) is not python:
+                raise self.error(f"resource {name!r} is {_described(value)}; expected a value of type {kind}")
+            return
+        dtype = self.dtype(kind, f"resource {name!r}")
+        fits = type(value) is {"b": bool, "i": int, "u": int, "f": float}[dtype.kind]
+        if fits:
+            try:
+                with np.errstate(all="raise"):
+                    stored = dtype.type(value)
+                fits = stored.item() == value or (dtype.kind == "f" and math.isnan(value) and np.isnan(stored))
+            except (OverflowError, FloatingPointError, ValueError):
+                fits = False
+        if not fits:
+            raise self.error(f"resource {name!r} is {_described(value)}, which is not a {dtype.str} value")
+
+
+def _described(value: object, outer: bool = True) -> str:
+    """A manifest value in a message, without walking into it (it may be deep or huge)."""
+    if type(value) is list:
+        if outer and len(value) <= 8:
+            return f"[{', '.join(_described(item, outer=False) for item in value)}]"
+        return f"a list of {len(value)} items"
+    if type(value) is dict:
+        return f"an object of {len(value)} keys"
+    if type(value) is str:
+        return repr(_text(value))
+    if type(value) is int and abs(value) >= 10**30:
+        return f"an integer of {len(str(abs(value)))} digits"
+    return repr(value)
+
+
+def _text(text: str, limit: int = 80) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 class _Reader:
