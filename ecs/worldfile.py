@@ -53,6 +53,7 @@ import math
 import os
 import re
 import resource
+import secrets
 import stat
 import struct
 import zlib
@@ -89,15 +90,17 @@ def save(world: World, path: str | os.PathLike[str]) -> None:
     One pwritev puts the header, a manifest with placeholder checksums and the payload in the
     file while other threads compute the checksums; then the manifest is written again with
     them (same length: they are fixed-width), the trailer after it, one fsync."""
-    path = os.fspath(path)
+    path = os.path.realpath(os.fspath(path))   # over a symlink: replace its target, keep the link
     manifest, arrays, entries = _describe(world)
     blob = _manifest_bytes(manifest)
     start = _payload_start(len(blob))
-    directory = os.path.dirname(os.path.abspath(path))
-    temporary = os.path.join(directory, f".{os.path.basename(path)}.tmp-{os.getpid()}")
-    _remove_orphaned_temporaries(directory, os.path.basename(path))
+    directory, name = os.path.split(path)
+    # unique per call (two threads saving to one path must not share one), pid first: see
+    # _remove_orphaned_temporaries
+    temporary = os.path.join(directory, f".{name}.tmp-{os.getpid()}-{secrets.token_hex(8)}")
+    _remove_orphaned_temporaries(directory, name)
     try:
-        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o666)
+        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)
         try:
             with _Checksums() as checksums:
                 pending = [checksums.submit(array) for array in arrays]
@@ -155,10 +158,11 @@ def _write_all(fd: int, buffers: list[Any], offset: int) -> int:
 
 
 def _remove_orphaned_temporaries(directory: str, name: str) -> None:
-    """Delete temporaries of earlier saves of `name` whose writer died (killed mid-save)."""
+    """Delete temporaries of earlier saves of `name` whose writer died (killed mid-save): named
+    `.{name}.tmp-{pid}-{random}` (`.{name}.tmp-{pid}` before)."""
     prefix = f".{name}.tmp-"
     for entry in os.listdir(directory):
-        pid = entry[len(prefix):]
+        pid = entry[len(prefix):].split("-", 1)[0]
         if entry.startswith(prefix) and pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
             try:
                 os.unlink(os.path.join(directory, entry))

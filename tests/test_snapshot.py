@@ -702,7 +702,10 @@ def kill_during_save(path: pathlib.Path, first_version: int, when: float | str) 
     reported saved before it died (it may finish more saves while we wait to kill it)."""
     command = [sys.executable, "-c", SAVER.format(root=str(ROOT)), str(path), str(first_version)]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, cwd=ROOT)
-    temporary = path.parent / f".{path.name}.tmp-{process.pid}"
+    temporaries = f".{path.name}.tmp-{process.pid}-*"     # one per save, named after the saving process
+
+    def temporary_size() -> int:
+        return max((p.stat().st_size for p in path.parent.glob(temporaries)), default=0)
     try:
         saved_version = 0
         assert process.stdout is not None
@@ -714,7 +717,7 @@ def kill_during_save(path: pathlib.Path, first_version: int, when: float | str) 
             elif saved_version:
                 if when == "mid-write":
                     deadline = time.monotonic() + 20
-                    while not 0 < (temporary.stat().st_size if temporary.exists() else 0) < full_size:
+                    while not 0 < temporary_size() < full_size:
                         assert time.monotonic() < deadline, "the temporary file was never seen partly written"
                         time.sleep(0.0005)
                 else:
@@ -732,6 +735,7 @@ def kill_during_save(path: pathlib.Path, first_version: int, when: float | str) 
             process.wait()
     assert process.returncode == -signal.SIGKILL
     if when == "mid-write":          # what was being written is incomplete, and refused as such
+        (temporary,) = path.parent.glob(temporaries)
         assert temporary.stat().st_size < full_size
         with pytest.raises(SnapshotError, match="truncated"):
             ecs.World.load(temporary)
@@ -870,20 +874,69 @@ def test_a_restored_world_with_workers_steps_like_one_without(built) -> None:
 
 
 def test_a_save_removes_temporaries_left_by_a_writer_that_died(tmp_path) -> None:
-    import subprocess
-    import sys
-
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
-    orphan = tmp_path / f".world.ecs.tmp-{dead.pid}"
-    orphan.write_bytes(b"half written")
-    other = tmp_path / ".other.ecs.tmp-1"          # another file's temporary (pid 1 is alive): kept
-    other.write_bytes(b"x")
+    orphans = [tmp_path / f".world.ecs.tmp-{dead.pid}-0123456789abcdef", tmp_path / f".world.ecs.tmp-{dead.pid}"]
+    kept = [tmp_path / ".other.ecs.tmp-1",                # another file's temporary (pid 1 is alive): kept
+            tmp_path / ".world.ecs.tmp-1-0123456789abcdef"]  # a save in progress in a live process: kept
+    for temporary in (*orphans, *kept):
+        temporary.write_bytes(b"half written")
     with ecs.World() as world:
         world.save(tmp_path / "world.ecs")
-    assert not orphan.exists()
-    assert other.exists()
-    assert sorted(p.name for p in tmp_path.iterdir()) == [".other.ecs.tmp-1", "world.ecs"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([*(p.name for p in kept), "world.ecs"])
+
+
+def test_two_threads_saving_to_one_path_each_write_a_whole_file(tmp_path) -> None:
+    """Each save has its own temporary: with one name per process, one thread truncated or renamed
+    away the other's half-written file."""
+    path = tmp_path / "shared.ecs"
+    with ecs.World() as world:
+        n = 200_000
+        world.spawn_batch(n, Body(x=np.arange(n), y=1.0), Count(n=np.arange(n)))
+        start = threading.Barrier(2)
+        failures: list[BaseException] = []
+
+        def save_repeatedly() -> None:
+            start.wait()
+            try:
+                for _ in range(6):
+                    world.save(path)
+            except BaseException as exc:
+                failures.append(exc)
+
+        savers = [threading.Thread(target=save_repeatedly) for _ in range(2)]
+        for saver in savers:
+            saver.start()
+        for saver in savers:
+            saver.join(120)
+        assert failures == []
+        with ecs.World.load(path) as loaded:
+            assert state(loaded) == state(world)
+    assert os.listdir(tmp_path) == [path.name]
+
+
+def test_saving_through_a_symlink_replaces_its_target_and_keeps_the_link(tmp_path) -> None:
+    (tmp_path / "data").mkdir()
+    target = tmp_path / "data" / "world.ecs"
+    target.write_bytes(b"an older file")
+    link = tmp_path / "current.ecs"
+    link.symlink_to(os.path.join("data", "world.ecs"))          # relative, resolved from the link's folder
+    chained = tmp_path / "latest.ecs"
+    chained.symlink_to(link)
+    dangling = tmp_path / "next.ecs"
+    dangling.symlink_to(tmp_path / "data" / "next-world.ecs")
+    with ecs.World() as world:
+        world.spawn_batch(10, Count(n=np.arange(10)))
+        world.save(link)
+        world.save(chained)
+        world.save(dangling)                                    # creates the target, as open() would
+        for path in (link, chained, dangling):
+            assert path.is_symlink()
+            with ecs.World.load(path) as loaded:
+                assert state(loaded) == state(world)
+    assert os.readlink(link) == os.path.join("data", "world.ecs") and os.readlink(chained) == str(link)
+    assert sorted(os.listdir(tmp_path)) == ["current.ecs", "data", "latest.ecs", "next.ecs"]
+    assert sorted(os.listdir(tmp_path / "data")) == ["next-world.ecs", "world.ecs"]
 
 
 # ---------------------------------------------------------------- restore without structural change
