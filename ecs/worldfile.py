@@ -408,15 +408,29 @@ def _check_manifest(manifest: dict[str, Any], path: str, payload_start: int,
     max_rows = check.int(limits["max_rows"], "limits.max_rows", 64, MAX_ROWS)
     max_entities = check.int(limits["max_entities"], "limits.max_entities", 64, MAX_ENTITIES)
     components = _check_components(check, manifest.get("components"))
-    entries: list[tuple[str, dict[str, Any]]] = []
+    entries: list[tuple[str, dict[str, Any]]] = []     # (what, array entry) of every payload array
+    alive, commit = _check_tables(check, manifest.get("tables"), components, max_rows, entries)
+    commit += _check_entities(check, manifest.get("entities"), alive, max_entities, entries)
+    commit += _check_resources(check, manifest.get("resources"), entries)
+    check.int(manifest.get("frame"), "frame", 0, MAX_FRAME)
+    _check_layout(check, entries, payload_start, size)
+    if commit > COMMIT_PER_FILE_BYTE * size + COMMIT_ALLOWANCE:
+        raise check.error(f"its world would commit about {commit >> 20} MiB of memory for a file of {size} bytes "
+                          f"(at most {COMMIT_PER_FILE_BYTE} times the file plus {COMMIT_ALLOWANCE >> 20} MiB)")
+    return components, (max_rows, max_entities)
+
+
+def _check_tables(check: _Check, tables: object, components: list[ComponentInfo], max_rows: int,
+                  entries: list[tuple[str, dict[str, Any]]]) -> tuple[int, int]:
+    """(rows of all tables, bytes their columns will commit). Each table has distinct components,
+    a set no other table has, and lists each column of each of them exactly once."""
     alive, commit = 0, 0
     sets: set[frozenset[int]] = set()
-    for t, table in enumerate(check.list(manifest.get("tables"), "tables")):
+    for t, table in enumerate(check.list(tables, "tables")):
         what = f"table {t}"
         table = check.object(table, what, ("components", "rows", "entities", "columns"))
         indices = [check.int(i, f"{what}: a component index", 0, len(components) - 1)
                    for i in check.list(table["components"], f"{what}.components")]
-        infos = [components[i] for i in indices]
         if len(set(indices)) != len(indices):
             raise check.error(f"{what} lists a component twice")
         if frozenset(indices) in sets:
@@ -424,35 +438,45 @@ def _check_manifest(manifest: dict[str, Any], path: str, payload_start: int,
         if len(indices) > MAX_SLOTS // 2:
             raise check.error(f"{what} has {len(indices)} components; a table holds at most {MAX_SLOTS // 2}")
         sets.add(frozenset(indices))
-        if type(table["rows"]) is int and table["rows"] > max_rows >= 0:
+        if type(table["rows"]) is int and table["rows"] > max_rows:
             raise check.error(f"a table of {table['rows']} rows, max_rows is {max_rows}")
         rows = check.int(table["rows"], f"{what}.rows", 0, max_rows)
         alive += rows
         entries.append((f"{what}: the entity column", check.array(table["entities"], f"{what}.entities",
                                                                    np.dtype(np.int64), (rows,))))
-        wanted = {(i, field): (info, dtype) for i, info in zip(indices, infos, strict=True)
-                  for field, dtype in info.fields.items()}
+        wanted = {(i, field): dtype for i in indices for field, dtype in components[i].fields.items()}
+        listed: set[tuple[int, str]] = set()
         for column in check.list(table["columns"], f"{what}.columns"):
             if type(column) is not list or len(column) != 3 or type(column[1]) is not str:
                 raise check.error(f"{what}.columns holds {_described(column)}; expected [component index, "
                                   f"field, array]")
             index = check.int(column[0], f"{what}: a column's component index", 0, len(components) - 1)
             name = f"{components[index].name}.{_text(column[1])}"
+            if (index, column[1]) in listed:
+                raise check.error(f"{what} stores column {name} twice")
             if (index, column[1]) not in wanted:
-                raise check.error(f"{what} stores column {name}, which is not a field of its components, or "
-                                  f"stores it twice")
-            info, dtype = wanted.pop((index, column[1]))
+                raise check.error(f"{what} stores column {name}, which is not a field of its components")
+            listed.add((index, column[1]))
+            dtype = wanted[index, column[1]]
             base = dtype.base if dtype.shape else dtype
             entries.append((f"{what}: column {name}", check.array(column[2], f"{what}: column {name}", base,
                                                                   (rows, *dtype.shape))))
-        if wanted:
-            info, _ = next(iter(wanted.values()))
-            raise check.error(f"{what} stores no column {info.name}.{next(iter(wanted))[1]}")
-        commit += _table_commit(rows, max_rows, infos)
-    index = check.object(manifest.get("entities"), "entities", ("high_water", "alive", "free", "free_generation"))
+        for index, field in wanted:
+            if (index, field) not in listed:
+                raise check.error(f"{what} stores no column {components[index].name}.{field}")
+        commit += _table_commit(rows, max_rows, [components[i] for i in indices])
+    return alive, commit
+
+
+def _check_entities(check: _Check, index: object, alive: int, max_entities: int,
+                    entries: list[tuple[str, dict[str, Any]]]) -> int:
+    """The id allocator: the live count is the tables' rows, the free list and its generations
+    have one length, and the high water mark is bounded by them (every slot below it is live,
+    free or retired). Returns the bytes the entity index will commit."""
+    index = check.object(index, "entities", ("high_water", "alive", "free", "free_generation"))
     if check.int(index["alive"], "entities.alive", 0, MAX_ENTITIES) != alive:
-        raise SnapshotError(path, f"the entity index is inconsistent: the tables hold {alive} entities, the "
-                                  f"manifest says {index['alive']}")
+        raise SnapshotError(check.path, f"the entity index is inconsistent: the tables hold {alive} entities, the "
+                                        f"manifest says {index['alive']}")
     free = check.object(index["free"], "entities.free", ("shape",))
     nfree = check.int(free["shape"][0] if type(free["shape"]) is list and free["shape"] else None,
                       "entities.free.shape[0]", 0, MAX_ENTITIES)
@@ -461,18 +485,26 @@ def _check_manifest(manifest: dict[str, Any], path: str, payload_start: int,
         index["free_generation"], "entities.free_generation", np.dtype(np.uint32), (nfree,))))
     high_water = check.int(index["high_water"], "entities.high_water", -(2**63), 2**63)
     if not 1 <= high_water <= max_entities:
-        raise SnapshotError(path, f"the entity index is inconsistent: high water mark {high_water} is outside "
-                                  f"[1, max_entities={max_entities}]")
-    if high_water - 1 - alive - nfree > MAX_RETIRED:
-        raise SnapshotError(path, f"the entity index is inconsistent: high water mark {high_water} leaves "
-                                  f"{high_water - 1 - alive - nfree} slots neither alive nor free, more than the "
-                                  f"{MAX_RETIRED} retired slots a file may hold")
-    commit += 3 * memory.page_round(4 * min(max(high_water, ENTITY_MIN_CAPACITY), max_entities)) + 48 * nfree
-    resources = check.object(manifest.get("resources"), "resources", ("scalars", "arrays"))
+        raise SnapshotError(check.path, f"the entity index is inconsistent: high water mark {high_water} is "
+                                        f"outside [1, max_entities={max_entities}]")
+    retired = high_water - 1 - alive - nfree
+    if retired > MAX_RETIRED:
+        raise SnapshotError(check.path, f"the entity index is inconsistent: high water mark {high_water} leaves "
+                                        f"{retired} slots neither alive nor free, more than the {MAX_RETIRED} "
+                                        f"retired slots a file may hold")
+    # rebuild commits 3 int32 arrays of the slots, and copies the free list (and its generations)
+    return 3 * memory.page_round(4 * min(max(high_water, ENTITY_MIN_CAPACITY), max_entities)) + 48 * nfree
+
+
+def _check_resources(check: _Check, resources: object, entries: list[tuple[str, dict[str, Any]]]) -> int:
+    """Numbers the named type holds exactly, numeric arrays of sane shapes, identifier names.
+    Returns the bytes the arrays will take (read, then copied into the arena)."""
+    resources = check.object(resources, "resources", ("scalars", "arrays"))
     scalars = check.object(resources["scalars"], "resources.scalars", ())
     arrays = check.object(resources["arrays"], "resources.arrays", ())
     for name, item in scalars.items():
         check.scalar(name, item)
+    commit = 0
     for name, entry in arrays.items():
         check.resource_name(name, scalars)
         shape = entry.get("shape") if type(entry) is dict else None
@@ -485,12 +517,7 @@ def _check_manifest(manifest: dict[str, Any], path: str, payload_start: int,
             raise check.error(f"resource {name!r} has shape {list(dims)}, too large for any array")
         entries.append((f"resource {name!r}", check.array(entry, f"resource {name!r}", dtype, dims)))
         commit += 2 * entry["nbytes"]
-    check.int(manifest.get("frame"), "frame", 0, MAX_FRAME)
-    _check_layout(check, entries, payload_start, size)
-    if commit > COMMIT_PER_FILE_BYTE * size + COMMIT_ALLOWANCE:
-        raise check.error(f"its world would commit about {commit >> 20} MiB of memory for a file of {size} bytes "
-                          f"(at most {COMMIT_PER_FILE_BYTE} times the file plus {COMMIT_ALLOWANCE >> 20} MiB)")
-    return components, (max_rows, max_entities)
+    return commit
 
 
 def _check_components(check: _Check, saved: object) -> list[ComponentInfo]:
