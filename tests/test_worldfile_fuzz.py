@@ -18,6 +18,7 @@ import json
 import math
 import os
 import pathlib
+import re
 import struct
 import subprocess
 import sys
@@ -51,6 +52,23 @@ def test_every_edited_or_crafted_file_loads_as_described_or_raises_snapshot_erro
     assert report["peak_mib"] < MEMORY_MIB, report
     assert report["leaked"] == [], report["leaked"]
     print(f"{outcomes} in {time.monotonic() - started:.1f} s, peak +{report['peak_mib']:.0f} MiB")
+
+
+def test_under_rlimit_as_a_world_too_large_for_the_arena_is_a_snapshot_error(tmp_path) -> None:
+    """max_rows = 2**31 reserves 64 GiB of change bits per table: the 4 GiB arena is exhausted
+    while the world is filled (MemoryError before). max_entities = 2**30 needs a 12 GiB entity
+    index: refused before World() is made, which would fail and leave its arena's memfd open."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    done = subprocess.run([sys.executable, __file__, "limits", "0", str(tmp_path)], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=TIMEOUT_S)
+    assert done.returncode == 0, done.stderr[-3000:]
+    messages = json.loads(done.stdout.splitlines()[-1])
+    assert re.fullmatch(r"SnapshotError: cannot load '.*': the world it describes does not fit in this process "
+                        r"\(MemoryError: ecs arena exhausted: .*\)", messages["max_rows 2**31"])
+    assert re.fullmatch(r"SnapshotError: cannot load '.*': the world it describes does not fit in this process: its "
+                        r"entity index of max_entities=1073741824 slots takes \d+ bytes of address space, the arena "
+                        r"RLIMIT_AS leaves has 4294967296", messages["max_entities 2**30"])
+    assert messages["leaked"] == []
 
 
 # ====================================================================== the subprocess
@@ -392,6 +410,36 @@ def run_cases(seed: int, cases: int, folder: pathlib.Path) -> dict:
     return {"outcomes": outcomes, "failures": failures, "peak_mib": peak / (1 << 20), "leaked": leaked}
 
 
+def limit_messages(folder: pathlib.Path) -> dict:
+    """What loading the crafted files of too large limits raises, under RLIMIT_AS."""
+    import resource
+
+    world, _ = build_world()
+    world.save(folder / "base.ecs")
+    world.close()
+    saved = File((folder / "base.ecs").read_bytes())
+    with open("/proc/self/statm") as statm:
+        mapped = int(statm.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+    resource.setrlimit(resource.RLIMIT_AS, (mapped + ARENA + HEADROOM, resource.RLIM_INFINITY))
+    import ecs
+
+    before = in_use()
+    messages: dict = {}
+    for name, blob in crafted(saved):
+        if name in ("max_rows 2**31", "max_entities 2**30"):
+            (folder / "case.ecs").write_bytes(blob)
+            try:
+                ecs.World.load(folder / "case.ecs").close()
+                messages[name] = "loaded"
+            except BaseException as exc:  # noqa: BLE001 - reported
+                messages[name] = f"{type(exc).__name__}: {exc}"
+    messages["leaked"] = [] if in_use() == before else [f"{before} -> {in_use()}"]
+    return messages
+
+
 if __name__ == "__main__":
     sys.path.insert(0, str(ROOT))
-    print(json.dumps(run_cases(int(sys.argv[1]), int(sys.argv[2]), pathlib.Path(sys.argv[3]))), flush=True)
+    if sys.argv[1] == "limits":
+        print(json.dumps(limit_messages(pathlib.Path(sys.argv[3]))), flush=True)
+    else:
+        print(json.dumps(run_cases(int(sys.argv[1]), int(sys.argv[2]), pathlib.Path(sys.argv[3]))), flush=True)
