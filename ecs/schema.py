@@ -242,8 +242,11 @@ def component(cls: type) -> type:
     """Turn an annotated class into a component: fields -> dtypes -> column layout.
 
     Raises SchemaError naming the field for any annotation that is not a fixed-size numeric or
-    bool type, for reserved or private names, for a field redeclared from a base component, and
-    for a default that does not fit its field.
+    bool type, for reserved, private, keyword or non-identifier names, for a field redeclared
+    from a base component or declared by two bases with different types or defaults, and for a
+    default that does not fit its field; and naming the class for a second class under a stored
+    name already taken, unless it redefines the first (a re-executed or re-imported module: see
+    the module docstring).
     """
     if not isinstance(cls, type):
         raise SchemaError(repr(cls), None, "@component decorates a class")

@@ -406,6 +406,17 @@ def test_a_second_class_made_under_one_module_and_qualname_raises_schema_error()
     assert first(x=1).x == 1
 
 
+def test_a_component_whose_key_is_another_ones_raises_schema_error(monkeypatch) -> None:
+    """Keys are 48-bit hashes of stored names; a collision (forced here) would merge two components
+    in command records."""
+    taken = ecs.component_key(Position)
+    monkeypatch.setattr(ecs.schema, "key_of", lambda name: taken)
+    with pytest.raises(SchemaError, match=rf"invalid component Clash: its key {taken} \(a hash of "
+                                          rf"'tests\.test_schema:Clash_\d+'\) is already the key of "
+                                          rf"tests\.components:Position; rename one of the two classes"):
+        make_component({"x": f32}, name="Clash")
+
+
 MODULE_SOURCE = "from ecs import component, f32\n\n\n@component\nclass Pos:\n    x: f32\n    y: f32 = {y}\n"
 
 
