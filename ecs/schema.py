@@ -13,7 +13,23 @@ Fields may be scalars or arrays (`Position(x=xs, y=0.0)`): arrays are for batch 
 broadcast.
 
 Only fixed-size numeric and bool fields exist. Anything else raises `SchemaError` at class
-definition, naming the field.
+definition, naming the field; so do field names that are not identifiers or are keywords, and a
+field that two base components declare with different types or defaults.
+
+Identity. A component is named by its *stored name* `module:qualname`, with `__mp_main__` (the
+name under which worker processes import the main script) read as `__main__`, so the main
+script's components have one name in every process. Its *key* (ecs.component_key, command
+records) is a hash of that name, and its view types are pickled (by numba's cache) by key as
+`ecs.schema.VIEW_TYPES.<view|mut>_<key>`: the same in every process however the defining module
+was imported, and a cache entry for a component this process lacks unpickles as a placeholder
+that matches nothing instead of failing the cache index. `find_component(name)` resolves a
+stored name among the classes this program has defined (load uses it; nothing is imported).
+One stored name belongs to one class. A second class under a name already taken *replaces*
+the first when the first is a redefinition: its module was re-executed (`importlib.reload`, a
+notebook cell run again, `exec` into the module) so the name still binds the old class, or the
+module was imported afresh; the newer class then owns the name and the key (commands and load
+resolve to it). Any other second class (a component defined in a function called twice, two
+`type()` calls with one name) raises SchemaError: it would share the first one's key.
 """
 
 from __future__ import annotations
@@ -22,6 +38,9 @@ import collections
 import hashlib
 import inspect
 import itertools
+import keyword
+import sys
+import weakref
 from typing import Any
 
 import numpy as np
@@ -68,6 +87,7 @@ bool_ = FieldType("bool_", np.bool_)
 _FIELD_TYPE_BY_SCALAR = {ft.dtype: ft for ft in (f32, f64, i8, i16, i32, i64, u8, u16, u32, u64, bool_)}
 _component_ids = itertools.count()
 INFO_BY_KEY: dict[int, ComponentInfo] = {}
+INFO_BY_NAME: dict[str, ComponentInfo] = {}   # stored name -> the class that owns it now
 _EXACT_INT_IN_DOUBLE = 2 ** 53   # ints up to this size are exact doubles: int -> double -> f32 rounds once
 
 
@@ -95,11 +115,12 @@ class ComponentInfo:
     def __init__(self, cls: type, fields: dict[str, np.dtype], defaults: dict[str, np.ndarray]) -> None:
         self.cls = cls
         self.name = cls.__name__
-        self.qualname = f"{cls.__module__}:{cls.__qualname__}"
+        self.qualname = stored_name_of(cls)
         self.id = next(_component_ids)
         # the same in every process (ids are per process): names components in command records
-        self.key = int.from_bytes(hashlib.blake2b(self.qualname.encode(), digest_size=6).digest(), "little")
-        INFO_BY_KEY[self.key] = self
+        self.key = key_of(self.qualname)
+        module = sys.modules.get(cls.__module__)
+        self.module = weakref.ref(module) if module is not None else None   # see _check_name_free
         self.fields = fields
         self.defaults = defaults
         self.is_tag = not fields
@@ -109,11 +130,15 @@ class ComponentInfo:
         # numba's cache keys a kernel by its signature, pickled with cloudpickle: a view type
         # that cannot be found by name is pickled by value, unpickles as a new class, and never
         # matches again, so every process (each worker too) recompiled every system and added
-        # one more .nbc file. Name them where pickle finds them: Pos.__ecs_component__.view_type.
-        for attribute in ("view_type", "mut_view_type"):
+        # one more .nbc file. Named after the class's module (Pos.__ecs_component__.view_type),
+        # they were pickled by value all the same for the main script (cloudpickle's rule for
+        # __main__), under `__mp_main__` by workers, and failed every later load of the cache
+        # index once the script was imported under another name. So they are named by key, in
+        # this module, where every process finds them (VIEW_TYPES).
+        for attribute, kind in (("view_type", "view"), ("mut_view_type", "mut")):
             view_type = getattr(self, attribute)
-            view_type.__module__ = cls.__module__
-            view_type.__qualname__ = f"{cls.__qualname__}.__ecs_component__.{attribute}"
+            view_type.__module__ = __name__
+            view_type.__qualname__ = f"VIEW_TYPES.{kind}_{self.key:012x}"
         # raw fast path (see _RawValues): per field, the scalar types it takes as they are and
         # their (lo, hi) bounds; None when a field is a vector (those always go through numpy)
         bounds = [_raw_bounds(dtype) for dtype in fields.values()]
@@ -122,6 +147,83 @@ class ComponentInfo:
 
     def __repr__(self) -> str:
         return f"<component {self.qualname}>"
+
+
+def stored_name_of(cls: type) -> str:
+    """`module:qualname`, with `__mp_main__` (the main script in a worker) read as `__main__`."""
+    module = "__main__" if cls.__module__ == "__mp_main__" else cls.__module__
+    return f"{module}:{cls.__qualname__}"
+
+
+def key_of(stored_name: str) -> int:
+    return int.from_bytes(hashlib.blake2b(stored_name.encode(), digest_size=6).digest(), "little")
+
+
+def find_component(stored_name: str) -> ComponentInfo | None:
+    """The component this program defined under `stored_name` (the newest definition), or None.
+    Imports nothing: a name is only looked up among classes already defined."""
+    return INFO_BY_NAME.get(stored_name)
+
+
+class _ViewTypes:
+    """`VIEW_TYPES.<view|mut>_<key>`: where pickle finds a component's view types (see
+    ComponentInfo). A name of no component defined here gives a placeholder type, one per name,
+    so numba's cache index, which holds the signatures of every process that wrote it, still
+    loads; the placeholder matches no signature of this process."""
+
+    def __init__(self) -> None:
+        self._placeholders: dict[str, type] = {}
+
+    def __getattr__(self, name: str) -> type:
+        kind, _, key = name.partition("_")
+        if kind not in ("view", "mut") or len(key) != 12:
+            raise AttributeError(name)
+        try:
+            info = INFO_BY_KEY.get(int(key, 16))
+        except ValueError:
+            raise AttributeError(name) from None
+        if info is not None:
+            return info.view_type if kind == "view" else info.mut_view_type
+        placeholder: Any = self._placeholders.get(name)
+        if placeholder is None:
+            make: Any = collections.namedtuple
+            placeholder = make(f"Unknown{kind.capitalize()}View", [])
+            placeholder.__module__ = __name__
+            placeholder.__qualname__ = f"VIEW_TYPES.{name}"
+            self._placeholders[name] = placeholder
+        return placeholder
+
+
+VIEW_TYPES = _ViewTypes()
+
+
+def _check_name_free(cls: type, stored_name: str, key: int) -> None:
+    """SchemaError unless `cls` may own `stored_name` (see the module docstring)."""
+    old = INFO_BY_NAME.get(stored_name)
+    if old is None:
+        other = INFO_BY_KEY.get(key)
+        if other is not None:
+            raise SchemaError(cls.__name__, None, f"its key {key} (a hash of {stored_name!r}) is already the key of "
+                                                  f"{other.qualname}; rename one of the two classes")
+        return
+    if old.module is not None:
+        module = old.module()
+        if module is None or module is not sys.modules.get(old.cls.__module__):
+            return          # its module was imported afresh (or is gone): this is the new one's class
+        if _attribute_path(module, old.cls.__qualname__) is old.cls:
+            return          # its module is being re-executed: this class is about to replace it there
+    raise SchemaError(cls.__name__, None, f"another component class is already named {stored_name}; two classes "
+                                          f"with one module and qualname would share one component key (commands "
+                                          f"and load would resolve to the newer): give this one another name, or "
+                                          f"define it once at module level")
+
+
+def _attribute_path(obj: object, qualname: str) -> object:
+    for part in qualname.split("."):
+        if part == "<locals>":
+            return None
+        obj = getattr(obj, part, None)
+    return obj
 
 
 def info_of(cls: object) -> ComponentInfo:
@@ -141,20 +243,20 @@ def component(cls: type) -> type:
     """Turn an annotated class into a component: fields -> dtypes -> column layout.
 
     Raises SchemaError naming the field for any annotation that is not a fixed-size numeric or
-    bool type, for reserved or private names, for a field redeclared from a base component, and
-    for a default that does not fit its field.
+    bool type, for reserved, private, keyword or non-identifier names, for a field redeclared
+    from a base component or declared by two bases with different types or defaults, and for a
+    default that does not fit its field; and naming the class for a second class under a stored
+    name already taken, unless it redefines the first (a re-executed or re-imported module: see
+    the module docstring).
     """
     if not isinstance(cls, type):
         raise SchemaError(repr(cls), None, "@component decorates a class")
     name = cls.__name__
-    fields: dict[str, np.dtype] = {}
-    defaults: dict[str, np.ndarray] = {}
-    for base in reversed(cls.__mro__[1:]):
-        if is_component(base):
-            base_info = info_of(base)
-            fields.update(base_info.fields)
-            defaults.update(base_info.defaults)
+    fields, defaults = _base_fields(cls)
     for field, annotation in _own_annotations(cls).items():
+        if not isinstance(field, str) or not field.isidentifier() or keyword.iskeyword(field):
+            raise SchemaError(name, str(field), f"field name {field!r} is not an identifier or is a Python keyword; "
+                                                f"fields are attributes of values and views, so name them as such")
         if field in fields:
             raise SchemaError(name, field, "duplicate field name: it is already declared by a base component")
         if field.startswith("_") or field in RESERVED_FIELD_NAMES:
@@ -167,7 +269,10 @@ def component(cls: type) -> type:
                 defaults[field] = _coerce(name, field, fields[field], default, batch=False)
             except ComponentValueError as exc:
                 raise SchemaError(name, field, f"default {default!r} does not fit: {exc}") from None
+    stored_name = stored_name_of(cls)
+    _check_name_free(cls, stored_name, key_of(stored_name))
     info = ComponentInfo(cls, fields, defaults)
+    INFO_BY_KEY[info.key] = INFO_BY_NAME[stored_name] = info
     for field in fields:
         setattr(cls, field, _FieldValue(field))
     cls.__ecs_component__ = info  # type: ignore[attr-defined]
@@ -180,6 +285,50 @@ def component(cls: type) -> type:
     cls.__eq__ = _eq  # type: ignore[method-assign,assignment]
     cls.__hash__ = None  # type: ignore[assignment]
     return cls
+
+
+def _base_fields(cls: type) -> tuple[dict[str, np.dtype], dict[str, np.ndarray]]:
+    """Fields and defaults inherited from base components, in MRO order; SchemaError for a field
+    two bases declare with different types or defaults (one of them would be dropped silently)."""
+    name = cls.__name__
+    fields: dict[str, np.dtype] = {}
+    defaults: dict[str, np.ndarray] = {}
+    declared_by: dict[str, type] = {}
+    for base in reversed(cls.__mro__[1:]):
+        if not is_component(base):
+            continue
+        base_info = info_of(base)
+        for field, dtype in base_info.fields.items():
+            default = base_info.defaults.get(field)
+            if field in fields:
+                first = declared_by[field]
+                # named in MRO order: `base` comes before `first` there (the loop walks it reversed)
+                if fields[field] != dtype:
+                    raise SchemaError(name, field, f"base components {base.__name__} and {first.__name__} declare it "
+                                                   f"as {type_name(dtype)} and {type_name(fields[field])}; rename "
+                                                   f"one of them")
+                kept = defaults.get(field)
+                if (kept is None) != (default is None) or (default is not None and not np.array_equal(
+                        kept, default, equal_nan=dtype.base.kind == "f")):  # type: ignore[arg-type]
+                    raise SchemaError(name, field, f"base components {base.__name__} and {first.__name__} give it "
+                                                   f"different defaults ({_default_text(default)} and "
+                                                   f"{_default_text(kept)}); declare it in one of them only")
+                continue
+            fields[field], declared_by[field] = dtype, base
+            if default is not None:
+                defaults[field] = default
+    return fields, defaults
+
+
+def type_name(dtype: np.dtype) -> str:
+    """The field type of a field dtype as it is written in a class body: f32, u8[3]."""
+    if dtype.shape:
+        return f"{_FIELD_TYPE_BY_SCALAR[dtype.base].name}[{', '.join(map(str, dtype.shape))}]"
+    return _FIELD_TYPE_BY_SCALAR[dtype].name
+
+
+def _default_text(default: np.ndarray | None) -> str:
+    return "no default" if default is None else repr(default.tolist())
 
 
 def _own_annotations(cls: type) -> dict[str, Any]:

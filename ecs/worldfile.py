@@ -10,7 +10,8 @@ File format, version 2 (little-endian; no pickle anywhere):
            P   payload: raw arrays, each at a 64-byte aligned offset from P
          end   u32 CRC-32 of the manifest, then b"ECSEND\\0\\0"
 
-The manifest names every component by `module:qualname` with its fields and dtypes, and for
+The manifest names every component by its stored name (`module:qualname`, schema.py) with its
+fields and dtypes, and for
 every table its components, its row count and where its entity column and field columns lie
 in the payload (offset, bytes, dtype, shape, and a CRC-32 of every CHUNK = 4 MiB as 8 hex
 digits). It also holds the id allocator (high water mark, live count, free list and the free
@@ -18,17 +19,25 @@ slots' generations: the entity index follows from these and the entity columns, 
 on load), resources (numbers inline, arrays in the payload) and the frame counter. Version 1
 stored the index itself (36 instead of 24 bytes per entity of 16 B of fields) and is refused.
 
-Loading checks magic, version, sizes and every component's fields before it builds anything,
-then reads each array straight into the new world's columns while other threads check its
-chunks' CRCs; a mismatch, or ids that cannot form an index, close that world again. So a
-corrupt, truncated, foreign or newer file raises SnapshotError and changes nothing. Saving
+A file is untrusted input. Loading checks magic, version, sizes and the whole manifest before it
+builds anything (manifest.py): components resolve only among the classes this program has
+defined (nothing is imported on a file's word); every value has its type and range; every table
+lists each column of each of its components once; arrays lie inside the payload and share no
+byte, so the rows a table claims are backed by bytes of the file; the high water mark is bounded
+by the stored ids and free list; and the memory the world will commit is bounded by the file's
+length. Then it reads each array straight into the new world's columns while other threads
+check its chunks' CRCs; a mismatch, or ids that cannot form an index, close that world again.
+So a corrupt, truncated, foreign, crafted or newer file raises SnapshotError (never another
+error) and changes nothing. Saving
 writes a temporary file beside the target (header, a manifest with placeholder CRCs and the
 payload while the CRCs are computed, then the manifest again, then the trailer: a partial file
 has no end marker), fsyncs it, renames it over the target and fsyncs the directory: a crash at
-any point leaves the old file or the new.
-At 1M entities of 16 B (persist benchmark, medians of 3 runs): save 40 -> 26 ms (36 -> 24 MB; of
-it 4.7 ms write, 12 ms fsync, 5.6 ms the rename freeing the old file's blocks; the CRC-32 runs in
-the shadow of the write: the same time as with no CRC at all); load + close 40 -> 31 ms, of it
+any point leaves the old file or the new. Each save has its own temporary (two threads may save
+to one path: the last rename wins); a path that is a symlink is followed, so the target is
+replaced and the link kept.
+At 1M entities of 16 B (persist benchmark, medians of 3 runs): save ~26 ms for 24 MB (of it
+4.7 ms write, 12 ms fsync, 5.6 ms the rename freeing the old file's blocks; the CRC-32 runs in
+the shadow of the write: the same time as with no CRC at all); load + close ~31 ms, of it
 18 ms committing the world's 36 MB of shared memory (fallocate 8, populate 10), 2.3 ms reads,
 1.2 ms rebuilding the index, 7.6 ms close; waiting for the CRC threads 0.03 ms.
 
@@ -38,10 +47,10 @@ Loaded rows count as spawned: every reader's first look sees them added and chan
 from __future__ import annotations
 
 import errno
-import importlib
 import json
 import math
 import os
+import secrets
 import stat
 import struct
 import zlib
@@ -52,17 +61,22 @@ from typing import Any
 import numpy as np
 
 from .errors import SnapshotError
+from .manifest import (
+    ALIGN,
+    CHUNK,
+    FORMAT_VERSION,
+    HEADER,
+    MAGIC,
+    TRAILER,
+    check_address_space,
+    check_manifest,
+    chunk_count,
+    shorten,
+)
 from .resources import Resources
-from .schema import ComponentInfo, info_of, is_component
+from .schema import ComponentInfo
 from .store import Store
 
-MAGIC = b"ECSWORLD"
-TRAILER = b"ECSEND\0\0"
-FORMAT_VERSION = 2
-HEADER = struct.Struct("<8sIIQ")
-ALIGN = 64
-# bytes per CRC-32: at 1M entities 1, 4 and 16 MiB timed alike (save 22-27 ms, load + close 29-33 ms)
-CHUNK = 1 << 22
 _ZEROS = bytes(ALIGN)
 _IOV_MAX = os.sysconf("SC_IOV_MAX") if "SC_IOV_MAX" in os.sysconf_names else 16
 
@@ -75,15 +89,17 @@ def save(path: str | os.PathLike[str], store: Store, resources: Resources, frame
     One pwritev puts the header, a manifest with placeholder checksums and the payload in the
     file while other threads compute the checksums; then the manifest is written again with
     them (same length: they are fixed-width), the trailer after it, one fsync."""
-    path = os.fspath(path)
+    path = os.path.realpath(os.fspath(path))   # over a symlink: replace its target, keep the link
     manifest, arrays, entries = _describe(store, resources, frame)
     blob = _manifest_bytes(manifest)
     start = _payload_start(len(blob))
-    directory = os.path.dirname(os.path.abspath(path))
-    temporary = os.path.join(directory, f".{os.path.basename(path)}.tmp-{os.getpid()}")
-    _remove_orphaned_temporaries(directory, os.path.basename(path))
+    directory, name = os.path.split(path)
+    # unique per call (two threads saving to one path must not share one), pid first: see
+    # _remove_orphaned_temporaries
+    temporary = os.path.join(directory, f".{name}.tmp-{os.getpid()}-{secrets.token_hex(8)}")
+    _remove_orphaned_temporaries(directory, name)
     try:
-        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o666)
+        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)
         try:
             with _Checksums() as checksums:
                 pending = [checksums.submit(array) for array in arrays]
@@ -141,10 +157,11 @@ def _write_all(fd: int, buffers: list[Any], offset: int) -> int:
 
 
 def _remove_orphaned_temporaries(directory: str, name: str) -> None:
-    """Delete temporaries of earlier saves of `name` whose writer died (killed mid-save)."""
+    """Delete temporaries of earlier saves of `name` whose writer died (killed mid-save): named
+    `.{name}.tmp-{pid}-{random}` (`.{name}.tmp-{pid}` before)."""
     prefix = f".{name}.tmp-"
     for entry in os.listdir(directory):
-        pid = entry[len(prefix):]
+        pid = entry[len(prefix):].split("-", 1)[0]
         if entry.startswith(prefix) and pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
             try:
                 os.unlink(os.path.join(directory, entry))
@@ -201,7 +218,7 @@ def _describe(store: Store, resources: Resources,
         nonlocal position
         array = np.ascontiguousarray(array).reshape(array.shape)   # ascontiguousarray makes 0-d 1-d
         entry = {"offset": position, "nbytes": array.nbytes, "dtype": array.dtype.str,
-                 "shape": list(array.shape), "crc32": ["00000000"] * _chunk_count(array.nbytes)}
+                 "shape": list(array.shape), "crc32": ["00000000"] * chunk_count(array.nbytes)}
         arrays.append(array)
         entries.append(entry)
         position += array.nbytes + (-array.nbytes % ALIGN)
@@ -250,10 +267,6 @@ def _describe(store: Store, resources: Resources,
     return manifest, arrays, entries
 
 
-def _chunk_count(nbytes: int) -> int:
-    return max(1, -(-nbytes // CHUNK))
-
-
 # ==================================================================== load
 OpenWorld = Callable[..., tuple[Store, Resources]]
 
@@ -263,38 +276,43 @@ def load(path: str | os.PathLike[str], open_world: OpenWorld) -> int:
     makes (empty, once the file's manifest checked out); returns the saved frame counter. On any
     failure the caller must close what `open_world` made: it may be half-filled."""
     path = os.fspath(path)
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:   # O_NONBLOCK: opening a FIFO must not wait for a writer (it is refused below)
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
     except OSError as exc:
         raise SnapshotError(path, f"cannot open it: {exc.strerror or exc}") from None
     try:
         status = os.fstat(fd)
         if stat.S_ISDIR(status.st_mode):
             raise SnapshotError(path, f"cannot open it: {os.strerror(errno.EISDIR)}")
+        if not stat.S_ISREG(status.st_mode):
+            raise SnapshotError(path, "cannot open it: not a regular file")
         size = status.st_size
         manifest, payload_start = _read_manifest(fd, path, size)
-        try:  # a manifest whose checksum holds can still be foreign: missing keys, wrong types
-            components = _resolve_components(manifest, path)
-            limits = manifest["limits"]
-            max_rows, max_entities = int(limits["max_rows"]), int(limits["max_entities"])
-            if min(max_rows, max_entities) < 64:
-                raise SnapshotError(path, f"the manifest is malformed: limits {limits}")
-            payload_end = size - 4 - len(TRAILER)
-            for entry in _all_entries(manifest):
-                _check_entry(entry, path, payload_start, payload_end)
-            for table in manifest["tables"]:
-                if not 0 <= int(table["rows"]) <= max_rows:
-                    raise SnapshotError(path, f"the manifest is malformed: a table of {table['rows']} rows, "
-                                              f"max_rows is {max_rows}")
+        try:  # a manifest whose checksum holds can still be foreign or crafted: check all of it first
+            components, (max_rows, max_entities) = check_manifest(manifest, path, payload_start, size)
         except _MALFORMED as exc:
             raise _malformed(path, exc) from None
-        store, resources = open_world(max_rows=max_rows, max_entities=max_entities)
+        check_address_space(path, max_entities)
+        try:
+            store, resources = open_world(max_rows=max_rows, max_entities=max_entities)
+        except (MemoryError, OSError) as exc:
+            raise _does_not_fit(path, exc) from None
         try:
             return _fill(store, resources, fd, path, manifest, components, payload_start)
+        except (MemoryError, OSError) as exc:
+            raise _does_not_fit(path, exc) from None
         except _MALFORMED as exc:
             raise _malformed(path, exc) from None
     finally:
         os.close(fd)
+
+
+def _does_not_fit(path: str, exc: BaseException) -> SnapshotError:
+    """SnapshotError for a MemoryError or OSError while the world is made or filled."""
+    if isinstance(exc, OSError) and exc.errno not in (errno.ENOMEM, errno.ENOSPC):
+        return SnapshotError(path, f"cannot read it: {exc.strerror or exc}")
+    return SnapshotError(path, f"the world it describes does not fit in this process "
+                               f"({type(exc).__name__}: {shorten(str(exc), 200)})")
 
 
 # what reading a manifest of the wrong shape raises (SnapshotError, a ValueError, passes as is)
@@ -352,58 +370,20 @@ def _read_manifest(fd: int, path: str, size: int) -> tuple[dict[str, Any], int]:
         manifest = json.loads(blob)
     except ValueError as exc:
         raise SnapshotError(path, f"the manifest is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise SnapshotError(path, "the manifest is malformed: its JSON is nested too deeply") from None
+    except MemoryError:
+        raise SnapshotError(path, f"the manifest of {length} bytes does not fit in memory") from None
     if not isinstance(manifest, dict) or manifest.get("format") != "ecs-world":
         raise SnapshotError(path, "not an ecs world file (foreign manifest)")
     return manifest, _payload_start(length)
 
 
-def _resolve_components(manifest: dict[str, Any], path: str) -> list[ComponentInfo]:
-    out = []
-    for entry in manifest["components"]:
-        name = entry["name"]
-        module_name, _, qualname = name.partition(":")
-        try:
-            obj: Any = importlib.import_module(module_name)
-            for part in qualname.split("."):
-                obj = getattr(obj, part)
-        except (ImportError, AttributeError):
-            raise SnapshotError(path, f"component {name} cannot be imported; import or define it "
-                                      f"before loading") from None
-        if not is_component(obj):
-            raise SnapshotError(path, f"{name} is not a component class")
-        info = info_of(obj)
-        saved = [(f, d, tuple(s)) for f, d, s in entry["fields"]]
-        have = [(f, (d.base if d.shape else d).str, tuple(d.shape)) for f, d in info.fields.items()]
-        if saved != have:
-            raise SnapshotError(path, f"component {name} has fields {have} but the file stores {saved}")
-        out.append(info)
-    return out
-
-
-def _all_entries(manifest: dict[str, Any]) -> list[dict[str, Any]]:
-    entries = []
-    for table in manifest["tables"]:
-        entries.append(table["entities"])
-        entries += [column[2] for column in table["columns"]]
-    entries += [manifest["entities"][k] for k in ("free", "free_generation")]
-    entries += list(manifest["resources"]["arrays"].values())
-    return entries
-
-
-def _check_entry(entry: dict[str, Any], path: str, payload_start: int, payload_end: int) -> None:
-    """Offsets and sizes inside the payload; one CRC-32 (8 hex digits) per CHUNK bytes, parsed
-    into `entry["crcs"]`."""
-    offset, nbytes = int(entry["offset"]), int(entry["nbytes"])
-    if offset < 0 or nbytes < 0:
-        raise SnapshotError(path, "the manifest is malformed: an array has a negative offset or size")
-    if payload_start + offset + nbytes > payload_end:
-        raise SnapshotError(path, "the file is truncated: an array runs past its end")
-    crcs = entry["crc32"]
-    if not isinstance(crcs, list) or len(crcs) != _chunk_count(nbytes) or \
-            not all(isinstance(c, str) and len(c) == 8 for c in crcs):
-        raise SnapshotError(path, f"the manifest is malformed: an array of {nbytes} bytes has checksums "
-                                  f"{str(crcs)[:60]}, expected {_chunk_count(nbytes)} of 8 hex digits")
-    entry["crcs"] = [int(c, 16) for c in crcs]
+# ---------------------------------------------------------------- manifest checks
+# Everything _fill reads is checked here, before a world exists: types and ranges of every
+# field, arrays inside the payload and not overlapping (so the rows a table claims are backed by
+# bytes of the file), and an estimate of the memory the world will commit, against the file's
+# length. _fill then only finds what needs the arrays themselves: checksums and ids.
 
 
 class _Reader:

@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import importlib
+import itertools
+import pickle
+import re
+import sys
+
 import numpy as np
 import pytest
 
@@ -31,9 +37,15 @@ FIELD_TYPES = [
 ]
 
 
+_probes = itertools.count()
+
+
 def make_component(annotations: dict, name: str = "Probe", bases: tuple = (), **defaults) -> type:
-    """Build and decorate a component class from an annotations dict (as a class body would)."""
-    return component(type(name, bases, {"__annotations__": annotations, **defaults}))
+    """Build and decorate a component class from an annotations dict (as a class body would).
+    Each call makes another class, so each gets its own qualified name (`Probe_3`; messages use
+    the class name, `Probe`): two classes under one module and qualname are refused."""
+    namespace = {"__annotations__": annotations, "__qualname__": f"{name}_{next(_probes)}", **defaults}
+    return component(type(name, bases, namespace))
 
 
 @component
@@ -319,3 +331,128 @@ def test_component_value_error_is_a_value_error_and_names_its_parts() -> None:
         Health(hp=2**40)
     assert isinstance(caught.value, ComponentValueError)
     assert (caught.value.component, caught.value.field, caught.value.value) == ("Health", "hp", 2**40)
+
+
+# ---------------------------------------------------------------- field names and base components
+@pytest.mark.parametrize("name", ["class", "lambda", "None", "my field", "1x", "x-y", "a.b", ""])
+def test_a_field_name_that_is_a_keyword_or_not_an_identifier_raises_schema_error(name: str) -> None:
+    where = rf"Probe\.{re.escape(name)}" if name else "Probe"
+    with pytest.raises(SchemaError, match=rf"invalid component {where}: field name {re.escape(repr(name))} is not an "
+                                          r"identifier or is a Python keyword"):
+        make_component({name: f32})
+
+
+def test_a_field_name_that_is_not_a_string_raises_schema_error() -> None:
+    with pytest.raises(SchemaError, match=r"invalid component Probe\.1: field name 1 is not an identifier"):
+        make_component({1: f32})
+
+
+def test_two_bases_that_declare_one_field_with_different_types_raise_schema_error() -> None:
+    first = make_component({"x": f32}, name="First")
+    second = make_component({"x": i32[2], "y": f32}, name="Second")
+    with pytest.raises(SchemaError, match=r"invalid component Both\.x: base components First and Second declare it "
+                                          r"as f32 and i32\[2\]; rename one of them"):
+        make_component({}, name="Both", bases=(first, second))
+    with pytest.raises(SchemaError, match=r"Both\.x: base components Second and First declare it as i32\[2\] and f32"):
+        make_component({}, name="Both", bases=(second, first))
+
+
+def test_two_bases_that_give_one_field_different_defaults_raise_schema_error() -> None:
+    low = make_component({"hp": i32}, name="Low", hp=1)
+    high = make_component({"hp": i32}, name="High", hp=2)
+    bare = make_component({"hp": i32}, name="Bare")
+    with pytest.raises(SchemaError, match=r"Both\.hp: base components Low and High give it different defaults "
+                                          r"\(1 and 2\); declare it in one of them only"):
+        make_component({}, name="Both", bases=(low, high))
+    with pytest.raises(SchemaError, match=r"Both\.hp: base components Low and Bare give it different defaults "
+                                          r"\(1 and no default\)"):
+        make_component({}, name="Both", bases=(low, bare))
+
+
+def test_a_field_that_bases_share_alike_is_one_field() -> None:
+    root = make_component({"x": f32, "w": f64[2]}, name="Root", x=0.5, w=(np.nan, 1))
+    left = make_component({"a": u8}, name="Left", bases=(root,))
+    right = make_component({"b": u8}, name="Right", bases=(root,))
+    twin = make_component({"x": f32, "w": f64[2]}, name="Twin", x=0.5, w=(np.nan, 1))
+    diamond = make_component({"c": u8}, name="Diamond", bases=(left, right, twin))
+    assert sorted(diamond.fields) == ["a", "b", "c", "w", "x"]
+    value = diamond(a=1, b=2, c=3)
+    assert value.x == np.float32(0.5) and np.isnan(value.w[0])
+
+
+# ---------------------------------------------------------------- one class per module and qualname
+def define_in_a_function() -> type:
+    @component
+    class Local:
+        x: f32
+    return Local
+
+
+def test_a_component_defined_in_a_function_called_twice_raises_schema_error() -> None:
+    first = define_in_a_function()
+    with pytest.raises(SchemaError, match=r"invalid component Local: another component class is already named "
+                                          r"tests\.test_schema:define_in_a_function\.<locals>\.Local; two classes "
+                                          r"with one module and qualname would share one component key"):
+        define_in_a_function()
+    with ecs.World() as world:
+        assert world.get(world.spawn(first(x=2)), first).x == 2
+
+
+def test_a_second_class_made_under_one_module_and_qualname_raises_schema_error() -> None:
+    qualname = f"Made_{next(_probes)}"
+    first = component(type("Made", (), {"__annotations__": {"x": f32}, "__qualname__": qualname}))
+    with pytest.raises(SchemaError, match=rf"another component class is already named tests\.test_schema:{qualname}"):
+        component(type("Made", (), {"__annotations__": {"x": f32}, "__qualname__": qualname}))
+    assert first(x=1).x == 1
+
+
+def test_a_component_whose_key_is_another_ones_raises_schema_error(monkeypatch) -> None:
+    """Keys are 48-bit hashes of stored names; a collision (forced here) would merge two components
+    in command records."""
+    taken = ecs.component_key(Position)
+    monkeypatch.setattr(ecs.schema, "key_of", lambda name: taken)
+    with pytest.raises(SchemaError, match=rf"invalid component Clash: its key {taken} \(a hash of "
+                                          rf"'tests\.test_schema:Clash_\d+'\) is already the key of "
+                                          rf"tests\.components:Position; rename one of the two classes"):
+        make_component({"x": f32}, name="Clash")
+
+
+MODULE_SOURCE = "from ecs import component, f32\n\n\n@component\nclass Pos:\n    x: f32\n    y: f32 = {y}\n"
+
+
+def test_a_module_that_is_reloaded_or_imported_afresh_redefines_its_components(tmp_path, monkeypatch) -> None:
+    """A re-executed module (importlib.reload, a notebook cell run twice, exec into the module)
+    replaces its component classes: the newer owns the name and the key."""
+    name = f"reloaded_components_{next(_probes)}"
+    (tmp_path / f"{name}.py").write_text(MODULE_SOURCE.format(y=1.0))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    try:
+        module = importlib.import_module(name)
+        first = module.Pos
+        (tmp_path / f"{name}.py").write_text(MODULE_SOURCE.format(y=2.5))
+        importlib.invalidate_caches()
+        importlib.reload(module)
+        assert module.Pos is not first and module.Pos(x=0).y == 2.5
+        exec(MODULE_SOURCE.format(y=3.5), module.__dict__)           # a notebook cell run again
+        del sys.modules[name]
+        fresh = importlib.import_module(name)                         # imported afresh
+        keys = {ecs.component_key(c) for c in (first, module.Pos, fresh.Pos)}
+        assert len(keys) == 1 and fresh.Pos(x=0).y == 2.5
+        with ecs.World() as world:
+            entity = world.spawn(fresh.Pos(x=1))
+            assert world.get(entity, fresh.Pos).y == 2.5
+    finally:
+        sys.modules.pop(name, None)
+
+
+def test_view_types_pickle_by_reference_to_themselves() -> None:
+    """numba's cache pickles kernel signatures, which hold the view types of query batches and
+    system parameters: they must unpickle as the same classes, in every process."""
+    with ecs.World() as world:
+        world.spawn_batch(2, Tint(rgb=[1, 2, 3]))
+        (batch,) = world.query(Tint)
+        view_type = type(batch[Tint])
+    assert pickle.loads(pickle.dumps(view_type)) is view_type
+    assert view_type.__module__ == "ecs.schema"
+    orphan = pickle.loads(pickle.dumps(view_type).replace(view_type.__qualname__.encode()[-12:], b"0" * 12))
+    assert orphan is not view_type and orphan._fields == ()     # a component this process lacks: a placeholder

@@ -8,10 +8,12 @@ import gc
 import json
 import os
 import pathlib
+import re
 import signal
 import struct
 import subprocess
 import sys
+import threading
 import time
 import types
 import weakref
@@ -25,6 +27,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
 import ecs
+import ecs.manifest
 from ecs import SnapshotError
 from ecs.worldfile import CHUNK
 from tests import introspect
@@ -222,6 +225,12 @@ class Parsed:
         trailer = struct.pack("<I", zlib.crc32(blob)) + b"ECSEND\0\0"
         return head + blob + b"\0" * (-start % 64) + (self.payload if payload is None else payload) + trailer
 
+    def rebuilt_text(self, blob: bytes) -> bytes:
+        """The file with this manifest text (its checksum made right)."""
+        head = HEADER.pack(b"ECSWORLD", self.version, self.flags, len(blob))
+        trailer = struct.pack("<I", zlib.crc32(blob)) + b"ECSEND\0\0"
+        return head + blob + b"\0" * (-(HEADER.size + len(blob)) % 64) + self.payload + trailer
+
     def array_offset(self, entry: dict) -> int:
         return self.payload_start + entry["offset"]
 
@@ -307,6 +316,37 @@ def drop_last_field(m: dict) -> None:
     body_component(m)["fields"].pop()
 
 
+def set_key(*keys: str | int, value: object) -> Callable[[dict], None]:
+    """An edit that sets manifest[keys[0]][keys[1]]... to `value`."""
+    def edit(m: dict) -> None:
+        where = m
+        for key in keys[:-1]:
+            where = where[key]
+        where[keys[-1]] = value
+    return edit
+
+
+def first_columns(m: dict) -> list:
+    return m["tables"][0]["columns"]
+
+
+def alias_a_column(m: dict) -> None:
+    """Body.y's entry names Body.x's bytes (same dtype and size): rows backed by bytes another
+    array already claims."""
+    columns = first_columns(m)
+    columns[1][2] = json.loads(json.dumps(columns[0][2]))
+
+
+def shorten_the_free_generations(m: dict) -> None:
+    generations = m["entities"]["free_generation"]
+    generations["shape"], generations["nbytes"] = [10], 40
+
+
+def nest_deeply(p: Parsed) -> bytes:
+    text = json.dumps(p.manifest)
+    return p.rebuilt_text(f'{text[:-1]}, "deep": {"[" * 100_000}{"]" * 100_000}}}'.encode())
+
+
 NUMPY_FILE = b"\x93NUMPY\x01\x00v\x00{'descr': '<f8', 'fortran_order': False}" + bytes(64)
 CORRUPTIONS: dict[str, tuple[Callable[[Parsed], bytes], str]] = {
     "empty file": (lambda p: b"", "the file is empty"),
@@ -346,13 +386,14 @@ CORRUPTIONS: dict[str, tuple[Callable[[Parsed], bytes], str]] = {
     "manifest with a negative array offset": (
         with_manifest(lambda m: m["entities"]["free"].__setitem__("offset", -64)), "manifest is malformed"),
     "manifest with a wrong array size": (
-        with_manifest(lambda m: first_entities(m).__setitem__("nbytes", 4)), "an array has 4 bytes"),
+        with_manifest(lambda m: first_entities(m).__setitem__("nbytes", 4)),
+        r"malformed: table 0.entities has 4 bytes of shape \[\d+\] and dtype '<i8', expected \d+ of shape"),
     "manifest with a wrong size of the free list": (
         with_manifest(lambda m: m["entities"]["free"].__setitem__("nbytes", 16)),
-        r"an array has 16 bytes of shape \[\d+\] and dtype <i8, which do not agree"),
+        r"entities.free has 16 bytes of shape \[(\d+)\] and dtype '<i8', expected \d+ of shape \[\1\]"),
     "manifest with a checksum missing": (
         with_manifest(lambda m: first_entities(m).__setitem__("crc32", [])),
-        r"the manifest is malformed: an array of \d+ bytes has checksums \[\], expected 1 of 8 hex"),
+        r"the manifest is malformed: table 0.entities: an array of \d+ bytes has checksums \[\], expected 1 of 8 hex"),
     "manifest with a table larger than max_rows": (
         with_manifest(lambda m: m["limits"].__setitem__("max_rows", 100)), r"a table of \d+ rows, max_rows is 100"),
     "manifest with the high water mark below the ids": (
@@ -373,23 +414,103 @@ CORRUPTIONS: dict[str, tuple[Callable[[Parsed], bytes], str]] = {
     "checksummed entity column with id 0": (
         with_array(first_entities, np.int64, lambda ids: ids.__setitem__(3, 0)),
         r"inconsistent: row 3 of table 0 holds id 0"),
-    "manifest with a rows count past the arrays": (with_manifest(add_a_row), "an array has"),
+    "manifest with a rows count past the arrays": (
+        with_manifest(add_a_row), r"table 0.entities has (\d+) bytes of shape \[\d+\] and dtype '<i8', expected "
+                                  r"(?!\1)\d+ of shape"),
     "newer format version": (set_version(3), "written by a newer format version 3; this library reads "
                                              "version 2: upgrade ecs to load it"),
     "format version 1": (set_version(1), "written in format version 1, which this library no longer reads"),
     "format version 0": (set_version(0), "header is corrupt"),
     "a component that no longer exists": (
         with_manifest(rename_component("tests.snapshot_systems:Gone")),
-        "component tests.snapshot_systems:Gone cannot be imported; import or define it before loading"),
+        "component tests.snapshot_systems:Gone is not defined in this program: import the module that defines it "
+        r"\(or define it\) before loading"),
     "a module that no longer exists": (
-        with_manifest(rename_component("tests.no_such:Body")), "cannot be imported"),
+        with_manifest(rename_component("tests.no_such:Body")), "tests.no_such:Body is not defined in this program"),
     "a name that is not a component": (
-        with_manifest(rename_component("numpy:float32")), "is not a component class"),
+        with_manifest(rename_component("numpy:float32")), "numpy:float32 is not defined in this program"),
     "a field whose dtype changed": (
         with_manifest(edit_first_field(1, "<f8")),
         r"component tests.snapshot_systems:Body has fields .* but the file stores .*'<f8'"),
     "a field that was renamed": (with_manifest(edit_first_field(0, "z")), "has fields"),
     "a field that was dropped": (with_manifest(drop_last_field), "has fields"),
+    # crafted manifests (checksums right) that loaded, imported, committed memory or raised another error
+    "a column deleted from the manifest": (
+        with_manifest(lambda m: first_columns(m).remove(first_columns(m)[0])),
+        r"malformed: table 0 stores no column Body\.x$"),
+    "a column listed twice": (
+        with_manifest(lambda m: first_columns(m).append(first_columns(m)[0])),
+        r"malformed: table 0 stores column Body\.x twice"),
+    "a column of a component the table lacks": (
+        with_manifest(lambda m: first_columns(m)[0].__setitem__(0, 4)),
+        r"table 0 stores column Axes\.x, which is not a field of its components"),
+    "a column named by a number": (
+        with_manifest(lambda m: first_columns(m)[0].__setitem__(1, 7)),
+        r"table 0.columns holds \[0, 7, an object of 5 keys\]; expected \[component index, field, array\]"),
+    "two columns on the same payload bytes": (
+        with_manifest(alias_a_column),
+        r"malformed: table 0: column Body\.[xy] and table 0: column Body\.[xy] overlap in the payload"),
+    "a negative component index": (
+        with_manifest(lambda m: m["tables"][0]["components"].__setitem__(0, -1)),
+        r"malformed: table 0: a component index is -1; expected an integer in \[0, 5\]"),
+    "a table listing a component twice": (
+        with_manifest(lambda m: m["tables"][0]["components"].__setitem__(1, 0)), "table 0 lists a component twice"),
+    "two tables of one component set": (
+        with_manifest(lambda m: m["tables"][3].__setitem__("components", m["tables"][0]["components"])),
+        "malformed: table 3 has the components of an earlier table"),
+    "a component listed twice": (
+        with_manifest(lambda m: m["components"].append(m["components"][0])),
+        "malformed: component tests.snapshot_systems:Body is listed twice"),
+    "a frame past 2**62": (
+        with_manifest(set_key("frame", value=2**70)),
+        r"malformed: frame is 1180591620717411303424; expected an integer in \[0, 4611686018427387904\]"),
+    "a frame of 4000 digits": (
+        with_manifest(set_key("frame", value=10**3999)), "malformed: frame is an integer of 4000 digits"),
+    "a frame that is a float": (with_manifest(set_key("frame", value=3.5)), "malformed: frame is 3.5; expected"),
+    "a frame that is a bool": (with_manifest(set_key("frame", value=True)), "malformed: frame is True; expected"),
+    "a negative frame": (with_manifest(set_key("frame", value=-1)), "malformed: frame is -1; expected"),
+    "a row count that is a float": (
+        with_manifest(set_key("tables", 0, "rows", value=421.0)), r"malformed: table 0.rows is 421.0; expected"),
+    "a live count that is a float": (
+        with_manifest(set_key("entities", "alive", value=693.0)), r"malformed: entities.alive is 693.0; expected"),
+    "max_rows that is a float": (
+        with_manifest(set_key("limits", "max_rows", value=1e5)),
+        r"malformed: limits.max_rows is 100000.0; expected an integer in \[64, 2147483648\]"),
+    "max_rows past what rows can count": (
+        with_manifest(set_key("limits", "max_rows", value=2**31 + 1)), r"limits.max_rows is 2147483649; expected"),
+    "max_entities past what ids can count": (
+        with_manifest(set_key("limits", "max_entities", value=2**32 + 1)), r"limits.max_entities is 4294967297"),
+    "limits that are a list": (with_manifest(set_key("limits", value=[64, 64])), r"malformed: limits is \[64, 64\]"),
+    "a high water mark far past the ids": (
+        with_manifest(set_key("entities", "high_water", value=2**28)),
+        r"inconsistent: high water mark 268435456 leaves 268434704 slots neither alive nor free, more than the "
+        r"65536 retired slots a file may hold"),
+    "a row count far past the arrays": (
+        with_manifest(set_key("tables", 0, "rows", value=2**25)),
+        r"malformed: table 0.entities has 3368 bytes of shape \[421\] and dtype '<i8', expected 268435456 of shape "
+        r"\[33554432\]"),
+    "free slots' generations shorter than the free list": (
+        with_manifest(shorten_the_free_generations),
+        r"entities.free_generation has 40 bytes of shape \[10\] and dtype '<u4', expected 232 of shape \[58\]"),
+    "JSON nested 100000 deep": (nest_deeply, "malformed: its JSON is nested too deeply"),
+    "a resource number its dtype cannot hold": (
+        with_manifest(set_key("resources", "scalars", "scale", value=["<f4", 1e300])),
+        r"malformed: resource 'scale' is 1e\+300, which is not a <f4 value"),
+    "a resource int that is a float": (
+        with_manifest(set_key("resources", "scalars", "lives", value=["int", 1.5])),
+        r"malformed: resource 'lives' is 1.5; expected a value of type int"),
+    "a resource of an unknown type": (
+        with_manifest(set_key("resources", "scalars", "lives", value=["complex", 1])),
+        r"malformed: resource 'lives' has dtype 'complex'; expected a numeric or bool dtype"),
+    "a resource array of complex numbers": (
+        with_manifest(set_key("resources", "arrays", "grid", "dtype", value="<c8")),
+        r"malformed: resource 'grid' has dtype '<c8'; expected a numeric or bool dtype"),
+    "a resource stored as a number and an array": (
+        with_manifest(set_key("resources", "scalars", "grid", value=["int", 1])),
+        "resource 'grid' is stored both as a number and as an array"),
+    "a checksum that is not hex": (
+        with_manifest(set_key("tables", 0, "entities", "crc32", value=["+1234567"])),
+        r"table 0.entities: an array of 3368 bytes has checksums \['\+1234567'\], expected 1 of 8 hex digits"),
 }
 
 
@@ -427,7 +548,7 @@ def test_a_bad_file_raises_snapshot_error_and_builds_nothing(saved: Parsed, tmp_
     else:
         pytest.fail(f"{case}: loaded without error")
     assert text.startswith(f"cannot load {str(path)!r}: ")
-    assert __import__("re").search(message, text), text
+    assert re.search(message, text), text
     assert resources_in_use() == before
 
 
@@ -441,31 +562,76 @@ def test_the_unchanged_file_loads(saved: Parsed, tmp_path) -> None:
 DYNAMIC = "tests_snapshot_dynamic_components"
 
 
-def test_components_redefined_or_deleted_since_the_save_are_refused(tmp_path) -> None:
+PROBE = "from ecs import component, f32, i32\n@component\nclass Probe:\n    x: f32\n"
+
+
+def test_a_component_redefined_since_the_save_is_refused_and_one_redefined_alike_loads(tmp_path) -> None:
+    """A re-executed module (exec into it, as a notebook cell run again) redefines its classes:
+    load resolves the name to the newest, and refuses it when its fields changed."""
     module = types.ModuleType(DYNAMIC)
     sys.modules[DYNAMIC] = module
     try:
-        exec("from ecs import component, f32\n@component\nclass Probe:\n    x: f32\n", module.__dict__)
+        exec(PROBE, module.__dict__)
         with ecs.World() as world:
             world.spawn(module.Probe(x=1.5))
             world.save(tmp_path / "probe.ecs")
         with ecs.World.load(tmp_path / "probe.ecs") as loaded:
             assert loaded.query(module.Probe).count() == 1
-        exec("from ecs import component, f32, i32\n@component\nclass Probe:\n    x: f32\n    hits: i32 = 0\n",
-             module.__dict__)
+        exec(PROBE + "    hits: i32 = 0\n", module.__dict__)
         with pytest.raises(SnapshotError, match=r"component tests_snapshot_dynamic_components:Probe has "
                                                 r"fields \[\('x', '<f4', \(\)\), \('hits', '<i4', \(\)\)\] "
                                                 r"but the file stores \[\('x', '<f4', \(\)\)\]"):
             ecs.World.load(tmp_path / "probe.ecs")
-        del module.Probe
-        with pytest.raises(SnapshotError, match="Probe cannot be imported"):
-            ecs.World.load(tmp_path / "probe.ecs")
+        exec(PROBE, module.__dict__)
+        with ecs.World.load(tmp_path / "probe.ecs") as loaded:
+            assert [float(b[module.Probe].x[0]) for b in loaded.query(module.Probe)] == [1.5]
     finally:
         del sys.modules[DYNAMIC]
 
 
+@pytest.mark.parametrize("name", ["this:Zen", "unittest.__main__:main", "tests.never_imported:X"])
+def test_loading_imports_no_module_the_file_names(saved: Parsed, tmp_path, name: str) -> None:
+    module = name.partition(":")[0]
+    assert module not in sys.modules
+    path = tmp_path / "named.ecs"
+    path.write_bytes(with_manifest(rename_component(name))(saved))
+    with pytest.raises(SnapshotError, match=rf"component {re.escape(name)} is not defined in this program: import "
+                                            r"the module that defines it \(or define it\) before loading"):
+        ecs.World.load(path)
+    assert module not in sys.modules
+
+
+def test_a_file_whose_world_would_commit_far_more_memory_than_its_length_is_refused(saved: Parsed, tmp_path,
+                                                                                   monkeypatch) -> None:
+    """A table of one row commits MIN_CAPACITY rows of every column: many small tables in a small
+    file would commit far more than the file holds. The bound, made tight here, is checked first."""
+    path = tmp_path / "small.ecs"
+    path.write_bytes(saved.data)
+    monkeypatch.setattr(ecs.manifest, "COMMIT_PER_FILE_BYTE", 1)
+    monkeypatch.setattr(ecs.manifest, "COMMIT_ALLOWANCE", 0)
+    with pytest.raises(SnapshotError, match=rf"malformed: its world would commit about \d+ MiB of memory for a file "
+                                            rf"of {len(saved.data)} bytes \(at most 1 times the file plus 0 MiB\)"):
+        ecs.World.load(path)
+
+
+def test_loading_a_fifo_is_refused_without_waiting_for_a_writer(tmp_path) -> None:
+    fifo = tmp_path / "world.fifo"
+    os.mkfifo(fifo)
+    outcome: list[BaseException] = []
+    loader = threading.Thread(target=lambda: outcome.append(pytest.raises(SnapshotError, ecs.World.load, fifo).value),
+                              daemon=True)
+    loader.start()
+    loader.join(10)
+    if loader.is_alive():                      # release it: open the other end
+        os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+        loader.join(10)
+        pytest.fail("loading a FIFO waited for a writer")
+    assert re.search("cannot open it: not a regular file", str(outcome[0]))
+
+
 def test_each_chunk_of_an_array_has_its_own_checksum(tmp_path, monkeypatch) -> None:
     monkeypatch.setattr(ecs.worldfile, "CHUNK", 1024)
+    monkeypatch.setattr(ecs.manifest, "CHUNK", 1024)
     with ecs.World() as world:
         build(world)
         world.save(tmp_path / "chunked.ecs")
@@ -539,7 +705,10 @@ def kill_during_save(path: pathlib.Path, first_version: int, when: float | str) 
     reported saved before it died (it may finish more saves while we wait to kill it)."""
     command = [sys.executable, "-c", SAVER.format(root=str(ROOT)), str(path), str(first_version)]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, cwd=ROOT)
-    temporary = path.parent / f".{path.name}.tmp-{process.pid}"
+    temporaries = f".{path.name}.tmp-{process.pid}-*"     # one per save, named after the saving process
+
+    def temporary_size() -> int:
+        return max((p.stat().st_size for p in path.parent.glob(temporaries)), default=0)
     try:
         saved_version = 0
         assert process.stdout is not None
@@ -551,7 +720,7 @@ def kill_during_save(path: pathlib.Path, first_version: int, when: float | str) 
             elif saved_version:
                 if when == "mid-write":
                     deadline = time.monotonic() + 20
-                    while not 0 < (temporary.stat().st_size if temporary.exists() else 0) < full_size:
+                    while not 0 < temporary_size() < full_size:
                         assert time.monotonic() < deadline, "the temporary file was never seen partly written"
                         time.sleep(0.0005)
                 else:
@@ -569,6 +738,7 @@ def kill_during_save(path: pathlib.Path, first_version: int, when: float | str) 
             process.wait()
     assert process.returncode == -signal.SIGKILL
     if when == "mid-write":          # what was being written is incomplete, and refused as such
+        (temporary,) = path.parent.glob(temporaries)
         assert temporary.stat().st_size < full_size
         with pytest.raises(SnapshotError, match="truncated"):
             ecs.World.load(temporary)
@@ -707,20 +877,69 @@ def test_a_restored_world_with_workers_steps_like_one_without(built) -> None:
 
 
 def test_a_save_removes_temporaries_left_by_a_writer_that_died(tmp_path) -> None:
-    import subprocess
-    import sys
-
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
-    orphan = tmp_path / f".world.ecs.tmp-{dead.pid}"
-    orphan.write_bytes(b"half written")
-    other = tmp_path / ".other.ecs.tmp-1"          # another file's temporary (pid 1 is alive): kept
-    other.write_bytes(b"x")
+    orphans = [tmp_path / f".world.ecs.tmp-{dead.pid}-0123456789abcdef", tmp_path / f".world.ecs.tmp-{dead.pid}"]
+    kept = [tmp_path / ".other.ecs.tmp-1",                # another file's temporary (pid 1 is alive): kept
+            tmp_path / ".world.ecs.tmp-1-0123456789abcdef"]  # a save in progress in a live process: kept
+    for temporary in (*orphans, *kept):
+        temporary.write_bytes(b"half written")
     with ecs.World() as world:
         world.save(tmp_path / "world.ecs")
-    assert not orphan.exists()
-    assert other.exists()
-    assert sorted(p.name for p in tmp_path.iterdir()) == [".other.ecs.tmp-1", "world.ecs"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([*(p.name for p in kept), "world.ecs"])
+
+
+def test_two_threads_saving_to_one_path_each_write_a_whole_file(tmp_path) -> None:
+    """Each save has its own temporary: with one name per process, one thread truncated or renamed
+    away the other's half-written file."""
+    path = tmp_path / "shared.ecs"
+    with ecs.World() as world:
+        n = 200_000
+        world.spawn_batch(n, Body(x=np.arange(n), y=1.0), Count(n=np.arange(n)))
+        start = threading.Barrier(2)
+        failures: list[BaseException] = []
+
+        def save_repeatedly() -> None:
+            start.wait()
+            try:
+                for _ in range(6):
+                    world.save(path)
+            except BaseException as exc:
+                failures.append(exc)
+
+        savers = [threading.Thread(target=save_repeatedly) for _ in range(2)]
+        for saver in savers:
+            saver.start()
+        for saver in savers:
+            saver.join(120)
+        assert failures == []
+        with ecs.World.load(path) as loaded:
+            assert state(loaded) == state(world)
+    assert os.listdir(tmp_path) == [path.name]
+
+
+def test_saving_through_a_symlink_replaces_its_target_and_keeps_the_link(tmp_path) -> None:
+    (tmp_path / "data").mkdir()
+    target = tmp_path / "data" / "world.ecs"
+    target.write_bytes(b"an older file")
+    link = tmp_path / "current.ecs"
+    link.symlink_to(os.path.join("data", "world.ecs"))          # relative, resolved from the link's folder
+    chained = tmp_path / "latest.ecs"
+    chained.symlink_to(link)
+    dangling = tmp_path / "next.ecs"
+    dangling.symlink_to(tmp_path / "data" / "next-world.ecs")
+    with ecs.World() as world:
+        world.spawn_batch(10, Count(n=np.arange(10)))
+        world.save(link)
+        world.save(chained)
+        world.save(dangling)                                    # creates the target, as open() would
+        for path in (link, chained, dangling):
+            assert path.is_symlink()
+            with ecs.World.load(path) as loaded:
+                assert state(loaded) == state(world)
+    assert os.readlink(link) == os.path.join("data", "world.ecs") and os.readlink(chained) == str(link)
+    assert sorted(os.listdir(tmp_path)) == ["current.ecs", "data", "latest.ecs", "next.ecs"]
+    assert sorted(os.listdir(tmp_path / "data")) == ["next-world.ecs", "world.ecs"]
 
 
 # ---------------------------------------------------------------- restore without structural change

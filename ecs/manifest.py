@@ -1,0 +1,355 @@
+"""The world file's manifest, checked before anything is built (the file format: worldfile.py).
+
+A file is untrusted input: its CRC-32 detects accidents, not edits. `check_manifest` validates
+every field of a parsed manifest (types, ranges, JSON numbers that are bools, floats or huge),
+resolves components only among the classes this program has already defined (never importing on
+the file's word), checks that every table lists each column of each of its components exactly
+once and that every array lies inside the payload without overlapping another, and bounds what
+loading would commit by the file's own size and its stored ids. It raises SnapshotError naming
+what is wrong; a manifest it accepts can be loaded without committing more than
+COMMIT_PER_FILE_BYTE times the file plus COMMIT_ALLOWANCE.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import re
+import resource
+import struct
+from typing import Any
+
+import numpy as np
+
+from . import memory
+from .entity import MIN_CAPACITY as ENTITY_MIN_CAPACITY
+from .errors import SnapshotError
+from .schema import ComponentInfo, find_component
+from .table import MAX_SLOTS
+from .table import MIN_CAPACITY as TABLE_MIN_CAPACITY
+
+MAGIC = b"ECSWORLD"
+TRAILER = b"ECSEND\0\0"
+FORMAT_VERSION = 2
+HEADER = struct.Struct("<8sIIQ")
+ALIGN = 64
+# bytes per CRC-32: at 1M entities 1, 4 and 16 MiB timed alike (save 22-27 ms, load + close 29-33 ms)
+CHUNK = 1 << 22
+
+
+def chunk_count(nbytes: int) -> int:
+    return max(1, -(-nbytes // CHUNK))
+
+
+MAX_FRAME = 2**62
+MAX_ROWS = 2**31               # rows are int32 in the entity index
+MAX_ENTITIES = 2**32           # an id holds a 32-bit slot index
+MAX_RETIRED = 1 << 16          # slots neither live nor free a file may claim (each took 2**31 despawns)
+MAX_DIMENSIONS = 32
+COMMIT_PER_FILE_BYTE = 64      # memory a load may commit: this many times the file, plus COMMIT_ALLOWANCE
+COMMIT_ALLOWANCE = 256 << 20   # (a table of 1 row commits MIN_CAPACITY rows of every column)
+_DTYPE = re.compile(r"[<>|][biuf][1-9][0-9]?")
+_CRC = re.compile(r"[0-9a-f]{8}")
+
+
+def check_manifest(manifest: dict[str, Any], path: str, payload_start: int,
+                    size: int) -> tuple[list[ComponentInfo], tuple[int, int]]:
+    """The components the manifest names, resolved, and its (max_rows, max_entities); SnapshotError
+    for anything _fill could not build exactly as described."""
+    check = _Check(path)
+    limits = check.mapping(manifest.get("limits"), "limits", ("max_rows", "max_entities"))
+    max_rows = check.integer(limits["max_rows"], "limits.max_rows", 64, MAX_ROWS)
+    max_entities = check.integer(limits["max_entities"], "limits.max_entities", 64, MAX_ENTITIES)
+    components = _check_components(check, manifest.get("components"))
+    entries: list[tuple[str, dict[str, Any]]] = []     # (what, array entry) of every payload array
+    alive, commit = _check_tables(check, manifest.get("tables"), components, max_rows, entries)
+    commit += _check_entities(check, manifest.get("entities"), alive, max_entities, entries)
+    commit += _check_resources(check, manifest.get("resources"), entries)
+    check.integer(manifest.get("frame"), "frame", 0, MAX_FRAME)
+    _check_layout(check, entries, payload_start, size)
+    if commit > COMMIT_PER_FILE_BYTE * size + COMMIT_ALLOWANCE:
+        raise check.error(f"its world would commit about {commit >> 20} MiB of memory for a file of {size} bytes "
+                          f"(at most {COMMIT_PER_FILE_BYTE} times the file plus {COMMIT_ALLOWANCE >> 20} MiB)")
+    return components, (max_rows, max_entities)
+
+
+def _check_tables(check: _Check, tables: object, components: list[ComponentInfo], max_rows: int,
+                  entries: list[tuple[str, dict[str, Any]]]) -> tuple[int, int]:
+    """(rows of all tables, bytes their columns will commit). Each table has distinct components,
+    a set no other table has, and lists each column of each of them exactly once."""
+    alive, commit = 0, 0
+    sets: set[frozenset[int]] = set()
+    for t, table in enumerate(check.list(tables, "tables")):
+        what = f"table {t}"
+        table = check.mapping(table, what, ("components", "rows", "entities", "columns"))
+        indices = [check.integer(i, f"{what}: a component index", 0, len(components) - 1)
+                   for i in check.list(table["components"], f"{what}.components")]
+        if len(set(indices)) != len(indices):
+            raise check.error(f"{what} lists a component twice")
+        if frozenset(indices) in sets:
+            raise check.error(f"{what} has the components of an earlier table")
+        if len(indices) > MAX_SLOTS // 2:
+            raise check.error(f"{what} has {len(indices)} components; a table holds at most {MAX_SLOTS // 2}")
+        sets.add(frozenset(indices))
+        if type(table["rows"]) is int and table["rows"] > max_rows:
+            raise check.error(f"a table of {table['rows']} rows, max_rows is {max_rows}")
+        rows = check.integer(table["rows"], f"{what}.rows", 0, max_rows)
+        alive += rows
+        entries.append((f"{what}: the entity column", check.array(table["entities"], f"{what}.entities",
+                                                                   np.dtype(np.int64), (rows,))))
+        wanted = {(i, field): dtype for i in indices for field, dtype in components[i].fields.items()}
+        listed: set[tuple[int, str]] = set()
+        for column in check.list(table["columns"], f"{what}.columns"):
+            if type(column) is not list or len(column) != 3 or type(column[1]) is not str:
+                raise check.error(f"{what}.columns holds {_described(column)}; expected [component index, "
+                                  f"field, array]")
+            index = check.integer(column[0], f"{what}: a column's component index", 0, len(components) - 1)
+            name = f"{components[index].name}.{shorten(column[1])}"
+            if (index, column[1]) in listed:
+                raise check.error(f"{what} stores column {name} twice")
+            if (index, column[1]) not in wanted:
+                raise check.error(f"{what} stores column {name}, which is not a field of its components")
+            listed.add((index, column[1]))
+            dtype = wanted[index, column[1]]
+            base = dtype.base if dtype.shape else dtype
+            entries.append((f"{what}: column {name}", check.array(column[2], f"{what}: column {name}", base,
+                                                                  (rows, *dtype.shape))))
+        for index, field in wanted:
+            if (index, field) not in listed:
+                raise check.error(f"{what} stores no column {components[index].name}.{field}")
+        commit += _table_commit(rows, max_rows, [components[i] for i in indices])
+    return alive, commit
+
+
+def _check_entities(check: _Check, index: object, alive: int, max_entities: int,
+                    entries: list[tuple[str, dict[str, Any]]]) -> int:
+    """The id allocator: the live count is the tables' rows, the free list and its generations
+    have one length, and the high water mark is bounded by them (every slot below it is live,
+    free or retired). Returns the bytes the entity index will commit."""
+    index = check.mapping(index, "entities", ("high_water", "alive", "free", "free_generation"))
+    if check.integer(index["alive"], "entities.alive", 0, MAX_ENTITIES) != alive:
+        raise SnapshotError(check.path, f"the entity index is inconsistent: the tables hold {alive} entities, the "
+                                        f"manifest says {index['alive']}")
+    free = check.mapping(index["free"], "entities.free", ("shape",))
+    nfree = check.integer(free["shape"][0] if type(free["shape"]) is list and free["shape"] else None,
+                      "entities.free.shape[0]", 0, MAX_ENTITIES)
+    entries.append(("the free list", check.array(free, "entities.free", np.dtype(np.int64), (nfree,))))
+    entries.append(("the free slots' generations", check.array(
+        index["free_generation"], "entities.free_generation", np.dtype(np.uint32), (nfree,))))
+    high_water = check.integer(index["high_water"], "entities.high_water", -(2**63), 2**63)
+    if not 1 <= high_water <= max_entities:
+        raise SnapshotError(check.path, f"the entity index is inconsistent: high water mark {high_water} is "
+                                        f"outside [1, max_entities={max_entities}]")
+    retired = high_water - 1 - alive - nfree
+    if retired > MAX_RETIRED:
+        raise SnapshotError(check.path, f"the entity index is inconsistent: high water mark {high_water} leaves "
+                                        f"{retired} slots neither alive nor free, more than the {MAX_RETIRED} "
+                                        f"retired slots a file may hold")
+    # rebuild commits 3 int32 arrays of the slots, and copies the free list (and its generations)
+    return 3 * memory.page_round(4 * min(max(high_water, ENTITY_MIN_CAPACITY), max_entities)) + 48 * nfree
+
+
+def _check_resources(check: _Check, resources: object, entries: list[tuple[str, dict[str, Any]]]) -> int:
+    """Numbers the named type holds exactly, numeric arrays of sane shapes, identifier names.
+    Returns the bytes the arrays will take (read, then copied into the arena)."""
+    resources = check.mapping(resources, "resources", ("scalars", "arrays"))
+    scalars = check.mapping(resources["scalars"], "resources.scalars", ())
+    arrays = check.mapping(resources["arrays"], "resources.arrays", ())
+    for name, item in scalars.items():
+        check.scalar(name, item)
+    commit = 0
+    for name, entry in arrays.items():
+        check.resource_name(name, scalars)
+        shape = entry.get("shape") if type(entry) is dict else None
+        dtype = check.dtype(entry.get("dtype") if type(entry) is dict else None, f"resource {name!r}")
+        if type(shape) is not list or len(shape) > MAX_DIMENSIONS:
+            raise check.error(f"resource {name!r} has shape {_described(shape)}; expected a list of at most "
+                              f"{MAX_DIMENSIONS} sizes")
+        dims = tuple(check.integer(d, f"resource {name!r}: a size", 0, 2**48) for d in shape)
+        if math.prod(max(d, 1) for d in dims) * dtype.itemsize > 2**48:
+            raise check.error(f"resource {name!r} has shape {list(dims)}, too large for any array")
+        entries.append((f"resource {name!r}", check.array(entry, f"resource {name!r}", dtype, dims)))
+        commit += 2 * entry["nbytes"]
+    return commit
+
+
+def _check_components(check: _Check, saved: object) -> list[ComponentInfo]:
+    """Resolve every component among those this program defined (schema.find_component): the
+    manifest's word imports nothing. Its fields must be exactly the class's."""
+    out: list[ComponentInfo] = []
+    for k, entry in enumerate(check.list(saved, "components")):
+        entry = check.mapping(entry, f"component {k}", ("name", "fields"))
+        name = entry["name"]
+        if type(name) is not str:
+            raise check.error(f"component {k} is named {_described(name)}; expected a string")
+        info = find_component(name)
+        if info is None:
+            raise SnapshotError(check.path, f"component {shorten(name)} is not defined in this program: import "
+                                            f"the module that defines it (or define it) before loading; a "
+                                            f"file's word imports nothing")
+        if any(other is info for other in out):
+            raise check.error(f"component {shorten(name)} is listed twice")
+        fields = check.list(entry["fields"], f"component {shorten(name)}: fields")
+        if not all(type(f) is list and len(f) == 3 and type(f[0]) is str and type(f[1]) is str
+                   and type(f[2]) is list and all(type(d) is int for d in f[2]) for f in fields):
+            raise check.error(f"component {shorten(name)} has fields {_described(fields)}; expected "
+                              f"[name, dtype, shape] triples")
+        stored = [(f, d, tuple(s)) for f, d, s in fields]
+        have = [(f, (d.base if d.shape else d).str, tuple(d.shape)) for f, d in info.fields.items()]
+        if stored != have:
+            raise SnapshotError(check.path, f"component {name} has fields {have} but the file stores "
+                                            f"{shorten(str(stored), 400)}")
+        out.append(info)
+    return out
+
+
+def _check_layout(check: _Check, entries: list[tuple[str, dict[str, Any]]], payload_start: int, size: int) -> None:
+    """Every array lies inside the payload, and no two share a byte: so the memory that arrays
+    and the rows they hold commit is bounded by the file's own length."""
+    payload_end = size - 4 - len(TRAILER)
+    spans = []
+    for what, entry in entries:
+        offset, nbytes = entry["offset"], entry["nbytes"]
+        if payload_start + offset + nbytes > payload_end:
+            raise SnapshotError(check.path, f"the file is truncated: {what} runs past its end")
+        if nbytes:
+            spans.append((offset, offset + nbytes, what))
+    spans.sort()
+    for (_, end, first), (start, _, second) in itertools.pairwise(spans):
+        if start < end:
+            raise check.error(f"{first} and {second} overlap in the payload")
+
+
+def _table_commit(rows: int, max_rows: int, infos: list[ComponentInfo]) -> int:
+    """What table.reserve(rows) commits: its first growth takes MIN_CAPACITY rows of every column
+    and of the change bits of each component's two slots."""
+    if not rows:
+        return 0
+    capacity = min(max(rows, TABLE_MIN_CAPACITY), max_rows)
+    row_bytes = [8] + [dtype.itemsize for info in infos for dtype in info.fields.values()]
+    words = memory.page_round(-(-capacity // 64) * 8)
+    return sum(memory.page_round(capacity * b) for b in row_bytes) + 2 * len(infos) * words
+
+
+def check_address_space(path: str, max_entities: int) -> None:
+    """Under RLIMIT_AS the world's arena shrinks (memory.py) and World() fails when its entity
+    index does not fit, leaving the arena's descriptor open; refuse such limits up front."""
+    soft, _ = resource.getrlimit(resource.RLIMIT_AS)
+    if soft == resource.RLIM_INFINITY:
+        return
+    with open("/proc/self/statm") as statm:
+        room = soft - int(statm.read().split()[0]) * memory.PAGE
+    arena = memory.ARENA_BYTES_WANTED
+    while arena > room and arena > memory.ARENA_BYTES_MIN:
+        arena //= 2
+    need = 3 * memory.page_round(4 * max_entities) + 64 * memory.PAGE
+    if arena <= room and need > arena:
+        raise SnapshotError(path, f"the world it describes does not fit in this process: its entity index of "
+                                  f"max_entities={max_entities} slots takes {need} bytes of address space, the "
+                                  f"arena RLIMIT_AS leaves has {arena}")
+
+
+class _Check:
+    """Type and range checks of manifest values, raising SnapshotError naming the value."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def error(self, reason: str) -> SnapshotError:
+        return SnapshotError(self.path, f"the manifest is malformed: {reason}")
+
+    def integer(self, value: object, what: str, lo: int, hi: int) -> int:
+        if type(value) is not int or not lo <= value <= hi:   # bool, float and huge ints too
+            raise self.error(f"{what} is {_described(value)}; expected an integer in [{lo}, {hi}]")
+        return value
+
+    def list(self, value: object, what: str) -> list[Any]:
+        if type(value) is not list:
+            raise self.error(f"{what} is {_described(value)}; expected a list")
+        return value
+
+    def mapping(self, value: object, what: str, keys: tuple[str, ...]) -> dict[str, Any]:
+        if type(value) is not dict:
+            raise self.error(f"{what} is {_described(value)}; expected an object")
+        missing = [k for k in keys if k not in value]
+        if missing:
+            raise self.error(f"{what} has no {missing[0]!r}")
+        return value
+
+    def dtype(self, value: object, what: str) -> np.dtype:
+        if type(value) is not str or not _DTYPE.fullmatch(value):
+            raise self.error(f"{what} has dtype {_described(value)}; expected a numeric or bool dtype such as '<f4'")
+        try:
+            dtype = np.dtype(value)
+        except TypeError:
+            dtype = None
+        if dtype is None or dtype.str != value:
+            raise self.error(f"{what} has dtype {value!r}, which is not one numpy writes")
+        return dtype
+
+    def array(self, entry: object, what: str, dtype: np.dtype, shape: tuple[int, ...]) -> dict[str, Any]:
+        """An array entry of this dtype and shape: offset, nbytes and CRCs (parsed into
+        `entry["crcs"]`, one per CHUNK bytes)."""
+        entry = self.mapping(entry, what, ("offset", "nbytes", "dtype", "shape", "crc32"))
+        self.integer(entry["offset"], f"{what}: offset", 0, 2**62)
+        nbytes = self.integer(entry["nbytes"], f"{what}: nbytes", 0, 2**62)
+        if entry["dtype"] != dtype.str or entry["shape"] != list(shape) or nbytes != math.prod(shape) * dtype.itemsize:
+            raise self.error(f"{what} has {nbytes} bytes of shape {_described(entry['shape'])} and dtype "
+                             f"{_described(entry['dtype'])}, expected {math.prod(shape) * dtype.itemsize} of shape "
+                             f"{list(shape)} and dtype {dtype.str!r}")
+        crcs = entry["crc32"]
+        if type(crcs) is not list or len(crcs) != chunk_count(nbytes) or \
+                not all(type(c) is str and _CRC.fullmatch(c) for c in crcs):
+            raise self.error(f"{what}: an array of {nbytes} bytes has checksums {_described(crcs)}, expected "
+                             f"{chunk_count(nbytes)} of 8 hex digits")
+        entry["crcs"] = [int(c, 16) for c in crcs]
+        return entry
+
+    def resource_name(self, name: str, scalars: dict[str, Any] | None = None) -> None:
+        if not name.isidentifier():
+            raise self.error(f"resource {shorten(name)!r} is not named by an identifier")
+        if scalars is not None and name in scalars:
+            raise self.error(f"resource {name!r} is stored both as a number and as an array")
+
+    def scalar(self, name: str, item: object) -> None:
+        """A resource number: ["bool" | "int" | "float", value] or [numpy dtype, value] that the
+        dtype holds exactly (what .item() of that numpy scalar gave)."""
+        self.resource_name(name)
+        if type(item) is not list or len(item) != 2 or type(item[0]) is not str:
+            raise self.error(f"resource {name!r} is {_described(item)}; expected [type, value]")
+        kind, value = item
+        python = {"bool": bool, "int": int, "float": float}.get(kind)
+        if python is not None:
+            if type(value) is not python:
+                raise self.error(f"resource {name!r} is {_described(value)}; expected a value of type {kind}")
+            return
+        dtype = self.dtype(kind, f"resource {name!r}")
+        fits = type(value) is {"b": bool, "i": int, "u": int, "f": float}[dtype.kind]
+        if fits:
+            try:
+                with np.errstate(all="raise"):
+                    stored = dtype.type(value)
+                fits = stored.item() == value or (dtype.kind == "f" and math.isnan(value) and np.isnan(stored))
+            except (OverflowError, FloatingPointError, ValueError):
+                fits = False
+        if not fits:
+            raise self.error(f"resource {name!r} is {_described(value)}, which is not a {dtype.str} value")
+
+
+def _described(value: object, outer: bool = True) -> str:
+    """A manifest value in a message, without walking into it (it may be deep or huge)."""
+    if type(value) is list:
+        if outer and len(value) <= 8:
+            return f"[{', '.join(_described(item, outer=False) for item in value)}]"
+        return f"a list of {len(value)} items"
+    if type(value) is dict:
+        return f"an object of {len(value)} keys"
+    if type(value) is str:
+        return repr(shorten(value))
+    if type(value) is int and abs(value) >= 10**30:
+        return f"an integer of {len(str(abs(value)))} digits"
+    return repr(value)
+
+
+def shorten(text: str, limit: int = 80) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
