@@ -25,6 +25,8 @@ are dropped. `world.defer()` (deferred.py) queues the same changes from Python.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from kernels import commands as records_kernels
@@ -45,10 +47,9 @@ from kernels.commands import (
     VALUE,
 )
 
-from .changeset import ChangeSet
 from .errors import CommandError, ComponentValueError, InvalidArgumentError, InvalidNameError
 from .memory import Arena, ArraySpec
-from .schema import INFO_BY_KEY, ComponentInfo, coerce_scalar, info_of
+from .schema import INFO_BY_KEY, ComponentInfo, coerce_batch, info_of
 from .store import Store
 
 BUFFER_CAPACITY = 1 << 20   # commands per process per frame: 64 MiB of address space, committed as written
@@ -111,36 +112,166 @@ def buffer_view(arena: Arena, specs: tuple[ArraySpec, ArraySpec]) -> records_ker
 
 
 def apply_records(store: Store, records: np.ndarray, owners: np.ndarray, system_names: list[str]) -> None:
-    """Apply kernel commands in (system, table, row) order; see the module docstring."""
+    """Apply kernel commands in (system, table, row) order; see the module docstring.
+
+    Vectorised: every check runs over all records of a kind before anything is applied, then
+    spawns are bulk copies per prefab table, sets one fancy-indexed write per (field, table),
+    component changes bulk moves per source table (changeset.py's rule: the last command for
+    an (entity, component) wins), despawns one batch. Python work is per distinct field or
+    component key, not per record."""
     if records.shape[0] == 0:
         return
     order = np.lexsort((np.arange(records.shape[0]), records[:, ROW], records[:, TABLE], records[:, SYSTEM]))
     records, owners = records[order], owners[order]
-    values = records.view(np.float64)[:, VALUE]
-    changes = ChangeSet(store)
-    for k in range(records.shape[0]):
-        kind, target, process = int(records[k, KIND]), int(records[k, TARGET]), int(owners[k])
-        where = f"a command of system {system_names[int(records[k, SYSTEM])]!r}"
-        if kind == SPAWN:
-            changes.spawn_copy(target, (process, int(records[k, SERIAL])), where)
-        elif kind == SET:
-            info, field = _field_of(int(records[k, KEY]), where)
-            value = coerce_scalar(info, field, float(values[k]))
-            changes.set_field(changes.placeholder(target, process, where), info, field, value, where)
-        elif kind in (ADD, REMOVE):
-            component = INFO_BY_KEY.get(int(records[k, KEY]))
-            if component is None:
-                raise CommandError(f"{where} names component key {int(records[k, KEY])}, which no component has")
-            entity = changes.placeholder(target, process, where)
-            if kind == ADD:
-                changes.add(entity, component, _default_values(component, where), where)
+    batch = _RecordBatch(store, records, owners, system_names)
+    batch.check()
+    batch.apply()
+
+
+class _RecordBatch:
+    """One frame's sorted command records: checked as a whole, then applied as a whole."""
+
+    def __init__(self, store: Store, records: np.ndarray, owners: np.ndarray, system_names: list[str]) -> None:
+        self.store, self.records, self.owners, self.system_names = store, records, owners, system_names
+        self.kind = records[:, KIND]
+        self.values = records.view(np.float64)[:, VALUE]
+        self.spawn_at = np.flatnonzero(self.kind == SPAWN)
+        serials = owners[self.spawn_at] << 32 | records[self.spawn_at, SERIAL]
+        self.spawn_order = np.argsort(serials, kind="stable")
+        self.spawn_serials = serials[self.spawn_order]
+        self.field_groups: list[tuple[ComponentInfo, str, np.ndarray, np.ndarray]] = []
+        self.change_groups: list[tuple[ComponentInfo, bool, np.ndarray]] = []   # (info, removing, positions)
+
+    def where(self, k: int) -> str:
+        record = self.records[k]
+        return (f"a command of system {self.system_names[int(record[SYSTEM])]!r} (table {int(record[TABLE])}, "
+                f"row {int(record[ROW])}, entity {int(record[TARGET])})")
+
+    def resolved(self, at: np.ndarray) -> np.ndarray:
+        """Targets of the records at `at`: ids as they are, placeholders as -(spawn index + 1)."""
+        targets = self.records[at, TARGET].copy()
+        negative = np.flatnonzero(targets < 0)
+        if negative.shape[0]:
+            wanted = self.owners[at[negative]] << 32 | (-targets[negative] - 1)
+            spawns = self.spawn_serials.shape[0]
+            found = np.minimum(np.searchsorted(self.spawn_serials, wanted), max(spawns - 1, 0))
+            bad = np.flatnonzero(self.spawn_serials[found] != wanted) if spawns else np.arange(negative.shape[0])
+            if bad.shape[0]:
+                k = int(at[negative[bad[0]]])
+                raise CommandError(f"{self.where(k)} names placeholder {int(self.records[k, TARGET])}, which no "
+                                   f"cmd_spawn of its process made")
+            targets[negative] = -(self.spawn_order[found] + 1)
+        return targets
+
+    # ---------------------------------------------------------------- checks (nothing applied yet)
+    def check(self) -> None:
+        known = np.isin(self.kind, (SPAWN, SET, ADD, REMOVE, DESPAWN))
+        if not known.all():
+            raise CommandError(f"corrupt command record of kind {int(self.kind[np.flatnonzero(~known)[0]])}")
+        prefabs = self.records[self.spawn_at, TARGET]
+        if (prefabs < 0).any():
+            k = int(self.spawn_at[np.flatnonzero(prefabs < 0)[0]])
+            raise CommandError(f"{self.where(k)} copies {int(self.records[k, TARGET])}, a placeholder: the prefab of "
+                               f"cmd_spawn must be an entity that exists before the frame's commands are applied")
+        self.store.entities.locate_batch(prefabs)            # DeadEntityError naming a dead prefab
+        self._check_sets()
+        self._check_changes()
+        for kind in (ADD, REMOVE, DESPAWN):
+            self.resolved(np.flatnonzero(self.kind == kind))   # placeholders of this frame's spawns
+
+    def _check_sets(self) -> None:
+        at = np.flatnonzero(self.kind == SET)
+        keys = self.records[at, KEY]
+        for key in np.unique(keys):
+            positions = at[keys == key]
+            info, field = _field_of(int(key), self.where(int(positions[0])))
+            targets = self.resolved(positions)
+            holders = _substituted(targets, self.records[self.spawn_at, TARGET])   # a placeholder: its prefab
+            self.store.tables_of(holders, info)                 # DeadEntityError / MissingComponentError
+            value = coerce_batch(info, field, self.values[positions])
+            self.field_groups.append((info, field, positions, value))
+
+    def _check_changes(self) -> None:
+        at = np.flatnonzero((self.kind == ADD) | (self.kind == REMOVE))
+        keys = self.records[at, KEY]
+        for key in np.unique(keys):
+            info = INFO_BY_KEY.get(int(key))
+            positions = at[keys == key]
+            if info is None:
+                raise CommandError(f"{self.where(int(positions[0]))} names component key {int(key)}, which no "
+                                   f"component has")
+            if (self.kind[positions] == ADD).any():
+                _default_values(info, self.where(int(positions[self.kind[positions] == ADD][0])))
+            targets = self.resolved(positions)
+            self.store.entities.locate_batch(targets[targets >= 0])    # DeadEntityError naming it
+            self.change_groups.append((info, False, positions))
+
+    # ---------------------------------------------------------------- applying
+    def apply(self) -> None:
+        store = self.store
+        spawned = store.spawn_copies(self.records[self.spawn_at, TARGET])
+
+        def real(targets: np.ndarray) -> np.ndarray:
+            return _substituted(targets, spawned)
+
+        for info, field, positions, value in self.field_groups:
+            ids = real(self.resolved(positions))
+            last = _last_of_each(ids)
+            store.write_field_batch(ids[last], info, field, value[last])
+        self._apply_changes(real)
+        doomed = real(self.resolved(np.flatnonzero(self.kind == DESPAWN)))
+        doomed = doomed[np.sort(np.unique(doomed, return_index=True)[1])]
+        doomed = doomed[store.entities.alive_mask(doomed)]
+        if doomed.shape[0]:
+            store.despawn_batch(doomed)
+
+    def _apply_changes(self, real: Any) -> None:
+        """The last command for each (entity, component) wins; an entity with one change is moved in
+        a batch per (component, add or remove), one with several in one move of its own."""
+        if not self.change_groups:
+            return
+        positions = np.concatenate([p for _, _, p in self.change_groups])
+        positions.sort()
+        ids = real(self.resolved(positions))
+        keys = self.records[positions, KEY]
+        pair = np.stack([ids, keys], axis=1)
+        _, last_reversed = np.unique(pair[::-1], axis=0, return_index=True)
+        final = np.sort(positions.shape[0] - 1 - last_reversed)
+        ids, keys, adding = ids[final], keys[final], self.kind[positions[final]] == ADD
+        distinct, counts = np.unique(ids, return_counts=True)
+        several = np.isin(ids, distinct[counts > 1])
+        for key in np.unique(keys[~several]):
+            info = INFO_BY_KEY[int(key)]
+            for add in (True, False):
+                chosen = ids[~several & (keys == key) & (adding == add)]
+                if chosen.shape[0]:
+                    self.store.change_components_batch(chosen, [(info, dict(info.defaults))] if add else [],
+                                                       [] if add else [info])
+        by_entity: dict[int, tuple[list[tuple[ComponentInfo, Any]], list[ComponentInfo]]] = {}
+        for entity, key, add in zip(ids[several].tolist(), keys[several].tolist(), adding[several].tolist(),
+                                    strict=True):
+            adds, removes = by_entity.setdefault(entity, ([], []))
+            info = INFO_BY_KEY[key]
+            if add:
+                adds.append((info, dict(info.defaults)))
             else:
-                changes.remove(entity, component, where)
-        elif kind == DESPAWN:
-            changes.despawn(changes.placeholder(target, process, where), where)
-        else:
-            raise CommandError(f"corrupt command record of kind {kind}")
-    changes.apply()
+                removes.append(info)
+        for entity, (adds, removes) in by_entity.items():
+            self.store.change_components(entity, adds, removes)
+
+
+def _substituted(targets: np.ndarray, by_spawn: np.ndarray) -> np.ndarray:
+    """Targets with each placeholder -(k + 1) replaced by by_spawn[k]."""
+    out = targets.copy()
+    placeholders = targets < 0
+    out[placeholders] = by_spawn[-targets[placeholders] - 1]
+    return out
+
+
+def _last_of_each(ids: np.ndarray) -> np.ndarray:
+    """Positions of the last occurrence of each distinct id, in position order."""
+    _, last_reversed = np.unique(ids[::-1], return_index=True)
+    return np.sort(ids.shape[0] - 1 - last_reversed)
 
 
 def _field_of(key: int, where: str) -> tuple[ComponentInfo, str]:

@@ -79,13 +79,19 @@ class EntityIndex:
             return False
         return True
 
-    def locate_batch(self, ids: np.ndarray) -> np.ndarray:
-        """Indices of an int64 array of live ids; DeadEntityError naming the first dead one."""
+    def alive_mask(self, ids: np.ndarray) -> np.ndarray:
+        """One bool per id of an int64 array: is it alive."""
         index = ids & INDEX_MASK
         ok = (ids > 0) & (index < self.high_water)
         safe = np.where(ok, index, 0)
         ok &= self.table_of[safe] >= 0
         ok &= self.generation[safe].astype(np.int64) == (ids >> INDEX_BITS)
+        return ok
+
+    def locate_batch(self, ids: np.ndarray) -> np.ndarray:
+        """Indices of an int64 array of live ids; DeadEntityError naming the first dead one."""
+        index = ids & INDEX_MASK
+        ok = self.alive_mask(ids)
         if not ok.all():
             first = int(ids[np.flatnonzero(~ok)[0]])
             self.locate(first)  # raises with the precise reason

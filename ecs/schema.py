@@ -501,9 +501,9 @@ def values_of(value: object) -> tuple[ComponentInfo, dict[str, np.ndarray], int 
     return info, value._values, value._batch_len  # type: ignore[attr-defined]
 
 
-def coerce_scalar(info: ComponentInfo, field: str, value: object) -> np.ndarray:
-    """One scalar value converted to a field's dtype, or ComponentValueError naming it."""
-    return _coerce(info.name, field, info.fields[field], value, batch=False)
+def coerce_batch(info: ComponentInfo, field: str, values: np.ndarray) -> np.ndarray:
+    """Values (one per entity) converted to a field's dtype, or ComponentValueError naming it."""
+    return _coerce(info.name, field, info.fields[field], values, batch=True)
 
 
 def _coerce(component_name: str, field: str, dtype: np.dtype, value: object, batch: bool) -> np.ndarray:

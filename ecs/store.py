@@ -196,6 +196,21 @@ class Store:
         table.mark_new_rows(new_row, new_row + 1)
         return int(table.entities_all[new_row])
 
+    def spawn_copies(self, prefabs: np.ndarray) -> np.ndarray:
+        """A copy of each live prefab (repeats allowed), in bulk per prefab table; their ids, in
+        the order of `prefabs`."""
+        ids = np.empty(prefabs.shape[0], np.int64)
+        for table, where in self.tables_of(prefabs):
+            rows = self.rows_of(prefabs[where])
+            start = self._place(table, where.shape[0])
+            stop = start + where.shape[0]
+            for cols in table.columns_by_component.values():
+                for col in cols.values():
+                    col[start:stop] = col[rows]
+            table.mark_new_rows(start, stop)
+            ids[where] = table.entities_all[start:stop]
+        return ids
+
     def _place(self, table: Table, count: int) -> int:
         """Allocate `count` entities at the end of `table`; returns their first row. Checks both
         capacities before changing anything."""
@@ -378,6 +393,14 @@ class Store:
         _, table, row = self.locate(entity)
         table.columns_by_component[info.id][field][row] = value
         table.mark_row(table.marks_slot[info.id], row)
+
+    def write_field_batch(self, ids: np.ndarray, info: ComponentInfo, field: str, values: np.ndarray) -> None:
+        """Write one field of distinct live ids that have the component (values: one per id) and
+        mark their rows changed."""
+        for table, where in self.tables_of(ids, info):
+            rows = self.rows_of(ids[where])
+            table.columns_by_component[info.id][field][rows] = values[where]
+            bits.mark_rows(table.bit_matrix[table.marks_slot[info.id]], rows)
 
     def write_batch(self, ids: np.ndarray, info: ComponentInfo, values: Values) -> None:
         """Write one component of many live entities (arrays of len(ids), or scalars) and mark
