@@ -28,6 +28,7 @@ from .errors import ComponentValueError, MissingComponentError, WorldClosedError
 from .fastpath import Read, Write, compile_access, compile_spawn, no_plan
 from .memory import Arena
 from .query import Query
+from .recorder import Recorder, run_recorded
 from .resources import Resources
 from .schedule import Progress, Schedule
 from .schema import ComponentInfo, info_of, values_of
@@ -83,6 +84,7 @@ class World:
         # (version, weak ref to a snapshot.Structure): at that version the structure equals it
         self._structure_seen: tuple[int, weakref.ref[Structure]] | None = None
         self._workers: WorkerPool | None = None
+        self._recorders: list[Recorder] = []   # record(): sampled by step()/run() (recorder.py)
 
     # ---------------------------------------------------------------- lifecycle
     def close(self) -> None:
@@ -453,6 +455,9 @@ class World:
         """Run one frame: every due system once, in registration order. `params` bind kernel
         parameters by name (before world.resources)."""
         self._check_open("step")
+        if self._recorders:
+            self._run_recorded(1, params, None)
+            return
         self._schedule.run(1, params)
 
     def run(self, frames: int, *, progress: bool = False, **params: object) -> None:
@@ -463,9 +468,29 @@ class World:
             raise ValueError(f"run(frames={frames!r}): expected an int >= 0")
         bar = Progress(frames, progress)
         try:
-            self._schedule.run(frames, params, bar)
+            if self._recorders:
+                self._run_recorded(frames, params, bar)
+            else:
+                self._schedule.run(frames, params, bar)
         finally:
             bar.close()
+
+    # ---------------------------------------------------------------- recording (ecs/recorder.py)
+    def record(self, *components: type, every: int = 1,
+               reductions: dict[str, Callable[[World], Any]] | None = None) -> Recorder:
+        """Sample these components' fields (for entities that have all of them) and the
+        `reductions` (name -> fn(world) -> scalar) during step()/run(), every `every` frames,
+        in this process between frames (workers too). A sample's "frame" is the number of
+        frames run when it was taken: 0 is the state before the first frame, f the state
+        right after the f-th. `recorder.to_arrow()` gives the samples, `close()` stops it."""
+        self._check_open("record")
+        recorder = Recorder(self, components, every, reductions)
+        self._recorders.append(recorder)
+        return recorder
+
+    def _run_recorded(self, frames: int, params: dict[str, object], bar: Progress | None) -> None:
+        run_recorded(self, self._recorders, frames, lambda: self._schedule.frame,
+                     lambda n, progress: self._schedule.run(n, params, progress), bar)
 
     def stats(self) -> dict[str, dict[str, float]]:
         """Per system: calls (frames it ran), kernel_calls, rows given, seconds spent."""
