@@ -14,6 +14,7 @@ from kernels.commands import set_field as cmd_set
 from kernels.commands import spawn as cmd_spawn
 
 from .commands import Commands, Deferred, component_key, field_key
+from .ensemble import ensemble
 from .errors import (
     ComponentValueError,
     DeadEntityError,
@@ -27,6 +28,7 @@ from .errors import (
     WorldClosedError,
 )
 from .query import Batch, Query
+from .recorder import Recorder
 from .schema import bool_, component, f32, f64, i8, i16, i32, i64, u8, u16, u32, u64
 from .system import Entity, Mut, Removed, Rows, System, system
 from .world import World
@@ -45,6 +47,7 @@ __all__ = [
     "MissingComponentError",
     "Mut",
     "Query",
+    "Recorder",
     "Removed",
     "Rows",
     "SchemaError",
@@ -62,6 +65,7 @@ __all__ = [
     "cmd_spawn",
     "component",
     "component_key",
+    "ensemble",
     "f32",
     "f64",
     "field_key",
