@@ -41,6 +41,7 @@ import multiprocessing as mp
 import os
 import pickle
 import traceback
+import uuid
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -77,9 +78,10 @@ def ensemble(build: Callable[..., World], runs: Sequence[Mapping[str, Any]], fra
     bar = Progress(len(params_list), progress, label="runs")
     try:
         future_runs = {}
+        call = uuid.uuid4().hex   # Dask's default pure=True would serve a repeated call from its cache
         for k, params in enumerate(params_list):
             try:
-                future_runs[executor.submit(run_one, build, params, frames, observe, k)] = k
+                future_runs[executor.submit(run_one, build, params, frames, observe, f"{call}:{k}")] = k
             except Exception as exc:   # a run whose arguments cannot be shipped
                 outcomes[k] = {"observed": {}, "error": _error_text(exc)}
         done = sum(outcome is not None for outcome in outcomes)
@@ -100,11 +102,12 @@ def ensemble(build: Callable[..., World], runs: Sequence[Mapping[str, Any]], fra
 
 
 def run_one(build: Callable[..., World], params: dict[str, Any], frames: int,
-            observe: Callable[[World], Mapping[str, Any]] | None, index: int = 0) -> dict[str, Any]:
+            observe: Callable[[World], Mapping[str, Any]] | None, task: str = "") -> dict[str, Any]:
     """One run, in whichever process the executor chose: build, run, observe, close. Returns
     {"observed": {name: scalar or 1-D array}, "error": None or "ExcType: message"}; never raises
-    for an error of the run. `index` only makes each run's task distinct (Dask hashes arguments)."""
-    del index
+    for an error of the run. `task` (call and run) only makes each task distinct: Dask names a
+    task by a hash of its arguments and would hand out an earlier identical task's result."""
+    del task
     world = None
     try:
         world = build(**params)
