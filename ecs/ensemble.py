@@ -126,9 +126,11 @@ def run_one(build: Callable[..., World], params: dict[str, Any], frames: int,
 def local_pool(runs: int) -> cf.ProcessPoolExecutor:
     """The default executor: one process per core (at most `runs`), from a preloaded forkserver
     (the same server the world's workers use, workers.py), or spawn where there is none."""
+    context: mp.context.BaseContext
     try:
-        context = mp.get_context("forkserver")
-        context.set_forkserver_preload(["__main__", "ecs._preload"])
+        forkserver = mp.get_context("forkserver")
+        forkserver.set_forkserver_preload(["__main__", "ecs._preload"])
+        context = forkserver
     except ValueError:
         context = mp.get_context("spawn")
     size = max(1, min(runs, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1))

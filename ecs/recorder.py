@@ -249,7 +249,7 @@ class _Growable:
     (np.result_type) when a later value needs it."""
 
     def __init__(self, dtype: type | None) -> None:
-        self._data = np.empty(16, dtype) if dtype is not None else None
+        self._data: np.ndarray | None = np.empty(16, dtype) if dtype is not None else None
         self._n = 0
 
     def append(self, value: Any) -> None:
