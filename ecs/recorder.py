@@ -198,13 +198,15 @@ class Recorder:
 
 
 def run_recorded(world: World, recorders: list[Recorder], frames: int, frame_now: Callable[[], int],
-                 run_frames: Callable[[int, Any], None], progress: Any) -> None:
+                 structure_version: Callable[[], int], run_frames: Callable[[int, Any], None],
+                 progress: Any) -> None:
     """Run `frames` frames as segments that end at the recorders' sampling frames, sampling
-    before the first frame (when due) and after each segment. `run_frames(n, progress)` runs n
-    frames; `progress` (a schedule.Progress or None) counts the whole run."""
+    before the first frame (when due) and after each segment. `frame_now()`: frames run so far;
+    `structure_version()`: a number that changes with every structural change; `run_frames(n,
+    progress)` runs n frames; `progress` (a progress bar or None) counts the whole run."""
     if frames == 0:
         return
-    _sample_due(world, recorders, frame_now())
+    _sample_due(world, recorders, frame_now(), structure_version)
     done = 0
     while done < frames:
         frame = frame_now()
@@ -212,13 +214,13 @@ def run_recorded(world: World, recorders: list[Recorder], frames: int, frame_now
         segment = min(frames - done, min(r.next_due(frame) for r in live) - frame)
         run_frames(segment, None if progress is None else _Shifted(progress, done))
         done += segment
-        _sample_due(world, recorders, frame_now())
+        _sample_due(world, recorders, frame_now(), structure_version)
 
 
-def _sample_due(world: World, recorders: list[Recorder], frame: int) -> None:
+def _sample_due(world: World, recorders: list[Recorder], frame: int, structure_version: Callable[[], int]) -> None:
     for recorder in list(recorders):
         if not recorder.closed and recorder.is_due(frame):
-            recorder.sample(world, frame, world._structure_version)
+            recorder.sample(world, frame, structure_version())
 
 
 class _Shifted:

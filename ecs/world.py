@@ -489,7 +489,7 @@ class World:
         return recorder
 
     def _run_recorded(self, frames: int, params: dict[str, object], bar: Progress | None) -> None:
-        run_recorded(self, self._recorders, frames, lambda: self._schedule.frame,
+        run_recorded(self, self._recorders, frames, lambda: self._schedule.frame, lambda: self._structure_version,
                      lambda n, progress: self._schedule.run(n, params, progress), bar)
 
     def stats(self) -> dict[str, dict[str, float]]:
