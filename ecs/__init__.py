@@ -15,6 +15,7 @@ from kernels.commands import spawn as cmd_spawn
 
 from .commands import Commands, component_key, field_key
 from .deferred import Deferred
+from .ensemble import ensemble
 from .errors import (
     ArgumentTypeError,
     CapacityError,
@@ -35,6 +36,7 @@ from .errors import (
     WorldClosedError,
 )
 from .query import Batch, Query
+from .recorder import Recorder
 from .schema import bool_, component, f32, f64, i8, i16, i32, i64, u8, u16, u32, u64
 from .system import Entity, Mut, Removed, Rows, System, system
 from .world import World
@@ -60,6 +62,7 @@ __all__ = [
     "Mut",
     "Query",
     "ReadOnlyError",
+    "Recorder",
     "Removed",
     "Rows",
     "SchemaError",
@@ -77,6 +80,7 @@ __all__ = [
     "cmd_spawn",
     "component",
     "component_key",
+    "ensemble",
     "f32",
     "f64",
     "field_key",

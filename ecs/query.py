@@ -162,6 +162,28 @@ class Query:
                 parts.append(f"{label}=[{names(infos)}]")
         return f"<Query {'; '.join(p for p in parts if p)}>"
 
+    # ---------------------------------------------------------------- results (ecs/arrow.py)
+    def to_arrow(self, *, copy: bool = False) -> Any:
+        """The matching rows as a pyarrow.Table: "entity", then "Component.field" per field
+        (vector fields as FixedSizeList). Like count(), it only looks: a changed=/added= query
+        gives its selected rows and does not consume them (iterate the query for that).
+
+        No copy for numeric columns when the query matches one table: the table is then a live
+        view of the columns, valid until the next structural change; `copy=True` takes the
+        values of the moment. Bool columns, several tables and filtered rows are copied (see
+        ecs/arrow.py for the costs). ImportError naming the `arrow` extra without pyarrow."""
+        from . import arrow
+        return arrow.query_to_arrow(self.required, (Batch(table, rows) for table, rows in self._selected(False)),
+                                    copy=copy)
+
+    def to_pandas(self) -> Any:
+        """The matching rows as a pandas.DataFrame, through to_arrow() (pandas copies every
+        column; vector fields become columns of numpy arrays). Does not consume changes.
+        ImportError naming the extra without pandas or pyarrow."""
+        from . import arrow
+        arrow.require("pandas", "pandas", "to_pandas()")
+        return self.to_arrow().to_pandas()
+
 
 def _infos(what: str, components: Sequence[type]) -> list[ComponentInfo]:
     if isinstance(components, type) or not isinstance(components, (list, tuple, set, frozenset)):

@@ -25,7 +25,7 @@ import os
 import threading
 import warnings
 import weakref
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -35,6 +35,7 @@ from .deferred import Deferred
 from .errors import ArgumentTypeError, ComponentValueError, ConcurrentUseError, InvalidArgumentError, WorldClosedError
 from .progress import Progress
 from .query import Query
+from .recorder import Recorder, run_recorded
 from .resources import Resources
 from .schedule import Schedule
 from .schema import info_of, values_of
@@ -69,6 +70,7 @@ class World:
         self.resources = Resources(self._store.arena)
         self._schedule = Schedule(self._store, self.resources, self.workers, step_timeout)
         self._running = threading.Lock()   # held while frames run
+        self._recorders: list[Recorder] = []   # record(): sampled by step()/run() (recorder.py)
         # the parts hold no reference back to the world: dropping it collects it at once
         self._finalizer = weakref.finalize(self, _release_unclosed, self._schedule, self.resources, self._store)
         self._finalizer.atexit = False
@@ -266,7 +268,7 @@ class World:
         if not self._running.acquire(blocking=False):
             raise ConcurrentUseError("step")
         try:
-            self._schedule.run(1, params)
+            self._run(1, params, None)
         finally:
             self._running.release()
 
@@ -280,10 +282,33 @@ class World:
             raise ConcurrentUseError("run")
         bar = Progress(frames, progress)
         try:
-            self._schedule.run(frames, params, bar)
+            self._run(frames, params, bar)
         finally:
             bar.close()
             self._running.release()
+
+    def _run(self, frames: int, params: dict[str, object], bar: Progress | None) -> None:
+        self._recorders = [r for r in self._recorders if not r.closed]
+        if not self._recorders:
+            self._schedule.run(frames, params, bar)
+            return
+        store, schedule = self._store, self._schedule
+        run_recorded(self._recorders, frames, lambda: schedule.frame, lambda: store.structure_version,
+                     lambda n, progress: schedule.run(n, params, progress), bar)
+
+    # ---------------------------------------------------------------- recording (ecs/recorder.py)
+    def record(self, *components: type, every: int = 1,
+               reductions: dict[str, Callable[[World], Any]] | None = None) -> Recorder:
+        """Sample these components' fields (for entities that have all of them) and the
+        `reductions` (name -> fn(world) -> scalar) during step()/run(), every `every` frames,
+        in this process between frames (workers too). A sample's "frame" is the number of
+        frames run when it was taken: 0 is the state before the first frame, f the state
+        right after the f-th. `recorder.to_arrow()` gives the samples, `close()` stops it."""
+        self._check_open("record")
+        recorder = Recorder(self.query(*components) if components else None, components, every, reductions,
+                            weakref.ref(self))   # a recorder keeps its world alive through nothing
+        self._recorders.append(recorder)
+        return recorder
 
     def stats(self) -> dict[str, dict[str, float]]:
         """Per system: calls (frames it ran), kernel_calls, rows given, seconds spent."""

@@ -25,6 +25,7 @@ PINNED_ALL = [
     "Mut",
     "Query",
     "ReadOnlyError",
+    "Recorder",
     "Removed",
     "Rows",
     "SchemaError",
@@ -42,6 +43,7 @@ PINNED_ALL = [
     "cmd_spawn",
     "component",
     "component_key",
+    "ensemble",
     "f32",
     "f64",
     "field_key",
@@ -77,10 +79,10 @@ ERRORS = {
     "ConcurrentUseError": RuntimeError,
 }
 
-# Names API.md's Components, World, Queries, Resources and Systems sections import from ecs
+# Names API.md's Components, World, Queries, Resources, Systems and Results sections import from ecs
 API_NAMES = ["component", "f32", "f64", "i8", "i16", "i32", "i64", "u8", "u16", "u32", "u64", "bool_",
              "World", "Query", "Batch", "system", "Mut", "Rows", "Entity", "mark_changed", "EcsError",
-             *ERRORS]
+             "ensemble", *ERRORS]
 
 
 def test_all_is_sorted_and_pinned() -> None:

@@ -3,17 +3,23 @@ components they mention declared first."""
 
 from __future__ import annotations
 
+import ast
+import os
 import pathlib
 import re
 import runpy
+import subprocess
+import sys
 
 import numpy as np
+import pytest
 
 README = pathlib.Path(__file__).resolve().parent.parent / "README.md"
 BLOCKS = re.findall(r"```python\n(.*?)```", README.read_text(), re.S)
 
 PRELUDE = """
 import numpy as np
+import pytest
 import ecs
 from ecs import component, system, Mut, Rows, f32, i32
 
@@ -36,8 +42,8 @@ class Life:
 """
 
 
-def test_readme_has_the_quickstart_and_the_system_examples() -> None:
-    assert len(BLOCKS) == 3
+def test_readme_has_the_quickstart_the_system_examples_and_the_results_example() -> None:
+    assert len(BLOCKS) == 4
 
 
 def test_quickstart_runs_as_a_script_and_reports_bounces(tmp_path, capsys) -> None:
@@ -69,3 +75,21 @@ def test_system_examples_compile_and_run_in_a_world(tmp_path) -> None:
         assert not world.is_alive(int(lives[0]))
         assert world.has(int(lives[1]), namespace["Frozen"])
         assert world.query(Life, namespace["Frozen"]).count() == 3   # prefab, its copy, the frozen one
+
+
+def test_results_example_runs_as_a_script_with_its_ensemble(tmp_path) -> None:
+    """Run in a fresh process, as a user would: the ensemble's pool imports build from the script."""
+    pytest.importorskip("pyarrow")
+    pytest.importorskip("pandas")
+    script = tmp_path / "results_example.py"
+    script.write_text(BLOCKS[3])
+    env = dict(os.environ, PYTHONPATH=str(README.parent))
+    done = subprocess.run([sys.executable, str(script)], cwd=tmp_path, env=env, capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
+    samples, non_negative, by_gravity = done.stdout.splitlines()
+    assert samples == "5000 [0, 30, 60, 90, 120]"          # 1000 balls x 5 samples
+    assert non_negative == "True"
+    means = ast.literal_eval(by_gravity)
+    assert [row["gravity"] for row in means] == [-9.81, -1.62]
+    assert all(row["mean_height_mean"] > 0 for row in means)
