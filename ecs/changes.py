@@ -35,6 +35,8 @@ no pass over column data, no commit step. Memory: one bit per row per reader per
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable
+from typing import NamedTuple
 
 import numpy as np
 
@@ -57,14 +59,17 @@ class Reader:
         self.component_ids = frozenset(cid for cid, _ in self.terms)
         self.slot_by_table: dict[int, int] = {}
         self.removed_cursor: dict[int, int] = {info.id: 0 for info in removed}
+        self.looked_at = 0      # the entity clock at its last removed= look (registration first)
         self.alive = True
 
 
 class ChangeTracker:
     """Readers, their pending bitsets, and the flush that feeds them."""
 
-    def __init__(self, archetypes: Archetypes) -> None:
+    def __init__(self, archetypes: Archetypes, clock: Callable[[], int]) -> None:
+        """`clock()`: the entity index's birth clock (EntityIndex.clock)."""
         self._archetypes = archetypes
+        self._clock = clock
         self.readers: dict[int, Reader] = {}
         self._ids = itertools.count()
         self.version = 0
@@ -82,6 +87,7 @@ class ChangeTracker:
         """A new reader whose first look sees every existing row as added and changed, and the
         removals made from now on."""
         reader = Reader(next(self._ids), changed, added, removed)
+        reader.looked_at = self._clock()
         for cid in reader.removed_cursor:
             journal = self._journals.setdefault(cid, RemovalJournal())
             reader.removed_cursor[cid] = journal.end
@@ -186,13 +192,14 @@ class ChangeTracker:
         return bits.set_rows(table.bit_matrix[reader.slot_by_table[table.id]], table.n)
 
     # ---------------------------------------------------------------- removals
-    def record_removed(self, infos: tuple[ComponentInfo, ...], ids: np.ndarray) -> None:
-        """Journal that entities `ids` lost each of `infos` (only components someone reads)."""
+    def record_removed(self, infos: tuple[ComponentInfo, ...], ids: np.ndarray, births: np.ndarray) -> None:
+        """Journal that entities `ids` (born at `births`, on the entity index's clock) lost each of
+        `infos` (only components someone reads)."""
         self._removal_events += 1
         for info in infos:
             journal = self._journals.get(info.id)
             if journal is not None and journal.readers:
-                journal.append(ids, self._removal_events)
+                journal.append(ids, self._removal_events, births)
 
     def take_removed(self, reader: Reader) -> np.ndarray:
         """Ids that lost any of the reader's removed= components since its last look, each once,
@@ -201,15 +208,20 @@ class ChangeTracker:
         self.consume_removed(reader, ends)
         return ids
 
-    def removed_since(self, reader: Reader) -> tuple[np.ndarray, dict[int, int]]:
-        """What take_removed returns, left pending, and the cursors that consume exactly those ids
-        (for consume_removed once they were handed over: removals journaled meanwhile stay pending)."""
+    def removed_since(self, reader: Reader) -> tuple[np.ndarray, RemovalCursor]:
+        """What take_removed returns, left pending, and the cursor that consumes exactly those ids
+        (for consume_removed once they were handed over: removals journaled meanwhile stay pending).
+
+        An entity born after the reader's last look and removed before this one is reported in
+        neither: its row was gone before any added= reader looking at the same times could see
+        it, so births minus deaths stays the change in population."""
         parts, events, ends = [], [], {}
         for cid, cursor in reader.removed_cursor.items():
             journal = self._journals[cid]
-            ids, event = journal.since(cursor)
-            parts.append(ids)
-            events.append(event)
+            ids, event, births = journal.since(cursor)
+            seen = births <= reader.looked_at
+            parts.append(ids[seen])
+            events.append(event[seen])
             ends[cid] = journal.end
         ids = np.concatenate(parts) if parts else np.empty(0, np.int64)
         if len(parts) > 1 and ids.shape[0]:   # several journals: merge them in removal order
@@ -218,12 +230,13 @@ class ChangeTracker:
             _, first = np.unique(ids, return_index=True)
             if first.shape[0] != ids.shape[0]:
                 ids = ids[np.sort(first)]
-        return ids, ends
+        return ids, RemovalCursor(ends, self._clock())
 
-    def consume_removed(self, reader: Reader, ends: dict[int, int]) -> None:
-        """Move the reader's cursors to `ends` (from removed_since) and forget what every reader
+    def consume_removed(self, reader: Reader, cursor: RemovalCursor) -> None:
+        """Move the reader's cursors to `cursor` (from removed_since) and forget what every reader
         has seen."""
-        for cid, end in ends.items():
+        reader.looked_at = max(reader.looked_at, cursor.clock)
+        for cid, end in cursor.positions.items():
             reader.removed_cursor[cid] = max(reader.removed_cursor[cid], end)
             self._journals[cid].trim(min(r.removed_cursor.get(cid, 1 << 62) for r in self.readers.values()))
 
@@ -247,13 +260,20 @@ class ChangeTracker:
         return pair
 
 
+class RemovalCursor(NamedTuple):
+    """Where a removed= reader's look ended: a position per journal, and the entity clock."""
+
+    positions: dict[int, int]
+    clock: int
+
+
 class RemovalJournal:
     """Append-only ids of entities that lost one component, each with the number of the removal
-    event (for merging journals in order); positions are absolute, so readers' cursors stay
-    valid when the consumed prefix is trimmed."""
+    event (for merging journals in order) and the entity's birth on the entity index's clock;
+    positions are absolute, so readers' cursors stay valid when the consumed prefix is trimmed."""
 
     def __init__(self) -> None:
-        self._ids = np.empty((0, 2), np.int64)   # rows of (id, event)
+        self._ids = np.empty((0, 3), np.int64)   # rows of (id, event, birth)
         self._count = 0
         self.start = 0        # absolute position of _ids[0]
         self.readers = 0
@@ -262,20 +282,21 @@ class RemovalJournal:
     def end(self) -> int:
         return self.start + self._count
 
-    def append(self, ids: np.ndarray, event: int) -> None:
+    def append(self, ids: np.ndarray, event: int, births: np.ndarray) -> None:
         need = self._count + ids.shape[0]
         if need > self._ids.shape[0]:
-            grown = np.empty((max(need, 2 * self._ids.shape[0], 256), 2), np.int64)
+            grown = np.empty((max(need, 2 * self._ids.shape[0], 256), 3), np.int64)
             grown[: self._count] = self._ids[: self._count]
             self._ids = grown
         self._ids[self._count: need, 0] = ids
         self._ids[self._count: need, 1] = event
+        self._ids[self._count: need, 2] = births
         self._count = need
 
-    def since(self, cursor: int) -> tuple[np.ndarray, np.ndarray]:
-        """(ids, event numbers) appended from absolute position `cursor` on."""
+    def since(self, cursor: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(ids, event numbers, births) appended from absolute position `cursor` on."""
         entries = self._ids[cursor - self.start: self._count]
-        return entries[:, 0].copy(), entries[:, 1].copy()
+        return entries[:, 0].copy(), entries[:, 1].copy(), entries[:, 2].copy()
 
     def trim(self, upto: int) -> None:
         """Forget entries before absolute position `upto` (every reader is past them)."""

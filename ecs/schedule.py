@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from .binding import BoundSystem, check_importable
+from .changes import RemovalCursor
 from .commands import CommandBuffers, apply_records, buffer_view
 from .errors import InvalidArgumentError, KernelError, SystemDefinitionError
 from .executor import Executor
@@ -36,7 +37,7 @@ from .resources import Resources
 from .store import Store
 from .system import COMMANDS, System
 
-HandedOver = tuple[int, Any, dict[int, int]]   # (system index, reader, journal cursors)
+HandedOver = tuple[int, Any, RemovalCursor]   # (system index, reader, where its look ends)
 
 
 class Schedule:

@@ -85,7 +85,8 @@ class Store:
         except BaseException:
             self.arena.close()
             raise
-        self.changes = ChangeTracker(self.archetypes)
+        entities = self.entities
+        self.changes = ChangeTracker(self.archetypes, lambda: entities.clock)
         self.structure_version = 0
         self.token = next(_tokens)   # names this store for snapshots; never reused, unlike id()
         self.closed = False
@@ -228,7 +229,8 @@ class Store:
     def despawn(self, entity: int) -> None:
         index, table, row = self.locate(entity)
         self.structure_version += 1
-        self.changes.record_removed(table.components, np.array([entity], np.int64))
+        ids = np.array([entity], np.int64)
+        self.changes.record_removed(table.components, ids, self.entities.births(ids))
         moved = table.swap_remove(row)
         if moved >= 0:
             self.entities.place(moved & INDEX_MASK, table.id, row)
@@ -242,7 +244,8 @@ class Store:
         for table_id in np.unique(table_ids):
             table = self.archetypes.tables[int(table_id)]
             rows = self.entities.row_of[index[table_ids == table_id]].astype(np.int64)
-            self.changes.record_removed(table.components, ids[table_ids == table_id])
+            gone = ids[table_ids == table_id]
+            self.changes.record_removed(table.components, gone, self.entities.births(gone))
             moved, new_rows = table.remove_rows(rows)
             self.entities.place_batch(moved & INDEX_MASK, table.id, new_rows)
         self.entities.free(index)
@@ -267,7 +270,8 @@ class Store:
         for info in new:
             target.mark_row(target.added_slot[info.id], row)
         if removes:
-            self.changes.record_removed(tuple(removes), np.array([entity], np.int64))
+            ids = np.array([entity], np.int64)
+            self.changes.record_removed(tuple(removes), ids, self.entities.births(ids))
 
     def change_components_batch(self, ids: np.ndarray, adds: list[tuple[ComponentInfo, Values]],
                                 removes: list[ComponentInfo]) -> None:
@@ -296,7 +300,8 @@ class Store:
                 removed_by_component.setdefault(info.id, []).append(where)
         for info in removes:   # in the order of `ids`, as one-by-one removals would journal them
             if info.id in removed_by_component:
-                self.changes.record_removed((info,), ids[np.sort(np.concatenate(removed_by_component[info.id]))])
+                gone = ids[np.sort(np.concatenate(removed_by_component[info.id]))]
+                self.changes.record_removed((info,), gone, self.entities.births(gone))
 
     def move_rows(self, source: Table, rows: np.ndarray, target: Table) -> np.ndarray:
         """Move distinct rows of `source` to the end of `target`, keeping the values of the

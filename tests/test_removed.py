@@ -263,6 +263,7 @@ def test_journals_forget_what_every_reader_has_seen(world: ecs.World) -> None:
     second = world.query(removed=[Heat])
     for _ in range(20):
         ids = world.spawn_batch(100, Life(t=0), Heat())
+        assert first.removed().shape[0] == 0 and second.removed().shape[0] == 0   # each looks after the births
         world.despawn_batch(ids)
         assert first.removed().shape[0] == 100 and second.removed().shape[0] == 100
     journal = introspect.removal_journal(world, Heat)
@@ -334,3 +335,24 @@ def test_removed_system_definitions_that_cannot_work_are_refused() -> None:
         @system(removed=[int])
         def not_a_component(gone: Removed):
             pass
+
+
+def test_an_entity_born_and_removed_between_two_looks_is_reported_in_neither(world: ecs.World) -> None:
+    """births (added=) minus deaths (removed=) equals the change in population at every look."""
+    rng = np.random.default_rng(5)
+    births = world.query(Heat, added=[Heat])
+    deaths = world.query(removed=[Heat])
+    population = world.query(Heat)
+    births.entities(), list(births), deaths.removed()
+    before = population.count()
+    for _ in range(30):
+        new = world.spawn_batch(int(rng.integers(0, 20)), Life(t=0), Heat())
+        alive = population.entities()
+        doomed = rng.choice(alive, size=int(rng.integers(0, len(alive) + 1)), replace=False) if len(alive) else alive
+        world.despawn_batch(doomed)                  # some of them born in this very step
+        born = len(births.entities())
+        list(births)
+        died = deaths.removed().shape[0]
+        assert born - died == population.count() - before
+        assert set(new) - set(doomed) <= set(population.entities())
+        before = population.count()
