@@ -35,7 +35,7 @@ no pass over column data, no commit step. Memory: one bit per row per reader per
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import NamedTuple
 
 import numpy as np
@@ -200,6 +200,10 @@ class ChangeTracker:
             journal = self._journals.get(info.id)
             if journal is not None and journal.readers:
                 journal.append(ids, self._removal_events, births)
+
+    def journals_any(self, infos: Iterable[ComponentInfo]) -> bool:
+        """Whether a removal of any of these components would be journaled (someone reads it)."""
+        return any(self._journals.get(info.id) is not None and self._journals[info.id].readers for info in infos)
 
     def take_removed(self, reader: Reader) -> np.ndarray:
         """Ids that lost any of the reader's removed= components since its last look, each once,

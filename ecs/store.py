@@ -96,6 +96,7 @@ class Store:
         self._spawn_paths: dict[tuple[type, ...], Callable[..., int | None]] = {}
         self._last_spawn: Callable[..., int | None] = no_fast_path   # the fast path that last succeeded
         self._access_paths: dict[tuple[int, type], AccessPath] = {}
+        self._row_moves: dict[tuple[int, int], RowMove] = {}
 
     @property
     def tables(self) -> list[Table]:
@@ -257,9 +258,11 @@ class Store:
         archetype move; removing one it lacks, or one also added, is ignored."""
         index, table, row = self.locate(entity)
         adds = list(adds)
-        added_ids = {info.id for info, _ in adds}
-        removes = [info for info in removes if info.id in table.component_ids and info.id not in added_ids]
-        new = tuple(info for info, _ in adds if info.id not in table.component_ids)
+        have = table.component_ids
+        if removes:
+            added_ids = {info.id for info, _ in adds}
+            removes = [info for info in removes if info.id in have and info.id not in added_ids]
+        new = tuple(info for info, _ in adds if info.id not in have)
         target = self.archetypes.with_removed(self.archetypes.with_added(table, new), removes)
         if target is not table:
             row = self._move(index, table, row, target)
@@ -269,7 +272,7 @@ class Store:
             target.mark_row(target.marks_slot[info.id], row)
         for info in new:
             target.mark_row(target.added_slot[info.id], row)
-        if removes:
+        if removes and self.changes.journals_any(removes):
             ids = np.array([entity], np.int64)
             self.changes.record_removed(tuple(removes), ids, self.entities.births(ids))
 
@@ -327,17 +330,15 @@ class Store:
 
     def _move(self, index: int, source: Table, row: int, target: Table) -> int:
         """Move one entity's row between tables, keeping its values and change bits; returns its
-        row in `target`."""
+        row in `target`. Item operations through a cached RowMove (~3 us a move, against ~6 us
+        through numpy scalars and two kernel calls)."""
         target.reserve(target.n + 1)
         self.structure_version += 1
         new_row = target.append(1)
-        for cid in source.component_ids & target.component_ids:
-            src_cols = source.columns_by_component[cid]
-            for field, col in target.columns_by_component[cid].items():
-                col[new_row] = src_cols[field][row]
-        target.entities_all[new_row] = source.entities_all[row]
-        src_slots, dst_slots = self.changes.transfer_slots(source, target)
-        bits.transfer_row_bits(source.bit_matrix, src_slots, row, target.bit_matrix, dst_slots, new_row)
+        move = self._row_moves.get((source.id, target.id))
+        if move is None or move.version != self.changes.version:
+            move = self._row_moves[source.id, target.id] = RowMove(source, target, self.changes)
+        move.copy(row, new_row)
         moved = source.swap_remove(row)
         if moved >= 0:
             self.entities.place(moved & INDEX_MASK, source.id, row)
@@ -477,7 +478,37 @@ class Store:
         self._spawn_paths.clear()
         self._last_spawn = no_fast_path
         self._access_paths.clear()
+        self._row_moves.clear()
         self.arena.close()
+
+
+class RowMove:
+    """What moving one row from `source` to `target` copies: the columns both have (as item
+    views), the entity id, and the change bits that follow a row (byte offsets of slot pairs).
+    Valid while the change tracker's version is `version` (readers decide the slot pairs)."""
+
+    def __init__(self, source: Table, target: Table, changes: ChangeTracker) -> None:
+        self.version = changes.version
+        targets = {(cid, field): col for cid, field, col in target.row_columns}
+        self.columns = [(col, targets[cid, field]) for cid, field, col in source.row_columns if (cid, field) in targets]
+        self.entities = (source.entity_items, target.entity_items)
+        src_slots, dst_slots = changes.transfer_slots(source, target)
+        self.bits = (source.bit_bytes, target.bit_bytes)
+        self.slot_bytes = [(int(s) * source.max_words * 8, int(d) * target.max_words * 8)
+                           for s, d in zip(src_slots, dst_slots, strict=True)]
+
+    def copy(self, row: int, new_row: int) -> None:
+        for src, dst in self.columns:
+            dst[new_row] = src[row]
+        self.entities[1][new_row] = self.entities[0][row]
+        src_bits, dst_bits = self.bits
+        from_byte, from_bit = (row >> 3) ^ BYTE_FLIP, 1 << (row & 7)
+        to_byte, to_bit = (new_row >> 3) ^ BYTE_FLIP, 1 << (new_row & 7)
+        for src_base, dst_base in self.slot_bytes:
+            if src_bits[src_base + from_byte] & from_bit:
+                dst_bits[dst_base + to_byte] |= to_bit
+            else:
+                dst_bits[dst_base + to_byte] &= ~to_bit & 0xFF
 
 
 def _compile_spawn(store: Store, table: Table, infos: tuple[ComponentInfo, ...]) -> Callable[..., int | None] | None:

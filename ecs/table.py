@@ -40,6 +40,7 @@ def byte_of(row: int) -> int:
 MAX_SLOTS = 256          # bitsets per table: 2 per component + readers' pending sets
 MAX_COMPONENTS = MAX_SLOTS // 2 - 1   # components of one archetype: leaves slots for two readers
 MIN_CAPACITY = 1024      # rows committed at first growth
+BYTE_OPS_MAX_SLOTS = 24  # one-row bit moves: Python item operations up to this many slots, a kernel past it
 _BIT = [np.uint64(1) << np.uint64(b) for b in range(64)]
 
 
@@ -103,6 +104,11 @@ class Table:
                   if all(col.ndim == 1 for col in cols.values()) else None)
             for cid, cols in self.columns_by_component.items()}
         self.bit_bytes = memoryview(self.bit_matrix.reshape(-1).view(np.uint8))
+        # every column once, for moving one row: a memoryview for a 1-D column, the array itself
+        # for a vector column (a memoryview item cannot hold a row of several values)
+        self.row_columns: list[tuple[int, str, memoryview | np.ndarray]] = [
+            (cid, field, memoryview(col) if col.ndim == 1 else col)
+            for cid, cols in self.columns_by_component.items() for field, col in cols.items()]
 
     def _reserve(self, dtype: np.dtype, shape: tuple[int, ...]) -> tuple[Region, np.ndarray]:
         row_bytes = dtype.itemsize * math.prod(shape)
@@ -171,7 +177,7 @@ class Table:
             bits.fill_range(self.bit_matrix[self.added_slot[info.id]], start, stop)
 
     def mark_row(self, slot: int, row: int) -> None:
-        self.bit_matrix[slot, row >> 6] |= _BIT[row & 63]
+        self.bit_bytes[slot * self.max_words * 8 + ((row >> 3) ^ BYTE_FLIP)] |= 1 << (row & 7)
 
     def swap_remove(self, row: int) -> int:
         """Remove `row` by moving the last row into it. Returns the moved entity id, or -1 if the
@@ -179,15 +185,26 @@ class Table:
         last = self.n - 1
         moved = -1
         if row != last:
-            for cols in self.columns_by_component.values():
-                for col in cols.values():
-                    col[row] = col[last]
-            moved = int(self.entities_all[last])
-            self.entities_all[row] = moved
-        bits.move_rows_bits(self.bit_matrix, self.nslots, np.array([last], np.int64),
-                            np.array([row], np.int64))
-        if row == last:  # a move onto itself keeps the bit: clear the vacated row's bits here
-            self.bit_matrix[: self.nslots, last >> 6] &= ~_BIT[last & 63]
+            for _, _, col in self.row_columns:
+                col[row] = col[last]
+            moved = self.entity_items[last]
+            self.entity_items[row] = moved
+        if self.nslots <= BYTE_OPS_MAX_SLOTS:   # item operations on bytes beat a kernel call here
+            bit_bytes, words = self.bit_bytes, self.max_words * 8
+            to_byte, to_bit = (row >> 3) ^ BYTE_FLIP, 1 << (row & 7)
+            from_byte, from_bit = (last >> 3) ^ BYTE_FLIP, 1 << (last & 7)
+            for base in range(0, self.nslots * words, words):
+                if bit_bytes[base + from_byte] & from_bit:
+                    bit_bytes[base + from_byte] &= ~from_bit & 0xFF
+                    if row != last:
+                        bit_bytes[base + to_byte] |= to_bit
+                elif row != last:
+                    bit_bytes[base + to_byte] &= ~to_bit & 0xFF
+        else:
+            bits.move_rows_bits(self.bit_matrix, self.nslots, np.array([last], np.int64),
+                                np.array([row], np.int64))
+            if row == last:  # a move onto itself keeps the bit: clear the vacated row's bits here
+                self.bit_matrix[: self.nslots, last >> 6] &= ~_BIT[last & 63]
         self.n = last
         return moved
 
