@@ -121,7 +121,8 @@ def ensure_sheep_capacity(world: ecs.World, sheep: int) -> None:
 
 
 def agents(world: ecs.World, tag: type) -> np.ndarray:
-    rows = [np.column_stack([b.entities, b[Position].x, b[Position].y, b[Energy].e]) for b in world.query(tag, Position, Energy)]
+    rows = [np.column_stack([b.entities, b[Position].x, b[Position].y, b[Energy].e])
+            for b in world.query(tag, Position, Energy)]
     table = np.concatenate(rows) if rows else np.zeros((0, 4))
     return table[np.argsort(table[:, 0], kind="stable")]
 
@@ -165,7 +166,7 @@ def check_bands(populations: np.ndarray) -> list[tuple[str, object, tuple[int, i
             value: object = (int(series.min()), int(series.max()))
             inside = low <= series.min() and series.max() <= high
         else:
-            v = int({"min": series.min, "max": series.max, "last": lambda: series[-1]}[kind]())
+            v = int(series.min() if kind == "min" else series.max() if kind == "max" else series[-1])
             value, inside = v, low <= v <= high
         out.append((name, value, (low, high), bool(inside)))
     return out

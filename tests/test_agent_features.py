@@ -128,7 +128,8 @@ def test_with_filter_takes_only_component_classes_and_not_with_removed() -> None
 
     def g(gone: ecs.Removed):
         pass
-    with pytest.raises(SystemDefinitionError, match=r"removed= cannot be combined with changed=/added=/without=/with_="):
+    with pytest.raises(SystemDefinitionError,
+                       match=r"removed= cannot be combined with changed=/added=/without=/with_="):
         system(removed=[Heat], with_=[Sheep])(g)
 
 
