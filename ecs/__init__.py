@@ -2,8 +2,11 @@
 
 Components are typed fields (`@component`), stored per archetype table as one numpy column per
 field in shared memory. Queries hand out zero-copy views; change tracking is exact per reader
-through dirty bits. The public names are pinned by tests/test_public_api.py; the README
-describes each.
+through dirty bits. Systems (`@system`) are numba kernels bound to columns by their parameters'
+annotations, run in this process or on worker processes (`World(workers=N)`).
+
+Start from `help(ecs.World)`, `help(ecs.component)` and `help(ecs.system)` (every option of a
+system and every parameter annotation); `__all__` lists the public names.
 """
 
 from kernels.bits import mark_changed
@@ -38,7 +41,7 @@ from .errors import (
 from .query import Batch, Query
 from .recorder import Recorder
 from .schema import bool_, component, f32, f64, i8, i16, i32, i64, u8, u16, u32, u64
-from .system import Entity, Mut, Removed, Rows, System, system
+from .system import Entity, Frame, Mut, Removed, Rows, System, system
 from .world import World
 
 __version__ = "0.1.0"
@@ -55,6 +58,7 @@ __all__ = [
     "Deferred",
     "EcsError",
     "Entity",
+    "Frame",
     "InvalidArgumentError",
     "InvalidNameError",
     "KernelError",

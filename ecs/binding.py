@@ -33,6 +33,7 @@ from .store import Store
 from .system import (
     COMMANDS,
     ENTITY,
+    FRAME,
     REMOVED,
     ROWS,
     VALUE,
@@ -172,6 +173,8 @@ def _sample_argument(p: Any) -> object:
         return np.empty(0, np.int64)
     if p.kind == COMMANDS:
         return empty_buffer()
+    if p.kind == FRAME:
+        return np.int64(0)
     columns = [np.empty((0, *dtype.shape), dtype.base) for dtype in p.info.fields.values()]
     if p.kind == WRITE:
         return p.info.mut_view_type(*columns, np.empty(0, np.uint64))

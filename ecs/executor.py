@@ -23,7 +23,7 @@ from kernels import bits
 
 from .memory import Arena, ArraySpec
 from .plan import SystemValues, Task
-from .system import COMMANDS, ENTITY, READ, REMOVED, ROWS, WRITE, System
+from .system import COMMANDS, ENTITY, FRAME, READ, REMOVED, ROWS, WRITE, System
 
 
 class Executor:
@@ -46,8 +46,9 @@ class Executor:
         return view
 
     def run_task(self, system: System, task: Task, values: SystemValues, stats: np.ndarray,
-                 on_error: Callable[[BaseException], None]) -> None:
-        """Run one task; a kernel exception goes to `on_error` (after its rows are marked)."""
+                 on_error: Callable[[BaseException], None], frame: int = 0) -> None:
+        """Run one task of frame `frame` (what an `ecs.Frame` parameter receives); a kernel
+        exception goes to `on_error` (after its rows are marked)."""
         started = time.perf_counter()
         start, stop = task.start, task.stop
         rows = None
@@ -59,7 +60,7 @@ class Executor:
             rows = bits.take_rows(matrix[task.filter.reader_slot], start, stop)
             if rows.shape[0] == 0:
                 return
-        args, marks = self._arguments(system, task, rows, values)
+        args, marks = self._arguments(system, task, rows, values, frame)
         try:
             system.kernel(*args)
         except Exception as exc:  # noqa: BLE001 - the kernel's own exception, reported as KernelError
@@ -78,7 +79,7 @@ class Executor:
             stats[2] += time.perf_counter() - started
 
     def _arguments(self, system: System, task: Task, rows: np.ndarray | None,
-                   values: SystemValues) -> tuple[list[object], list[np.ndarray]]:
+                   values: SystemValues, frame: int = 0) -> tuple[list[object], list[np.ndarray]]:
         """The kernel's arguments for this call, and the marks' words of the task's rows."""
         prepared = self._prepared.get(task)
         if prepared is None:
@@ -94,6 +95,8 @@ class Executor:
                 args[position] = values.removed_ids
             elif kind == COMMANDS:
                 args[position] = self.commands._replace(base=task.start, system=task.system, table=task.table)
+            elif kind == FRAME:
+                args[position] = frame
             else:
                 args[position] = values.named[key]  # type: ignore[index]
         return args, marks

@@ -73,6 +73,7 @@ class Plan(NamedTuple):
     tasks: tuple[tuple[tuple[Task, ...], ...], ...]   # tasks[worker][stage]
     barriers: tuple[bool, ...]
     participants: tuple[int, ...]            # workers with any task
+    offsets: tuple[int, ...] = ()            # each system's every= offset: it runs when (frame - offset) % every == 0
 
 
 def stages_of(systems: list[BoundSystem]) -> list[list[int]]:
@@ -163,9 +164,9 @@ def removed_task(bound: BoundSystem, system_index: int) -> Task:
 
 
 def due(plan: Plan, task: Task, frame: int, values: SystemValues) -> bool:
-    """Whether `task` runs in `frame`: its system's every=N divides the frame; a removed= task
+    """Whether `task` runs in `frame`: frame = offset + k * every (every=, offset=); a removed= task
     runs only at the frame its ids were taken for, and only if there are any."""
-    if frame % plan.every[task.system]:
+    if frame < plan.offsets[task.system] or (frame - plan.offsets[task.system]) % plan.every[task.system]:
         return False
     if task.table < 0 and values.removed_ids is not None:
         return frame == values.removed_frame and values.removed_ids.shape[0] > 0
@@ -208,7 +209,8 @@ def build_plan(systems: list[BoundSystem], workers: int, stages: list[list[int]]
     local = [not bound.array_values() for bound in systems]
     barriers = _barriers(per_worker, len(participants), local)
     return Plan(tuple(b.address for b in systems), tuple(b.system.every for b in systems),
-                tuple(tuple(tuple(stage) for stage in w) for w in per_worker), barriers, participants)
+                tuple(tuple(tuple(stage) for stage in w) for w in per_worker), barriers, participants,
+                tuple(b.system.offset for b in systems))
 
 
 def _barriers(per_worker: list[list[list[Task]]], participants: int,

@@ -3,16 +3,23 @@
 Numbers (and numpy scalars) are kept as given. Numpy arrays are copied into the world's shared
 arena, and reading the name returns that shared array, so a kernel's writes in any process are
 visible through it. Rebinding a name gives it a new array; the old one's memory is returned.
+
+`resize(name, shape)` grows or shrinks a resource array between frames, keeping its leading
+contents: a new region of the arena gets the overlap of the old array, zeros elsewhere, and the
+old region is released. Its dtype, dimensions and layout stay, so kernels compiled for the
+array keep working; the next run ships the new array's place to the workers (values are
+resolved per run). Cost: one copy of the overlap and a zero fill of the rest, O(new bytes).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator, MutableMapping
 from typing import Any
 
 import numpy as np
 
-from .errors import ArgumentTypeError, InvalidNameError, WorldClosedError
+from .errors import ArgumentTypeError, InvalidArgumentError, InvalidNameError, WorldClosedError
 from .memory import Arena
 
 
@@ -52,6 +59,38 @@ class Resources(MutableMapping[str, Any]):
         else:
             raise ArgumentTypeError(f"resource {name!r}: expected a number, a bool or a numpy array, "
                             f"got {type(value).__name__}")
+
+    def resize(self, name: str, shape: int | tuple[int, ...]) -> np.ndarray:
+        """Give the resource array `name` the shape `shape` (same number of dimensions), keeping
+        the leading contents: entry [i, j, ...] keeps its value wherever it lies inside both
+        shapes, new entries are 0. Returns the new shared array, which `self[name]` now gives;
+        an array read from the name before must not be used afterwards (its memory is
+        released: it reads zeros). Kernels compiled for the array keep working (same dtype,
+        dimensions and layout). Call it between frames, not from a kernel. Raises
+        InvalidNameError for an unknown name, ArgumentTypeError for a resource that is not an
+        array, InvalidArgumentError for a shape of other dimensions or a negative extent.
+        Cost O(new bytes)."""
+        if self._arena.closed:
+            raise WorldClosedError("resources.resize")
+        old = self[name]
+        if not isinstance(old, np.ndarray):
+            raise ArgumentTypeError(f"resources.resize({name!r}, ...): the resource is a "
+                                    f"{type(old).__name__}, not an array")
+        new_shape = (shape,) if isinstance(shape, (int, np.integer)) else tuple(shape)
+        if len(new_shape) != old.ndim or not all(isinstance(n, (int, np.integer)) and n >= 0 for n in new_shape):
+            raise InvalidArgumentError(f"resources.resize({name!r}, {shape!r}): expected {old.ndim} "
+                                       f"non-negative extents (the array has shape {old.shape}); kernels are "
+                                       f"compiled for its number of dimensions")
+        new_shape = tuple(int(n) for n in new_shape)
+        region = self._arena.allocate(max(math.prod(new_shape) * old.itemsize, 1))
+        region.commit(math.prod(new_shape) * old.itemsize)
+        shared = region.view(old.dtype, new_shape)
+        overlap = tuple(slice(0, min(a, b)) for a, b in zip(old.shape, new_shape, strict=True))
+        shared[...] = 0                       # fresh pages read 0 already; the contract should not rest on that
+        shared[overlap] = old[overlap]
+        self._drop(name)
+        self._values[name], self._regions[name] = shared, region
+        return shared
 
     def get(self, name: str, default: Any = None) -> Any:
         return self._values.get(name, default)   # no exception per miss: systems look names up every step

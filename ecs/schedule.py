@@ -124,8 +124,7 @@ class Schedule:
             if not bound.system.removed:
                 out.append(SystemValues(named))
                 continue
-            every = bound.system.every
-            first_due = next((f for f in range(self.frame, self.frame + frames) if f % every == 0), None)
+            first_due = bound.system.first_due(self.frame, frames)
             removed_ids = np.empty(0, np.int64)
             if first_due is not None:
                 reader = bound.reader()
@@ -199,7 +198,7 @@ class Schedule:
         systems = self.systems
         stats = self.stats_rows
         for bound in systems:
-            if frame % bound.system.every == 0:
+            if bound.system.is_due(frame):
                 bound.calls += 1
         try:
             for stage in plan.tasks[0]:
@@ -208,14 +207,13 @@ class Schedule:
                         continue
                     bound = systems[task.system]
                     executor.run_task(bound.system, task, values[task.system], stats[task.system],
-                                      _raiser(bound.name))
+                                      _raiser(bound.name), frame)
         finally:  # a frame whose kernel raised still counts (as with workers): every=N keeps its cadence
             self.frame = frame + 1
 
     def count_calls(self, first_frame: int, frames: int) -> None:
         for bound in self.systems:
-            every = bound.system.every
-            bound.calls += sum(1 for f in range(first_frame, first_frame + frames) if f % every == 0)
+            bound.calls += bound.system.due_frames(first_frame, frames)
 
     # ---------------------------------------------------------------- figures
     def stats_total(self) -> np.ndarray:

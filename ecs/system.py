@@ -14,6 +14,7 @@ Binding, per parameter:
   ran. Such a system runs once per due frame (not per table; skipped when no id is pending) and
   takes only `Removed`, `Commands` and named values: its entities are no longer in the tables.
 - `Commands`: this process's command buffer, for structural changes (ecs/commands.py).
+- `Frame`: the number of the frame being run, int64, the same in every call of that frame.
 - anything else: looked up by name in the keyword arguments of `step`/`run`, then in
   `world.resources`, then the parameter's default.
 
@@ -45,7 +46,8 @@ from .commands import Commands
 from .errors import SystemDefinitionError
 from .schema import ComponentInfo, info_of, is_component
 
-READ, WRITE, ENTITY, ROWS, VALUE, REMOVED, COMMANDS = "read", "write", "entity", "rows", "value", "removed", "commands"
+READ, WRITE, ENTITY, ROWS, VALUE, REMOVED, COMMANDS, FRAME = (
+    "read", "write", "entity", "rows", "value", "removed", "commands", "frame")
 MARK_MODES = ("auto", "manual")
 _SCALAR_ANNOTATIONS = {float: np.float64, int: np.int64, bool: np.bool_}
 _FLOAT64 = numba.types.float64
@@ -78,6 +80,12 @@ class Removed:
     """Annotates a parameter that receives the ids removed= filters report."""
 
 
+class Frame:
+    """Annotates a parameter that receives the number of the frame being run (int64): the same
+    value in every call of that frame, on every worker, whatever rows each call was given.
+    Frames count from 0 at the world's first step (restore and load set the counter back)."""
+
+
 class Param:
     """One kernel parameter and how it is bound."""
 
@@ -99,8 +107,9 @@ class System:
     """A kernel plus its bindings and options; add it to a world with `world.add_system`."""
 
     def __init__(self, fn: Callable[..., Any], *, changed: Sequence[type] = (), added: Sequence[type] = (),
-                 removed: Sequence[type] = (), without: Sequence[type] = (), every: int = 1,
-                 mark: str = "auto", split: bool = False, name: str | None = None) -> None:
+                 removed: Sequence[type] = (), without: Sequence[type] = (), with_: Sequence[type] = (),
+                 every: int = 1, offset: int = 0, mark: str = "auto", split: bool = False,
+                 name: str | None = None) -> None:
         if isinstance(fn, Dispatcher):
             self.kernel, self.py_func = fn, fn.py_func
         elif inspect.isfunction(fn):
@@ -118,14 +127,33 @@ class System:
         self.added = _filter_infos(self.name, "added", added)
         self.removed = _filter_infos(self.name, "removed", removed)
         self.without = _filter_infos(self.name, "without", without)
+        self.with_ = _filter_infos(self.name, "with_", with_)
         if isinstance(every, bool) or not isinstance(every, int) or every < 1:
             raise SystemDefinitionError(self.name, f"every={every!r}: expected an int >= 1")
+        if isinstance(offset, bool) or not isinstance(offset, int) or not 0 <= offset < every:
+            raise SystemDefinitionError(self.name, f"offset={offset!r}: expected an int with 0 <= offset < "
+                                                   f"every (every={every})")
         if mark not in MARK_MODES:
             raise SystemDefinitionError(self.name, f"mark={mark!r}: expected 'auto' or 'manual'")
         self.every = every
+        self.offset = offset
         self.mark = mark
         self.split = bool(split)
         self.params = tuple(self._bind_params())
+
+    def is_due(self, frame: int) -> bool:
+        """Whether the system runs in `frame`: frame = offset + k * every for some k >= 0."""
+        return frame >= self.offset and (frame - self.offset) % self.every == 0
+
+    def due_frames(self, first: int, frames: int) -> int:
+        """How many of the frames first .. first + frames - 1 the system runs in. O(1)."""
+        return _due_before(first + frames, self.every, self.offset) - _due_before(first, self.every, self.offset)
+
+    def first_due(self, first: int, frames: int) -> int | None:
+        """The first frame from `first` (of `frames`) in which the system runs; None if none."""
+        start = max(first, self.offset)
+        frame = start + (self.offset - start) % self.every
+        return frame if frame < first + frames else None
 
     @property
     def filtered(self) -> bool:
@@ -136,9 +164,10 @@ class System:
 
     @property
     def required(self) -> tuple[ComponentInfo, ...]:
-        """Components a table must have: every component parameter and every filter component."""
+        """Components a table must have: every component parameter, every changed=/added=
+        filter component and every with_= component."""
         seen: dict[int, ComponentInfo] = {}
-        for info in (*self.components(READ), *self.components(WRITE), *self.changed, *self.added):
+        for info in (*self.components(READ), *self.components(WRITE), *self.changed, *self.added, *self.with_):
             seen.setdefault(info.id, info)
         return tuple(seen.values())
 
@@ -160,9 +189,9 @@ class System:
             if REMOVED not in kinds:
                 raise SystemDefinitionError(self.name, "a system with removed= filters needs a parameter "
                                                        "annotated Removed to receive the ids")
-            if self.filtered or self.without:
-                raise SystemDefinitionError(self.name, "removed= cannot be combined with changed=/added=/without= "
-                                                       "in one system: removed entities have left the tables")
+            if self.filtered or self.without or self.with_:
+                raise SystemDefinitionError(self.name, "removed= cannot be combined with changed=/added=/without=/"
+                                                       "with_= in one system: removed entities have left the tables")
             for p in params:
                 if p.kind in (READ, WRITE, ENTITY, ROWS):
                     raise SystemDefinitionError(self.name, "a removed= system takes only Removed, Commands and "
@@ -171,7 +200,7 @@ class System:
         if self.filtered and ROWS not in kinds:
             raise SystemDefinitionError(self.name, "a system with changed=/added= filters needs a parameter "
                                                    "annotated Rows to receive the selected rows")
-        for kind in (ENTITY, ROWS, REMOVED, COMMANDS):
+        for kind in (ENTITY, ROWS, REMOVED, COMMANDS, FRAME):
             if kinds.count(kind) > 1:
                 raise SystemDefinitionError(self.name, f"more than one parameter is annotated {kind.title()}")
         by_component: dict[int, str] = {}
@@ -195,6 +224,8 @@ class System:
             return Param(name, ENTITY, None, annotation, default)
         if annotation is Commands:
             return Param(name, COMMANDS, None, annotation, default)
+        if annotation is Frame:
+            return Param(name, FRAME, None, annotation, default)
         if annotation is Removed:
             if not self.removed:
                 raise SystemDefinitionError(self.name, "Removed receives the ids reported by removed= filters, "
@@ -209,7 +240,8 @@ class System:
                 or annotation is np.ndarray or (isinstance(annotation, type) and issubclass(annotation, np.generic)):
             return Param(name, VALUE, None, annotation, default)
         raise SystemDefinitionError(self.name, f"cannot bind annotation {annotation!r}: expected a component "
-                                               f"class, Mut[C], Entity, Rows, Removed, or a value type (float, int, "
+                                               f"class, Mut[C], Entity, Rows, Removed, Commands, Frame, or a value "
+                                               f"type (float, int, "
                                                f"bool, a numpy scalar type, np.ndarray)", name)
 
     def __call__(self, *args: Any) -> Any:
@@ -221,10 +253,48 @@ class System:
 
 
 def system(fn: Callable[..., Any] | None = None, **options: Any) -> Any:
-    """Declare a system: `@system` or `@system(changed=[...], every=N, mark="manual", ...)`."""
+    """Declare a system: `@system` or `@system(option=..., ...)` over a plain function (or a
+    numba.njit dispatcher). Returns a `System`; add it with `world.add_system`.
+
+    Options (all keyword; a bad value raises SystemDefinitionError naming the option):
+      changed=[C, ...]  run only on rows whose C changed (or were added) since this system last
+                        looked; tables must have C; needs a `Rows` parameter. Union of the list.
+      added=[C, ...]    run only on rows that got C since it last looked; needs `Rows`.
+      removed=[C, ...]  receive, in a `Removed` parameter, the ids that lost C (remove or
+                        despawn) since it last ran; runs once per due frame, not per table, and
+                        takes no component, Entity or Rows parameter.
+      without=[C, ...]  skip tables that have any of these components.
+      with_=[C, ...]    run only on tables that have all of these components, without binding
+                        them to a parameter (a tag such as Sheep).
+      every=N           run on frames offset, offset + N, offset + 2N, ... (default 1: every frame).
+      offset=K          the first frame for every=N, 0 <= K < N (default 0): every=2, offset=1
+                        runs on frames 1, 3, 5... Calls, stats() and removed= hand-over follow it.
+      mark="auto"|"manual"  auto (default): every row given is marked changed for each Mut
+                        component after the call; manual: the kernel marks rows itself with
+                        ecs.mark_changed(view.changed, i).
+      split=True        with workers, let a system that takes resource arrays be split across
+                        workers by rows like any other (default: it runs whole on one worker,
+                        since its writes to the arrays cannot be seen); its kernel must then
+                        write only what its own rows own.
+      name="..."        the name in stats() and errors (default: the function's name); names
+                        are unique within a world.
+
+    Parameter annotations: C (read), Mut[C] (write), ecs.Entity (ids), ecs.Rows (filtered rows),
+    ecs.Removed (removed ids), ecs.Commands (structural changes), ecs.Frame (the frame number,
+    int64), and values (float, int, bool, numpy scalar types, np.ndarray, or none) found by
+    name in step()/run() keywords, then world.resources, then the default.
+
+    Cost: compiling happens once per world at add_system (or at the first step that knows
+    every value's type); a call costs ~2 us of dispatch per table (or slice) it runs over.
+    """
     if fn is None:
         return lambda f: System(f, **options)
     return System(fn, **options)
+
+
+def _due_before(frame: int, every: int, offset: int) -> int:
+    """How many frames offset, offset + every, ... are below `frame`."""
+    return max(0, -(-(frame - offset) // every))
 
 
 def _filter_infos(system_name: str, option: str, components: Sequence[type]) -> tuple[ComponentInfo, ...]:

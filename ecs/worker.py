@@ -135,7 +135,8 @@ def _run_frames(w, plan, systems, values, first_frame, frames, executor, stats, 
                 if sync.load(control, ABORT):
                     return ("aborted",)
                 control[line + CURRENT_SYSTEM] = task.system
-                executor.run_task(systems[task.system], task, values[task.system], stats[task.system], on_error)
+                executor.run_task(systems[task.system], task, values[task.system], stats[task.system], on_error,
+                              frame)
                 if failure:
                     mailbox.abort(control, control32)
                     return ("error", task.system, _pickled(failure[0]))

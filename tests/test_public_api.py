@@ -18,6 +18,7 @@ PINNED_ALL = [
     "Deferred",
     "EcsError",
     "Entity",
+    "Frame",
     "InvalidArgumentError",
     "InvalidNameError",
     "KernelError",
