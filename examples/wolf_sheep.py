@@ -14,9 +14,9 @@ in [0, 2 * gain), half the grass starts grown, the rest 1..30 steps from it.
 
 The systems, their two frames per step (every=2, offset=0/1) and how competition is resolved
 are described in examples/wolf_sheep_systems.py. Births and deaths are kernel commands. The
-populations are recorded by systems into the `populations` resource array (this tree has no
-`world.record`): row s holds the sheep, wolves and grown patches at the start of step s; the
-driver fills the last row (after the last step) from the world's tables.
+populations are recorded with `world.record(every=2, reductions=...)`: a sample at every even
+frame count, so sample s holds the sheep, wolves and grown patches at the start of step s (and
+sample 100 the state after the last step).
 
 The run is bit-identical on any worker count (--check-determinism). The result is checked
 against bands (BANDS, below) over the seeds run: the populations must stay inside them.
@@ -101,7 +101,6 @@ def build_world(config: Config) -> ecs.World:
     spawn_agents(world, config, Sheep, config.sheep, config.sheep_gain_from_food)
     spawn_agents(world, config, Wolf, config.wolves, config.wolf_gain_from_food)
     resources["grass"] = initial_grass(config)
-    resources["populations"] = np.zeros((config.steps + 1, 3), np.int64)
     resources["sheep_cell_start"] = np.zeros(config.width * config.height + 1, np.int64)
     for name in ("sheep_cells", "sheep_slots", "sheep_by_slot", "sheep_eaten"):
         resources[name] = np.zeros(1, np.int64)
@@ -130,15 +129,23 @@ def agents(world: ecs.World, tag: type) -> np.ndarray:
 def simulate(config: Config) -> Result:
     with build_world(config) as world:
         sheep = world.query(Sheep)
+        recorder = world.record(every=2, reductions=POPULATIONS)
         started = time.perf_counter()
         for _ in range(config.steps):
             ensure_sheep_capacity(world, sheep.count())
             world.run(frames=2)                   # the sheep phase, then the wolf phase
         seconds = time.perf_counter() - started
-        populations = world.resources["populations"].copy()
-        populations[config.steps] = (sheep.count(), world.query(Wolf).count(),
-                                     int((world.resources["grass"] == 0).sum()))
+        samples = recorder.reductions_to_arrow()
+        populations = np.column_stack([samples[name].to_numpy() for name in POPULATIONS]).astype(np.int64)
         return Result(populations, agents(world, Sheep), agents(world, Wolf), seconds)
+
+
+# what the recorder samples at the start of every step (every=2: the phases' frame counts)
+POPULATIONS = {
+    "sheep": lambda world: world.query(Sheep).count(),
+    "wolves": lambda world: world.query(Wolf).count(),
+    "grass": lambda world: int((world.resources["grass"] == 0).sum()),
+}
 
 
 # Bands of the default model (1000 sheep, 500 wolves, 100 x 100, 100 steps), from 20 seeds

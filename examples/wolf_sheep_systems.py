@@ -2,9 +2,7 @@
 
 One model step is two frames, split with every=2 and offset=:
 
-    frame 2s (offset 0)      record_sheep, record_wolves, record_grass: populations at the start
-                             of step s into row s of the `populations` resource array;
-                             sheep_step: every sheep, in a random order, moves, eats, dies or
+    frame 2s (offset 0)      sheep_step: every sheep, in a random order, moves, eats, dies or
                              breeds (births and deaths are commands, applied after the frame)
     frame 2s + 1 (offset 1)  clear_sheep_index, index_sheep: a cell list of the sheep alive now
                              (lambs born in frame 2s included, the dead gone);
@@ -88,26 +86,7 @@ def give_birth(cmd, i, prefab, tag, x, y, energy):
     ecs.cmd_add(cmd, i, child, tag)
 
 
-# ---------------------------------------------------------------- frame 2s: record, then sheep
-@system(with_=[Sheep], every=2, offset=0)
-def record_sheep(ids: Entity, populations: np.ndarray, frame: ecs.Frame):
-    populations[frame // 2, 0] = ids.shape[0]   # not called when no sheep is left: the row keeps 0
-
-
-@system(with_=[Wolf], every=2, offset=0)
-def record_wolves(ids: Entity, populations: np.ndarray, frame: ecs.Frame):
-    populations[frame // 2, 1] = ids.shape[0]
-
-
-@system(every=2, offset=0)
-def record_grass(grass: np.ndarray, populations: np.ndarray, frame: ecs.Frame):
-    grown = 0
-    for y in range(grass.shape[0]):
-        for x in range(grass.shape[1]):
-            grown += grass[y, x] == 0
-    populations[frame // 2, 2] = grown
-
-
+# ---------------------------------------------------------------- frame 2s: the sheep
 @system(with_=[Sheep], every=2, offset=0)
 def sheep_step(pos: Mut[Position], energy: Mut[Energy], ids: Entity, cmd: ecs.Commands, frame: ecs.Frame,
                grass: np.ndarray, seed: int, sheep_gain_from_food: float, sheep_reproduce: float,
@@ -202,5 +181,4 @@ def grow_grass(grass: np.ndarray):
 
 
 # registration order is frame order within each phase
-SYSTEMS = (record_sheep, record_wolves, record_grass, sheep_step,
-           clear_sheep_index, index_sheep, wolf_step, grow_grass)
+SYSTEMS = (sheep_step, clear_sheep_index, index_sheep, wolf_step, grow_grass)
