@@ -9,12 +9,34 @@ Start from `help(ecs.World)`, `help(ecs.component)` and `help(ecs.system)` (ever
 system and every parameter annotation); `__all__` lists the public names.
 """
 
-from kernels.bits import mark_changed
-from kernels.commands import add_tag as cmd_add
-from kernels.commands import despawn as cmd_despawn
-from kernels.commands import remove_tag as cmd_remove
-from kernels.commands import set_field as cmd_set
-from kernels.commands import spawn as cmd_spawn
+def _attach_source_kernels() -> None:
+    """`ecs.kernels` is the repository's kernels/ folder, installed as a subpackage of ecs (so it
+    claims no top-level name). In a source checkout that was never installed, map it here."""
+    import importlib.util
+    import pathlib
+    import sys
+
+    if "ecs.kernels" in sys.modules or importlib.util.find_spec("ecs.kernels") is not None:
+        return
+    folder = pathlib.Path(__file__).resolve().parent.parent / "kernels"
+    spec = importlib.util.spec_from_file_location("ecs.kernels", folder / "__init__.py",
+                                                  submodule_search_locations=[str(folder)])
+    if spec is None or spec.loader is None:
+        raise ImportError("ecs.kernels is missing: install the package (pip install -e .) or run from a checkout")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["ecs.kernels"] = module
+    spec.loader.exec_module(module)
+
+
+_attach_source_kernels()
+
+
+from ecs.kernels.bits import mark_changed
+from ecs.kernels.commands import add_tag as cmd_add
+from ecs.kernels.commands import despawn as cmd_despawn
+from ecs.kernels.commands import remove_tag as cmd_remove
+from ecs.kernels.commands import set_field as cmd_set
+from ecs.kernels.commands import spawn as cmd_spawn
 
 from .commands import Commands, component_key, field_key
 from .deferred import Deferred

@@ -4,6 +4,6 @@ numba's one-time initialisation (~130 ms per process, measured) are paid there, 
 import numpy as np
 
 import ecs  # noqa: F401
-from kernels import sync
+from ecs.kernels import sync
 
 sync.load(np.zeros(1, np.int64), 0)   # initialises numba and loads the first kernel from cache

@@ -23,7 +23,7 @@ from typing import Any
 import numba
 import numpy as np
 
-from kernels.commands import empty_buffer
+from ecs.kernels.commands import empty_buffer
 
 from .changes import Reader
 from .errors import SystemDefinitionError

@@ -40,7 +40,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from kernels import bits
+from ecs.kernels import bits
 
 from .archetype import Archetypes
 from .schema import ComponentInfo

@@ -29,8 +29,8 @@ from typing import Any
 
 import numpy as np
 
-from kernels import commands as records_kernels
-from kernels.commands import (
+from ecs.kernels import commands as records_kernels
+from ecs.kernels.commands import (
     ADD,
     DESPAWN,
     KEY,

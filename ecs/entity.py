@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from kernels import rows
+from ecs.kernels import rows
 
 from .errors import ArgumentTypeError, CapacityError, DeadEntityError
 from .memory import Arena

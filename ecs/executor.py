@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from kernels import bits
+from ecs.kernels import bits
 
 from .memory import Arena, ArraySpec
 from .plan import SystemValues, Task

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from kernels import sync
+from ecs.kernels import sync
 
 ABORT = 0
 BARRIER_COUNT = 8

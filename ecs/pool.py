@@ -34,7 +34,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from kernels import sync
+from ecs.kernels import sync
 
 from . import mailbox
 from .commands import CommandBuffers

@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from kernels import rows
+from ecs.kernels import rows
 
 from .errors import InvalidArgumentError
 from .resources import Resources

@@ -28,7 +28,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from kernels import bits
+from ecs.kernels import bits
 
 from .archetype import Archetypes
 from .changes import ChangeTracker

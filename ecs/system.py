@@ -40,7 +40,7 @@ import numba
 import numpy as np
 from numba.core.dispatcher import Dispatcher
 
-from kernels._jit import OPTIONS
+from ecs.kernels._jit import OPTIONS
 
 from .commands import Commands
 from .errors import SystemDefinitionError

@@ -22,8 +22,8 @@ import sys
 
 import numpy as np
 
-from kernels import bits
-from kernels import rows as row_kernels
+from ecs.kernels import bits
+from ecs.kernels import rows as row_kernels
 
 from .errors import CapacityError
 from .memory import Arena, ArraySpec, Region

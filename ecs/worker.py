@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from kernels import sync
+from ecs.kernels import sync
 
 from . import mailbox
 from .binding import resolve_system

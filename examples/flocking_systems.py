@@ -29,8 +29,8 @@ import math
 import numpy as np
 
 from ecs import Entity, Mut, component, f64, system
-from kernels import spatial
-from kernels._jit import jit
+from ecs.kernels import spatial
+from ecs.kernels._jit import jit
 
 
 @component

@@ -30,7 +30,7 @@ from __future__ import annotations
 import numpy as np
 
 from ecs import Mut, Rows, component, f32, f64, i32, system, u32
-from kernels import physics
+from ecs.kernels import physics
 
 
 @component

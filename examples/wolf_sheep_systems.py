@@ -33,8 +33,8 @@ import numpy as np
 
 import ecs
 from ecs import Entity, Mut, component, f64, i32, system
-from kernels import random, spatial
-from kernels._jit import jit
+from ecs.kernels import random, spatial
+from ecs.kernels._jit import jit
 
 MOVE, BREED, PREY, ORDER = 0, 1, 2, 3          # random streams of one agent in one frame
 

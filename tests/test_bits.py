@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from kernels import bits
+from ecs.kernels import bits
 from tests import reference
 
 SIZES = [0, 1, 63, 64, 65, 100_003]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from kernels import bits
+from ecs.kernels import bits
 from tests import reference
 
 WORD = 0xFFFFFFFFFFFFFFFF

@@ -32,12 +32,15 @@ def imports_of(name: str, path: Path, known: dict[str, Path]) -> list[tuple[str,
     out = []
     for node in ast.walk(ast.parse(path.read_text(), str(path))):
         if isinstance(node, ast.Import):
-            out += [(alias.name, []) for alias in node.names]
+            out += [(alias.name.removeprefix("ecs.") if alias.name.startswith("ecs.kernels") else alias.name, [])
+                    for alias in node.names]
         elif isinstance(node, ast.ImportFrom):
             base = node.module or ""
             if node.level:
                 parts = package.split(".")[: len(package.split(".")) - node.level + 1]
                 base = ".".join(parts + ([node.module] if node.module else []))
+            if base == "ecs.kernels" or base.startswith("ecs.kernels."):   # installed name of kernels/
+                base = base[len("ecs."):]
             names = [alias.name for alias in node.names]
             out.append((base, names))
             out += [(f"{base}.{n}", []) for n in names if f"{base}.{n}" in known]   # from . import mailbox

@@ -14,7 +14,7 @@ import math
 import numpy as np
 import pytest
 
-from kernels import physics
+from ecs.kernels import physics
 from tests import reference
 
 SIZES = [0, 1, 63, 64, 65, 3_001]

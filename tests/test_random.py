@@ -16,7 +16,7 @@ import math
 import numpy as np
 import pytest
 
-from kernels import random
+from ecs.kernels import random
 
 SIZES = [0, 1, 63, 64, 65, 100_003]
 N_STAT = 1_000_000

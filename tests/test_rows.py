@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from kernels import rows
+from ecs.kernels import rows
 from tests import reference
 
 SIZES = [0, 1, 63, 64, 65, 100_003]

@@ -515,7 +515,10 @@ CORRUPTIONS: dict[str, tuple[Callable[[Parsed], bytes], str]] = {
 
 
 def shm_entries() -> set[str]:
-    return set(os.listdir("/dev/shm")) if os.path.isdir("/dev/shm") else set()
+    """/dev/shm entries other than multiprocessing's named semaphores (sem.mp-*): the library
+    makes none (its memory is a memfd), and other processes on the machine come and go."""
+    names = set(os.listdir("/dev/shm")) if os.path.isdir("/dev/shm") else set()
+    return {name for name in names if not name.startswith("sem.mp-")}
 
 
 def resources_in_use() -> tuple[int, int, set[str]]:

@@ -17,7 +17,7 @@ import itertools
 import numpy as np
 import pytest
 
-from kernels import spatial
+from ecs.kernels import spatial
 
 SIZES = [0, 1, 63, 64, 65, 5_000]
 LO = np.array([-1.0, 0.5, 2.0])

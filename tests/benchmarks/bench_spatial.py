@@ -19,8 +19,8 @@ import math
 
 import numpy as np
 
-from kernels import physics, spatial
-from kernels._jit import jit
+from ecs.kernels import physics, spatial
+from ecs.kernels._jit import jit
 
 from .common import LoadMeter, Row, fmt_stats
 from .paired import bench_paired

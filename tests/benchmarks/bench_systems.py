@@ -58,7 +58,7 @@ world.close()
 FLOOR_CHILD = """
 import numpy as np
 import numba
-from kernels import bits
+from ecs.kernels import bits
 bits.fill_range(np.zeros(2, np.uint64), 0, 64)
 print("READY", flush=True)
 """

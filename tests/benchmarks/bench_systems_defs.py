@@ -20,7 +20,7 @@ import numpy as np
 
 import ecs
 from ecs import Mut, Rows, system
-from kernels._jit import jit
+from ecs.kernels._jit import jit
 
 from .common import Position, Velocity
 
