@@ -36,8 +36,8 @@ if str(ROOT) not in sys.path:   # `python examples/flocking.py` puts examples/ o
     sys.path.insert(0, str(ROOT))
 
 import ecs  # noqa: E402
-from examples.flocking_systems import SYSTEMS, Heading, Position  # noqa: E402
 from ecs.kernels import random, spatial  # noqa: E402
+from examples.flocking_systems import SYSTEMS, Heading, Position  # noqa: E402
 
 INIT_FRAME = -1
 X, Y, ANGLE = 10, 11, 12          # streams of the initial draws

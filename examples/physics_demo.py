@@ -37,9 +37,9 @@ if str(ROOT) not in sys.path:   # `python examples/physics_demo.py` puts example
     sys.path.insert(0, str(ROOT))
 
 import ecs  # noqa: E402
+from ecs.kernels import physics  # noqa: E402
 from ecs.schedule import Progress  # noqa: E402
 from examples.physics_systems import SYSTEMS, Contact, GridRow, Lifetime, Position, Velocity  # noqa: E402
-from ecs.kernels import physics  # noqa: E402
 
 WIDTH, HEIGHT = 1.6, 1.0          # the box, in length units
 PACKING = 0.08                    # area fraction the discs cover: sets the radius from --entities

@@ -37,8 +37,8 @@ if str(ROOT) not in sys.path:   # `python examples/wolf_sheep.py` puts examples/
     sys.path.insert(0, str(ROOT))
 
 import ecs  # noqa: E402
-from examples.wolf_sheep_systems import SYSTEMS, Energy, Position, Sheep, Wolf  # noqa: E402
 from ecs.kernels import random  # noqa: E402
+from examples.wolf_sheep_systems import SYSTEMS, Energy, Position, Sheep, Wolf  # noqa: E402
 
 INIT_FRAME = -1        # the random key's frame word for the initial state (runs use 0, 1, ...)
 X, Y, ENERGY, GRASS, COUNTDOWN = 10, 11, 12, 13, 14     # streams of the initial draws
