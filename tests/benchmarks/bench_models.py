@@ -1,0 +1,53 @@
+"""Scenario "models": the agent-model examples, timed as a user runs them.
+
+- WolfSheep (examples/wolf_sheep.py, the large variant of ABMFrameworksComparison: 1000 sheep,
+  500 wolves, 100 x 100 grass, 100 steps; births and deaths by kernel commands) on 0 and 2
+  workers: the step loop's wall time, median of REPS seeds; the two must give the same world.
+- Flocking (examples/flocking.py) at 400 birds x 100 steps and 100,000 birds x 10 steps, on 0
+  and 2 workers.
+The ratios are workers=2 / workers=0 speed; no target holds them yet (the issue asks for the
+timings). Each run builds its world first (untimed: Result.seconds is the step loop only).
+"""
+
+from __future__ import annotations
+
+import statistics
+
+from examples import flocking, wolf_sheep
+
+from .common import REPS, Row, Stats, fmt_stats
+
+SCENARIO = "models"
+
+
+def _wolf_sheep(workers: int) -> tuple[Stats, list]:
+    results = [wolf_sheep.simulate(wolf_sheep.Config(seed=seed, workers=workers)) for seed in range(REPS)]
+    return Stats([r.seconds for r in results]), results
+
+
+def _flocking(workers: int, birds: int, steps: int) -> Stats:
+    return Stats([flocking.simulate(flocking.Config(birds=birds, steps=steps, seed=seed, workers=workers)).seconds
+                  for seed in range(3)])
+
+
+def run() -> list[Row]:
+    rows = []
+    wolf_sheep.simulate(wolf_sheep.Config(steps=2))            # compile, untimed
+    here, results_here = _wolf_sheep(0)
+    there, results_there = _wolf_sheep(2)
+    same = all(wolf_sheep.same_result(a, b) for a, b in zip(results_here, results_there, strict=True))
+    rows.append(Row(SCENARIO, f"WolfSheep 1000+500, 100 steps, median of {REPS} seeds (same on 0/2 workers: {same})",
+                    f"2 workers: {fmt_stats(there)}", f"0 workers: {fmt_stats(here)}",
+                    here.median / there.median, "x (speed 2w/0w)", "timed (no target)", None))
+    for birds, steps in ((400, 100), (100_000, 10)):
+        flocking.simulate(flocking.Config(birds=birds, steps=1))
+        here = _flocking(0, birds, steps)
+        there = _flocking(2, birds, steps)
+        rows.append(Row(SCENARIO, f"Flocking {birds:,} birds x {steps} steps", f"2 workers: {fmt_stats(there)}",
+                        f"0 workers: {fmt_stats(here)}", here.median / there.median, "x (speed 2w/0w)",
+                        "timed (no target)", None))
+    for row in rows:
+        print(f"  {row.workload}: {row.ours} vs {row.baseline} -> {row.ratio:.3g} {row.ratio_label}", flush=True)
+    per_step = statistics.median(r.seconds for r in results_here) / 100
+    print(f"  (WolfSheep per step on 0 workers: {per_step * 1e3:.2f} ms)")
+    return rows
