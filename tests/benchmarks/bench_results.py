@@ -24,7 +24,8 @@ import time
 import numpy as np
 
 import ecs
-from ecs import Mut, component, f32, i32, system
+from ecs import Mut, system
+from tests.results_worlds import Body, Bounces  # the components the ensemble tests use
 
 from . import bench_systems_defs as defs
 from .common import Position, Row, Stats, Velocity, fmt_s, fmt_stats, source_arrays
@@ -42,19 +43,6 @@ ENSEMBLE_REPS = 3
 
 # ---------------------------------------------------------------- the ensemble's world (module level:
 # the cluster's processes import build, observe and the system by name)
-@component
-class Body:
-    x: f32
-    y: f32
-    vx: f32
-    vy: f32
-
-
-@component
-class Bounces:
-    n: i32 = 0
-
-
 @system
 def fall_and_bounce(body: Mut[Body], bounces: Mut[Bounces], gravity: float, dt: float):
     g = np.float32(gravity * dt)
