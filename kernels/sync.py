@@ -81,6 +81,22 @@ def atomic_add(typingctx, arr, idx, val):
 
 
 @intrinsic
+def atomic_add_fetch(typingctx, arr, idx, val):
+    """arr[idx] += val atomically (seq_cst); returns the new value in the array's own width (an
+    int32 word bumped past 2**31 - 1 returns -2**31, what it holds, not 2**31)."""
+    if not _integer_array(arr):
+        return None
+    sig = arr.dtype(arr, idx, val)
+
+    def codegen(context, builder, sig, args):
+        aryty = sig.args[0]
+        ptr = _item_pointer(context, builder, aryty, args[0], args[1], sig.args[1])
+        value = context.cast(builder, args[2], sig.args[2], aryty.dtype)
+        return builder.add(builder.atomic_rmw("add", ptr, value, "seq_cst"), value)
+    return sig, codegen
+
+
+@intrinsic
 def cpu_relax(typingctx):
     """x86 PAUSE (numba's JIT cannot parse inline asm); a no-op elsewhere."""
     sig = types.void()
@@ -133,8 +149,8 @@ def store(words, idx, value):
 
 @jit
 def increment(words, idx):
-    """Atomically add one; returns the new value."""
-    return atomic_add(words, idx, 1) + 1
+    """Atomically add one; returns the new value (in the word's width)."""
+    return atomic_add_fetch(words, idx, 1)
 
 
 @jit
@@ -189,7 +205,7 @@ def await_change(words32, idx, seen, sleepers_idx, spin_ns, timespec):
 def publish(words32, idx, sleepers_idx):
     """Add one to words32[idx] for `await_change` callers, waking them if any sleeps. Returns
     the new value."""
-    value = atomic_add(words32, idx, 1) + 1     # seq_cst: ordered before the sleepers load
+    value = atomic_add_fetch(words32, idx, 1)   # seq_cst: ordered before the sleepers load
     if atomic_load(words32, sleepers_idx) > 0:
         futex_wake(words32, idx, 1 << 30)
     return value
