@@ -1,9 +1,11 @@
-"""Numpy twins ("oracles") of the kernels in kernels/bits.py, kernels/rows.py and kernels/physics.py.
+"""Numpy twins ("oracles") of the kernels in kernels/bits.py, rows.py, physics.py and commands.py.
 
 Each twin is written the obvious way, in whole-array numpy, with no shared code with the kernel
 it checks: bitsets are unpacked to one bool per row, edited, and packed back; the grid twin sorts
-with np.argsort and the collision twin compares every pair of discs (no grid). Twins that mutate
-take and return copies so a test can run kernel and twin on the same input.
+with np.argsort and the collision twin compares every pair of discs (no grid); the command twin
+writes all records of a kernel's commands as whole columns. Twins share only the record layout
+(the word and kind constants of kernels/commands.py) with the kernels. Twins that mutate take and
+return copies so a test can run kernel and twin on the same input.
 """
 
 from __future__ import annotations
@@ -11,6 +13,8 @@ from __future__ import annotations
 import math
 
 import numpy as np
+
+from kernels.commands import ADD, KEY, KIND, REMOVE, ROW, SERIAL, SET, SPAWN, SYSTEM, TABLE, TARGET, VALUE
 
 
 # ---------------------------------------------------------------- bitset <-> bool rows
@@ -278,3 +282,36 @@ def tally_contacts(rows, hits, impulse, tally):
     tally[0] += len(selected)
     tally[1] += impulse[selected].astype(np.float64).sum()
     return tally
+
+
+# ---------------------------------------------------------------- commands.py twins
+def command_records(records: np.ndarray, count: int, base: int, system: int, table: int, kinds: np.ndarray,
+                    rows: np.ndarray, targets: np.ndarray, keys: np.ndarray,
+                    values: np.ndarray) -> tuple[np.ndarray, int, np.ndarray, bool]:
+    """The buffer after a kernel issued command c = (kinds[c], rows[c], targets[c], keys[c], values[c]), in
+    order, through despawn / add_tag / remove_tag / spawn / set_field on CommandBuffer(records, ..., count,
+    base, system, table): (records, count, placeholders, full), records a new copy.
+
+    Only records [count, new count) change, and in them every word but VALUE, which only a SET writes
+    (its float64 bits). despawn and spawn take no key (KEY is 0); spawn's target is the prefab.
+    placeholders[c] is what spawn returned, -(serial + 1); 0 for other kinds and unissued commands.
+    When the records run out, the commands that fit are written and `full` is True: the kernel raises
+    MemoryError at the first command that does not fit."""
+    records = records.copy()
+    issued = len(kinds)
+    fit = max(0, min(issued, records.shape[0] - count))
+    kinds, rows, targets, keys, values = kinds[:fit], rows[:fit], targets[:fit], keys[:fit], values[:fit]
+    serials = count + np.arange(fit, dtype=np.int64)
+    written = records[count:count + fit]
+    written[:, KIND] = kinds
+    written[:, SYSTEM] = system
+    written[:, TABLE] = table
+    written[:, ROW] = base + rows
+    written[:, TARGET] = targets
+    written[:, KEY] = np.where(np.isin(kinds, [ADD, REMOVE, SET]), keys, 0)
+    written[:, SERIAL] = serials
+    sets = kinds == SET
+    written[sets, VALUE] = values[sets].astype(np.float64).view(np.int64)
+    placeholders = np.zeros(issued, np.int64)
+    placeholders[:fit] = np.where(kinds == SPAWN, -(serials + 1), 0)
+    return records, count + fit, placeholders, fit < issued
