@@ -1,13 +1,20 @@
-"""Numpy twins ("oracles") of every kernel in kernels/bits.py and kernels/rows.py.
+"""Numpy twins ("oracles") of the kernels in kernels/bits.py, rows.py, physics.py and commands.py.
 
 Each twin is written the obvious way, in whole-array numpy, with no shared code with the kernel
-it checks: bitsets are unpacked to one bool per row, edited, and packed back. Twins that mutate
-take and return copies so a test can run kernel and twin on the same input.
+it checks: bitsets are unpacked to one bool per row, edited, and packed back; the grid twin sorts
+with np.argsort and the collision twin compares every pair of discs (no grid); the command twin
+writes all records of a kernel's commands as whole columns. Twins share only the record layout
+(the word and kind constants of kernels/commands.py) with the kernels. Twins that mutate take and
+return copies so a test can run kernel and twin on the same input.
 """
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
+
+from kernels.commands import ADD, KEY, KIND, REMOVE, ROW, SERIAL, SET, SPAWN, SYSTEM, TABLE, TARGET, VALUE
 
 
 # ---------------------------------------------------------------- bitset <-> bool rows
@@ -199,3 +206,122 @@ def index_free(free: np.ndarray, free_generation: np.ndarray, high: int, retired
 def popcount(value: int) -> int:
     """Set bits of one uint64 word, counted from its unpacked bits."""
     return int(unpack(np.array([value], np.uint64)).sum())
+
+
+# ---------------------------------------------------------------- physics.py twins
+def apply_gravity(vy, gravity, dt):
+    return vy + gravity * dt
+
+
+def integrate(x, y, vx, vy, dt):
+    return x + vx * dt, y + vy * dt
+
+
+def bounce_walls(x, y, vx, vy, width, height, radius, restitution):
+    x, y, vx, vy = x.copy(), y.copy(), vx.copy(), vy.copy()
+    lo_x, hi_x, lo_y, hi_y = radius, width - radius, radius, height - radius
+    left, right = x < lo_x, x > hi_x
+    below, above = y < lo_y, y > hi_y
+    x[left] = np.minimum(2 * lo_x - x[left], hi_x)
+    x[right] = np.maximum(2 * hi_x - x[right], lo_x)
+    y[below] = np.minimum(2 * lo_y - y[below], hi_y)
+    y[above] = np.maximum(2 * hi_y - y[above], lo_y)
+    vx[left] = np.abs(vx[left]) * restitution
+    vx[right] = -np.abs(vx[right]) * restitution
+    vy[below] = np.abs(vy[below]) * restitution
+    vy[above] = -np.abs(vy[above]) * restitution
+    return x, y, vx, vy, int(np.count_nonzero(left | right | below | above))
+
+
+def cells_of(x, y, cell_size, ncx, ncy):
+    cx = np.clip((x / cell_size).astype(np.int64), 0, ncx - 1)
+    cy = np.clip((y / cell_size).astype(np.int64), 0, ncy - 1)
+    return cy * ncx + cx
+
+
+def build_grid(x, y, vx, vy, cell_size, ncx, ncy):
+    cell = cells_of(x, y, cell_size, ncx, ncy)
+    order = np.argsort(cell, kind="stable")
+    cell_start = np.concatenate([[0], np.cumsum(np.bincount(cell, minlength=ncx * ncy)), [len(x)]])
+    state = np.stack([x[order], y[order], vx[order], vy[order]], axis=1)
+    return cell_start, state, order
+
+
+def fastest_approaches(state, radius):
+    """best[k]: the slot approaching slot k fastest among every disc overlapping it, -1 if none."""
+    dx = state[None, :, 0] - state[:, None, 0]
+    dy = state[None, :, 1] - state[:, None, 1]
+    d2 = dx * dx + dy * dy
+    d = np.sqrt(d2)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        dvx = state[None, :, 2] - state[:, None, 2]
+        dvy = state[None, :, 3] - state[:, None, 3]
+        vn = dvx * (dx / d) + dvy * (dy / d)
+    eligible = (d2 < 4 * radius * radius) & (d2 != 0) & (vn < 0)
+    vn = np.where(eligible, vn, np.inf)
+    best = np.argmin(vn, axis=1) if len(state) else np.zeros(0, np.int64)   # first minimum: lowest slot
+    return np.where(eligible.any(axis=1), best, -1)
+
+
+def collide(x, y, vx, vy, hits, impulse, radius, restitution, cell_size, ncx, ncy):
+    """Twin of build_grid + collide over all rows: mutual fastest approaches collide."""
+    _, state, items = build_grid(x, y, vx, vy, cell_size, ncx, ncy)
+    best = fastest_approaches(state, radius)
+    vx, vy, hits, impulse = vx.copy(), vy.copy(), hits.copy(), impulse.copy()
+    changed = np.zeros(len(x), bool)
+    share = 0.5 * (1 + restitution)
+    for k, i in enumerate(items):
+        j = best[k]
+        if j < 0 or best[j] != k:
+            continue
+        dx, dy = state[j, 0] - x[i], state[j, 1] - y[i]
+        d = math.sqrt(dx * dx + dy * dy)
+        nx, ny = dx / d, dy / d
+        vn = (state[j, 2] - vx[i]) * nx + (state[j, 3] - vy[i]) * ny
+        vx[i] += share * vn * nx
+        vy[i] += share * vn * ny
+        hits[i] += 1
+        impulse[i] = -share * vn
+        changed[i] = True
+    return vx, vy, hits, impulse, changed
+
+
+def tally_contacts(rows, hits, impulse, tally):
+    tally = tally.copy()
+    selected = rows[hits[rows] > 0]
+    tally[0] += len(selected)
+    tally[1] += impulse[selected].astype(np.float64).sum()
+    return tally
+
+
+# ---------------------------------------------------------------- commands.py twins
+def command_records(records: np.ndarray, count: int, base: int, system: int, table: int, kinds: np.ndarray,
+                    rows: np.ndarray, targets: np.ndarray, keys: np.ndarray,
+                    values: np.ndarray) -> tuple[np.ndarray, int, np.ndarray, bool]:
+    """The buffer after a kernel issued command c = (kinds[c], rows[c], targets[c], keys[c], values[c]), in
+    order, through despawn / add_tag / remove_tag / spawn / set_field on CommandBuffer(records, ..., count,
+    base, system, table): (records, count, placeholders, full), records a new copy.
+
+    Only records [count, new count) change, and in them every word but VALUE, which only a SET writes
+    (its float64 bits). despawn and spawn take no key (KEY is 0); spawn's target is the prefab.
+    placeholders[c] is what spawn returned, -(serial + 1); 0 for other kinds and unissued commands.
+    When the records run out, the commands that fit are written and `full` is True: the kernel raises
+    MemoryError at the first command that does not fit."""
+    records = records.copy()
+    issued = len(kinds)
+    fit = max(0, min(issued, records.shape[0] - count))
+    kinds, rows, targets, keys, values = kinds[:fit], rows[:fit], targets[:fit], keys[:fit], values[:fit]
+    serials = count + np.arange(fit, dtype=np.int64)
+    written = records[count:count + fit]
+    written[:, KIND] = kinds
+    written[:, SYSTEM] = system
+    written[:, TABLE] = table
+    written[:, ROW] = base + rows
+    written[:, TARGET] = targets
+    written[:, KEY] = np.where(np.isin(kinds, [ADD, REMOVE, SET]), keys, 0)
+    written[:, SERIAL] = serials
+    sets = kinds == SET
+    written[sets, VALUE] = values[sets].astype(np.float64).view(np.int64)
+    placeholders = np.zeros(issued, np.int64)
+    placeholders[:fit] = np.where(kinds == SPAWN, -(serials + 1), 0)
+    return records, count + fit, placeholders, fit < issued

@@ -1,7 +1,6 @@
-"""kernels/physics.py against numpy twins, at sizes 0, 1, 63, 64, 65 and large.
+"""kernels/physics.py against its numpy twins in tests/reference.py, at sizes 0, 1, 63, 64, 65 and large.
 
-Each twin is written the obvious way in whole-array numpy, sharing no code with its kernel: the
-grid twin sorts with np.argsort, the collision twin compares every pair of discs (no grid).
+The grid twin sorts with np.argsort, the collision twin compares every pair of discs (no grid).
 Beyond the twins: collide gives the same rows whatever slices it is called on (the property that
 makes the demo identical for any worker count), and an elastic collision frame conserves
 momentum and energy.
@@ -19,92 +18,6 @@ from tests import reference
 
 SIZES = [0, 1, 63, 64, 65, 3_001]
 WIDTH, HEIGHT = 1.6, 1.0
-
-
-# ---------------------------------------------------------------- numpy twins
-def apply_gravity(vy, gravity, dt):
-    return vy + gravity * dt
-
-
-def integrate(x, y, vx, vy, dt):
-    return x + vx * dt, y + vy * dt
-
-
-def bounce_walls(x, y, vx, vy, width, height, radius, restitution):
-    x, y, vx, vy = x.copy(), y.copy(), vx.copy(), vy.copy()
-    lo_x, hi_x, lo_y, hi_y = radius, width - radius, radius, height - radius
-    left, right = x < lo_x, x > hi_x
-    below, above = y < lo_y, y > hi_y
-    x[left] = np.minimum(2 * lo_x - x[left], hi_x)
-    x[right] = np.maximum(2 * hi_x - x[right], lo_x)
-    y[below] = np.minimum(2 * lo_y - y[below], hi_y)
-    y[above] = np.maximum(2 * hi_y - y[above], lo_y)
-    vx[left] = np.abs(vx[left]) * restitution
-    vx[right] = -np.abs(vx[right]) * restitution
-    vy[below] = np.abs(vy[below]) * restitution
-    vy[above] = -np.abs(vy[above]) * restitution
-    return x, y, vx, vy, int(np.count_nonzero(left | right | below | above))
-
-
-def cells_of(x, y, cell_size, ncx, ncy):
-    cx = np.clip((x / cell_size).astype(np.int64), 0, ncx - 1)
-    cy = np.clip((y / cell_size).astype(np.int64), 0, ncy - 1)
-    return cy * ncx + cx
-
-
-def build_grid(x, y, vx, vy, cell_size, ncx, ncy):
-    cell = cells_of(x, y, cell_size, ncx, ncy)
-    order = np.argsort(cell, kind="stable")
-    cell_start = np.concatenate([[0], np.cumsum(np.bincount(cell, minlength=ncx * ncy)), [len(x)]])
-    state = np.stack([x[order], y[order], vx[order], vy[order]], axis=1)
-    return cell_start, state, order
-
-
-def fastest_approaches(state, radius):
-    """best[k]: the slot approaching slot k fastest among every disc overlapping it, -1 if none."""
-    dx = state[None, :, 0] - state[:, None, 0]
-    dy = state[None, :, 1] - state[:, None, 1]
-    d2 = dx * dx + dy * dy
-    d = np.sqrt(d2)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        dvx = state[None, :, 2] - state[:, None, 2]
-        dvy = state[None, :, 3] - state[:, None, 3]
-        vn = dvx * (dx / d) + dvy * (dy / d)
-    eligible = (d2 < 4 * radius * radius) & (d2 != 0) & (vn < 0)
-    vn = np.where(eligible, vn, np.inf)
-    best = np.argmin(vn, axis=1) if len(state) else np.zeros(0, np.int64)   # first minimum: lowest slot
-    return np.where(eligible.any(axis=1), best, -1)
-
-
-def collide(x, y, vx, vy, hits, impulse, radius, restitution, cell_size, ncx, ncy):
-    """Twin of build_grid + collide over all rows: mutual fastest approaches collide."""
-    _, state, items = build_grid(x, y, vx, vy, cell_size, ncx, ncy)
-    best = fastest_approaches(state, radius)
-    vx, vy, hits, impulse = vx.copy(), vy.copy(), hits.copy(), impulse.copy()
-    changed = np.zeros(len(x), bool)
-    share = 0.5 * (1 + restitution)
-    for k, i in enumerate(items):
-        j = best[k]
-        if j < 0 or best[j] != k:
-            continue
-        dx, dy = state[j, 0] - x[i], state[j, 1] - y[i]
-        d = math.sqrt(dx * dx + dy * dy)
-        nx, ny = dx / d, dy / d
-        vn = (state[j, 2] - vx[i]) * nx + (state[j, 3] - vy[i]) * ny
-        vx[i] += share * vn * nx
-        vy[i] += share * vn * ny
-        hits[i] += 1
-        impulse[i] = -share * vn
-        changed[i] = True
-    return vx, vy, hits, impulse, changed
-
-
-def tally_contacts(rows, hits, impulse, tally):
-    tally = tally.copy()
-    selected = rows[hits[rows] > 0]
-    tally[0] += len(selected)
-    tally[1] += impulse[selected].astype(np.float64).sum()
-    return tally
 
 
 # ---------------------------------------------------------------- inputs
@@ -133,16 +46,16 @@ def test_motion_kernels_match_twins(n: int) -> None:
     vx, vy = rng.normal(0, 1, n), rng.normal(0, 1, n)
     got_vy = vy.copy()
     physics.apply_gravity(got_vy, -9.81, 0.01)
-    np.testing.assert_array_equal(got_vy, apply_gravity(vy, -9.81, 0.01))
+    np.testing.assert_array_equal(got_vy, reference.apply_gravity(vy, -9.81, 0.01))
 
     got_x, got_y = x.copy(), y.copy()
     physics.integrate(got_x, got_y, vx, vy, 0.01)
-    for got, want in zip((got_x, got_y), integrate(x, y, vx, vy, 0.01), strict=True):
+    for got, want in zip((got_x, got_y), reference.integrate(x, y, vx, vy, 0.01), strict=True):
         np.testing.assert_array_equal(got, want)
 
     got = [x.copy(), y.copy(), vx.copy(), vy.copy()]
     bounced = physics.bounce_walls(*got, WIDTH, HEIGHT, 0.01, 0.9)
-    *want, want_bounced = bounce_walls(x, y, vx, vy, WIDTH, HEIGHT, 0.01, 0.9)
+    *want, want_bounced = reference.bounce_walls(x, y, vx, vy, WIDTH, HEIGHT, 0.01, 0.9)
     assert bounced == want_bounced
     for g, w in zip(got, want, strict=True):
         np.testing.assert_array_equal(g, w)
@@ -158,7 +71,7 @@ def test_build_grid_sorts_rows_into_cells_in_row_order(n: int) -> None:
     x, y, vx, vy, _, cell_size, ncx, ncy = gas(n, seed=n)
     cell_start, state, items, table_row = grid_arrays(n + 5, ncx, ncy)   # spare slots are allowed
     physics.build_grid(x, y, vx, vy, table_row[:n], cell_size, ncx, ncy, cell_start, state, items)
-    want_start, want_state, want_items = build_grid(x, y, vx, vy, cell_size, ncx, ncy)
+    want_start, want_state, want_items = reference.build_grid(x, y, vx, vy, cell_size, ncx, ncy)
     np.testing.assert_array_equal(cell_start, want_start)
     np.testing.assert_array_equal(state[:n], want_state)
     np.testing.assert_array_equal(items[:n], want_items)
@@ -204,8 +117,8 @@ def test_collide_matches_all_pairs_twin(n: int, restitution: float) -> None:
     hits = np.random.default_rng(n).integers(0, 5, n).astype(np.uint32)
     collided, (got_vx, got_vy, got_hits, got_impulse, words) = run_collide(
         vx, vy, table_row, restitution, radius, cell_size, ncx, ncy, grid, [0, n], hits)
-    want_vx, want_vy, want_hits, want_impulse, changed = collide(x, y, vx, vy, hits, np.zeros(n, np.float32),
-                                                                 radius, restitution, cell_size, ncx, ncy)
+    want_vx, want_vy, want_hits, want_impulse, changed = reference.collide(
+        x, y, vx, vy, hits, np.zeros(n, np.float32), radius, restitution, cell_size, ncx, ncy)
     assert collided == int(changed.sum())
     if n > 1000:
         assert collided > n // 20      # the dense gas does collide
@@ -251,7 +164,7 @@ def test_tally_and_bookkeeping_kernels_match_twins(n: int) -> None:
     impulse = rng.uniform(0, 2, n).astype(np.float32)
     rows = np.flatnonzero(rng.random(n) < 0.3).astype(np.int64)
     tally = np.array([5.0, 1.5])
-    want = tally_contacts(rows, hits, impulse, tally)
+    want = reference.tally_contacts(rows, hits, impulse, tally)
     physics.tally_contacts(rows, hits, impulse, tally)
     assert tally[0] == want[0]
     assert math.isclose(tally[1], want[1], rel_tol=1e-12)

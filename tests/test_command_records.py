@@ -1,0 +1,172 @@
+"""kernels/commands.py: the records that despawn, add_tag, remove_tag, spawn and set_field write,
+against their numpy twin in tests/reference.py, at 0, 1, 63, 64, 65 and many commands.
+
+The helpers are called as a kernel calls them, from the njit driver `issue` below, on a buffer
+whose records start as noise: a word a helper must not write keeps its noise, so the twin's
+"only a SET writes VALUE" and "records past the count are untouched" are checked too.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from kernels import commands
+from kernels._jit import jit
+from kernels.commands import (
+    ADD,
+    DESPAWN,
+    KEY,
+    RECORD_WORDS,
+    REMOVE,
+    ROW,
+    SERIAL,
+    SET,
+    SPAWN,
+    SYSTEM,
+    TABLE,
+    TARGET,
+    VALUE,
+    CommandBuffer,
+)
+from tests import reference
+
+SIZES = [0, 1, 63, 64, 65, 10_000]
+KINDS = {"despawn": DESPAWN, "add_tag": ADD, "remove_tag": REMOVE, "spawn": SPAWN, "set_field": SET}
+
+
+@jit
+def issue(cmd, kinds, rows, targets, keys, values, placeholders):
+    """Issue command c through the helper of kinds[c], as a kernel processing slice row rows[c] would."""
+    for c in range(kinds.shape[0]):
+        kind = kinds[c]
+        if kind == DESPAWN:
+            commands.despawn(cmd, rows[c], targets[c])
+        elif kind == ADD:
+            commands.add_tag(cmd, rows[c], targets[c], keys[c])
+        elif kind == REMOVE:
+            commands.remove_tag(cmd, rows[c], targets[c], keys[c])
+        elif kind == SPAWN:
+            placeholders[c] = commands.spawn(cmd, rows[c], targets[c])
+        else:
+            commands.set_field(cmd, rows[c], targets[c], keys[c], values[c])
+
+
+def noise_records(rng: np.random.Generator, capacity: int) -> np.ndarray:
+    return rng.integers(-(1 << 62), 1 << 62, (capacity, RECORD_WORDS), dtype=np.int64)
+
+
+def random_commands(rng: np.random.Generator, n: int, kinds: list[int]):
+    """(kinds, rows, targets, keys, values) of n commands; values include -0.0, NaN, inf and a subnormal."""
+    kind = rng.choice(np.array(kinds, np.int64), n)
+    rows = rng.integers(0, 1 << 20, n, dtype=np.int64)
+    targets = rng.integers(1, 1 << 40, n, dtype=np.int64)
+    targets[rng.random(n) < 0.2] *= -1                       # set_field on spawn placeholders
+    keys = rng.integers(1, 1 << 40, n, dtype=np.int64)
+    values = rng.normal(0, 1e6, n)
+    specials = np.array([-0.0, np.nan, np.inf, -np.inf, 5e-324, 1.7e308])
+    values[: min(n, len(specials))] = specials[: min(n, len(specials))]
+    return kind, rows, targets, keys, values
+
+
+def run_both(records: np.ndarray, count: int, base: int, system: int, table: int, batch):
+    """Issue `batch` through the kernels and through the twin: (got, want), each (records, count, placeholders)."""
+    got_records = records.copy()
+    got_count = np.array([count], np.int64)
+    cmd = CommandBuffer(got_records, got_records.view(np.float64), got_count, base, system, table)
+    got_placeholders = np.zeros(len(batch[0]), np.int64)
+    issue(cmd, *batch, got_placeholders)
+    want_records, want_count, want_placeholders, full = reference.command_records(
+        records, count, base, system, table, *batch)
+    assert not full
+    return (got_records, int(got_count[0]), got_placeholders), (want_records, want_count, want_placeholders)
+
+
+def assert_same_buffer(got, want) -> None:
+    np.testing.assert_array_equal(got[0], want[0])      # int64 words: NaN and -0.0 compared bit for bit
+    assert got[1] == want[1]
+    np.testing.assert_array_equal(got[2], want[2])
+
+
+@pytest.mark.parametrize("n", SIZES)
+@pytest.mark.parametrize("name", [*KINDS, "mixed"])
+def test_each_command_helper_writes_the_records_of_its_twin(name: str, n: int) -> None:
+    rng = np.random.default_rng(n)
+    kinds = list(KINDS.values()) if name == "mixed" else [KINDS[name]]
+    records = noise_records(rng, n + 3)
+    got, want = run_both(records, 0, 0, 0, 0, random_commands(rng, n, kinds))
+    assert_same_buffer(got, want)
+    assert got[1] == n
+    np.testing.assert_array_equal(got[0][n:], records[n:])             # past the count: untouched
+
+
+@pytest.mark.parametrize("n", SIZES)
+def test_records_carry_the_slice_base_the_system_and_the_table(n: int) -> None:
+    """A slice starting at table row 4096 of table 3, for system 7, after 5 records of an earlier system."""
+    rng = np.random.default_rng(1000 + n)
+    records = noise_records(rng, n + 5)
+    batch = random_commands(rng, n, list(KINDS.values()))
+    got, want = run_both(records, 5, 4096, 7, 3, batch)
+    assert_same_buffer(got, want)
+    written = got[0][5:5 + n]
+    np.testing.assert_array_equal(got[0][:5], records[:5])             # earlier records are kept
+    np.testing.assert_array_equal(written[:, ROW], 4096 + batch[1])     # rows are global, not slice rows
+    assert (written[:, SYSTEM] == 7).all() and (written[:, TABLE] == 3).all()
+    np.testing.assert_array_equal(written[:, SERIAL], np.arange(5, 5 + n))
+    np.testing.assert_array_equal(written[:, TARGET], batch[2])
+
+
+def test_spawn_returns_distinct_negative_placeholders_that_name_its_record() -> None:
+    rng = np.random.default_rng(2)
+    batch = random_commands(rng, 65, [SPAWN, SET])
+    got, want = run_both(noise_records(rng, 100), 9, 0, 1, 2, batch)
+    assert_same_buffer(got, want)
+    spawned = batch[0] == SPAWN
+    placeholders = got[2][spawned]
+    assert spawned.sum() > 10 and (placeholders < 0).all()
+    assert len(np.unique(placeholders)) == len(placeholders)
+    np.testing.assert_array_equal(got[0][-placeholders - 1, SERIAL], -placeholders - 1)
+    np.testing.assert_array_equal(got[0][-placeholders - 1, KEY], 0)
+
+
+def test_set_field_stores_the_float64_value_bit_for_bit() -> None:
+    values = np.array([-0.0, 0.0, np.nan, -np.inf, 5e-324, 1.0 / 3.0])
+    n = len(values)
+    batch = (np.full(n, SET, np.int64), np.arange(n, dtype=np.int64), np.arange(1, n + 1, dtype=np.int64),
+             np.full(n, 77, np.int64), values)
+    got, want = run_both(np.zeros((n, RECORD_WORDS), np.int64), 0, 0, 0, 0, batch)
+    assert_same_buffer(got, want)
+    np.testing.assert_array_equal(got[0][:, VALUE], values.view(np.int64))
+    np.testing.assert_array_equal(got[0][:, KEY], 77)
+
+
+@pytest.mark.parametrize(("capacity", "count", "n"), [(64, 60, 10), (64, 64, 1), (1, 0, 2), (65, 0, 66)])
+def test_a_full_buffer_raises_and_keeps_every_record_that_fit(capacity: int, count: int, n: int) -> None:
+    rng = np.random.default_rng(capacity + count)
+    records = noise_records(rng, capacity)
+    batch = random_commands(rng, n, list(KINDS.values()))
+    got_records, got_count = records.copy(), np.array([count], np.int64)
+    cmd = CommandBuffer(got_records, got_records.view(np.float64), got_count, 128, 4, 5)
+    got_placeholders = np.zeros(n, np.int64)
+    with pytest.raises(MemoryError, match="command buffer full: too many commands from one process"):
+        issue(cmd, *batch, got_placeholders)
+    want_records, want_count, want_placeholders, full = reference.command_records(records, count, 128, 4, 5, *batch)
+    assert full and want_count == capacity
+    assert_same_buffer((got_records, int(got_count[0]), got_placeholders),
+                       (want_records, want_count, want_placeholders))
+
+
+@pytest.mark.parametrize("name", list(KINDS))
+def test_every_command_refuses_the_empty_buffer_of_a_system_without_commands(name: str) -> None:
+    cmd = commands.empty_buffer()
+    batch = random_commands(np.random.default_rng(3), 1, [KINDS[name]])
+    with pytest.raises(MemoryError, match="command buffer full"):
+        issue(cmd, *batch, np.zeros(1, np.int64))
+    assert cmd.count[0] == 0
+
+
+def test_record_words_and_kinds_are_distinct() -> None:
+    words = [commands.KIND, SYSTEM, TABLE, ROW, TARGET, KEY, VALUE, SERIAL]
+    assert sorted(words) == list(range(RECORD_WORDS))
+    kinds = {DESPAWN, ADD, REMOVE, SPAWN, SET}
+    assert len(kinds) == 5 and 0 not in kinds     # a zeroed record is "corrupt" to apply_records
