@@ -14,7 +14,7 @@ import math
 
 import numpy as np
 
-from kernels.commands import ADD, KEY, KIND, REMOVE, ROW, SERIAL, SET, SPAWN, SYSTEM, TABLE, TARGET, VALUE
+from ecs.kernels.commands import ADD, KEY, KIND, REMOVE, ROW, SERIAL, SET, SPAWN, SYSTEM, TABLE, TARGET, VALUE
 
 
 # ---------------------------------------------------------------- bitset <-> bool rows

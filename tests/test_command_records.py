@@ -11,9 +11,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from kernels import commands
-from kernels._jit import jit
-from kernels.commands import (
+from ecs.kernels import commands
+from ecs.kernels._jit import jit
+from ecs.kernels.commands import (
     ADD,
     DESPAWN,
     KEY,
