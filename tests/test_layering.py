@@ -118,3 +118,17 @@ def test_modules_and_functions_stay_within_their_size_limits(name: str) -> None:
             if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))
             and node.end_lineno - node.lineno + 1 > MAX_FUNCTION_LINES]
     assert not long, f"{path.name}: functions over {MAX_FUNCTION_LINES} lines: {long}"
+
+
+def test_nothing_imports_the_kernels_by_their_folder_name() -> None:
+    """Installed, the kernels are ecs.kernels; a top-level `kernels` import would load a second
+    copy of them from a checkout (other module objects, other numba cache entries)."""
+    offenders = []
+    for folder in ("ecs", "tests", "examples"):
+        for path in sorted((ROOT / folder).rglob("*.py")):
+            for node in ast.walk(ast.parse(path.read_text(), str(path))):
+                if isinstance(node, ast.ImportFrom) and node.level == 0 and (node.module or "").split(".")[0] == "kernels":
+                    offenders.append(f"{path.relative_to(ROOT)}:{node.lineno}")
+                elif isinstance(node, ast.Import) and any(a.name.split(".")[0] == "kernels" for a in node.names):
+                    offenders.append(f"{path.relative_to(ROOT)}:{node.lineno}")
+    assert offenders == []
