@@ -127,8 +127,12 @@ def test_nothing_imports_the_kernels_by_their_folder_name() -> None:
     for folder in ("ecs", "tests", "examples"):
         for path in sorted((ROOT / folder).rglob("*.py")):
             for node in ast.walk(ast.parse(path.read_text(), str(path))):
-                if isinstance(node, ast.ImportFrom) and node.level == 0 and (node.module or "").split(".")[0] == "kernels":
-                    offenders.append(f"{path.relative_to(ROOT)}:{node.lineno}")
-                elif isinstance(node, ast.Import) and any(a.name.split(".")[0] == "kernels" for a in node.names):
+                if isinstance(node, ast.ImportFrom) and node.level == 0:
+                    names = [node.module or ""]
+                elif isinstance(node, ast.Import):
+                    names = [alias.name for alias in node.names]
+                else:
+                    continue
+                if any(name.split(".")[0] == "kernels" for name in names):
                     offenders.append(f"{path.relative_to(ROOT)}:{node.lineno}")
     assert offenders == []
