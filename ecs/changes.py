@@ -35,7 +35,7 @@ no pass over column data, no commit step. Memory: one bit per row per reader per
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import NamedTuple
 
 import numpy as np
@@ -43,6 +43,7 @@ import numpy as np
 from ecs.kernels import bits
 
 from .archetype import Archetypes
+from .entity import EntityIndex
 from .schema import ComponentInfo
 from .table import Table
 
@@ -66,10 +67,11 @@ class Reader:
 class ChangeTracker:
     """Readers, their pending bitsets, and the flush that feeds them."""
 
-    def __init__(self, archetypes: Archetypes, clock: Callable[[], int]) -> None:
-        """`clock()`: the entity index's birth clock (EntityIndex.clock)."""
+    def __init__(self, archetypes: Archetypes, entities: EntityIndex) -> None:
+        """`entities`: whose birth clock dates removals (removed= readers report only entities
+        born before their last look)."""
         self._archetypes = archetypes
-        self._clock = clock
+        self._entities = entities
         self.readers: dict[int, Reader] = {}
         self._ids = itertools.count()
         self.version = 0
@@ -87,7 +89,9 @@ class ChangeTracker:
         """A new reader whose first look sees every existing row as added and changed, and the
         removals made from now on."""
         reader = Reader(next(self._ids), changed, added, removed)
-        reader.looked_at = self._clock()
+        if reader.removed_cursor:
+            self._entities.start_stamping()
+        reader.looked_at = self._entities.clock
         for cid in reader.removed_cursor:
             journal = self._journals.setdefault(cid, RemovalJournal())
             reader.removed_cursor[cid] = journal.end
@@ -234,7 +238,7 @@ class ChangeTracker:
             _, first = np.unique(ids, return_index=True)
             if first.shape[0] != ids.shape[0]:
                 ids = ids[np.sort(first)]
-        return ids, RemovalCursor(ends, self._clock())
+        return ids, RemovalCursor(ends, self._entities.clock)
 
     def consume_removed(self, reader: Reader, cursor: RemovalCursor) -> None:
         """Move the reader's cursors to `cursor` (from removed_since) and forget what every reader

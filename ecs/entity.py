@@ -43,7 +43,10 @@ class EntityIndex:
         self.generation = self._gen_region.view(np.uint32, (max_entities,))
         self.table_of = self._table_region.view(np.int32, (max_entities,))
         self.row_of = self._row_region.view(np.int32, (max_entities,))
-        self.birth = np.zeros(0, np.int64)   # per slot: `clock` when its entity was spawned
+        # per slot: `clock` when its entity was spawned; kept only once a removed= reader exists
+        # (start_stamping): 8 B per entity that worlds without such readers do not pay
+        self.birth = np.zeros(0, np.int64)
+        self.stamping = False
         self.clock = 0                       # bumped by every allocation
         self._make_item_views()
         self.capacity = 0
@@ -110,10 +113,12 @@ class EntityIndex:
         start = self.high_water
         self._reserve(start + fresh, count)
         self.clock += 1
-        self.birth[start: start + fresh] = self.clock
+        if self.stamping:
+            self.birth[start: start + fresh] = self.clock
         if reuse:
             reused = self._free[self._nfree - reuse: self._nfree][::-1].copy()
-            self.birth[reused] = self.clock
+            if self.stamping:
+                self.birth[reused] = self.clock
             rows.place_indices(reused, table_id, first_row, self.generation, self.table_of,
                                self.row_of, entity_col)
             self._nfree -= reuse
@@ -136,7 +141,8 @@ class EntityIndex:
         self._table_items[index] = table_id
         self._row_items[index] = row
         self.clock += 1
-        self._birth_items[index] = self.clock
+        if self.stamping:
+            self._birth_items[index] = self.clock
         entity = self._generation_items[index] << INDEX_BITS | index
         entity_items[row] = entity
         self.alive += 1
@@ -181,14 +187,26 @@ class EntityIndex:
         for region in (self._gen_region, self._table_region, self._row_region):
             region.commit(4 * capacity)
         self.table_of[self.capacity: capacity] = -1
-        birth = np.zeros(capacity, np.int64)
+        self.capacity = capacity
+        if self.stamping:
+            self._grow_births()
+
+    def start_stamping(self) -> None:
+        """Keep every entity's birth clock from now on (entities alive now count as born at 0)."""
+        if not self.stamping:
+            self.stamping = True
+            self._grow_births()
+
+    def _grow_births(self) -> None:
+        birth = np.zeros(self.capacity, np.int64)
         birth[: self.birth.shape[0]] = self.birth
         self.birth = birth
         self._birth_items = memoryview(self.birth)
-        self.capacity = capacity
 
     def births(self, ids: np.ndarray) -> np.ndarray:
-        """The birth clock of each live id."""
+        """The birth clock of each live id (0 for all before start_stamping)."""
+        if not self.stamping:
+            return np.zeros(ids.shape[0], np.int64)
         return self.birth[ids & INDEX_MASK]
 
     def free_list(self) -> np.ndarray:
@@ -215,7 +233,8 @@ class EntityIndex:
         self.row_of[1:stop] = -1
         self.generation[1:high_water] = RETIRED
         self.generation[high_water:stop] = 0
-        self.birth[1:stop] = 0        # restored or loaded entities count as born before every look
+        if self.stamping:
+            self.birth[1:stop] = 0    # restored or loaded entities count as born before every look
         alive = 0
         for table_id, entity_col in columns:
             bad = rows.index_rows(entity_col, table_id, high_water, self.generation, self.table_of, self.row_of)

@@ -85,8 +85,7 @@ class Store:
         except BaseException:
             self.arena.close()
             raise
-        entities = self.entities
-        self.changes = ChangeTracker(self.archetypes, lambda: entities.clock)
+        self.changes = ChangeTracker(self.archetypes, self.entities)
         self.structure_version = 0
         self.token = next(_tokens)   # names this store for snapshots; never reused, unlike id()
         self.closed = False
