@@ -4,7 +4,8 @@ numba has no CPU atomics (numba #2988, open since 2018; PR #10124 open) and no v
 loads: a plain load in a wait loop is hoisted and the loop never ends (measured).
 llvmlite's IRBuilder has atomic load/store/rmw, so small `@intrinsic`s suffice. The futex is
 called through libc's variadic syscall(2) declared inside an intrinsic, which keeps callers
-cacheable (a ctypes function object would make them "use dynamic globals"). Futex words are 32-bit; the other words here are int64.
+cacheable (a ctypes function object would make them "use dynamic globals"). Futex words are
+32-bit; the other words here are int64.
 """
 
 from __future__ import annotations
