@@ -3,7 +3,7 @@
 Workers are `forkserver` processes: forking a process that ran an OpenMP kernel kills the child,
 and a spawned worker costs ~340 ms against ~22 ms from a preloaded forkserver. The server
 preloads the main script and `ecs._preload` (numba's one-time initialisation included). When
-there are as many workers as cores (or more), worker w is pinned to core w mod cores. What a
+no worker is pinned to a core (the scheduler may move it off a core another process keeps busy). What a
 worker does is in worker.py; the control block they share is in mailbox.py.
 
 A run of F frames costs one round trip, not one per system or frame: the pool ships the plan
@@ -112,14 +112,12 @@ class WorkerPool:
         self._stats_region.commit(size * MAX_SYSTEMS * 3 * 8)
         self.stats_spec = self._stats_region.spec(np.float64, (size, MAX_SYSTEMS, 3))
         self.stats = arena.view_of(self.stats_spec)
-        # As many workers as cores (or more): worker w is pinned to core w (mod cores). Unpinned, the
-        # scheduler woke both workers of a step on one core and they ran their halves in turn: move
-        # over 1M rows on 2 workers of this 2-core VM, step() ~500 us unpinned, ~330 us pinned (one worker
-        # alone 252-275 us); run(frames=100) after the main process had been busy took 2-3 runs at
-        # ~280 us a frame before settling at ~160 us, pinned 160-170 us at once. With fewer
-        # workers than cores, idle cores are there to wake on, and nothing is pinned.
+        # Workers are not pinned to cores. With the polled mailbox, pinning gains nothing on an idle
+        # machine (move over 1M rows, 2 workers of this 2-core VM: step() 0.110 ms pinned, 0.104
+        # unpinned; run(frames=10) 0.089 and 0.087 ms a frame) and collapses beside one busy
+        # process: the worker pinned to the busy core is the one everybody spins for at the
+        # barrier (step() 3.98 ms pinned, 0.196 unpinned; in this process 0.164).
         cores = sorted(os.sched_getaffinity(0))
-        self._cores = cores if size >= len(cores) > 1 else []
         # Spin (~20 us) at barriers before sleeping only where every worker has a core: the main
         # process sleeps while a run is on, so that is size <= cores. Five
         # small systems over 10k rows on 2 pinned workers of this 2-core VM, run(frames=1000):
@@ -147,8 +145,7 @@ class WorkerPool:
         process = self._ctx.Process(
             target=worker_main, name=f"ecs-worker-{w}", daemon=True,
             args=(w, DupFd(self.arena.fd), self.arena.size, self.control_spec, self.stats_spec,
-                  child_end, int(self.control32[2 * (line + RUN_SEQ)]), self._spin, self._idle_spin_ns,
-                  self._cores[w % len(self._cores)] if self._cores else -1))
+                  child_end, int(self.control32[2 * (line + RUN_SEQ)]), self._spin, self._idle_spin_ns))
         process.start()
         child_end.close()
         self._sentinels.register(process.sentinel, select.POLLIN)

@@ -4,7 +4,7 @@ A worker is started by the pool (pool.py) through `multiprocessing`'s forkserver
 world's arena (its one memfd arrives as a descriptor), imports the systems of its plan by
 module and name (binding.resolve_system) and loads their kernels from numba's cache: the main
 process compiled them before any worker asked. It ignores SIGINT (the main process owns
-shutdown) and, when given a core, pins itself to it.
+shutdown).
 
 It serves runs through the mailbox (mailbox.py): per run it reads its message if flagged, runs
 its tasks of every stage of every frame, meets the others at a futex barrier after each stage
@@ -16,7 +16,6 @@ inside returns.
 
 from __future__ import annotations
 
-import contextlib
 import multiprocessing as mp
 import multiprocessing.connection as mpc
 import os
@@ -59,15 +58,11 @@ PARENT_CHECK_S = 0.05              # how often a worker running frames polls the
 
 
 def worker_main(w: int, arena_fd: Any, arena_size: int, control_spec: ArraySpec, stats_spec: ArraySpec,
-                connection: Any, served: int, spin: int, idle_spin_ns: int, core: int = -1) -> None:
+                connection: Any, served: int, spin: int, idle_spin_ns: int) -> None:
     """Entry point of worker `w`: attach, then serve runs until told to stop or orphaned.
     `served`: its run sequence number when it was started (runs come after it); `spin`: PAUSEs at
-    a barrier before sleeping; `idle_spin_ns`: how long it polls for the next run before sleeping;
-    `core`: the CPU it is pinned to, -1 for none."""
+    a barrier before sleeping; `idle_spin_ns`: how long it polls for the next run before sleeping."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    if core >= 0:
-        with contextlib.suppress(OSError):   # a core taken away meanwhile (cgroup change): run unpinned
-            os.sched_setaffinity(0, {core})
     arena = Arena.attach(arena_fd.detach() if hasattr(arena_fd, "detach") else arena_fd, arena_size)
     control = arena.view_of(control_spec)
     control32 = control.view(np.int32)
