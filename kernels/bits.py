@@ -164,22 +164,10 @@ def move_rows_bits(matrix, nslots, sources, destinations):
 
 
 @jit
-def transfer_row_bits(src_matrix, src_slots, src_row, dst_matrix, dst_slots, dst_row):
-    """Copy one row's bit from each `src_slots[k]` of one table to `dst_slots[k]` of another."""
-    sw = src_row >> 6
-    sb = np.uint64(src_row & 63)
-    dw = dst_row >> 6
-    db = np.uint64(dst_row & 63)
-    for k in range(src_slots.shape[0]):
-        bit = (src_matrix[src_slots[k], sw] >> sb) & ONE
-        d = dst_slots[k]
-        dst_matrix[d, dw] = (dst_matrix[d, dw] & ~(ONE << db)) | (bit << db)
-
-
-@jit
 def transfer_rows_bits(src_matrix, src_slots, src_rows, dst_matrix, dst_slots, first_dst_row):
-    """transfer_row_bits for many rows at once: row `src_rows[k]` goes to row `first_dst_row + k`
-    (an archetype move of a batch of entities). O(rows x slot pairs)."""
+    """Copy the bit of row `src_rows[k]` from each `src_slots[j]` of one table to row
+    `first_dst_row + k` of `dst_slots[j]` of another (an archetype move of a batch of entities;
+    one entity's move does this with byte operations, store.RowMove). O(rows x slot pairs)."""
     for j in range(src_slots.shape[0]):
         s = src_slots[j]
         d = dst_slots[j]

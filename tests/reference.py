@@ -93,16 +93,6 @@ def move_rows_bits(matrix: np.ndarray, nslots: int, sources: np.ndarray,
     return out
 
 
-def transfer_row_bits(src_matrix: np.ndarray, src_slots: np.ndarray, src_row: int,
-                      dst_matrix: np.ndarray, dst_slots: np.ndarray, dst_row: int) -> np.ndarray:
-    out = dst_matrix.copy()
-    for src_slot, dst_slot in zip(src_slots, dst_slots, strict=True):
-        flags = unpack(out[dst_slot])
-        flags[dst_row] = unpack(src_matrix[src_slot])[src_row]
-        out[dst_slot] = pack(flags)
-    return out
-
-
 def transfer_rows_bits(src_matrix: np.ndarray, src_slots: np.ndarray, src_rows: np.ndarray,
                        dst_matrix: np.ndarray, dst_slots: np.ndarray, first_dst_row: int) -> np.ndarray:
     out = dst_matrix.copy()

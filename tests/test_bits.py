@@ -138,24 +138,6 @@ def test_move_rows_bits_moves_each_pair_in_order_in_every_slot(nbits: int) -> No
 
 
 @pytest.mark.parametrize("nbits", SIZES)
-def test_transfer_row_bits_copies_one_row_between_tables(nbits: int) -> None:
-    rng = np.random.default_rng(10)
-    if nbits == 0:
-        return  # a row transfer needs a row; the batch form covers zero rows
-    for density in DENSITIES:
-        src = random_matrix(rng, 4, nwords_of(nbits), density)
-        dst = random_matrix(rng, 5, nwords_of(nbits) + 2, 1.0 - density)
-        for src_slots, dst_slots in (([], []), ([0], [4]), ([0, 1, 3], [2, 0, 1])):
-            src_slots = np.array(src_slots, np.int64)
-            dst_slots = np.array(dst_slots, np.int64)
-            for src_row, dst_row in ((0, 0), (nbits - 1, nbits + 5), (int(rng.integers(nbits)), 64)):
-                got = dst.copy()
-                bits.transfer_row_bits(src, src_slots, src_row, got, dst_slots, dst_row)
-                np.testing.assert_array_equal(
-                    got, reference.transfer_row_bits(src, src_slots, src_row, dst, dst_slots, dst_row))
-
-
-@pytest.mark.parametrize("nbits", SIZES)
 def test_transfer_rows_bits_moves_a_batch_of_rows_between_tables(nbits: int) -> None:
     rng = np.random.default_rng(11)
     for density in DENSITIES:
