@@ -140,7 +140,7 @@ class _RecordBatch:
         self.spawn_order = np.argsort(serials, kind="stable")
         self.spawn_serials = serials[self.spawn_order]
         self.field_groups: list[tuple[ComponentInfo, str, np.ndarray, np.ndarray]] = []
-        self.change_groups: list[tuple[ComponentInfo, bool, np.ndarray]] = []   # (info, removing, positions)
+        self.change_positions: list[np.ndarray] = []     # per checked component key: its records
 
     def where(self, k: int) -> str:
         record = self.records[k]
@@ -204,7 +204,7 @@ class _RecordBatch:
                 _default_values(info, self.where(int(positions[self.kind[positions] == ADD][0])))
             targets = self.resolved(positions)
             self.store.entities.locate_batch(targets[targets >= 0])    # DeadEntityError naming it
-            self.change_groups.append((info, False, positions))
+            self.change_positions.append(positions)
 
     # ---------------------------------------------------------------- applying
     def apply(self) -> None:
@@ -228,9 +228,9 @@ class _RecordBatch:
     def _apply_changes(self, real: Any) -> None:
         """The last command for each (entity, component) wins; an entity with one change is moved in
         a batch per (component, add or remove), one with several in one move of its own."""
-        if not self.change_groups:
+        if not self.change_positions:
             return
-        positions = np.concatenate([p for _, _, p in self.change_groups])
+        positions = np.concatenate(self.change_positions)
         positions.sort()
         ids = real(self.resolved(positions))
         keys = self.records[positions, KEY]
