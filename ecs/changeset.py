@@ -1,10 +1,11 @@
-"""Change sets: structural changes checked one by one, then applied together.
+"""Change sets: structural changes from Python checked one by one, then applied together.
 
-Kernel commands (commands.py) and `world.defer()` (deferred.py) both queue into a `ChangeSet`.
-Queueing checks each change against the world as it is (the entity is alive, has the component
-a set writes, a placeholder names a spawn of this set) and raises before anything is applied;
-`apply()` then makes them in a fixed order: spawns (copies of a prefab entity, or values), field
-sets, component adds and removes (coalesced into one archetype move per entity), despawns.
+`world.defer()` (deferred.py) queues into a `ChangeSet`. Queueing checks each change against the
+world as it is (the entity is alive, has the component a set writes, a placeholder names a spawn
+of this set) and raises before anything is applied; `apply()` then makes them in the order kernel
+commands are applied in (commands.py, which checks and applies whole arrays of records instead):
+spawns, field sets, component adds and removes (one archetype move per entity, entities with the
+same change moved in bulk), despawns.
 
 Entities to be spawned are named by negative placeholders until they exist. Despawning an entity
 twice, or one that another change already despawned, is not an error. Changes to an entity that
@@ -23,13 +24,6 @@ from .schema import ComponentInfo
 from .store import Part, Store, Values
 
 
-class Spawn(NamedTuple):
-    """A queued spawn: a copy of `prefab`, or an entity of `parts`."""
-
-    prefab: int | None
-    parts: list[Part] | None
-
-
 class FieldSet(NamedTuple):
     entity: int                 # an id, or a placeholder
     info: ComponentInfo
@@ -42,8 +36,7 @@ class ChangeSet:
 
     def __init__(self, store: Store) -> None:
         self.store = store
-        self.spawns: list[Spawn] = []
-        self.placeholder_by_serial: dict[tuple[int, int], int] = {}   # (process, serial) -> placeholder
+        self.spawns: list[list[Part]] = []
         self.sets: list[FieldSet] = []
         # entity -> component id -> (info, values to add) or (info, None) to remove
         self.changes: dict[int, dict[int, tuple[ComponentInfo, Values | None]]] = {}
@@ -51,31 +44,10 @@ class ChangeSet:
         self.spawned: np.ndarray = np.empty(0, np.int64)
 
     # ---------------------------------------------------------------- queueing (checks)
-    def spawn_copy(self, prefab: int, serial: tuple[int, int], where: str) -> int:
-        """Queue a copy of `prefab` (alive now); `serial` is the kernel's own name for it."""
-        if prefab < 0:
-            raise CommandError(f"{where} copies {prefab}, a placeholder: the prefab of cmd_spawn must be an "
-                               f"entity that exists before the frame's commands are applied")
-        self.check_alive(prefab, where)
-        placeholder = self._queue_spawn(Spawn(prefab, None))
-        self.placeholder_by_serial[serial] = placeholder
-        return placeholder
-
     def spawn_values(self, parts: list[Part]) -> int:
-        return self._queue_spawn(Spawn(None, parts))
-
-    def _queue_spawn(self, spawn: Spawn) -> int:
-        self.spawns.append(spawn)
+        """Queue a spawn of these values; returns its placeholder (negative)."""
+        self.spawns.append(parts)
         return -len(self.spawns)
-
-    def placeholder(self, target: int, process: int, where: str) -> int:
-        """A kernel's target: an id as it is, a negative serial as the placeholder it names."""
-        if target < 0:
-            placeholder = self.placeholder_by_serial.get((process, -target - 1))
-            if placeholder is None:
-                raise CommandError(f"{where} names placeholder {target}, which no cmd_spawn of its process made")
-            return placeholder
-        return target
 
     def set_field(self, entity: int, info: ComponentInfo, field: str, value: np.ndarray, where: str) -> None:
         self.check_has(entity, info, where)
@@ -109,12 +81,10 @@ class ChangeSet:
         """MissingComponentError unless the entity (or the placeholder's spawn) has `info`."""
         self.check_alive(entity, where)
         if entity < 0:
-            prefab, parts = self.spawns[-entity - 1]
-            if parts is not None:
-                if all(part.info is not info for part in parts):
-                    raise MissingComponentError(entity, info.name, [part.info.name for part in parts])
-                return
-            entity = prefab   # type: ignore[assignment]
+            parts = self.spawns[-entity - 1]
+            if all(part.info is not info for part in parts):
+                raise MissingComponentError(entity, info.name, [part.info.name for part in parts])
+            return
         _, table, _ = self.store.locate(entity)
         if info.id not in table.component_ids:
             raise self.store.missing(entity, table, info)
@@ -122,8 +92,7 @@ class ChangeSet:
     # ---------------------------------------------------------------- applying
     def apply(self) -> None:
         store = self.store
-        ids = [store.spawn(spawn.parts) if spawn.parts is not None else store.spawn_copy(spawn.prefab)  # type: ignore[arg-type]
-               for spawn in self.spawns]
+        ids = [store.spawn(parts) for parts in self.spawns]
         self.spawned = np.asarray(ids, np.int64)
 
         def real(entity: int) -> int:

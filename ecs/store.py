@@ -187,16 +187,6 @@ class Store:
         table.mark_new_rows(start, stop, tuple(part.info for part in parts))
         return table.entities_all[start:stop].copy()
 
-    def spawn_copy(self, prefab: int) -> int:
-        """A new entity with a copy of every component value of the live entity `prefab`."""
-        _, table, row = self.locate(prefab)
-        new_row = self._place(table, 1)
-        for cols in table.columns_by_component.values():
-            for col in cols.values():
-                col[new_row] = col[row]
-        table.mark_new_rows(new_row, new_row + 1)
-        return int(table.entities_all[new_row])
-
     def spawn_copies(self, prefabs: np.ndarray) -> np.ndarray:
         """A copy of each live prefab (repeats allowed), in bulk per prefab table; their ids, in
         the order of `prefabs`."""

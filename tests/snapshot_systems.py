@@ -64,6 +64,6 @@ def count_moves(rows: Rows, ids: Entity, count: Mut[Count], tally: np.ndarray):
 
 @system(without=[Template])
 def copy_prefab(life: Life, cmd: Commands, prefab: int):
-    """One copy of the prefab per row: kernel cmd_spawn alone (Store.spawn_copy, no move)."""
+    """One copy of the prefab per row: kernel cmd_spawn alone (Store.spawn_copies, no move)."""
     for i in range(life.t.shape[0]):
         ecs.cmd_spawn(cmd, i, prefab)
