@@ -3,7 +3,7 @@
 Workers are `forkserver` processes: forking a process that ran an OpenMP kernel kills the child,
 and a spawned worker costs ~340 ms against ~22 ms from a preloaded forkserver. The server
 preloads the main script and `ecs._preload` (numba's one-time initialisation included). When
-no worker is pinned to a core (the scheduler may move it off a core another process keeps busy). What a
+worker w is pinned to core w mod cores while no other process keeps a core busy. What a
 worker does is in worker.py; the control block they share is in mailbox.py.
 
 A run of F frames costs one round trip, not one per system or frame: the pool ships the plan
@@ -22,6 +22,7 @@ process has a deadline and watches the workers' sentinels.
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing as mp
 import multiprocessing.process as mp_process
 import os
@@ -38,6 +39,7 @@ from ecs.kernels import sync
 
 from . import mailbox
 from .commands import CommandBuffers
+from .cpuload import OtherLoad
 from .errors import InvalidArgumentError, KernelError, SystemDefinitionError, WorkerCrashedError
 from .mailbox import (
     ANSWERS,
@@ -63,6 +65,7 @@ from .worker import worker_main
 
 WATCH = 0.01                       # longest sleep of the main process between checks of the workers
 WATCH_SPEC = sync.timespec(WATCH)
+OTHER_LOAD_UNPIN = 0.25             # CPUs of other load above which workers are unpinned
 CRASH_GRACE_S = 2.0                # how long busy workers may finish their kernel after a crash
 STARTUP_HINT = ("worker processes import the main script before they start: a script that makes a World "
                 "with workers must do so under `if __name__ == \"__main__\":` (its error is on stderr)")
@@ -112,12 +115,17 @@ class WorkerPool:
         self._stats_region.commit(size * MAX_SYSTEMS * 3 * 8)
         self.stats_spec = self._stats_region.spec(np.float64, (size, MAX_SYSTEMS, 3))
         self.stats = arena.view_of(self.stats_spec)
-        # Workers are not pinned to cores. With the polled mailbox, pinning gains nothing on an idle
-        # machine (move over 1M rows, 2 workers of this 2-core VM: step() 0.110 ms pinned, 0.104
-        # unpinned; run(frames=10) 0.089 and 0.087 ms a frame) and collapses beside one busy
-        # process: the worker pinned to the busy core is the one everybody spins for at the
-        # barrier (step() 3.98 ms pinned, 0.196 unpinned; in this process 0.164).
+        # With as many workers as cores (or more), worker w is pinned to core w (mod cores) while no
+        # other process keeps a core busy, and unpinned while one does (OtherLoad, sampled at most
+        # every 0.5 s at the start of a run). Idle, pinning keeps a step's two workers off one
+        # core (move over 1M rows, 2 workers of this 2-core VM, step() after the workers slept:
+        # 0.16 ms pinned, 0.22 ms unpinned, 0.16 ms in this process); beside one busy process the
+        # worker pinned to the busy core is the one everybody spins for at the barrier (step()
+        # 3.98 ms pinned, 0.20-0.26 ms unpinned).
         cores = sorted(os.sched_getaffinity(0))
+        self._cores = cores if size >= len(cores) > 1 else []
+        self._pinned = bool(self._cores)
+        self._other_load = OtherLoad()
         # Spin (~20 us) at barriers before sleeping only where every worker has a core: the main
         # process sleeps while a run is on, so that is size <= cores. Five
         # small systems over 10k rows on 2 pinned workers of this 2-core VM, run(frames=1000):
@@ -148,8 +156,30 @@ class WorkerPool:
                   child_end, int(self.control32[2 * (line + RUN_SEQ)]), self._spin, self._idle_spin_ns))
         process.start()
         child_end.close()
+        if self._pinned:
+            self._pin(w, process.pid, True)
         self._sentinels.register(process.sentinel, select.POLLIN)
         return _Handle(process, parent_end)
+
+    def _pin(self, w: int, pid: int | None, pinned: bool) -> None:
+        if pid is None:
+            return
+        with contextlib.suppress(OSError):   # the worker just ended, or a core was taken away
+            os.sched_setaffinity(pid, {self._cores[w % len(self._cores)]} if pinned else set(self._cores))
+
+    def _adapt_pinning(self) -> None:
+        """Pin the workers while other processes leave the cores free; unpin them while one is
+        busy (more than OTHER_LOAD_UNPIN CPUs of other load: a busy process that shares its core
+        with a pinned worker gets about half of it)."""
+        if not self._cores:
+            return
+        load = self._other_load.sample([os.getpid(), *self.pids()])
+        if load is None or (load > OTHER_LOAD_UNPIN) != self._pinned:
+            return
+        self._pinned = not self._pinned
+        for w, handle in enumerate(self._handles):
+            if handle is not None:
+                self._pin(w, handle.process.pid, self._pinned)
 
     def _replace(self, w: int) -> _Handle:
         """Start a new worker w in place of one that is dead or was killed (and joined)."""
@@ -173,6 +203,7 @@ class WorkerPool:
         The outcome says how many frames count as run (all of them; after a failure, the frames
         every worker finished plus the failed one) and the error to raise, if any."""
         mailbox.start_run(self.control, self.control32, first_frame, frames)
+        self._adapt_pinning()
         for w in self._dead():
             # died while idle (the OOM killer, a stray signal): it ran nothing, so replace it
             self._handles[w].process.join(1.0)   # type: ignore[union-attr]
