@@ -65,7 +65,9 @@ from .worker import worker_main
 
 WATCH = 0.01                       # longest sleep of the main process between checks of the workers
 WATCH_SPEC = sync.timespec(WATCH)
-OTHER_LOAD_UNPIN = 0.25             # CPUs of other load above which workers are unpinned
+OTHER_LOAD_UNPIN = 0.4              # CPUs of other load above which pinned workers are unpinned
+OTHER_LOAD_PIN = 0.15               # ... and below which unpinned ones are pinned again (hysteresis:
+                                    # a sample over 0.2 s is 20 ticks a CPU, +-1-2 of them noise)
 CRASH_GRACE_S = 2.0                # how long busy workers may finish their kernel after a crash
 STARTUP_HINT = ("worker processes import the main script before they start: a script that makes a World "
                 "with workers must do so under `if __name__ == \"__main__\":` (its error is on stderr)")
@@ -117,15 +119,16 @@ class WorkerPool:
         self.stats = arena.view_of(self.stats_spec)
         # With as many workers as cores (or more), worker w is pinned to core w (mod cores) while no
         # other process keeps a core busy, and unpinned while one does (OtherLoad, sampled at most
-        # every 0.5 s at the start of a run). Idle, pinning keeps a step's two workers off one
+        # every 0.2 s at the start of a run; workers start unpinned). Idle, pinning keeps a step's two workers off one
         # core (move over 1M rows, 2 workers of this 2-core VM, step() after the workers slept:
         # 0.16 ms pinned, 0.22 ms unpinned, 0.16 ms in this process); beside one busy process the
         # worker pinned to the busy core is the one everybody spins for at the barrier (step()
         # 3.98 ms pinned, 0.20-0.26 ms unpinned).
         cores = sorted(os.sched_getaffinity(0))
         self._cores = cores if size >= len(cores) > 1 else []
-        self._pinned = bool(self._cores)
-        self._other_load = OtherLoad()
+        self._pinned = False                 # until a sample shows the cores free: pinned to a busy
+        self._other_load = OtherLoad(0.2)    # core costs 25x, unpinned on free ones 1.8x
+        self._other_load.sample([os.getpid()])
         # Spin (~20 us) at barriers before sleeping only where every worker has a core: the main
         # process sleeps while a run is on, so that is size <= cores. Five
         # small systems over 10k rows on 2 pinned workers of this 2-core VM, run(frames=1000):
@@ -170,11 +173,11 @@ class WorkerPool:
     def _adapt_pinning(self) -> None:
         """Pin the workers while other processes leave the cores free; unpin them while one is
         busy (more than OTHER_LOAD_UNPIN CPUs of other load: a busy process that shares its core
-        with a pinned worker gets about half of it)."""
+        with a pinned worker gets about half of it; pinned again below OTHER_LOAD_PIN)."""
         if not self._cores:
             return
         load = self._other_load.sample([os.getpid(), *self.pids()])
-        if load is None or (load > OTHER_LOAD_UNPIN) != self._pinned:
+        if load is None or (load < OTHER_LOAD_UNPIN if self._pinned else load > OTHER_LOAD_PIN):
             return
         self._pinned = not self._pinned
         for w, handle in enumerate(self._handles):
