@@ -59,3 +59,12 @@ class OtherLoad:
             return None
         elapsed = max(now - previous[0], 1e-9)
         return max(0.0, ((busy - previous[1]) - (own - previous[2])) / TICKS_PER_S / elapsed)
+
+
+def other_load_now(window_s: float = 0.05) -> float:
+    """CPUs other processes keep busy, measured over `window_s` seconds from now (this process
+    counts as its own; it sleeps meanwhile). 0.0 where /proc cannot be read."""
+    meter = OtherLoad(0.0)
+    meter.sample([os.getpid()])
+    time.sleep(window_s)
+    return meter.sample([os.getpid()]) or 0.0

@@ -39,7 +39,7 @@ from ecs.kernels import sync
 
 from . import mailbox
 from .commands import CommandBuffers
-from .cpuload import OtherLoad
+from .cpuload import OtherLoad, other_load_now
 from .errors import InvalidArgumentError, KernelError, SystemDefinitionError, WorkerCrashedError
 from .mailbox import (
     ANSWERS,
@@ -119,16 +119,19 @@ class WorkerPool:
         self.stats = arena.view_of(self.stats_spec)
         # With as many workers as cores (or more), worker w is pinned to core w (mod cores) while no
         # other process keeps a core busy, and unpinned while one does (OtherLoad, sampled at most
-        # every 0.2 s at the start of a run; workers start unpinned). Idle, pinning keeps a step's two workers off one
-        # core (move over 1M rows, 2 workers of this 2-core VM, step() after the workers slept:
+        # every 0.2 s at the start of a run, and once over 50 ms when the pool starts). Idle,
+        # pinning keeps a step's two workers off one core (move over 1M rows, 2 workers of this
+        # 2-core VM, step() after the workers slept:
         # 0.16 ms pinned, 0.22 ms unpinned, 0.16 ms in this process); beside one busy process the
         # worker pinned to the busy core is the one everybody spins for at the barrier (step()
         # 3.98 ms pinned, 0.20-0.26 ms unpinned).
         cores = sorted(os.sched_getaffinity(0))
         self._cores = cores if size >= len(cores) > 1 else []
-        self._pinned = False                 # until a sample shows the cores free: pinned to a busy
-        self._other_load = OtherLoad(0.2)    # core costs 25x, unpinned on free ones 1.8x
+        self._pinned = False
+        self._other_load = OtherLoad(0.2)
         self._other_load.sample([os.getpid()])
+        if self._cores:                      # pinned from the start unless the cores are busy already
+            self._pinned = other_load_now() < OTHER_LOAD_UNPIN
         # Spin (~20 us) at barriers before sleeping only where every worker has a core: the main
         # process sleeps while a run is on, so that is size <= cores. Five
         # small systems over 10k rows on 2 pinned workers of this 2-core VM, run(frames=1000):
