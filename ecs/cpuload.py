@@ -61,10 +61,15 @@ class OtherLoad:
         return max(0.0, ((busy - previous[1]) - (own - previous[2])) / TICKS_PER_S / elapsed)
 
 
-def other_load_now(window_s: float = 0.05) -> float:
-    """CPUs other processes keep busy, measured over `window_s` seconds from now (this process
-    counts as its own; it sleeps meanwhile). 0.0 where /proc cannot be read."""
-    meter = OtherLoad(0.0)
-    meter.sample([os.getpid()])
-    time.sleep(window_s)
-    return meter.sample([os.getpid()]) or 0.0
+def runnable_others() -> int:
+    """Processes (threads) runnable right now besides the calling one, from /proc/stat's
+    procs_running: a moment's look, for a decision that cannot wait for two samples. 0 where
+    /proc cannot be read."""
+    try:
+        with open("/proc/stat") as f:
+            for line in f:
+                if line.startswith("procs_running"):
+                    return max(0, int(line.split()[1]) - 1)
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0

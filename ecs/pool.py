@@ -39,7 +39,7 @@ from ecs.kernels import sync
 
 from . import mailbox
 from .commands import CommandBuffers
-from .cpuload import OtherLoad, other_load_now
+from .cpuload import OtherLoad, runnable_others
 from .errors import InvalidArgumentError, KernelError, SystemDefinitionError, WorkerCrashedError
 from .mailbox import (
     ANSWERS,
@@ -119,7 +119,7 @@ class WorkerPool:
         self.stats = arena.view_of(self.stats_spec)
         # With as many workers as cores (or more), worker w is pinned to core w (mod cores) while no
         # other process keeps a core busy, and unpinned while one does (OtherLoad, sampled at most
-        # every 0.2 s at the start of a run, and once over 50 ms when the pool starts). Idle,
+        # every 0.2 s at the start of a run; at its start a pool pins unless a process runs). Idle,
         # pinning keeps a step's two workers off one core (move over 1M rows, 2 workers of this
         # 2-core VM, step() after the workers slept:
         # 0.16 ms pinned, 0.22 ms unpinned, 0.16 ms in this process); beside one busy process the
@@ -130,8 +130,8 @@ class WorkerPool:
         self._pinned = False
         self._other_load = OtherLoad(0.2)
         self._other_load.sample([os.getpid()])
-        if self._cores:                      # pinned from the start unless the cores are busy already
-            self._pinned = other_load_now() < OTHER_LOAD_UNPIN
+        if self._cores:                      # pinned from the start unless another process runs now
+            self._pinned = runnable_others() == 0
         # Spin (~20 us) at barriers before sleeping only where every worker has a core: the main
         # process sleeps while a run is on, so that is size <= cores. Five
         # small systems over 10k rows on 2 pinned workers of this 2-core VM, run(frames=1000):
