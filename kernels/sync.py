@@ -66,9 +66,8 @@ def atomic_store(typingctx, arr, idx, val):
     return sig, codegen
 
 
-@intrinsic
-def atomic_add(typingctx, arr, idx, val):
-    """arr[idx] += val atomically (seq_cst); returns the old value."""
+def _atomic_add_typing(arr, idx, val, new_value: bool):
+    """Signature and codegen of arr[idx] += val (seq_cst), returning the old or the new value."""
     if not _integer_array(arr):
         return None
     sig = arr.dtype(arr, idx, val)
@@ -77,24 +76,22 @@ def atomic_add(typingctx, arr, idx, val):
         aryty = sig.args[0]
         ptr = _item_pointer(context, builder, aryty, args[0], args[1], sig.args[1])
         value = context.cast(builder, args[2], sig.args[2], aryty.dtype)
-        return builder.atomic_rmw("add", ptr, value, "seq_cst")
+        old = builder.atomic_rmw("add", ptr, value, "seq_cst")
+        return builder.add(old, value) if new_value else old
     return sig, codegen
+
+
+@intrinsic
+def atomic_add(typingctx, arr, idx, val):
+    """arr[idx] += val atomically (seq_cst); returns the old value."""
+    return _atomic_add_typing(arr, idx, val, False)
 
 
 @intrinsic
 def atomic_add_fetch(typingctx, arr, idx, val):
     """arr[idx] += val atomically (seq_cst); returns the new value in the array's own width (an
     int32 word bumped past 2**31 - 1 returns -2**31, what it holds, not 2**31)."""
-    if not _integer_array(arr):
-        return None
-    sig = arr.dtype(arr, idx, val)
-
-    def codegen(context, builder, sig, args):
-        aryty = sig.args[0]
-        ptr = _item_pointer(context, builder, aryty, args[0], args[1], sig.args[1])
-        value = context.cast(builder, args[2], sig.args[2], aryty.dtype)
-        return builder.add(builder.atomic_rmw("add", ptr, value, "seq_cst"), value)
-    return sig, codegen
+    return _atomic_add_typing(arr, idx, val, True)
 
 
 @intrinsic

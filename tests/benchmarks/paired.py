@@ -22,6 +22,8 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 
+from ecs.cpuload import busy_jiffies
+
 from .common import MIN_REP_S, REPS, Stats
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
@@ -64,12 +66,6 @@ def bench_paired(fns: Sequence[Callable[[], object]], reps: int = REPS, min_rep_
     return [Stats(s) for s in samples]
 
 
-def _busy_jiffies() -> int:
-    with open("/proc/stat") as f:
-        values = [int(v) for v in f.readline().split()[1:]]
-    return sum(values) - values[3] - values[4]   # all but idle and iowait (as common.LoadMeter)
-
-
 def _tree_jiffies() -> int:
     """CPU jiffies of this process, its reaped children, and every live descendant (worker
     processes are grandchildren, through the forkserver)."""
@@ -103,13 +99,13 @@ class TreeLoadMeter:
     process's tree (LoadMeter counts live workers as other load)."""
 
     def __enter__(self) -> TreeLoadMeter:
-        self._t0, self._busy0, self._own0 = time.perf_counter(), _busy_jiffies(), _tree_jiffies()
+        self._t0, self._busy0, self._own0 = time.perf_counter(), busy_jiffies(), _tree_jiffies()
         self.load = 0.0
         return self
 
     def __exit__(self, *exc: object) -> None:
         wall = time.perf_counter() - self._t0
-        other = (_busy_jiffies() - self._busy0) - (_tree_jiffies() - self._own0)
+        other = (busy_jiffies() - self._busy0) - (_tree_jiffies() - self._own0)
         self.load = max(0.0, other / os.sysconf("SC_CLK_TCK") / max(wall, 1e-9))
 
 
