@@ -21,7 +21,7 @@ import numpy as np
 
 from ecs.kernels import bits
 
-from .memory import Arena, ArraySpec
+from .memory import PAGE, Arena, ArraySpec, page_round
 from .plan import SystemValues, Task
 from .system import COMMANDS, ENTITY, FRAME, READ, REMOVED, ROWS, WRITE, System
 
@@ -38,12 +38,28 @@ class Executor:
         # cost 2.8 us of a 14 us step of one system over 10k rows (measured), this lookup 0.3 us.
         self._prepared: dict[Task, tuple[list[object], list[tuple[int, str, object]], list[np.ndarray]]] = {}
         self.commands: Any = None        # this process's CommandBuffer, once a system takes Commands
+        self._mapped: dict[int, int] = {}  # column's first page -> where this process's mapping of it ends
 
     def view(self, spec: ArraySpec) -> np.ndarray:
         view = self._views.get(spec)
         if view is None:
             view = self._views[spec] = self._arena.view_of(spec)
         return view
+
+    def map_in(self, tasks: Sequence[Task]) -> None:
+        """Map the rows of these tasks' columns into this process now, one call per column and
+        only rows not mapped before. A worker does this when a plan arrives: any process may
+        claim any chunk, and a chunk first touched inside a kernel took a page fault per 4 KiB
+        (move over 1M rows: 4 MB a chunk, 5-14 ms instead of 0.05 ms on this VM)."""
+        for task in tasks:
+            for spec in _column_specs(task):
+                itemsize = np.dtype(spec.dtype).itemsize
+                start = spec.offset - spec.offset % PAGE
+                stop = spec.offset + task.stop * itemsize
+                mapped = self._mapped.get(start, start)
+                if stop > mapped:
+                    self._arena.populate(mapped, page_round(stop - mapped))
+                    self._mapped[start] = mapped + page_round(stop - mapped)
 
     def run_task(self, system: System, task: Task, values: SystemValues, stats: np.ndarray,
                  on_error: Callable[[BaseException], None], frame: int = 0) -> None:
@@ -126,3 +142,15 @@ class Executor:
 
     def _slices(self, specs: Sequence[ArraySpec], start: int, stop: int) -> list[Any]:
         return [self.view(spec)[start:stop] for spec in specs]
+
+
+def _column_specs(task: Task) -> list[ArraySpec]:
+    """The row-indexed arrays (columns, ids) a task's kernel receives."""
+    specs: list[ArraySpec] = []
+    for arg in task.args:
+        if isinstance(arg, ArraySpec):
+            specs.append(arg)
+        elif isinstance(arg, tuple) and arg:
+            fields = arg[0] if isinstance(arg[0], tuple) else arg
+            specs.extend(spec for spec in fields if isinstance(spec, ArraySpec))
+    return specs

@@ -3,25 +3,30 @@
 The control block is CONTROL_WORDS int64 words in the world's arena. Futex words and sleeper
 counts are the low 32-bit halves of their words (int32 index 2 * word).
 
-    word 0             ABORT: set by whoever fails first; everyone stops at its next task or barrier
-    words 8, 9         the barrier: arrivals and generation
-    words 10, 11       ANSWERS (answers given in this run, a futex word) and MAIN_SLEEPING
+    words 1, 2         DONE (units finished in this run, a futex word) and DONE_SLEEPERS
     words 12, 13       FIRST_FRAME and FRAMES of the run
     words 16 + 8w ...  worker w's line (`line_of(w)`), eight words:
         CURRENT_SYSTEM  the system it is running, -1 between systems
-        FRAMES_DONE     frames of this run it finished
-        RUN_SEQ         its run sequence number (futex word), bumped by the main process per run
+        HOLDING         the run id while it holds a claimed unit (set before it claims), else 0
+        RUN_SEQ         bumped by the main process to announce a run (futex word)
         SLEEPING        1 while it sleeps on RUN_SEQ
-        STATUS          OK, ERROR (the exception follows through its pipe) or ABORTED
-        ANSWERED        the run sequence number it last answered
-        MESSAGE         1 when its pipe holds a message for this run (a plan, values or stop)
+        ERROR_RUN       the run id of the last run its kernel raised in (the exception follows
+                        through its pipe, sent before this word is written)
+        RUN             the run id it was last given
+        MESSAGES        messages sent to it through its pipe so far (a plan, values or stop)
         STARTED         1 once it attached to the arena
+    `counter_of(p)`    the claim counter of home range p (claims.py), one per 64-byte line:
+                       (run id << 32) | ticket; the bit CLOSED of the low half is set when the
+                       run ends or fails
 
-A run: the main process writes FIRST_FRAME and FRAMES, a message into the pipe of each worker
-whose plan or values changed, then `announce`s the run to each worker. A worker polls RUN_SEQ
-for IDLE_SPIN_NS after its last run (yielding its core at each poll) and then sleeps on it;
-it runs its tasks, writes STATUS and ANSWERED in its line and bumps ANSWERS, which the main
-process awaits the same way. So a round trip between polling processes makes no system call.
+A run r: the main process opens the counters at (r, 0) with DONE = 0 and the run's frames, then
+for each worker it gives the run sends a message if its plan or values changed, bumps MESSAGES,
+stores RUN = r and bumps RUN_SEQ, waking it if it sleeps. A worker polls RUN_SEQ for
+IDLE_SPIN_NS after its last run (yielding its core at each poll), then sleeps on it; woken, it
+reads RUN, every message up to MESSAGES (so a worker that missed runs still reads each message
+in order), the frames, and RUN again (if it changed, a newer run came meanwhile: it reads
+again). Then it claims units of run r until none is left or the run is closed. Nobody waits for
+a worker that is late: a run ends when DONE counts every unit, whoever ran them.
 """
 
 from __future__ import annotations
@@ -30,20 +35,19 @@ import numpy as np
 
 from ecs.kernels import sync
 
-ABORT = 0
-BARRIER_COUNT = 8
-BARRIER_GENERATION = 9
-ANSWERS = 10
-MAIN_SLEEPING = 11
+DONE, DONE_SLEEPERS = 1, 2
 FIRST_FRAME, FRAMES = 12, 13
 WORKER_LINES = 16
-CURRENT_SYSTEM, FRAMES_DONE, RUN_SEQ, SLEEPING, STATUS, ANSWERED, MESSAGE, STARTED = range(8)
-OK, ERROR, ABORTED = 1, 2, 3
+CURRENT_SYSTEM, HOLDING, RUN_SEQ, SLEEPING, ERROR_RUN, RUN, MESSAGES, STARTED = range(8)
+CLOSED = 1 << 31                   # in the low half of CLAIM: no more claims in this run
+TICKETS = CLOSED - 1               # mask of the ticket in the low half
+MAX_RUN_ID = (1 << 31) - 1         # run ids are 1..MAX_RUN_ID, then wrap around
 MAX_WORKERS = 1024
 MAX_SYSTEMS = 1024
-CONTROL_WORDS = WORKER_LINES + 8 * MAX_WORKERS
-SLEEP = sync.timespec(0.1)         # longest futex sleep: how often waits check abort and the parent
-IDLE_SPIN_NS = 1_000_000           # how long a waiting process polls (yielding its core) before it sleeps
+COUNTERS = WORKER_LINES + 8 * MAX_WORKERS
+CONTROL_WORDS = COUNTERS + 8 * (MAX_WORKERS + 1)
+SLEEP = sync.timespec(0.1)         # longest futex sleep: how often waits check the run and the parent
+IDLE_SPIN_NS = 1_000_000           # how long an idle process polls (yielding its core) before it sleeps
 
 
 def line_of(w: int) -> int:
@@ -51,43 +55,60 @@ def line_of(w: int) -> int:
     return WORKER_LINES + 8 * w
 
 
-def announce(control32: np.ndarray, w: int) -> int:
-    """Bump worker w's run sequence number, waking it if it sleeps; returns the new number."""
-    line = line_of(w)
-    return sync.publish(control32, 2 * (line + RUN_SEQ), 2 * (line + SLEEPING))
+def counter_of(p: int) -> int:
+    """The control word of home range p's claim counter."""
+    return COUNTERS + 8 * p
 
 
-def abort(control: np.ndarray, control32: np.ndarray) -> None:
-    """Tell every process of the run to stop, waking those asleep at the barrier."""
-    sync.store(control, ABORT, 1)
-    sync.futex_wake(control32, 2 * BARRIER_GENERATION, 1 << 30)
+def next_run_id(run: int) -> int:
+    return run + 1 if run < MAX_RUN_ID else 1
 
 
-def answer(control: np.ndarray, control32: np.ndarray, w: int, served: int, status: int) -> None:
-    """Worker w's answer to run `served`: its status, then the answer count (waking the main process)."""
-    line = line_of(w)
-    control[line + STATUS] = status
-    sync.store(control, line + ANSWERED, served)
-    sync.publish(control32, 2 * ANSWERS, 2 * MAIN_SLEEPING)
-
-
-def has_answered(control: np.ndarray, w: int, seq: int) -> bool:
-    return bool(sync.load(control, line_of(w) + ANSWERED) == seq)
-
-
-def start_run(control: np.ndarray, control32: np.ndarray, first_frame: int, frames: int) -> None:
-    """Reset the shared words for a new run of `frames` frames from `first_frame`."""
-    control[ABORT] = 0
-    control32[2 * BARRIER_COUNT] = 0
-    control32[2 * ANSWERS] = 0
+def open_run(control: np.ndarray, control32: np.ndarray, run: int, processes: int, first_frame: int,
+             frames: int) -> None:
+    """Reset the shared words for run `run` of `frames` frames from `first_frame` over
+    `processes` home ranges; claims open last."""
     control[FIRST_FRAME] = first_frame
     control[FRAMES] = frames
+    sync.store(control32, 2 * DONE, 0)
+    for p in range(processes):
+        sync.store(control, counter_of(p), run << 32)
 
 
-def reset_line(control: np.ndarray, w: int, message: bool) -> None:
-    """Worker w's line before a run; `message`: its pipe holds a message for this run."""
+def close_run(control: np.ndarray, control32: np.ndarray, run: int, processes: int) -> None:
+    """End claims in run `run` (where a counter still holds it), waking everyone waiting on DONE."""
+    for p in range(processes):
+        word = counter_of(p)
+        while True:
+            packed = int(sync.load(control, word))
+            if packed >> 32 != run or packed & CLOSED:
+                break
+            if sync.compare_exchange(control, word, packed, packed | CLOSED):
+                break
+    sync.futex_wake(control32, 2 * DONE, 1 << 30)
+
+
+def is_open(control: np.ndarray, run: int) -> bool:
+    """Whether run `run` still takes claims (range 0's counter holds it, not closed)."""
+    packed = int(sync.load(control, counter_of(0)))
+    return packed >> 32 == run and not packed & CLOSED
+
+
+def give_run(control: np.ndarray, control32: np.ndarray, w: int, run: int, message: bool) -> None:
+    """Give worker w run `run` (its pipe holds one more message if `message`), waking it."""
     line = line_of(w)
-    control[line + FRAMES_DONE] = 0
     control[line + CURRENT_SYSTEM] = -1   # a fresh worker names no stale system
-    control[line + STATUS] = 0
-    control[line + MESSAGE] = int(message)
+    if message:
+        sync.store(control, line + MESSAGES, int(control[line + MESSAGES]) + 1)
+    sync.store(control, line + RUN, run)
+    sync.publish(control32, 2 * (line + RUN_SEQ), 2 * (line + SLEEPING))
+
+
+def holds(control: np.ndarray, w: int, run: int) -> bool:
+    """Whether worker w holds a unit of run `run` (it may be inside a kernel)."""
+    return bool(sync.load(control, line_of(w) + HOLDING) == run)
+
+
+def raised_in(control: np.ndarray, w: int, run: int) -> bool:
+    """Whether worker w reported a kernel exception in run `run` (it waits in its pipe)."""
+    return bool(sync.load(control, line_of(w) + ERROR_RUN) == run)

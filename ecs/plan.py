@@ -1,8 +1,10 @@
-"""Plans: one frame's work as stages of tasks, the same for the main process and workers.
+"""Plans: one frame's work as stages of claim units, the same for the main process and workers.
 
 A *task* is one system over rows [start, stop) of one table, described only by arena offsets
 (`ArraySpec`), so it can be pickled to a worker and run there on its own mapping of the arena;
-the main process runs the very same descriptors when `workers=0`.
+the main process runs the very same descriptors. A *unit* is a tuple of tasks of one system
+that one process claims and runs at once: a chunk of a big table, several small tables, or
+every table of a system that must run whole.
 
 Stages come from registration order and access sets: a system joins the stage after the last
 earlier system it conflicts with, so any two conflicting systems run in registration order and
@@ -12,12 +14,14 @@ non-conflicting ones may run at once (their order cannot change the result). Acc
   assumed written: a kernel's use of an array cannot be seen from outside);
 - reads: its other components. Entity ids are never written during a frame.
 
-Rows: a table of at least SPLIT_MIN_ROWS rows is split across all workers in ranges whose
-boundaries are multiples of ALIGN rows, so no two workers share a dirty-bit word or a cache line
-(two processes OR-ing bits into one word lose bits). The split depends only on (rows, workers), so the
-same rows stay on the same worker frame after frame. Smaller tables go whole to the least loaded
-worker of the stage. A system that takes a resource array runs whole on one worker unless it
-declares `split=True`.
+Rows: a table of at least SPLIT_MIN_ROWS rows is cut into chunks whose boundaries are multiples
+of ALIGN rows, so no two processes share a dirty-bit word or a cache line (two processes OR-ing
+bits into one word lose bits): about CHUNKS_PER_PROCESS chunks per process, none under
+SPLIT_MIN_ROWS // 4 rows. Smaller tables of one system are grouped into units of about that many
+rows. A system that takes a resource array is one unit (all its tables) unless it declares
+`split=True`. The cut depends only on (rows, processes); which process runs which unit is
+decided at run time (claims.py), so results cannot depend on it. Every stage of a frame starts
+after the one before it has ended (claims.py), whoever ran its units.
 """
 
 from __future__ import annotations
@@ -35,6 +39,10 @@ ALIGN = 512
 # Below this many rows a table is not split: a worker round trip costs tens of us while a simple
 # kernel over 16k rows takes ~6 us (0.36 ns/row, measured).
 SPLIT_MIN_ROWS = 1 << 16
+# Chunks per process of a split table: enough that a process slowed by another (a busy core)
+# holds the others up by one chunk at most, few enough that the ~5 us a claimed task costs in
+# Python stays small against its kernel (move over 1M rows on 3 processes: 12 chunks of ~84k rows).
+CHUNKS_PER_PROCESS = 4
 
 
 class FilterSpec(NamedTuple):
@@ -65,15 +73,38 @@ class SystemValues(NamedTuple):
     removed_frame: int | None = None
 
 
+Unit = tuple[Task, ...]
+
+
 class Plan(NamedTuple):
-    """Stages of tasks per worker; `barriers[s]` says whether workers meet after stage s."""
+    """A frame's work: `units[s]` are stage s's claim units, biggest first; `processes`: how many
+    processes the rows were cut for; `always_due[s]`: every unit of stage s runs every frame."""
 
     systems: tuple[tuple[str, str], ...]     # (module, attribute) of each system
     every: tuple[int, ...]
-    tasks: tuple[tuple[tuple[Task, ...], ...], ...]   # tasks[worker][stage]
-    barriers: tuple[bool, ...]
-    participants: tuple[int, ...]            # workers with any task
-    offsets: tuple[int, ...] = ()            # each system's every= offset: it runs when (frame - offset) % every == 0
+    units: tuple[tuple[Unit, ...], ...]
+    processes: int
+    offsets: tuple[int, ...]                 # each system's every= offset: it runs when (frame - offset) % every == 0
+    always_due: tuple[bool, ...]
+    claim_seed: int | None = None            # a test hook: units are claimed in a seeded random order
+
+    def tasks(self) -> list[Task]:
+        """Every task of the plan, in stage and unit order."""
+        return [task for stage in self.units for unit in stage for task in unit]
+
+    def width(self) -> int:
+        """The most units of any stage: more processes than this can have nothing to do."""
+        return max((len(stage) for stage in self.units), default=0)
+
+    def due_units(self, stage: int, frame: int, values: list[SystemValues]) -> tuple[Unit, ...]:
+        """Stage `stage`'s units that run in `frame`, in the order they are claimed."""
+        units = self.units[stage]
+        if not self.always_due[stage]:
+            units = tuple(u for u in units if due(self, u[0], frame, values[u[0].system]))
+        if self.claim_seed is not None and len(units) > 1:
+            order = np.random.default_rng((self.claim_seed, frame, stage)).permutation(len(units))
+            units = tuple(units[k] for k in order)
+        return units
 
 
 def stages_of(systems: list[BoundSystem]) -> list[list[int]]:
@@ -106,10 +137,13 @@ def access(bound: BoundSystem) -> tuple[set[object], set[object]]:
     return writes, reads
 
 
-def split_rows(n: int, workers: int) -> list[tuple[int, int]]:
-    """Ranges covering [0, n) with interior boundaries at multiples of ALIGN, one per worker
-    (fewer when n is small)."""
-    chunk = -(-n // workers)
+def split_rows(n: int, processes: int) -> list[tuple[int, int]]:
+    """Chunks covering [0, n) with interior boundaries at multiples of ALIGN: about
+    CHUNKS_PER_PROCESS per process, none under SPLIT_MIN_ROWS // 4 rows (one when n is under
+    SPLIT_MIN_ROWS or a single process runs it)."""
+    if processes <= 1 or n < SPLIT_MIN_ROWS:
+        return [(0, n)] if n else []
+    chunk = max(-(-n // (processes * CHUNKS_PER_PROCESS)), SPLIT_MIN_ROWS // 4)
     chunk = -(-chunk // ALIGN) * ALIGN
     return [(start, min(start + chunk, n)) for start in range(0, n, chunk)]
 
@@ -173,100 +207,52 @@ def due(plan: Plan, task: Task, frame: int, values: SystemValues) -> bool:
     return True
 
 
-def build_plan(systems: list[BoundSystem], workers: int, stages: list[list[int]] | None = None) -> Plan:
-    """Assign every system's tables (or row ranges) to `workers` executors (1 = this process).
-    `stages` (from stages_of) may be passed in: it depends only on the systems."""
+def build_plan(systems: list[BoundSystem], processes: int, stages: list[list[int]] | None = None,
+               claim_seed: int | None = None) -> Plan:
+    """Cut every system's tables into claim units for `processes` processes (1: this process
+    alone, one unit per system). `stages` (from stages_of) may be passed in: it depends only on
+    the systems."""
     stages = stages_of(systems) if stages is None else stages
-    per_worker: list[list[list[Task]]] = [[[] for _ in stages] for _ in range(workers)]
-    for s, stage in enumerate(stages):
-        load = np.zeros(workers, np.int64)
+    units: list[tuple[Unit, ...]] = []
+    for stage in stages:
+        stage_units: list[Unit] = []
         for i in stage:
-            bound = systems[i]
-            if bound.system.removed or not takes_rows(bound):
-                # one table-less task per frame: removed= ids come with the run's values, and a
-                # system of named values only (e.g. one that clears a resource) runs once, not per table
-                worker = int(np.argmin(load))
-                per_worker[worker][s].append(removed_task(bound, i))
-                load[worker] += 1
+            stage_units.extend(_units_of(systems[i], i, processes))
+        # biggest first: an indivisible unit claimed last would end the stage alone
+        stage_units.sort(key=lambda unit: -sum(max(t.stop - t.start, 1) for t in unit))
+        units.append(tuple(stage_units))
+    always = tuple(all(systems[i].system.every == 1 and systems[i].system.offset == 0
+                       and not systems[i].system.removed for i in stage) for stage in stages)
+    return Plan(tuple(b.address for b in systems), tuple(b.system.every for b in systems), tuple(units),
+                processes, tuple(b.system.offset for b in systems), always, claim_seed)
+
+
+def _units_of(bound: BoundSystem, index: int, processes: int) -> list[Unit]:
+    """One system's units: chunks of its big tables; its small tables grouped into units of about
+    SPLIT_MIN_ROWS // 4 rows; all its tables as one unit when it must run whole (a resource
+    array without split=True) or one process runs everything."""
+    if bound.system.removed or not takes_rows(bound):
+        # one table-less task per frame: removed= ids come with the run's values, and a system of
+        # named values only (e.g. one that clears a resource) runs once, not per table
+        return [(removed_task(bound, index),)]
+    whole = processes <= 1 or (bool(bound.array_values()) and not bound.system.split)
+    units: list[Unit] = []
+    group: list[Task] = []
+    group_rows = 0
+    for table in bound.query.matching_tables():
+        ranges = [(0, table.n)] if whole and table.n else split_rows(table.n, processes)
+        for start, stop in ranges:
+            task = table_task(bound, index, table, start, stop)
+            if task is None:
                 continue
-            whole_on = None
-            if bound.array_values() and not bound.system.split:
-                whole_on = int(np.argmin(load))   # one worker for every table of this system
-            for table in bound.query.matching_tables():
-                n = table.n
-                if n == 0:
-                    continue
-                if whole_on is None and workers > 1 and n >= SPLIT_MIN_ROWS:
-                    ranges = list(enumerate(split_rows(n, workers)))
-                else:
-                    ranges = [(whole_on if whole_on is not None else int(np.argmin(load)), (0, n))]
-                for worker, (start, stop) in ranges:
-                    task = table_task(bound, i, table, start, stop)
-                    if task is not None:
-                        per_worker[worker][s].append(task)
-                        load[worker] += stop - start
-    participants = tuple(w for w in range(workers) if any(per_worker[w]))
-    local = [not bound.array_values() for bound in systems]
-    barriers = _barriers(per_worker, len(participants), local)
-    return Plan(tuple(b.address for b in systems), tuple(b.system.every for b in systems),
-                tuple(tuple(tuple(stage) for stage in w) for w in per_worker), barriers, participants,
-                tuple(b.system.offset for b in systems))
-
-
-def _barriers(per_worker: list[list[list[Task]]], participants: int,
-              local: list[bool]) -> tuple[bool, ...]:
-    """Whether workers meet after each stage.
-
-    A kernel sees only its own slice's views, so a task on a table slice that takes no resource
-    array (`local[system]`) touches only its own rows. Workers must meet before a stage when
-    work since the last meeting spans more than one worker and the stage has a task that is not
-    local, non-local work happened since, or a task that touches rows (table, range) another
-    worker touched since the last meeting. Consecutive split stages over the same rows therefore
-    need no barrier: a row stays on its worker. The last stage ends the frame: workers meet there
-    whenever more than one takes part, so that none runs a frame after one in which another
-    failed (a run's last frame needs no meeting: the answers end it)."""
-    stages = len(per_worker[0]) if per_worker else 0
-    touched: dict[int, list[tuple[int, int, int]]] = {}
-    workers_since: set[int] = set()
-    shared = False          # non-local work since the last meeting
-
-    def tasks_of(stage: int) -> list[tuple[int, Task]]:
-        return [(w, task) for w, ws in enumerate(per_worker) for task in ws[stage]]
-
-    def record(stage: int) -> None:
-        nonlocal shared
-        for w, task in tasks_of(stage):
-            workers_since.add(w)
-            if task.table >= 0 and local[task.system]:
-                touched.setdefault(task.table, []).append((task.start, task.stop, w))
-            else:
-                shared = True
-
-    def must_meet(stage: int) -> bool:
-        following = tasks_of(stage)
-        if not following or len(workers_since | {w for w, _ in following}) <= 1:
-            return False
-        if shared:
-            return True
-        for w, task in following:
-            if task.table < 0 or not local[task.system]:
-                return True
-            for start, stop, other in touched.get(task.table, ()):
-                if other != w and start < task.stop and task.start < stop:
-                    return True
-        return False
-
-    out = []
-    if stages:
-        record(0)
-    for stage in range(1, stages):
-        meet = must_meet(stage)
-        out.append(meet)
-        if meet:
-            touched.clear()
-            workers_since.clear()
-            shared = False
-        record(stage)
-    if stages:
-        out.append(participants > 1)
-    return tuple(out)
+            if len(ranges) > 1:
+                units.append((task,))
+                continue
+            group.append(task)
+            group_rows += stop - start
+            if not whole and group_rows >= SPLIT_MIN_ROWS // 4:
+                units.append(tuple(group))
+                group, group_rows = [], 0
+    if group:
+        units.append(tuple(group))
+    return units

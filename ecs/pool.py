@@ -2,22 +2,26 @@
 
 Workers are `forkserver` processes: forking a process that ran an OpenMP kernel kills the child,
 and a spawned worker costs ~340 ms against ~22 ms from a preloaded forkserver. The server
-preloads the main script and `ecs._preload` (numba's one-time initialisation included). When
-worker w is pinned to core w mod cores while no other process keeps a core busy. What a
-worker does is in worker.py; the control block they share is in mailbox.py.
+preloads the main script and `ecs._preload` (numba's one-time initialisation included). Worker
+w is pinned to a core while no other process keeps a core busy (see `_adapt_pinning`).
 
 A run of F frames costs one round trip, not one per system or frame: the pool ships the plan
 (only when the structure changed) and the values (only when they changed) through each
-worker's pipe and announces the run through the mailbox; nothing else per run is pickled.
+worker's pipe and announces the run through the mailbox; nothing else per run is pickled. The
+units of the run are shared out by claims (claims.py): the workers and, unless the world has a
+step_timeout, the main process take them from one counter, so the run ends when every unit is
+done, whoever ran it, and a worker that is slow to wake takes fewer.
 
-Faults: a kernel that raises sets ABORT; every worker stops at its next task or barrier and
-answers; the outcome carries KernelError with the kernel's exception as `__cause__`. A worker
-that dies (signal, segfault) is seen through its sentinel: the pool sets ABORT, waits for the
-others (killing any still busy after CRASH_GRACE_S), replaces the dead one, and the outcome
-carries WorkerCrashedError naming the system it was running. A run past `step_timeout` seconds
-per frame kills and replaces every worker that has not answered. A worker found dead when a run
-starts (it died idle, so it ran nothing) is replaced without an error. Every wait of the main
-process has a deadline and watches the workers' sentinels.
+Faults: a kernel that raises closes the run; every process stops claiming and the ones inside
+a kernel finish it; the outcome carries KernelError with the kernel's exception as `__cause__`.
+A worker that dies (signal, segfault) is seen through its sentinel: the pool closes the run,
+waits for the others still inside a kernel (killing any still busy after CRASH_GRACE_S),
+replaces the dead one, and the outcome carries WorkerCrashedError naming the system it was
+running. A frame past `step_timeout` seconds kills and replaces every worker inside a kernel of
+the run (with a step_timeout the main process runs no units: a kernel that never returns in
+this process could not be stopped). A worker found dead when a run starts (it died idle, so
+it ran nothing) is replaced without an error. Every wait of the main process has a deadline
+and watches the workers' sentinels.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ import pickle
 import select
 import time
 import weakref
+from collections.abc import Callable
 from multiprocessing.reduction import DupFd
 from typing import Any, NamedTuple
 
@@ -38,28 +43,27 @@ import numpy as np
 from ecs.kernels import sync
 
 from . import mailbox
+from .claims import Epochs, take_part
 from .commands import CommandBuffers
 from .cpuload import OtherLoad, runnable_others
 from .errors import InvalidArgumentError, KernelError, SystemDefinitionError, WorkerCrashedError
 from .mailbox import (
-    ANSWERS,
     CONTROL_WORDS,
     CURRENT_SYSTEM,
-    ERROR,
-    FRAMES_DONE,
+    DONE,
+    DONE_SLEEPERS,
+    HOLDING,
     IDLE_SPIN_NS,
-    MAIN_SLEEPING,
     MAX_SYSTEMS,
     MAX_WORKERS,
-    MESSAGE,
+    MESSAGES,
     RUN_SEQ,
     SLEEPING,
     STARTED,
-    STATUS,
     line_of,
 )
 from .memory import Arena, ArraySpec
-from .plan import Plan, SystemValues
+from .plan import Plan, SystemValues, Unit
 from .progress import Progress
 from .worker import worker_main
 
@@ -68,6 +72,8 @@ WATCH_SPEC = sync.timespec(WATCH)
 OTHER_LOAD_UNPIN = 0.4              # CPUs of other load above which pinned workers are unpinned
 OTHER_LOAD_PIN = 0.15               # ... and below which unpinned ones are pinned again (hysteresis:
                                     # a sample over 0.2 s is 20 ticks a CPU, +-1-2 of them noise)
+EPOCH_SPIN_NS = 100_000            # how long a process waiting for an epoch polls before sleeping
+STARTUP_WAIT_S = 60.0             # how long a run waits at most for new workers to attach
 CRASH_GRACE_S = 2.0                # how long busy workers may finish their kernel after a crash
 STARTUP_HINT = ("worker processes import the main script before they start: a script that makes a World "
                 "with workers must do so under `if __name__ == \"__main__\":` (its error is on stderr)")
@@ -88,6 +94,12 @@ def _disown_after_fork() -> None:
 
 
 os.register_at_fork(after_in_child=_disown_after_fork)
+
+
+def main_takes_part(workers: int, step_timeout: float | None) -> bool:
+    """Whether the main process runs units beside `workers` workers: while they leave it a core
+    of its own, and unless a step_timeout asks it only to supervise."""
+    return step_timeout is None and workers < len(os.sched_getaffinity(0))
 
 
 class RunOutcome(NamedTuple):
@@ -117,33 +129,33 @@ class WorkerPool:
         self._stats_region.commit(size * MAX_SYSTEMS * 3 * 8)
         self.stats_spec = self._stats_region.spec(np.float64, (size, MAX_SYSTEMS, 3))
         self.stats = arena.view_of(self.stats_spec)
-        # With as many workers as cores (or more), worker w is pinned to core w (mod cores) while no
-        # other process keeps a core busy, and unpinned while one does (OtherLoad, sampled at most
-        # every 0.2 s at the start of a run; at its start a pool pins unless a process runs). Idle,
-        # pinning keeps a step's two workers off one core (move over 1M rows, 2 workers of this
-        # 2-core VM, step() after the workers slept:
-        # 0.16 ms pinned, 0.22 ms unpinned, 0.16 ms in this process); beside one busy process the
-        # worker pinned to the busy core is the one everybody spins for at the barrier (step()
-        # 3.98 ms pinned, 0.20-0.26 ms unpinned).
+        # The main process takes units too while the workers leave it a core, and unless a
+        # step_timeout asks it to supervise only (a kernel that never returns in this process
+        # could not be stopped).
         cores = sorted(os.sched_getaffinity(0))
-        self._cores = cores if size >= len(cores) > 1 else []
+        self.main_takes_part = main_takes_part(size, step_timeout)
+        processes = size + int(self.main_takes_part)
+        # With as many processes as cores (or more), worker w is pinned to a core of its own (the
+        # main process, unpinned, has the first) while no other process keeps a core busy, and
+        # unpinned while one does (OtherLoad, sampled at most every 0.2 s at the start of a run; at
+        # its start a pool pins unless a process runs). Beside one busy process a pinned worker
+        # shares the busy core for good; unpinned, the scheduler moves it.
+        self._cores = cores if processes >= len(cores) > 1 else []
+        self._core_offset = int(self.main_takes_part)
         self._pinned = False
         self._other_load = OtherLoad(0.2)
         self._other_load.sample([os.getpid()])
         if self._cores:                      # pinned from the start unless another process runs now
             self._pinned = runnable_others() == 0
-        # Spin (~20 us) at barriers before sleeping only where every worker has a core: the main
-        # process sleeps while a run is on, so that is size <= cores. Five
-        # small systems over 10k rows on 2 pinned workers of this 2-core VM, run(frames=1000):
-        # 63 us a frame sleeping at each barrier (a futex wake across cores), 17 us spinning first.
-        spin = 500 if size <= len(cores) else 0
-        self._spin = spin
-        # Likewise between runs: a worker polls for its next run, and the main process for the
-        # answers, for IDLE_SPIN_NS before sleeping, yielding the core to any other runnable
-        # process at each poll. step() of a 64-row system on 2 workers of this 2-core VM: 118 us
-        # with pipes and sleeps, 24-28 us polling; of move over 1M rows, 360 us against 158-174 us (the
-        # kernel alone: 255 us in this process). Without the main process polling: 67 and 283 us.
-        self._idle_spin_ns = IDLE_SPIN_NS if spin else 0
+        # A process waiting for an epoch to open (claims.py) polls for EPOCH_SPIN_NS, yielding its
+        # core at each poll, before it sleeps, and an idle one polls for its next run (the main
+        # process for the run's end) for IDLE_SPIN_NS, only where every process has a core of
+        # its own: step() of a 64-row system on 2 workers of this 2-core VM cost 118 us with
+        # sleeps, 24-28 us polling.
+        fits = processes <= len(cores)
+        self._spin_ns = EPOCH_SPIN_NS if fits else 0
+        self._idle_spin_ns = IDLE_SPIN_NS if fits else 0
+        self._run_id = 0
         self._handles: list[_Handle | None] = [None] * size
         self._sentinels = select.poll()       # readable when a worker has died: one poll(2) for all
         self._closed = False
@@ -156,10 +168,12 @@ class WorkerPool:
         line = line_of(w)
         self.control[line + SLEEPING] = 0
         self.control[line + STARTED] = 0
+        self.control[line + HOLDING] = 0
         process = self._ctx.Process(
             target=worker_main, name=f"ecs-worker-{w}", daemon=True,
             args=(w, DupFd(self.arena.fd), self.arena.size, self.control_spec, self.stats_spec,
-                  child_end, int(self.control32[2 * (line + RUN_SEQ)]), self._spin, self._idle_spin_ns))
+                  child_end, int(self.control32[2 * (line + RUN_SEQ)]), int(self.control[line + MESSAGES]),
+                  w + int(self.main_takes_part), self._spin_ns, self._idle_spin_ns))
         process.start()
         child_end.close()
         if self._pinned:
@@ -171,7 +185,8 @@ class WorkerPool:
         if pid is None:
             return
         with contextlib.suppress(OSError):   # the worker just ended, or a core was taken away
-            os.sched_setaffinity(pid, {self._cores[w % len(self._cores)]} if pinned else set(self._cores))
+            core = self._cores[(w + self._core_offset) % len(self._cores)]
+            os.sched_setaffinity(pid, {core} if pinned else set(self._cores))
 
     def _adapt_pinning(self) -> None:
         """Pin the workers while other processes leave the cores free; unpin them while one is
@@ -195,6 +210,29 @@ class WorkerPool:
         handle = self._handles[w] = self._start(w)
         return handle
 
+    def _await_started(self) -> None:
+        """Wait until every worker attached to the arena or died (a new pool's first run may end
+        before its workers are up: a start-up failure must still be reported by it)."""
+        deadline = time.monotonic() + STARTUP_WAIT_S
+        for w, handle in enumerate(self._handles):
+            while handle is not None and not self.control[line_of(w) + STARTED] and handle.process.is_alive() \
+                    and time.monotonic() < deadline:
+                handle.process.join(0.002)
+
+    def _replace_dead(self) -> WorkerCrashedError | None:
+        """Replace workers that died outside any unit (the OOM killer, a stray signal): they ran
+        nothing that was lost. One that died before it attached is a start-up failure (a script
+        without the main guard): the error that says so."""
+        error = None
+        for w in self._dead():
+            handle = self._handles[w]
+            assert handle is not None
+            handle.process.join(1.0)
+            if not self.control[line_of(w) + STARTED] and error is None:
+                error = WorkerCrashedError(None, w, handle.process.exitcode, hint=STARTUP_HINT)
+            self._replace(w)
+        return error
+
     def _dead(self) -> set[int]:
         """Workers whose process has ended (one poll(2), ~1 us)."""
         ended = {fd for fd, _ in self._sentinels.poll(0)}
@@ -204,140 +242,84 @@ class WorkerPool:
 
     # ---------------------------------------------------------------- running
     def run(self, plan: Plan, values: list[SystemValues], first_frame: int, frames: int,
-            commands: CommandBuffers | None, system_names: list[str], progress: Progress | None) -> RunOutcome:
-        """Run `frames` frames of `plan` on the workers and wait until every worker is idle again.
-        The outcome says how many frames count as run (all of them; after a failure, the frames
-        every worker finished plus the failed one) and the error to raise, if any."""
-        mailbox.start_run(self.control, self.control32, first_frame, frames)
+            commands: CommandBuffers | None, system_names: list[str], progress: Progress | None,
+            run_here: Callable[[Unit, int], BaseException | None] | None = None) -> RunOutcome:
+        """Run `frames` frames of `plan` on the workers (and, with `run_here`, in this process:
+        it runs one unit of a frame and returns the error it raised, if any) until every unit is
+        done or the run failed. The outcome says how many frames count as run (all of them;
+        after a failure, the frames finished plus the failed one) and the error to raise."""
+        self._run_id = run = mailbox.next_run_id(self._run_id)
+        mailbox.open_run(self.control, self.control32, run, plan.processes, first_frame, frames)
         self._adapt_pinning()
-        for w in self._dead():
-            # died while idle (the OOM killer, a stray signal): it ran nothing, so replace it
-            self._handles[w].process.join(1.0)   # type: ignore[union-attr]
-            self._replace(w)
+        startup_error = self._replace_dead()
         shipped = [self._shippable(system_names[i], v) for i, v in enumerate(values)]
-        pending: dict[int, _Handle] = {}
-        try:
-            for w in plan.participants:
-                pending[w] = self._send(w, plan, shipped, commands.spec(w) if commands is not None else None)
-        except BaseException:         # KeyboardInterrupt between sends: stop the workers already sent
-            self._stop_and_replace(pending)
-            raise
-        try:
-            errors, crashed, timed_out = self._collect(pending, plan, frames, progress)
-        except BaseException as exc:   # KeyboardInterrupt: the frames run so far still count
-            return RunOutcome(self._frames_done(plan, frames, failed=True), exc)
-        done = self._frames_done(plan, frames, failed=bool(errors or crashed or timed_out))
-        if crashed or timed_out:
-            return RunOutcome(done, self._replace_failed(plan, system_names, crashed, timed_out))
-        if errors:
-            system_index, cause = errors[0]
-            error = KernelError(system_names[system_index], cause)
-            error.__cause__ = cause
-            return RunOutcome(done, error)
-        return RunOutcome(done, None)
+        watch = _RunWatch(self, run, plan.processes, Epochs(plan, values, first_frame, frames), progress)
+        helpers = min(self.size, max(plan.width() - int(run_here is not None), 1))
+        errors: list[BaseException] = []
 
-    def _send(self, w: int, plan: Plan, shipped: list[SystemValues],
+        def main_unit(unit: Unit, frame: int) -> bool:
+            error = run_here(unit, frame)   # type: ignore[misc]
+            if error is not None:
+                errors.append(error)
+                mailbox.close_run(self.control, self.control32, run, plan.processes)
+            return error is None
+
+        try:
+            for w in range(helpers):
+                watch.given[w] = self._give(w, run, plan, shipped, commands.spec(w) if commands is not None else None)
+            epochs = Epochs(plan, values, first_frame, frames)
+            if run_here is not None:
+                take_part(epochs, self.control, self.control32, run, 0, main_unit, self._spin_ns, None, watch.check)
+            watch.wait_end(epochs.total())
+        except BaseException as exc:   # KeyboardInterrupt: the frames run so far still count
+            watch.stop_now()
+            return RunOutcome(watch.frames_done(frames, failed=True), exc)
+        failed = watch.failed()
+        if failed:
+            watch.settle()
+        else:                        # died after its last unit, or while late: the run lost nothing
+            self._await_started()
+            startup_error = self._replace_dead() or startup_error
+        done = watch.frames_done(frames, failed)
+        if watch.crashed or watch.timed_out:
+            return RunOutcome(done, self._replace_failed(system_names, watch.crashed, watch.timed_out))
+        errors += watch.worker_errors(system_names)
+        if startup_error is not None:
+            errors.append(startup_error)
+        return RunOutcome(done, errors[0] if errors else None)
+
+    def _give(self, w: int, run: int, plan: Plan, shipped: list[SystemValues],
               commands: tuple[ArraySpec, ArraySpec] | None) -> _Handle:
-        """Hand worker w this run: a message through its pipe only if its plan, values or command
-        buffer changed since its last run, then the announcement."""
+        """Give worker w run `run`: a message through its pipe only if its plan, values or command
+        buffer changed since the last one it was sent, then the announcement."""
         handle = self._handles[w]
         assert handle is not None
         unchanged = handle.plan is plan and commands == handle.commands and _same_values(shipped, handle.values)
-        mailbox.reset_line(self.control, w, message=not unchanged)
         if not unchanged:
             try:
                 handle.connection.send((plan if handle.plan is not plan else None, shipped, commands))
                 handle.plan, handle.values, handle.commands = plan, shipped, commands
             except OSError:
-                pass              # died this instant: _collect sees it and reports it
-        handle.seq = mailbox.announce(self.control32, w)
+                unchanged = True      # died this instant: the run's watch sees it and reports it
+        mailbox.give_run(self.control, self.control32, w, run, message=not unchanged)
         return handle
 
-    def _replace_failed(self, plan: Plan, system_names: list[str], crashed: list[tuple[int, int | None]],
+    def _replace_failed(self, system_names: list[str], crashed: list[tuple[int, int | None]],
                         timed_out: list[int]) -> WorkerCrashedError:
         """Replace crashed and timed-out workers; the error that names the first of them."""
         # read before the replacements reset their lines
         first_started = bool(crashed) and bool(self.control[line_of(crashed[0][0]) + STARTED])
         named = {w: self._system_name(system_names, w) for w, _ in crashed} | \
                 {w: self._system_name(system_names, w) for w in timed_out}
-        # the one holding the others up: fewest frames finished, then inside a kernel (not at a barrier)
-        stalled = sorted(timed_out, key=lambda w: (int(self.control[line_of(w) + FRAMES_DONE]),
-                                                   int(self.control[line_of(w) + CURRENT_SYSTEM]) < 0))
-        for w, _ in crashed:
-            self._replace(w)
-        for w in timed_out:
+        for w in {w for w, _ in crashed} | set(timed_out):
             self._replace(w)
         if crashed:
             w, code = crashed[0]
             if not first_started:
                 return WorkerCrashedError(None, w, code, hint=STARTUP_HINT)
             return WorkerCrashedError(named[w], w, code)
-        w = stalled[0]
+        w = timed_out[0]
         return WorkerCrashedError(named[w], w, None, f"ran past step_timeout={self.step_timeout} s per frame")
-
-    def _collect(self, pending: dict[int, _Handle], plan: Plan, frames: int, progress: Progress | None):
-        """Wait for every pending worker's answer, watching sentinels and the deadline."""
-        errors: list[tuple[int, BaseException]] = []
-        crashed: list[tuple[int, int | None]] = []
-        timed_out: list[int] = []
-        # step_timeout holds per frame: the deadline moves on each time every worker finished one more
-        deadline = None if self.step_timeout is None else time.monotonic() + self.step_timeout
-        frames_finished = 0
-        grace_deadline = None
-        control, control32 = self.control, self.control32
-        answers = 0
-        spin_ns = self._idle_spin_ns
-        try:
-            while pending:
-                now = time.monotonic()
-                limits = [d for d in (deadline, grace_deadline) if d is not None]
-                watch = WATCH if not limits else max(0.0, min(WATCH, min(limits) - now))
-                seen = answers
-                answers = sync.await_change(control32, 2 * ANSWERS, seen, 2 * MAIN_SLEEPING, spin_ns,
-                                            sync.timespec(watch) if watch != WATCH else WATCH_SPEC)
-                spin_ns = 0                      # polled once for a short run; a long one wakes us
-                for w, handle in list(pending.items()):
-                    line = line_of(w)
-                    if mailbox.has_answered(control, w, handle.seq):
-                        del pending[w]
-                        if control[line + STATUS] == ERROR:
-                            try:
-                                answer = handle.connection.recv()
-                                errors.append((answer[1], _rebuild(answer[2])))
-                            except (EOFError, OSError):
-                                errors.append((int(control[line + CURRENT_SYSTEM]),
-                                               RuntimeError("a worker's exception was lost with its pipe")))
-                if not pending or answers != seen:
-                    continue
-                dead = self._dead()
-                for w, handle in list(pending.items()):   # a slice without answers: look for the dead
-                    if w in dead:
-                        handle.process.join(1.0)
-                        crashed.append((w, handle.process.exitcode))
-                        del pending[w]
-                        self._abort()
-                        grace_deadline = grace_deadline or time.monotonic() + CRASH_GRACE_S
-                now = time.monotonic()
-                if plan.participants:
-                    done = min(int(control[line_of(w) + FRAMES_DONE]) for w in plan.participants)
-                    if done > frames_finished and deadline is not None:
-                        frames_finished, deadline = done, now + self.step_timeout   # type: ignore[operator]
-                    if progress is not None:
-                        progress.update(done)
-                if pending and ((deadline is not None and now >= deadline)
-                                or (grace_deadline is not None and now >= grace_deadline)):
-                    for w, handle in pending.items():
-                        handle.process.kill()
-                        handle.process.join(5.0)
-                        if deadline is not None and now >= deadline:
-                            timed_out.append(w)
-                        else:
-                            crashed.append((w, handle.process.exitcode))
-                    pending.clear()
-        except BaseException:  # KeyboardInterrupt: stop the workers before the world is touched again
-            self._stop_and_replace(pending)
-            raise
-        return errors, crashed, timed_out
 
     def _shippable(self, system_name: str, values: SystemValues) -> SystemValues:
         """Values as a worker receives them: arrays in the world's arena travel as their place in
@@ -355,25 +337,6 @@ class WorkerPool:
                 value = spec
             out[name] = value
         return values._replace(named=out)
-
-    def _frames_done(self, plan: Plan, frames: int, failed: bool) -> int:
-        """Frames of the run that count as run, as in this process: all of them, or after a failure
-        every frame all workers finished plus the failed one, but not the frames never started
-        (every=N would otherwise drift from a sequential run's phase)."""
-        if not failed or not plan.participants:
-            return frames
-        finished = min(int(self.control[line_of(w) + FRAMES_DONE]) for w in plan.participants)
-        return min(frames, finished + 1)
-
-    def _stop_and_replace(self, pending: dict[int, _Handle]) -> None:
-        self._abort()
-        for w, handle in pending.items():
-            handle.process.kill()
-            handle.process.join(5.0)
-            self._replace(w)
-
-    def _abort(self) -> None:
-        mailbox.abort(self.control, self.control32)
 
     def _system_name(self, system_names: list[str], w: int) -> str:
         index = int(self.control[line_of(w) + CURRENT_SYSTEM])
@@ -402,8 +365,7 @@ class WorkerPool:
                 handle.connection.send(None)
             except (OSError, ValueError):
                 continue
-            self.control[line_of(w) + MESSAGE] = 1
-            mailbox.announce(self.control32, w)
+            mailbox.give_run(self.control, self.control32, w, 0, message=True)
         # keep the figures, drop the views: the arena unmaps only when no view of it is left
         self.stats = self.stats.copy()
         del self.control, self.control32
@@ -419,9 +381,135 @@ class WorkerPool:
             handle.process.close()
 
 
+class _RunWatch:
+    """The main process's watch over one run: the workers' sentinels, the per-frame deadline and
+    progress while it runs; after a failure, the wait for workers still inside a kernel."""
+
+    def __init__(self, pool: WorkerPool, run: int, processes: int, epochs: Epochs, progress: Progress | None) -> None:
+        self.pool, self.run, self.processes, self.epochs, self.progress = pool, run, processes, epochs, progress
+        self.control, self.control32 = pool.control, pool.control32
+        self.given: dict[int, _Handle] = {}
+        self.crashed: list[tuple[int, int | None]] = []
+        self.timed_out: list[int] = []
+        self.timeout = pool.step_timeout
+        self.deadline = None if self.timeout is None else time.monotonic() + self.timeout
+        self.grace_deadline: float | None = None
+        self.frames_finished = 0
+        self.total: int | None = None
+
+    def done(self) -> int:
+        return int(sync.load(self.control32, 2 * DONE))
+
+    def closed(self) -> bool:
+        return not mailbox.is_open(self.control, self.run)
+
+    def close(self) -> None:
+        mailbox.close_run(self.control, self.control32, self.run, self.processes)
+
+    def failed(self) -> bool:
+        return self.total is None or self.done() < self.total
+
+    def holders(self) -> list[int]:
+        """Given workers, neither crashed nor killed, inside a kernel of the run."""
+        out_of_it = {w for w, _ in self.crashed} | set(self.timed_out)
+        return [w for w in self.given if w not in out_of_it and mailbox.holds(self.control, w, self.run)]
+
+    def check(self) -> bool:
+        """Look at sentinels, progress and the deadline; False once the run is closed."""
+        for w in self.pool._dead():
+            if w in self.given and all(w != c for c, _ in self.crashed) and w not in self.timed_out:
+                handle = self.given[w]
+                handle.process.join(1.0)
+                self.crashed.append((w, handle.process.exitcode))
+                self.close()
+                self.grace_deadline = self.grace_deadline or time.monotonic() + CRASH_GRACE_S
+        now = time.monotonic()
+        finished = self.epochs.frames_done(self.done())
+        if finished > self.frames_finished:
+            self.frames_finished = finished
+            if self.timeout is not None:
+                self.deadline = now + self.timeout
+            if self.progress is not None:
+                self.progress.update(finished)
+        if self.deadline is not None and now >= self.deadline and not self.timed_out:
+            self.close()
+            self.timed_out = self._kill(self.holders())
+        return not self.closed()
+
+    def _kill(self, workers: list[int]) -> list[int]:
+        for w in workers:
+            handle = self.given[w]
+            handle.process.kill()
+            handle.process.join(5.0)
+        return workers
+
+    def _sleep(self, seen: int, spin_ns: int = 0) -> None:
+        """Wait for DONE to move from `seen` (read before the checks that led here), at most
+        until the next check is due."""
+        limits = [d for d in (self.deadline, self.grace_deadline) if d is not None]
+        watch = WATCH if not limits else max(0.0, min(WATCH, min(limits) - time.monotonic()))
+        sync.await_change(self.control32, 2 * DONE, seen, 2 * DONE_SLEEPERS, spin_ns,
+                          WATCH_SPEC if watch == WATCH else sync.timespec(watch))
+
+    def wait_end(self, total: int) -> None:
+        """Wait until all `total` units are done or the run is closed; then close it (a normal
+        end too: a worker that reads this run's words late cannot claim anything)."""
+        self.total = total
+        spin_ns = self.pool._idle_spin_ns
+        while (done := self.done()) < total and self.check():
+            self._sleep(done, spin_ns)
+            spin_ns = 0                       # polled once for a short run; a long one wakes us
+        self.close()
+
+    def settle(self) -> None:
+        """After a failure: wait until no worker is inside a kernel of the run; after a crash,
+        kill those still inside one when CRASH_GRACE_S is up."""
+        while True:
+            done = self.done()             # before the look: a holder that ends after it wakes us
+            if not self.holders():
+                return
+            self.check()
+            if self.grace_deadline is not None and time.monotonic() >= self.grace_deadline:
+                for w in self._kill(self.holders()):
+                    self.crashed.append((w, self.given[w].process.exitcode))
+                return
+            self._sleep(done)
+
+    def stop_now(self) -> None:
+        """Ctrl-C: close the run; kill and replace every worker still inside one of its kernels."""
+        self.close()
+        for w in self._kill(self.holders()):
+            self.pool._replace(w)
+
+    def frames_done(self, frames: int, failed: bool) -> int:
+        """Frames of the run that count as run, as in this process: all of them, or after a failure
+        every frame finished plus the failed one, but not the frames never started (every=N would
+        otherwise drift from a sequential run's phase)."""
+        if not failed:
+            return frames
+        return min(frames, self.epochs.frames_done(self.done()) + 1)
+
+    def worker_errors(self, system_names: list[str]) -> list[BaseException]:
+        """The kernel errors workers reported in the run, as KernelError."""
+        errors: list[BaseException] = []
+        for w, handle in self.given.items():
+            if not mailbox.raised_in(self.control, w, self.run):
+                continue
+            try:
+                _, index, payload = handle.connection.recv()
+                cause = _rebuild(payload)
+            except (EOFError, OSError):
+                index = int(self.control[line_of(w) + CURRENT_SYSTEM])
+                cause = RuntimeError("a worker's exception was lost with its pipe")
+            error = KernelError(system_names[index] if 0 <= index < len(system_names) else "?", cause)
+            error.__cause__ = cause
+            errors.append(error)
+        return errors
+
+
 class _Handle:
     """One worker process, its pipe, and what it was last sent."""
-    __slots__ = ("process", "connection", "plan", "values", "commands", "seq")
+    __slots__ = ("process", "connection", "plan", "values", "commands")
 
     def __init__(self, process: Any, connection: Any) -> None:
         self.process = process
@@ -429,7 +517,6 @@ class _Handle:
         self.plan: Plan | None = None
         self.values: list[SystemValues] | None = None
         self.commands: tuple[ArraySpec, ArraySpec] | None = None
-        self.seq = 0            # the run sequence number it was last given
 
 
 def _same_values(a: list[SystemValues], b: list[SystemValues] | None) -> bool:

@@ -20,6 +20,7 @@ plus one fill of dirty words per `Mut` component with mark="auto".
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from typing import Any
 
@@ -30,14 +31,17 @@ from .changes import RemovalCursor
 from .commands import CommandBuffers, apply_records, buffer_view
 from .errors import InvalidArgumentError, KernelError, SystemDefinitionError
 from .executor import Executor
-from .plan import Plan, SystemValues, build_plan, due, stages_of
-from .pool import WorkerPool
+from .plan import Plan, SystemValues, Unit, build_plan, stages_of
+from .pool import WorkerPool, main_takes_part
 from .progress import Progress
 from .resources import Resources
 from .store import Store
 from .system import COMMANDS, System
 
-HandedOver = tuple[int, Any, RemovalCursor]   # (system index, reader, where its look ends)
+HandedOver = tuple[int, Any, RemovalCursor]
+# A test hook: when set (to an integer), units are claimed in an order shuffled by that seed, so
+# tests can show that results do not depend on who runs what when.
+CLAIM_SEED_VARIABLE = "ECS_CLAIM_SEED"   # (system index, reader, where its look ends)
 
 
 class Schedule:
@@ -56,7 +60,7 @@ class Schedule:
         self.commands: CommandBuffers | None = None   # made when the first system takes Commands
         self._systems_version = 0          # bumped by every add and remove: keys the cached plan
         self._plan: Plan | None = None
-        self._plan_key: tuple[int, ...] = ()
+        self._plan_key: tuple[object, ...] = ()
         self._executor: Executor | None = None
         self._stages: list[list[int]] = []
         self._stages_key: tuple[object, ...] = ()
@@ -100,15 +104,18 @@ class Schedule:
         self.frame = frame
 
     def plan(self, workers: int) -> Plan:
-        """The cached plan for the world's current structure."""
-        key = (self.store.structure_version, self.store.changes.version, self._systems_version, workers)
+        """The cached plan for the world's current structure on `workers` workers and, where it
+        takes part (pool.main_takes_part), this process."""
+        processes = max(workers + int(main_takes_part(workers, self.step_timeout)), 1)
+        seed = os.environ.get(CLAIM_SEED_VARIABLE)
+        key = (self.store.structure_version, self.store.changes.version, self._systems_version, processes, seed)
         if self._plan is None or key != self._plan_key:
             # stages depend only on the systems and their compiled value types: rebuilding them on
             # every structural change cost ~0.9 ms of pairwise access checks (demo, 7 systems)
             stages_key = (self._systems_version, tuple(b.compiled for b in self.systems))
             if stages_key != self._stages_key:
                 self._stages, self._stages_key = stages_of(self.systems), stages_key
-            self._plan = build_plan(self.systems, max(workers, 1), self._stages)
+            self._plan = build_plan(self.systems, processes, self._stages, None if seed is None else int(seed))
             self._plan_key = key
         return self._plan
 
@@ -164,10 +171,10 @@ class Schedule:
         values, handed = self.values(params, frames)
         calls_before = self.kernel_calls() if handed else None
         try:
-            if self.workers:
-                self._run_on_pool(values, frames, progress)
-            else:
-                plan = self.plan(0)
+            plan = self.plan(self.workers)
+            if self.workers and (not main_takes_part(self.workers, self.step_timeout) or plan.width() > 1):
+                self._run_on_pool(plan, values, frames, progress)
+            else:    # nothing to share (or no workers): this process runs every unit
                 for done in range(1, frames + 1):
                     self._run_frame_here(plan, values)
                     if progress is not None:
@@ -176,40 +183,48 @@ class Schedule:
             if calls_before is not None:
                 self.consume_handed_over(handed, calls_before)
 
-    def _run_on_pool(self, values: list[SystemValues], frames: int, progress: Progress | None) -> None:
+    def _run_on_pool(self, plan: Plan, values: list[SystemValues], frames: int, progress: Progress | None) -> None:
         if self.pool is None:
             self.pool = WorkerPool(self.store.arena, self.workers, self.step_timeout)
-        plan = self.plan(self.pool.size)
         first_frame = self.frame
+        run_here = None
+        if self.pool.main_takes_part:
+            def run_here(unit: Unit, frame: int) -> BaseException | None:
+                try:
+                    self._run_unit_here(unit, frame, values)
+                except KernelError as error:
+                    return error
+                return None
         outcome = self.pool.run(plan, values, first_frame, frames, self.commands,
-                                [b.name for b in self.systems], progress)
+                                [b.name for b in self.systems], progress, run_here)
         self.frame = first_frame + outcome.frames_done
         self.count_calls(first_frame, outcome.frames_done)
         if outcome.error is not None:
             raise outcome.error
 
     def _run_frame_here(self, plan: Plan, values: list[SystemValues]) -> None:
-        if self._executor is None:
-            self._executor = Executor(self.store.arena)
-        executor = self._executor
-        if self.commands is not None and executor.commands is None:
-            executor.commands = buffer_view(self.store.arena, self.commands.spec(self.commands.processes - 1))
         frame = self.frame
-        systems = self.systems
-        stats = self.stats_rows
-        for bound in systems:
+        for bound in self.systems:
             if bound.system.is_due(frame):
                 bound.calls += 1
         try:
-            for stage in plan.tasks[0]:
-                for task in stage:
-                    if not due(plan, task, frame, values[task.system]):
-                        continue
-                    bound = systems[task.system]
-                    executor.run_task(bound.system, task, values[task.system], stats[task.system],
-                                      _raiser(bound.name), frame)
+            for stage in range(len(plan.units)):
+                for unit in plan.due_units(stage, frame, values):
+                    self._run_unit_here(unit, frame, values)
         finally:  # a frame whose kernel raised still counts (as with workers): every=N keeps its cadence
             self.frame = frame + 1
+
+    def _run_unit_here(self, unit: Unit, frame: int, values: list[SystemValues]) -> None:
+        """Run one unit's tasks in this process; a kernel's exception raises KernelError."""
+        executor = self._executor
+        if executor is None:
+            executor = self._executor = Executor(self.store.arena)
+        if self.commands is not None and executor.commands is None:
+            executor.commands = buffer_view(self.store.arena, self.commands.spec(self.commands.processes - 1))
+        systems, stats = self.systems, self.stats_rows
+        for task in unit:
+            bound = systems[task.system]
+            executor.run_task(bound.system, task, values[task.system], stats[task.system], _raiser(bound.name), frame)
 
     def count_calls(self, first_frame: int, frames: int) -> None:
         for bound in self.systems:

@@ -1,4 +1,4 @@
-"""The worker process: attach to a world's arena, then run plan tasks in place until told to stop.
+"""The worker process: attach to a world's arena, then claim and run plan units in place until told to stop.
 
 A worker is started by the pool (pool.py) through `multiprocessing`'s forkserver. It maps the
 world's arena (its one memfd arrives as a descriptor), imports the systems of its plan by
@@ -6,12 +6,11 @@ module and name (binding.resolve_system) and loads their kernels from numba's ca
 process compiled them before any worker asked. It ignores SIGINT (the main process owns
 shutdown).
 
-It serves runs through the mailbox (mailbox.py): per run it reads its message if flagged, runs
-its tasks of every stage of every frame, meets the others at a futex barrier after each stage
-that needs it, and answers. A kernel that raises sets ABORT, and the exception travels pickled
-through the pipe. A worker watches the main process's sentinel at barriers, between frames and
-while idle, and exits within ~0.1 s of its death (even by SIGKILL), or when the kernel it is
-inside returns.
+It serves runs through the mailbox (mailbox.py): per run it reads its messages, then claims
+units of the run from the shared counter and runs them (claims.py) until none is left or the
+run is closed. A kernel that raises closes the run; the exception travels pickled through the
+pipe. A worker watches the main process's sentinel while it waits and while idle, and exits
+within ~0.1 s of its death (even by SIGKILL), or when the kernel it is inside returns.
 """
 
 from __future__ import annotations
@@ -31,20 +30,17 @@ from ecs.kernels import sync
 
 from . import mailbox
 from .binding import resolve_system
+from .claims import Epochs, take_part
 from .commands import buffer_view
 from .executor import Executor
 from .mailbox import (
-    ABORT,
-    ABORTED,
-    BARRIER_COUNT,
-    BARRIER_GENERATION,
     CURRENT_SYSTEM,
-    ERROR,
+    ERROR_RUN,
     FIRST_FRAME,
     FRAMES,
-    FRAMES_DONE,
-    MESSAGE,
-    OK,
+    HOLDING,
+    MESSAGES,
+    RUN,
     RUN_SEQ,
     SLEEP,
     SLEEPING,
@@ -52,16 +48,17 @@ from .mailbox import (
     line_of,
 )
 from .memory import Arena, ArraySpec
-from .plan import due
+from .plan import Unit
 
-PARENT_CHECK_S = 0.05              # how often a worker running frames polls the main process's sentinel
+PARENT_CHECK_S = 0.05              # how often a worker running units polls the main process's sentinel
 
 
 def worker_main(w: int, arena_fd: Any, arena_size: int, control_spec: ArraySpec, stats_spec: ArraySpec,
-                connection: Any, served: int, spin: int, idle_spin_ns: int) -> None:
+                connection: Any, served: int, received: int, home: int, spin_ns: int, idle_spin_ns: int) -> None:
     """Entry point of worker `w`: attach, then serve runs until told to stop or orphaned.
-    `served`: its run sequence number when it was started (runs come after it); `spin`: PAUSEs at
-    a barrier before sleeping; `idle_spin_ns`: how long it polls for the next run before sleeping."""
+    `served`, `received`: its RUN_SEQ and MESSAGES when it was started (what it is given comes
+    after them); `home`: its home range of each epoch (claims.py); `spin_ns`: how long it polls
+    for an epoch to open before sleeping; `idle_spin_ns`: how long it polls for the next run."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     arena = Arena.attach(arena_fd.detach() if hasattr(arena_fd, "detach") else arena_fd, arena_size)
     control = arena.view_of(control_spec)
@@ -72,98 +69,100 @@ def worker_main(w: int, arena_fd: Any, arena_size: int, control_spec: ArraySpec,
     parent_sentinel = parent.sentinel if parent is not None else None
     line = line_of(w)
     control[line + STARTED] = 1
-    plan = None
-    systems: list[Any] = []
-    values: list[dict[str, object]] = []
+    state = _State(executor, control, stats, line, home, connection, parent_sentinel, spin_ns)
     seq_word, sleepers = 2 * (line + RUN_SEQ), 2 * (line + SLEEPING)
     poll_ns = idle_spin_ns
     while True:
         seq = sync.await_change(control32, seq_word, served, sleepers, poll_ns, SLEEP)
         if seq == served:
-            if parent_sentinel is not None and mpc.wait([parent_sentinel], 0):
-                os._exit(0)                  # the main process is gone
+            _exit_if_orphaned(parent_sentinel)
             poll_ns = 0                      # idle: sleep until the next run
             continue
         served = seq
         poll_ns = idle_spin_ns
-        if control[line + MESSAGE]:
-            try:
-                message = connection.recv()
-            except (EOFError, OSError):
-                os._exit(0)
-            if message is None:
-                return
-            new_plan, shipped, commands = message
-            if commands is not None and executor.commands is None:
-                executor.commands = buffer_view(arena, commands)
-            values = [vs._replace(named={name: executor.view(v) if isinstance(v, ArraySpec) else v
-                                         for name, v in vs.named.items()})
-                      for vs in shipped]
-            if new_plan is not None:
-                plan = new_plan
-                systems = [resolve_system(module, attribute) for module, attribute in plan.systems]
-        assert plan is not None
-        first_frame, frames = int(control[FIRST_FRAME]), int(control[FRAMES])
-        answer = _run_frames(w, plan, systems, values, first_frame, frames, executor, stats, control,
-                             control32, line, spin, parent_sentinel)
-        if answer[0] == "error":
-            connection.send(answer)
-        mailbox.answer(control, control32, w, served, {"ok": OK, "error": ERROR, "aborted": ABORTED}[answer[0]])
-
-
-def _run_frames(w, plan, systems, values, first_frame, frames, executor, stats, control, control32, line,
-                spin, parent_sentinel):
-    my_stages = plan.tasks[w]
-    last_stage = len(my_stages) - 1
-    parties = len(plan.participants)
-    failure: list[BaseException] = []
-    next_parent_check = time.monotonic() + PARENT_CHECK_S
-
-    def on_error(exc: BaseException) -> None:
-        failure.append(exc)
-
-    for done, frame in enumerate(range(first_frame, first_frame + frames), start=1):
-        for s, stage in enumerate(my_stages):
-            for task in stage:
-                if not due(plan, task, frame, values[task.system]):
-                    continue
-                if sync.load(control, ABORT):
-                    return ("aborted",)
-                control[line + CURRENT_SYSTEM] = task.system
-                executor.run_task(systems[task.system], task, values[task.system], stats[task.system], on_error,
-                              frame)
-                if failure:
-                    mailbox.abort(control, control32)
-                    return ("error", task.system, _pickled(failure[0]))
-            control[line + CURRENT_SYSTEM] = -1
-            if plan.barriers[s] and parties > 1 and (done < frames or s < last_stage) \
-                    and not _barrier(control, control32, parties, spin, parent_sentinel):
-                return ("aborted",)      # (the answers end the run: its last stage needs no barrier)
-        control[line + FRAMES_DONE] = done
-        # a run of many short frames may never sleep at a barrier, where the parent is watched:
-        # without this a worker outlived a SIGKILLed main process until its last frame
-        if parent_sentinel is not None:
-            now = time.monotonic()
-            if now >= next_parent_check:
-                next_parent_check = now + PARENT_CHECK_S
-                if mpc.wait([parent_sentinel], 0):
+        while True:                          # the run, its messages and frames, read consistently
+            run = int(sync.load(control, line + RUN))
+            while received < int(sync.load(control, line + MESSAGES)):
+                try:
+                    message = connection.recv()
+                except (EOFError, OSError):
                     os._exit(0)
-    return ("ok",)
+                if message is None:
+                    return
+                received += 1
+                state.receive(arena, message)
+            first_frame, frames = int(control[FIRST_FRAME]), int(control[FRAMES])
+            if int(sync.load(control, line + RUN)) == run:
+                break
+        if state.plan is None:
+            continue
+        state.serve(run, Epochs(state.plan, state.values, first_frame, frames))
 
 
-def _barrier(control, control32, parties: int, spin: int, parent_sentinel) -> bool:
-    """Meet the other workers of the run; False when the run was aborted meanwhile."""
-    generation = sync.barrier_arrive(control32, 2 * BARRIER_COUNT, 2 * BARRIER_GENERATION, parties)
-    if generation < 0:
+class _State:
+    """What a worker's messages told it (its plan, the systems it names, the run's values), and
+    how it serves a run."""
+
+    def __init__(self, executor: Executor, control: np.ndarray, stats: np.ndarray, line: int, home: int,
+                 connection: Any, parent_sentinel: Any, spin_ns: int) -> None:
+        self.executor, self.control, self.stats, self.line, self.home = executor, control, stats, line, home
+        self.connection, self.parent_sentinel, self.spin_ns = connection, parent_sentinel, spin_ns
+        self.plan: Any = None
+        self.systems: list[Any] = []
+        self.values: list[Any] = []
+        self.next_parent_check = 0.0
+
+    def serve(self, run: int, epochs: Epochs) -> None:
+        """Claim and run units of run `run`; a kernel that raises closes the run."""
+        control = self.control
+        control32 = control.view(np.int32)
+        home = self.home % epochs.plan.processes
+        raised = not take_part(epochs, control, control32, run, home,
+                               lambda unit, frame: self.run_unit(run, unit, frame), self.spin_ns,
+                               self.line + HOLDING, lambda: _exit_if_orphaned(self.parent_sentinel))
+        if raised:
+            mailbox.close_run(control, control32, run, epochs.plan.processes)
+
+    def run_unit(self, run: int, unit: Unit, frame: int) -> bool:
+        """Run one claimed unit; False when a kernel raised (its exception is sent, then the run's
+        id is written to ERROR_RUN)."""
+        # a run of many short frames may never wait, where the parent is watched: without this a
+        # worker outlived a SIGKILLed main process until the run's last frame
+        if time.monotonic() >= self.next_parent_check:
+            self.next_parent_check = time.monotonic() + PARENT_CHECK_S
+            _exit_if_orphaned(self.parent_sentinel)
+        failure: list[BaseException] = []
+        control, line = self.control, self.line
+        for task in unit:
+            control[line + CURRENT_SYSTEM] = task.system
+            self.executor.run_task(self.systems[task.system], task, self.values[task.system],
+                                   self.stats[task.system], failure.append, frame)
+            if failure:
+                self.connection.send(("error", task.system, _pickled(failure[0])))
+                sync.store(control, line + ERROR_RUN, run)
+                return False
+        control[line + CURRENT_SYSTEM] = -1
         return True
-    while True:
-        now = sync.wait_change(control32, 2 * BARRIER_GENERATION, generation, spin, SLEEP)
-        if now != generation:
-            return True
-        if sync.load(control, ABORT):
-            return False
-        if parent_sentinel is not None and mpc.wait([parent_sentinel], 0):
-            os._exit(0)
+
+    def receive(self, arena: Arena, message: tuple) -> None:
+        new_plan, shipped, commands = message
+        executor = self.executor
+        if commands is not None and executor.commands is None:
+            executor.commands = buffer_view(arena, commands)
+        self.values = [vs._replace(named={name: executor.view(v) if isinstance(v, ArraySpec) else v
+                                          for name, v in vs.named.items()})
+                       for vs in shipped]
+        if new_plan is not None:
+            self.plan = new_plan
+            executor.map_in(new_plan.tasks())
+            self.systems = [resolve_system(module, attribute) for module, attribute in new_plan.systems]
+
+
+def _exit_if_orphaned(parent_sentinel: Any) -> bool:
+    """Exit if the main process is gone; True otherwise (keep waiting)."""
+    if parent_sentinel is not None and mpc.wait([parent_sentinel], 0):
+        os._exit(0)
+    return True
 
 
 def _pickled(exc: BaseException) -> bytes:

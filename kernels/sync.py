@@ -95,6 +95,23 @@ def atomic_add_fetch(typingctx, arr, idx, val):
 
 
 @intrinsic
+def atomic_cas(typingctx, arr, idx, expected, new):
+    """If arr[idx] == expected, store `new` there (seq_cst); returns whether it did."""
+    if not _integer_array(arr):
+        return None
+    sig = types.boolean(arr, idx, expected, new)
+
+    def codegen(context, builder, sig, args):
+        aryty = sig.args[0]
+        ptr = _item_pointer(context, builder, aryty, args[0], args[1], sig.args[1])
+        old = context.cast(builder, args[2], sig.args[2], aryty.dtype)
+        value = context.cast(builder, args[3], sig.args[3], aryty.dtype)
+        pair = builder.cmpxchg(ptr, old, value, "seq_cst", "seq_cst")
+        return builder.extract_value(pair, 1)
+    return sig, codegen
+
+
+@intrinsic
 def cpu_relax(typingctx):
     """x86 PAUSE (numba's JIT cannot parse inline asm); a no-op elsewhere."""
     sig = types.void()
@@ -149,6 +166,12 @@ def store(words, idx, value):
 def increment(words, idx):
     """Atomically add one; returns the new value (in the word's width)."""
     return atomic_add_fetch(words, idx, 1)
+
+
+@jit
+def compare_exchange(words, idx, expected, new):
+    """Atomically store `new` at words[idx] if it holds `expected`; returns whether it did."""
+    return atomic_cas(words, idx, expected, new)
 
 
 @jit

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 import ecs
+from ecs import mailbox as _mailbox
 from ecs import snapshot as _snapshot
 from ecs.schema import info_of
 
@@ -65,6 +66,13 @@ def worker_pool(world: ecs.World) -> Any:
 
 def worker_pids(world: ecs.World) -> list[int]:
     return world._schedule.pool.pids()
+
+
+def worker_in_kernel(world: ecs.World, w: int) -> bool:
+    """Whether worker w holds a unit of the pool's latest run and is running one of its tasks."""
+    pool = world._schedule.pool
+    running = pool.control[_mailbox.line_of(w) + _mailbox.CURRENT_SYSTEM] >= 0
+    return running and _mailbox.holds(pool.control, w, pool._run_id)
 
 
 def removal_journal(world: ecs.World, component: type) -> Any:

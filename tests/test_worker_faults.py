@@ -39,6 +39,7 @@ from tests.worker_systems import (
     crash_and_hang,
     decay,
     integrate,
+    kill_workers,
     saboteur,
     slow_frame,
 )
@@ -51,20 +52,22 @@ QUIET = {"mode": 0, "target": -1}
 
 # ==================================================================== in-process faults
 def populate(world: ecs.World) -> int:
-    """A table split across both workers; returns an entity in the last worker's rows."""
+    """A table cut into several units; returns an entity in its last rows."""
     world.add_system(integrate)
     world.add_system(saboteur)
     world.spawn_batch(ROWS, Pos(x=np.arange(ROWS) % 1000, y=0), Vel(x=np.arange(ROWS) % 5, y=1), Hp())
     world.spawn_batch(50, Pos(x=1, y=1), Vel(x=1, y=1))           # a small table, no Hp
     world.step(dt=1.0, **QUIET)
     if world.workers:
-        assert len(split_rows(ROWS, world.workers)) == world.workers
+        assert len(split_rows(ROWS, introspect.plan(world).processes)) > 2
     return int(world.query(Hp).entities()[-1])
 
 
 @pytest.fixture(scope="module")
 def faulty() -> Iterator[tuple[ecs.World, int]]:
-    with ecs.World(workers=2) as world:
+    # a step_timeout no frame reaches: the main process only supervises, so the units that crash
+    # are surely run by workers (test_a_worker_crash_while_the_main_process_takes_part has it take part)
+    with ecs.World(workers=2, step_timeout=120.0) as world:
         target = populate(world)
         yield world, target
 
@@ -129,16 +132,17 @@ def test_a_worker_killed_by_a_signal_is_named_and_replaced(faulty, mode: int, si
     world, target = faulty
     before = metadata(world)
     pids = introspect.worker_pids(world)
-    message = (rf"worker 1 was killed by signal {int(signum)} \({signum.name}\) while running system "
+    message = (rf"worker [01] was killed by signal {int(signum)} \({signum.name}\) while running system "
                r"'saboteur'; it was replaced")
     with pytest.raises(WorkerCrashedError, match=message) as caught:
         world.step(dt=1.0, mode=mode, target=target)
     error = caught.value
-    assert (error.system, error.worker, error.exitcode) == ("saboteur", 1, -int(signum))
+    assert (error.system, error.exitcode) == ("saboteur", -int(signum))
     assert error.__cause__ is None
     after = introspect.worker_pids(world)
-    assert after[0] == pids[0]                     # the worker that did not crash is kept
-    assert after[1] != pids[1]
+    crashed, kept = error.worker, 1 - error.worker      # whichever claimed the target's unit
+    assert after[kept] == pids[kept]                     # the worker that did not crash is kept
+    assert after[crashed] != pids[crashed]
     assert_usable(world, before)
     assert introspect.worker_pids(world) == after
 
@@ -157,6 +161,10 @@ def test_a_worker_killed_while_idle_is_replaced_at_the_next_step(faulty, settled
     except WorkerCrashedError as error:           # still dying when the step was sent: reported
         assert not settled
         assert error.worker == 0 and error.exitcode == -signal.SIGKILL
+    if not settled:     # the step may have ended (the other worker ran its units) before the death was final
+        while _running(pids[0]) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        world.step(dt=1.0, **QUIET)
     assert introspect.worker_pids(world)[0] != pids[0]
     assert introspect.worker_pids(world)[1] == pids[1]
     assert_usable(world, before)
@@ -167,29 +175,60 @@ def test_a_frame_past_step_timeout_kills_and_replaces_the_workers_still_running(
         target = populate(world)
         before = metadata(world)
         pids = introspect.worker_pids(world)
-        message = r"worker 1 ran past step_timeout=1.0 s per frame and was killed while running system 'sabot"
+        message = r"worker [01] ran past step_timeout=1.0 s per frame and was killed while running system 'sabot"
         with pytest.raises(WorkerCrashedError, match=message) as caught:
             world.step(dt=1.0, mode=ENDLESS, target=target)
-        assert (caught.value.system, caught.value.worker, caught.value.exitcode) == ("saboteur", 1, None)
+        assert (caught.value.system, caught.value.exitcode) == ("saboteur", None)
         after = introspect.worker_pids(world)
-        assert after[1] != pids[1]
-        assert after[0] == pids[0]                 # it had answered: nothing to kill
+        stuck, kept = caught.value.worker, 1 - caught.value.worker
+        assert after[stuck] != pids[stuck]
+        assert after[kept] == pids[kept]           # it was inside no kernel: nothing to kill
         assert_usable(world, before)
 
 
 def test_a_crash_while_another_worker_is_stuck_in_a_kernel_replaces_both() -> None:
-    with ecs.World(workers=2) as world:
+    with ecs.World(workers=2, step_timeout=120.0) as world:      # kernels run in the workers only
         world.add_system(crash_and_hang)
         world.spawn_batch(ROWS, Hp())
         ids = world.query(Hp).entities()
         world.step(kill=-1, hang=-1)
         pids = introspect.worker_pids(world)
-        message = r"worker 1 was killed by signal 9 \(SIGKILL\) while running system 'crash_and_hang'"
+        message = r"worker [01] was killed by signal 9 \(SIGKILL\) while running system 'crash_and_hang'"
         with pytest.raises(WorkerCrashedError, match=message):
-            world.step(kill=int(ids[-1]), hang=int(ids[0]))   # worker 0 never returns: killed after a grace
+            world.step(kill=int(ids[-1]), hang=int(ids[0]))   # the other never returns: killed after a grace
         assert not set(introspect.worker_pids(world)) & set(pids)
         world.step(kill=-1, hang=-1)
         assert len(world) == ROWS
+
+
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="the main process takes part only beside a free core")
+def test_a_worker_crash_while_the_main_process_takes_part_is_named_and_replaced() -> None:
+    with ecs.World(workers=1) as world:              # one worker and this process share the units
+        world.spawn_batch(ROWS, Hp())
+        world.add_system(kill_workers)
+        pids = introspect.worker_pids(world) if introspect.worker_pool(world) else []
+        message = r"worker 0 was killed by signal 9 \(SIGKILL\) while running system 'kill_workers'"
+        with pytest.raises(WorkerCrashedError, match=message):
+            world.run(frames=40)                     # this process sleeps 50 ms a unit: the worker claims one
+        assert introspect.worker_pids(world) != pids
+        world.remove_system(kill_workers)
+        world.add_system(integrate)
+        first = int(world.spawn_batch(ROWS, Pos(x=0, y=0), Vel(x=1, y=2))[0])
+        world.run(frames=4, dt=1.0)                  # usable again, on a new worker
+        assert (world.get(first, Pos).x, world.get(first, Pos).y) == (4, 8)
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_kernel_error_in_any_process_names_the_system(workers: int) -> None:
+    """The main process takes units too (where the workers leave it a core): a kernel that raises
+    there or in a worker is reported the same way, and the world goes on."""
+    with ecs.World(workers=workers) as world:
+        target = populate(world)
+        before = metadata(world)
+        for _ in range(3):
+            with pytest.raises(KernelError, match=r"system 'saboteur' raised ValueError"):
+                world.run(4, dt=1.0, mode=RAISE, target=target)
+        assert_usable(world, before)
 
 
 UNGUARDED_SCRIPT = """
@@ -199,7 +238,7 @@ import ecs
 from tests.worker_systems import Charge, decay
 
 world = ecs.World(workers=1)          # at module level, without the __main__ guard
-world.spawn_batch(10, Charge(kg=1.0))
+world.spawn_batch(200_000, Charge(kg=1.0))   # enough rows to share: the first run starts the worker
 world.add_system(decay)
 try:
     world.step(dt=1.0)
@@ -438,7 +477,8 @@ FAULTS = {
 @pytest.mark.parametrize("fault", list(FAULTS))
 def test_each_fault_leaves_no_process_descriptor_or_segment_behind(scenario, fault: str) -> None:
     mode, error = FAULTS[fault]
-    timeout = 1.0 if fault == "timeout" else None
+    # crashes must happen in a worker: a step_timeout no frame reaches keeps kernels out of the main process
+    timeout = {"raise": None, "timeout": 1.0}.get(fault, 120.0)
     child = scenario(f'''
         world = make_world(step_timeout={timeout})
         report(world, "before")
@@ -529,23 +569,39 @@ def test_a_killed_process_group_leaves_nothing_behind(scenario) -> None:
 
 
 def test_a_worker_stopped_mid_run_is_caught_within_one_frames_budget_and_named() -> None:
-    """step_timeout holds per frame: a worker stopped (SIGSTOP) early in run(frames=400) is
-    caught about one step_timeout after its last finished frame, not after 400 of them."""
+    """step_timeout holds per frame: a worker stopped (SIGSTOP) inside a kernel early in
+    run(frames=400) is caught about one step_timeout after the last finished frame, not after
+    400 of them. (A worker stopped between units holds nobody up: the others take its share.)"""
     with ecs.World(workers=2, step_timeout=0.5) as world:
         world.add_system(slow_frame)
         world.spawn_batch(SPLIT_MIN_ROWS * 4, Pos(x=0, y=0))
         world.step(spins=1)
         pids = introspect.worker_pids(world)
-        stopper = threading.Timer(0.15, os.kill, (pids[1], signal.SIGSTOP))
+        stopped = threading.Event()
+
+        def stop_inside_a_kernel() -> None:
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline:
+                if introspect.worker_in_kernel(world, 1):
+                    os.kill(pids[1], signal.SIGSTOP)
+                    time.sleep(0.002)                 # the stop has landed
+                    if introspect.worker_in_kernel(world, 1):
+                        stopped.set()
+                        return
+                    os.kill(pids[1], signal.SIGCONT)  # it had just left its unit: again
+                time.sleep(0.0005)
+
+        stopper = threading.Thread(target=stop_inside_a_kernel)
         started = time.monotonic()
         stopper.start()
         try:
             with pytest.raises(WorkerCrashedError, match=r"worker 1 ran past step_timeout=0.5 s per frame") as caught:
                 world.run(frames=400, spins=300)
         finally:
-            stopper.cancel()
+            stopper.join()
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pids[1], signal.SIGCONT)
+        assert stopped.is_set()
         assert time.monotonic() - started < 5.0
         assert caught.value.worker == 1
         assert introspect.worker_pids(world)[1] != pids[1]

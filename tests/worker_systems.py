@@ -4,7 +4,9 @@ tests run in subprocesses)."""
 
 from __future__ import annotations
 
+import multiprocessing
 import os
+import time
 
 import numba
 import numpy as np
@@ -106,12 +108,30 @@ def _kill_me(signum):
         os.kill(os.getpid(), signum)
 
 
+@numba.njit(cache=True)
+def _in_worker():
+    """Whether this kernel runs in a worker process (the main process has no parent pool)."""
+    with numba.objmode(answer="boolean"):
+        answer = multiprocessing.parent_process() is not None
+    return answer
+
+
+@numba.njit(cache=True)
+def _sleep(seconds):
+    with numba.objmode():
+        time.sleep(seconds)
+
+
 @system
 def saboteur(hp: Mut[Hp], ids: Entity, mode: int, target: int):
     """mode 0: nothing; 1: raise at `target`; 2: SIGKILL its own process at `target`;
-    3: segfault at `target`; 4: never return at `target`; 5: raise a user exception."""
+    3: segfault at `target`; 4: never return at `target`; 5: raise a user exception. Modes 2-4
+    act only in a worker: in the main process (which takes units beside the workers unless the
+    world has a step_timeout) they would take the test run down."""
     for i in range(hp.hp.shape[0]):
         if ids[i] != target or mode == 0:
+            continue
+        if 2 <= mode <= 4 and not _in_worker():
             continue
         if mode == 1:
             raise ValueError("negative hp at entity", ids[i], hp.hp[i])
@@ -130,15 +150,27 @@ def saboteur(hp: Mut[Hp], ids: Entity, mode: int, target: int):
 
 @system
 def crash_and_hang(hp: Mut[Hp], ids: Entity, kill: int, hang: int):
-    """SIGKILLs its own process at entity `kill`; never returns at entity `hang`."""
+    """SIGKILLs its own process at entity `kill`; never returns at entity `hang` (in a worker only)."""
+    if not _in_worker():
+        return
     for i in range(hp.hp.shape[0]):
         if ids[i] == kill:
+            _sleep(0.3)                  # the other worker is surely stuck by then
             _kill_me(9)
         if ids[i] == hang:
             k = 0
             while k >= 0:
                 k = (k + 1) % 1000
                 hp.hp[i] = k
+
+
+@system
+def kill_workers(hp: Mut[Hp], ids: Entity):
+    """A worker that runs it SIGKILLs itself; the main process sleeps 50 ms instead, so that a
+    worker surely claims some of it."""
+    if _in_worker():
+        _kill_me(9)
+    _sleep(0.05)
 
 
 @system
