@@ -6,7 +6,7 @@ fewer units instead of holding everybody up, and the main process takes units to
 Tickets: each (frame, stage) of a run that has due units is an *epoch*; its due units get
 consecutive ticket numbers, epoch after epoch, so every process computes the same ticket of
 every unit from the plan and the run's values (`Epochs`). An epoch's units are cut into one
-contiguous *home range* per process, balanced by rows (`home_cuts`): with the same units every
+contiguous *home range* per process, balanced by rows (plan.home_cuts): with the same units every
 frame, a process meets the same rows frame after frame, which keeps them in its caches (move over
 1M rows on this VM's 2 cores: 0.10 ms a frame with one range per process, 0.21 ms when the chunks
 went to whoever came first).
@@ -38,19 +38,8 @@ import numpy as np
 
 from ecs.kernels import sync
 
-from .mailbox import CLOSED, DONE, DONE_SLEEPERS, SLEEP, TICKETS, counter_of, is_open
-from .plan import Plan, SystemValues, Unit
-
-
-def home_cuts(units: tuple[Unit, ...], processes: int) -> tuple[int, ...]:
-    """Boundaries of the home ranges: range p is units[cuts[p]:cuts[p + 1]]. A unit goes to the
-    range its middle row falls in when the epoch's rows are cut into `processes` equal parts
-    (a unit of no rows counts as one)."""
-    weights = np.array([sum(max(t.stop - t.start, 1) for t in unit) for unit in units], np.float64)
-    if not len(units):
-        return (0,) * (processes + 1)
-    middles = (np.cumsum(weights) - weights / 2) * (processes / weights.sum())
-    return tuple(int(c) for c in np.searchsorted(middles, np.arange(processes + 1), side="left"))
+from .mailbox import DONE, DONE_SLEEPERS, SLEEP, counter_of, is_open, unit_done
+from .plan import Plan, SystemValues, Unit, due_frames, home_cuts
 
 
 class Epochs:
@@ -63,7 +52,6 @@ class Epochs:
         self.base = self.end = 0               # tickets [base, end) are this epoch's units
         self.units: tuple[Unit, ...] = ()
         self.cuts: tuple[int, ...] = ()
-        self._cached: dict[int, tuple[tuple[Unit, ...], tuple[int, ...]]] = {}
 
     def advance(self) -> bool:
         """Move to the next epoch; False past the run's last (then `end` is its ticket count)."""
@@ -78,14 +66,13 @@ class Epochs:
                 self.frame, self.stage = self.stop_frame, 0
                 self.base = self.end
                 return False
-            cached = self._cached.get(self.stage)
-            if cached is None:
+            if plan.always_due[self.stage] and plan.claim_seed is None:
+                units, cuts = plan.units[self.stage], plan.cuts[self.stage]
+            else:
                 units = plan.due_units(self.stage, self.frame, self.values)
-                cached = (units, home_cuts(units, plan.processes))
-                if plan.always_due[self.stage] and plan.claim_seed is None:
-                    self._cached[self.stage] = cached
-            if cached[0]:
-                self.units, self.cuts = cached
+                cuts = home_cuts(units, plan.processes)
+            if units:
+                self.units, self.cuts = units, cuts
                 self.base, self.end = self.end, self.end + len(self.units)
                 return True
 
@@ -97,23 +84,23 @@ class Epochs:
         return True
 
     def total(self) -> int:
-        """The run's ticket count (walks every epoch left)."""
-        while self.advance():
-            pass
-        return self.end
+        """The run's ticket count, counted per unit (plan.due_frames), not by walking epochs."""
+        frames = self.stop_frame - self.first_frame
+        return sum(due_frames(self.plan, unit[0], self.first_frame, frames, self.values[unit[0].system])
+                   for stage in self.plan.units for unit in stage)
 
     def frames_done(self, done: int) -> int:
         """Frames of the run finished when `done` units are: those before the epoch of unit `done`."""
         return (self.frame if self.seek(done) else self.stop_frame) - self.first_frame
 
 
-def take_part(epochs: Epochs, control: np.ndarray, control32: np.ndarray, run: int, home: int,
-              run_unit: Callable[[Unit, int], bool], spin_ns: int, holding: int | None,
+def take_part(epochs: Epochs, control: np.ndarray, control32: np.ndarray, run: int, total: int, home: int,
+              run_unit: Callable[[Unit, int], bool], spin_ns: int, holding: int,
               keep_waiting: Callable[[], bool]) -> bool:
-    """Claim and run units of run `run`, home range `home` first, until none is left or the run
+    """Claim and run units of run `run` (of `total` units), home range `home` first, until none is left or the run
     is closed; False when a unit failed, i.e. `run_unit(unit, frame)` returned False (the caller
-    then closes the run). `holding`: the control word to set while holding a unit (None: the
-    main process); `keep_waiting()` is asked after each wait for an epoch that came back
+    then closes the run). `holding`: the control word to set while holding a unit (-1: none,
+    the main process); `keep_waiting()` is asked after each wait for an epoch that came back
     without it opening (False: stop)."""
     processes = epochs.plan.processes
     order = [(home + k) % processes for k in range(processes)]
@@ -130,23 +117,17 @@ def take_part(epochs: Epochs, control: np.ndarray, control32: np.ndarray, run: i
                 return True
         cuts = epochs.cuts
         for p in order:
-            first, stop = base + cuts[p], base + cuts[p + 1]
-            word = counter_of(p)
+            first, stop, word = base + cuts[p], base + cuts[p + 1], counter_of(p)
             while first < stop:
-                packed = int(sync.load(control, word))
-                if packed >> 32 != run or packed & CLOSED:
-                    return True
-                ticket = max(packed & TICKETS, first)
-                if ticket >= stop:
+                ticket = int(sync.claim_ticket(control, word, run, first, stop, holding))
+                if ticket < 0:
+                    if ticket == -2:                 # closed, or a newer run
+                        return True
                     break
-                if holding is not None:
-                    sync.store(control, holding, run)
-                ok = True
-                if sync.compare_exchange(control, word, packed, (run << 32) | (ticket + 1)):
-                    ok = run_unit(epochs.units[ticket - base], epochs.frame)
-                    if ok:       # a failed unit is not done: its frame is the run's failed one
-                        sync.publish(control32, 2 * DONE, 2 * DONE_SLEEPERS)
-                if holding is not None:
+                ok = run_unit(epochs.units[ticket - base], epochs.frame)
+                if ok:           # a failed unit is not done: its frame is the run's failed one
+                    unit_done(control32, total)
+                if holding >= 0:
                     sync.store(control, holding, 0)
                 if not ok:
                     return False

@@ -4,6 +4,9 @@ The control block is CONTROL_WORDS int64 words in the world's arena. Futex words
 counts are the low 32-bit halves of their words (int32 index 2 * word).
 
     words 1, 2         DONE (units finished in this run, a futex word) and DONE_SLEEPERS
+    word 3             TOTAL: the run's unit count
+    words 4, 5         END (bumped when DONE reaches TOTAL and when the run closes, a futex word)
+                       and END_SLEEPERS: the main process sleeps on it, not woken per unit
     words 12, 13       FIRST_FRAME and FRAMES of the run
     words 16 + 8w ...  worker w's line (`line_of(w)`), eight words:
         CURRENT_SYSTEM  the system it is running, -1 between systems
@@ -35,11 +38,11 @@ import numpy as np
 
 from ecs.kernels import sync
 
-DONE, DONE_SLEEPERS = 1, 2
+DONE, DONE_SLEEPERS, TOTAL, END, END_SLEEPERS = 1, 2, 3, 4, 5
 FIRST_FRAME, FRAMES = 12, 13
 WORKER_LINES = 16
 CURRENT_SYSTEM, HOLDING, RUN_SEQ, SLEEPING, ERROR_RUN, RUN, MESSAGES, STARTED = range(8)
-CLOSED = 1 << 31                   # in the low half of CLAIM: no more claims in this run
+CLOSED = sync.CLOSED               # in the low half of a claim counter: no more claims in this run
 TICKETS = CLOSED - 1               # mask of the ticket in the low half
 MAX_RUN_ID = (1 << 31) - 1         # run ids are 1..MAX_RUN_ID, then wrap around
 MAX_WORKERS = 1024
@@ -65,18 +68,20 @@ def next_run_id(run: int) -> int:
 
 
 def open_run(control: np.ndarray, control32: np.ndarray, run: int, processes: int, first_frame: int,
-             frames: int) -> None:
-    """Reset the shared words for run `run` of `frames` frames from `first_frame` over
-    `processes` home ranges; claims open last."""
+             frames: int, total: int) -> None:
+    """Reset the shared words for run `run` of `frames` frames from `first_frame`, `total` units
+    over `processes` home ranges; claims open last."""
     control[FIRST_FRAME] = first_frame
     control[FRAMES] = frames
+    control[TOTAL] = total
     sync.store(control32, 2 * DONE, 0)
     for p in range(processes):
         sync.store(control, counter_of(p), run << 32)
 
 
 def close_run(control: np.ndarray, control32: np.ndarray, run: int, processes: int) -> None:
-    """End claims in run `run` (where a counter still holds it), waking everyone waiting on DONE."""
+    """End claims in run `run` (where a counter still holds it), waking everyone waiting on DONE
+    or END."""
     for p in range(processes):
         word = counter_of(p)
         while True:
@@ -86,6 +91,13 @@ def close_run(control: np.ndarray, control32: np.ndarray, run: int, processes: i
             if sync.compare_exchange(control, word, packed, packed | CLOSED):
                 break
     sync.futex_wake(control32, 2 * DONE, 1 << 30)
+    sync.publish(control32, 2 * END, 2 * END_SLEEPERS)
+
+
+def unit_done(control32: np.ndarray, total: int) -> None:
+    """Count one more unit done, waking epoch waiters; at the run's last, the main process too."""
+    if sync.publish(control32, 2 * DONE, 2 * DONE_SLEEPERS) == total:
+        sync.publish(control32, 2 * END, 2 * END_SLEEPERS)
 
 
 def is_open(control: np.ndarray, run: int) -> bool:

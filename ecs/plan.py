@@ -40,9 +40,10 @@ ALIGN = 512
 # kernel over 16k rows takes ~6 us (0.36 ns/row, measured).
 SPLIT_MIN_ROWS = 1 << 16
 # Chunks per process of a split table: enough that a process slowed by another (a busy core)
-# holds the others up by one chunk at most, few enough that the ~5 us a claimed task costs in
-# Python stays small against its kernel (move over 1M rows on 3 processes: 12 chunks of ~84k rows).
-CHUNKS_PER_PROCESS = 4
+# holds the others up by one chunk at most, few enough that the ~5-10 us a claimed unit costs in
+# Python stays small against its kernel (a near-empty system over 200k rows, run(frames=1000) on
+# 2 workers: 39 us a frame with 8 chunks).
+CHUNKS_PER_PROCESS = 2
 
 
 class FilterSpec(NamedTuple):
@@ -86,6 +87,7 @@ class Plan(NamedTuple):
     processes: int
     offsets: tuple[int, ...]                 # each system's every= offset: it runs when (frame - offset) % every == 0
     always_due: tuple[bool, ...]
+    cuts: tuple[tuple[int, ...], ...]        # per stage: its home ranges when every unit is due
     claim_seed: int | None = None            # a test hook: units are claimed in a seeded random order
 
     def tasks(self) -> list[Task]:
@@ -207,6 +209,19 @@ def due(plan: Plan, task: Task, frame: int, values: SystemValues) -> bool:
     return True
 
 
+def due_frames(plan: Plan, task: Task, first_frame: int, frames: int, values: SystemValues) -> int:
+    """How many of the frames [first_frame, first_frame + frames) `task` runs in: the count of
+    frames `due` says yes to, in O(1)."""
+    stop = first_frame + frames
+    offset, every = plan.offsets[task.system], plan.every[task.system]
+    if task.table < 0 and values.removed_ids is not None:
+        frame = values.removed_frame
+        return int(frame is not None and first_frame <= frame < stop and due(plan, task, frame, values))
+    start = max(first_frame, offset)
+    start += (offset - start) % every
+    return max(0, -(-(stop - start) // every))
+
+
 def build_plan(systems: list[BoundSystem], processes: int, stages: list[list[int]] | None = None,
                claim_seed: int | None = None) -> Plan:
     """Cut every system's tables into claim units for `processes` processes (1: this process
@@ -224,7 +239,19 @@ def build_plan(systems: list[BoundSystem], processes: int, stages: list[list[int
     always = tuple(all(systems[i].system.every == 1 and systems[i].system.offset == 0
                        and not systems[i].system.removed for i in stage) for stage in stages)
     return Plan(tuple(b.address for b in systems), tuple(b.system.every for b in systems), tuple(units),
-                processes, tuple(b.system.offset for b in systems), always, claim_seed)
+                processes, tuple(b.system.offset for b in systems), always,
+                tuple(home_cuts(stage_units, processes) for stage_units in units), claim_seed)
+
+
+def home_cuts(units: tuple[Unit, ...], processes: int) -> tuple[int, ...]:
+    """Boundaries of an epoch's home ranges (claims.py): range p is units[cuts[p]:cuts[p + 1]].
+    A unit goes to the range its middle row falls in when the epoch's rows are cut into
+    `processes` equal parts (a unit of no rows counts as one)."""
+    if not units:
+        return (0,) * (processes + 1)
+    weights = np.array([sum(max(t.stop - t.start, 1) for t in unit) for unit in units], np.float64)
+    middles = (np.cumsum(weights) - weights / 2) * (processes / weights.sum())
+    return tuple(int(c) for c in np.searchsorted(middles, np.arange(processes + 1), side="left"))
 
 
 def _units_of(bound: BoundSystem, index: int, processes: int) -> list[Unit]:

@@ -3,7 +3,7 @@
 Workers are `forkserver` processes: forking a process that ran an OpenMP kernel kills the child,
 and a spawned worker costs ~340 ms against ~22 ms from a preloaded forkserver. The server
 preloads the main script and `ecs._preload` (numba's one-time initialisation included). Worker
-w is pinned to a core while no other process keeps a core busy (see `_adapt_pinning`).
+w is pinned to a core while no other process keeps a core busy (see `_adapt`).
 
 A run of F frames costs one round trip, not one per system or frame: the pool ships the plan
 (only when the structure changed) and the values (only when they changed) through each
@@ -52,6 +52,8 @@ from .mailbox import (
     CURRENT_SYSTEM,
     DONE,
     DONE_SLEEPERS,
+    END,
+    END_SLEEPERS,
     HOLDING,
     IDLE_SPIN_NS,
     MAX_SYSTEMS,
@@ -74,6 +76,7 @@ OTHER_LOAD_PIN = 0.15               # ... and below which unpinned ones are pinn
                                     # a sample over 0.2 s is 20 ticks a CPU, +-1-2 of them noise)
 EPOCH_SPIN_NS = 100_000            # how long a process waiting for an epoch polls before sleeping
 STARTUP_WAIT_S = 60.0             # how long a run waits at most for new workers to attach
+LOADED_SHARE_MIN_S = 0.02          # runs shorter than this are run by the main process alone while loaded
 CRASH_GRACE_S = 2.0                # how long busy workers may finish their kernel after a crash
 STARTUP_HINT = ("worker processes import the main script before they start: a script that makes a World "
                 "with workers must do so under `if __name__ == \"__main__\":` (its error is on stderr)")
@@ -140,13 +143,12 @@ class WorkerPool:
         # unpinned while one does (OtherLoad, sampled at most every 0.2 s at the start of a run; at
         # its start a pool pins unless a process runs). Beside one busy process a pinned worker
         # shares the busy core for good; unpinned, the scheduler moves it.
-        self._cores = cores if processes >= len(cores) > 1 else []
-        self._core_offset = int(self.main_takes_part)
-        self._pinned = False
+        self._cores = cores if size >= len(cores) > 1 else []
         self._other_load = OtherLoad(0.2)
         self._other_load.sample([os.getpid()])
-        if self._cores:                      # pinned from the start unless another process runs now
-            self._pinned = runnable_others() == 0
+        self._loaded = runnable_others() > 0  # until the first sample: is another process running now?
+        self._pinned = bool(self._cores) and not self._loaded
+        self._frame_s = 0.0                  # seconds a frame of the latest runs took (moving average)
         # A process waiting for an epoch to open (claims.py) polls for EPOCH_SPIN_NS, yielding its
         # core at each poll, before it sleeps, and an idle one polls for its next run (the main
         # process for the run's end) for IDLE_SPIN_NS, only where every process has a core of
@@ -185,22 +187,32 @@ class WorkerPool:
         if pid is None:
             return
         with contextlib.suppress(OSError):   # the worker just ended, or a core was taken away
-            core = self._cores[(w + self._core_offset) % len(self._cores)]
-            os.sched_setaffinity(pid, {core} if pinned else set(self._cores))
+            os.sched_setaffinity(pid, {self._cores[w % len(self._cores)]} if pinned else set(self._cores))
 
-    def _adapt_pinning(self) -> None:
-        """Pin the workers while other processes leave the cores free; unpin them while one is
-        busy (more than OTHER_LOAD_UNPIN CPUs of other load: a busy process that shares its core
-        with a pinned worker gets about half of it; pinned again below OTHER_LOAD_PIN)."""
-        if not self._cores:
-            return
+    def _adapt(self) -> None:
+        """Sample the other load (at most every 0.2 s) and follow it: pin the workers while other
+        processes leave the cores free, unpin them while one is busy (more than OTHER_LOAD_UNPIN
+        CPUs of other load: a busy process that shares its core with a pinned worker gets about
+        half of it; pinned again below OTHER_LOAD_PIN)."""
         load = self._other_load.sample([os.getpid(), *self.pids()])
-        if load is None or (load < OTHER_LOAD_UNPIN if self._pinned else load > OTHER_LOAD_PIN):
+        if load is None:
             return
-        self._pinned = not self._pinned
+        self._loaded = load > (OTHER_LOAD_PIN if self._loaded else OTHER_LOAD_UNPIN)
+        if not self._cores or self._pinned != self._loaded:
+            return
+        self._pinned = not self._loaded
         for w, handle in enumerate(self._handles):
             if handle is not None:
                 self._pin(w, handle.process.pid, self._pinned)
+
+    def helps(self, frames: int) -> bool:
+        """Whether a run of `frames` frames should go to the workers, or be run by this process
+        alone: while other programs keep a core busy, a run shorter than LOADED_SHARE_MIN_S
+        loses more to a process preempted inside a unit (the others wait for its scheduler
+        slice, ~1-4 ms) than sharing gains (move over 1M rows beside one busy process on 2
+        cores: step() 0.42 ms alone, 0.67 ms shared). Samples the other load (`_adapt`)."""
+        self._adapt()
+        return not (self._loaded and self._frame_s * frames < LOADED_SHARE_MIN_S)
 
     def _replace(self, w: int) -> _Handle:
         """Start a new worker w in place of one that is dead or was killed (and joined)."""
@@ -244,17 +256,21 @@ class WorkerPool:
     def run(self, plan: Plan, values: list[SystemValues], first_frame: int, frames: int,
             commands: CommandBuffers | None, system_names: list[str], progress: Progress | None,
             run_here: Callable[[Unit, int], BaseException | None] | None = None) -> RunOutcome:
-        """Run `frames` frames of `plan` on the workers (and, with `run_here`, in this process:
-        it runs one unit of a frame and returns the error it raised, if any) until every unit is
-        done or the run failed. The outcome says how many frames count as run (all of them;
-        after a failure, the frames finished plus the failed one) and the error to raise."""
+        """Run `frames` frames of `plan` on the workers until every unit is done or the run
+        failed; with `run_here` (it runs one unit of a frame in this process and returns the
+        error it raised, if any) this process takes units too where the workers leave it a core.
+        The outcome says how many frames count as run (all of them; after a failure, the frames
+        finished plus the failed one) and the error to raise."""
         self._run_id = run = mailbox.next_run_id(self._run_id)
-        mailbox.open_run(self.control, self.control32, run, plan.processes, first_frame, frames)
-        self._adapt_pinning()
+        total = Epochs(plan, values, first_frame, frames).total()
+        mailbox.open_run(self.control, self.control32, run, plan.processes, first_frame, frames, total)
         startup_error = self._replace_dead()
         shipped = [self._shippable(system_names[i], v) for i, v in enumerate(values)]
         watch = _RunWatch(self, run, plan.processes, Epochs(plan, values, first_frame, frames), progress)
+        if not self.main_takes_part:
+            run_here = None
         helpers = min(self.size, max(plan.width() - int(run_here is not None), 1))
+        started = time.perf_counter()
         errors: list[BaseException] = []
 
         def main_unit(unit: Unit, frame: int) -> bool:
@@ -269,12 +285,15 @@ class WorkerPool:
                 watch.given[w] = self._give(w, run, plan, shipped, commands.spec(w) if commands is not None else None)
             epochs = Epochs(plan, values, first_frame, frames)
             if run_here is not None:
-                take_part(epochs, self.control, self.control32, run, 0, main_unit, self._spin_ns, None, watch.check)
-            watch.wait_end(epochs.total())
+                take_part(epochs, self.control, self.control32, run, total, 0, main_unit, self._spin_ns, -1,
+                          watch.check)
+            watch.wait_end(total)
         except BaseException as exc:   # KeyboardInterrupt: the frames run so far still count
             watch.stop_now()
             return RunOutcome(watch.frames_done(frames, failed=True), exc)
         failed = watch.failed()
+        if not failed:     # what a frame costs, for helps()
+            self._frame_s += (min((time.perf_counter() - started) / max(frames, 1), 1.0) - self._frame_s) / 4
         if failed:
             watch.settle()
         else:                        # died after its last unit, or while late: the run lost nothing
@@ -443,21 +462,25 @@ class _RunWatch:
             handle.process.join(5.0)
         return workers
 
-    def _sleep(self, seen: int, spin_ns: int = 0) -> None:
-        """Wait for DONE to move from `seen` (read before the checks that led here), at most
-        until the next check is due."""
+    def _sleep(self, word: int, sleepers: int, seen: int, spin_ns: int = 0) -> None:
+        """Wait for control32[word] to move from `seen` (read before the checks that led here),
+        at most until the next check is due."""
         limits = [d for d in (self.deadline, self.grace_deadline) if d is not None]
         watch = WATCH if not limits else max(0.0, min(WATCH, min(limits) - time.monotonic()))
-        sync.await_change(self.control32, 2 * DONE, seen, 2 * DONE_SLEEPERS, spin_ns,
+        sync.await_change(self.control32, word, seen, sleepers, spin_ns,
                           WATCH_SPEC if watch == WATCH else sync.timespec(watch))
 
     def wait_end(self, total: int) -> None:
-        """Wait until all `total` units are done or the run is closed; then close it (a normal
-        end too: a worker that reads this run's words late cannot claim anything)."""
+        """Wait until all `total` units are done or the run is closed (sleeping on END: woken at
+        the end, not per unit); then close it (a normal end too: a worker that reads this run's
+        words late cannot claim anything)."""
         self.total = total
         spin_ns = self.pool._idle_spin_ns
-        while (done := self.done()) < total and self.check():
-            self._sleep(done, spin_ns)
+        while True:
+            end = int(sync.load(self.control32, 2 * END))     # before the look at DONE
+            if self.done() >= total or not self.check():
+                break
+            self._sleep(2 * END, 2 * END_SLEEPERS, end, spin_ns)
             spin_ns = 0                       # polled once for a short run; a long one wakes us
         self.close()
 
@@ -473,7 +496,7 @@ class _RunWatch:
                 for w in self._kill(self.holders()):
                     self.crashed.append((w, self.given[w].process.exitcode))
                 return
-            self._sleep(done)
+            self._sleep(2 * DONE, 2 * DONE_SLEEPERS, done)
 
     def stop_now(self) -> None:
         """Ctrl-C: close the run; kill and replace every worker still inside one of its kernels."""

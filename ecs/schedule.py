@@ -59,7 +59,7 @@ class Schedule:
         self.pool: WorkerPool | None = None
         self.commands: CommandBuffers | None = None   # made when the first system takes Commands
         self._systems_version = 0          # bumped by every add and remove: keys the cached plan
-        self._plan: Plan | None = None
+        self._plans: dict[int, Plan] = {}   # by processes, for the structure of _plan_key
         self._plan_key: tuple[object, ...] = ()
         self._executor: Executor | None = None
         self._stages: list[list[int]] = []
@@ -108,16 +108,20 @@ class Schedule:
         takes part (pool.main_takes_part), this process."""
         processes = max(workers + int(main_takes_part(workers, self.step_timeout)), 1)
         seed = os.environ.get(CLAIM_SEED_VARIABLE)
-        key = (self.store.structure_version, self.store.changes.version, self._systems_version, processes, seed)
-        if self._plan is None or key != self._plan_key:
+        key = (self.store.structure_version, self.store.changes.version, self._systems_version, seed)
+        if key != self._plan_key:
+            self._plans.clear()     # at most two live: the workers' and this process's alone
+            self._plan_key = key
+        plan = self._plans.get(processes)
+        if plan is None:
             # stages depend only on the systems and their compiled value types: rebuilding them on
             # every structural change cost ~0.9 ms of pairwise access checks (demo, 7 systems)
             stages_key = (self._systems_version, tuple(b.compiled for b in self.systems))
             if stages_key != self._stages_key:
                 self._stages, self._stages_key = stages_of(self.systems), stages_key
-            self._plan = build_plan(self.systems, processes, self._stages, None if seed is None else int(seed))
-            self._plan_key = key
-        return self._plan
+            plan = self._plans[processes] = build_plan(self.systems, processes, self._stages,
+                                                       None if seed is None else int(seed))
+        return plan
 
     def values(self, params: Mapping[str, object], frames: int) -> tuple[list[SystemValues], list[HandedOver]]:
         """Resolve and type-check every system's named values; compile what was waiting for them.
@@ -172,9 +176,10 @@ class Schedule:
         calls_before = self.kernel_calls() if handed else None
         try:
             plan = self.plan(self.workers)
-            if self.workers and (not main_takes_part(self.workers, self.step_timeout) or plan.width() > 1):
+            if self.workers and self._pool_helps(plan, frames):
                 self._run_on_pool(plan, values, frames, progress)
-            else:    # nothing to share (or no workers): this process runs every unit
+            else:
+                plan = self.plan(0)
                 for done in range(1, frames + 1):
                     self._run_frame_here(plan, values)
                     if progress is not None:
@@ -183,12 +188,20 @@ class Schedule:
             if calls_before is not None:
                 self.consume_handed_over(handed, calls_before)
 
+    def _pool_helps(self, plan: Plan, frames: int) -> bool:
+        """Whether the workers take this run: with a step_timeout always (this process runs no
+        kernel then); else not when there is nothing to share (one unit per stage), nor while
+        the machine is busy and the run short (WorkerPool.helps)."""
+        if self.step_timeout is not None:
+            return True
+        return plan.width() > 1 and (self.pool is None or self.pool.helps(frames))
+
     def _run_on_pool(self, plan: Plan, values: list[SystemValues], frames: int, progress: Progress | None) -> None:
         if self.pool is None:
             self.pool = WorkerPool(self.store.arena, self.workers, self.step_timeout)
         first_frame = self.frame
         run_here = None
-        if self.pool.main_takes_part:
+        if self.step_timeout is None:     # the pool decides whether this process takes part
             def run_here(unit: Unit, frame: int) -> BaseException | None:
                 try:
                     self._run_unit_here(unit, frame, values)

@@ -45,6 +45,7 @@ from .mailbox import (
     SLEEP,
     SLEEPING,
     STARTED,
+    TOTAL,
     line_of,
 )
 from .memory import Arena, ArraySpec
@@ -91,12 +92,12 @@ def worker_main(w: int, arena_fd: Any, arena_size: int, control_spec: ArraySpec,
                     return
                 received += 1
                 state.receive(arena, message)
-            first_frame, frames = int(control[FIRST_FRAME]), int(control[FRAMES])
+            first_frame, frames, total = int(control[FIRST_FRAME]), int(control[FRAMES]), int(control[TOTAL])
             if int(sync.load(control, line + RUN)) == run:
                 break
         if state.plan is None:
             continue
-        state.serve(run, Epochs(state.plan, state.values, first_frame, frames))
+        state.serve(run, total, Epochs(state.plan, state.values, first_frame, frames))
 
 
 class _State:
@@ -112,12 +113,12 @@ class _State:
         self.values: list[Any] = []
         self.next_parent_check = 0.0
 
-    def serve(self, run: int, epochs: Epochs) -> None:
+    def serve(self, run: int, total: int, epochs: Epochs) -> None:
         """Claim and run units of run `run`; a kernel that raises closes the run."""
         control = self.control
         control32 = control.view(np.int32)
         home = self.home % epochs.plan.processes
-        raised = not take_part(epochs, control, control32, run, home,
+        raised = not take_part(epochs, control, control32, run, total, home,
                                lambda unit, frame: self.run_unit(run, unit, frame), self.spin_ns,
                                self.line + HOLDING, lambda: _exit_if_orphaned(self.parent_sentinel))
         if raised:

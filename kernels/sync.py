@@ -246,6 +246,31 @@ def barrier_arrive(words32, count_idx, generation_idx, parties):
     return generation
 
 
+CLOSED = 1 << 31          # claim counters: (tag << 32) | ticket, this bit set once closed
+
+
+@jit
+def claim_ticket(words, idx, tag, first, stop, holding_idx):
+    """Claim the next ticket in [first, stop) of the claim counter words[idx], a value
+    (tag << 32) | ticket meaning "the next unclaimed ticket is max(ticket, first)". Before each
+    try words[holding_idx] is set to `tag` (skipped when holding_idx < 0) and reset to 0 after a
+    failed one. Returns the ticket claimed, -1 when [first, stop) has none left, -2 when the
+    counter holds another tag or is closed."""
+    while True:
+        packed = atomic_load(words, idx)
+        if (packed >> 32) != tag or packed & CLOSED:
+            return -2
+        ticket = max(packed & (CLOSED - 1), first)
+        if ticket >= stop:
+            return -1
+        if holding_idx >= 0:
+            atomic_store(words, holding_idx, tag)
+        if atomic_cas(words, idx, packed, (tag << 32) | (ticket + 1)):
+            return ticket
+        if holding_idx >= 0:
+            atomic_store(words, holding_idx, 0)
+
+
 def timespec(seconds: float) -> np.ndarray:
     """A relative futex timeout."""
     whole = int(seconds)

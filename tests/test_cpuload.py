@@ -43,7 +43,7 @@ def test_a_busy_process_shows_as_other_load_and_our_own_work_does_not() -> None:
 @pytest.mark.skipif(CORES < 2, reason="pinning needs two cores")
 def test_workers_are_unpinned_while_another_process_keeps_a_core_busy() -> None:
     with ecs.World(workers=CORES) as world:
-        world.spawn_batch(1000, Counter(value=0))
+        world.spawn_batch(200_000, Counter(value=0))      # enough rows to share: the pool starts
         world.add_system(count_up)
         world.step()
         busy = busy_process()

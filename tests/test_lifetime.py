@@ -70,7 +70,7 @@ def test_a_dropped_world_with_workers_stops_its_workers() -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ResourceWarning)
         world = ecs.World(workers=2)
-        world.spawn_batch(1000, Counter(value=0))
+        world.spawn_batch(200_000, Counter(value=0))      # enough rows to share: the workers start
         world.add_system(count_up)
         world.step()
         pids = introspect.worker_pids(world)
@@ -109,7 +109,7 @@ FORK_SCRIPT = """
 
     if __name__ == "__main__":
         with ecs.World(workers=2) as world:
-            ids = world.spawn_batch(1000, Counter(value=0))
+            ids = world.spawn_batch(200_000, Counter(value=0))   # enough rows to share: the workers start
             world.add_system(count_up)
             world.step()
             pids = introspect.worker_pids(world)
@@ -137,7 +137,7 @@ def test_a_forked_child_cannot_touch_the_parents_world_or_workers(tmp_path) -> N
     lines = done.stdout.splitlines()
     assert any(line.startswith("child: world.spawn() called in a process forked from the one that made the "
                                "world") for line in lines), done.stdout
-    assert "parent: 1000 2.0 True True" in lines, done.stdout
+    assert "parent: 200000 2.0 True True" in lines, done.stdout
 
 
 def test_a_second_thread_cannot_run_frames_while_one_runs_them() -> None:

@@ -203,7 +203,7 @@ WORKER_SCRIPT = """
 
     if __name__ == "__main__":
         world = ecs.World(workers=2)
-        world.spawn_batch(10_000, Counter(value=0))
+        world.spawn_batch(200_000, Counter(value=0))     # enough rows to share: the workers start
         world.add_system(count_up)
         world.step()
         print(" ".join(map(str, introspect.worker_pids(world))), flush=True)
@@ -250,7 +250,7 @@ CLOSE_WITH_WORKERS_SCRIPT = """
 
     if __name__ == "__main__":
         world = ecs.World(workers=2)
-        world.spawn_batch(1000, Counter(value=0))
+        world.spawn_batch(200_000, Counter(value=0))     # enough rows to share: the workers start
         world.add_system(count_up)
         world.step()
         world.close()

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 import ecs
-from ecs.claims import Epochs, home_cuts
-from ecs.plan import ALIGN, SPLIT_MIN_ROWS, Task, split_rows
+from ecs.claims import Epochs
+from ecs.plan import ALIGN, SPLIT_MIN_ROWS, Plan, SystemValues, Task, due, due_frames, home_cuts, split_rows
 from tests import introspect
 from tests.worker_systems import Charge, Hp, Pos, Vel, decay, histogram, integrate
 
@@ -88,4 +88,24 @@ def test_every_unit_of_a_run_has_one_ticket_frame_by_frame(world: ecs.World) -> 
     assert [end - base for _, base, end, _ in seen] == per_frame
     assert all(a[2] == b[1] for a, b in zip(seen, seen[1:], strict=False))   # consecutive tickets
     assert epochs.end == sum(per_frame) == Epochs(plan, values, 1, 6).total()
+    for first, frames in ((0, 1), (2, 10), (3, 3), (7, 0), (5, 100)):     # counted, not walked
+        walker = Epochs(plan, values, first, frames)
+        while walker.advance():
+            pass
+        assert Epochs(plan, values, first, frames).total() == walker.end
     assert Epochs(plan, values, 1, 6).frames_done(per_frame[0] + per_frame[1]) == 2
+
+
+@pytest.mark.parametrize("every", [1, 2, 3, 7])
+@pytest.mark.parametrize("offset", [0, 1, 5])
+def test_due_frames_counts_what_due_says_frame_by_frame(every: int, offset: int) -> None:
+    plan = Plan((("m", "f"),), (every,), (), 1, (offset,), (False,), ())
+    rows, removed = Task(0, 0, 0, 10, (), None, ()), Task(0, -1, 0, 0, (), None, ())
+    ids = np.arange(3, dtype=np.int64)
+    for first in range(0, 12):
+        for frames in (0, 1, 2, 5, 13):
+            span = range(first, first + frames)
+            for task, values in ((rows, SystemValues({})), (removed, SystemValues({}, ids, first + 1)),
+                                 (removed, SystemValues({}, ids[:0], first)), (removed, SystemValues({}, ids, None))):
+                expected = sum(due(plan, task, frame, values) for frame in span)
+                assert due_frames(plan, task, first, frames, values) == expected, (task.table, first, frames)

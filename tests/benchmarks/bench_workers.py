@@ -145,24 +145,31 @@ def five_system_world(workers: int) -> ecs.World:
 
 
 def critical_path_work(plan_world: ecs.World) -> float:
-    """Seconds of bare kernel work on the critical path of one frame of `plan_world`'s 2-worker
-    plan: per stage, the busiest worker's sum of kernel-only times, measured in this process
-    on a workers=0 twin (each kernel called on its prepared arguments: no step around it)."""
+    """Seconds of bare kernel work on the critical path of one frame of `plan_world`'s plan:
+    per stage, the longest unit or the stage's work shared by its processes, whichever is more,
+    from kernel-only times measured in this process on a workers=0 twin (each kernel called on
+    its prepared arguments over whole tables: no step around it)."""
     twin = five_system_world(0)
     twin.step(dt=DT, gravity=GRAVITY)
     schedule = introspect.schedule(twin)
     executor = schedule._executor
     values, _ = schedule.values({"dt": DT, "gravity": GRAVITY}, 1)
     kernel_s = {}
-    for task in (t for stage in schedule.plan(0).tasks[0] for t in stage):
+    for task in schedule.plan(0).tasks():
         system = schedule.systems[task.system].system
         args, _ = executor._arguments(system, task, None, values[task.system])
         kernel_s[task.system] = bench(lambda: system.kernel(*args)).median   # noqa: B023 - called at once
     twin.close()
-    plan = introspect.plan(plan_world, 2)
-    stages = len(plan.tasks[0])
-    return sum(max(sum(kernel_s[t.system] for t in plan.tasks[w][s]) for w in range(len(plan.tasks)))
-               for s in range(stages))
+    rows = {t.system: 0 for t in introspect.plan(plan_world).tasks()}
+    for t in introspect.plan(plan_world).tasks():
+        rows[t.system] += t.stop - t.start
+    plan = introspect.plan(plan_world)
+
+    def unit_s(unit: tuple) -> float:
+        return sum(kernel_s[t.system] * (t.stop - t.start) / rows[t.system] for t in unit)
+
+    return sum(max(max(map(unit_s, stage)), sum(map(unit_s, stage)) / plan.processes)
+               for stage in plan.units if stage)
 
 
 def frame_rows() -> list[Row]:
