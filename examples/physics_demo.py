@@ -4,8 +4,9 @@
     python examples/physics_demo.py --entities 200000 --frames 1000 --workers 2 --seed 7 --gif
     python examples/physics_demo.py --check-determinism # same seed on 0, 1 and 2 workers
 
-Every frame runs the systems of examples/physics_systems.py (kernels in kernels/physics.py):
-gravity, ageing, integration, wall bounces, a uniform-grid rebuild into shared resource arrays,
+Every frame runs the systems of examples/physics_systems.py (kernels in kernels/physics.py and
+kernels/spatial.py): gravity, ageing, integration, wall bounces, a uniform-grid rebuild into
+shared resource arrays (a parallel counting sort written as ordinary systems),
 disc-disc collisions against that grid, and a change-driven tally that visits only the rows the
 collision system marked. Between frames (every --emit-every frames) the emitter (this file)
 despawns the particles whose lifetime ran out and respawns as many from a fountain at the bottom
@@ -39,7 +40,7 @@ if str(ROOT) not in sys.path:   # `python examples/physics_demo.py` puts example
 import ecs  # noqa: E402
 from ecs.kernels import physics  # noqa: E402
 from ecs.schedule import Progress  # noqa: E402
-from examples.physics_systems import SYSTEMS, Contact, GridRow, Lifetime, Position, Velocity  # noqa: E402
+from examples.physics_systems import SYSTEMS, Contact, GridSlot, Lifetime, Position, Velocity  # noqa: E402
 
 WIDTH, HEIGHT = 1.6, 1.0          # the box, in length units
 PACKING = 0.08                    # area fraction the discs cover: sets the radius from --entities
@@ -121,9 +122,10 @@ def build_world(config: Config, scene: Scene, rng: np.random.Generator) -> ecs.W
     res["cell_size"] = scene.cell_size
     res["ncx"] = scene.ncx
     res["ncy"] = scene.ncy
-    res["cell_start"] = np.zeros(scene.ncx * scene.ncy + 2, np.int32)
-    res["cell_state"] = np.zeros((n, 4), np.float64)
-    res["cell_items"] = np.zeros(n, np.int32)
+    res["cell_start"] = np.zeros(scene.ncx * scene.ncy + 1, np.int32)
+    res["cell_cursor"] = np.zeros(scene.ncx * scene.ncy, np.int32)
+    res["slot_state"] = np.zeros((n, 4), np.float64)      # the particle count stays n (the emitter
+    res["slot_keys"] = np.zeros(n, np.int64)              # respawns as many as expired)
     res["contact_tally"] = np.zeros(2, np.float64)
     for s in SYSTEMS:
         world.add_system(s)
@@ -136,7 +138,7 @@ def build_world(config: Config, scene: Scene, rng: np.random.Generator) -> ecs.W
         Velocity(x=rng.normal(0.0, THERMAL_SPEED, n), y=rng.normal(0.0, THERMAL_SPEED, n)),
         Lifetime(left=rng.uniform(0.0, 2.0 * scene.lifetime, n).astype(np.float32)),
         Contact(hits=0, impulse=0.0),
-        GridRow(row=0),
+        GridSlot(cell=0, slot=0),
     )
     return world
 
@@ -150,7 +152,7 @@ def fountain(count: int, scene: Scene, rng: np.random.Generator) -> tuple:
     speed = JET_SPEED * THERMAL_SPEED * rng.uniform(0.9, 1.1, count)
     life = scene.lifetime * rng.uniform(0.5, 1.5, count)
     return (Position(x=x, y=y), Velocity(x=speed * np.cos(angle), y=speed * np.sin(angle)),
-            Lifetime(left=life.astype(np.float32)), Contact(hits=0, impulse=0.0), GridRow(row=0))
+            Lifetime(left=life.astype(np.float32)), Contact(hits=0, impulse=0.0), GridSlot(cell=0, slot=0))
 
 
 class Emitter:

@@ -1,36 +1,43 @@
 """Components and systems of the physics demo (examples/physics_demo.py).
 
 The systems are thin: each passes its component columns and named values to a kernel of
-kernels/physics.py. They live at module level in this importable module because worker
-processes find systems by module and attribute name. Registration order (`SYSTEMS`) is the
-order a sequential frame runs them; the scheduler groups them into stages by conflicts:
+kernels/physics.py or kernels/spatial.py. They live at module level in this importable module
+because worker processes find systems by module and attribute name. Registration order
+(`SYSTEMS`) is the order a sequential frame runs them; the scheduler groups them into stages
+by conflicts, and every split system's rows are shared out in chunks among the processes:
 
-    apply_gravity, age_particles   Velocity / Lifetime rows, split across workers
-    integrate                      Position from Velocity, split
-    bounce_walls                   Position and Velocity, split
-    build_grid                     one worker: counting sort of every row into the shared grid,
-                                   with a snapshot of positions and velocities
-    collide                        split (split=True): each worker walks the grid in space order,
-                                   resolves the discs whose rows are in its slice (GridRow tells
-                                   where the slice starts) and writes only its own rows' Velocity
-                                   and Contact; manual marks, so only rows that collided are marked
+    apply_gravity, age_particles   Velocity / Lifetime rows
+    clear_grid                     zeroes the grid's cell counts (one task a frame)
+    integrate                      Position from Velocity
+    bounce_walls                   Position and Velocity
+    count_cells                    (split) each row's cell into GridSlot, counted into the shared
+                                   cell_start by atomic adds
+    grid_starts                    the running sum: cell_start becomes the first slot of each
+                                   cell, and a cursor per cell (one task, O(cells))
+    fill_grid                      (split) each row takes a slot of its cell (atomic fetch-add on
+                                   the cursor) and copies its state and id there: the snapshot
+                                   collide reads
+    collide                        (split) each row finds its partner through the grid and writes
+                                   only its own Velocity and Contact; manual marks, so only rows
+                                   that collided are marked
     tally_contacts                 changed=[Contact]: visits only the rows collide marked
 
-Every particle has the same components, so all of them live in one table: build_grid's grid and
-GridRow's row numbers are those of that one table (a second particle archetype would need a grid
-per table).
+The grid build is the parallel counting sort of kernels/spatial.py written as ordinary systems:
+no chunk numbers, any number of processes. Which disc of a cell gets which slot depends on who
+ran first; collide's answer does not (partners are chosen by velocity, ties by entity id), so
+the result is bit-identical on any worker count.
 
 Named values come from `world.resources` (set by the demo): gravity, dt, width, height, radius,
-restitution, wall_restitution, cell_size, ncx, ncy, the grid arrays cell_start, cell_state and
-cell_items (kernels/physics.py build_grid), and the contact_tally array.
+restitution, wall_restitution, the grid's cell_size, ncx and ncy, its arrays cell_start,
+cell_cursor, slot_state and slot_keys, and the contact_tally array.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from ecs import Mut, Rows, component, f32, f64, i32, system, u32
-from ecs.kernels import physics
+from ecs import Entity, Mut, Rows, component, f32, f64, i32, system, u32
+from ecs.kernels import physics, spatial
 
 
 @component
@@ -51,8 +58,9 @@ class Lifetime:
 
 
 @component
-class GridRow:
-    row: i32           # the row's index in its table when build_grid last ran (rows move on despawn)
+class GridSlot:
+    cell: i32          # the grid cell of the row's disc this frame
+    slot: i32          # its slot in the grid (slot_state, slot_keys) this frame
 
 
 @component
@@ -83,18 +91,34 @@ def bounce_walls(pos: Mut[Position], vel: Mut[Velocity], width: float, height: f
 
 
 @system
-def build_grid(pos: Position, vel: Velocity, grid_row: Mut[GridRow], cell_size: float, ncx: int, ncy: int,
-               cell_start: np.ndarray, cell_state: np.ndarray, cell_items: np.ndarray):
-    physics.build_grid(pos.x, pos.y, vel.x, vel.y, grid_row.row, cell_size, ncx, ncy, cell_start,
-                       cell_state, cell_items)
+def clear_grid(cell_start: np.ndarray):
+    spatial.clear_counts(cell_start)
 
 
 @system(split=True, mark="manual")
-def collide(grid_row: GridRow, vel: Mut[Velocity], contact: Mut[Contact], radius: float, restitution: float,
-            cell_size: float, ncx: int, ncy: int, cell_start: np.ndarray, cell_state: np.ndarray,
-            cell_items: np.ndarray):
-    physics.collide(grid_row.row, vel.x, vel.y, contact.hits, contact.impulse, vel.changed, contact.changed,
-                    radius, restitution, cell_size, ncx, ncy, cell_start, cell_state, cell_items)
+def count_cells(pos: Position, grid: Mut[GridSlot], cell_size: float, ncx: int, ncy: int, cell_start: np.ndarray):
+    physics.cell_ids(pos.x, pos.y, cell_size, ncx, ncy, grid.cell)
+    spatial.count_shared(grid.cell, cell_start)
+
+
+@system
+def grid_starts(cell_start: np.ndarray, cell_cursor: np.ndarray):
+    spatial.starts_from_counts(cell_start, cell_cursor)
+
+
+@system(split=True, mark="manual")
+def fill_grid(pos: Position, vel: Velocity, ids: Entity, grid: Mut[GridSlot], cell_cursor: np.ndarray,
+              slot_state: np.ndarray, slot_keys: np.ndarray):
+    spatial.claim_slots(grid.cell, cell_cursor, grid.slot)
+    physics.snapshot(grid.slot, pos.x, pos.y, vel.x, vel.y, ids, slot_state, slot_keys)
+
+
+@system(split=True, mark="manual")
+def collide(grid: GridSlot, vel: Mut[Velocity], contact: Mut[Contact], radius: float, restitution: float,
+            cell_size: float, ncx: int, ncy: int, cell_start: np.ndarray, slot_state: np.ndarray,
+            slot_keys: np.ndarray):
+    physics.collide(grid.slot, vel.x, vel.y, contact.hits, contact.impulse, vel.changed, contact.changed, radius,
+                    restitution, cell_size, ncx, ncy, cell_start, slot_state, slot_keys)
 
 
 @system(changed=[Contact])
@@ -102,4 +126,5 @@ def tally_contacts(rows: Rows, contact: Contact, contact_tally: np.ndarray):
     physics.tally_contacts(rows, contact.hits, contact.impulse, contact_tally)
 
 
-SYSTEMS = (apply_gravity, age_particles, integrate, bounce_walls, build_grid, collide, tally_contacts)
+SYSTEMS = (apply_gravity, age_particles, clear_grid, integrate, bounce_walls, count_cells, grid_starts, fill_grid,
+           collide, tally_contacts)

@@ -24,6 +24,14 @@ cells and its own row of counts), `prefix_counts` once over all chunks' counts, 
 to the one-call `build_2d`/`build_3d` for any chunking, provided chunk k holds rows that come
 before chunk k + 1's; the chunks may run in any order.
 
+Building from systems that may run in any process at once, each over any chunk of rows, with
+no chunk numbers: `clear_counts` once, then per chunk `cell_ids_*` and `count_shared` (atomic
+adds into the shared cell_start), `starts_from_counts` once, then per chunk `claim_slots`
+(atomic fetch-adds on a cursor) and `place` for each column to copy. cell_start equals the
+one-call build's; within a cell the slots come in the order processes took them, so queries
+over such an index must not depend on that order. examples/physics_systems.py builds its grid
+this way, as ordinary systems.
+
 Queries: `neighbour_cells_*` lists the up-to-9 (2-D) / 27 (3-D) distinct cells around a
 position, `neighbour_ranges_*` the same as slot ranges (cells adjacent along x merged: 3 / 9
 ranges, at most 6 / 18 where a periodic x wraps), and `count_within_*` / `list_within_*`
@@ -49,6 +57,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from ._jit import jit
+from .sync import atomic_add
 
 MARGIN = 2.0**-20          # cell width >= radius * (1 + MARGIN): covers the cell arithmetic's rounding
 MAX_CELLS_2D = 9
@@ -314,6 +323,57 @@ def scatter_rows(cells, first_row, cursor, order):
         k = cursor[c]
         cursor[c] = k + 1
         order[k] = first_row + i
+
+
+# ---------------------------------------------------------------- building from systems
+@jit
+def clear_counts(cell_start):
+    """Zero every entry of cell_start before count_shared. Cost O(ncells)."""
+    for c in range(cell_start.shape[0]):
+        cell_start[c] = 0
+
+
+@jit
+def count_shared(cells, cell_start):
+    """Count this chunk's points into the shared cell_start (cell c's count at entry c + 1) by
+    atomic adds: chunks may run at once in any processes. Raises ValueError for a cell id
+    outside the grid. Cost O(n), an atomic add per point."""
+    ncells = cell_start.shape[0] - 1
+    for i in range(cells.shape[0]):
+        c = cells[i]
+        if c < 0 or c >= ncells:
+            raise ValueError("count_shared: a cell id is outside the grid (cells from another geometry?)")
+        atomic_add(cell_start, c + 1, 1)
+
+
+@jit
+def starts_from_counts(cell_start, cursor):
+    """After every chunk's count_shared: cell_start[c] = the first slot of cell c (a running
+    sum in place) and cursor[c] = the same, for claim_slots. Cost O(ncells)."""
+    ncells = cell_start.shape[0] - 1
+    if cursor.shape[0] < ncells:
+        raise ValueError("starts_from_counts: cursor needs an entry per cell")
+    cell_start[0] = 0
+    for c in range(ncells):
+        cell_start[c + 1] += cell_start[c]
+        cursor[c] = cell_start[c]
+
+
+@jit
+def claim_slots(cells, cursor, slots):
+    """slots[i] = a free slot of point i's cell, taken from the shared cursor by an atomic
+    fetch-add: chunks may run at once in any processes. Which point of a cell gets which of
+    its slots depends on who ran first, so a query over them must not depend on the order
+    within a cell (an argmin with a key tie-break, a count, a sum of integers). Cost O(n)."""
+    for i in range(cells.shape[0]):
+        slots[i] = atomic_add(cursor, cells[i], 1)
+
+
+@jit
+def place(slots, values, out):
+    """out[slots[i]] = values[i]: this chunk's column into slot order (after claim_slots)."""
+    for i in range(slots.shape[0]):
+        out[slots[i]] = values[i]
 
 
 @jit

@@ -237,8 +237,9 @@ def build_grid(x, y, vx, vy, cell_size, ncx, ncy):
     return cell_start, state, order
 
 
-def fastest_approaches(state, radius):
-    """best[k]: the slot approaching slot k fastest among every disc overlapping it, -1 if none."""
+def fastest_approaches(state, radius, keys=None):
+    """best[k]: the slot approaching slot k fastest among every disc overlapping it (on a tie the
+    one of lowest key), -1 if none."""
     dx = state[None, :, 0] - state[:, None, 0]
     dy = state[None, :, 1] - state[:, None, 1]
     d2 = dx * dx + dy * dy
@@ -249,14 +250,19 @@ def fastest_approaches(state, radius):
         vn = dvx * (dx / d) + dvy * (dy / d)
     eligible = (d2 < 4 * radius * radius) & (d2 != 0) & (vn < 0)
     vn = np.where(eligible, vn, np.inf)
-    best = np.argmin(vn, axis=1) if len(state) else np.zeros(0, np.int64)   # first minimum: lowest slot
+    if not len(state):
+        return np.zeros(0, np.int64)
+    # the fastest; on a tie the lowest key (slot k's key is keys[k]; default: the slot itself)
+    keys = np.arange(len(state)) if keys is None else keys
+    fastest = vn == vn.min(axis=1, keepdims=True)
+    best = np.argmin(np.where(fastest, keys[None, :], np.iinfo(np.int64).max), axis=1)
     return np.where(eligible.any(axis=1), best, -1)
 
 
 def collide(x, y, vx, vy, hits, impulse, radius, restitution, cell_size, ncx, ncy):
     """Twin of build_grid + collide over all rows: mutual fastest approaches collide."""
     _, state, items = build_grid(x, y, vx, vy, cell_size, ncx, ncy)
-    best = fastest_approaches(state, radius)
+    best = fastest_approaches(state, radius, keys=items)       # keys: the row numbers
     vx, vy, hits, impulse = vx.copy(), vy.copy(), hits.copy(), impulse.copy()
     changed = np.zeros(len(x), bool)
     share = 0.5 * (1 + restitution)

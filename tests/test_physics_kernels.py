@@ -1,9 +1,9 @@
 """kernels/physics.py against its numpy twins in tests/reference.py, at sizes 0, 1, 63, 64, 65 and large.
 
 The grid twin sorts with np.argsort, the collision twin compares every pair of discs (no grid).
-Beyond the twins: collide gives the same rows whatever slices it is called on (the property that
-makes the demo identical for any worker count), and an elastic collision frame conserves
-momentum and energy.
+Beyond the twins: collide gives the same rows whatever slices it is called on and whatever slots
+the grid build gave the discs of a cell (the properties that make the demo identical for any
+worker count), and an elastic collision frame conserves momentum and energy.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import math
 import numpy as np
 import pytest
 
-from ecs.kernels import physics
+from ecs.kernels import physics, spatial
 from tests import reference
 
 SIZES = [0, 1, 63, 64, 65, 3_001]
@@ -31,11 +31,6 @@ def gas(n: int, seed: int, packing: float = 0.3):
     y = rng.uniform(0, HEIGHT, n)
     vx, vy = rng.normal(0, 1, n), rng.normal(0, 1, n)
     return x, y, vx, vy, radius, cell_size, ncx, ncy
-
-
-def grid_arrays(n, ncx, ncy):
-    """cell_start, cell_state, cell_items, and the table_row column build_grid fills."""
-    return np.zeros(ncx * ncy + 2, np.int32), np.zeros((n, 4)), np.zeros(n, np.int32), np.zeros(n, np.int32)
 
 
 # ---------------------------------------------------------------- twins
@@ -66,36 +61,50 @@ def test_motion_kernels_match_twins(n: int) -> None:
     np.testing.assert_array_equal(got_left, left - np.float32(0.25))
 
 
+def shared_grid(x, y, vx, vy, cell_size, ncx, ncy, bounds, seed: int = 0):
+    """The demo's grid built as its systems do: per chunk between `bounds`, chunks in a random
+    order (the order processes take them); keys are the row numbers. Returns each row's slot
+    and (cell_start, slot_state, slot_keys)."""
+    n = x.shape[0]
+    chunks = list(zip(bounds[:-1], bounds[1:], strict=True))
+    rng = np.random.default_rng(seed)
+    cells, slots = np.full(n, -1, np.int32), np.full(n, -1, np.int32)
+    cell_start, cursor = np.full(ncx * ncy + 1, 7, np.int32), np.zeros(ncx * ncy, np.int32)
+    state, keys = np.zeros((n, 4)), np.full(n, -1, np.int64)
+    spatial.clear_counts(cell_start)
+    for k in rng.permutation(len(chunks)):
+        a, b = chunks[k]
+        physics.cell_ids(x[a:b], y[a:b], cell_size, ncx, ncy, cells[a:b])
+        spatial.count_shared(cells[a:b], cell_start)
+    spatial.starts_from_counts(cell_start, cursor)
+    for k in rng.permutation(len(chunks)):
+        a, b = chunks[k]
+        spatial.claim_slots(cells[a:b], cursor, slots[a:b])
+        physics.snapshot(slots[a:b], x[a:b], y[a:b], vx[a:b], vy[a:b], np.arange(a, b, dtype=np.int64), state, keys)
+    return slots, (cell_start, state, keys)
+
+
 @pytest.mark.parametrize("n", SIZES)
-def test_build_grid_sorts_rows_into_cells_in_row_order(n: int) -> None:
+def test_the_grid_holds_each_cells_rows_and_their_state(n: int) -> None:
     x, y, vx, vy, _, cell_size, ncx, ncy = gas(n, seed=n)
-    cell_start, state, items, table_row = grid_arrays(n + 5, ncx, ncy)   # spare slots are allowed
-    physics.build_grid(x, y, vx, vy, table_row[:n], cell_size, ncx, ncy, cell_start, state, items)
-    want_start, want_state, want_items = reference.build_grid(x, y, vx, vy, cell_size, ncx, ncy)
-    np.testing.assert_array_equal(cell_start, want_start)
-    np.testing.assert_array_equal(state[:n], want_state)
-    np.testing.assert_array_equal(items[:n], want_items)
-    np.testing.assert_array_equal(table_row[:n], np.arange(n))
-
-
-def test_build_grid_refuses_arrays_too_small() -> None:
-    x, y, vx, vy, _, cell_size, ncx, ncy = gas(100, seed=1)
-    cell_start, state, items, table_row = grid_arrays(99, ncx, ncy)
-    table_row = np.zeros(100, np.int32)
-    with pytest.raises(ValueError, match="fewer slots than there are rows"):
-        physics.build_grid(x, y, vx, vy, table_row, cell_size, ncx, ncy, cell_start, state, items)
-    with pytest.raises(ValueError, match="ncx \\* ncy \\+ 2"):
-        physics.build_grid(x, y, vx, vy, table_row, cell_size, ncx, ncy, cell_start[:-1], state, items)
+    want_start, _, want_items = reference.build_grid(x, y, vx, vy, cell_size, ncx, ncy)
+    for bounds in ([0, n], [0, n // 3, n // 2, n]):
+        slots, (cell_start, state, keys) = shared_grid(x, y, vx, vy, cell_size, ncx, ncy, bounds, seed=n)
+        np.testing.assert_array_equal(cell_start, want_start[:-1])
+        np.testing.assert_array_equal(keys[slots], np.arange(n))
+        np.testing.assert_array_equal(state[slots], np.stack([x, y, vx, vy], axis=1))
+        for c in np.flatnonzero(np.diff(want_start[:-1]))[:300]:
+            a, b = want_start[c], want_start[c + 1]
+            assert sorted(keys[a:b].tolist()) == sorted(want_items[a:b].tolist())
 
 
 def gridded(n: int, seed: int):
     x, y, vx, vy, radius, cell_size, ncx, ncy = gas(n, seed)
-    cell_start, state, items, table_row = grid_arrays(n, ncx, ncy)
-    physics.build_grid(x, y, vx, vy, table_row, cell_size, ncx, ncy, cell_start, state, items)
-    return (x, y, vx, vy, radius, cell_size, ncx, ncy), table_row, (cell_start, state, items)
+    slots, grid = shared_grid(x, y, vx, vy, cell_size, ncx, ncy, [0, n // 2, n], seed)
+    return (x, y, vx, vy, radius, cell_size, ncx, ncy), slots, grid
 
 
-def run_collide(vx, vy, table_row, restitution, radius, cell_size, ncx, ncy, grid, bounds, hits=None):
+def run_collide(vx, vy, slots, restitution, radius, cell_size, ncx, ncy, grid, bounds, hits=None):
     """collide over the row slices between `bounds` (multiples of 64, as the scheduler cuts)."""
     n = vx.shape[0]
     vx, vy = vx.copy(), vy.copy()
@@ -105,7 +114,7 @@ def run_collide(vx, vy, table_row, restitution, radius, cell_size, ncx, ncy, gri
     collided = 0
     for start, stop in zip(bounds[:-1], bounds[1:], strict=True):
         s = slice(start, stop)
-        collided += physics.collide(table_row[s], vx[s], vy[s], hits[s], impulse[s], words[0, start // 64:],
+        collided += physics.collide(slots[s], vx[s], vy[s], hits[s], impulse[s], words[0, start // 64:],
                                     words[1, start // 64:], radius, restitution, cell_size, ncx, ncy, *grid)
     return collided, (vx, vy, hits, impulse, words)
 
@@ -113,10 +122,10 @@ def run_collide(vx, vy, table_row, restitution, radius, cell_size, ncx, ncy, gri
 @pytest.mark.parametrize("n", SIZES)
 @pytest.mark.parametrize("restitution", [1.0, 0.5])
 def test_collide_matches_all_pairs_twin(n: int, restitution: float) -> None:
-    (x, y, vx, vy, radius, cell_size, ncx, ncy), table_row, grid = gridded(n, seed=100 + n)
+    (x, y, vx, vy, radius, cell_size, ncx, ncy), slots, grid = gridded(n, seed=100 + n)
     hits = np.random.default_rng(n).integers(0, 5, n).astype(np.uint32)
     collided, (got_vx, got_vy, got_hits, got_impulse, words) = run_collide(
-        vx, vy, table_row, restitution, radius, cell_size, ncx, ncy, grid, [0, n], hits)
+        vx, vy, slots, restitution, radius, cell_size, ncx, ncy, grid, [0, n], hits)
     want_vx, want_vy, want_hits, want_impulse, changed = reference.collide(
         x, y, vx, vy, hits, np.zeros(n, np.float32), radius, restitution, cell_size, ncx, ncy)
     assert collided == int(changed.sum())
@@ -131,30 +140,39 @@ def test_collide_matches_all_pairs_twin(n: int, restitution: float) -> None:
     np.testing.assert_array_equal(words[1], packed)
 
 
-def test_collide_gives_the_same_rows_whatever_slices_it_runs_on() -> None:
+def test_collide_gives_the_same_rows_whatever_slices_and_slot_order() -> None:
     n = 20_000
-    (_, _, vx, vy, radius, cell_size, ncx, ncy), table_row, grid = gridded(n, seed=7)
-    args = (vx, vy, table_row, 1.0, radius, cell_size, ncx, ncy, grid)
-    collided, whole = run_collide(*args, [0, n])
+    (x, y, vx, vy, radius, cell_size, ncx, ncy), slots, grid = gridded(n, seed=7)
+    collided, whole = run_collide(vx, vy, slots, 1.0, radius, cell_size, ncx, ncy, grid, [0, n])
     assert collided > 1000
-    for bounds in ([0, 512, n], [0, 10_240, n], [0, 4096, 8192, 12_288, 16_384, n]):
-        got_collided, got = run_collide(*args, bounds)
+    for seed, bounds in enumerate(([0, 512, n], [0, 10_240, n], [0, 4096, 8192, 12_288, 16_384, n])):
+        # another build: other chunks taken in another order give the discs of a cell other slots
+        other_slots, other_grid = shared_grid(x, y, vx, vy, cell_size, ncx, ncy, bounds, seed=seed + 50)
+        got_collided, got = run_collide(vx, vy, other_slots, 1.0, radius, cell_size, ncx, ncy, other_grid, bounds)
         assert got_collided == collided
         for g, w in zip(got, whole, strict=True):
             np.testing.assert_array_equal(g, w)
 
 
-def test_elastic_collisions_conserve_momentum_and_energy() -> None:
-    n = 20_000
-    (_, _, vx, vy, radius, cell_size, ncx, ncy), table_row, grid = gridded(n, seed=8)
-    collided, (out_vx, out_vy, *_) = run_collide(vx, vy, table_row, 1.0, radius, cell_size, ncx, ncy, grid,
-                                                 [0, n])
-    assert collided > 1000 and collided % 2 == 0        # pairs: both discs of each collision
-    assert not np.array_equal(out_vx, vx)
-    assert math.isclose(out_vx.sum(), vx.sum(), abs_tol=1e-9)
-    assert math.isclose(out_vy.sum(), vy.sum(), abs_tol=1e-9)
-    energy = (vx * vx + vy * vy).sum()
-    assert math.isclose((out_vx * out_vx + out_vy * out_vy).sum(), energy, rel_tol=1e-12)
+def test_a_tie_goes_to_the_lower_key_whatever_the_slots() -> None:
+    """Two discs approach a third equally fast: the partner is the one with the lower key."""
+    x = np.array([0.50, 0.49, 0.51])
+    y = np.array([0.50, 0.50, 0.50])
+    vx = np.array([0.0, 1.0, -1.0])
+    vy = np.zeros(3)
+    cell_size, ncx, ncy = 0.1, 16, 10
+    for order in ([0, 1, 2], [0, 2, 1]):          # which of the two sits first in their cells' slots
+        slots = np.array(order, np.int32)
+        state = np.zeros((3, 4))
+        keys = np.zeros(3, np.int64)
+        physics.snapshot(slots, x, y, vx, vy, np.array([10, 20, 30], np.int64), state, keys)
+        cells = np.zeros(3, np.int32)
+        physics.cell_ids(state[:, 0].copy(), state[:, 1].copy(), cell_size, ncx, ncy, cells)
+        cell_start = np.zeros(ncx * ncy + 1, np.int32)
+        spatial.count_shared(cells, cell_start)
+        spatial.starts_from_counts(cell_start, np.zeros(ncx * ncy, np.int32))
+        partner = physics.fastest_approach(int(slots[0]), 4 * 0.02 ** 2, cell_size, ncx, ncy, cell_start, state, keys)
+        assert keys[partner] == 20
 
 
 @pytest.mark.parametrize("n", SIZES)

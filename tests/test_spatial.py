@@ -349,3 +349,50 @@ def test_kernels_reject_a_radius_wider_than_a_cell_and_indexes_that_do_not_fit()
     assert periodic[0, spatial.NCELLS] == 1
     with pytest.raises(ValueError, match="half the length of a periodic axis"):
         spatial.count_within_2d(xs, xs, xs, xs, periodic, np.zeros(6, np.int64), 0.55, counts)
+
+
+@pytest.mark.parametrize("layout", ["2d-bounded", "3d-mixed"])
+@pytest.mark.parametrize("n", SIZES)
+def test_shared_build_gives_each_cell_its_points_in_any_chunking_and_order(layout: str, n: int) -> None:
+    """count_shared / starts_from_counts / claim_slots / place, chunk by chunk in a random order:
+    the same cell_start as the one-call build, and each cell's slots hold exactly its points."""
+    geometry = grid_of(layout)
+    points = points_of(layout, n, seed=5)
+    cols = columns(points)
+    _, want_start, want_order = build_kernel(points, geometry)
+    ncells = spatial.cell_count(geometry)
+    rng = np.random.default_rng(n + 1)
+    cell_ids = spatial.cell_ids_2d if geometry.shape[0] == 2 else spatial.cell_ids_3d
+    for nchunks in (1, 3, 8):
+        cuts = np.sort(rng.integers(0, n + 1, nchunks - 1))
+        bounds = list(zip(np.r_[0, cuts], np.r_[cuts, n], strict=True))
+        cells = np.full(n, -1, np.int32)
+        cell_start = np.full(ncells + 1, 99, np.int32)
+        cursor = np.empty(ncells, np.int32)
+        slots = np.full(n, -1, np.int32)
+        ids = np.arange(n, dtype=np.int64)
+        slot_ids = np.full(n, -1, np.int64)
+        spatial.clear_counts(cell_start)
+        for k in rng.permutation(nchunks):
+            a, b = bounds[k]
+            cell_ids(*[c[a:b] for c in cols], geometry, cells[a:b])
+            spatial.count_shared(cells[a:b], cell_start)
+        spatial.starts_from_counts(cell_start, cursor)
+        for k in rng.permutation(nchunks):
+            a, b = bounds[k]
+            spatial.claim_slots(cells[a:b], cursor, slots[a:b])
+            spatial.place(slots[a:b], ids[a:b], slot_ids)
+        np.testing.assert_array_equal(cell_start, want_start)
+        np.testing.assert_array_equal(cursor, want_start[1:])              # every slot taken
+        assert sorted(slots.tolist()) == list(range(n))
+        for c in np.flatnonzero(np.diff(want_start))[:200]:
+            a, b = want_start[c], want_start[c + 1]
+            assert sorted(slot_ids[a:b].tolist()) == sorted(want_order[a:b].tolist())
+
+
+def test_count_shared_refuses_a_cell_outside_the_grid() -> None:
+    cell_start = np.zeros(5, np.int64)
+    with pytest.raises(ValueError, match="count_shared: a cell id is outside the grid"):
+        spatial.count_shared(np.array([0, 4], np.int64), cell_start)
+    with pytest.raises(ValueError, match="starts_from_counts: cursor needs an entry per cell"):
+        spatial.starts_from_counts(cell_start, np.zeros(3, np.int64))
