@@ -22,6 +22,7 @@ from .common import QUIET_MAX_S, REPS, machine, results_table, wait_quiet
 SCENARIOS = ["spawn", "access", "memory", "changed_query", "systems", "workers", "persist", "scaling", "structural",
              "spatial", "results", "models", "loaded"]
 RESULTS = pathlib.Path(__file__).with_name("RESULTS.md")
+MODEL = pathlib.Path(__file__).with_name("MODEL-16-CORES.md")   # appended: what no run here measured
 
 
 class _Tee(io.TextIOBase):
@@ -76,7 +77,7 @@ def main(argv: list[str]) -> int:
             "Latest output of `.venv/bin/python -m tests.benchmarks --write-results` (what `make bench`\n"
             "runs, plus this file). Each row compares our figure with a baseline measured in the same run;\n"
             "see each `bench_*.py` docstring for the exact workload and baseline.\n\n"
-            f"**Machine:** {machine()}\n\n```text\n{log.getvalue()}```\n")
+            f"**Machine:** {machine()}\n\n```text\n{log.getvalue()}```\n\n" + MODEL.read_text())
         print(f"wrote {RESULTS}")
     return 1 if "--strict" in argv and any(r.passed is False for r in rows) else 0
 
