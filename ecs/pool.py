@@ -236,7 +236,7 @@ class WorkerPool:
         nothing that was lost. One that died before it attached is a start-up failure (a script
         without the main guard): the error that says so."""
         error = None
-        for w in self._dead():
+        for w in self._dead(thorough=True):
             handle = self._handles[w]
             assert handle is not None
             handle.process.join(1.0)
@@ -245,12 +245,15 @@ class WorkerPool:
             self._replace(w)
         return error
 
-    def _dead(self) -> set[int]:
-        """Workers whose process has ended (one poll(2), ~1 us)."""
+    def _dead(self, thorough: bool = False) -> set[int]:
+        """Workers whose process has ended: one poll(2) of the sentinels, ~1 us. `thorough` also
+        asks each process (~2 us each): once multiprocessing has read a worker's exit status
+        (is_alive), its sentinel may show nothing until the forkserver closes it."""
         ended = {fd for fd, _ in self._sentinels.poll(0)}
-        if not ended:
-            return set()
-        return {w for w, h in enumerate(self._handles) if h is not None and h.process.sentinel in ended}
+        dead = {w for w, h in enumerate(self._handles) if h is not None and h.process.sentinel in ended}
+        if thorough:
+            dead |= {w for w, h in enumerate(self._handles) if h is not None and h.process.exitcode is not None}
+        return dead
 
     # ---------------------------------------------------------------- running
     def run(self, plan: Plan, values: list[SystemValues], first_frame: int, frames: int,

@@ -190,11 +190,11 @@ class Schedule:
 
     def _pool_helps(self, plan: Plan, frames: int) -> bool:
         """Whether the workers take this run: with a step_timeout always (this process runs no
-        kernel then); else not when there is nothing to share (one unit per stage), nor while
-        the machine is busy and the run short (WorkerPool.helps)."""
+        kernel then); else not when there is little to share (Plan.shares), nor while the
+        machine is busy and the run short (WorkerPool.helps)."""
         if self.step_timeout is not None:
             return True
-        return plan.width() > 1 and (self.pool is None or self.pool.helps(frames))
+        return plan.shares() and (self.pool is None or self.pool.helps(frames))
 
     def _run_on_pool(self, plan: Plan, values: list[SystemValues], frames: int, progress: Progress | None) -> None:
         if self.pool is None:

@@ -169,7 +169,9 @@ def test_every_column_id_and_stat_is_identical_for_any_worker_count_and_claim_or
 # ---------------------------------------------------------------- growth under workers
 @pytest.fixture(scope="module")
 def growing() -> Iterator[ecs.World]:
-    with ecs.World(workers=2) as world:
+    # a step_timeout no frame reaches: every run goes to the workers, small tables too (without
+    # one, a world too small to share runs in this process and the workers start later)
+    with ecs.World(workers=2, step_timeout=120.0) as world:
         world.add_system(integrate)
         world.add_system(count_pushes)
         world.add_system(histogram)
