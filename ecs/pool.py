@@ -76,6 +76,7 @@ OTHER_LOAD_PIN = 0.15               # ... and below which unpinned ones are pinn
                                     # a sample over 0.2 s is 20 ticks a CPU, +-1-2 of them noise)
 EPOCH_SPIN_NS = 100_000            # how long a process waiting for an epoch polls before sleeping
 STARTUP_WAIT_S = 60.0             # how long a run waits at most for new workers to attach
+ASLEEP_ALONE_MAX_S = 0.002         # runs shorter than this do not wake sleeping workers (see helps)
 LOADED_SHARE_MIN_S = 0.02          # runs shorter than this are run by the main process alone while loaded
 CRASH_GRACE_S = 2.0                # how long busy workers may finish their kernel after a crash
 STARTUP_HINT = ("worker processes import the main script before they start: a script that makes a World "
@@ -145,10 +146,14 @@ class WorkerPool:
         # shares the busy core for good; unpinned, the scheduler moves it.
         self._cores = cores if size >= len(cores) > 1 else []
         self._other_load = OtherLoad(0.2)
-        self._other_load.sample([os.getpid()])
-        self._loaded = runnable_others() > 0  # until the first sample: is another process running now?
-        self._pinned = bool(self._cores) and not self._loaded
+        # until the first sample (0.2 s): pinned unless another process runs at this moment, and
+        # taken as not loaded (a moment's look is no measure of load: a busy microsecond of any
+        # thread would keep every short run of the first 0.2 s in this process)
+        self._pinned = bool(self._cores) and runnable_others() == 0
+        self._loaded = False
         self._frame_s = 0.0                  # seconds a frame of the latest runs took (moving average)
+        self._last_end = 0.0                 # time.monotonic() when the latest run on the workers ended
+        self._last_request = 0.0             # ... when the latest run, here or there, ended
         # A process waiting for an epoch to open (claims.py) polls for EPOCH_SPIN_NS, yielding its
         # core at each poll, before it sleeps, and an idle one polls for its next run (the main
         # process for the run's end) for IDLE_SPIN_NS, only where every process has a core of
@@ -164,6 +169,8 @@ class WorkerPool:
         _live_pools.add(self)
         for w in range(size):
             self._handles[w] = self._start(w)
+        # the first sample after the start-up: the forkserver's work starting the workers is not load
+        self._other_load.sample([os.getpid(), *self.pids()])
 
     def _start(self, w: int) -> _Handle:
         parent_end, child_end = self._ctx.Pipe()
@@ -207,12 +214,30 @@ class WorkerPool:
 
     def helps(self, frames: int) -> bool:
         """Whether a run of `frames` frames should go to the workers, or be run by this process
-        alone: while other programs keep a core busy, a run shorter than LOADED_SHARE_MIN_S
-        loses more to a process preempted inside a unit (the others wait for its scheduler
-        slice, ~1-4 ms) than sharing gains (move over 1M rows beside one busy process on 2
-        cores: step() 0.42 ms alone, 0.67 ms shared). Samples the other load (`_adapt`)."""
+        alone. Alone when the run is expected to be short and
+        - other programs keep a core busy: a run shorter than LOADED_SHARE_MIN_S loses more to a
+          process preempted inside a unit (the others wait for its scheduler slice, ~1-4 ms)
+          than sharing gains (move over 1M rows beside one busy process on 2 cores: step()
+          0.42 ms alone, 0.67 ms shared); or
+        - the workers sleep (no run for IDLE_SPIN_NS) and the caller was idle too (a 60 Hz loop,
+          not a burst of steps): a run shorter than ASLEEP_ALONE_MAX_S costs less here than
+          waking them (move over 1M rows at 60 Hz: 0.62-0.92 ms here, 0.77-1.06 ms waking them).
+        Samples the other load (`_adapt`)."""
         self._adapt()
-        return not (self._loaded and self._frame_s * frames < LOADED_SHARE_MIN_S)
+        expected = self._frame_s * frames
+        if self._loaded and expected < LOADED_SHARE_MIN_S:
+            return False
+        now, idle = time.monotonic(), IDLE_SPIN_NS / 1e9
+        asleep = now - self._last_end > idle and now - self._last_request > idle
+        return not (asleep and expected < ASLEEP_ALONE_MAX_S)
+
+    def ran_here(self, seconds: float, frames: int) -> None:
+        """A run of `frames` frames that helps() kept in this process took `seconds`."""
+        self._last_request = time.monotonic()
+        self._note_frames(seconds, frames)
+
+    def _note_frames(self, seconds: float, frames: int) -> None:
+        self._frame_s += (min(seconds / max(frames, 1), 1.0) - self._frame_s) / 4
 
     def _replace(self, w: int) -> _Handle:
         """Start a new worker w in place of one that is dead or was killed (and joined)."""
@@ -296,10 +321,11 @@ class WorkerPool:
             return RunOutcome(watch.frames_done(frames, failed=True), exc)
         failed = watch.failed()
         if not failed:     # what a frame costs, for helps()
-            self._frame_s += (min((time.perf_counter() - started) / max(frames, 1), 1.0) - self._frame_s) / 4
+            self._note_frames(time.perf_counter() - started, frames)
         if failed:
             watch.settle()
-        else:                        # died after its last unit, or while late: the run lost nothing
+        self._last_end = self._last_request = time.monotonic()
+        if not failed:               # died after its last unit, or while late: the run lost nothing
             self._await_started()
             startup_error = self._replace_dead() or startup_error
         done = watch.frames_done(frames, failed)

@@ -21,6 +21,7 @@ plus one fill of dirty words per `Mut` component with mark="auto".
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -179,11 +180,14 @@ class Schedule:
             if self.workers and self._pool_helps(plan, frames):
                 self._run_on_pool(plan, values, frames, progress)
             else:
+                started = time.perf_counter()
                 plan = self.plan(0)
                 for done in range(1, frames + 1):
                     self._run_frame_here(plan, values)
                     if progress is not None:
                         progress.update(done)
+                if self.pool is not None:
+                    self.pool.ran_here(time.perf_counter() - started, frames)
         finally:
             if calls_before is not None:
                 self.consume_handed_over(handed, calls_before)
