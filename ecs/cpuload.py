@@ -73,3 +73,13 @@ def runnable_others() -> int:
     except (OSError, ValueError, IndexError):
         pass
     return 0
+
+
+def others_busy_now(gap_s: float = 0.002) -> bool:
+    """Whether another process is runnable at two looks `gap_s` apart: a busy process always is,
+    a kernel thread's moment of work is not. For a decision that cannot wait for two samples;
+    costs the gap."""
+    if runnable_others() == 0:
+        return False
+    time.sleep(gap_s)
+    return runnable_others() > 0

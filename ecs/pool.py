@@ -45,7 +45,7 @@ from ecs.kernels import sync
 from . import mailbox
 from .claims import Epochs, take_part
 from .commands import CommandBuffers
-from .cpuload import OtherLoad, runnable_others
+from .cpuload import OtherLoad, others_busy_now
 from .errors import InvalidArgumentError, KernelError, SystemDefinitionError, WorkerCrashedError
 from .mailbox import (
     CONTROL_WORDS,
@@ -146,11 +146,10 @@ class WorkerPool:
         # shares the busy core for good; unpinned, the scheduler moves it.
         self._cores = cores if size >= len(cores) > 1 else []
         self._other_load = OtherLoad(0.2)
-        # until the first sample (0.2 s): pinned unless another process runs at this moment, and
-        # taken as not loaded (a moment's look is no measure of load: a busy microsecond of any
-        # thread would keep every short run of the first 0.2 s in this process)
-        self._pinned = bool(self._cores) and runnable_others() == 0
-        self._loaded = False
+        # until the first sample (0.2 s): loaded if another process is runnable at two looks 2 ms
+        # apart (a busy process always is; a kernel thread's moment is not), pinned otherwise
+        self._loaded = others_busy_now()
+        self._pinned = bool(self._cores) and not self._loaded
         self._frame_s = 0.0                  # seconds a frame of the latest runs took (moving average)
         self._last_end = 0.0                 # time.monotonic() when the latest run on the workers ended
         self._last_request = 0.0             # ... when the latest run, here or there, ended

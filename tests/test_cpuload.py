@@ -11,7 +11,7 @@ import time
 import pytest
 
 import ecs
-from ecs.cpuload import OtherLoad, busy_jiffies, jiffies_of
+from ecs.cpuload import OtherLoad, busy_jiffies, jiffies_of, others_busy_now
 from tests import introspect
 from tests.memory_systems import Counter, count_up
 
@@ -38,6 +38,16 @@ def test_a_busy_process_shows_as_other_load_and_our_own_work_does_not() -> None:
     assert other is not None and other > 0.5
     assert owned is not None and owned < other - 0.5
     assert busy_jiffies() > 0 and jiffies_of([os.getpid()]) > 0 and jiffies_of([2 ** 22 + 17]) == 0
+
+
+def test_a_busy_process_is_runnable_at_both_looks() -> None:
+    busy = busy_process()
+    try:
+        time.sleep(0.3)
+        assert others_busy_now()
+    finally:
+        busy.kill()
+        busy.wait()
 
 
 @pytest.mark.skipif(CORES < 2, reason="pinning needs two cores")
