@@ -8,9 +8,11 @@ w is pinned to a core while no other process keeps a core busy (see `_adapt`).
 A run of F frames costs one round trip, not one per system or frame: the pool ships the plan
 (only when the structure changed) and the values (only when they changed) through each
 worker's pipe and announces the run through the mailbox; nothing else per run is pickled. The
-units of the run are shared out by claims (claims.py): the workers and, unless the world has a
-step_timeout, the main process take them from one counter, so the run ends when every unit is
-done, whoever ran it, and a worker that is slow to wake takes fewer.
+units of the run are shared out by claims (claims.py): the workers and, while they leave it a
+core and the world has no step_timeout, the main process take them from per-home counters, so
+the run ends when every unit is done, whoever ran it, and a worker that is slow to wake takes
+fewer. `helps` decides when a run is better kept in the main process alone; the watch over a
+run (sentinels, deadlines, failures) is runwatch.py.
 
 Faults: a kernel that raises closes the run; every process stops claiming and the ones inside
 a kernel finish it; the outcome carries KernelError with the kernel's exception as `__cause__`.
@@ -30,7 +32,6 @@ import contextlib
 import multiprocessing as mp
 import multiprocessing.process as mp_process
 import os
-import pickle
 import select
 import time
 import weakref
@@ -46,14 +47,10 @@ from . import mailbox
 from .claims import Epochs, take_part
 from .commands import CommandBuffers
 from .cpuload import OtherLoad, others_busy_now
-from .errors import InvalidArgumentError, KernelError, SystemDefinitionError, WorkerCrashedError
+from .errors import InvalidArgumentError, SystemDefinitionError, WorkerCrashedError
 from .mailbox import (
     CONTROL_WORDS,
     CURRENT_SYSTEM,
-    DONE,
-    DONE_SLEEPERS,
-    END,
-    END_SLEEPERS,
     HOLDING,
     IDLE_SPIN_NS,
     MAX_SYSTEMS,
@@ -67,18 +64,17 @@ from .mailbox import (
 from .memory import Arena, ArraySpec
 from .plan import Plan, SystemValues, Unit
 from .progress import Progress
+from .runwatch import RunWatch
 from .worker import worker_main
 
-WATCH = 0.01                       # longest sleep of the main process between checks of the workers
-WATCH_SPEC = sync.timespec(WATCH)
 OTHER_LOAD_UNPIN = 0.4              # CPUs of other load above which pinned workers are unpinned
 OTHER_LOAD_PIN = 0.15               # ... and below which unpinned ones are pinned again (hysteresis:
                                     # a sample over 0.2 s is 20 ticks a CPU, +-1-2 of them noise)
 EPOCH_SPIN_NS = 100_000            # how long a process waiting for an epoch polls before sleeping
+STALE_HOLDER_S = 0.05             # how long a holder of a finished run may take to let go
 STARTUP_WAIT_S = 60.0             # how long a run waits at most for new workers to attach
 ASLEEP_ALONE_MAX_S = 0.002         # runs shorter than this do not wake sleeping workers (see helps)
 LOADED_SHARE_MIN_S = 0.02          # runs shorter than this are run by the main process alone while loaded
-CRASH_GRACE_S = 2.0                # how long busy workers may finish their kernel after a crash
 STARTUP_HINT = ("worker processes import the main script before they start: a script that makes a World "
                 "with workers must do so under `if __name__ == \"__main__\":` (its error is on stderr)")
 
@@ -160,7 +156,7 @@ class WorkerPool:
         # sleeps, 24-28 us polling.
         fits = processes <= len(cores)
         self._spin_ns = EPOCH_SPIN_NS if fits else 0
-        self._idle_spin_ns = IDLE_SPIN_NS if fits else 0
+        self.idle_spin_ns = IDLE_SPIN_NS if fits else 0
         self._run_id = 0
         self._handles: list[_Handle | None] = [None] * size
         self._sentinels = select.poll()       # readable when a worker has died: one poll(2) for all
@@ -181,7 +177,7 @@ class WorkerPool:
             target=worker_main, name=f"ecs-worker-{w}", daemon=True,
             args=(w, DupFd(self.arena.fd), self.arena.size, self.control_spec, self.stats_spec,
                   child_end, int(self.control32[2 * (line + RUN_SEQ)]), int(self.control[line + MESSAGES]),
-                  w + int(self.main_takes_part), self._spin_ns, self._idle_spin_ns))
+                  w + int(self.main_takes_part), self._spin_ns, self.idle_spin_ns))
         process.start()
         child_end.close()
         if self._pinned:
@@ -238,7 +234,7 @@ class WorkerPool:
     def _note_frames(self, seconds: float, frames: int) -> None:
         self._frame_s += (min(seconds / max(frames, 1), 1.0) - self._frame_s) / 4
 
-    def _replace(self, w: int) -> _Handle:
+    def replace_worker(self, w: int) -> _Handle:
         """Start a new worker w in place of one that is dead or was killed (and joined)."""
         old = self._handles[w]
         if old is not None:
@@ -260,16 +256,16 @@ class WorkerPool:
         nothing that was lost. One that died before it attached is a start-up failure (a script
         without the main guard): the error that says so."""
         error = None
-        for w in self._dead(thorough=True):
+        for w in self.dead_workers(thorough=True):
             handle = self._handles[w]
             assert handle is not None
             handle.process.join(1.0)
             if not self.control[line_of(w) + STARTED] and error is None:
                 error = WorkerCrashedError(None, w, handle.process.exitcode, hint=STARTUP_HINT)
-            self._replace(w)
+            self.replace_worker(w)
         return error
 
-    def _dead(self, thorough: bool = False) -> set[int]:
+    def dead_workers(self, thorough: bool = False) -> set[int]:
         """Workers whose process has ended: one poll(2) of the sentinels, ~1 us. `thorough` also
         asks each process (~2 us each): once multiprocessing has read a worker's exit status
         (is_alive), its sentinel may show nothing until the forkserver closes it."""
@@ -289,11 +285,12 @@ class WorkerPool:
         The outcome says how many frames count as run (all of them; after a failure, the frames
         finished plus the failed one) and the error to raise."""
         self._run_id = run = mailbox.next_run_id(self._run_id)
+        self._replace_stale_holders()
         total = Epochs(plan, values, first_frame, frames).total()
         mailbox.open_run(self.control, self.control32, run, plan.processes, first_frame, frames, total)
         startup_error = self._replace_dead()
         shipped = [self._shippable(system_names[i], v) for i, v in enumerate(values)]
-        watch = _RunWatch(self, run, plan.processes, Epochs(plan, values, first_frame, frames), progress)
+        watch = RunWatch(self, run, plan.processes, Epochs(plan, values, first_frame, frames), progress)
         if not self.main_takes_part:
             run_here = None
         helpers = min(self.size, max(plan.width() - int(run_here is not None), 1))
@@ -309,31 +306,50 @@ class WorkerPool:
 
         try:
             for w in range(helpers):
+                watch.giving = w
                 watch.given[w] = self._give(w, run, plan, shipped, commands.spec(w) if commands is not None else None)
+            watch.giving = None
             epochs = Epochs(plan, values, first_frame, frames)
             if run_here is not None:
                 take_part(epochs, self.control, self.control32, run, total, 0, main_unit, self._spin_ns, -1,
                           watch.check)
             watch.wait_end(total)
+            failed = watch.failed()
+            if failed:
+                watch.settle()
+            else:          # what a frame costs, for helps(); a worker that died after its last unit lost nothing
+                self._note_frames(time.perf_counter() - started, frames)
+                self._await_started()
+                startup_error = self._replace_dead() or startup_error
+            errors += watch.worker_errors(system_names)      # read always: none may stay in a pipe
         except BaseException as exc:   # KeyboardInterrupt: the frames run so far still count
             watch.stop_now()
             return RunOutcome(watch.frames_done(frames, failed=True), exc)
-        failed = watch.failed()
-        if not failed:     # what a frame costs, for helps()
-            self._note_frames(time.perf_counter() - started, frames)
-        if failed:
-            watch.settle()
-        self._last_end = self._last_request = time.monotonic()
-        if not failed:               # died after its last unit, or while late: the run lost nothing
-            self._await_started()
-            startup_error = self._replace_dead() or startup_error
+        finally:
+            self._last_end = self._last_request = time.monotonic()
         done = watch.frames_done(frames, failed)
         if watch.crashed or watch.timed_out:
             return RunOutcome(done, self._replace_failed(system_names, watch.crashed, watch.timed_out))
-        errors += watch.worker_errors(system_names)
         if startup_error is not None:
             errors.append(startup_error)
         return RunOutcome(done, errors[0] if errors else None)
+
+    def _replace_stale_holders(self) -> None:
+        """Kill and replace a worker still inside a kernel of an earlier run (left by a run that
+        ended abnormally): its unit would count in the next run's DONE. A worker that just
+        counted its last unit clears HOLDING within microseconds: it gets STALE_HOLDER_S."""
+        deadline = None
+        for w, handle in enumerate(self._handles):
+            while handle is not None and sync.load(self.control, line_of(w) + HOLDING) != 0 \
+                    and handle.process.is_alive():
+                deadline = deadline or time.monotonic() + STALE_HOLDER_S
+                if time.monotonic() < deadline:
+                    time.sleep(0.0002)
+                    continue
+                handle.process.kill()
+                handle.process.join(5.0)
+                self.replace_worker(w)
+                break
 
     def _give(self, w: int, run: int, plan: Plan, shipped: list[SystemValues],
               commands: tuple[ArraySpec, ArraySpec] | None) -> _Handle:
@@ -359,7 +375,7 @@ class WorkerPool:
         named = {w: self._system_name(system_names, w) for w, _ in crashed} | \
                 {w: self._system_name(system_names, w) for w in timed_out}
         for w in {w for w, _ in crashed} | set(timed_out):
-            self._replace(w)
+            self.replace_worker(w)
         if crashed:
             w, code = crashed[0]
             if not first_started:
@@ -428,136 +444,6 @@ class WorkerPool:
             handle.process.close()
 
 
-class _RunWatch:
-    """The main process's watch over one run: the workers' sentinels, the per-frame deadline and
-    progress while it runs; after a failure, the wait for workers still inside a kernel."""
-
-    def __init__(self, pool: WorkerPool, run: int, processes: int, epochs: Epochs, progress: Progress | None) -> None:
-        self.pool, self.run, self.processes, self.epochs, self.progress = pool, run, processes, epochs, progress
-        self.control, self.control32 = pool.control, pool.control32
-        self.given: dict[int, _Handle] = {}
-        self.crashed: list[tuple[int, int | None]] = []
-        self.timed_out: list[int] = []
-        self.timeout = pool.step_timeout
-        self.deadline = None if self.timeout is None else time.monotonic() + self.timeout
-        self.grace_deadline: float | None = None
-        self.frames_finished = 0
-        self.total: int | None = None
-
-    def done(self) -> int:
-        return int(sync.load(self.control32, 2 * DONE))
-
-    def closed(self) -> bool:
-        return not mailbox.is_open(self.control, self.run)
-
-    def close(self) -> None:
-        mailbox.close_run(self.control, self.control32, self.run, self.processes)
-
-    def failed(self) -> bool:
-        return self.total is None or self.done() < self.total
-
-    def holders(self) -> list[int]:
-        """Given workers, neither crashed nor killed, inside a kernel of the run."""
-        out_of_it = {w for w, _ in self.crashed} | set(self.timed_out)
-        return [w for w in self.given if w not in out_of_it and mailbox.holds(self.control, w, self.run)]
-
-    def check(self) -> bool:
-        """Look at sentinels, progress and the deadline; False once the run is closed."""
-        for w in self.pool._dead():
-            if w in self.given and all(w != c for c, _ in self.crashed) and w not in self.timed_out:
-                handle = self.given[w]
-                handle.process.join(1.0)
-                self.crashed.append((w, handle.process.exitcode))
-                self.close()
-                self.grace_deadline = self.grace_deadline or time.monotonic() + CRASH_GRACE_S
-        now = time.monotonic()
-        finished = self.epochs.frames_done(self.done())
-        if finished > self.frames_finished:
-            self.frames_finished = finished
-            if self.timeout is not None:
-                self.deadline = now + self.timeout
-            if self.progress is not None:
-                self.progress.update(finished)
-        if self.deadline is not None and now >= self.deadline and not self.timed_out:
-            self.close()
-            self.timed_out = self._kill(self.holders())
-        return not self.closed()
-
-    def _kill(self, workers: list[int]) -> list[int]:
-        for w in workers:
-            handle = self.given[w]
-            handle.process.kill()
-            handle.process.join(5.0)
-        return workers
-
-    def _sleep(self, word: int, sleepers: int, seen: int, spin_ns: int = 0) -> None:
-        """Wait for control32[word] to move from `seen` (read before the checks that led here),
-        at most until the next check is due."""
-        limits = [d for d in (self.deadline, self.grace_deadline) if d is not None]
-        watch = WATCH if not limits else max(0.0, min(WATCH, min(limits) - time.monotonic()))
-        sync.await_change(self.control32, word, seen, sleepers, spin_ns,
-                          WATCH_SPEC if watch == WATCH else sync.timespec(watch))
-
-    def wait_end(self, total: int) -> None:
-        """Wait until all `total` units are done or the run is closed (sleeping on END: woken at
-        the end, not per unit); then close it (a normal end too: a worker that reads this run's
-        words late cannot claim anything)."""
-        self.total = total
-        spin_ns = self.pool._idle_spin_ns
-        while True:
-            end = int(sync.load(self.control32, 2 * END))     # before the look at DONE
-            if self.done() >= total or not self.check():
-                break
-            self._sleep(2 * END, 2 * END_SLEEPERS, end, spin_ns)
-            spin_ns = 0                       # polled once for a short run; a long one wakes us
-        self.close()
-
-    def settle(self) -> None:
-        """After a failure: wait until no worker is inside a kernel of the run; after a crash,
-        kill those still inside one when CRASH_GRACE_S is up."""
-        while True:
-            done = self.done()             # before the look: a holder that ends after it wakes us
-            if not self.holders():
-                return
-            self.check()
-            if self.grace_deadline is not None and time.monotonic() >= self.grace_deadline:
-                for w in self._kill(self.holders()):
-                    self.crashed.append((w, self.given[w].process.exitcode))
-                return
-            self._sleep(2 * DONE, 2 * DONE_SLEEPERS, done)
-
-    def stop_now(self) -> None:
-        """Ctrl-C: close the run; kill and replace every worker still inside one of its kernels."""
-        self.close()
-        for w in self._kill(self.holders()):
-            self.pool._replace(w)
-
-    def frames_done(self, frames: int, failed: bool) -> int:
-        """Frames of the run that count as run, as in this process: all of them, or after a failure
-        every frame finished plus the failed one, but not the frames never started (every=N would
-        otherwise drift from a sequential run's phase)."""
-        if not failed:
-            return frames
-        return min(frames, self.epochs.frames_done(self.done()) + 1)
-
-    def worker_errors(self, system_names: list[str]) -> list[BaseException]:
-        """The kernel errors workers reported in the run, as KernelError."""
-        errors: list[BaseException] = []
-        for w, handle in self.given.items():
-            if not mailbox.raised_in(self.control, w, self.run):
-                continue
-            try:
-                _, index, payload = handle.connection.recv()
-                cause = _rebuild(payload)
-            except (EOFError, OSError):
-                index = int(self.control[line_of(w) + CURRENT_SYSTEM])
-                cause = RuntimeError("a worker's exception was lost with its pipe")
-            error = KernelError(system_names[index] if 0 <= index < len(system_names) else "?", cause)
-            error.__cause__ = cause
-            errors.append(error)
-        return errors
-
-
 class _Handle:
     """One worker process, its pipe, and what it was last sent."""
     __slots__ = ("process", "connection", "plan", "values", "commands")
@@ -584,13 +470,3 @@ def _same_values(a: list[SystemValues], b: list[SystemValues] | None) -> bool:
                                        or bool(other != value)):
                 return False
     return True
-
-
-def _rebuild(payload: bytes) -> BaseException:
-    try:
-        exc = pickle.loads(payload)
-        if isinstance(exc, BaseException):
-            return exc
-    except Exception:  # noqa: BLE001 - a kernel exception that cannot cross processes
-        pass
-    return RuntimeError("a kernel exception that could not be transferred from its worker")

@@ -16,10 +16,13 @@ class Progress:
         self.label = label
         self.started = time.perf_counter()
         self._drawn = 0.0
+        self.base = 0          # frames done before the current piece of a run (one run in pieces)
 
     def update(self, done: int) -> None:
+        """`done` frames of the current piece are done."""
         if not self.enabled:
             return
+        done += self.base
         now = time.perf_counter()
         if now - self._drawn < 0.1 and done < self.total:
             return

@@ -32,6 +32,7 @@ from .changes import RemovalCursor
 from .commands import CommandBuffers, apply_records, buffer_view
 from .errors import InvalidArgumentError, KernelError, SystemDefinitionError
 from .executor import Executor
+from .mailbox import MAX_RUN_UNITS
 from .plan import Plan, SystemValues, Unit, build_plan, stages_of
 from .pool import WorkerPool, main_takes_part
 from .progress import Progress
@@ -203,7 +204,6 @@ class Schedule:
     def _run_on_pool(self, plan: Plan, values: list[SystemValues], frames: int, progress: Progress | None) -> None:
         if self.pool is None:
             self.pool = WorkerPool(self.store.arena, self.workers, self.step_timeout)
-        first_frame = self.frame
         run_here = None
         if self.step_timeout is None:     # the pool decides whether this process takes part
             def run_here(unit: Unit, frame: int) -> BaseException | None:
@@ -212,12 +212,18 @@ class Schedule:
                 except KernelError as error:
                     return error
                 return None
-        outcome = self.pool.run(plan, values, first_frame, frames, self.commands,
-                                [b.name for b in self.systems], progress, run_here)
-        self.frame = first_frame + outcome.frames_done
-        self.count_calls(first_frame, outcome.frames_done)
-        if outcome.error is not None:
-            raise outcome.error
+        # a run's units are numbered in 31 bits (mailbox.MAX_RUN_UNITS): a longer run goes in pieces
+        piece = max(1, MAX_RUN_UNITS // max(1, sum(len(stage) for stage in plan.units)))
+        for offset in range(0, frames, piece):
+            first_frame = self.frame
+            if progress is not None:
+                progress.base = offset
+            outcome = self.pool.run(plan, values, first_frame, min(piece, frames - offset), self.commands,
+                                    [b.name for b in self.systems], progress, run_here)
+            self.frame = first_frame + outcome.frames_done
+            self.count_calls(first_frame, outcome.frames_done)
+            if outcome.error is not None:
+                raise outcome.error
 
     def _run_frame_here(self, plan: Plan, values: list[SystemValues]) -> None:
         frame = self.frame
@@ -276,3 +282,4 @@ def _raiser(name: str):
     def raise_kernel_error(exc: BaseException) -> None:
         raise KernelError(name, exc) from exc
     return raise_kernel_error
+

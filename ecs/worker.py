@@ -112,21 +112,27 @@ class _State:
         self.systems: list[Any] = []
         self.values: list[Any] = []
         self.next_parent_check = 0.0
+        self.failure: tuple[int, BaseException] | None = None   # (system, exception) of the run's failed unit
 
     def serve(self, run: int, total: int, epochs: Epochs) -> None:
         """Claim and run units of run `run`; a kernel that raises closes the run."""
         control = self.control
         control32 = control.view(np.int32)
         home = self.home % epochs.plan.processes
+        self.failure = None
         raised = not take_part(epochs, control, control32, run, total, home,
                                lambda unit, frame: self.run_unit(run, unit, frame), self.spin_ns,
                                self.line + HOLDING, lambda: _exit_if_orphaned(self.parent_sentinel))
-        if raised:
+        if raised and self.failure is not None:
+            # ERROR_RUN is set and the unit released: close the run, then send (the main process
+            # reads the pipe once no worker holds a unit; a big exception must not block a holder)
             mailbox.close_run(control, control32, run, epochs.plan.processes)
+            system, exc = self.failure
+            self.connection.send(("error", system, _pickled(exc)))
 
     def run_unit(self, run: int, unit: Unit, frame: int) -> bool:
-        """Run one claimed unit; False when a kernel raised (its exception is sent, then the run's
-        id is written to ERROR_RUN)."""
+        """Run one claimed unit; False when a kernel raised (the run's id goes to ERROR_RUN; serve
+        sends the exception once the unit is released)."""
         # a run of many short frames may never wait, where the parent is watched: without this a
         # worker outlived a SIGKILLed main process until the run's last frame
         if time.monotonic() >= self.next_parent_check:
@@ -139,7 +145,7 @@ class _State:
             self.executor.run_task(self.systems[task.system], task, self.values[task.system],
                                    self.stats[task.system], failure.append, frame)
             if failure:
-                self.connection.send(("error", task.system, _pickled(failure[0])))
+                self.failure = (task.system, failure[0])
                 sync.store(control, line + ERROR_RUN, run)
                 return False
         control[line + CURRENT_SYSTEM] = -1

@@ -1,4 +1,4 @@
-"""Cross-process synchronisation for numba code: atomics, PAUSE, futex, a barrier.
+"""Cross-process synchronisation for numba code: atomics, PAUSE, futex, publish/await, claims.
 
 numba has no CPU atomics (numba #2988, open since 2018; PR #10124 open) and no volatile
 loads: a plain load in a wait loop is hoisted and the loop never ends (measured).
@@ -175,22 +175,6 @@ def compare_exchange(words, idx, expected, new):
 
 
 @jit
-def wait_change(words32, idx, seen, spins, timespec):
-    """Wait until words32[idx] != seen: spin `spins` PAUSEs, then sleep on the futex for at most
-    `timespec`. Returns the new value, or `seen` on timeout (callers re-check their exits)."""
-    for _ in range(spins):
-        value = atomic_load(words32, idx)
-        if value != seen:
-            return value
-        cpu_relax()
-    value = atomic_load(words32, idx)
-    if value != seen:
-        return value
-    futex_wait(words32, idx, seen, timespec)
-    return atomic_load(words32, idx)
-
-
-@jit
 def _monotonic_ns(buffer):
     _syscall(SYS_CLOCK_GETTIME, CLOCK_MONOTONIC, buffer.ctypes.data, 0, 0)
     return buffer[0] * 1_000_000_000 + buffer[1]
@@ -230,20 +214,6 @@ def publish(words32, idx, sleepers_idx):
     if atomic_load(words32, sleepers_idx) > 0:
         futex_wake(words32, idx, 1 << 30)
     return value
-
-
-@jit
-def barrier_arrive(words32, count_idx, generation_idx, parties):
-    """Arrive at a barrier of `parties`. Returns the generation to wait past, or -1 if this
-    caller was last (it opened the barrier and woke everyone)."""
-    generation = atomic_load(words32, generation_idx)
-    arrived = atomic_add(words32, count_idx, 1) + 1
-    if arrived == parties:
-        atomic_store(words32, count_idx, 0)
-        atomic_add(words32, generation_idx, 1)
-        futex_wake(words32, generation_idx, 1 << 30)
-        return -1
-    return generation
 
 
 CLOSED = 1 << 31          # claim counters: (tag << 32) | ticket, this bit set once closed

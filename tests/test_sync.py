@@ -1,5 +1,5 @@
-"""kernels/sync.py: atomics, futex wait/wake, publish/await_change, wait_change and the barrier,
-in one process and between processes that share words in an Arena (a memfd).
+"""kernels/sync.py: atomics, futex wait/wake, publish/await_change and claim_ticket, in one
+process and between processes that share words in an Arena (a memfd).
 
 Cross-process tests start `forkserver` children (as ecs/workers.py does; never a fork of a
 process that ran numba) that attach the parent's memfd. Every wait on either side has a
@@ -36,12 +36,10 @@ OLDS = 400_000                      # atomic adds per process in the counter tes
 GO, READY, COUNTER, STARTED = 0, 1, 2, 3
 COUNTER32 = 2 * 4
 SEQ32, SLEEPERS32 = 2 * 5, 2 * 6    # publish / await_change: the futex word and its sleeper count
-BARRIER_COUNT32, BARRIER_GENERATION32 = 2 * 7, 2 * 8
 FUTEX32 = 2 * 9
 WARM = 10                           # a word the warm-up calls may write
 ABOUT_TO_WAIT = 16                  # + child: a child is about to call the futex
 RESULT = 32                         # + child: what a child reports
-ARRIVED = 48                        # + party: the barrier round a party last arrived at
 SHARED_WORDS = PAGE // 8
 
 
@@ -83,6 +81,27 @@ def add_many_now(words, go, started, max_polls, target, idx, olds):
             return False
     add_many(target, idx, olds)
     return True
+
+
+@jit
+def claim_all(words, idx, tag, stop, out):
+    """Claim tickets of [0, stop) from the counter words[idx] until none is left; out[k] = the
+    k-th ticket this process got. Returns how many."""
+    m = 0
+    while True:
+        ticket = sync.claim_ticket(words, idx, tag, 0, stop, -1)
+        if ticket < 0:
+            return m
+        out[m] = ticket
+        m += 1
+
+
+@jit
+def claim_all_after(words, go, value, started, idx, tag, stop, out):
+    """spin_until(words, go, value), store 1 to words[started], then claim_all."""
+    spin_until(words, go, value)
+    sync.atomic_store(words, started, 1)
+    return claim_all(words, idx, tag, stop, out)
 
 
 @jit
@@ -163,8 +182,7 @@ def compiled_in_parent() -> None:
     sync.publish(words32, SEQ32, SLEEPERS32)
     sync.futex_wait(words32, FUTEX32, 1, SLEEP)
     sync.futex_wake(words32, FUTEX32, 1)
-    sync.barrier_arrive(words32, BARRIER_COUNT32, BARRIER_GENERATION32, 1)
-    sync.wait_change(words32, BARRIER_GENERATION32, 0, 1, SLEEP)
+    claim_all_after(words, GO, 0, WARM, COUNTER, 5, 0, olds[:0])
 
 
 @pytest.fixture
@@ -213,6 +231,14 @@ def child_add_many(fd, size, words_spec, olds_spec, width: int, row: int) -> Non
     add_many_after(words, GO, 1, STARTED, target, idx, olds[row])   # spins while the parent sees READY
 
 
+def child_claim_all(fd, size, words_spec, olds_spec, tag: int, row: int) -> None:
+    words, olds = attach(fd, size, words_spec, olds_spec)
+    olds[row] = -1                                          # fault its pages in now
+    claim_all_after(words, GO, 0, WARM, COUNTER, tag, 0, olds[row][:0])   # load the kernel now
+    sync.store(words, READY, 1)
+    claim_all_after(words, GO, 1, STARTED, COUNTER, tag, OLDS, olds[row])
+
+
 def child_await_publish(fd, size, words_spec, olds_spec, child: int) -> None:
     words, _ = attach(fd, size, words_spec, olds_spec)
     words32 = words.view(np.int32)
@@ -229,35 +255,6 @@ def child_futex_wait(fd, size, words_spec, olds_spec, child: int) -> None:
     sync.store(words, ABOUT_TO_WAIT + child, 1)
     woken = sync.futex_wait(words32, FUTEX32, 0, LONG)
     sync.store(words, RESULT + child, 100 + woken)
-
-
-def barrier_rounds(words: np.ndarray, parties: int, party: int, rounds: int,
-                   alive: Callable[[], bool] = lambda: True) -> tuple[int, int]:
-    """Meet the other parties `rounds` times; returns (times this party was last, rounds in which
-    some party had not arrived yet, or had gone two rounds ahead, when this one passed)."""
-    words32 = words.view(np.int32)
-    lasts = violations = 0
-    for r in range(1, rounds + 1):
-        sync.store(words, ARRIVED + party, r)
-        generation = sync.barrier_arrive(words32, BARRIER_COUNT32, BARRIER_GENERATION32, parties)
-        if generation < 0:
-            lasts += 1
-        else:
-            deadline = time.monotonic() + DEADLINE_S
-            while sync.wait_change(words32, BARRIER_GENERATION32, generation, 100, SLEEP) == generation:
-                if time.monotonic() > deadline or not alive():
-                    raise TimeoutError(f"party {party} waited past its deadline at round {r}")
-        for other in range(parties):
-            if not r <= sync.load(words, ARRIVED + other) <= r + 1:
-                violations += 1
-    return lasts, violations
-
-
-def child_barrier(fd, size, words_spec, olds_spec, parties: int, party: int, rounds: int) -> None:
-    words, _ = attach(fd, size, words_spec, olds_spec)
-    lasts, violations = barrier_rounds(words, parties, party, rounds)
-    sync.store(words, RESULT + 2 * party, lasts)
-    sync.store(words, RESULT + 2 * party + 1, violations)
 
 
 # ---------------------------------------------------------------- atomics, one process
@@ -341,20 +338,6 @@ def test_futex_wait_returns_at_once_when_the_word_is_not_the_expected_value() ->
     assert got < 0 and elapsed < DEADLINE_S / 2
 
 
-@pytest.mark.parametrize("spins", [0, 1000])
-def test_wait_change_returns_the_new_value_without_sleeping(spins: int) -> None:
-    words32 = np.array([0, 7], np.int32)
-    got, elapsed = timed(lambda: sync.wait_change(words32, 1, 6, spins, sync.timespec(DEADLINE_S)))
-    assert got == 7 and elapsed < DEADLINE_S / 2
-
-
-@pytest.mark.parametrize("spins", [0, 1000])
-def test_wait_change_returns_the_value_seen_after_its_timeout(spins: int) -> None:
-    words32 = np.array([0, 7], np.int32)
-    got, elapsed = timed(lambda: sync.wait_change(words32, 1, 7, spins, sync.timespec(0.05)))
-    assert got == 7 and elapsed >= 0.05 - 1e-3
-
-
 @pytest.mark.parametrize("spin_ns", [0, 2_000_000])
 def test_await_change_returns_the_new_value_and_leaves_no_sleeper(spin_ns: int) -> None:
     words32 = np.array([7, 0, 0], np.int32)
@@ -379,16 +362,19 @@ def test_publish_adds_one_and_returns_the_new_value() -> None:
     assert sync.await_change(words32, 0, 42, 1, 0, SLEEP) == 43
 
 
-@pytest.mark.parametrize("parties", [1, 2, 3, 64])
-def test_barrier_opens_at_its_last_arrival_and_resets_its_count(parties: int) -> None:
-    words32 = np.zeros(4, np.int32)
-    words32[3] = 9                                    # generation
-    for generation in (9, 10, 11):
-        got = [sync.barrier_arrive(words32, 1, 3, parties) for _ in range(parties)]
-        assert got == [generation] * (parties - 1) + [-1]
-        assert words32[1] == 0 and words32[3] == generation + 1
-        assert sync.wait_change(words32, 3, generation, 0, SLEEP) == generation + 1   # waiters pass
-    assert words32[0] == 0 and words32[2] == 0
+def test_claim_ticket_takes_the_next_ticket_of_its_range_once() -> None:
+    words = np.zeros(4, np.int64)
+    tag, holding = 7, 3
+    words[0] = tag << 32
+    assert [sync.claim_ticket(words, 0, tag, 10, 13, holding) for _ in range(4)] == [10, 11, 12, -1]
+    assert words[0] == (tag << 32) | 13 and words[holding] == tag   # holding is the caller's to clear
+    assert sync.claim_ticket(words, 0, tag, 20, 22, -1) == 20        # a later range: max(ticket, first)
+    assert sync.claim_ticket(words, 0, tag, 5, 21, -1) == -1         # an earlier one is used up
+    assert sync.claim_ticket(words, 0, tag + 1, 30, 40, -1) == -2    # another tag: a run that is over
+    words[0] |= sync.CLOSED
+    assert sync.claim_ticket(words, 0, tag, 30, 40, -1) == -2        # closed
+    assert sync.compare_exchange(words, 1, 0, 9) and not sync.compare_exchange(words, 1, 0, 8)
+    assert words[1] == 9
 
 
 # ---------------------------------------------------------------- across processes
@@ -430,17 +416,19 @@ def test_futex_wake_wakes_as_many_sleepers_of_another_process_as_it_is_told(shar
     assert sync.futex_wake(shared.words32, FUTEX32, 1 << 30) == 0
 
 
-@pytest.mark.parametrize("parties", [2, 3])
-def test_a_barrier_across_processes_releases_every_party_each_round(parties: int, shared: Shared,
-                                                                     start_child) -> None:
-    rounds = 300
-    children = [start_child(child_barrier, parties, party, rounds) for party in range(1, parties)]
-    lasts, violations = barrier_rounds(shared.words, parties, 0, rounds,
-                                       alive=lambda: all(child.exitcode in (None, 0) for child in children))
-    join_all(children)
-    results = shared.words[RESULT:RESULT + 2 * parties].reshape(parties, 2)
-    results[0] = lasts, violations
-    assert results[:, 1].tolist() == [0] * parties    # nobody passed before every party arrived
-    assert results[:, 0].sum() == rounds              # exactly one party opened each round
-    assert shared.words32[BARRIER_GENERATION32] == rounds
-    assert shared.words32[BARRIER_COUNT32] == 0
+def test_two_processes_claiming_from_one_counter_take_every_ticket_exactly_once(shared: Shared,
+                                                                                 start_child) -> None:
+    tag = 3
+    shared.words[COUNTER] = tag << 32
+    shared.olds[:] = -1
+    child = start_child(child_claim_all, tag, 1)
+    wait_for(lambda: sync.load(shared.words, READY) == 1, "the child to spin on GO")
+    sync.store(shared.words, GO, 1)
+    wait_for(lambda: sync.load(shared.words, STARTED) == 1, "the child to start claiming")
+    mine = claim_all(shared.words, COUNTER, tag, OLDS, shared.olds[0])
+    join_all([child])
+    theirs = int((shared.olds[1] >= 0).sum())
+    assert mine + theirs == OLDS
+    claimed = np.concatenate([shared.olds[0, :mine], shared.olds[1, :theirs]])
+    np.testing.assert_array_equal(np.sort(claimed), np.arange(OLDS))
+    assert shared.words[COUNTER] == (tag << 32) | OLDS
