@@ -74,7 +74,7 @@ EPOCH_SPIN_NS = 100_000            # how long a process waiting for an epoch pol
 STALE_HOLDER_S = 0.05             # how long a holder of a finished run may take to let go
 STARTUP_WAIT_S = 60.0             # how long a run waits at most for new workers to attach
 ASLEEP_ALONE_MAX_S = 0.002         # runs shorter than this do not wake sleeping workers (see helps)
-LOADED_SHARE_MIN_S = 0.02          # runs shorter than this are run by the main process alone while loaded
+LOADED_SHARE_MIN_S = 0.02          # stages shorter than this are run by the main process alone while loaded
 STARTUP_HINT = ("worker processes import the main script before they start: a script that makes a World "
                 "with workers must do so under `if __name__ == \"__main__\":` (its error is on stderr)")
 
@@ -207,24 +207,25 @@ class WorkerPool:
             if handle is not None:
                 self._pin(w, handle.process.pid, self._pinned)
 
-    def helps(self, frames: int) -> bool:
-        """Whether a run of `frames` frames should go to the workers, or be run by this process
-        alone. Alone when the run is expected to be short and
-        - other programs keep a core busy: a run shorter than LOADED_SHARE_MIN_S loses more to a
-          process preempted inside a unit (the others wait for its scheduler slice, ~1-4 ms)
-          than sharing gains (move over 1M rows beside one busy process on 2 cores: step()
-          0.42 ms alone, 0.67 ms shared); or
-        - the workers sleep (no run for IDLE_SPIN_NS) and the caller was idle too (a 60 Hz loop,
-          not a burst of steps): a run shorter than ASLEEP_ALONE_MAX_S costs less here than
-          waking them (move over 1M rows at 60 Hz: 0.62-0.92 ms here, 0.77-1.06 ms waking them).
+    def helps(self, frames: int, stages: int = 1) -> bool:
+        """Whether a run of `frames` frames (of `stages` stages with work each) should go to the
+        workers, or be run by this process alone. Alone when
+        - other programs keep a core busy and a stage is expected to take under
+          LOADED_SHARE_MIN_S: a process preempted inside a unit holds its stage up for the
+          scheduler slice of the busy program (~1-4 ms), which costs more than sharing a short
+          stage gains (beside one busy process on 2 cores: move over 1M rows, step() 0.42 ms
+          alone, 0.67 ms shared; the physics demo, 10 stages of ~1 ms a frame, 94-104 fps alone,
+          52-54 shared; heavy over 1M rows, one 90 ms stage, 1.1-1.2x faster shared); or
+        - the workers sleep (no run for IDLE_SPIN_NS), the caller was idle too (a 60 Hz loop, not
+          a burst of steps) and the run is expected under ASLEEP_ALONE_MAX_S: it costs less here
+          than waking them (move over 1M rows at 60 Hz: 0.62-0.92 ms here, 0.77-1.06 ms waking).
         Samples the other load (`_adapt`)."""
         self._adapt()
-        expected = self._frame_s * frames
-        if self._loaded and expected < LOADED_SHARE_MIN_S:
+        if self._loaded and self._frame_s / max(stages, 1) < LOADED_SHARE_MIN_S:
             return False
         now, idle = time.monotonic(), IDLE_SPIN_NS / 1e9
         asleep = now - self._last_end > idle and now - self._last_request > idle
-        return not (asleep and expected < ASLEEP_ALONE_MAX_S)
+        return not (asleep and self._frame_s * frames < ASLEEP_ALONE_MAX_S)
 
     def ran_here(self, seconds: float, frames: int) -> None:
         """A run of `frames` frames that helps() kept in this process took `seconds`."""

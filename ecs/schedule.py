@@ -199,7 +199,8 @@ class Schedule:
         machine is busy and the run short (WorkerPool.helps)."""
         if self.step_timeout is not None:
             return True
-        return plan.shares() and (self.pool is None or self.pool.helps(frames))
+        stages = sum(1 for stage in plan.units if stage)
+        return plan.shares() and (self.pool is None or self.pool.helps(frames, stages))
 
     def _run_on_pool(self, plan: Plan, values: list[SystemValues], frames: int, progress: Progress | None) -> None:
         if self.pool is None:
