@@ -243,21 +243,26 @@ class WorkerPool:
         handle = self._handles[w] = self._start(w)
         return handle
 
-    def _await_started(self) -> None:
+    def _await_started(self) -> bool:
         """Wait until every worker attached to the arena or died (a new pool's first run may end
-        before its workers are up: a start-up failure must still be reported by it)."""
+        before its workers are up: a start-up failure must still be reported by it). Returns
+        whether any had not attached when looked at (then its exit status may have been read)."""
         deadline = time.monotonic() + STARTUP_WAIT_S
+        waited = False
         for w, handle in enumerate(self._handles):
-            while handle is not None and not self.control[line_of(w) + STARTED] and handle.process.is_alive() \
-                    and time.monotonic() < deadline:
+            while handle is not None and not self.control[line_of(w) + STARTED] and time.monotonic() < deadline:
+                waited = True
+                if not handle.process.is_alive():
+                    break
                 handle.process.join(0.002)
+        return waited
 
-    def _replace_dead(self) -> WorkerCrashedError | None:
+    def _replace_dead(self, thorough: bool = False) -> WorkerCrashedError | None:
         """Replace workers that died outside any unit (the OOM killer, a stray signal): they ran
         nothing that was lost. One that died before it attached is a start-up failure (a script
-        without the main guard): the error that says so."""
+        without the main guard): the error that says so. `thorough`: see dead_workers."""
         error = None
-        for w in self.dead_workers(thorough=True):
+        for w in self.dead_workers(thorough):
             handle = self._handles[w]
             assert handle is not None
             handle.process.join(1.0)
@@ -286,10 +291,10 @@ class WorkerPool:
         The outcome says how many frames count as run (all of them; after a failure, the frames
         finished plus the failed one) and the error to raise."""
         self._run_id = run = mailbox.next_run_id(self._run_id)
-        self._replace_stale_holders()
+        asked = self._replace_stale_holders()
         total = Epochs(plan, values, first_frame, frames).total()
         mailbox.open_run(self.control, self.control32, run, plan.processes, first_frame, frames, total)
-        startup_error = self._replace_dead()
+        startup_error = self._replace_dead(thorough=asked)
         shipped = [self._shippable(system_names[i], v) for i, v in enumerate(values)]
         watch = RunWatch(self, run, plan.processes, Epochs(plan, values, first_frame, frames), progress)
         if not self.main_takes_part:
@@ -320,8 +325,7 @@ class WorkerPool:
                 watch.settle()
             else:          # what a frame costs, for helps(); a worker that died after its last unit lost nothing
                 self._note_frames(time.perf_counter() - started, frames)
-                self._await_started()
-                startup_error = self._replace_dead() or startup_error
+                startup_error = self._replace_dead(thorough=self._await_started()) or startup_error
             errors += watch.worker_errors(system_names)      # read always: none may stay in a pipe
         except BaseException as exc:   # KeyboardInterrupt: the frames run so far still count
             watch.stop_now()
@@ -335,14 +339,18 @@ class WorkerPool:
             errors.append(startup_error)
         return RunOutcome(done, errors[0] if errors else None)
 
-    def _replace_stale_holders(self) -> None:
+    def _replace_stale_holders(self) -> bool:
         """Kill and replace a worker still inside a kernel of an earlier run (left by a run that
         ended abnormally): its unit would count in the next run's DONE. A worker that just
-        counted its last unit clears HOLDING within microseconds: it gets STALE_HOLDER_S."""
+        counted its last unit clears HOLDING within microseconds: it gets STALE_HOLDER_S.
+        Returns whether it asked a process whether it is alive (see dead_workers)."""
         deadline = None
+        asked = False
         for w, handle in enumerate(self._handles):
-            while handle is not None and sync.load(self.control, line_of(w) + HOLDING) != 0 \
-                    and handle.process.is_alive():
+            while handle is not None and sync.load(self.control, line_of(w) + HOLDING) != 0:
+                asked = True
+                if not handle.process.is_alive():
+                    break
                 deadline = deadline or time.monotonic() + STALE_HOLDER_S
                 if time.monotonic() < deadline:
                     time.sleep(0.0002)
@@ -351,6 +359,7 @@ class WorkerPool:
                 handle.process.join(5.0)
                 self.replace_worker(w)
                 break
+        return asked
 
     def _give(self, w: int, run: int, plan: Plan, shipped: list[SystemValues],
               commands: tuple[ArraySpec, ArraySpec] | None) -> _Handle:
