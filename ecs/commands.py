@@ -47,7 +47,14 @@ from ecs.kernels.commands import (
     VALUE,
 )
 
-from .errors import CommandError, ComponentValueError, InvalidArgumentError, InvalidNameError
+from .errors import (
+    CommandError,
+    ComponentValueError,
+    DeadEntityError,
+    InvalidArgumentError,
+    InvalidNameError,
+    MissingComponentError,
+)
 from .memory import Arena, ArraySpec
 from .schema import INFO_BY_KEY, ComponentInfo, coerce_batch, info_of
 from .store import Store
@@ -147,6 +154,13 @@ class _RecordBatch:
         return (f"a command of system {self.system_names[int(record[SYSTEM])]!r} (table {int(record[TABLE])}, "
                 f"row {int(record[ROW])}, entity {int(record[TARGET])})")
 
+    def located(self, exc: Exception, at: np.ndarray) -> Exception:
+        """`exc` (same class, same attributes) with its message prefixed by where the first
+        command of `at` came from (the first record checked when `at` is empty)."""
+        k = int(at[0]) if at.shape[0] else 0
+        exc.args = (f"{self.where(k)}: {exc}",)
+        return exc
+
     def resolved(self, at: np.ndarray) -> np.ndarray:
         """Targets of the records at `at`: ids as they are, placeholders as -(spawn index + 1)."""
         targets = self.records[at, TARGET].copy()
@@ -173,7 +187,10 @@ class _RecordBatch:
             k = int(self.spawn_at[np.flatnonzero(prefabs < 0)[0]])
             raise CommandError(f"{self.where(k)} copies {int(self.records[k, TARGET])}, a placeholder: the prefab of "
                                f"cmd_spawn must be an entity that exists before the frame's commands are applied")
-        self.store.entities.locate_batch(prefabs)            # DeadEntityError naming a dead prefab
+        try:
+            self.store.entities.locate_batch(prefabs)
+        except DeadEntityError as exc:                       # a dead prefab
+            raise self.located(exc, self.spawn_at[prefabs == exc.entity]) from None
         self._check_sets()
         self._check_changes()
         for kind in (ADD, REMOVE, DESPAWN):
@@ -187,8 +204,14 @@ class _RecordBatch:
             info, field = _field_of(int(key), self.where(int(positions[0])))
             targets = self.resolved(positions)
             holders = _substituted(targets, self.records[self.spawn_at, TARGET])   # a placeholder: its prefab
-            self.store.tables_of(holders, info)                 # DeadEntityError / MissingComponentError
-            value = coerce_batch(info, field, self.values[positions])
+            try:
+                self.store.tables_of(holders, info)             # DeadEntityError / MissingComponentError
+            except (DeadEntityError, MissingComponentError) as exc:
+                raise self.located(exc, positions[holders == exc.entity]) from None
+            try:
+                value = coerce_batch(info, field, self.values[positions])
+            except ComponentValueError as exc:
+                raise self.located(exc, positions[_first_unfit(info, field, self.values[positions]):]) from None
             self.field_groups.append((info, field, positions, value))
 
     def _check_changes(self) -> None:
@@ -203,7 +226,10 @@ class _RecordBatch:
             if (self.kind[positions] == ADD).any():
                 _default_values(info, self.where(int(positions[self.kind[positions] == ADD][0])))
             targets = self.resolved(positions)
-            self.store.entities.locate_batch(targets[targets >= 0])    # DeadEntityError naming it
+            try:
+                self.store.entities.locate_batch(targets[targets >= 0])
+            except DeadEntityError as exc:
+                raise self.located(exc, positions[targets == exc.entity]) from None
             self.change_positions.append(positions)
 
     # ---------------------------------------------------------------- applying
@@ -287,3 +313,14 @@ def _default_values(info: ComponentInfo, where: str) -> dict[str, np.ndarray]:
         raise ComponentValueError(info.name, missing[0], None, f"{where} adds {info.name}, whose field "
                                                                f"{missing[0]!r} has no default")
     return dict(info.defaults)
+
+
+def _first_unfit(info: ComponentInfo, field: str, values: np.ndarray) -> int:
+    """The index of the first value that does not fit the field (0 if each fits alone). Only on
+    the error path: one conversion per value."""
+    for i in range(values.shape[0]):
+        try:
+            coerce_batch(info, field, values[i:i + 1])
+        except ComponentValueError:
+            return i
+    return 0

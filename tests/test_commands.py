@@ -267,8 +267,10 @@ def test_cmd_set_with_a_value_that_does_not_fit_raises_and_applies_nothing(small
                                                                           message) -> None:
     world, prefab, ids = small
     world.add_system(bad_set)                        # despawn all, add Burning, set the first one
-    with pytest.raises(ComponentValueError, match=message):
+    where = r"a command of system 'bad_set' \(table \d+, row 0, entity \d+\): "   # who, where, on what
+    with pytest.raises(ComponentValueError, match=where + ".*" + message) as caught:
         world.step(value=value, key=key)
+    assert caught.value.component in ("Life", "Spot")                      # still the value's own error
     assert len(world) == 7
     assert [int(world.get(int(e), Life).t) for e in ids] == [1, 2, 3, 4, 5, 6]
     assert not any(world.has(int(e), Burning) for e in ids)
@@ -279,8 +281,10 @@ def test_cmd_set_with_a_value_that_does_not_fit_raises_and_applies_nothing(small
 def test_cmd_set_of_a_component_the_entity_lacks_raises(small) -> None:
     world, prefab, ids = small
     world.add_system(bad_set)
-    with pytest.raises(MissingComponentError, match="Heat"):
+    with pytest.raises(MissingComponentError, match=r"^a command of system 'bad_set' \(table \d+, row 0, entity "
+                                                    r"\d+\): entity \d+ has no Heat component") as caught:
         world.step(value=1.0, key=ecs.field_key(Heat, "deg"))
+    assert caught.value.component == "Heat" and f"entity {caught.value.entity}): " in str(caught.value)
     assert len(world) == 7
 
 
