@@ -272,10 +272,10 @@ def system(fn: Callable[..., Any] | None = None, **options: Any) -> Any:
       mark="auto"|"manual"  auto (default): every row given is marked changed for each Mut
                         component after the call; manual: the kernel marks rows itself with
                         ecs.mark_changed(view.changed, i).
-      split=True        with workers, let a system that takes resource arrays be split across
-                        workers by rows like any other (default: it runs whole on one worker,
-                        since its writes to the arrays cannot be seen); its kernel must then
-                        write only what its own rows own.
+      split=True        with workers, let a system that takes resource arrays be cut into chunks
+                        of rows that any process may run, like any other (default: it is one
+                        unit, all its tables in one process, since its writes to the arrays
+                        cannot be seen); its kernel must then write only what its own rows own.
       name="..."        the name in stats() and errors (default: the function's name); names
                         are unique within a world.
 

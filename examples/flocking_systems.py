@@ -2,10 +2,10 @@
 
 Each frame is one step of the model, in two systems:
 
-    index_birds   one worker: the uniform grid of kernels/spatial.py over every bird (a counting
+    index_birds   one process: the uniform grid of kernels/spatial.py over every bird (a counting
                   sort by cell), and a copy of positions, headings and ids in slot order: the
                   state every bird steers from
-    flock         split across workers (split=True): each bird finds its neighbours within the
+    flock         split into chunks of rows (split=True): each bird finds its neighbours within the
                   visual distance through the grid, steers (cohesion, separation, alignment),
                   renormalises its heading to a unit vector and moves `speed`, wrapping around
                   the periodic world; it writes only its own row

@@ -16,7 +16,7 @@ copied from have neither tag, so no system sees them.
 
 Randomness comes only from kernels/random.py, keyed by (seed, entity id, frame, stream): the
 activation order (`permutation`), the move, the breeding draw and the choice of prey. Every
-system that takes a resource array runs whole on one worker, and each runs over one table, so
+system that takes a resource array runs whole in one process, and each runs over one table, so
 a kernel sees all its agents in one call, in an order that depends only on ids and the frame:
 the run is bit-identical on any worker count.
 

@@ -189,7 +189,7 @@ def mark_rows(words, rows):
 
 @jit
 def flush_marks_words(matrix, source, targets, first_word, stop_word):
-    """flush_marks over words [first_word, stop_word) only: one worker's share of a table.
+    """flush_marks over words [first_word, stop_word) only: one chunk of a table.
 
     Slices, then branch-free loops from 0 (vectorized: loops over 2-D indices ran one word at a
     time). A filtered system's flush + take_rows over 1M rows with 1% random marks: ~20 us."""
