@@ -62,6 +62,7 @@ class Schedule:
         self.commands: CommandBuffers | None = None   # made when the first system takes Commands
         self._systems_version = 0          # bumped by every add and remove: keys the cached plan
         self._plans: dict[int, Plan] = {}   # by processes, for the structure of _plan_key
+        self._plans_before: dict[int, Plan] = {}   # the same for the structure before it
         self._plan_key: tuple[object, ...] = ()
         self._executor: Executor | None = None
         self._stages: list[list[int]] = []
@@ -112,7 +113,7 @@ class Schedule:
         seed = os.environ.get(CLAIM_SEED_VARIABLE)
         key = (self.store.structure_version, self.store.changes.version, self._systems_version, seed)
         if key != self._plan_key:
-            self._plans.clear()     # at most two live: the workers' and this process's alone
+            self._plans_before, self._plans = self._plans, {}   # at most two live per structure
             self._plan_key = key
         plan = self._plans.get(processes)
         if plan is None:
@@ -121,8 +122,12 @@ class Schedule:
             stages_key = (self._systems_version, tuple(b.compiled for b in self.systems))
             if stages_key != self._stages_key:
                 self._stages, self._stages_key = stages_of(self.systems), stages_key
-            plan = self._plans[processes] = build_plan(self.systems, processes, self._stages,
-                                                       None if seed is None else int(seed))
+            plan = build_plan(self.systems, processes, self._stages, None if seed is None else int(seed))
+            # a structural change often leaves the plan as it was (the demo's emitter despawns and
+            # spawns as many rows every 4 frames): the same object ships nothing to the workers
+            # and keeps every process's prepared arguments
+            before = self._plans_before.get(processes)
+            self._plans[processes] = plan = before if before == plan else plan
         return plan
 
     def values(self, params: Mapping[str, object], frames: int) -> tuple[list[SystemValues], list[HandedOver]]:

@@ -4,7 +4,7 @@ Prints one table per scenario as it finishes, then the combined table and a one-
 `--write-results` also writes the output, with the machine description, to
 tests/benchmarks/RESULTS.md. `--strict` exits with status 1 when a target misses (timings on a
 shared VM are noisy, so the default exit status is 0). Scenario names: spawn, access, memory, changed_query,
-systems, workers, persist, scaling, structural, spatial, results, models, loaded.
+systems, workers, persist, scaling, structural, spatial, results, models, loaded, demo.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from contextlib import redirect_stdout
 from .common import QUIET_MAX_S, REPS, machine, results_table, wait_quiet
 
 SCENARIOS = ["spawn", "access", "memory", "changed_query", "systems", "workers", "persist", "scaling", "structural",
-             "spatial", "results", "models", "loaded"]
+             "spatial", "results", "models", "loaded", "demo"]
 RESULTS = pathlib.Path(__file__).with_name("RESULTS.md")
 MODEL = pathlib.Path(__file__).with_name("MODEL-16-CORES.md")   # appended: what no run here measured
 
