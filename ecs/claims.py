@@ -24,8 +24,9 @@ Before claiming, a worker sets its HOLDING word to the run id and clears it afte
 DONE) is done: the main process, after closing the counters, knows which workers are still
 inside a kernel of the run.
 
-Costs, from Python: a claim is an atomic load, a CAS and an atomic add (~0.2 us each); an
-epoch ends after one load per range; a unit's tasks run through the Executor (~5 us a task).
+Costs, from Python: a claim is one compiled call (sync.claim_ticket) and a finished unit an
+atomic add (~0.2 us each); an epoch ends after one failed claim per range; a unit's tasks run
+through the Executor (~5 us a task).
 A process waiting for an epoch to open polls DONE for up to `spin_ns`, yielding its core at
 each poll, then sleeps on it.
 """

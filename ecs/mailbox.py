@@ -14,7 +14,8 @@ counts are the low 32-bit halves of their words (int32 index 2 * word).
         RUN_SEQ         bumped by the main process to announce a run (futex word)
         SLEEPING        1 while it sleeps on RUN_SEQ
         ERROR_RUN       the run id of the last run its kernel raised in (the exception follows
-                        through its pipe, sent before this word is written)
+                        through its pipe, sent once the worker has released its unit and
+                        closed the run)
         RUN             the run id it was last given
         MESSAGES        messages sent to it through its pipe so far (a plan, values or stop)
         STARTED         1 once it attached to the arena

@@ -89,6 +89,8 @@ class Plan(NamedTuple):
     always_due: tuple[bool, ...]
     cuts: tuple[tuple[int, ...], ...]        # per stage: its home ranges when every unit is due
     claim_seed: int | None = None            # a test hook: units are claimed in a seeded random order
+    worth_sharing: bool = False              # see worth_sharing(); set by build_plan, read every run
+    busy_stages: int = 0                     # stages with units; likewise
 
     def tasks(self) -> list[Task]:
         """Every task of the plan, in stage and unit order."""
@@ -97,13 +99,6 @@ class Plan(NamedTuple):
     def width(self) -> int:
         """The most units of any stage: more processes than this can have nothing to do."""
         return max((len(stage) for stage in self.units), default=0)
-
-    def shares(self) -> bool:
-        """Whether the plan has work worth sharing: a stage of several units that covers at least
-        SPLIT_MIN_ROWS rows. Smaller stages cost less here than a worker's wake-up (WolfSheep,
-        1,500 agents on 10k grass cells, several small systems a stage: 0.19 s in this process,
-        0.43 s shared)."""
-        return any(len(stage) > 1 and sum(unit_rows(u) for u in stage) >= SPLIT_MIN_ROWS for stage in self.units)
 
     def due_units(self, stage: int, frame: int, values: list[SystemValues]) -> tuple[Unit, ...]:
         """Stage `stage`'s units that run in `frame`, in the order they are claimed."""
@@ -252,7 +247,16 @@ def build_plan(systems: list[BoundSystem], processes: int, stages: list[list[int
                        and not systems[i].system.removed for i in stage) for stage in stages)
     return Plan(tuple(b.address for b in systems), tuple(b.system.every for b in systems), tuple(units),
                 processes, tuple(b.system.offset for b in systems), always,
-                tuple(home_cuts(stage_units, processes) for stage_units in units), claim_seed)
+                tuple(home_cuts(stage_units, processes) for stage_units in units), claim_seed,
+                worth_sharing(units), sum(1 for stage_units in units if stage_units))
+
+
+def worth_sharing(units: list[tuple[Unit, ...]]) -> bool:
+    """Whether stages of these units have work worth sharing: a stage of several units that
+    covers at least SPLIT_MIN_ROWS rows. Smaller stages cost less in one process than a
+    worker's wake-up (WolfSheep, 1,500 agents on 10k grass cells, several small systems a
+    stage: 0.19 s in this process, 0.43 s shared)."""
+    return any(len(stage) > 1 and sum(unit_rows(u) for u in stage) >= SPLIT_MIN_ROWS for stage in units)
 
 
 def home_cuts(units: tuple[Unit, ...], processes: int) -> tuple[int, ...]:

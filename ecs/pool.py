@@ -135,11 +135,11 @@ class WorkerPool:
         cores = sorted(os.sched_getaffinity(0))
         self.main_takes_part = main_takes_part(size, step_timeout)
         processes = size + int(self.main_takes_part)
-        # With as many processes as cores (or more), worker w is pinned to a core of its own (the
-        # main process, unpinned, has the first) while no other process keeps a core busy, and
-        # unpinned while one does (OtherLoad, sampled at most every 0.2 s at the start of a run; at
-        # its start a pool pins unless a process runs). Beside one busy process a pinned worker
-        # shares the busy core for good; unpinned, the scheduler moves it.
+        # With a worker per core (or more), worker w is pinned to core w (mod cores) while no other
+        # process keeps a core busy, and unpinned while one does (OtherLoad, sampled at most every
+        # 0.2 s by helps()). Beside one busy process a pinned worker shares the busy core for good;
+        # unpinned, the scheduler moves it. With fewer workers the main process takes part,
+        # unpinned, and nobody is pinned (a pinned worker shared its core with it).
         self._cores = cores if size >= len(cores) > 1 else []
         self._other_load = OtherLoad(0.2)
         # until the first sample (0.2 s): loaded if another process is runnable at two looks 2 ms

@@ -35,6 +35,7 @@ class Workers(Protocol):
 
     def replace_worker(self, w: int) -> Any: ...
 
+
 WATCH = 0.01                       # longest sleep of the main process between checks of the workers
 WATCH_SPEC = sync.timespec(WATCH)
 CRASH_GRACE_S = 2.0                # how long busy workers may finish their kernel after a crash
@@ -71,15 +72,20 @@ class RunWatch:
         killed (even if the others finished its units' run)."""
         return self.total is None or self.done() < self.total or bool(self.crashed or self.timed_out)
 
+    def in_run(self) -> list[int]:
+        """Given workers, neither crashed nor killed."""
+        out_of_it = {w for w, _ in self.crashed} | set(self.timed_out)
+        return [w for w in self.given if w not in out_of_it]
+
     def holders(self) -> list[int]:
         """Given workers, neither crashed nor killed, inside a kernel of the run."""
-        out_of_it = {w for w, _ in self.crashed} | set(self.timed_out)
-        return [w for w in self.given if w not in out_of_it and mailbox.holds(self.control, w, self.run)]
+        return [w for w in self.in_run() if mailbox.holds(self.control, w, self.run)]
 
     def check(self) -> bool:
         """Look at sentinels, progress and the deadline; False once the run is closed."""
+        in_run = self.in_run()
         for w in self.pool.dead_workers():
-            if w in self.given and all(w != c for c, _ in self.crashed) and w not in self.timed_out:
+            if w in in_run:
                 handle = self.given[w]
                 handle.process.join(1.0)
                 self.crashed.append((w, handle.process.exitcode))
@@ -97,8 +103,7 @@ class RunWatch:
             # the workers inside a kernel hold the frame up; with none inside one, every given worker
             # still in the run is stuck before its first claim (attaching, reading a big message)
             self.close()
-            out_of_it = {w for w, _ in self.crashed}
-            self.timed_out = self._kill(self.holders()) or self._kill([w for w in self.given if w not in out_of_it])
+            self.timed_out = self._kill(self.holders()) or self._kill(self.in_run())
         return not self.closed()
 
     def _kill(self, workers: list[int]) -> list[int]:

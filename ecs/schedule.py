@@ -40,10 +40,10 @@ from .resources import Resources
 from .store import Store
 from .system import COMMANDS, System
 
-HandedOver = tuple[int, Any, RemovalCursor]
+HandedOver = tuple[int, Any, RemovalCursor]   # (system index, reader, where its look ends)
 # A test hook: when set (to an integer), units are claimed in an order shuffled by that seed, so
 # tests can show that results do not depend on who runs what when.
-CLAIM_SEED_VARIABLE = "ECS_CLAIM_SEED"   # (system index, reader, where its look ends)
+CLAIM_SEED_VARIABLE = "ECS_CLAIM_SEED"
 
 
 class Schedule:
@@ -109,7 +109,10 @@ class Schedule:
     def plan(self, workers: int) -> Plan:
         """The cached plan for the world's current structure on `workers` workers and, where it
         takes part (pool.main_takes_part), this process."""
-        processes = max(workers + int(main_takes_part(workers, self.step_timeout)), 1)
+        if self.pool is not None and workers == self.pool.size:    # the pool's own decision, made once
+            processes = workers + int(self.pool.main_takes_part)
+        else:
+            processes = max(workers + int(main_takes_part(workers, self.step_timeout)), 1)
         seed = os.environ.get(CLAIM_SEED_VARIABLE)
         key = (self.store.structure_version, self.store.changes.version, self._systems_version, seed)
         if key != self._plan_key:
@@ -200,12 +203,11 @@ class Schedule:
 
     def _pool_helps(self, plan: Plan, frames: int) -> bool:
         """Whether the workers take this run: with a step_timeout always (this process runs no
-        kernel then); else not when there is little to share (Plan.shares), nor while the
+        kernel then); else not when there is little to share (Plan.worth_sharing), nor while the
         machine is busy and the run short (WorkerPool.helps)."""
         if self.step_timeout is not None:
             return True
-        stages = sum(1 for stage in plan.units if stage)
-        return plan.shares() and (self.pool is None or self.pool.helps(frames, stages))
+        return plan.worth_sharing and (self.pool is None or self.pool.helps(frames, plan.busy_stages))
 
     def _run_on_pool(self, plan: Plan, values: list[SystemValues], frames: int, progress: Progress | None) -> None:
         if self.pool is None:
@@ -288,4 +290,3 @@ def _raiser(name: str):
     def raise_kernel_error(exc: BaseException) -> None:
         raise KernelError(name, exc) from exc
     return raise_kernel_error
-

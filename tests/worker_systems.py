@@ -180,8 +180,3 @@ def slow_frame(pos: Mut[Pos], spins: int):
         for i in range(pos.x.shape[0]):
             pos.x[i] = pos.x[i] * np.float32(0.5) + np.float32(1.0)
 
-
-@system(mark="manual")
-def touch_first(charge: Mut[Charge]):
-    """Nearly nothing: a frame of it is the cost of running a system."""
-    charge.kg[0] += 0.0
