@@ -41,8 +41,8 @@ from .store import Store
 from .system import COMMANDS, System
 
 HandedOver = tuple[int, Any, RemovalCursor]   # (system index, reader, where its look ends)
-# A test hook: when set (to an integer), units are claimed in an order shuffled by that seed, so
-# tests can show that results do not depend on who runs what when.
+# A test hook: when set (to an integer) as a world is created, its units are claimed in an order
+# shuffled by that seed, so tests can show that results do not depend on who runs what when.
 CLAIM_SEED_VARIABLE = "ECS_CLAIM_SEED"
 
 
@@ -67,6 +67,7 @@ class Schedule:
         self._executor: Executor | None = None
         self._stages: list[list[int]] = []
         self._stages_key: tuple[object, ...] = ()
+        self._claim_seed = os.environ.get(CLAIM_SEED_VARIABLE)   # read once: ~1 us per step
 
     def add(self, system: System) -> BoundSystem:
         if not isinstance(system, System):
@@ -109,11 +110,13 @@ class Schedule:
     def plan(self, workers: int) -> Plan:
         """The cached plan for the world's current structure on `workers` workers and, where it
         takes part (pool.main_takes_part), this process."""
-        if self.pool is not None and workers == self.pool.size:    # the pool's own decision, made once
+        if workers == 0:
+            processes = 1
+        elif self.pool is not None and workers == self.pool.size:    # the pool's own decision, made once
             processes = workers + int(self.pool.main_takes_part)
         else:
-            processes = max(workers + int(main_takes_part(workers, self.step_timeout)), 1)
-        seed = os.environ.get(CLAIM_SEED_VARIABLE)
+            processes = workers + int(main_takes_part(workers, self.step_timeout))
+        seed = self._claim_seed
         key = (self.store.structure_version, self.store.changes.version, self._systems_version, seed)
         if key != self._plan_key:
             self._plans_before, self._plans = self._plans, {}   # at most two live per structure
@@ -185,8 +188,8 @@ class Schedule:
         values, handed = self.values(params, frames)
         calls_before = self.kernel_calls() if handed else None
         try:
-            plan = self.plan(self.workers)
-            if self.workers and self._pool_helps(plan, frames):
+            plan = self.plan(self.workers) if self.workers else None
+            if plan is not None and self._pool_helps(plan, frames):
                 self._run_on_pool(plan, values, frames, progress)
             else:
                 started = time.perf_counter()
@@ -252,10 +255,9 @@ class Schedule:
             executor = self._executor = Executor(self.store.arena)
         if self.commands is not None and executor.commands is None:
             executor.commands = buffer_view(self.store.arena, self.commands.spec(self.commands.processes - 1))
-        systems, stats = self.systems, self.stats_rows
-        for task in unit:
-            bound = systems[task.system]
-            executor.run_task(bound.system, task, values[task.system], stats[task.system], _raiser(bound.name), frame)
+        index = unit[0].system    # a unit's tasks are of one system
+        executor.run_unit(self.systems[index].system, unit, values[index], self.stats_rows[index],
+                          _raiser(self.systems[index].name), frame)
 
     def count_calls(self, first_frame: int, frames: int) -> None:
         for bound in self.systems:

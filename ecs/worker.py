@@ -140,14 +140,13 @@ class _State:
             _exit_if_orphaned(self.parent_sentinel)
         failure: list[BaseException] = []
         control, line = self.control, self.line
-        for task in unit:
-            control[line + CURRENT_SYSTEM] = task.system
-            self.executor.run_task(self.systems[task.system], task, self.values[task.system],
-                                   self.stats[task.system], failure.append, frame)
-            if failure:
-                self.failure = (task.system, failure[0])
-                sync.store(control, line + ERROR_RUN, run)
-                return False
+        index = unit[0].system    # a unit's tasks are of one system
+        control[line + CURRENT_SYSTEM] = index
+        if not self.executor.run_unit(self.systems[index], unit, self.values[index], self.stats[index],
+                                      failure.append, frame):
+            self.failure = (index, failure[0])
+            sync.store(control, line + ERROR_RUN, run)
+            return False
         control[line + CURRENT_SYSTEM] = -1
         return True
 

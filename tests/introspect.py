@@ -7,6 +7,7 @@ structure version that snapshots rely on, worker process ids, the arena's size).
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -110,3 +111,28 @@ def spy_on_moves(world: ecs.World, monkeypatch: Any) -> list[int]:
     monkeypatch.setattr(store_, "_move", spy_one)
     monkeypatch.setattr(store_, "move_rows", spy_rows)
     return moves
+
+
+def without_drivers(monkeypatch: Any) -> None:
+    """Run every unit task by task from Python, as before drivers (ecs/driver.py) existed."""
+    from ecs import executor
+    monkeypatch.setattr(executor, "drivable", lambda system, unit: False)
+
+
+def break_driver_compile(monkeypatch: Any) -> None:
+    """Make every driver fail to compile, as numba would for a kernel it cannot call."""
+    import numba
+
+    from ecs import driver
+
+    def fail(*args: Any) -> Any:
+        raise numba.core.errors.NumbaError("driver cannot be compiled (test)")
+    monkeypatch.setattr(driver, "_compile", fail)
+
+
+def driver_files_in(monkeypatch: Any, directory: str) -> None:
+    """Write generated driver sources to `directory` from now on."""
+    from ecs import driver
+    monkeypatch.setattr(driver, "_DRIVER_DIR", directory)
+    for name in [name for name in sys.modules if name.startswith("ecs_driver_")]:
+        monkeypatch.delitem(sys.modules, name)
