@@ -26,7 +26,7 @@ import numpy as np
 from ecs.kernels.commands import empty_buffer
 
 from .changes import Reader
-from .errors import SystemDefinitionError
+from .errors import KernelError, SystemDefinitionError
 from .query import Query
 from .resources import Resources
 from .store import Store
@@ -59,6 +59,7 @@ class BoundSystem:
                            [i.cls for i in system.changed], [i.cls for i in system.added],
                            [i.cls for i in system.removed])
         self.value_types: dict[str, Any] = {}
+        self.takes_values = any(p.kind == VALUE for p in system.params)
         self.compiled = False
         self.calls = 0
         self.address = address_of(system)
@@ -66,6 +67,10 @@ class BoundSystem:
     @property
     def name(self) -> str:
         return self.system.name
+
+    def raise_kernel_error(self, exc: BaseException) -> None:
+        """Raise the kernel's exception `exc` as the KernelError of this system."""
+        raise KernelError(self.name, exc) from exc
 
     def reader(self) -> Reader:
         """The change reader of the system's filters (registered at the first call)."""

@@ -45,7 +45,7 @@ class Executor:
         self._drivers: dict[System, Driver] = {}
         # by id(unit), holding the unit (so its id is not reused while cached): hashing a unit of
         # 26 tasks cost ~2 us of a 8 us step
-        self._layouts: dict[int, tuple[Unit, UnitLayout]] = {}
+        self._units: dict[int, tuple[Unit, Driver | None, UnitLayout | None]] = {}
         self._bytes: np.ndarray | None = None   # the whole arena as bytes, for drivers
 
     def view(self, spec: ArraySpec) -> np.ndarray:
@@ -74,25 +74,30 @@ class Executor:
         """Run one unit (tasks of one system) of frame `frame`; a kernel exception goes to
         `on_error` (after its rows are marked) and ends the unit: False. Several tasks over
         table rows run in one compiled call (driver.py)."""
+        cached = self._units.get(id(unit))
+        if cached is None or cached[0] is not unit:
+            cached = self._driving(system, unit)
+        driver = cached[1]
+        if driver is not None and driver.usable:
+            return self._run_driven(driver, cached[2], unit, values, stats, on_error, frame)  # type: ignore[arg-type]
+        return all(self.run_task(system, task, values, stats, on_error, frame) for task in unit)
+
+    def _driving(self, system: System, unit: Unit) -> tuple[Unit, Driver | None, UnitLayout | None]:
+        """The unit's entry in the cache: its driver and layout, or None for the Python path."""
+        if len(self._units) >= 4096:   # plans of structures long gone
+            self._units.clear()
+        entry: tuple[Unit, Driver | None, UnitLayout | None] = (unit, None, None)
         if drivable(system, unit):
             driver = self._drivers.get(system)
             if driver is None:
                 driver = self._drivers[system] = Driver(system)
-            if driver.usable:
-                return self._run_driven(driver, unit, values, stats, on_error, frame)
-        return all(self.run_task(system, task, values, stats, on_error, frame) for task in unit)
+            entry = (unit, driver, UnitLayout(system, unit))
+        self._units[id(unit)] = entry
+        return entry
 
-    def _run_driven(self, driver: Driver, unit: Unit, values: SystemValues, stats: np.ndarray,
+    def _run_driven(self, driver: Driver, layout: UnitLayout, unit: Unit, values: SystemValues, stats: np.ndarray,
                     on_error: Callable[[BaseException], None], frame: int) -> bool:
         started = time.perf_counter()
-        cached = self._layouts.get(id(unit))
-        if cached is not None and cached[0] is unit:
-            layout = cached[1]
-        else:
-            if len(self._layouts) >= 4096:   # plans of structures long gone
-                self._layouts.clear()
-            layout = UnitLayout(driver.system, unit)
-            self._layouts[id(unit)] = (unit, layout)
         if self._bytes is None:
             self._bytes = self._arena.view(np.uint8, 0, (self._arena.size,))
         try:

@@ -41,6 +41,7 @@ from .store import Store
 from .system import COMMANDS, System
 
 HandedOver = tuple[int, Any, RemovalCursor]   # (system index, reader, where its look ends)
+_NO_VALUES = SystemValues({})   # of a system that takes no named value (never written to)
 # A test hook: when set (to an integer) as a world is created, its units are claimed in an order
 # shuffled by that seed, so tests can show that results do not depend on who runs what when.
 CLAIM_SEED_VARIABLE = "ECS_CLAIM_SEED"
@@ -143,6 +144,9 @@ class Schedule:
         out: list[SystemValues] = []
         handed: list[HandedOver] = []
         for bound in self.systems:
+            if bound.compiled and not bound.takes_values and not bound.system.removed:
+                out.append(_NO_VALUES)    # most systems: ~0.6 us a step saved per system
+                continue
             named = bound.resolve_values(params)
             bound.try_compile(named)
             if not bound.system.removed:
@@ -256,8 +260,8 @@ class Schedule:
         if self.commands is not None and executor.commands is None:
             executor.commands = buffer_view(self.store.arena, self.commands.spec(self.commands.processes - 1))
         index = unit[0].system    # a unit's tasks are of one system
-        executor.run_unit(self.systems[index].system, unit, values[index], self.stats_rows[index],
-                          _raiser(self.systems[index].name), frame)
+        bound = self.systems[index]
+        executor.run_unit(bound.system, unit, values[index], self.stats_rows[index], bound.raise_kernel_error, frame)
 
     def count_calls(self, first_frame: int, frames: int) -> None:
         for bound in self.systems:
@@ -286,9 +290,3 @@ class Schedule:
             self.pool.close()
         self._executor = None
         self.commands = None
-
-
-def _raiser(name: str):
-    def raise_kernel_error(exc: BaseException) -> None:
-        raise KernelError(name, exc) from exc
-    return raise_kernel_error
