@@ -57,7 +57,7 @@ from .errors import (
 )
 from .memory import Arena, ArraySpec
 from .schema import INFO_BY_KEY, ComponentInfo, coerce_batch, info_of
-from .store import Store
+from .store import Store, distinct
 
 BUFFER_CAPACITY = 1 << 20   # commands per process per frame: 64 MiB of address space, committed as written
 
@@ -128,8 +128,9 @@ def apply_records(store: Store, records: np.ndarray, owners: np.ndarray, system_
     component key, not per record."""
     if records.shape[0] == 0:
         return
-    order = np.lexsort((np.arange(records.shape[0]), records[:, ROW], records[:, TABLE], records[:, SYSTEM]))
-    records, owners = records[order], owners[order]
+    if not _in_order(records):   # one process's records come in order: skip the sort (~1 ms per 10k)
+        order = np.lexsort((np.arange(records.shape[0]), records[:, ROW], records[:, TABLE], records[:, SYSTEM]))
+        records, owners = records[order], owners[order]
     batch = _RecordBatch(store, records, owners, system_names)
     batch.check()
     batch.apply()
@@ -199,7 +200,7 @@ class _RecordBatch:
     def _check_sets(self) -> None:
         at = np.flatnonzero(self.kind == SET)
         keys = self.records[at, KEY]
-        for key in np.unique(keys):
+        for key in distinct(keys):
             positions = at[keys == key]
             info, field = _field_of(int(key), self.where(int(positions[0])))
             targets = self.resolved(positions)
@@ -217,7 +218,7 @@ class _RecordBatch:
     def _check_changes(self) -> None:
         at = np.flatnonzero((self.kind == ADD) | (self.kind == REMOVE))
         keys = self.records[at, KEY]
-        for key in np.unique(keys):
+        for key in distinct(keys):
             info = INFO_BY_KEY.get(int(key))
             positions = at[keys == key]
             if info is None:
@@ -260,13 +261,18 @@ class _RecordBatch:
         positions.sort()
         ids = real(self.resolved(positions))
         keys = self.records[positions, KEY]
-        pair = np.stack([ids, keys], axis=1)
-        _, last_reversed = np.unique(pair[::-1], axis=0, return_index=True)
-        final = np.sort(positions.shape[0] - 1 - last_reversed)
-        ids, keys, adding = ids[final], keys[final], self.kind[positions[final]] == ADD
-        distinct, counts = np.unique(ids, return_counts=True)
-        several = np.isin(ids, distinct[counts > 1])
-        for key in np.unique(keys[~several]):
+        sorted_ids = np.sort(ids)
+        if (sorted_ids[1:] != sorted_ids[:-1]).all():    # one change per entity, the common case: keep all
+            adding = self.kind[positions] == ADD
+            several = np.zeros(ids.shape[0], np.bool_)
+        else:
+            pair = np.stack([ids, keys], axis=1)
+            _, last_reversed = np.unique(pair[::-1], axis=0, return_index=True)
+            final = np.sort(positions.shape[0] - 1 - last_reversed)
+            ids, keys, adding = ids[final], keys[final], self.kind[positions[final]] == ADD
+            seen, counts = np.unique(ids, return_counts=True)
+            several = np.isin(ids, seen[counts > 1])
+        for key in distinct(keys[~several]):
             info = INFO_BY_KEY[int(key)]
             for add in (True, False):
                 chosen = ids[~several & (keys == key) & (adding == add)]
@@ -284,6 +290,15 @@ class _RecordBatch:
                 removes.append(info)
         for entity, (adds, removes) in by_entity.items():
             self.store.change_components(entity, adds, removes)
+
+
+def _in_order(records: np.ndarray) -> bool:
+    """Whether records are sorted by (system, table, row) already (ties keep buffer order)."""
+    system, table, row = records[:, SYSTEM], records[:, TABLE], records[:, ROW]
+    same_system = system[1:] == system[:-1]
+    same_table = same_system & (table[1:] == table[:-1])
+    return bool(((system[1:] > system[:-1]) | (same_system & (table[1:] > table[:-1]))
+                 | (same_table & (row[1:] >= row[:-1]))).all())
 
 
 def _substituted(targets: np.ndarray, by_spawn: np.ndarray) -> np.ndarray:

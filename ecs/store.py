@@ -134,7 +134,7 @@ class Store:
         index = self.entities.locate_batch(ids)
         table_ids = self.entities.table_of[index]
         groups = []
-        for table_id in np.unique(table_ids):
+        for table_id in distinct(table_ids):
             table = self.archetypes.tables[int(table_id)]
             where = np.flatnonzero(table_ids == table_id)
             if info is not None and info.id not in table.component_ids:
@@ -498,6 +498,14 @@ class RowMove:
                 dst_bits[dst_base + to_byte] |= to_bit
             else:
                 dst_bits[dst_base + to_byte] &= ~to_bit & 0xFF
+
+
+def distinct(values: np.ndarray) -> np.ndarray:
+    """np.unique(values) of a 1-D array, at ~10 us for 10k values that are all one (one table,
+    one component key: the common case) instead of ~0.1 ms."""
+    if values.shape[0] and (values == values[0]).all():
+        return values[:1]
+    return np.unique(values)
 
 
 def _compile_spawn(store: Store, table: Table, infos: tuple[ComponentInfo, ...]) -> Callable[..., int | None] | None:
