@@ -194,12 +194,18 @@ class World:
         for info, _, n in parts:
             if n is not None:
                 raise ComponentValueError(info.name, None, f"<arrays of length {n}>", "add() takes scalar values")
+        if len(parts) == 1:
+            self._store.add_component(entity, parts[0].info, parts[0].values)
+            return
         self._store.change_components(entity, [(part.info, part.values) for part in parts], ())
 
     def remove(self, entity: int, *components: type) -> None:
         """Take these components away; the entity keeps every other value and change state."""
         self._check_open("remove")
         infos = [info_of(c) for c in components]
+        if len(infos) == 1:
+            self._store.remove_component(entity, infos[0])
+            return
         _, table, _ = self._store.locate(entity)
         for info in infos:
             if info.id not in table.component_ids:
