@@ -380,7 +380,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="particles (default %(default)s)")
     parser.add_argument("--frames", type=int, default=defaults.frames, help="frames (default %(default)s)")
     parser.add_argument("--workers", default="auto",
-                        help="worker processes; 0 runs the systems in this process (default: one per core)")
+                        help="worker processes; 0 runs the systems in this process (default: auto, one "
+                             "working process per core, this one among them)")
     parser.add_argument("--seed", type=int, default=defaults.seed, help="random seed (default %(default)s)")
     parser.add_argument("--out", type=pathlib.Path, default=ROOT / "out", metavar="DIR",
                         help="folder for the images (default out/)")

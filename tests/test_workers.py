@@ -260,3 +260,11 @@ def test_a_system_defined_in_a_function_is_refused_by_a_world_with_workers() -> 
 
 def test_components_of_this_module_are_all_distinct() -> None:
     assert len({c.__name__ for c in COMPONENTS}) == len(COMPONENTS)
+
+
+def test_auto_makes_one_working_process_per_core() -> None:
+    cores = len(os.sched_getaffinity(0))
+    with ecs.World(workers="auto") as world:               # this process takes units too
+        assert world.workers == cores - 1
+    with ecs.World(workers="auto", step_timeout=5.0) as world:   # this process only supervises
+        assert world.workers == cores
