@@ -39,7 +39,9 @@ class Executor:
         # namedtuples, ids), the positions of those that change per call, and its marks' words.
         # Plans are cached, so a frame meets the same tasks again: building the slices each call
         # cost 2.8 us of a 14 us step of one system over 10k rows (measured), this lookup 0.3 us.
-        self._prepared: dict[Task, tuple[list[object], list[tuple[int, str, object]], list[np.ndarray]]] = {}
+        # Keyed by id(task), holding the task (so its id is not reused while cached): hashing a
+        # task's nested tuples cost ~1 us a call.
+        self._prepared: dict[int, tuple[Task, list[object], list[tuple[int, str, object]], list[np.ndarray]]] = {}
         self.commands: Any = None        # this process's CommandBuffer, once a system takes Commands
         self._mapped: dict[int, int] = {}  # column's first page -> where this process's mapping of it ends
         self._drivers: dict[System, Driver] = {}
@@ -159,10 +161,10 @@ class Executor:
     def _arguments(self, system: System, task: Task, rows: np.ndarray | None,
                    values: SystemValues, frame: int = 0) -> tuple[list[object], list[np.ndarray]]:
         """The kernel's arguments for this call, and the marks' words of the task's rows."""
-        prepared = self._prepared.get(task)
-        if prepared is None:
+        prepared = self._prepared.get(id(task))
+        if prepared is None or prepared[0] is not task:
             prepared = self._prepare(system, task)
-        static, dynamic, marks = prepared
+        _, static, dynamic, marks = prepared
         if not dynamic:
             return static, marks
         args = static.copy()
@@ -179,7 +181,7 @@ class Executor:
                 args[position] = values.named[key]  # type: ignore[index]
         return args, marks
 
-    def _prepare(self, system: System, task: Task) -> tuple[list[object], list[tuple[int, str, object]],
+    def _prepare(self, system: System, task: Task) -> tuple[Task, list[object], list[tuple[int, str, object]],
                                                              list[np.ndarray]]:
         start, stop = task.start, task.stop
         static: list[object] = []
@@ -199,7 +201,7 @@ class Executor:
         marks_words = [self.view(spec)[start >> 6:] for spec in task.marks]
         if len(self._prepared) >= 4096:   # plans of structures long gone
             self._prepared.clear()
-        prepared = self._prepared[task] = (static, dynamic, marks_words)
+        prepared = self._prepared[id(task)] = (task, static, dynamic, marks_words)
         return prepared
 
     def _slices(self, specs: Sequence[ArraySpec], start: int, stop: int) -> list[Any]:
