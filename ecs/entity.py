@@ -175,6 +175,23 @@ class EntityIndex:
         self._free[self._nfree: need] = reusable
         self._nfree = need
 
+    def free_one(self, index: int) -> None:
+        """`free` for one slot, in plain Python (no temporaries), the same policy."""
+        self.alive -= 1
+        self._table_items[index] = -1
+        self._row_items[index] = -1
+        generation = self._generation_items[index] + 1
+        if generation > MAX_GENERATION:
+            self._generation_items[index] = RETIRED
+            return
+        self._generation_items[index] = generation
+        if self._nfree >= self._free.shape[0]:
+            grown = np.empty(max(2 * self._free.shape[0], 1024), np.int64)
+            grown[: self._nfree] = self._free[: self._nfree]
+            self._free = grown
+        self._free[self._nfree] = index
+        self._nfree += 1
+
     def _reserve(self, slots: int, spawning: int = 0) -> None:
         """Commit the arrays for `slots` slots; CapacityError past max_entities (for a spawn of
         `spawning` entities) before anything changes."""

@@ -5,6 +5,8 @@ Workloads from the public ecs_bench_suite (rust-gamedev), ported as a user would
   `data *= 2` over all of them, one step(); esper: one `get_component(Data)` loop;
 - add a component to 10,000 entities one by one, then remove it one by one; esper the same;
 - the same 10,000 adds then removes by `add_batch` / `remove_batch`, and by kernel commands;
+- spawn 10,000 entities one by one, then despawn them one by one; esper create_entity and
+  delete_entity(immediate=True);
 - save + load of a 1,000-entity world (against np.save/np.load of its columns);
 - spawn_batch of 10,000 entities of 4 components (one a 4x4 f32 matrix), new world included,
   against a numpy fill of the same columns.
@@ -110,6 +112,29 @@ def add_remove() -> list[Row]:
     return rows
 
 
+def spawn_despawn() -> list[Row]:
+    esper = _esper()
+    world = ecs.World()
+
+    def ours_once() -> None:
+        ids = [world.spawn(defs.Data(value=1.0)) for _ in range(N_OPS)]
+        for e in ids:
+            world.despawn(e)
+
+    def esper_once() -> None:
+        ents = [esper.create_entity(defs.Data(value=1.0)) for _ in range(N_OPS)]
+        for e in ents:
+            esper.delete_entity(e, immediate=True)
+
+    esper.clear_database()
+    ours, theirs = bench(ours_once, reps=7, min_rep_s=0), bench(esper_once, reps=7, min_rep_s=0)
+    world.close()
+    ops = 2 * N_OPS
+    return [Row(SCENARIO, f"spawn then despawn one by one, {N_OPS:,}, per op", fmt_stats(ours, ops),
+                f"esper: {fmt_stats(theirs, ops)}", ours.median / theirs.median, "x esper",
+                "<= esper per op", ours.median <= theirs.median)]
+
+
 def save_load() -> list[Row]:
     directory = tempfile.mkdtemp()
     path = os.path.join(directory, "small.ecs")
@@ -170,7 +195,7 @@ def spawn_small() -> list[Row]:
 
 def run() -> list[Row]:
     rows: list[Row] = []
-    for part in (fragmented, add_remove, save_load, spawn_small):
+    for part in (fragmented, add_remove, spawn_despawn, save_load, spawn_small):
         with LoadMeter() as load:
             got = part()
         for row in got:
