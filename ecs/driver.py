@@ -199,7 +199,11 @@ def _compile(system: System, source: str, named: dict[str, object]) -> Any:
     if stamp is not None:
         module = _module_from_file(source, stamp, fixed)
         if module is not None:
-            return numba.njit(**OPTIONS)(module.driver)
+            try:
+                return numba.njit(**OPTIONS)(module.driver)
+            except RuntimeError as exc:   # numba found no cache locator for the file after all
+                if "cannot cache" not in str(exc):
+                    raise
     scope = dict(fixed)
     exec(compile(source, f"<driver of {system.name}>", "exec"), scope)  # noqa: S102 - our own generated source
     return numba.njit(**{**OPTIONS, "cache": False})(scope["driver"])

@@ -285,7 +285,9 @@ def system(fn: Callable[..., Any] | None = None, **options: Any) -> Any:
     name in step()/run() keywords, then world.resources, then the default.
 
     Cost: compiling happens once per world at add_system (or at the first step that knows
-    every value's type); a call costs ~2 us of dispatch per table (or slice) it runs over.
+    every value's type). A unit of several tables runs in one compiled call (driver.py: ~0.8 us
+    plus ~0.15 us per table; the driver compiles at its first run, cached on disk); a single
+    table or chunk, or a filtered system's table, costs ~2 us of dispatch per call.
     """
     if fn is None:
         return lambda f: System(f, **options)
