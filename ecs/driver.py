@@ -80,12 +80,7 @@ class Driver:
     def run(self, arena: np.ndarray, layout: UnitLayout, named: dict[str, object], frame: int,
             commands: Any, system_index: int) -> bool:
         """Run the unit; False (and nothing run) when the driver cannot be compiled."""
-        extra: list[object] = []
-        if self.takes_commands:
-            extra += [commands, system_index]
-        if self.takes_frame:
-            extra.append(frame)
-        extra += [named[name] for name in self.value_names]
+        extra = self._extra(named, frame, commands, system_index)
         compiled = self._compiled
         if compiled is None:
             compiled = self._compile(arena, layout, extra)
@@ -93,6 +88,21 @@ class Driver:
                 return False
         compiled(arena, layout.offsets, layout.bounds, self.progress, *extra)
         return True
+
+    def prepare(self, arena: np.ndarray, layout: UnitLayout, named: dict[str, object], commands: Any,
+                system_index: int) -> None:
+        """Compile the driver now (or load it from the disk cache: ~4 ms), running nothing."""
+        if self._compiled is None and self.usable:
+            self._compile(arena, layout, self._extra(named, 0, commands, system_index))
+
+    def _extra(self, named: dict[str, object], frame: int, commands: Any, system_index: int) -> list[object]:
+        extra: list[object] = []
+        if self.takes_commands:
+            extra += [commands, system_index]
+        if self.takes_frame:
+            extra.append(frame)
+        extra += [named[name] for name in self.value_names]
+        return extra
 
     def _compile(self, arena: np.ndarray, layout: UnitLayout, extra: list[object]) -> Any:
         """Compile (or load) the driver by a call over no task, so that a failure to compile is

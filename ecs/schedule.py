@@ -70,6 +70,7 @@ class Schedule:
         self._stages: list[list[int]] = []
         self._stages_key: tuple[object, ...] = ()
         self._claim_seed = os.environ.get(CLAIM_SEED_VARIABLE)   # read once: ~1 us per step
+        self._drivers_ready: Plan | None = None   # the plan whose drivers were compiled here
 
     def add(self, system: System) -> BoundSystem:
         if not isinstance(system, System):
@@ -220,6 +221,7 @@ class Schedule:
     def _run_on_pool(self, plan: Plan, values: list[SystemValues], frames: int, progress: Progress | None) -> None:
         if self.pool is None:
             self.pool = WorkerPool(self.store.arena, self.workers, self.step_timeout)
+        self._prepare_drivers(plan, values)
         run_here = None
         if self.step_timeout is None:     # the pool decides whether this process takes part
             def run_here(unit: Unit, frame: int) -> BaseException | None:
@@ -253,13 +255,27 @@ class Schedule:
         finally:  # a frame whose kernel raised still counts (as with workers): every=N keeps its cadence
             self.frame = frame + 1
 
-    def _run_unit_here(self, unit: Unit, frame: int, values: list[SystemValues]) -> None:
-        """Run one unit's tasks in this process; a kernel's exception raises KernelError."""
+    def _executor_here(self) -> Executor:
         executor = self._executor
         if executor is None:
             executor = self._executor = Executor(self.store.arena)
         if self.commands is not None and executor.commands is None:
             executor.commands = buffer_view(self.store.arena, self.commands.spec(self.commands.processes - 1))
+        return executor
+
+    def _prepare_drivers(self, plan: Plan, values: list[SystemValues]) -> None:
+        """Compile the drivers of a plan's units here before the workers meet them (once per plan)."""
+        if plan is self._drivers_ready:
+            return
+        executor = self._executor_here()
+        for stage in plan.units:
+            for unit in stage:
+                executor.prepare_unit(self.systems[unit[0].system].system, unit, values[unit[0].system])
+        self._drivers_ready = plan
+
+    def _run_unit_here(self, unit: Unit, frame: int, values: list[SystemValues]) -> None:
+        """Run one unit's tasks in this process; a kernel's exception raises KernelError."""
+        executor = self._executor_here()
         index = unit[0].system    # a unit's tasks are of one system
         bound = self.systems[index]
         executor.run_unit(bound.system, unit, values[index], self.stats_rows[index], bound.raise_kernel_error, frame)

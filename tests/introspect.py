@@ -136,3 +136,10 @@ def driver_files_in(monkeypatch: Any, directory: str) -> None:
     monkeypatch.setattr(driver, "_DRIVER_DIR", directory)
     for name in [name for name in sys.modules if name.startswith("ecs_driver_")]:
         monkeypatch.delitem(sys.modules, name)
+
+
+def driver_compiled_here(world: ecs.World, system: ecs.System) -> bool:
+    """Whether this process holds a compiled driver of `system` (ecs/driver.py)."""
+    executor = world._schedule._executor
+    driver = None if executor is None else executor._drivers.get(system)
+    return driver is not None and driver._compiled is not None

@@ -177,3 +177,14 @@ def test_a_kernel_without_a_source_file_is_driven_from_memory(monkeypatch: pytes
         result = observed(world, None)
     assert result["y"] == {e: e + 1.0 for e in ids}
     assert result["stats"]["from_memory"] == (1, 6, 210)
+
+
+def test_drivers_are_compiled_here_before_workers_meet_them() -> None:
+    # with a step_timeout this process runs no kernel: only the preparation can have compiled it
+    with ecs.World(workers=1, step_timeout=60.0) as world:
+        for k, tag in enumerate(TAGS[1:], start=1):
+            world.spawn_batch(10 * k, DrivenPos(x=0.0, y=0.0), DrivenVel(v=np.zeros((10 * k, 2))), tag())
+        world.add_system(mark_even)
+        world.step()
+        assert introspect.driver_compiled_here(world, mark_even)
+        assert world.stats()["mark_even"]["kernel_calls"] == 6
