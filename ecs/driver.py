@@ -35,28 +35,50 @@ from ecs.kernels._jit import CACHE_DIR, OPTIONS
 
 from .memory import ArraySpec
 from .plan import Task, Unit
-from .system import COMMANDS, ENTITY, FRAME, READ, VALUE, WRITE, System
+from .system import COMMANDS, ENTITY, FRAME, READ, ROWS, VALUE, WRITE, System
 
-DRIVER_FORMAT = 1           # bump when the generated source changes meaning
+DRIVER_FORMAT = 2           # bump when the generated source changes meaning
 _DRIVER_DIR = os.path.join(CACHE_DIR, "drivers")
 
 
 class UnitLayout:
     """What a driver call needs of one unit, computed once per unit: per task, the byte offset of
     every array the kernel receives and of every auto-mark word array (`offsets`), and its
-    (start, stop, table) (`bounds`); plus its task count and rows for stats()."""
+    (start, stop, table) (`bounds`); plus its task count and rows for stats(). A filtered
+    system's unit also has, per task, its bit matrix (byte offset, slots, words), its range of
+    `flushes` (source slot, range of `targets`) and its reader's slot (`filters`); `counts`
+    receives the rows each task was given (0: not called), `scratch` the rows of the task
+    being run (for its marks after an exception)."""
 
-    __slots__ = ("offsets", "bounds", "rows")
+    __slots__ = ("offsets", "bounds", "rows", "filters", "flushes", "targets", "counts", "scratch")
 
     def __init__(self, system: System, unit: Unit) -> None:
         self.offsets = np.array([_task_offsets(system, task) for task in unit], np.int64).reshape(len(unit), -1)
         self.bounds = np.array([(t.start, t.stop, t.table) for t in unit], np.int64).reshape(len(unit), 3)
         self.rows = int(sum(t.stop - t.start for t in unit))
+        filters: list[tuple[int, ...]] = []
+        flushes: list[tuple[int, int, int]] = []
+        targets: list[int] = []
+        for task in unit:
+            spec = task.filter
+            if spec is None:
+                continue
+            first = len(flushes)
+            for source, slots in spec.flushes:
+                flushes.append((source, len(targets), len(targets) + len(slots)))
+                targets.extend(slots)
+            filters.append((spec.matrix.offset, spec.matrix.shape[0], spec.matrix.shape[1], first, len(flushes),
+                            spec.reader_slot))
+        self.filters = np.array(filters, np.int64).reshape(-1, 6)
+        self.flushes = np.array(flushes, np.int64).reshape(-1, 3)
+        self.targets = np.array(targets, np.int64)
+        self.counts = np.zeros(len(unit), np.int64)
+        self.scratch = np.zeros(max((t.stop - t.start for t in unit), default=0), np.int64)
 
 
 def drivable(system: System, unit: Unit) -> bool:
-    """Whether a driver runs this unit: several tasks over table rows, no filter to flush."""
-    return len(unit) > 1 and unit[0].table >= 0 and not system.filtered
+    """Whether a driver runs this unit: several tasks over table rows."""
+    return len(unit) > 1 and unit[0].table >= 0
 
 
 class Driver:
@@ -73,6 +95,7 @@ class Driver:
         self.takes_commands = any(p.kind == COMMANDS for p in system.params)
         self.takes_frame = any(p.kind == FRAME for p in system.params)
         self.value_names = [p.name for p in system.params if p.kind == VALUE]
+        self.filtered = system.filtered
         self.progress = np.zeros(1, np.int64)
         self.usable = True
         self._compiled: Any = None
@@ -86,8 +109,13 @@ class Driver:
             compiled = self._compile(arena, layout, extra)
             if compiled is None:
                 return False
-        compiled(arena, layout.offsets, layout.bounds, self.progress, *extra)
+        compiled(arena, layout.offsets, layout.bounds, self.progress, *self._filter_args(layout), *extra)
         return True
+
+    def _filter_args(self, layout: UnitLayout) -> tuple[np.ndarray, ...]:
+        if not self.filtered:
+            return ()
+        return layout.filters, layout.flushes, layout.targets, layout.counts, layout.scratch
 
     def prepare(self, arena: np.ndarray, layout: UnitLayout, named: dict[str, object], commands: Any,
                 system_index: int) -> None:
@@ -109,7 +137,7 @@ class Driver:
         told apart from a kernel's exception."""
         try:
             compiled = _compile(self.system, self.source, self.globals)
-            compiled(arena, layout.offsets[:0], layout.bounds[:0], self.progress, *extra)
+            compiled(arena, layout.offsets[:0], layout.bounds[:0], self.progress, *self._filter_args(layout), *extra)
         except (numba.core.errors.NumbaError, OSError, SyntaxError):
             self.usable = False
             return None
@@ -137,56 +165,78 @@ def _row_offset(spec: ArraySpec, row: int) -> int:
     return spec.offset + row * np.dtype(spec.dtype).itemsize * int(np.prod(spec.shape[1:], dtype=np.int64))
 
 
-def _source(system: System) -> tuple[str, dict[str, object]]:
-    """The driver's source and the globals it names (view types, field scalar types)."""
-    named: dict[str, object] = {}
-    lines: list[str] = []
-    args: list[str] = []
-    column = 0
+_FILTER_LINES = """\
+f = filters[t]
+matrix = arena[f[0]:f[0] + f[1] * f[2] * 8].view(np.uint64).reshape((f[1], f[2]))
+first_word = start >> 6
+stop_word = (start + n + 63) >> 6
+for k in range(f[3], f[4]):
+    flush_marks_words(matrix, flushes[k, 0], targets[flushes[k, 1]:flushes[k, 2]], first_word, stop_word)
+rows = take_rows(matrix[f[5]], start, start + n)
+counts[t] = rows.shape[0]
+if rows.shape[0] == 0:
+    continue
+scratch[:rows.shape[0]] = rows""".splitlines()
 
-    def array(dtype: np.dtype) -> str:
-        nonlocal column
-        scalar = f"T{len(named)}"
-        named[scalar] = dtype.base.type
+
+class _Columns:
+    """Source text of the arrays a task's kernel receives, in `offsets` column order."""
+
+    def __init__(self) -> None:
+        self.named: dict[str, object] = {}
+        self.column = 0
+
+    def array(self, dtype: np.dtype) -> str:
+        scalar = f"T{len(self.named)}"
+        self.named[scalar] = dtype.base.type
         width = dtype.base.itemsize * int(np.prod(dtype.shape, dtype=np.int64))
-        text = f"arena[o[{column}]:o[{column}] + n * {width}].view({scalar})"
+        text = f"arena[o[{self.column}]:o[{self.column}] + n * {width}].view({scalar})"
         if dtype.shape:
             text += f".reshape((n, {', '.join(str(s) for s in dtype.shape)}))"
-        column += 1
+        self.column += 1
         return text
 
-    def words() -> str:
-        nonlocal column
-        text = f"arena[o[{column}]:o[{column}] + ((n + 63) >> 6) * 8].view(np.uint64)"
-        column += 1
+    def words(self) -> str:
+        text = f"arena[o[{self.column}]:o[{self.column}] + ((n + 63) >> 6) * 8].view(np.uint64)"
+        self.column += 1
         return text
 
+
+def _source(system: System) -> tuple[str, dict[str, object]]:
+    """The driver's source and the globals it names (view types, field scalar types)."""
+    columns = _Columns()
+    lines: list[str] = list(_FILTER_LINES) if system.filtered else []
     for k, p in enumerate(system.params):
         if p.kind in (READ, WRITE):
             view = f"V{k}"
-            named[view] = p.info.view_type if p.kind == READ else p.info.mut_view_type  # type: ignore[union-attr]
-            fields = [array(dtype) for dtype in p.info.fields.values()]  # type: ignore[union-attr]
+            columns.named[view] = p.info.view_type if p.kind == READ else p.info.mut_view_type  # type: ignore[union-attr]
+            fields = [columns.array(dtype) for dtype in p.info.fields.values()]  # type: ignore[union-attr]
             if p.kind == WRITE:
-                fields.append(words())
+                fields.append(columns.words())
             lines.append(f"a{k} = {view}({', '.join(fields)})")
         elif p.kind == ENTITY:
-            named["T_ids"] = np.int64
-            lines.append(f"a{k} = arena[o[{column}]:o[{column}] + n * 8].view(T_ids)")
-            column += 1
+            columns.named["T_ids"] = np.int64
+            lines.append(f"a{k} = arena[o[{columns.column}]:o[{columns.column}] + n * 8].view(T_ids)")
+            columns.column += 1
+        elif p.kind == ROWS:
+            lines.append(f"a{k} = rows")
         elif p.kind == COMMANDS:
             lines.append(f"a{k} = CommandBuffer(cmd.records, cmd.values, cmd.count, start, system, bounds[t, 2])")
-    params = []
+    params = ["filters", "flushes", "targets", "counts", "scratch"] if system.filtered else []
     if any(p.kind == COMMANDS for p in system.params):
         params += ["cmd", "system"]
     if any(p.kind == FRAME for p in system.params):
         params.append("frame")
+    args = []
     for k, p in enumerate(system.params):
         if p.kind == VALUE:
             params.append(f"v{k}")
         args.append({FRAME: "frame", VALUE: f"v{k}"}.get(p.kind, f"a{k}"))
+    lines.append(f"kernel({', '.join(args)})")
     marks = sum(1 for p in system.params if p.kind == WRITE) if system.mark == "auto" else 0
-    mark_lines = [f"fill_range({words()}, 0, n)" for _ in range(marks)]
-    body = "\n".join(f"        {line}" for line in [*lines, f"kernel({', '.join(args)})", *mark_lines])
+    mark = "mark_rows({}, rows)" if system.filtered else "fill_range({}, 0, n)"
+    lines += [mark.format(columns.words()) for _ in range(marks)]
+    body = "\n".join(f"        {line}" for line in lines)
     source = (f"# generated by ecs.driver for system {system.name!r} ({system.py_func.__qualname__})\n"
               f"def driver(arena, offsets, bounds, progress{''.join(', ' + p for p in params)}):\n"
               f"    for t in range(bounds.shape[0]):\n"
@@ -196,15 +246,16 @@ def _source(system: System) -> tuple[str, dict[str, object]]:
               f"        progress[0] = t\n"
               f"{body}\n"
               f"    progress[0] = bounds.shape[0]\n")
-    return source, named
+    return source, columns.named
 
 
 def _compile(system: System, source: str, named: dict[str, object]) -> Any:
     """The njit driver: imported from a source file under the cache directory (so numba caches
     it) when the kernel has a source file of its own, else compiled from memory."""
-    from ecs.kernels.bits import fill_range
+    from ecs.kernels.bits import fill_range, flush_marks_words, mark_rows, take_rows
     from ecs.kernels.commands import CommandBuffer
-    fixed = {"np": np, "fill_range": fill_range, "CommandBuffer": CommandBuffer, "kernel": system.kernel, **named}
+    fixed = {"np": np, "fill_range": fill_range, "flush_marks_words": flush_marks_words, "mark_rows": mark_rows,
+             "take_rows": take_rows, "CommandBuffer": CommandBuffer, "kernel": system.kernel, **named}
     stamp = _kernel_stamp(system)
     if stamp is not None:
         module = _module_from_file(source, stamp, fixed)

@@ -120,19 +120,31 @@ class Executor:
         except Exception as exc:  # noqa: BLE001 - the kernel's own exception, reported as KernelError
             failed = int(driver.progress[0])      # tasks before it ran and were marked
             task = unit[failed]
-            for spec in task.marks:
-                bits.fill_range(self.view(spec)[task.start >> 6:], 0, task.stop - task.start)
-            stats[0] += failed + 1
-            stats[1] += sum(t.stop - t.start for t in unit[:failed + 1])
-            stats[2] += time.perf_counter() - started
+            for spec in task.marks:              # the failing call's rows are marked too
+                words = self.view(spec)[task.start >> 6:]
+                if driver.filtered:
+                    bits.mark_rows(words, layout.scratch[:layout.counts[failed]])
+                else:
+                    bits.fill_range(words, 0, task.stop - task.start)
+            self._count(driver, layout, unit, failed + 1, stats, started)
             on_error(exc)
             return False
         if not ran:    # numba could not compile the driver: the Python path runs every task
             return self.run_unit(driver.system, unit, values, stats, on_error, frame)
-        stats[0] += len(unit)
-        stats[1] += layout.rows
-        stats[2] += time.perf_counter() - started
+        self._count(driver, layout, unit, len(unit), stats, started)
         return True
+
+    @staticmethod
+    def _count(driver: Driver, layout: UnitLayout, unit: Unit, tasks: int, stats: np.ndarray, started: float) -> None:
+        """stats() of the unit's first `tasks` tasks: kernel calls, rows given, seconds."""
+        if driver.filtered:    # a task whose filter selected no row made no call
+            given = layout.counts[:tasks]
+            stats[0] += np.count_nonzero(given)
+            stats[1] += given.sum()
+        else:
+            stats[0] += tasks
+            stats[1] += layout.rows if tasks == len(unit) else sum(t.stop - t.start for t in unit[:tasks])
+        stats[2] += time.perf_counter() - started
 
     def run_task(self, system: System, task: Task, values: SystemValues, stats: np.ndarray,
                  on_error: Callable[[BaseException], None], frame: int = 0) -> bool:

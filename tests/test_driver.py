@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import ecs
-from ecs import Entity, Frame, KernelError, Mut, component, f64, i64, system
+from ecs import Entity, Frame, KernelError, Mut, Rows, component, f64, i64, system
 from tests import introspect
 
 
@@ -60,6 +60,28 @@ def fail_at(pos: Mut[DrivenPos], ids: Entity, bad: int):
         pos.x[i] = 7.0
 
 
+@system(mark="manual", with_=[TAGS[3]])
+def kick(vel: Mut[DrivenVel], ids: Entity):
+    for i in range(ids.shape[0]):
+        if ids[i] % 3 == 0:
+            vel.v[i, 0] += 1.0
+            ecs.mark_changed(vel.changed, i)
+
+
+@system(changed=[DrivenVel])
+def react(rows: Rows, vel: DrivenVel, pos: Mut[DrivenPos], ids: Entity):
+    for r in rows:
+        pos.y[r] = vel.v[r, 0] + ids[r]
+
+
+@system(changed=[DrivenVel])
+def react_or_fail(rows: Rows, pos: Mut[DrivenPos], ids: Entity, bad: int):
+    for r in rows:
+        if ids[r] == bad:
+            raise ValueError("this entity is bad")
+        pos.x[r] = 7.0
+
+
 @system
 def count_big(pos: DrivenPos, ids: Entity, cmd: ecs.Commands):
     for i in range(ids.shape[0]):
@@ -106,8 +128,8 @@ def scenario(*systems: ecs.System, frames: int = 3, **params: object) -> dict[st
         return observed(world, changed)
 
 
-@pytest.mark.parametrize("systems", [(integrate,), (integrate, mark_even), (integrate, count_big)],
-                         ids=["auto marks", "manual marks", "commands"])
+@pytest.mark.parametrize("systems", [(integrate,), (integrate, mark_even), (integrate, count_big), (kick, react)],
+                         ids=["auto marks", "manual marks", "commands", "changed= filter"])
 def test_a_driven_unit_computes_what_one_call_per_table_computes(systems: tuple,
                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     driven = scenario(*systems, dt=0.1)
@@ -116,6 +138,29 @@ def test_a_driven_unit_computes_what_one_call_per_table_computes(systems: tuple,
     if systems == (integrate,):
         assert driven["stats"]["integrate"] == (3, 3 * 6, 3 * 210)   # six non-empty tables a frame
         assert len(driven["changed"]) == 210
+    if systems == (kick, react):    # every row in the first frame (added), then the kicked third of one table
+        calls, kernel_calls, rows = driven["stats"]["react"]
+        assert (calls, kernel_calls) == (3, 6 + 2 * 1) and 210 < rows < 210 + 2 * 30
+
+
+def test_a_kernel_error_in_a_driven_filtered_unit_marks_the_rows_it_was_given(monkeypatch: pytest.MonkeyPatch) -> None:
+    def run() -> tuple[int, dict[str, object]]:
+        world, ids = build()
+        with world:
+            world.add_system(kick)
+            world.add_system(react_or_fail)
+            changed = world.query(DrivenPos, changed=[DrivenPos])
+            world.step(bad=-1)
+            list(changed)
+            bad = next(e for e in ids[30:60] if e % 3 == 0)      # a kicked row of DrivenTag3's table
+            with pytest.raises(KernelError, match="react_or_fail"):
+                world.step(bad=bad)
+            return bad, observed(world, changed)
+    bad, driven = run()
+    introspect.without_drivers(monkeypatch)
+    assert run() == (bad, driven)
+    assert driven["changed"] and all(e % 3 == 0 for e in driven["changed"])   # only rows it was given
+    assert bad in driven["changed"]                                          # the failing table's too
 
 
 def test_commands_from_a_driven_unit_name_their_own_table_and_row(monkeypatch: pytest.MonkeyPatch) -> None:
