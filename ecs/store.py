@@ -77,8 +77,8 @@ class AccessPath(NamedTuple):
 class Store:
     """The arena, entity index, tables and change tracker of one world; see the module docstring."""
 
-    def __init__(self, max_rows: int, max_entities: int) -> None:
-        self.arena = Arena()
+    def __init__(self, max_rows: int, max_entities: int, shared: bool = True) -> None:
+        self.arena = Arena(shared=shared)   # shared: worker processes will map it (memory.py)
         try:
             self.entities = EntityIndex(self.arena, max_entities)
             self.archetypes = Archetypes(self.arena, max_rows)

@@ -68,7 +68,7 @@ class World:
         for name, value in (("max_rows", max_rows), ("max_entities", max_entities)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 64:
                 raise InvalidArgumentError(f"World({name}={value!r}): expected an int >= 64")
-        self._store = Store(max_rows, max_entities)
+        self._store = Store(max_rows, max_entities, shared=self.workers > 0)
         self.resources = Resources(self._store.arena)
         self._schedule = Schedule(self._store, self.resources, self.workers, step_timeout)
         self._running = threading.Lock()   # held while frames run

@@ -143,3 +143,35 @@ def driver_compiled_here(world: ecs.World, system: ecs.System) -> bool:
     executor = world._schedule._executor
     driver = None if executor is None else executor._drivers.get(system)
     return driver is not None and driver._compiled is not None
+
+
+def refuse_private_arenas(monkeypatch: Any) -> None:
+    """Make private arenas fail to map, as under strict overcommit (memory.py then maps a memfd)."""
+    from ecs import memory
+    monkeypatch.setattr(memory, "_map_private", lambda size: None)
+
+
+def arena_mappings(pid: int | str = "self") -> int:
+    """Arenas (memory.py) mapped in a process, as the kernel lists them in /proc/PID/maps.
+
+    A world with workers maps its memfd (named "ecs-world"; one line, or one per mapping). A world
+    without workers maps private memory: one run of anonymous read-write lines of 4 GiB or more
+    (huge-page advice splits it into several) that ends at the arena's one-page PROT_NONE guard."""
+    from ecs.memory import ARENA_BYTES_MIN, PAGE
+    count, run_bytes, run_end = 0, 0, -1
+    with open(f"/proc/{pid}/maps") as maps:
+        for line in maps:
+            fields = line.split()
+            start, end = (int(x, 16) for x in fields[0].split("-"))
+            if "memfd:ecs-world" in line:
+                count += 1
+            anonymous = len(fields) < 6
+            if anonymous and fields[1] == "---p" and end - start == PAGE and start == run_end \
+                    and run_bytes >= ARENA_BYTES_MIN:
+                count += 1
+            if anonymous and fields[1] == "rw-p":
+                run_bytes = run_bytes + end - start if start == run_end else end - start
+                run_end = end
+            else:
+                run_bytes, run_end = 0, -1
+    return count

@@ -45,14 +45,14 @@ def test_a_world_dropped_without_close_releases_its_memory_and_warns() -> None:
     with ecs.World() as warm:      # whatever the first world opens for good (caches) is open now
         warm.spawn_batch(10, Position(x=0.0, y=0.0))
     gc.collect()
-    before = open_fds()
+    before = (open_fds(), introspect.arena_mappings())
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         world = ecs.World()
         world.spawn_batch(100_000, Position(x=0.0, y=0.0))
-        assert open_fds() > before           # the arena's memfd and the mapping's own copy
+        assert introspect.arena_mappings() == before[1] + 1
         del world
-    assert open_fds() == before
+    assert (open_fds(), introspect.arena_mappings()) == before
     assert any(issubclass(w.category, ResourceWarning) and "was never closed" in str(w.message) for w in caught)
 
 
@@ -81,11 +81,13 @@ def test_a_dropped_world_with_workers_stops_its_workers() -> None:
     assert not [pid for pid in pids if os.path.exists(f"/proc/{pid}")]
 
 
-def test_a_failed_constructor_leaks_no_descriptor() -> None:
-    before = open_fds()
+@pytest.mark.parametrize("workers", [0, 2])
+def test_a_failed_constructor_leaks_no_descriptor_or_mapping(workers: int) -> None:
+    before = (open_fds(), introspect.arena_mappings())
     with pytest.raises(ecs.CapacityError, match="address space is exhausted"):
-        ecs.World(max_entities=2 ** 45)
-    assert open_fds() == before
+        ecs.World(workers, max_entities=2 ** 45)
+    gc.collect()
+    assert (open_fds(), introspect.arena_mappings()) == before
 
 
 def test_thirty_worlds_coexist_and_each_can_create_tables() -> None:

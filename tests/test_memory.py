@@ -1,8 +1,9 @@
-"""Leak proof for ecs/memory.py's design: one memfd arena per world, nothing named anywhere.
+"""Leak proof for ecs/memory.py's design: one arena per world (a memfd where workers map it, else
+private memory), nothing named anywhere.
 
 Nothing may appear in /dev/shm, whatever happens to the world: close(), an exception inside
 `with`, interpreter exit without close(), SIGKILL of the process (or of its process group,
-workers included). close() gives back the descriptor at once and the mapping as soon as no
+workers included). close() gives back the descriptor (if any) at once and the mapping as soon as no
 view is held; views held by user code stay readable after close(). Table columns are
 fixed-address reservations: a view taken early stays valid while the table grows to millions
 of rows.
@@ -47,9 +48,7 @@ def collect_earlier_garbage():
 
 
 def arena_mappings(pid: int | str = "self") -> int:
-    """Mappings of an ecs arena in a process (the memfd is named 'ecs-world')."""
-    with open(f"/proc/{pid}/maps") as maps:
-        return sum("memfd:ecs-world" in line for line in maps)
+    return introspect.arena_mappings(pid)
 
 
 def use_world(world: ecs.World) -> None:
@@ -83,17 +82,20 @@ def warm_imports():
 
 
 # ---------------------------------------------------------------- this process
-def test_worlds_leave_nothing_in_dev_shm_and_give_back_their_descriptor(shm_before) -> None:
-    fds = open_fds()
+@pytest.mark.parametrize("workers", [0, 2])
+def test_worlds_leave_nothing_in_dev_shm_and_give_back_their_memory(shm_before, workers) -> None:
+    fds, mappings = open_fds(), arena_mappings()
     for _ in range(3):
-        world = ecs.World()
-        assert open_fds() > fds             # the memfd (and the mapping's own duplicate of it)
+        world = ecs.World(workers=workers)
+        assert arena_mappings() == mappings + 1
+        if workers:
+            assert open_fds() > fds         # the memfd workers map (and the mapping's own duplicate)
         use_world(world)
         assert shm_entries() == shm_before   # memfd segments have no name
         world.close()
-        assert open_fds() == fds
+        assert (open_fds(), arena_mappings()) == (fds, mappings)
     world.close()                            # idempotent
-    assert open_fds() == fds
+    assert (open_fds(), arena_mappings()) == (fds, mappings)
 
 
 def test_an_exception_inside_with_leaves_nothing_behind(shm_before) -> None:
@@ -141,6 +143,60 @@ def test_many_closed_worlds_do_not_exhaust_the_address_space() -> None:
         world.close()
         kept.append(world)
     assert len(set(sizes)) == 1
+
+
+def memfd_mappings() -> int:
+    with open("/proc/self/maps") as maps:
+        return sum("memfd:ecs-world" in line for line in maps)
+
+
+def anon_huge_bytes() -> int:
+    with open("/proc/self/smaps_rollup") as rollup:
+        fields = dict(line.split(":", 1) for line in rollup if ":" in line and not line[0].isdigit())
+    return int(fields["AnonHugePages"].split()[0]) << 10
+
+
+def resident_bytes() -> int:
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def test_only_a_world_with_workers_maps_a_memfd() -> None:
+    arenas, memfds = arena_mappings(), memfd_mappings()
+    with ecs.World() as alone, ecs.World(workers=2) as shared:
+        use_world(alone)
+        use_world(shared)
+        assert (arena_mappings(), memfd_mappings()) == (arenas + 2, memfds + 1)
+        assert introspect.arena(alone).shared is False and introspect.arena(shared).shared is True
+    assert (arena_mappings(), memfd_mappings()) == (arenas, memfds)
+
+
+THP = pathlib.Path("/sys/kernel/mm/transparent_hugepage/enabled")
+
+
+@pytest.mark.skipif(not THP.exists() or "[never]" in THP.read_text(), reason="no transparent huge pages here")
+def test_large_columns_of_a_world_without_workers_get_huge_pages_and_small_ones_do_not() -> None:
+    gc.collect()
+    before_huge, before_resident = anon_huge_bytes(), resident_bytes()
+    with ecs.World() as world:
+        tags = [ecs.component(type(f"Small{i}", (), {"__annotations__": {"v": ecs.f32}})) for i in range(26)]
+        for tag in tags:
+            world.spawn_batch(20, Position(x=0, y=0), tag(v=0.0))
+        grown = resident_bytes() - before_resident
+        assert grown < 8 << 20, grown        # 26 tables of 4 KiB pages, not 2 MiB pages each
+        world.spawn_batch(1_000_000, Velocity(x=1, y=2))   # two 4 MB columns
+        assert anon_huge_bytes() - before_huge >= 4 << 20
+        assert world.query(Velocity).count() == 1_000_000
+
+
+def test_a_world_without_workers_falls_back_to_a_memfd_where_private_memory_is_refused(monkeypatch) -> None:
+    introspect.refuse_private_arenas(monkeypatch)
+    memfds = memfd_mappings()
+    with ecs.World() as world:
+        use_world(world)
+        assert memfd_mappings() == memfds + 1
+        assert world.query(Position).count() > 0
+    assert memfd_mappings() == memfds
 
 
 # ---------------------------------------------------------------- other processes

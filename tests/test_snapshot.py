@@ -516,7 +516,7 @@ CORRUPTIONS: dict[str, tuple[Callable[[Parsed], bytes], str]] = {
 
 def shm_entries() -> set[str]:
     """/dev/shm entries other than multiprocessing's named semaphores (sem.mp-*): the library
-    makes none (its memory is a memfd), and other processes on the machine come and go."""
+    makes none (its memory is a memfd or private), and other processes on the machine come and go."""
     names = set(os.listdir("/dev/shm")) if os.path.isdir("/dev/shm") else set()
     return {name for name in names if not name.startswith("sem.mp-")}
 
@@ -524,9 +524,7 @@ def shm_entries() -> set[str]:
 def resources_in_use() -> tuple[int, int, set[str]]:
     """Arena mappings, open descriptors and /dev/shm entries of this process."""
     gc.collect()
-    with open("/proc/self/maps") as maps:
-        mappings = sum("memfd:ecs-world" in line for line in maps)
-    return mappings, len(os.listdir("/proc/self/fd")), shm_entries()
+    return introspect.arena_mappings(), len(os.listdir("/proc/self/fd")), shm_entries()
 
 
 @pytest.fixture(scope="module")

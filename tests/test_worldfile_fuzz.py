@@ -329,9 +329,8 @@ def resident() -> tuple[int, int]:
 
 
 def in_use() -> tuple[int, int]:
-    with open("/proc/self/maps") as maps:
-        mappings = sum("memfd:ecs-world" in line for line in maps)
-    return len(os.listdir("/proc/self/fd")), mappings
+    from tests import introspect
+    return len(os.listdir("/proc/self/fd")), introspect.arena_mappings()
 
 
 def run_cases(seed: int, cases: int, folder: pathlib.Path) -> dict:
