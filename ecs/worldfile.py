@@ -405,9 +405,12 @@ class _Reader:
     """Reads payload arrays straight into their destinations (columns in the arena), handing
     each to the checksum threads as soon as it is in; `verify()` raises on the first mismatch.
 
-    preadv into committed pages (fallocate + MADV_POPULATE_WRITE, memory.py) is as fast as the
-    alternatives that skip the zeroing: per 24 MiB 15.0 ms, against 15.0 for pwrite of the file's
-    mapping into the memfd then populate, 15.8 for sendfile (copy_file_range: EXDEV)."""
+    A world without workers reads into private memory whose huge pages fault in as preadv writes
+    them (memory.py): 1M entities (24 MB file, 36 MB world) load in ~8 ms, 1.3x reading the file
+    into a fresh private arena and checking its CRC-32. Into a memfd (a world with workers),
+    preadv into committed pages (fallocate + MADV_POPULATE_WRITE) is as fast as the alternatives
+    that skip the zeroing: per 24 MiB 15.0 ms, against 15.0 for pwrite of the file's mapping into
+    the memfd then populate, 15.8 for sendfile (copy_file_range: EXDEV)."""
 
     def __init__(self, fd: int, path: str, start: int, checksums: _Checksums) -> None:
         self.fd, self.path, self.start, self.checksums = fd, path, start, checksums

@@ -2,8 +2,10 @@
 
 Target (issue 2): at most 16 MB of field data + 24 bytes per entity of overhead.
 Measured in a fresh child process per sample, so nothing else this run allocated is counted:
-- shared: the world's committed arena memory (`Arena.committed_bytes()`: the memfd's st_blocks,
-  i.e. every fallocated or touched page, whether or not this process mapped it);
+- shared: the world's arena memory (`Arena.committed_bytes()`). A world with workers: the memfd's
+  st_blocks, every fallocated or touched page, whether or not this process mapped it. A world
+  without workers (this one) keeps its arena in private memory: the resident bytes of its mapping,
+  which RssAnon counts too and which are subtracted from "private";
 - private: growth of this process's anonymous resident memory (RssAnon) over the spawn_batch, with
   the numba kernels already loaded (a 1,000-entity warm-up world, closed, before the first reading).
   The id array spawn_batch returns is the caller's (8 B per entity) and is dropped before the
@@ -66,10 +68,11 @@ def _child(kind: str) -> dict[str, int]:
         anon0 = _rss_anon()
         world = ecs.World()
         ids = world.spawn_batch(N, *values)
-        shared = introspect.arena(world).committed_bytes()
+        arena = introspect.arena(world)
+        shared = arena.committed_bytes()
         del ids
         gc.collect()
-        private = _rss_anon() - anon0
+        private = _rss_anon() - anon0 - (0 if arena.shared else shared)
         world.close()
         return {"n": N, "shared": shared, "private": private}
     if kind == "shm":
