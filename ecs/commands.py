@@ -110,6 +110,8 @@ class CommandBuffers:
         self.counts[:] = 0
         if not parts:
             return np.empty((0, RECORD_WORDS), np.int64), np.empty(0, np.int64)
+        if len(parts) == 1:       # one process issued them all (workers=0, or one unit): no second copy
+            return parts[0], owners[0]
         return np.concatenate(parts), np.concatenate(owners)
 
 
@@ -261,17 +263,12 @@ class _RecordBatch:
         positions.sort()
         ids = real(self.resolved(positions))
         keys = self.records[positions, KEY]
-        sorted_ids = np.sort(ids)
-        if (sorted_ids[1:] != sorted_ids[:-1]).all():    # one change per entity, the common case: keep all
-            adding = self.kind[positions] == ADD
-            several = np.zeros(ids.shape[0], np.bool_)
-        else:
-            pair = np.stack([ids, keys], axis=1)
-            _, last_reversed = np.unique(pair[::-1], axis=0, return_index=True)
-            final = np.sort(positions.shape[0] - 1 - last_reversed)
-            ids, keys, adding = ids[final], keys[final], self.kind[positions[final]] == ADD
-            seen, counts = np.unique(ids, return_counts=True)
-            several = np.isin(ids, seen[counts > 1])
+        adding = self.kind[positions] == ADD
+        final = np.zeros(ids.shape[0], np.bool_)
+        several = np.zeros(ids.shape[0], np.bool_)
+        # stable: an entity's records stay in position order (timsort: ids come in sorted runs)
+        if records_kernels.final_changes(ids, keys, np.argsort(ids, kind="stable"), final, several):
+            ids, keys, adding, several = ids[final], keys[final], adding[final], several[final]
         for key in distinct(keys[~several]):
             info = INFO_BY_KEY[int(key)]
             for add in (True, False):

@@ -87,11 +87,8 @@ class EntityIndex:
 
     def alive_mask(self, ids: np.ndarray) -> np.ndarray:
         """One bool per id of an int64 array: is it alive."""
-        index = ids & INDEX_MASK
-        ok = (ids > 0) & (index < self.high_water)
-        safe = np.where(ok, index, 0)
-        ok &= self.table_of[safe] >= 0
-        ok &= self.generation[safe].astype(np.int64) == (ids >> INDEX_BITS)
+        ok = np.empty(ids.shape[0], np.bool_)
+        rows.alive_mask(ids, self.high_water, self.generation, self.table_of, ok)
         return ok
 
     def locate_batch(self, ids: np.ndarray) -> np.ndarray:

@@ -108,3 +108,13 @@ def index_free(free, free_generation, high, retired, generation, table_of):
             return k
         generation[index] = free_generation[k]
     return -1
+
+
+@jit
+def alive_mask(ids, high, generation, table_of, out):
+    """out[k] = whether ids[k] names a live entity: index below `high`, placed in a table, and
+    the generation in its upper 32 bits current (ids <= 0 are never alive)."""
+    for k in range(ids.shape[0]):
+        entity = ids[k]
+        index = entity & 0xFFFFFFFF
+        out[k] = entity > 0 and index < high and table_of[index] >= 0 and generation[index] == (entity >> 32)

@@ -321,3 +321,22 @@ def command_records(records: np.ndarray, count: int, base: int, system: int, tab
     placeholders = np.zeros(issued, np.int64)
     placeholders[:fit] = np.where(kinds == SPAWN, -(serials + 1), 0)
     return records, count + fit, placeholders, fit < issued
+
+
+def final_changes(ids: np.ndarray, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(final, several) per change record in position order: final where no later record has the same
+    (entity, key); several where a final record's entity has more than one final record."""
+    final = np.array([not any(ids[b] == ids[a] and keys[b] == keys[a] for b in range(a + 1, len(ids)))
+                      for a in range(len(ids))], np.bool_)
+    finals_per_id = {int(e): int(np.sum(final & (ids == e))) for e in np.unique(ids)}
+    several = np.array([bool(final[a]) and finals_per_id[int(ids[a])] > 1 for a in range(len(ids))], np.bool_)
+    return final, several
+
+
+def alive_mask(ids: np.ndarray, high: int, generation: np.ndarray, table_of: np.ndarray) -> np.ndarray:
+    index = ids & 0xFFFFFFFF
+    ok = (ids > 0) & (index < high)
+    safe = np.where(ok, index, 0)
+    ok &= table_of[safe] >= 0
+    ok &= generation[safe].astype(np.int64) == (ids >> 32)
+    return ok

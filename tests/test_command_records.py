@@ -170,3 +170,20 @@ def test_record_words_and_kinds_are_distinct() -> None:
     assert sorted(words) == list(range(RECORD_WORDS))
     kinds = {DESPAWN, ADD, REMOVE, SPAWN, SET}
     assert len(kinds) == 5 and 0 not in kinds     # a zeroed record is "corrupt" to apply_records
+
+
+# ---------------------------------------------------------------- which change records decide
+@pytest.mark.parametrize("n", [0, 1, 63, 64, 65, 600])
+@pytest.mark.parametrize("shape", ["distinct", "pairs", "few entities", "one entity"])
+def test_final_changes_matches_its_twin(n: int, shape: str) -> None:
+    rng = np.random.default_rng(n)
+    entities = {"distinct": max(n, 1), "pairs": max(n // 2, 1), "few entities": 3, "one entity": 1}[shape]
+    ids = rng.permutation(n) if shape == "distinct" else rng.integers(0, entities, n)
+    ids = (ids.astype(np.int64) << 32) | 7          # ids as the index makes them: generation bits too
+    keys = rng.integers(0, 5, n).astype(np.int64)   # "one entity" with 600 records: runs longer than 16
+    final, several = np.zeros(n, np.bool_), np.zeros(n, np.bool_)
+    repeats = commands.final_changes(ids, keys, np.argsort(ids, kind="stable"), final, several)
+    want_final, want_several = reference.final_changes(ids, keys)
+    assert repeats == (np.unique(ids).shape[0] < n)
+    np.testing.assert_array_equal(final, want_final)
+    np.testing.assert_array_equal(several, want_several)

@@ -139,3 +139,18 @@ def test_index_free_stops_at_the_first_slot_that_cannot_be_free(bad: str) -> Non
     got = generation.copy()
     assert rows.index_free(free, free_generation, slots, RETIRED, got, table_of) == want[0] == 30
     np.testing.assert_array_equal(got, want[1])
+
+
+@pytest.mark.parametrize("count", SIZES)
+def test_alive_mask_accepts_exactly_placed_ids_of_the_current_generation(count: int) -> None:
+    rng = np.random.default_rng(22)
+    slots = count + 10
+    generation, table_of, _, _ = slot_arrays(rng, slots, 1)
+    index = rng.integers(0, slots + 5, count)                       # some past the high water mark
+    current = generation[np.minimum(index, slots - 1)].astype(np.int64)
+    gen = np.where(rng.random(count) < 0.8, current, current + 1)   # some of a stale generation
+    ids = gen << 32 | index
+    ids[rng.random(count) < 0.05] *= -1                             # placeholders and the like
+    got = np.empty(count, np.bool_)
+    rows.alive_mask(ids, slots - 3, generation, table_of, got)
+    np.testing.assert_array_equal(got, reference.alive_mask(ids, slots - 3, generation, table_of))
