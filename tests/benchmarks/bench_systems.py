@@ -5,7 +5,7 @@ compiled with the same options):
 1. move (pos += vel * dt, two f32 fields each) over 1,000,000 entities through `world.step`
    (mark="auto": every row is marked changed after the call) against the same loop over
    (a) private numpy copies of the four columns, target <= 1.10x, and (b) the world's own
-   shared columns, same target. Timed in alternation (paired.bench_paired).
+   columns (a world without workers: private memory, huge pages; ecs/memory.py), same target. Timed in alternation (paired.bench_paired).
 2. Fixed cost of one system in `step`: the same at 10,000 entities, step time minus the bare
    loop's time on the same columns; target < 15 us.
 3. A changed= system (sum_changed: sums Position.x over its rows) after `set_batch` wrote
@@ -130,18 +130,19 @@ def move_rows(notes: list[str]) -> list[Row]:
     notes.append(
         f"move @1M: {_percent(thp_private)} of the private columns' pages lie in transparent huge pages, "
         f"{_percent(thp_4k)} of the MADV_NOHUGEPAGE private columns', {_percent(thp_shared)} of the world's "
-        f"shared columns'. Shared memory (the world's memfd) cannot use THP on this machine "
-        f"(/sys/kernel/mm/transparent_hugepage/shmem_enabled: {_shmem_thp()}), so every 4 KiB of a column "
-        f"costs a TLB entry; the private columns are slices of one 16 MB numpy array (numpy advises THP "
+        f"columns'. A world without workers (this one) keeps its columns in private memory with huge pages on "
+        f"the 2 MiB blocks they fill; a world with workers keeps them in a memfd, which cannot use THP on this "
+        f"machine (/sys/kernel/mm/transparent_hugepage/shmem_enabled: {_shmem_thp()}): a TLB entry per 4 KiB, "
+        f"as in the 4 KiB row. The private columns are slices of one 16 MB numpy array (numpy advises THP "
         f"from 4 MiB: separate 1M f32 arrays of 4.0 MB would get none). The bare loop took "
         f"{bare_4k.median / bare_private.median:.2f}x as long on private 4 KiB pages and "
         f"{bare_shared.median / bare_private.median:.2f}x on the world's columns as on private huge pages. "
-        f"Step vs the shared columns is what a system adds to the same loop on the same memory: argument "
+        f"Step vs the world's columns is what a system adds to the same loop on the same memory: argument "
         f"building, numba dispatch, the 1M-bit mark fill (mark=auto) and the frame loop.")
     rows = []
     for label, base, target in (("bare loop, private numpy columns", bare_private, True),
                                 ("bare loop, private columns on 4 KiB pages (no THP)", bare_4k, False),
-                                ("bare loop, the world's shared columns", bare_shared, True)):
+                                ("bare loop, the world's own columns", bare_shared, True)):
         ratio = ours.median / base.median
         rows.append(Row(SCENARIO, f"move @{N:,}: step vs {label}", fmt_stats(ours), fmt_stats(base),
                         ratio, "x bare", "<= 1.10x" if target else "(context)",
