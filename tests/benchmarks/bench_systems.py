@@ -5,7 +5,8 @@ compiled with the same options):
 1. move (pos += vel * dt, two f32 fields each) over 1,000,000 entities through `world.step`
    (mark="auto": every row is marked changed after the call) against the same loop over
    (a) private numpy copies of the four columns, target <= 1.10x, and (b) the world's own
-   columns (a world without workers: private memory, huge pages; ecs/memory.py), same target. Timed in alternation (paired.bench_paired).
+   columns (a world without workers: private memory, huge pages; ecs/memory.py), same target.
+   Timed in alternation (paired.bench_paired).
 2. Fixed cost of one system in `step`: the same at 10,000 entities, step time minus the bare
    loop's time on the same columns; target < 15 us.
 3. A changed= system (sum_changed: sums Position.x over its rows) after `set_batch` wrote
