@@ -1,4 +1,4 @@
-"""Shared memory: one anonymous arena per world, mapped once, regions that grow in place.
+"""World memory: one anonymous arena per world, mapped once, regions that grow in place.
 
 A world with workers maps a memfd (shared with its worker processes); a world without workers
 maps private anonymous memory, which can use transparent huge pages (THP) where shmem cannot
@@ -8,9 +8,8 @@ MADV_HUGEPAGE, the advice numpy gives its own large arrays. A private arena alig
 2 MiB or more to 2 MiB and asks for huge pages on the 2 MiB blocks a commit covers (a last block
 too, when the commit covers more than half of it): a small table's columns stay in 4 KiB pages
 (a huge page for 20 rows would hold 2 MiB), so the memory held is at most 1 MiB a region more
-than was committed. It ends in a PROT_NONE guard page, so
-that two arenas never merge into one mapping. Everything below holds for both kinds unless it
-names the memfd.
+than was committed. It ends in a PROT_NONE guard page, so that two arenas never merge into one
+mapping. Everything below holds for both kinds unless it names the memfd.
 
 Choice and reasons (measured on the 2-core Linux VMs this library is developed on):
 - **memfd, not named segments.** A memfd has no name in /dev/shm, so nothing can be left behind
@@ -65,6 +64,7 @@ from .errors import CapacityError
 PAGE = mmap.PAGESIZE
 MADV_POPULATE_WRITE = getattr(mmap, "MADV_POPULATE_WRITE", 23)  # Linux 5.14+; Python 3.11 lacks the name
 _populate_supported = True
+_huge_pages_supported = True
 # 1 TiB of address space a world: ~100 worlds fit the 128 TiB of an x86-64 process (ensembles,
 # parameter sweeps), and one world holds ~600 tables at the default max_rows (a table of four
 # f32 columns reserves ~1.6 GiB: 128 MiB a column, 1 GiB of change bits).
@@ -208,7 +208,15 @@ class Arena:
         if blocks_hi <= blocks_lo:
             self.populate(offset, nbytes)
             return
-        self.map.madvise(mmap.MADV_HUGEPAGE, blocks_lo, blocks_hi - blocks_lo)
+        global _huge_pages_supported
+        if _huge_pages_supported:
+            try:
+                self.map.madvise(mmap.MADV_HUGEPAGE, blocks_lo, blocks_hi - blocks_lo)
+            except OSError:            # a kernel built without THP (EINVAL): 4 KiB pages, populated
+                _huge_pages_supported = False
+        if not _huge_pages_supported:
+            self.populate(offset, nbytes)
+            return
         self.populate(offset, blocks_lo - offset)
         self.populate(blocks_hi, offset + nbytes - blocks_hi)   # nothing when rounded up
 

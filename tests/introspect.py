@@ -151,6 +151,12 @@ def refuse_private_arenas(monkeypatch: Any) -> None:
     monkeypatch.setattr(memory, "_map_private", lambda size: None)
 
 
+def without_huge_pages(monkeypatch: Any) -> None:
+    """Behave as on a kernel built without transparent huge pages (madvise refused)."""
+    from ecs import memory
+    monkeypatch.setattr(memory, "_huge_pages_supported", False)
+
+
 def arena_mappings(pid: int | str = "self") -> int:
     """Arenas (memory.py) mapped in a process, as the kernel lists them in /proc/PID/maps.
 
