@@ -35,14 +35,14 @@ def _append(cmd, kind, row, target, key):
     if k >= cmd.records.shape[0]:
         raise MemoryError("command buffer full: too many commands from one process in one frame")
     cmd.count[0] = k + 1
-    records = cmd.records          # 2-D stores, no row view: a view per record cost ~25 ns
-    records[k, KIND] = kind
-    records[k, SYSTEM] = cmd.system
-    records[k, TABLE] = cmd.table
-    records[k, ROW] = cmd.base + row
-    records[k, TARGET] = target
-    records[k, KEY] = key
-    records[k, SERIAL] = k
+    record = cmd.records[k]
+    record[KIND] = kind
+    record[SYSTEM] = cmd.system
+    record[TABLE] = cmd.table
+    record[ROW] = cmd.base + row
+    record[TARGET] = target
+    record[KEY] = key
+    record[SERIAL] = k
     return k
 
 
