@@ -197,11 +197,11 @@ class _Checksums:
     def __init__(self) -> None:
         self._pool: ThreadPoolExecutor | None = None
 
-    def submit(self, array: np.ndarray) -> list[Future[int]]:
+    def submit(self, array: np.ndarray) -> list[_Pending]:
         data = _bytes_of(array)
         chunks = [data[at: at + CHUNK] for at in range(0, max(data.shape[0], 1), CHUNK)]
         if data.shape[0] < INLINE_CRC_BYTES:
-            return [_done(zlib.crc32(chunk)) for chunk in chunks]
+            return [_Computed(zlib.crc32(chunk)) for chunk in chunks]
         if self._pool is None:
             # one per core, up to 4: on 2 cores 2 threads saved 1M entities in 22 ms, 1 in 24.5-27.5
             self._pool = ThreadPoolExecutor(max(1, min(4, len(os.sched_getaffinity(0)))))
@@ -215,10 +215,20 @@ class _Checksums:
             self._pool.shutdown(wait=True, cancel_futures=True)
 
 
-def _done(value: int) -> Future[int]:
-    future: Future[int] = Future()
-    future.set_result(value)
-    return future
+class _Computed:
+    """A checksum computed inline, answering like the Future a thread's would be: a Future costs
+    ~7 us to make (its Condition), 0.2 ms of a 1,000-entity save + load."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: int) -> None:
+        self.value = value
+
+    def result(self) -> int:
+        return self.value
+
+
+_Pending = Future[int] | _Computed
 
 
 def _describe(store: Store, resources: Resources,
@@ -414,7 +424,7 @@ class _Reader:
 
     def __init__(self, fd: int, path: str, start: int, checksums: _Checksums) -> None:
         self.fd, self.path, self.start, self.checksums = fd, path, start, checksums
-        self.pending: list[tuple[list[int], list[Future[int]]]] = []
+        self.pending: list[tuple[list[int], list[_Pending]]] = []
 
     def read(self, entry: dict[str, Any], out: np.ndarray) -> None:
         if out.nbytes != entry["nbytes"] or list(out.shape) != entry["shape"]:
