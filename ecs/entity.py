@@ -243,10 +243,7 @@ class EntityIndex:
             return f"high water mark {high_water} is outside [1, max_entities={self.max_entities}]"
         stop = max(high_water, self.high_water)
         self._reserve(stop)
-        self.table_of[1:stop] = -1
-        self.row_of[1:stop] = -1
-        self.generation[1:high_water] = RETIRED
-        self.generation[high_water:stop] = 0
+        rows.clear_index(high_water, stop, RETIRED, self.generation, self.table_of, self.row_of)
         if self.stamping:
             self.birth[1:stop] = 0    # restored or loaded entities count as born before every look
         alive = 0

@@ -1,9 +1,9 @@
 """The world file: save / load (in-memory snapshots for rollback are in snapshot.py).
 
-File format, version 2 (little-endian; no pickle anywhere):
+File format, version 3 (little-endian; no pickle anywhere):
 
     offset 0   b"ECSWORLD"                       magic
-           8   u32 format version (2), u32 flags (0)
+           8   u32 format version (3), u32 flags (0)
           16   u64 manifest length M
           24   M bytes of UTF-8 JSON manifest
                zero padding to a multiple of 64
@@ -13,11 +13,13 @@ File format, version 2 (little-endian; no pickle anywhere):
 The manifest names every component by its stored name (`module:qualname`, schema.py) with its
 fields and dtypes, and for
 every table its components, its row count and where its entity column and field columns lie
-in the payload (offset, bytes, dtype, shape, and a CRC-32 of every CHUNK = 4 MiB as 8 hex
-digits). It also holds the id allocator (high water mark, live count, free list and the free
+in the payload (offset, bytes, dtype, shape, and an XXH64 of every CHUNK = 4 MiB as 16 hex
+digits, kernels/checksum.py). It also holds the id allocator (high water mark, live count, free list and the free
 slots' generations: the entity index follows from these and the entity columns, and is rebuilt
-on load), resources (numbers inline, arrays in the payload) and the frame counter. Version 1
-stored the index itself (36 instead of 24 bytes per entity of 16 B of fields) and is refused.
+on load), resources (numbers inline, arrays in the payload) and the frame counter. Version 2
+differs only in its array checksums (CRC-32, 8 hex digits, key "crc32") and is still read;
+version 1 stored the index itself (36 instead of 24 bytes per entity of 16 B of fields) and is
+refused.
 
 A file is untrusted input. Loading checks magic, version, sizes and the whole manifest before it
 builds anything (manifest.py): components resolve only among the classes this program has
@@ -26,20 +28,19 @@ lists each column of each of its components once; arrays lie inside the payload 
 byte, so the rows a table claims are backed by bytes of the file; the high water mark is bounded
 by the stored ids and free list; and the memory the world will commit is bounded by the file's
 length. Then it reads each array straight into the new world's columns while other threads
-check its chunks' CRCs; a mismatch, or ids that cannot form an index, close that world again.
+check its chunks' checksums; a mismatch, or ids that cannot form an index, close that world again.
 So a corrupt, truncated, foreign, crafted or newer file raises SnapshotError (never another
 error) and changes nothing. Saving
-writes a temporary file beside the target (header, a manifest with placeholder CRCs and the
-payload while the CRCs are computed, then the manifest again, then the trailer: a partial file
+writes a temporary file beside the target (header, a manifest with placeholder checksums and the
+payload while they are computed, then the manifest again, then the trailer: a partial file
 has no end marker), fsyncs it, renames it over the target and fsyncs the directory: a crash at
 any point leaves the old file or the new. Each save has its own temporary (two threads may save
 to one path: the last rename wins); a path that is a symlink is followed, so the target is
 replaced and the link kept.
-At 1M entities of 16 B (persist benchmark, medians of 3 runs): save ~26 ms for 24 MB (of it
-4.7 ms write, 12 ms fsync, 5.6 ms the rename freeing the old file's blocks; the CRC-32 runs in
-the shadow of the write: the same time as with no CRC at all); load + close ~31 ms, of it
-18 ms committing the world's 36 MB of shared memory (fallocate 8, populate 10), 2.3 ms reads,
-1.2 ms rebuilding the index, 7.6 ms close; waiting for the CRC threads 0.03 ms.
+At 1M entities of 16 B (persist benchmark): save ~17 ms for 24 MB, most of it the write and
+the fsync (the checksums run in the shadow of the write); load ~5 ms into a world without
+workers, of it reading the file into the world's columns, rebuilding the entity index and the
+checksums on other threads (see _Reader).
 
 Loaded rows count as spawned: every reader's first look sees them added and changed.
 """
@@ -56,17 +57,21 @@ import struct
 import zlib
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import numpy as np
+
+from ecs.kernels.checksum import xxh64
 
 from .errors import SnapshotError
 from .manifest import (
     ALIGN,
+    CHECKSUMS,
     CHUNK,
     FORMAT_VERSION,
     HEADER,
     MAGIC,
+    OLDEST_VERSION,
     TRAILER,
     check_address_space,
     check_manifest,
@@ -78,7 +83,12 @@ from .schema import ComponentInfo
 from .store import Store
 
 _ZEROS = bytes(ALIGN)
-INLINE_CRC_BYTES = 1 << 18   # arrays smaller than this are checksummed inline
+INLINE_CHECKSUM_BYTES = 1 << 18   # arrays smaller than this are checksummed inline
+THREADED_REBUILD_ROWS = 1 << 16   # a load of fewer entities rebuilds the index in its own thread
+# the checksum of a chunk (a uint8 array) by format version, and its manifest key and digits
+_CHECKSUM_OF = {2: zlib.crc32, 3: xxh64}
+_KEY, _DIGITS = CHECKSUMS[FORMAT_VERSION]
+_T = TypeVar("_T")
 _IOV_MAX = os.sysconf("SC_IOV_MAX") if "SC_IOV_MAX" in os.sysconf_names else 16
 
 
@@ -102,15 +112,15 @@ def save(path: str | os.PathLike[str], store: Store, resources: Resources, frame
     try:
         fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)
         try:
-            with _Checksums() as checksums:
+            with _Checksums(FORMAT_VERSION) as checksums:
                 pending = [checksums.submit(array) for array in arrays]
                 buffers: list[Any] = [HEADER.pack(MAGIC, FORMAT_VERSION, 0, len(blob)), blob,
                                       _ZEROS[: start - HEADER.size - len(blob)]]
                 for array in arrays:
                     buffers += [_bytes_of(array), _ZEROS[: -array.nbytes % ALIGN]]
                 end = _write_all(fd, buffers, 0)
-                for entry, crcs in zip(entries, pending, strict=True):
-                    entry["crc32"] = [f"{crc.result():08x}" for crc in crcs]
+                for entry, sums in zip(entries, pending, strict=True):
+                    entry[_KEY] = [f"{chunk.result():0{_DIGITS}x}" for chunk in sums]
             final = _manifest_bytes(manifest)
             assert len(final) == len(blob), "checksums are fixed-width"
             _write_all(fd, [final], HEADER.size)
@@ -188,24 +198,26 @@ def _bytes_of(array: np.ndarray) -> np.ndarray:
 
 
 class _Checksums:
-    """CRC-32 of every CHUNK bytes of an array, on threads: zlib.crc32 releases the GIL, so they
-    run beside the main thread's writes (save) or reads and page commits (load). An array under
-    INLINE_CRC_BYTES is checksummed at once in this thread, and the threads start only when a
-    larger one comes: a small world's save + load cost ~5 ms of thread start-up and hand-offs
-    otherwise. `with` waits for every pending one, so no thread reads an array after the block."""
+    """The checksum (a format version's: XXH64, or CRC-32 in version 2) of every CHUNK bytes of
+    an array, on threads: both release the GIL, so they run beside the main thread's writes
+    (save) or reads (load). An array under INLINE_CHECKSUM_BYTES is checksummed at once in this
+    thread, and the threads start only when a larger one comes: a small world's save + load cost
+    ~5 ms of thread start-up and hand-offs otherwise. `with` waits for every pending one, so no
+    thread reads an array after the block."""
 
-    def __init__(self) -> None:
+    def __init__(self, version: int) -> None:
         self._pool: ThreadPoolExecutor | None = None
+        self._checksum = _CHECKSUM_OF[version]
 
     def submit(self, array: np.ndarray) -> list[_Pending]:
         data = _bytes_of(array)
         chunks = [data[at: at + CHUNK] for at in range(0, max(data.shape[0], 1), CHUNK)]
-        if data.shape[0] < INLINE_CRC_BYTES:
-            return [_Computed(zlib.crc32(chunk)) for chunk in chunks]
+        if data.shape[0] < INLINE_CHECKSUM_BYTES:
+            return [_Computed(self._checksum(chunk)) for chunk in chunks]
         if self._pool is None:
             # one per core, up to 4: on 2 cores 2 threads saved 1M entities in 22 ms, 1 in 24.5-27.5
             self._pool = ThreadPoolExecutor(max(1, min(4, len(os.sched_getaffinity(0)))))
-        return [self._pool.submit(zlib.crc32, chunk) for chunk in chunks]
+        return [self._pool.submit(self._checksum, chunk) for chunk in chunks]
 
     def __enter__(self) -> _Checksums:
         return self
@@ -215,20 +227,20 @@ class _Checksums:
             self._pool.shutdown(wait=True, cancel_futures=True)
 
 
-class _Computed:
-    """A checksum computed inline, answering like the Future a thread's would be: a Future costs
+class _Computed(Generic[_T]):
+    """A result computed inline, answering like the Future a thread's would be: a Future costs
     ~7 us to make (its Condition), 0.2 ms of a 1,000-entity save + load."""
 
     __slots__ = ("value",)
 
-    def __init__(self, value: int) -> None:
+    def __init__(self, value: _T) -> None:
         self.value = value
 
-    def result(self) -> int:
+    def result(self) -> _T:
         return self.value
 
 
-_Pending = Future[int] | _Computed
+_Pending = Future[int] | _Computed[int]
 
 
 def _describe(store: Store, resources: Resources,
@@ -243,7 +255,7 @@ def _describe(store: Store, resources: Resources,
         nonlocal position
         array = np.ascontiguousarray(array).reshape(array.shape)   # ascontiguousarray makes 0-d 1-d
         entry = {"offset": position, "nbytes": array.nbytes, "dtype": array.dtype.str,
-                 "shape": list(array.shape), "crc32": ["00000000"] * chunk_count(array.nbytes)}
+                 "shape": list(array.shape), _KEY: ["0" * _DIGITS] * chunk_count(array.nbytes)}
         arrays.append(array)
         entries.append(entry)
         position += array.nbytes + (-array.nbytes % ALIGN)
@@ -312,9 +324,9 @@ def load(path: str | os.PathLike[str], open_world: OpenWorld) -> int:
         if not stat.S_ISREG(status.st_mode):
             raise SnapshotError(path, "cannot open it: not a regular file")
         size = status.st_size
-        manifest, payload_start = _read_manifest(fd, path, size)
+        manifest, payload_start, version = _read_manifest(fd, path, size)
         try:  # a manifest whose checksum holds can still be foreign or crafted: check all of it first
-            components, (max_rows, max_entities) = check_manifest(manifest, path, payload_start, size)
+            components, (max_rows, max_entities) = check_manifest(manifest, path, payload_start, size, version)
         except _MALFORMED as exc:
             raise _malformed(path, exc) from None
         check_address_space(path, max_entities)
@@ -323,7 +335,7 @@ def load(path: str | os.PathLike[str], open_world: OpenWorld) -> int:
         except (MemoryError, OSError) as exc:
             raise _does_not_fit(path, exc) from None
         try:
-            return _fill(store, resources, fd, path, manifest, components, payload_start)
+            return _fill(store, resources, fd, path, manifest, components, payload_start, version)
         except (MemoryError, OSError) as exc:
             raise _does_not_fit(path, exc) from None
         except _MALFORMED as exc:
@@ -364,7 +376,8 @@ def _read_exact(fd: int, buffer: Any, offset: int) -> int:
     return done
 
 
-def _read_manifest(fd: int, path: str, size: int) -> tuple[dict[str, Any], int]:
+def _read_manifest(fd: int, path: str, size: int) -> tuple[dict[str, Any], int, int]:
+    """The parsed manifest, the payload's offset and the format version."""
     head = bytearray(HEADER.size)
     got = _read_exact(fd, head, 0)
     if not got:
@@ -379,8 +392,8 @@ def _read_manifest(fd: int, path: str, size: int) -> tuple[dict[str, Any], int]:
                                   f"version {FORMAT_VERSION}: upgrade ecs to load it")
     if version == 1:
         raise SnapshotError(path, f"written in format version 1, which this library no longer reads (it reads "
-                                  f"version {FORMAT_VERSION}, which stores the entity index compactly); build "
-                                  f"the world again and save it")
+                                  f"versions {OLDEST_VERSION}-{FORMAT_VERSION}, which store the entity index "
+                                  f"compactly); build the world again and save it")
     if version < 1 or HEADER.size + length + 4 + len(TRAILER) > size:
         raise SnapshotError(path, "the file is truncated or its header is corrupt")
     blob = bytearray(length)
@@ -401,7 +414,7 @@ def _read_manifest(fd: int, path: str, size: int) -> tuple[dict[str, Any], int]:
         raise SnapshotError(path, f"the manifest of {length} bytes does not fit in memory") from None
     if not isinstance(manifest, dict) or manifest.get("format") != "ecs-world":
         raise SnapshotError(path, "not an ecs world file (foreign manifest)")
-    return manifest, _payload_start(length)
+    return manifest, _payload_start(length), version
 
 
 # ---------------------------------------------------------------- manifest checks
@@ -416,8 +429,9 @@ class _Reader:
     each to the checksum threads as soon as it is in; `verify()` raises on the first mismatch.
 
     A world without workers reads into private memory whose huge pages fault in as preadv writes
-    them (memory.py): 1M entities (24 MB file, 36 MB world) load in ~8 ms, 1.3x reading the file
-    into a fresh private arena and checking its CRC-32. Into a memfd (a world with workers),
+    them (memory.py): 1M entities (24 MB file, 36 MB world) load in ~4-4.5 ms, 1.3x reading the
+    file into a fresh private arena and hashing it on one thread (3.5 ms; with zlib's CRC-32 of
+    version 2 files, 5.7). Into a memfd (a world with workers),
     preadv into committed pages (fallocate + MADV_POPULATE_WRITE) is as fast as the alternatives
     that skip the zeroing: per 24 MiB 15.0 ms, against 15.0 for pwrite of the file's mapping into
     the memfd then populate, 15.8 for sendfile (copy_file_range: EXDEV)."""
@@ -432,7 +446,7 @@ class _Reader:
                                            f"expected {out.nbytes} of shape {list(out.shape)}")
         if _read_exact(self.fd, _bytes_of(out), self.start + entry["offset"]) != out.nbytes:
             raise SnapshotError(self.path, "the file is truncated inside an array")
-        self.pending.append((entry["crcs"], self.checksums.submit(out)))
+        self.pending.append((entry["sums"], self.checksums.submit(out)))
 
     def read_new(self, entry: dict[str, Any], dtype: np.dtype) -> np.ndarray:
         """A new array of the entry's shape and `dtype` (numeric or bool), read from the file."""
@@ -446,34 +460,43 @@ class _Reader:
         return out
 
     def verify(self) -> None:
-        for crcs, futures in self.pending:
-            if [f.result() for f in futures] != crcs:
+        for sums, futures in self.pending:
+            if [f.result() for f in futures] != sums:
                 raise SnapshotError(self.path, "an array is corrupt (checksum mismatch)")
 
 
 def _fill(store: Store, resources: Resources, fd: int, path: str, manifest: dict[str, Any],
-          components: list[ComponentInfo], start: int) -> int:
-    with _Checksums() as checksums:
+          components: list[ComponentInfo], start: int, version: int) -> int:
+    """Read the arrays into the store's new tables and the resources; the entity index is rebuilt
+    on another thread (for THREADED_REBUILD_ROWS rows or more) while this one reads the fields:
+    at 1M entities 1.5 ms of the load's ~5 ms."""
+    with _Checksums(version) as checksums, ThreadPoolExecutor(1) as rebuilder:
         reader = _Reader(fd, path, start, checksums)
-        columns = []
+        tables, columns = [], []
         for saved in manifest["tables"]:
-            infos = tuple(components[i] for i in saved["components"])
             n = int(saved["rows"])
-            table = store.load_table(infos, n)
+            table = store.load_table(tuple(components[i] for i in saved["components"]), n)
             rows = slice(table.n - n, table.n)
             reader.read(saved["entities"], table.entities_all[rows])
-            for component_index, field, entry in saved["columns"]:
-                info = components[component_index]
-                reader.read(entry, table.columns_by_component[info.id][field][rows])
+            tables.append((saved, table, rows))
             columns.append((table.id, table.entities_all[: table.n]))
         saved_entities = manifest["entities"]
         free = reader.read_new(saved_entities["free"], np.dtype(np.int64))
         free_generation = reader.read_new(saved_entities["free_generation"], np.dtype(np.uint32))
-        arrays = {name: reader.read_new(entry, np.dtype(entry["dtype"]))
-                  for name, entry in manifest["resources"]["arrays"].items()}
         # the kernels check ids as they place them, so a corrupt column cannot write out of
         # bounds; a checksum mismatch is reported first, as the likelier cause
-        problem = store.rebuild_index(int(saved_entities["high_water"]), columns, free, free_generation)
+        high_water = int(saved_entities["high_water"])
+        index: Future[str | None] | _Computed[str | None]
+        if int(saved_entities["alive"]) >= THREADED_REBUILD_ROWS:
+            index = rebuilder.submit(store.rebuild_index, high_water, columns, free, free_generation)
+        else:
+            index = _Computed(store.rebuild_index(high_water, columns, free, free_generation))
+        for saved, table, rows in tables:
+            for component_index, field, entry in saved["columns"]:
+                reader.read(entry, table.columns_by_component[components[component_index].id][field][rows])
+        arrays = {name: reader.read_new(entry, np.dtype(entry["dtype"]))
+                  for name, entry in manifest["resources"]["arrays"].items()}
+        problem = index.result()
         reader.verify()
     if problem is None and len(store) != int(saved_entities["alive"]):
         problem = f"the tables hold {len(store)} entities, the manifest says {saved_entities['alive']}"

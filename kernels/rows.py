@@ -80,6 +80,20 @@ def restore_column(dst, src, n, width, words):
 
 
 @jit
+def clear_index(high, stop, retired, generation, table_of, row_of):
+    """Slots [1, stop) become unused (table and row -1), those below `high` retired (generation
+    `retired`), the rest fresh (0): the index before index_rows and index_free enter a file's
+    slots. One pass over the three arrays (four numpy fills took ~0.8 ms per 1M slots)."""
+    table_of = table_of[:stop]
+    row_of = row_of[:stop]
+    generation = generation[:stop]
+    for index in range(1, stop):
+        table_of[index] = -1
+        row_of[index] = -1
+        generation[index] = retired if index < high else 0
+
+
+@jit
 def index_rows(entity_col, table_id, high, generation, table_of, row_of):
     """Enter one table's entities in the entity index: the slot `id & 0xFFFFFFFF` of the id in row
     k gets generation `id >> 32`, table `table_id` and row k. Slots must be fresh (table -1).

@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterator
 
 import numpy as np
 import pytest
+import xxhash
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
@@ -261,7 +262,7 @@ def flip_in_array(entry: Callable[[Parsed], dict], at: int) -> Callable[[Parsed]
 
 def with_array(entry: Callable[[dict], dict], dtype: type,
                edit: Callable[[np.ndarray], None]) -> Callable[[Parsed], bytes]:
-    """Edit one payload array and make its checksums right: a file that passes every CRC but
+    """Edit one payload array and make its checksums right: a file that passes every checksum but
     does not make sense."""
     def corrupt(p: Parsed) -> bytes:
         manifest = json.loads(json.dumps(p.manifest))
@@ -269,10 +270,16 @@ def with_array(entry: Callable[[dict], dict], dtype: type,
         payload = bytearray(p.payload)
         start, nbytes = where["offset"], where["nbytes"]
         edit(np.frombuffer(payload, dtype, nbytes // np.dtype(dtype).itemsize, start))
-        where["crc32"] = [f"{zlib.crc32(payload[start + at: start + min(at + CHUNK, nbytes)]):08x}"
-                          for at in range(0, max(nbytes, 1), CHUNK)]
+        where["xxh64"] = chunk_checksums(payload[start: start + nbytes])
         return p.rebuilt(manifest, bytes(payload))
     return corrupt
+
+
+def chunk_checksums(data: bytes | bytearray, checksum: Callable[[bytes], int] = xxhash.xxh64_intdigest,
+                    digits: int = 16) -> list[str]:
+    """The manifest's checksums of an array's bytes: one per CHUNK, by the reference XXH64 (or,
+    for a version 2 file, zlib's CRC-32 in 8 digits)."""
+    return [f"{checksum(bytes(data[at: at + CHUNK])):0{digits}x}" for at in range(0, max(len(data), 1), CHUNK)]
 
 
 def first_entities(m: dict) -> dict:
@@ -392,8 +399,9 @@ CORRUPTIONS: dict[str, tuple[Callable[[Parsed], bytes], str]] = {
         with_manifest(lambda m: m["entities"]["free"].__setitem__("nbytes", 16)),
         r"entities.free has 16 bytes of shape \[(\d+)\] and dtype '<i8', expected \d+ of shape \[\1\]"),
     "manifest with a checksum missing": (
-        with_manifest(lambda m: first_entities(m).__setitem__("crc32", [])),
-        r"the manifest is malformed: table 0.entities: an array of \d+ bytes has checksums \[\], expected 1 of 8 hex"),
+        with_manifest(lambda m: first_entities(m).__setitem__("xxh64", [])),
+        r"the manifest is malformed: table 0.entities: an array of \d+ bytes has checksums \[\], expected 1 of 16 "
+        r"hex"),
     "manifest with a table larger than max_rows": (
         with_manifest(lambda m: m["limits"].__setitem__("max_rows", 100)), r"a table of \d+ rows, max_rows is 100"),
     "manifest with the high water mark below the ids": (
@@ -417,8 +425,8 @@ CORRUPTIONS: dict[str, tuple[Callable[[Parsed], bytes], str]] = {
     "manifest with a rows count past the arrays": (
         with_manifest(add_a_row), r"table 0.entities has (\d+) bytes of shape \[\d+\] and dtype '<i8', expected "
                                   r"(?!\1)\d+ of shape"),
-    "newer format version": (set_version(3), "written by a newer format version 3; this library reads "
-                                             "version 2: upgrade ecs to load it"),
+    "newer format version": (set_version(4), "written by a newer format version 4; this library reads "
+                                             "version 3: upgrade ecs to load it"),
     "format version 1": (set_version(1), "written in format version 1, which this library no longer reads"),
     "format version 0": (set_version(0), "header is corrupt"),
     "a component that no longer exists": (
@@ -509,8 +517,11 @@ CORRUPTIONS: dict[str, tuple[Callable[[Parsed], bytes], str]] = {
         with_manifest(set_key("resources", "scalars", "grid", value=["int", 1])),
         "resource 'grid' is stored both as a number and as an array"),
     "a checksum that is not hex": (
-        with_manifest(set_key("tables", 0, "entities", "crc32", value=["+1234567"])),
-        r"table 0.entities: an array of 3368 bytes has checksums \['\+1234567'\], expected 1 of 8 hex digits"),
+        with_manifest(set_key("tables", 0, "entities", "xxh64", value=["+123456789abcdef"])),
+        r"table 0.entities: an array of 3368 bytes has checksums \['\+123456789abcdef'\], expected 1 of 16 hex "
+        r"digits"),
+    "a version 2 file with version 3 checksums": (
+        set_version(2), r"malformed: table 0.entities has no 'crc32'"),
 }
 
 
@@ -536,8 +547,13 @@ def saved(tmp_path_factory) -> Parsed:
     return Parsed(path.read_bytes())
 
 
+@pytest.mark.parametrize("rebuild", ["inline", "threaded"])
 @pytest.mark.parametrize("case", list(CORRUPTIONS))
-def test_a_bad_file_raises_snapshot_error_and_builds_nothing(saved: Parsed, tmp_path, case: str) -> None:
+def test_a_bad_file_raises_snapshot_error_and_builds_nothing(saved: Parsed, tmp_path, monkeypatch, case: str,
+                                                             rebuild: str) -> None:
+    """Both ways the entity index is rebuilt (a large file's on a thread beside the reads)."""
+    if rebuild == "threaded":
+        monkeypatch.setattr(ecs.worldfile, "THREADED_REBUILD_ROWS", 0)
     corrupt, message = CORRUPTIONS[case]
     path = tmp_path / "bad.ecs"
     path.write_bytes(corrupt(saved))
@@ -558,6 +574,16 @@ def test_the_unchanged_file_loads(saved: Parsed, tmp_path) -> None:
     (tmp_path / "same.ecs").write_bytes(saved.rebuilt())
     with ecs.World.load(tmp_path / "same.ecs") as loaded:
         assert len(loaded) == 693
+
+
+def test_a_large_world_rebuilds_its_index_on_a_thread_to_the_same_state(tmp_path) -> None:
+    with ecs.World() as world:
+        build(world)
+        ids = world.spawn_batch(ecs.worldfile.THREADED_REBUILD_ROWS, Body(x=1.0, y=2.0))
+        world.despawn_batch(ids[::3])
+        world.save(tmp_path / "large.ecs")
+        with ecs.World.load(tmp_path / "large.ecs") as loaded:
+            assert state(loaded) == state(world)
 
 
 DYNAMIC = "tests_snapshot_dynamic_components"
@@ -638,12 +664,58 @@ def test_each_chunk_of_an_array_has_its_own_checksum(tmp_path, monkeypatch) -> N
         world.save(tmp_path / "chunked.ecs")
         parsed = Parsed((tmp_path / "chunked.ecs").read_bytes())
         column = max((col[2] for t in parsed.manifest["tables"] for col in t["columns"]), key=lambda e: e["nbytes"])
-        assert len(column["crc32"]) == -(-column["nbytes"] // 1024) > 3
+        assert len(column["xxh64"]) == -(-column["nbytes"] // 1024) > 3
         with ecs.World.load(tmp_path / "chunked.ecs") as loaded:
             assert state(loaded) == state(world)
         (tmp_path / "bad.ecs").write_bytes(flip(parsed.data, parsed.array_offset(column) + 3 * 1024 + 5))
         with pytest.raises(SnapshotError, match=r"an array is corrupt \(checksum mismatch\)"):
             ecs.World.load(tmp_path / "bad.ecs")
+
+
+def payload_arrays(manifest: dict) -> list[dict]:
+    """Every array entry of a manifest: tables' entity and field columns, the free list and its
+    generations, resource arrays."""
+    entries = []
+    for table in manifest["tables"]:
+        entries += [table["entities"], *(column[2] for column in table["columns"])]
+    return entries + [manifest["entities"]["free"], manifest["entities"]["free_generation"],
+                      *manifest["resources"]["arrays"].values()]
+
+
+def test_a_saved_file_has_the_reference_xxh64_of_every_chunk(tmp_path, monkeypatch) -> None:
+    monkeypatch.setattr(ecs.worldfile, "CHUNK", 1024)
+    monkeypatch.setattr(ecs.manifest, "CHUNK", 1024)
+    with ecs.World() as world:
+        build(world)
+        world.save(tmp_path / "w.ecs")
+    parsed = Parsed((tmp_path / "w.ecs").read_bytes())
+    assert parsed.version == 3
+    entries = payload_arrays(parsed.manifest)
+    assert any(len(entry["xxh64"]) > 3 for entry in entries)
+    for entry in entries:
+        data = parsed.payload[entry["offset"]: entry["offset"] + entry["nbytes"]]
+        assert entry["xxh64"] == [f"{xxhash.xxh64_intdigest(data[at: at + 1024]):016x}"
+                                  for at in range(0, max(len(data), 1), 1024)]
+
+
+def test_a_version_2_file_with_crc32_checksums_still_loads(tmp_path) -> None:
+    with ecs.World() as world:
+        build(world)
+        world.save(tmp_path / "w.ecs")
+        parsed = Parsed((tmp_path / "w.ecs").read_bytes())
+        manifest = json.loads(json.dumps(parsed.manifest))
+        for entry in payload_arrays(manifest):
+            data = parsed.payload[entry["offset"]: entry["offset"] + entry["nbytes"]]
+            entry["crc32"] = chunk_checksums(data, zlib.crc32, 8)
+            del entry["xxh64"]
+        parsed.version = 2
+        (tmp_path / "v2.ecs").write_bytes(parsed.rebuilt(manifest))
+        with ecs.World.load(tmp_path / "v2.ecs") as loaded:
+            assert state(loaded) == state(world)
+        column = first_column(parsed)
+        (tmp_path / "v2-bad.ecs").write_bytes(flip(parsed.rebuilt(manifest), parsed.array_offset(column) + 5))
+        with pytest.raises(SnapshotError, match=r"an array is corrupt \(checksum mismatch\)"):
+            ecs.World.load(tmp_path / "v2-bad.ecs")
 
 
 def test_short_reads_and_writes_and_few_buffers_per_call_still_round_trip(tmp_path, monkeypatch) -> None:

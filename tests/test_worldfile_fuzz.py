@@ -1,7 +1,7 @@
 """ecs/worldfile.py under fuzzing: a file is untrusted input.
 
 Random edits of a saved world, each file made to pass the checks an edit would otherwise trip
-(the manifest's CRC-32 and trailer recomputed, and the chunk CRCs of an edited array), plus
+(the manifest's CRC-32 and trailer recomputed, and the chunk checksums of an edited array), plus
 crafted files that committed gigabytes or raised other errors before. Every case is loaded in
 one subprocess, under RLIMIT_AS a few hundred MiB beyond what a world needs, with its peak
 resident memory measured per case; each must either load a world equal to what its manifest
@@ -26,6 +26,7 @@ import time
 import zlib
 
 import numpy as np
+import xxhash
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 HEADER = struct.Struct("<8sIIQ")
@@ -195,7 +196,7 @@ def array_entries(manifest: dict) -> list[dict]:
 
 
 def edit_bytes(data: bytes, saved: File, rng: np.random.Generator) -> tuple[bytes, str]:
-    """A random byte edit; an edit inside an array gets its chunk CRCs and the manifest CRC
+    """A random byte edit; an edit inside an array gets its chunk checksums and the manifest CRC
     recomputed, one inside the manifest the manifest CRC. Truncations and appends as they are."""
     kind = rng.integers(10)
     if kind == 0:
@@ -216,9 +217,9 @@ def edit_bytes(data: bytes, saved: File, rng: np.random.Generator) -> tuple[byte
     for at in rng.integers(entry["offset"], entry["offset"] + entry["nbytes"], count):
         payload[at] = int(rng.integers(256)) if rng.random() < 0.5 else payload[at] ^ (1 << int(rng.integers(8)))
     start, nbytes = entry["offset"], entry["nbytes"]
-    entry["crc32"] = [f"{zlib.crc32(payload[start + at: start + min(at + (1 << 22), nbytes)]):08x}"
+    entry["xxh64"] = [f"{xxhash.xxh64_intdigest(bytes(payload[start + at: start + min(at + (1 << 22), nbytes)])):016x}"
                       for at in range(0, max(nbytes, 1), 1 << 22)]
-    return saved.rebuilt(manifest, bytes(payload)), f"{count} bytes of an array at {start} (CRCs made right)"
+    return saved.rebuilt(manifest, bytes(payload)), f"{count} bytes of an array at {start} (checksums made right)"
 
 
 def crafted(saved: File) -> list[tuple[str, bytes]]:

@@ -11,7 +11,8 @@ temporary directory on the same disk.
    rebuilt from the ids on load, and the free list is empty here).
 2. `World.load(path)` against `np.load` of the four .npy files, target <= 1.5x; context: the
    floor of putting the file's bytes into fresh arena memory as a world without workers gets it
-   (private, huge pages; ecs/memory.py) and checking their CRC-32, which load must do and
+   (private, huge pages; ecs/memory.py) and checking their XXH64 (the file's checksum, one
+   thread), which load must do and
    np.load does not; and the load into a world with workers, whose arena is a memfd (4 KiB
    pages: fallocate + populate).
 3. `world.snapshot()` and `world.restore(snap)` against `np.copyto` of the four columns into
@@ -28,12 +29,12 @@ import os
 import shutil
 import tempfile
 import time
-import zlib
 
 import numpy as np
 
 import ecs
 from ecs import memory
+from ecs.kernels.checksum import xxh64
 from tests import introspect
 
 from . import bench_systems_defs as defs
@@ -71,8 +72,8 @@ def np_load(count: int, directory: str) -> list[np.ndarray]:
     return [np.load(os.path.join(directory, f"a{k}.npy")) for k in range(count)]
 
 
-def fresh_arena_read_crc(path: str) -> int:
-    """Floor of a load: the file's bytes into a new private arena, then their CRC-32."""
+def fresh_arena_read_checksum(path: str) -> int:
+    """Floor of a load: the file's bytes into a new private arena, then their XXH64 (one thread)."""
     size = os.path.getsize(path)
     arena = memory.Arena(2 * size + (4 << 20), shared=False)
     try:
@@ -81,11 +82,11 @@ def fresh_arena_read_crc(path: str) -> int:
         view = region.view(np.uint8, (size,))
         with open(path, "rb") as f:
             f.readinto(view)
-        crc = zlib.crc32(view)
+        digest = xxh64(view)
         del view
     finally:
         arena.close()
-    return crc
+    return digest
 
 
 def file_rows(world: ecs.World, directory: str) -> list[Row]:
@@ -112,7 +113,7 @@ def file_rows(world: ecs.World, directory: str) -> list[Row]:
     loaded.close()
     with LoadMeter() as load2:
         ours, npload, floor, shared = bench_paired([load_world, lambda: np_load(4, directory),
-                                                    lambda: fresh_arena_read_crc(path), load_world_with_workers])
+                                                    lambda: fresh_arena_read_checksum(path), load_world_with_workers])
     cols_mb = sum(c.nbytes for c in cols) / 1e6
     ratio_fsync, ratio_load = save.median / npsave_fsync.median, ours.median / npload.median
     return [
@@ -127,8 +128,8 @@ def file_rows(world: ecs.World, directory: str) -> list[Row]:
             save.median / held_fsync.median, "x same bytes", "(context)", None, load.load),
         Row(SCENARIO, f"load @{N:,}", fmt_stats(ours), f"np.load, 4 columns: {fmt_stats(npload)}", ratio_load,
             "x np.load", "<= 1.5x", ratio_load <= 1.5, load2.load),
-        Row(SCENARIO, "  the same vs fresh arena memory + read + CRC-32", fmt_stats(ours),
-            f"private arena + read + crc32 of the file: {fmt_stats(floor)}",
+        Row(SCENARIO, "  the same vs fresh arena memory + read + XXH64", fmt_stats(ours),
+            f"private arena + read + xxh64 of the file: {fmt_stats(floor)}",
             ours.median / floor.median, "x floor", "(context)", None, load2.load),
         Row(SCENARIO, "  load into World(workers=2): a memfd arena", fmt_stats(shared),
             f"np.load, 4 columns: {fmt_stats(npload)}", shared.median / npload.median,
@@ -210,6 +211,6 @@ def run() -> list[Row]:
           f"'same bytes' rows compare with np.save + fsync / np.copyto of exactly what they hold. load builds "
           f"a new world: it commits all 36 MB in fresh memory (private with huge pages for a world without "
           f"workers, a memfd in 4 KiB pages for one with workers; the page zeroing included), rebuilds the "
-          f"index and checks every 4 MiB chunk's CRC-32 (on other threads, beside the reads), while np.load "
+          f"index and checks every 4 MiB chunk's XXH64 (on other threads, beside the reads), while np.load "
           f"reads 16 MB; the 'floor' row puts the 24 MB of the file into a fresh private arena and checks it.")
     return rows
