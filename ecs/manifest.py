@@ -242,6 +242,7 @@ def check_address_space(path: str, max_entities: int) -> None:
     soft, _ = resource.getrlimit(resource.RLIMIT_AS)
     if soft == resource.RLIM_INFINITY:
         return
+    memory.release_spare()   # kept from before the limit, it is not reused under it
     with open("/proc/self/statm") as statm:
         room = soft - int(statm.read().split()[0]) * memory.PAGE
     arena = memory.ARENA_BYTES_WANTED

@@ -38,6 +38,13 @@ Choice and reasons (measured on the 2-core Linux VMs this library is developed o
   128 MiB plus 8 KiB or more; in a world: 812 us back to back, 664 us with these gaps).
 - Released regions return their pages with MADV_REMOVE (MADV_DONTNEED in a private arena); their
   address space is never reused, so a view kept from a released region can never alias a newer one.
+- **A closed private arena is kept for the next world** (the last one closed with at most
+  SPARE_BYTES committed and no view of it left; one per process): its committed bytes are zeroed (memset) and
+  its mapping handed to the next `Arena(shared=False)` of the same size, so a small world's
+  pages are faulted once per process, not once per world (as malloc keeps freed memory for the
+  next allocation). A spawn_batch of 10,000 entities into a new world faulted ~265 pages
+  (0.32 ms) and unmapped 0.11 ms; zeroing its 1.1 MB takes ~0.04 ms. A new arena reads zero
+  wherever it is committed, recycled or not. Under RLIMIT_AS no spare is kept.
 - Out of memory: a memfd's fallocate fails cleanly; a private arena's populate fails with ENOMEM
   where the kernel refuses the pages (with overcommit, the OOM killer may act first, as it would
   for numpy's own arrays).
@@ -53,6 +60,9 @@ import math
 import mmap
 import os
 import platform
+import resource
+import sys
+import threading
 import weakref
 from typing import NamedTuple
 
@@ -75,6 +85,7 @@ HUGE_PAGE = 2 << 20
 # the name, and its value is 0x4000 only on the asm-generic architectures
 MAP_NORESERVE = getattr(mmap, "MAP_NORESERVE", 0x4000 if platform.machine() in ("x86_64", "aarch64") else 0)
 _PROT_NONE = 0
+SPARE_BYTES = 8 << 20   # the most a closed private arena may have committed to be kept for the next
 
 
 def page_round(nbytes: int) -> int:
@@ -99,8 +110,15 @@ class Arena:
     def __init__(self, reserve: int = ARENA_BYTES_WANTED, shared: bool = True) -> None:
         self.fd = -1
         self.shared = True
-        size = page_round(reserve)
-        mapped = _map_private(size) if not shared else None
+        size = self._requested = page_round(reserve)
+        self._inherited: list[tuple[int, int]] = []   # pages a spare mapping came with (zero)
+        mapped = None
+        if not shared:
+            spare = _take_spare(size)
+            if spare is not None:
+                mapped, self._inherited = (spare.map, spare.size), spare.resident
+            else:
+                mapped = _map_private(size)
         if mapped is not None:
             self.map, size = mapped
             self.shared = False
@@ -111,6 +129,8 @@ class Arena:
         self.size = size
         self._next = 0
         self._regions = 0
+        # committed byte ranges of a private arena, by the end of their region (zeroed if kept)
+        self._committed: dict[int, list[tuple[int, int]]] = {}
         self.closed = False
         _open_arenas.add(self)
 
@@ -126,6 +146,9 @@ class Arena:
         arena.size = size
         arena._next = size
         arena._regions = 0
+        arena._committed = {}
+        arena._inherited = []
+        arena._requested = size
         arena.closed = False
         _open_arenas.add(arena)
         return arena
@@ -203,6 +226,7 @@ class Arena:
             os.posix_fallocate(self.fd, offset, nbytes)
             self.populate(offset, nbytes)
             return
+        self._committed.setdefault(limit, []).append((offset, offset + nbytes))
         blocks_lo = self._huge_ceil(offset)
         blocks_hi = min(self._huge_ceil(offset + nbytes - HUGE_PAGE // 2), self._huge_ceil(limit - HUGE_PAGE + 1))
         if blocks_hi > blocks_lo and _advise_huge_pages(self.map, blocks_lo, blocks_hi - blocks_lo):
@@ -223,6 +247,7 @@ class Arena:
             return
         if region.committed:
             self.map.madvise(mmap.MADV_REMOVE if self.shared else mmap.MADV_DONTNEED, region.offset, region.committed)
+        self._committed.pop(region.offset + region.reserved, None)   # DONTNEED pages read back zero
 
     def close(self) -> None:
         """Close the memfd (if any) and unmap. Views still held by user code keep the mapping (and its
@@ -232,12 +257,60 @@ class Arena:
         self.closed = True
         if self.shared:
             os.close(self.fd)  # the mapping keeps the memory alive while it exists
-        try:
-            self.map.close()
-        except BufferError:
-            pass  # a user still holds a view: the mapping (and its memory) goes with the last view
+        # every view holds a reference to the mapping (its buffer export): 2 is this attribute
+        # and getrefcount's argument, so no view is left and nobody can see the memory reused
+        kept = not self.shared and not _exiting and sys.getrefcount(self.map) == 2 and self._keep_as_spare()
+        if not kept:
+            try:
+                self.map.close()
+            except BufferError:
+                pass  # a user still holds a view: the mapping (and its memory) goes with the last view
         del self.map
         _open_arenas.discard(self)
+
+    def _keep_as_spare(self) -> bool:
+        """Make this mapping the process's spare (in place of an earlier one), if at most
+        SPARE_BYTES are committed (then True): its committed bytes are zeroed, and pages an
+        earlier world of the mapping left resident that this one did not commit are given back."""
+        global _spare
+        committed = _merged([r for parts in self._committed.values() for r in parts])
+        if sum(hi - lo for lo, hi in committed) > SPARE_BYTES or _address_space_limited():
+            return False
+        for lo, hi in _subtracted(self._inherited, committed):
+            self.map.madvise(mmap.MADV_DONTNEED, lo, hi - lo)
+        for lo, hi in committed:
+            ctypes.memset(self.base + lo, 0, hi - lo)
+        with _spare_lock:
+            if _spare is not None:
+                _spare.map.close()   # nothing holds a view of a spare
+            _spare = _Spare(self._requested, self.map, self.size, committed)
+        return True
+
+
+def _merged(ranges: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Byte ranges, sorted and overlapping ones joined."""
+    out: list[tuple[int, int]] = []
+    for lo, hi in sorted(ranges):
+        if out and lo <= out[-1][1]:
+            out[-1] = (out[-1][0], max(out[-1][1], hi))
+        else:
+            out.append((lo, hi))
+    return out
+
+
+def _subtracted(ranges: list[tuple[int, int]], minus: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """The parts of merged `ranges` outside merged `minus`."""
+    out = []
+    for lo, hi in ranges:
+        for cut_lo, cut_hi in minus:
+            if cut_hi <= lo or cut_lo >= hi:
+                continue
+            if cut_lo > lo:
+                out.append((lo, cut_lo))
+            lo = max(lo, cut_hi)
+        if hi > lo:
+            out.append((lo, hi))
+    return out
 
 
 class Region:
@@ -313,6 +386,47 @@ def _map_private(size: int) -> tuple[mmap.mmap, int] | None:
     return mapped, size
 
 
+class _Spare(NamedTuple):
+    """A closed private arena kept for the next: all zero, `resident` the byte ranges in memory."""
+
+    requested: int          # the reserve its arena asked for
+    map: mmap.mmap
+    size: int               # the reserve granted
+    resident: list[tuple[int, int]]
+
+
+def _take_spare(requested: int) -> _Spare | None:
+    """The spare, once, if its arena asked for the same reserve."""
+    global _spare
+    if _address_space_limited():
+        release_spare()   # a new arena gets what the limit leaves, as if the spare never was
+        return None
+    with _spare_lock:   # two threads creating worlds must not take one mapping
+        if _spare is None or _spare.requested != requested:
+            return None
+        taken, _spare = _spare, None
+    return taken
+
+
+def _address_space_limited() -> bool:
+    """Whether RLIMIT_AS is set: then no spare is kept (its reservation counts against the limit)."""
+    return resource.getrlimit(resource.RLIMIT_AS)[0] != resource.RLIM_INFINITY
+
+
+def release_spare() -> None:
+    """Unmap the spare, if any (interpreter exit does; so may code that limits its address space)."""
+    global _spare
+    with _spare_lock:
+        if _spare is not None:
+            _spare.map.close()
+            _spare = None
+
+
+def spare_mappings() -> int:
+    """Closed arenas kept for the next world: 0 or 1 (mapped, with at most SPARE_BYTES in use)."""
+    return 0 if _spare is None else 1
+
+
 def _address(mapped: mmap.mmap) -> int:
     """Where a mapping starts in this process (the array, an export of it, dies at once)."""
     return int(np.frombuffer(mapped, np.uint8, count=1).ctypes.data)
@@ -332,9 +446,15 @@ def _advise_huge_pages(mapped: mmap.mmap, offset: int, nbytes: int) -> bool:
 
 _libc = ctypes.CDLL(None, use_errno=True)
 _open_arenas: weakref.WeakSet[Arena] = weakref.WeakSet()
+_spare: _Spare | None = None
+_spare_lock = threading.Lock()
+_exiting = False
 
 
 @atexit.register
 def _close_all_at_exit() -> None:
+    global _exiting
+    _exiting = True
     for arena in list(_open_arenas):
         arena.close()
+    release_spare()

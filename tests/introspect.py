@@ -157,13 +157,20 @@ def without_huge_pages(monkeypatch: Any) -> None:
     monkeypatch.setattr(memory, "_huge_pages_supported", False)
 
 
+def spare_arena_base() -> int | None:
+    """Where the spare arena (a closed private arena kept for the next world) starts, if any."""
+    from ecs import memory
+    return None if memory._spare is None else memory._address(memory._spare.map)
+
+
 def arena_mappings(pid: int | str = "self") -> int:
     """Arenas (memory.py) mapped in a process, as the kernel lists them in /proc/PID/maps.
 
     A world with workers maps its memfd (named "ecs-world"; one line, or one per mapping). A world
     without workers maps private memory: one run of anonymous read-write lines of 4 GiB or more
-    (huge-page advice splits it into several) that ends at the arena's one-page PROT_NONE guard."""
-    from ecs.memory import ARENA_BYTES_MIN, PAGE
+    (huge-page advice splits it into several) that ends at the arena's one-page PROT_NONE guard.
+    In this process, the spare (a closed private arena kept for the next world) is not counted."""
+    from ecs.memory import ARENA_BYTES_MIN, PAGE, spare_mappings
     count, run_bytes, run_end = 0, 0, -1
     with open(f"/proc/{pid}/maps") as maps:
         for line in maps:
@@ -180,4 +187,4 @@ def arena_mappings(pid: int | str = "self") -> int:
                 run_end = end
             else:
                 run_bytes, run_end = 0, -1
-    return count
+    return count - (spare_mappings() if pid == "self" else 0)

@@ -25,6 +25,7 @@ import numpy as np
 import pytest
 
 import ecs
+from ecs import memory
 from tests import introspect
 from tests.components import Health, Position, Tint, Velocity
 
@@ -131,6 +132,82 @@ def test_a_view_held_by_user_code_keeps_the_mapping_until_dropped() -> None:
     del batch, xs
     assert arena_mappings() == before
     assert open_fds() == fds
+
+
+def test_a_closed_small_worlds_memory_serves_the_next_world_which_reads_it_as_new() -> None:
+    world = ecs.World()
+    use_world(world)
+    base = introspect.arena(world).base
+    world.close()
+    assert memory.spare_mappings() == 1
+    with ecs.World() as again:
+        assert introspect.arena(again).base == base      # the same mapping, taken once
+        assert memory.spare_mappings() == 0
+        ids = again.spawn_batch(5000, Position(x=np.arange(5000), y=0), Velocity(x=1, y=1))
+        assert ids.tolist() == list(range(1, 5001))      # a fresh entity index
+        changed = again.query(Position, changed=[Position])
+        assert sum(len(b) for b in changed) == 5000
+        assert sum(len(b) for b in changed) == 0        # nothing marked but the spawn
+        assert sum(len(b) for b in again.query(Health)) == 0 and sum(len(b) for b in again.query(Tint)) == 0
+        (batch,) = again.query(Position, Velocity)
+        assert batch[Position].x.tolist() == list(range(5000)) and set(batch[Velocity].y.tolist()) == {1.0}
+        del batch                                        # a view left would keep the mapping from reuse
+    assert memory.spare_mappings() == 1
+
+
+def test_a_spare_arena_is_zero_wherever_the_next_commits() -> None:
+    first = memory.Arena(memory.ARENA_BYTES_MIN, shared=False)
+    small, large = first.allocate(64 << 10), first.allocate(4 << 20)
+    small.commit(64 << 10)
+    large.commit(3 << 20)
+    large.commit_range(1 << 20, 64 << 10)                # overlapping commits are zeroed once
+    small.view(np.uint8, (64 << 10,))[:] = 0xFF
+    large.view(np.uint8, (3 << 20,))[:] = 0xFF
+    first.close()
+    second = memory.Arena(memory.ARENA_BYTES_MIN, shared=False)
+    try:
+        assert second.base == first.base
+        region = second.allocate(8 << 20)               # across both earlier regions
+        region.commit(8 << 20)
+        assert not region.view(np.uint8, (8 << 20,)).any()
+    finally:
+        second.close()
+
+
+def test_pages_a_spare_brought_that_the_next_world_left_uncommitted_are_given_back() -> None:
+    first = memory.Arena(memory.ARENA_BYTES_MIN, shared=False)
+    first.allocate(64 << 10).commit(64 << 10)
+    first.close()
+    second = memory.Arena(memory.ARENA_BYTES_MIN, shared=False)
+    second.allocate(64 << 10)                            # not committed this time
+    second.allocate(64 << 10).commit(32 << 10)
+    second.close()
+    third = memory.Arena(memory.ARENA_BYTES_MIN, shared=False)
+    try:
+        assert third.base == first.base
+        assert third.committed_bytes() == 32 << 10     # the first arena's 64 KiB went back
+    finally:
+        third.close()
+
+
+def test_an_arena_with_a_view_left_or_more_than_spare_bytes_committed_is_unmapped() -> None:
+    gc.collect()
+    held = memory.Arena(memory.ARENA_BYTES_MIN, shared=False)
+    region = held.allocate(4096)
+    region.commit(4096)
+    view = region.view(np.uint8, (4096,))
+    view[:] = 7
+    mappings = arena_mappings()
+    held.close()
+    assert introspect.spare_arena_base() != held.base
+    assert arena_mappings() == mappings and view.tolist() == [7] * 4096   # the view keeps it mapped
+    del view
+    assert arena_mappings() == mappings - 1
+    big = memory.Arena(memory.ARENA_BYTES_MIN, shared=False)
+    big.allocate(memory.SPARE_BYTES + 4096).commit(memory.SPARE_BYTES + 4096)
+    big.close()
+    assert introspect.spare_arena_base() != big.base
+    assert arena_mappings() == mappings - 1
 
 
 def test_many_closed_worlds_do_not_exhaust_the_address_space() -> None:

@@ -352,6 +352,7 @@ def run_cases(seed: int, cases: int, folder: pathlib.Path) -> dict:
         assert same(expected_state(data), observed_state(loaded, classes, expected_state(data)))
     del loaded
     gc.collect()
+    release_spare_arena()   # the limit below is set on what is mapped without it
     with open("/proc/self/statm") as statm:
         mapped = int(statm.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
     resource.setrlimit(resource.RLIMIT_AS, (mapped + ARENA + HEADROOM, resource.RLIM_INFINITY))
@@ -410,6 +411,12 @@ def run_cases(seed: int, cases: int, folder: pathlib.Path) -> dict:
     return {"outcomes": outcomes, "failures": failures, "peak_mib": peak / (1 << 20), "leaked": leaked}
 
 
+def release_spare_arena() -> None:
+    from ecs import memory
+
+    memory.release_spare()
+
+
 def limit_messages(folder: pathlib.Path) -> dict:
     """What loading the crafted files of too large limits raises, under RLIMIT_AS."""
     import resource
@@ -417,6 +424,7 @@ def limit_messages(folder: pathlib.Path) -> dict:
     world, _ = build_world()
     world.save(folder / "base.ecs")
     world.close()
+    release_spare_arena()   # else the next world would map into its 1 TiB, made before the limit
     saved = File((folder / "base.ecs").read_bytes())
     with open("/proc/self/statm") as statm:
         mapped = int(statm.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
