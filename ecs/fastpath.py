@@ -8,26 +8,41 @@ and loop counts (numpy scalar indexing costs ~100 ns an item, a memoryview item 
 - `compile_move`: for one table edge (source -> target), the archetype move of one row: its
   shared columns, entity id and change bits copied, the source's last row moved into the hole,
   both entities placed. ~1 us against ~2.5 us through loops over columns and slots.
-The store (store.py) caches them per (table, component) and per edge, and generates its spawn
-fast path the same way. They are the store's own code: they change rows and entity places only
-when the store calls them.
+- `compile_add` / `compile_remove`: `World.add(e, C(...))` / `remove(e, C)` of one component
+  from one source table: the edge's move, the new fields and marks inline. Per op, 10,000 adds
+  then removes: ~1.4 us, against ~2.2 us through the checked calls.
+- `compile_spawn`: `World.spawn` of one tuple of component types into its table (~1.3-1.6 us).
+The store (store.py) caches them per (table, component), per edge and per type tuple. They
+are the store's own code: they change rows and entity places only when the store calls them.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from .entity import INDEX_MASK
 from .table import BYTE_FLIP, BYTE_OPS_MAX_SLOTS
 
 if TYPE_CHECKING:
+    from .changes import ChangeTracker
     from .entity import EntityIndex
+    from .schema import ComponentInfo
     from .table import Table
+
+
+class Store(Protocol):
+    """What the generated paths use of the store that caches them (store.py)."""
+
+    structure_version: int
+    changes: ChangeTracker
+    entities: EntityIndex
 
 Read = Callable[[int], tuple[Any, ...]]               # get's fast path: row -> raw field scalars
 Write = Callable[[int, tuple[Any, ...]], None]        # set's fast path: (row, raw) -> stored
 Move = Callable[[int, int], int]                      # (entity slot, row in source) -> row in target
+AddPath = Callable[[int, int, Any], bool]             # add's fast path: (entity slot, row, raw) -> done
+RemovePath = Callable[[int, int], bool]               # remove's fast path: (entity slot, row) -> done
 
 
 def compile_access(views: tuple[memoryview, ...]) -> tuple[Read, Write]:
@@ -98,3 +113,105 @@ def compile_move(source: Table, target: Table, slot_pairs: list[tuple[int, int]]
               "    return new_row"]
     exec("\n".join(lines), namespace)  # noqa: S102 - source built above from ints and fixed names
     return namespace.pop("move")  # type: ignore[no-any-return]   # popped: no cycle keeps the views alive
+
+
+def compile_add(store: Store, source: Table, target: Table, info: ComponentInfo, move: Move) -> AddPath | None:
+    """add(index, row, raw) -> True: give entity slot `index` at `row` of `source` (which lacks
+    the component) the component's `_raw` field scalars, moving it to `target` through the
+    edge's `move` and marking its row added and changed there. False, having changed nothing,
+    for values not given as scalars (raw None) or once the change tracker or the source's slots
+    changed (the move's bits would be stale). None when a field is a vector. ~1.3 us."""
+    views = target.field_items[info.id]
+    if views is None:
+        return None
+    namespace: dict[str, Any] = {"store": store, "changes": store.changes, "source": source, "target": target,
+                                 "move": move, "bits": target.bit_bytes}
+    fields = "".join(f"f{j}, " for j in range(len(views)))
+    lines = ["def add(index, row, raw):",
+             f"    if raw is None or changes.version != {store.changes.version} or source.nslots != {source.nslots}:",
+             "        return False"]
+    if views:
+        lines.append(f"    {fields}= raw")
+    lines += _edge_move_lines()
+    if views:
+        lines.append(f"    {''.join(f'v{j}[new_row], ' for j in range(len(views)))}= ({fields})")
+    namespace.update({f"v{j}": view for j, view in enumerate(views)})
+    lines += [f"    byte = (new_row >> 3) ^ {BYTE_FLIP}",
+              "    bit = 1 << (new_row & 7)",
+              f"    bits[{target.marks_slot[info.id] * target.max_words * 8} + byte] |= bit",
+              f"    bits[{target.added_slot[info.id] * target.max_words * 8} + byte] |= bit",
+              "    return True"]
+    exec("\n".join(lines), namespace)  # noqa: S102 - source built above from ints and fixed names
+    return namespace.pop("add")  # type: ignore[no-any-return]   # popped: no cycle keeps the views alive
+
+
+def compile_remove(store: Store, source: Table, target: Table, move: Move) -> RemovePath:
+    """remove(index, row) -> True: move entity slot `index` at `row` of `source` to `target`
+    (one component fewer) through the edge's `move`. False, having changed nothing, once the
+    change tracker or the source's slots changed. Compiled only while no reader journals the
+    removed component (registering one changes the tracker's version). ~1.1 us."""
+    namespace: dict[str, Any] = {"store": store, "changes": store.changes, "source": source, "target": target,
+                                 "move": move}
+    lines = ["def remove(index, row):",
+             f"    if changes.version != {store.changes.version} or source.nslots != {source.nslots}:",
+             "        return False",
+             *_edge_move_lines(),
+             "    return True"]
+    exec("\n".join(lines), namespace)  # noqa: S102 - fixed source and two ints
+    return namespace.pop("remove")  # type: ignore[no-any-return]
+
+
+def _edge_move_lines() -> list[str]:
+    """Store._move's steps for one row, inline: reserve a target row, count a structural change,
+    move (`new_row`)."""
+    return ["    if target.n >= target.capacity:",
+            "        target.reserve(target.n + 1)",
+            "    store.structure_version += 1",
+            "    new_row = move(index, row)"]
+
+
+def compile_spawn(store: Store, table: Table, infos: tuple[ComponentInfo, ...]) -> Callable[..., int | None] | None:
+    """Store.spawn's fast path for one tuple of component types: a function of the values that
+    places one entity in `table` with straight-line memoryview writes (no loops over fields, no
+    numpy scalars, no kernel dispatch), or returns None, having changed nothing, unless it gets
+    exactly these types with `_raw` scalars (schema.py). None when a component has a vector field.
+    Cost per entity at 100k, values built in the loop: ~1.6 us."""
+    views = [table.field_items[info.id] for info in infos]
+    if any(v is None for v in views):
+        return None
+    namespace: dict[str, Any] = {"table": table, "store": store, "allocate_one": store.entities.allocate_one,
+                                 "entity_items": table.entity_items, "bits": table.bit_bytes}
+    values = [f"c{k}" for k in range(len(infos))]
+    checks = ["extra"]
+    for k, info in enumerate(infos):
+        namespace[f"T{k}"] = info.cls
+        checks.append(f"type(c{k}) is not T{k}")
+    lines = [f"def spawn({''.join(v + '=None, ' for v in values)}*extra):",
+             f"    if {' or '.join(checks)}:",
+             "        return None"]
+    lines += [f"    r{k} = c{k}._raw" for k in range(len(infos))]
+    if infos:
+        lines += [f"    if {' or '.join(f'r{k} is None' for k in range(len(infos)))}:",
+                  "        return None"]
+    lines += ["    row = table.n",
+              "    if row >= table.capacity:",
+              "        table.reserve(row + 1)",
+              f"    entity = allocate_one({table.id}, row, entity_items)",
+              "    store.structure_version += 1",
+              "    table.n = row + 1"]
+    for k, component_views in enumerate(views):
+        targets = []
+        for j, view in enumerate(component_views):  # type: ignore[arg-type]
+            namespace[f"v{k}_{j}"] = view
+            targets.append(f"v{k}_{j}[row], ")
+        if targets:
+            lines.append(f"    {''.join(targets)}= r{k}")
+    lines += [f"    byte = (row >> 3) ^ {BYTE_FLIP}", "    bit = 1 << (row & 7)"]
+    for info in infos:
+        for slot in (table.marks_slot[info.id], table.added_slot[info.id]):
+            lines.append(f"    bits[{slot * table.max_words * 8} + byte] |= bit")
+    lines.append("    return entity")
+    exec("\n".join(lines), namespace)  # noqa: S102 - source built above from ints and fixed names
+    # popped, so that the function and its globals (the namespace) form no cycle: dropping the
+    # fast path must free its memoryviews at once, or close() cannot unmap the arena
+    return namespace.pop("spawn")  # type: ignore[no-any-return]

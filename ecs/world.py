@@ -192,6 +192,8 @@ class World:
         """Give the entity these component values (overwriting ones it has). A new component moves
         the entity to another table, keeping every other value and its change state."""
         self._check_open("add")
+        if len(components) == 1 and self._store.try_add_fast(entity, components[0]):
+            return
         parts = _unpack("add", components)
         for info, _, n in parts:
             if n is not None:
@@ -204,6 +206,8 @@ class World:
     def remove(self, entity: int, *components: type) -> None:
         """Take these components away; the entity keeps every other value and change state."""
         self._check_open("remove")
+        if len(components) == 1 and self._store.try_remove_fast(entity, components[0]):
+            return
         infos = [info_of(c) for c in components]
         if len(infos) == 1:
             self._store.remove_component(entity, infos[0])

@@ -84,3 +84,35 @@ def test_bulk_errors_change_nothing_and_name_the_entity() -> None:
             assert state(world, np.delete(ids, 3), readers[:6]) == before
     finally:
         world.close()
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_one_component_calls_equal_the_batch_calls_while_readers_come_and_go(seed: int) -> None:
+    """add(e, C) / remove(e, C) of one component take paths cached per table after the first
+    move; readers registered later (a removed= journal, change slots) must be honoured by them."""
+    rng = np.random.default_rng(200 + seed)
+    bulk, ids, bulk_readers = populated(seed)
+    loop, _, loop_readers = populated(seed)
+    late: dict[ecs.World, list[ecs.Query]] = {bulk: [], loop: []}
+    try:
+        for round_ in range(4):
+            chosen = rng.choice(ids, size=int(rng.integers(1, 60)), replace=False)
+            bulk.add_batch(chosen, Mass(kg=1.5))
+            for e in chosen:
+                loop.add(int(e), Mass(kg=1.5))
+            if round_ == 1:
+                for world in (bulk, loop):
+                    late[world] += [world.query(removed=[Mass]), world.query(Mass, changed=[Mass])]
+            holders = np.array([e for e in ids if loop.has(int(e), Mass)], np.int64)
+            gone = rng.choice(holders, size=int(rng.integers(0, len(holders) + 1)), replace=False)
+            bulk.remove_batch(gone, Mass)
+            for e in gone:
+                loop.remove(int(e), Mass)
+            assert state(bulk, ids, bulk_readers) == state(loop, ids, loop_readers)
+            assert [q.removed().tolist() for q in late[bulk][:1]] == [q.removed().tolist() for q in late[loop][:1]]
+            assert [sorted(q.entities().tolist()) for q in late[bulk][1:]] == \
+                [sorted(q.entities().tolist()) for q in late[loop][1:]]
+        assert late[loop][0].removed().tolist() == [] and len(late[loop]) == 2
+    finally:
+        bulk.close()
+        loop.close()
