@@ -44,6 +44,18 @@ def test_wolf_sheep_bands_flag_a_model_whose_wolves_never_breed() -> None:
     assert failed == ["wolf peak (steps 1-100)"]
 
 
+def test_the_hand_batched_wolf_sheep_of_the_benchmark_is_the_same_model() -> None:
+    """The baseline the models benchmark times the commands version against: buffers applied by
+    despawn_batch/spawn_batch from Python. Its trajectories differ (newborns' ids, so their
+    random draws), but on the default model it stays in the example's bands."""
+    from tests.benchmarks import wolf_sheep_batched
+
+    for seed in (0, 1):
+        result = wolf_sheep_batched.simulate(wolf_sheep.Config(seed=seed))
+        assert [name for name, _, _, inside in wolf_sheep.check_bands(result.populations) if not inside] == []
+        assert result.populations[0].tolist()[:2] == [1000, 500]
+
+
 # ---------------------------------------------------------------- Flocking
 def test_flocking_split_across_two_workers_is_bit_identical() -> None:
     config = flocking.Config(birds=70_000, steps=3, seed=1)      # above the split threshold: flock is split

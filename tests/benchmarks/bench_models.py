@@ -3,10 +3,15 @@
 - WolfSheep (examples/wolf_sheep.py, the large variant of ABMFrameworksComparison: 1000 sheep,
   500 wolves, 100 x 100 grass, 100 steps; births and deaths by kernel commands) on 0 and 2
   workers: the step loop's wall time, median of REPS seeds; the two must give the same world.
+- WolfSheep by kernel commands against the same model hand-batched
+  (tests/benchmarks/wolf_sheep_batched.py: the kernels fill buffers, Python applies them with
+  despawn_batch / spawn_batch between frames), 0 workers, median of REPS seeds each; target
+  <= 1.3x (issue 11). Their trajectories differ (newborns' ids key their random draws): the row
+  says how many agent-steps each ran.
 - Flocking (examples/flocking.py) at 400 birds x 100 steps and 100,000 birds x 10 steps, on 0
   and 2 workers.
-The ratios are workers=2 / workers=0 speed; no target holds them yet (the issue asks for the
-timings). Each run builds its world first (untimed: Result.seconds is the step loop only).
+The other ratios are workers=2 / workers=0 speed; no target holds them yet (the issue asks for
+the timings). Each run builds its world first (untimed: Result.seconds is the step loop only).
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ import statistics
 
 from examples import flocking, wolf_sheep
 
+from . import wolf_sheep_batched as batched_world
 from .common import REPS, Row, Stats, fmt_stats
 
 SCENARIO = "models"
@@ -39,6 +45,16 @@ def run() -> list[Row]:
     rows.append(Row(SCENARIO, f"WolfSheep 1000+500, 100 steps, median of {REPS} seeds (same on 0/2 workers: {same})",
                     f"2 workers: {fmt_stats(there)}", f"0 workers: {fmt_stats(here)}",
                     here.median / there.median, "x (speed 2w/0w)", "timed (no target)", None))
+    batched_world.simulate(wolf_sheep.Config(steps=2))         # compile, untimed
+    batched = [batched_world.simulate(wolf_sheep.Config(seed=seed)) for seed in range(REPS)]
+    hand = Stats([r.seconds for r in batched])
+    ratio = here.median / hand.median
+    steps_cmd = sum(int(r.populations[:, :2].sum()) for r in results_here)
+    steps_hand = sum(int(r.populations[:, :2].sum()) for r in batched)
+    rows.append(Row(SCENARIO, f"WolfSheep by kernel commands vs hand-batched, 0 workers ({steps_cmd:,} vs "
+                              f"{steps_hand:,} agent-steps)", f"commands: {fmt_stats(here)}",
+                    f"despawn_batch/spawn_batch from Python: {fmt_stats(hand)}", ratio, "x hand-batched",
+                    "<= 1.3x", ratio <= 1.3))
     for birds, steps in ((400, 100), (100_000, 10)):
         flocking.simulate(flocking.Config(birds=birds, steps=1))
         here = _flocking(0, birds, steps)
