@@ -149,6 +149,8 @@ class _RecordBatch:
         serials = owners[self.spawn_at] << 32 | records[self.spawn_at, SERIAL]
         self.spawn_order = np.argsort(serials, kind="stable")
         self.spawn_serials = serials[self.spawn_order]
+        self._targets: np.ndarray | None = None      # resolved on first use (see resolved)
+        self._unresolved: np.ndarray | None = None
         self.field_groups: list[tuple[ComponentInfo, str, np.ndarray, np.ndarray]] = []
         self.change_positions: list[np.ndarray] = []     # per checked component key: its records
 
@@ -165,20 +167,33 @@ class _RecordBatch:
         return exc
 
     def resolved(self, at: np.ndarray) -> np.ndarray:
-        """Targets of the records at `at`: ids as they are, placeholders as -(spawn index + 1)."""
-        targets = self.records[at, TARGET].copy()
-        negative = np.flatnonzero(targets < 0)
-        if negative.shape[0]:
-            wanted = self.owners[at[negative]] << 32 | (-targets[negative] - 1)
-            spawns = self.spawn_serials.shape[0]
-            found = np.minimum(np.searchsorted(self.spawn_serials, wanted), max(spawns - 1, 0))
-            bad = np.flatnonzero(self.spawn_serials[found] != wanted) if spawns else np.arange(negative.shape[0])
-            if bad.shape[0]:
-                k = int(at[negative[bad[0]]])
-                raise CommandError(f"{self.where(k)} names placeholder {int(self.records[k, TARGET])}, which no "
-                                   f"cmd_spawn of its process made")
-            targets[negative] = -(self.spawn_order[found] + 1)
-        return targets
+        """Targets of the records at `at`: ids as they are, placeholders as -(spawn index + 1);
+        CommandError for the first of them whose placeholder no cmd_spawn of its process made."""
+        if self._targets is None:
+            self._targets, self._unresolved = self._resolve_all()
+        if self._unresolved is not None and self._unresolved[at].any():
+            k = int(at[np.argmax(self._unresolved[at])])
+            raise CommandError(f"{self.where(k)} names placeholder {int(self.records[k, TARGET])}, which no "
+                               f"cmd_spawn of its process made")
+        return self._targets[at]
+
+    def _resolve_all(self) -> tuple[np.ndarray, np.ndarray | None]:
+        """Every record's target resolved once (a spawn's is its prefab, kept as is), and where
+        a placeholder names no spawn (None: nowhere)."""
+        targets = self.records[:, TARGET].copy()
+        negative = np.flatnonzero((targets < 0) & (self.kind != SPAWN))
+        if not negative.shape[0]:
+            return targets, None
+        wanted = self.owners[negative] << 32 | (-targets[negative] - 1)
+        spawns = self.spawn_serials.shape[0]
+        found = np.minimum(np.searchsorted(self.spawn_serials, wanted), max(spawns - 1, 0))
+        bad = self.spawn_serials[found] != wanted if spawns else np.ones(negative.shape[0], np.bool_)
+        targets[negative] = -(self.spawn_order[found] + 1)
+        unresolved = None
+        if bad.any():
+            unresolved = np.zeros(targets.shape[0], np.bool_)
+            unresolved[negative[bad]] = True
+        return targets, unresolved
 
     # ---------------------------------------------------------------- checks (nothing applied yet)
     def check(self) -> None:
