@@ -78,6 +78,35 @@ def move(pos, i, seed, entity, frame, width, height):
 
 
 @jit
+def graze(grass, x, y, energy, gain, regrowth_time):
+    """A sheep on (x, y) with `energy` eats the patch if it is fully grown (the patch then
+    counts down again); returns its energy."""
+    if grass[y, x] == 0:
+        grass[y, x] = regrowth_time
+        return energy + gain
+    return energy
+
+
+@jit
+def hunt(seed, entity, frame, first, stop, sheep_eaten):
+    """The slot (in [first, stop), the sheep of the wolf's cell) of a random sheep not eaten
+    yet, marked eaten; -1 when none is left."""
+    left = 0
+    for slot in range(first, stop):
+        left += sheep_eaten[slot] == 0
+    if left == 0:
+        return -1
+    pick = random.integers(seed, entity, frame, PREY, 0, left)
+    for slot in range(first, stop):
+        if sheep_eaten[slot] == 0:
+            if pick == 0:
+                sheep_eaten[slot] = 1
+                return slot
+            pick -= 1
+    return -1
+
+
+@jit
 def give_birth(cmd, i, prefab, tag, x, y, energy):
     child = ecs.cmd_spawn(cmd, i, prefab)
     ecs.cmd_set(cmd, i, child, POS_X, x)
@@ -98,11 +127,8 @@ def sheep_step(pos: Mut[Position], energy: Mut[Energy], ids: Entity, cmd: ecs.Co
     for k in range(n):
         i = order[k]
         move(pos, i, seed, ids[i], frame, width, height)
-        e = energy.e[i] - 1.0
         x, y = pos.x[i], pos.y[i]
-        if grass[y, x] == 0:                      # fully grown: eat it, it counts down again
-            e += sheep_gain_from_food
-            grass[y, x] = grass_regrowth_time
+        e = graze(grass, x, y, energy.e[i] - 1.0, sheep_gain_from_food, grass_regrowth_time)
         if e < 0.0:
             ecs.cmd_despawn(cmd, i, ids[i])
         elif random.uniform(seed, ids[i], frame, BREED) < sheep_reproduce:
@@ -150,20 +176,10 @@ def wolf_step(pos: Mut[Position], energy: Mut[Energy], ids: Entity, cmd: ecs.Com
         e = energy.e[i] - 1.0
         x, y = pos.x[i], pos.y[i]
         cell = y * width + x
-        first, stop = sheep_cell_start[cell], sheep_cell_start[cell + 1]
-        left = 0
-        for slot in range(first, stop):
-            left += sheep_eaten[slot] == 0
-        if left > 0:                              # a random one of the sheep not eaten yet
-            pick = random.integers(seed, ids[i], frame, PREY, 0, left)
-            for slot in range(first, stop):
-                if sheep_eaten[slot] == 0:
-                    if pick == 0:
-                        sheep_eaten[slot] = 1
-                        ecs.cmd_despawn(cmd, i, sheep_by_slot[slot])
-                        e += wolf_gain_from_food
-                        break
-                    pick -= 1
+        prey = hunt(seed, ids[i], frame, sheep_cell_start[cell], sheep_cell_start[cell + 1], sheep_eaten)
+        if prey >= 0:
+            ecs.cmd_despawn(cmd, i, sheep_by_slot[prey])
+            e += wolf_gain_from_food
         if e < 0.0:
             ecs.cmd_despawn(cmd, i, ids[i])
         elif random.uniform(seed, ids[i], frame, BREED) < wolf_reproduce:

@@ -656,22 +656,6 @@ def test_loading_a_fifo_is_refused_without_waiting_for_a_writer(tmp_path) -> Non
     assert re.search("cannot open it: not a regular file", str(outcome[0]))
 
 
-def test_each_chunk_of_an_array_has_its_own_checksum(tmp_path, monkeypatch) -> None:
-    monkeypatch.setattr(ecs.worldfile, "CHUNK", 1024)
-    monkeypatch.setattr(ecs.manifest, "CHUNK", 1024)
-    with ecs.World() as world:
-        build(world)
-        world.save(tmp_path / "chunked.ecs")
-        parsed = Parsed((tmp_path / "chunked.ecs").read_bytes())
-        column = max((col[2] for t in parsed.manifest["tables"] for col in t["columns"]), key=lambda e: e["nbytes"])
-        assert len(column["xxh64"]) == -(-column["nbytes"] // 1024) > 3
-        with ecs.World.load(tmp_path / "chunked.ecs") as loaded:
-            assert state(loaded) == state(world)
-        (tmp_path / "bad.ecs").write_bytes(flip(parsed.data, parsed.array_offset(column) + 3 * 1024 + 5))
-        with pytest.raises(SnapshotError, match=r"an array is corrupt \(checksum mismatch\)"):
-            ecs.World.load(tmp_path / "bad.ecs")
-
-
 def payload_arrays(manifest: dict) -> list[dict]:
     """Every array entry of a manifest: tables' entity and field columns, the free list and its
     generations, resource arrays."""
@@ -682,20 +666,25 @@ def payload_arrays(manifest: dict) -> list[dict]:
                       *manifest["resources"]["arrays"].values()]
 
 
-def test_a_saved_file_has_the_reference_xxh64_of_every_chunk(tmp_path, monkeypatch) -> None:
+def test_each_chunk_of_an_array_has_its_own_checksum(tmp_path, monkeypatch) -> None:
     monkeypatch.setattr(ecs.worldfile, "CHUNK", 1024)
     monkeypatch.setattr(ecs.manifest, "CHUNK", 1024)
     with ecs.World() as world:
         build(world)
-        world.save(tmp_path / "w.ecs")
-    parsed = Parsed((tmp_path / "w.ecs").read_bytes())
-    assert parsed.version == 3
-    entries = payload_arrays(parsed.manifest)
-    assert any(len(entry["xxh64"]) > 3 for entry in entries)
-    for entry in entries:
-        data = parsed.payload[entry["offset"]: entry["offset"] + entry["nbytes"]]
-        assert entry["xxh64"] == [f"{xxhash.xxh64_intdigest(data[at: at + 1024]):016x}"
-                                  for at in range(0, max(len(data), 1), 1024)]
+        world.save(tmp_path / "chunked.ecs")
+        parsed = Parsed((tmp_path / "chunked.ecs").read_bytes())
+        column = max((col[2] for t in parsed.manifest["tables"] for col in t["columns"]), key=lambda e: e["nbytes"])
+        assert len(column["xxh64"]) == -(-column["nbytes"] // 1024) > 3
+        assert parsed.version == 3
+        for entry in payload_arrays(parsed.manifest):    # each the reference XXH64 of its chunk
+            data = parsed.payload[entry["offset"]: entry["offset"] + entry["nbytes"]]
+            assert entry["xxh64"] == [f"{xxhash.xxh64_intdigest(data[at: at + 1024]):016x}"
+                                      for at in range(0, max(len(data), 1), 1024)]
+        with ecs.World.load(tmp_path / "chunked.ecs") as loaded:
+            assert state(loaded) == state(world)
+        (tmp_path / "bad.ecs").write_bytes(flip(parsed.data, parsed.array_offset(column) + 3 * 1024 + 5))
+        with pytest.raises(SnapshotError, match=r"an array is corrupt \(checksum mismatch\)"):
+            ecs.World.load(tmp_path / "bad.ecs")
 
 
 def test_a_version_2_file_with_crc32_checksums_still_loads(tmp_path) -> None:

@@ -23,13 +23,14 @@ from examples import wolf_sheep
 from examples.wolf_sheep_systems import (
     BREED,
     ORDER,
-    PREY,
     Energy,
     Position,
     Sheep,
     Wolf,
     clear_sheep_index,
+    graze,
     grow_grass,
+    hunt,
     index_sheep,
     move,
 )
@@ -63,11 +64,8 @@ def sheep_step_buffered(pos: Mut[Position], energy: Mut[Energy], ids: Entity, fr
     for k in range(n):
         i = order[k]
         move(pos, i, seed, ids[i], frame, width, height)
-        e = energy.e[i] - 1.0
         x, y = pos.x[i], pos.y[i]
-        if grass[y, x] == 0:
-            e += sheep_gain_from_food
-            grass[y, x] = grass_regrowth_time
+        e = graze(grass, x, y, energy.e[i] - 1.0, sheep_gain_from_food, grass_regrowth_time)
         if e < 0.0:
             buffer_death(deaths, tally, ids[i])
         elif random.uniform(seed, ids[i], frame, BREED) < sheep_reproduce:
@@ -90,20 +88,10 @@ def wolf_step_buffered(pos: Mut[Position], energy: Mut[Energy], ids: Entity, fra
         e = energy.e[i] - 1.0
         x, y = pos.x[i], pos.y[i]
         cell = y * width + x
-        first, stop = sheep_cell_start[cell], sheep_cell_start[cell + 1]
-        left = 0
-        for slot in range(first, stop):
-            left += sheep_eaten[slot] == 0
-        if left > 0:
-            pick = random.integers(seed, ids[i], frame, PREY, 0, left)
-            for slot in range(first, stop):
-                if sheep_eaten[slot] == 0:
-                    if pick == 0:
-                        sheep_eaten[slot] = 1
-                        buffer_death(deaths, tally, sheep_by_slot[slot])
-                        e += wolf_gain_from_food
-                        break
-                    pick -= 1
+        prey = hunt(seed, ids[i], frame, sheep_cell_start[cell], sheep_cell_start[cell + 1], sheep_eaten)
+        if prey >= 0:
+            buffer_death(deaths, tally, sheep_by_slot[prey])
+            e += wolf_gain_from_food
         if e < 0.0:
             buffer_death(deaths, tally, ids[i])
         elif random.uniform(seed, ids[i], frame, BREED) < wolf_reproduce:
