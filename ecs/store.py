@@ -146,12 +146,12 @@ class Store:
     def tables_of(self, ids: np.ndarray, info: ComponentInfo | None = None) -> list[tuple[Table, np.ndarray]]:
         """Live ids grouped by table: (table, positions in `ids`), tables in id order. With `info`,
         MissingComponentError (naming the first such id) if a table lacks it."""
-        index = self.entities.locate_batch(ids)
-        table_ids = self.entities.table_of[index]
+        tables = self.archetypes.tables
+        positions, starts = self.entities.group_by_table(ids, len(tables))
         groups = []
-        for table_id in distinct(table_ids):
-            table = self.archetypes.tables[int(table_id)]
-            where = np.flatnonzero(table_ids == table_id)
+        for table_id in np.flatnonzero(starts[1:] > starts[:-1]).tolist():
+            table = tables[table_id]
+            where = positions[starts[table_id]: starts[table_id + 1]]
             if info is not None and info.id not in table.component_ids:
                 raise self.missing(int(ids[where[0]]), table, info)
             groups.append((table, where))

@@ -154,3 +154,33 @@ def test_alive_mask_accepts_exactly_placed_ids_of_the_current_generation(count: 
     got = np.empty(count, np.bool_)
     rows.alive_mask(ids, slots - 3, generation, table_of, got)
     np.testing.assert_array_equal(got, reference.alive_mask(ids, slots - 3, generation, table_of))
+
+
+@pytest.mark.parametrize("count", SIZES)
+def test_group_by_table_lists_each_tables_positions_in_order(count: int) -> None:
+    rng = np.random.default_rng(23)
+    slots = count + 10
+    generation, table_of, _, _ = slot_arrays(rng, slots, 1)
+    live = np.flatnonzero(table_of >= 0)
+    index = rng.choice(live, count) if live.shape[0] else np.zeros(0, np.int64)   # repeats allowed
+    ids = generation[index].astype(np.int64) << 32 | index
+    positions, starts = np.empty(count, np.int64), np.empty(51, np.int64)
+    assert rows.group_by_table(ids, slots, generation, table_of, positions, starts) == -1
+    tables = table_of[index]
+    for t in range(50):
+        np.testing.assert_array_equal(positions[starts[t]:starts[t + 1]], np.flatnonzero(tables == t))
+    assert starts[50] == count
+
+
+def test_group_by_table_stops_at_the_first_dead_id() -> None:
+    rng = np.random.default_rng(24)
+    generation, table_of, _, _ = slot_arrays(rng, 100, 1)
+    live = np.flatnonzero(table_of >= 0)[:10]
+    ids = generation[live].astype(np.int64) << 32 | live
+    dead = ids.copy()
+    dead[6] += 1 << 32                                              # a stale generation
+    free = np.flatnonzero(table_of < 0)[0]
+    for bad, at in ((dead, 6), (np.r_[ids[:3], -ids[3], ids[4:]], 3), (np.r_[ids[:8], free], 8),
+                    (np.r_[ids[:2], 100], 2)):                      # past the high water mark
+        assert rows.group_by_table(bad, 100, generation, table_of, np.empty(len(bad), np.int64),
+                                   np.empty(51, np.int64)) == at
