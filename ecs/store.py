@@ -246,17 +246,14 @@ class Store:
 
     def despawn_batch(self, ids: np.ndarray) -> None:
         """Despawn distinct live ids (the caller checked they are distinct)."""
-        index = self.entities.locate_batch(ids)
-        table_ids = self.entities.table_of[index]
+        groups = self.tables_of(ids)
         self.structure_version += 1
-        for table_id in np.unique(table_ids):
-            table = self.archetypes.tables[int(table_id)]
-            rows = self.entities.row_of[index[table_ids == table_id]].astype(np.int64)
-            gone = ids[table_ids == table_id]
+        for table, where in groups:
+            gone = ids[where]
             self.changes.record_removed(table.components, gone, self.entities.births(gone))
-            moved, new_rows = table.remove_rows(rows)
+            moved, new_rows = table.remove_rows(self.rows_of(gone))
             self.entities.place_batch(moved & INDEX_MASK, table.id, new_rows)
-        self.entities.free(index)
+        self.entities.free(ids & INDEX_MASK)
 
     # ---------------------------------------------------------------- archetype moves
     def change_components(self, entity: int, adds: Iterable[tuple[ComponentInfo, Values]],
