@@ -167,6 +167,9 @@ def test_a_spare_arena_is_zero_wherever_the_next_commits() -> None:
     second = memory.Arena(memory.ARENA_BYTES_MIN, shared=False)
     try:
         assert second.base == first.base
+        same = second.allocate(64 << 10)                # where the first small region was: resident
+        same.commit(32 << 10)
+        assert not same.view(np.uint8, (32 << 10,)).any()
         region = second.allocate(8 << 20)               # across both earlier regions
         region.commit(8 << 20)
         assert not region.view(np.uint8, (8 << 20,)).any()
