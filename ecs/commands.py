@@ -57,7 +57,7 @@ from .errors import (
 )
 from .memory import Arena, ArraySpec
 from .schema import INFO_BY_KEY, ComponentInfo, coerce_batch, info_of
-from .store import Store, distinct
+from .store import Store
 
 BUFFER_CAPACITY = 1 << 20   # commands per process per frame: 64 MiB of address space, committed as written
 
@@ -351,3 +351,11 @@ def _first_unfit(info: ComponentInfo, field: str, values: np.ndarray) -> int:
         except ComponentValueError:
             return i
     return 0
+
+
+def distinct(values: np.ndarray) -> np.ndarray:
+    """np.unique(values) of a 1-D array, at ~10 us for 10k values that are all one (one component
+    key: the common case) instead of ~0.1 ms."""
+    if values.shape[0] and (values == values[0]).all():
+        return values[:1]
+    return np.unique(values)

@@ -39,10 +39,10 @@ Choice and reasons (measured on the 2-core Linux VMs this library is developed o
 - Released regions return their pages with MADV_REMOVE (MADV_DONTNEED in a private arena); their
   address space is never reused, so a view kept from a released region can never alias a newer one.
 - **A closed private arena is kept for the next world** (the last one closed with at most
-  SPARE_BYTES committed and no view of it left; one per process): its committed bytes are zeroed (memset) and
-  its mapping handed to the next `Arena(shared=False)` of the same size, so a small world's
-  pages are faulted once per process, not once per world (as malloc keeps freed memory for the
-  next allocation). A spawn_batch of 10,000 entities into a new world faulted ~265 pages
+  SPARE_BYTES committed and no view of it left; one per process): its committed bytes are
+  zeroed (memset) and its mapping handed to the next `Arena(shared=False)` of the same size,
+  so a small world's pages are faulted once per process, not once per world (as malloc keeps
+  freed memory for the next allocation). A spawn_batch of 10,000 entities into a new world faulted ~265 pages
   (0.32 ms) and unmapped 0.11 ms; zeroing its 1.1 MB takes ~0.04 ms, and a commit inside the
   pages it inherited makes no system call (~0.1 ms less for that spawn). A new arena reads
   zero wherever it is committed, recycled or not. Under RLIMIT_AS no spare is kept.

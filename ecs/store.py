@@ -108,6 +108,7 @@ class Store:
         self._last_spawn: Callable[..., int | None] = no_fast_path   # the fast path that last succeeded
         self._add_paths: dict[tuple[int, type], AddPath] = {}         # (source table id, component)
         self._remove_paths: dict[tuple[int, type], RemovePath] = {}
+        self._edge_path_stamps: dict[tuple[int, tuple[int, type]], tuple[int, int]] = {}
         self._access_paths: dict[tuple[int, type], AccessPath] = {}
         # per edge: (stamp, generated move or None, RowMove for sources of many slots)
         self._row_moves: dict[tuple[int, int], tuple[tuple[int, int], Move | None, RowMove]] = {}
@@ -311,10 +312,8 @@ class Store:
             target = table.edge_add.get(info.id) or self.archetypes.with_added(table, (info,))
             source, row = table, self._move(index, table, row, target)
             target.mark_row(target.added_slot[info.id], row)
-            move = self._row_moves[source.id, target.id][1]
-            path = None if move is None else compile_add(self, source, target, info, move)
-            if path is not None:
-                self._add_paths[source.id, info.cls] = path
+            self._cache_edge_path(self._add_paths, source, target, info,
+                                  lambda move: compile_add(self, source, target, info, move))
         for field, col in target.columns_by_component[info.id].items():
             col[row] = values[field]
         target.mark_row(target.marks_slot[info.id], row)
@@ -332,9 +331,23 @@ class Store:
             ids = np.array([entity], np.int64)
             self.changes.record_removed((info,), ids, self.entities.births(ids))
             return
-        move = self._row_moves[table.id, target.id][1]
-        if move is not None:
-            self._remove_paths[table.id, info.cls] = compile_remove(self, table, target, move)
+        self._cache_edge_path(self._remove_paths, table, target, info,
+                              lambda move: compile_remove(self, table, target, move))
+
+    def _cache_edge_path(self, paths: dict[tuple[int, type], Any], source: Table, target: Table,
+                         info: ComponentInfo, compile_path: Callable[[Move], Any]) -> None:
+        """Compile the add or remove path of (source, component) after a move along the edge,
+        unless one for the same tracker version and source slots is cached (values given as
+        numpy scalars never take the path: without the check, each such call compiled it anew)."""
+        stamp = (self.changes.version, source.nslots)
+        key = (source.id, info.cls)
+        move = self._row_moves[source.id, target.id][1]
+        if move is None or self._edge_path_stamps.get((id(paths), key)) == stamp:
+            return
+        path = compile_path(move)
+        if path is not None:
+            paths[key] = path
+            self._edge_path_stamps[id(paths), key] = stamp
 
     def change_components_batch(self, ids: np.ndarray, adds: list[tuple[ComponentInfo, Values]],
                                 removes: list[ComponentInfo]) -> None:
@@ -545,6 +558,7 @@ class Store:
         self._last_spawn = no_fast_path
         self._add_paths.clear()
         self._remove_paths.clear()
+        self._edge_path_stamps.clear()
         self._access_paths.clear()
         self._row_moves.clear()
         self.arena.close()
@@ -578,10 +592,3 @@ class RowMove:
             else:
                 dst_bits[dst_base + to_byte] &= ~to_bit & 0xFF
 
-
-def distinct(values: np.ndarray) -> np.ndarray:
-    """np.unique(values) of a 1-D array, at ~10 us for 10k values that are all one (one table,
-    one component key: the common case) instead of ~0.1 ms."""
-    if values.shape[0] and (values == values[0]).all():
-        return values[:1]
-    return np.unique(values)

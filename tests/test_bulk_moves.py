@@ -116,3 +116,18 @@ def test_one_component_calls_equal_the_batch_calls_while_readers_come_and_go(see
     finally:
         bulk.close()
         loop.close()
+
+
+def test_one_component_adds_of_array_values_take_the_checked_call_after_a_path_exists() -> None:
+    """A value built from 0-d arrays has no scalar fast-path form: the checked add writes it,
+    and the path cached by an earlier scalar add is neither used nor compiled again for it."""
+    with ecs.World() as world:
+        ids = world.spawn_batch(10, Mass(kg=1.0)).tolist()
+        world.add(ids[0], Health(hp=3))                          # caches the path of this edge
+        for k, e in enumerate(ids[1:], start=1):
+            world.add(e, Health(hp=np.array(k * 10, np.int32)))
+        world.add(ids[1], Frozen())
+        world.remove(ids[1], Health)
+        assert [plain(world.get(e, Health)) if world.has(e, Health) else None for e in ids] == \
+            [{"hp": 3}, None] + [{"hp": k * 10} for k in range(2, 10)]
+        assert world.has(ids[1], Frozen) and world.has(ids[1], Mass)
