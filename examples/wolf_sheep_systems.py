@@ -78,6 +78,21 @@ def move(pos, i, seed, entity, frame, width, height):
 
 
 @jit
+def activation_order(seed, frame, ids):
+    """The rows of these agents in this frame's random order (a permutation keyed by their ids)."""
+    order = np.empty(ids.shape[0], np.int64)
+    random.permutation(seed, frame, ORDER, ids, order)
+    return order
+
+
+@jit
+def walk(pos, energy, i, seed, entity, frame, width, height):
+    """Agent i takes its random step and pays 1 energy for it: its new cell and energy."""
+    move(pos, i, seed, entity, frame, width, height)
+    return pos.x[i], pos.y[i], energy.e[i] - 1.0
+
+
+@jit
 def graze(grass, x, y, energy, gain, regrowth_time):
     """A sheep on (x, y) with `energy` eats the patch if it is fully grown (the patch then
     counts down again); returns its energy."""
@@ -120,15 +135,10 @@ def give_birth(cmd, i, prefab, tag, x, y, energy):
 def sheep_step(pos: Mut[Position], energy: Mut[Energy], ids: Entity, cmd: ecs.Commands, frame: ecs.Frame,
                grass: np.ndarray, seed: int, sheep_gain_from_food: float, sheep_reproduce: float,
                grass_regrowth_time: int, sheep_prefab: int):
-    n = ids.shape[0]
-    order = np.empty(n, np.int64)
-    random.permutation(seed, frame, ORDER, ids, order)
     height, width = grass.shape
-    for k in range(n):
-        i = order[k]
-        move(pos, i, seed, ids[i], frame, width, height)
-        x, y = pos.x[i], pos.y[i]
-        e = graze(grass, x, y, energy.e[i] - 1.0, sheep_gain_from_food, grass_regrowth_time)
+    for i in activation_order(seed, frame, ids):
+        x, y, e = walk(pos, energy, i, seed, ids[i], frame, width, height)
+        e = graze(grass, x, y, e, sheep_gain_from_food, grass_regrowth_time)
         if e < 0.0:
             ecs.cmd_despawn(cmd, i, ids[i])
         elif random.uniform(seed, ids[i], frame, BREED) < sheep_reproduce:
@@ -167,14 +177,8 @@ def wolf_step(pos: Mut[Position], energy: Mut[Energy], ids: Entity, cmd: ecs.Com
               seed: int, width: int, height: int, wolf_gain_from_food: float, wolf_reproduce: float,
               wolf_prefab: int, sheep_cell_start: np.ndarray, sheep_by_slot: np.ndarray,
               sheep_eaten: np.ndarray):
-    n = ids.shape[0]
-    order = np.empty(n, np.int64)
-    random.permutation(seed, frame, ORDER, ids, order)
-    for k in range(n):
-        i = order[k]
-        move(pos, i, seed, ids[i], frame, width, height)
-        e = energy.e[i] - 1.0
-        x, y = pos.x[i], pos.y[i]
+    for i in activation_order(seed, frame, ids):
+        x, y, e = walk(pos, energy, i, seed, ids[i], frame, width, height)
         cell = y * width + x
         prey = hunt(seed, ids[i], frame, sheep_cell_start[cell], sheep_cell_start[cell + 1], sheep_eaten)
         if prey >= 0:

@@ -22,17 +22,17 @@ from ecs.kernels._jit import jit
 from examples import wolf_sheep
 from examples.wolf_sheep_systems import (
     BREED,
-    ORDER,
     Energy,
     Position,
     Sheep,
     Wolf,
+    activation_order,
     clear_sheep_index,
     graze,
     grow_grass,
     hunt,
     index_sheep,
-    move,
+    walk,
 )
 
 DEATHS, BIRTHS = 0, 1     # entries of `tally`: how many of each the buffers hold
@@ -57,15 +57,10 @@ def buffer_birth(births, tally, x, y, energy):
 def sheep_step_buffered(pos: Mut[Position], energy: Mut[Energy], ids: Entity, frame: ecs.Frame,
                         grass: np.ndarray, seed: int, sheep_gain_from_food: float, sheep_reproduce: float,
                         grass_regrowth_time: int, deaths: np.ndarray, births: np.ndarray, tally: np.ndarray):
-    n = ids.shape[0]
-    order = np.empty(n, np.int64)
-    random.permutation(seed, frame, ORDER, ids, order)
     height, width = grass.shape
-    for k in range(n):
-        i = order[k]
-        move(pos, i, seed, ids[i], frame, width, height)
-        x, y = pos.x[i], pos.y[i]
-        e = graze(grass, x, y, energy.e[i] - 1.0, sheep_gain_from_food, grass_regrowth_time)
+    for i in activation_order(seed, frame, ids):
+        x, y, e = walk(pos, energy, i, seed, ids[i], frame, width, height)
+        e = graze(grass, x, y, e, sheep_gain_from_food, grass_regrowth_time)
         if e < 0.0:
             buffer_death(deaths, tally, ids[i])
         elif random.uniform(seed, ids[i], frame, BREED) < sheep_reproduce:
@@ -79,14 +74,8 @@ def wolf_step_buffered(pos: Mut[Position], energy: Mut[Energy], ids: Entity, fra
                        seed: int, width: int, height: int, wolf_gain_from_food: float, wolf_reproduce: float,
                        sheep_cell_start: np.ndarray, sheep_by_slot: np.ndarray, sheep_eaten: np.ndarray,
                        deaths: np.ndarray, births: np.ndarray, tally: np.ndarray):
-    n = ids.shape[0]
-    order = np.empty(n, np.int64)
-    random.permutation(seed, frame, ORDER, ids, order)
-    for k in range(n):
-        i = order[k]
-        move(pos, i, seed, ids[i], frame, width, height)
-        e = energy.e[i] - 1.0
-        x, y = pos.x[i], pos.y[i]
+    for i in activation_order(seed, frame, ids):
+        x, y, e = walk(pos, energy, i, seed, ids[i], frame, width, height)
         cell = y * width + x
         prey = hunt(seed, ids[i], frame, sheep_cell_start[cell], sheep_cell_start[cell + 1], sheep_eaten)
         if prey >= 0:
