@@ -184,16 +184,16 @@ class _RecordBatch:
         negative = np.flatnonzero((targets < 0) & (self.kind != SPAWN))
         if not negative.shape[0]:
             return targets, None
+        unresolved = np.zeros(targets.shape[0], np.bool_)
+        if not self.spawn_serials.shape[0]:     # no cmd_spawn this frame: no placeholder names one
+            unresolved[negative] = True
+            return targets, unresolved
         wanted = self.owners[negative] << 32 | (-targets[negative] - 1)
-        spawns = self.spawn_serials.shape[0]
-        found = np.minimum(np.searchsorted(self.spawn_serials, wanted), max(spawns - 1, 0))
-        bad = self.spawn_serials[found] != wanted if spawns else np.ones(negative.shape[0], np.bool_)
+        found = np.minimum(np.searchsorted(self.spawn_serials, wanted), self.spawn_serials.shape[0] - 1)
+        bad = self.spawn_serials[found] != wanted
         targets[negative] = -(self.spawn_order[found] + 1)
-        unresolved = None
-        if bad.any():
-            unresolved = np.zeros(targets.shape[0], np.bool_)
-            unresolved[negative[bad]] = True
-        return targets, unresolved
+        unresolved[negative[bad]] = True
+        return targets, unresolved if bad.any() else None
 
     # ---------------------------------------------------------------- checks (nothing applied yet)
     def check(self) -> None:

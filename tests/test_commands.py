@@ -315,6 +315,22 @@ def test_a_placeholder_as_the_prefab_of_cmd_spawn_is_refused_and_nothing_applied
     assert len(world) == 7
 
 
+@pytest.mark.parametrize("spawns", [False, True])
+def test_a_placeholder_that_no_cmd_spawn_made_is_a_command_error_and_nothing_applied(small, spawns: bool) -> None:
+    """A negative target (a placeholder) with no spawn of that number in its process: in a frame
+    with no cmd_spawn at all, and in one whose spawns number fewer."""
+    world, prefab, ids = small
+    world.set(int(ids[2]), Life(t=3, victim=-50))
+    world.add_system(despawn_victims)
+    if spawns:
+        world.add_system(spawn_children)
+    with pytest.raises(ecs.CommandError, match=r"^a command of system 'despawn_victims' \(table \d+, row 2, "
+                                               r"entity -50\) names placeholder -50, which no cmd_spawn of its "
+                                               r"process made$"):
+        world.step()
+    assert len(world) == 7 and all(world.is_alive(int(e)) for e in ids)
+
+
 def test_field_and_component_keys_name_what_is_wrong() -> None:
     with pytest.raises(KeyError, match="Life has no field 'age'; it has t, victim"):
         ecs.field_key(Life, "age")
