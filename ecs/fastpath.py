@@ -128,7 +128,7 @@ def compile_add(store: Store, source: Table, target: Table, info: ComponentInfo,
                                  "move": move, "bits": target.bit_bytes}
     fields = "".join(f"f{j}, " for j in range(len(views)))
     lines = ["def add(index, row, raw):",
-             f"    if raw is None or changes.version != {store.changes.version} or source.nslots != {source.nslots}:",
+             f"    if raw is None or {_stale(store, source)}:",
              "        return False"]
     if views:
         lines.append(f"    {fields}= raw")
@@ -136,11 +136,7 @@ def compile_add(store: Store, source: Table, target: Table, info: ComponentInfo,
     if views:
         lines.append(f"    {''.join(f'v{j}[new_row], ' for j in range(len(views)))}= ({fields})")
     namespace.update({f"v{j}": view for j, view in enumerate(views)})
-    lines += [f"    byte = (new_row >> 3) ^ {BYTE_FLIP}",
-              "    bit = 1 << (new_row & 7)",
-              f"    bits[{target.marks_slot[info.id] * target.max_words * 8} + byte] |= bit",
-              f"    bits[{target.added_slot[info.id] * target.max_words * 8} + byte] |= bit",
-              "    return True"]
+    lines += _mark_lines(target, (info,), "new_row") + ["    return True"]
     exec("\n".join(lines), namespace)  # noqa: S102 - source built above from ints and fixed names
     return namespace.pop("add")  # type: ignore[no-any-return]   # popped: no cycle keeps the views alive
 
@@ -153,12 +149,28 @@ def compile_remove(store: Store, source: Table, target: Table, move: Move) -> Re
     namespace: dict[str, Any] = {"store": store, "changes": store.changes, "source": source, "target": target,
                                  "move": move}
     lines = ["def remove(index, row):",
-             f"    if changes.version != {store.changes.version} or source.nslots != {source.nslots}:",
+             f"    if {_stale(store, source)}:",
              "        return False",
              *_edge_move_lines(),
              "    return True"]
     exec("\n".join(lines), namespace)  # noqa: S102 - fixed source and two ints
     return namespace.pop("remove")  # type: ignore[no-any-return]
+
+
+def _stale(store: Store, source: Table) -> str:
+    """The test that an edge path is stale: the change tracker or the source's slots changed
+    since it was compiled (the edge's move, compiled with them, would carry the wrong bits)."""
+    return f"changes.version != {store.changes.version} or source.nslots != {source.nslots}"
+
+
+def _mark_lines(table: Table, infos: tuple[ComponentInfo, ...], row: str) -> list[str]:
+    """Lines that mark row `row` of `table` added and changed for each of `infos` (bytes of the
+    table's bits, named `bits` in the generated function's globals)."""
+    lines = [f"    byte = ({row} >> 3) ^ {BYTE_FLIP}", f"    bit = 1 << ({row} & 7)"]
+    for info in infos:
+        for slot in (table.marks_slot[info.id], table.added_slot[info.id]):
+            lines.append(f"    bits[{slot * table.max_words * 8} + byte] |= bit")
+    return lines
 
 
 def _edge_move_lines() -> list[str]:
@@ -206,11 +218,7 @@ def compile_spawn(store: Store, table: Table, infos: tuple[ComponentInfo, ...]) 
             targets.append(f"v{k}_{j}[row], ")
         if targets:
             lines.append(f"    {''.join(targets)}= r{k}")
-    lines += [f"    byte = (row >> 3) ^ {BYTE_FLIP}", "    bit = 1 << (row & 7)"]
-    for info in infos:
-        for slot in (table.marks_slot[info.id], table.added_slot[info.id]):
-            lines.append(f"    bits[{slot * table.max_words * 8} + byte] |= bit")
-    lines.append("    return entity")
+    lines += _mark_lines(table, infos, "row") + ["    return entity"]
     exec("\n".join(lines), namespace)  # noqa: S102 - source built above from ints and fixed names
     # popped, so that the function and its globals (the namespace) form no cycle: dropping the
     # fast path must free its memoryviews at once, or close() cannot unmap the arena

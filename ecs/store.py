@@ -108,7 +108,6 @@ class Store:
         self._last_spawn: Callable[..., int | None] = no_fast_path   # the fast path that last succeeded
         self._add_paths: dict[tuple[int, type], AddPath] = {}         # (source table id, component)
         self._remove_paths: dict[tuple[int, type], RemovePath] = {}
-        self._edge_path_stamps: dict[tuple[int, tuple[int, type]], tuple[int, int]] = {}
         self._access_paths: dict[tuple[int, type], AccessPath] = {}
         # per edge: (stamp, generated move or None, RowMove for sources of many slots)
         self._row_moves: dict[tuple[int, int], tuple[tuple[int, int], Move | None, RowMove]] = {}
@@ -337,17 +336,17 @@ class Store:
     def _cache_edge_path(self, paths: dict[tuple[int, type], Any], source: Table, target: Table,
                          info: ComponentInfo, compile_path: Callable[[Move], Any]) -> None:
         """Compile the add or remove path of (source, component) after a move along the edge,
-        unless one for the same tracker version and source slots is cached (values given as
-        numpy scalars never take the path: without the check, each such call compiled it anew)."""
-        stamp = (self.changes.version, source.nslots)
+        unless the cached one was compiled from the edge's current move (the move is compiled
+        anew exactly when its stamp changes, so the path is current too). A checked call after
+        the path exists (a value of 0-d arrays, say) would otherwise compile it again each time."""
         key = (source.id, info.cls)
         move = self._row_moves[source.id, target.id][1]
-        if move is None or self._edge_path_stamps.get((id(paths), key)) == stamp:
+        cached = paths.get(key)
+        if move is None or (cached is not None and cached.__globals__["move"] is move):
             return
         path = compile_path(move)
         if path is not None:
             paths[key] = path
-            self._edge_path_stamps[id(paths), key] = stamp
 
     def change_components_batch(self, ids: np.ndarray, adds: list[tuple[ComponentInfo, Values]],
                                 removes: list[ComponentInfo]) -> None:
@@ -558,7 +557,6 @@ class Store:
         self._last_spawn = no_fast_path
         self._add_paths.clear()
         self._remove_paths.clear()
-        self._edge_path_stamps.clear()
         self._access_paths.clear()
         self._row_moves.clear()
         self.arena.close()

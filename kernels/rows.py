@@ -134,6 +134,8 @@ def group_by_table(ids, high, generation, table_of, positions, starts):
     ~6.7 ms for the numpy passes it replaced (a mask, a gather, a unique, a flatnonzero)."""
     starts[:] = 0
     for k in range(ids.shape[0]):
+        # alive_mask's test, written out: as a shared @jit helper it ran 30x slower here (21 ms
+        # for 1M ids against 0.7, measured), whether inlined by numba or not
         entity = ids[k]
         index = entity & 0xFFFFFFFF
         if entity <= 0 or index >= high or table_of[index] < 0 or generation[index] != (entity >> 32):
