@@ -1,12 +1,12 @@
 """The world file's manifest, checked before anything is built (the file format: worldfile.py).
 
 A file is untrusted input: its checksums (XXH64 per chunk; CRC-32 in version 2 files) detect
-accidents, not edits. `check_manifest` validates
-every field of a parsed manifest (types, ranges, JSON numbers that are bools, floats or huge),
-resolves components only among the classes this program has already defined (never importing on
-the file's word), checks that every table lists each column of each of its components exactly
-once and that every array lies inside the payload without overlapping another, and bounds what
-loading would commit by the file's own size and its stored ids. It raises SnapshotError naming
+accidents, not edits. `check_manifest` validates every field of a parsed manifest (types,
+ranges, JSON numbers that are bools, floats or huge), resolves components only among the
+classes this program has already defined (never importing on the file's word), checks that
+every table lists each column of each of its components exactly once and that every array lies
+inside the payload without overlapping another, and bounds what loading would commit by the
+file's own size and its stored ids. It raises SnapshotError naming
 what is wrong; a manifest it accepts can be loaded without committing more than
 COMMIT_PER_FILE_BYTE times the file plus COMMIT_ALLOWANCE.
 """

@@ -14,9 +14,9 @@ The manifest names every component by its stored name (`module:qualname`, schema
 fields and dtypes, and for
 every table its components, its row count and where its entity column and field columns lie
 in the payload (offset, bytes, dtype, shape, and an XXH64 of every CHUNK = 4 MiB as 16 hex
-digits, kernels/checksum.py). It also holds the id allocator (high water mark, live count, free list and the free
-slots' generations: the entity index follows from these and the entity columns, and is rebuilt
-on load), resources (numbers inline, arrays in the payload) and the frame counter. Version 2
+digits, kernels/checksum.py). It also holds the id allocator (high water mark, live count,
+free list and the free slots' generations: the entity index follows from these and the entity
+columns, and is rebuilt on load), resources (numbers inline, arrays in the payload) and the frame counter. Version 2
 differs only in its array checksums (CRC-32, 8 hex digits, key "crc32") and is still read;
 version 1 stored the index itself (36 instead of 24 bytes per entity of 16 B of fields) and is
 refused.
@@ -431,10 +431,10 @@ class _Reader:
     A world without workers reads into private memory whose huge pages fault in as preadv writes
     them (memory.py): 1M entities (24 MB file, 36 MB world) load in ~4-4.5 ms, 1.3x reading the
     file into a fresh private arena and hashing it on one thread (3.5 ms; with zlib's CRC-32 of
-    version 2 files, 5.7). Into a memfd (a world with workers),
-    preadv into committed pages (fallocate + MADV_POPULATE_WRITE) is as fast as the alternatives
-    that skip the zeroing: per 24 MiB 15.0 ms, against 15.0 for pwrite of the file's mapping into
-    the memfd then populate, 15.8 for sendfile (copy_file_range: EXDEV)."""
+    version 2 files, 5.7). Into a memfd (a world with workers), preadv into committed pages
+    (fallocate + MADV_POPULATE_WRITE) is as fast as the alternatives that skip the zeroing: per
+    24 MiB 15.0 ms, against 15.0 for pwrite of the file's mapping into the memfd then populate,
+    15.8 for sendfile (copy_file_range: EXDEV)."""
 
     def __init__(self, fd: int, path: str, start: int, checksums: _Checksums) -> None:
         self.fd, self.path, self.start, self.checksums = fd, path, start, checksums
