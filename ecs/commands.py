@@ -47,6 +47,7 @@ from ecs.kernels.commands import (
     VALUE,
 )
 
+from .entity import INDEX_MASK
 from .errors import (
     CommandError,
     ComponentValueError,
@@ -56,7 +57,7 @@ from .errors import (
     MissingComponentError,
 )
 from .memory import Arena, ArraySpec
-from .schema import INFO_BY_KEY, ComponentInfo, coerce_batch, info_of
+from .schema import INFO_BY_KEY, ComponentInfo, coerce_batch, info_of, registry_stamp
 from .store import Store
 
 BUFFER_CAPACITY = 1 << 20   # commands per process per frame: 64 MiB of address space, committed as written
@@ -120,22 +121,83 @@ def buffer_view(arena: Arena, specs: tuple[ArraySpec, ArraySpec]) -> records_ker
     return records_kernels.CommandBuffer(records, records.view(np.float64), arena.view_of(specs[1]), 0, 0, 0)
 
 
-def apply_records(store: Store, records: np.ndarray, owners: np.ndarray, system_names: list[str]) -> None:
+class RecordLookups:
+    """What verify_records reads besides the records: the fields and components of the registry
+    and which table has which component, as arrays. Rebuilt when a component is registered or
+    the store makes a table (tables are never dropped), so a frame of commands pays ~1 us here."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self._stamp: tuple[int, int] | None = None
+        self.arrays: tuple[np.ndarray, ...] = ()
+
+    def current(self) -> tuple[np.ndarray, ...]:
+        tables = self.store.archetypes.tables
+        stamp = (registry_stamp(), len(tables))
+        if stamp != self._stamp:
+            self.arrays = (*_field_lookup(), *_component_lookup(), _membership(tables))
+            self._stamp = stamp
+        return self.arrays
+
+
+def _field_lookup() -> tuple[np.ndarray, ...]:
+    """Sorted keys of the registry's scalar fields, with their component's id, FITS_* and
+    integer range (vector fields are left out: cmd_set cannot write one)."""
+    rows = []
+    for info in INFO_BY_KEY.values():
+        for index, dtype in enumerate(info.fields.values()):
+            if dtype.shape:
+                continue
+            low = top = 0.0
+            if dtype.kind == "f":   # field types: f32, f64, the integers and bool (schema.py)
+                fits = records_kernels.FITS_ANY if dtype == np.float64 else records_kernels.FITS_FLOAT32
+            elif dtype.kind == "b":
+                fits = records_kernels.FITS_BOOL
+            else:
+                fits, low, top = records_kernels.FITS_INT, float(np.iinfo(dtype).min), float(np.iinfo(dtype).max) + 1
+            rows.append(((info.key << 8) | index, info.id, fits, low, top))
+    rows.sort()
+    columns = list(zip(*rows, strict=True)) if rows else [()] * 5
+    return (*(np.array(c, np.int64) for c in columns[:3]), *(np.array(c, np.float64) for c in columns[3:]))
+
+
+def _component_lookup() -> tuple[np.ndarray, np.ndarray]:
+    """Sorted component keys of the registry and whether an add can fill each from defaults."""
+    infos = sorted(INFO_BY_KEY.values(), key=lambda info: info.key)
+    return (np.array([info.key for info in infos], np.int64),
+            np.array([all(f in info.defaults for f in info.fields) for info in infos], np.bool_))
+
+
+def _membership(tables: list[Any]) -> np.ndarray:
+    """membership[t, c]: whether table t has the component of id c (ids of the registry and of
+    the tables)."""
+    ids = [info.id for info in INFO_BY_KEY.values()] + [c for t in tables for c in t.component_ids]
+    membership = np.zeros((max(len(tables), 1), max(ids, default=0) + 1), np.bool_)
+    for table in tables:
+        membership[table.id, list(table.component_ids)] = True
+    return membership
+
+
+def apply_records(store: Store, records: np.ndarray, owners: np.ndarray, system_names: list[str],
+                  lookups: RecordLookups) -> None:
     """Apply kernel commands in (system, table, row) order; see the module docstring.
 
-    Vectorised: every check runs over all records of a kind before anything is applied, then
-    spawns are bulk copies per prefab table, sets one fancy-indexed write per (field, table),
-    component changes bulk moves per source table (changeset.py's rule: the last command for
-    an (entity, component) wins), despawns one batch. Python work is per distinct field or
-    component key, not per record."""
+    One kernel (verify_records) checks every record and resolves placeholders; only where it
+    finds a record to look at do the checks written in Python run (each kind's records as a
+    whole, raising the error that names the first bad one). Then spawns are bulk copies per
+    prefab table, sets one write per (field, table), component changes bulk moves per source
+    table (changeset.py's rule: the last command for an (entity, component) wins), despawns one
+    batch. Python work is per distinct field or component key, not per record."""
     if records.shape[0] == 0:
         return
     if not _in_order(records):   # one process's records come in order: skip the sort (~1 ms per 10k)
         order = np.lexsort((np.arange(records.shape[0]), records[:, ROW], records[:, TABLE], records[:, SYSTEM]))
         records, owners = records[order], owners[order]
     batch = _RecordBatch(store, records, owners, system_names)
-    batch.check()
-    batch.apply()
+    arrays = lookups.current()
+    if not batch.verified(arrays):
+        batch.check()
+    batch.apply(arrays[-1])
 
 
 class _RecordBatch:
@@ -146,9 +208,6 @@ class _RecordBatch:
         self.kind = records[:, KIND]
         self.values = records.view(np.float64)[:, VALUE]
         self.spawn_at = np.flatnonzero(self.kind == SPAWN)
-        serials = owners[self.spawn_at] << 32 | records[self.spawn_at, SERIAL]
-        self.spawn_order = np.argsort(serials, kind="stable")
-        self.spawn_serials = serials[self.spawn_order]
         self._targets: np.ndarray | None = None      # resolved on first use (see resolved)
         self._unresolved: np.ndarray | None = None
         self.field_groups: list[tuple[ComponentInfo, str, np.ndarray, np.ndarray]] = []
@@ -185,17 +244,41 @@ class _RecordBatch:
         if not negative.shape[0]:
             return targets, None
         unresolved = np.zeros(targets.shape[0], np.bool_)
-        if not self.spawn_serials.shape[0]:     # no cmd_spawn this frame: no placeholder names one
+        if not self.spawn_at.shape[0]:     # no cmd_spawn this frame: no placeholder names one
             unresolved[negative] = True
             return targets, unresolved
+        serials = self.owners[self.spawn_at] << 32 | self.records[self.spawn_at, SERIAL]
+        spawn_order = np.argsort(serials, kind="stable")
+        serials = serials[spawn_order]
         wanted = self.owners[negative] << 32 | (-targets[negative] - 1)
-        found = np.minimum(np.searchsorted(self.spawn_serials, wanted), self.spawn_serials.shape[0] - 1)
-        bad = self.spawn_serials[found] != wanted
-        targets[negative] = -(self.spawn_order[found] + 1)
+        found = np.minimum(np.searchsorted(serials, wanted), serials.shape[0] - 1)
+        bad = serials[found] != wanted
+        targets[negative] = -(spawn_order[found] + 1)
         unresolved[negative[bad]] = True
         return targets, unresolved if bad.any() else None
 
     # ---------------------------------------------------------------- checks (nothing applied yet)
+    def verified(self, lookups: tuple[np.ndarray, ...]) -> bool:
+        """Whether verify_records passes every record; if so, targets, set groups and changes
+        are ready for apply (else nothing is, and check() must run)."""
+        entities = self.store.entities
+        targets = np.empty(self.records.shape[0], np.int64)
+        if records_kernels.verify_records(self.records, self.values, self.owners, int(self.owners.max()) + 1,
+                                          entities.high_water, entities.generation, entities.table_of,
+                                          *lookups, targets) >= 0:
+            return False
+        self._targets = targets
+        at = np.flatnonzero(self.kind == SET)
+        at = at[np.argsort(self.records[at, KEY], kind="stable")]    # by key, each key's in record order
+        keys = self.records[at, KEY]
+        bounds = [0, *(np.flatnonzero(keys[1:] != keys[:-1]) + 1).tolist(), at.shape[0]] if at.shape[0] else [0]
+        for start, stop in zip(bounds[:-1], bounds[1:], strict=False):
+            positions = at[start:stop]
+            info, field = _field_of(int(keys[start]), "")
+            self.field_groups.append((info, field, positions, self.values[positions].astype(info.fields[field])))
+        self.change_positions = [np.flatnonzero((self.kind == ADD) | (self.kind == REMOVE))]
+        return True
+
     def check(self) -> None:
         known = np.isin(self.kind, (SPAWN, SET, ADD, REMOVE, DESPAWN))
         if not known.all():
@@ -251,32 +334,54 @@ class _RecordBatch:
             self.change_positions.append(positions)
 
     # ---------------------------------------------------------------- applying
-    def apply(self) -> None:
+    def apply(self, membership: np.ndarray) -> None:
         store = self.store
-        spawned = store.spawn_copies(self.records[self.spawn_at, TARGET])
-
-        def real(targets: np.ndarray) -> np.ndarray:
-            return _substituted(targets, spawned)
-
+        changes = np.sort(np.concatenate(self.change_positions)) if self.change_positions else np.empty(0, np.int64)
+        prefabs = self.records[self.spawn_at, TARGET]
+        adding, added, changes = self._added_at_spawn(changes, prefabs, membership)
+        spawned = store.spawn_copies(prefabs, adding, added)
+        real = _substituted(self.resolved(np.arange(self.records.shape[0])), spawned)   # ids, placeholders replaced
         for info, field, positions, value in self.field_groups:
-            ids = real(self.resolved(positions))
-            last = _last_of_each(ids)
+            ids = real[positions]
+            last = _one_of_each(ids, last=True)
             store.write_field_batch(ids[last], info, field, value[last])
-        self._apply_changes(real)
-        doomed = real(self.resolved(np.flatnonzero(self.kind == DESPAWN)))
-        doomed = doomed[np.sort(np.unique(doomed, return_index=True)[1])]
+        self._apply_changes(real[changes], changes)
+        doomed = real[self.kind == DESPAWN]
+        doomed = doomed[_one_of_each(doomed, last=False)]
         doomed = doomed[store.entities.alive_mask(doomed)]
         if doomed.shape[0]:
             store.despawn_batch(doomed)
 
-    def _apply_changes(self, real: Any) -> None:
+    def _added_at_spawn(self, changes: np.ndarray, prefabs: np.ndarray,
+                        membership: np.ndarray) -> tuple[np.ndarray | None, tuple[ComponentInfo, ...], np.ndarray]:
+        """Which spawns are placed with their component added (spawn_copies' `adding` and
+        `added`: a spawn whose change records all add one component its prefab lacks), and the
+        change records left to apply after."""
+        targets = self.resolved(changes)
+        on_spawn = targets < 0
+        if not on_spawn.any():
+            return None, (), changes
+        spawns = -targets[on_spawn] - 1
+        sole = np.full(prefabs.shape[0], -1, np.int64)
+        records_kernels.sole_added_key(spawns, self.records[changes[on_spawn], KEY],
+                                       self.kind[changes[on_spawn]] == ADD, sole)
+        adding = np.full(prefabs.shape[0], -1, np.int64)
+        added: list[ComponentInfo] = []
+        prefab_tables = self.store.entities.table_of[prefabs & INDEX_MASK]
+        for key in distinct(sole[sole >= 0]):
+            info = INFO_BY_KEY[int(key)]
+            adding[(sole == key) & ~membership[prefab_tables, info.id]] = len(added)
+            added.append(info)
+        done = np.zeros(changes.shape[0], np.bool_)
+        done[on_spawn] = adding[spawns] >= 0
+        return adding, tuple(added), changes[~done]
+
+    def _apply_changes(self, ids: np.ndarray, positions: np.ndarray) -> None:
         """The last command for each (entity, component) wins; an entity with one change is moved in
-        a batch per (component, add or remove), one with several in one move of its own."""
-        if not self.change_positions:
+        a batch per (component, add or remove), one with several in one move of its own. `ids`:
+        the entities of the records at `positions`."""
+        if not positions.shape[0]:
             return
-        positions = np.concatenate(self.change_positions)
-        positions.sort()
-        ids = real(self.resolved(positions))
         keys = self.records[positions, KEY]
         adding = self.kind[positions] == ADD
         final = np.zeros(ids.shape[0], np.bool_)
@@ -321,10 +426,10 @@ def _substituted(targets: np.ndarray, by_spawn: np.ndarray) -> np.ndarray:
     return out
 
 
-def _last_of_each(ids: np.ndarray) -> np.ndarray:
-    """Positions of the last occurrence of each distinct id, in position order."""
-    _, last_reversed = np.unique(ids[::-1], return_index=True)
-    return np.sort(ids.shape[0] - 1 - last_reversed)
+def _one_of_each(ids: np.ndarray, last: bool) -> np.ndarray:
+    """Positions of the first (or last) occurrence of each distinct id, in position order."""
+    out = np.empty(ids.shape[0], np.int64)
+    return out[:records_kernels.one_of_each(ids, last, out)]
 
 
 def _field_of(key: int, where: str) -> tuple[ComponentInfo, str]:

@@ -169,19 +169,13 @@ class EntityIndex:
         """Release the slots of live entities: bump their generation; retire those that would
         overflow it."""
         self.alive -= index.shape[0]
-        self.table_of[index] = -1
-        self.row_of[index] = -1
-        gen = self.generation[index].astype(np.int64) + 1
-        keep = gen <= MAX_GENERATION
-        self.generation[index] = np.where(keep, gen, RETIRED).astype(np.uint32)
-        reusable = index[keep]
-        need = self._nfree + reusable.shape[0]
+        need = self._nfree + index.shape[0]       # at most: retired slots are not pushed
         if need > self._free.shape[0]:
             grown = np.empty(max(need, 2 * self._free.shape[0], 1024), np.int64)
             grown[: self._nfree] = self._free[: self._nfree]
             self._free = grown
-        self._free[self._nfree: need] = reusable
-        self._nfree = need
+        self._nfree = rows.free_slots(index, self.generation, self.table_of, self.row_of, self._free, self._nfree,
+                                      MAX_GENERATION, RETIRED)
 
     def free_one(self, index: int) -> None:
         """`free` for one slot, in plain Python (no temporaries), the same policy."""

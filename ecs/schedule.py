@@ -30,7 +30,7 @@ import numpy as np
 
 from .binding import BoundSystem, check_importable
 from .changes import RemovalCursor
-from .commands import CommandBuffers, apply_records, buffer_view
+from .commands import CommandBuffers, RecordLookups, apply_records, buffer_view
 from .errors import InvalidArgumentError, KernelError, SystemDefinitionError
 from .executor import Executor
 from .mailbox import MAX_RUN_UNITS
@@ -62,6 +62,7 @@ class Schedule:
         self.stats_rows = np.zeros((0, 3))    # per system: kernel calls, rows, seconds
         self.pool: WorkerPool | None = None
         self.commands: CommandBuffers | None = None   # made when the first system takes Commands
+        self.record_lookups = RecordLookups(store)     # what checking their records reads, made on use
         self._systems_version = 0          # bumped by every add and remove: keys the cached plan
         self._plans: dict[int, Plan] = {}   # by processes, for the structure of _plan_key
         self._plans_before: dict[int, Plan] = {}   # the same for the structure before it
@@ -186,7 +187,7 @@ class Schedule:
                 self.commands.take(self.store.arena)
                 raise
             records, owners = self.commands.take(self.store.arena)
-            apply_records(self.store, records, owners, [b.name for b in self.systems])
+            apply_records(self.store, records, owners, [b.name for b in self.systems], self.record_lookups)
             if progress is not None:
                 progress.update(done)
 

@@ -88,6 +88,7 @@ _FIELD_TYPE_BY_SCALAR = {ft.dtype: ft for ft in (f32, f64, i8, i16, i32, i64, u8
 _component_ids = itertools.count()
 INFO_BY_KEY: dict[int, ComponentInfo] = {}
 INFO_BY_NAME: dict[str, ComponentInfo] = {}   # stored name -> the class that owns it now
+_registrations = [0]   # how many times INFO_BY_KEY was written (see registry_stamp)
 _EXACT_INT_IN_DOUBLE = 2 ** 53   # ints up to this size are exact doubles: int -> double -> f32 rounds once
 
 
@@ -153,6 +154,12 @@ def stored_name_of(cls: type) -> str:
     """`module:qualname`, with `__mp_main__` (the main script in a worker) read as `__main__`."""
     module = "__main__" if cls.__module__ == "__mp_main__" else cls.__module__
     return f"{module}:{cls.__qualname__}"
+
+
+def registry_stamp() -> int:
+    """A number that changes whenever a component is registered (a class re-registered under
+    its name included): caches derived from INFO_BY_KEY compare it."""
+    return _registrations[0]
 
 
 def key_of(stored_name: str) -> int:
@@ -273,6 +280,7 @@ def component(cls: type) -> type:
     _check_name_free(cls, stored_name, key_of(stored_name))
     info = ComponentInfo(cls, fields, defaults)
     INFO_BY_KEY[info.key] = INFO_BY_NAME[stored_name] = info
+    _registrations[0] += 1
     for field in fields:
         setattr(cls, field, _FieldValue(field))
     cls.__ecs_component__ = info  # type: ignore[attr-defined]

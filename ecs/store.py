@@ -202,19 +202,27 @@ class Store:
         table.mark_new_rows(start, stop, tuple(part.info for part in parts))
         return table.entities_all[start:stop].copy()
 
-    def spawn_copies(self, prefabs: np.ndarray) -> np.ndarray:
+    def spawn_copies(self, prefabs: np.ndarray, adding: np.ndarray | None = None,
+                     added: tuple[ComponentInfo, ...] = ()) -> np.ndarray:
         """A copy of each live prefab (repeats allowed), in bulk per prefab table; their ids, in
-        the order of `prefabs`."""
+        the order of `prefabs`. With `adding` (per prefab: an index into `added`, or -1), copy k
+        goes straight to the table of its prefab's components and added[adding[k]], one its
+        prefab lacks, filled from its defaults: what adding it after the spawn gives, no move."""
         ids = np.empty(prefabs.shape[0], np.int64)
-        for table, where in self.tables_of(prefabs):
-            rows = self.rows_of(prefabs[where])
-            start = self._place(table, where.shape[0])
-            stop = start + where.shape[0]
-            for cols in table.columns_by_component.values():
-                for col in cols.values():
-                    col[start:stop] = col[rows]
-            table.mark_new_rows(start, stop)
-            ids[where] = table.entities_all[start:stop]
+        for source, where in self.tables_of(prefabs):
+            extras = np.unique(adding[where]).tolist() if adding is not None else [-1]
+            for extra in extras:
+                part = where if len(extras) == 1 else where[adding[where] == extra]   # type: ignore[index]
+                table = self.archetypes.with_added(source, added[extra:extra + 1]) if extra >= 0 else source
+                rows, start = self.rows_of(prefabs[part]), self._place(table, part.shape[0])
+                stop = start + part.shape[0]
+                for cid, cols in source.columns_by_component.items():
+                    for field, col in table.columns_by_component[cid].items():
+                        col[start:stop] = cols[field][rows]
+                for field, col in table.columns_by_component[added[extra].id].items() if extra >= 0 else ():
+                    col[start:stop] = added[extra].defaults[field]
+                table.mark_new_rows(start, stop)
+                ids[part] = table.entities_all[start:stop]
         return ids
 
     def _place(self, table: Table, count: int) -> int:

@@ -212,23 +212,17 @@ class Table:
         """Remove a set of distinct rows at once, filling holes from the tail.
 
         Returns (moved entity ids, their new rows). O(removed rows x (fields + slots))."""
-        k = rows.shape[0]
-        new_n = self.n - k
-        doomed_tail = np.zeros(k, np.bool_)
-        in_tail = rows >= new_n
-        doomed_tail[rows[in_tail] - new_n] = True
-        holes = np.sort(rows[~in_tail])
-        sources = new_n + np.flatnonzero(~doomed_tail)
+        new_n = self.n - rows.shape[0]
+        holes, sources = np.empty((2, rows.shape[0]), np.int64)
+        pairs = row_kernels.tail_fill(rows.astype(np.int64, copy=False), self.n, holes, sources)
+        holes, sources = holes[:pairs], sources[:pairs]
         for cols in self.columns_by_component.values():
             for col in cols.values():
                 col[holes] = col[sources]
-        moved = self.entities_all[sources].copy()
+        moved = self.entities_all[sources]
         self.entities_all[holes] = moved
-        # every removed row's bits must end cleared: first move survivors, then clear the tail
-        bits.move_rows_bits(self.bit_matrix, self.nslots, sources.astype(np.int64), holes.astype(np.int64))
-        tail_words = self.bit_matrix[: self.nslots]
-        for slot in range(tail_words.shape[0]):
-            bits.clear_range(tail_words[slot], new_n, self.n)
+        # every removed row's bits must end cleared: survivors' bits move, then the tail clears
+        bits.fill_holes_bits(self.bit_matrix, self.nslots, sources, holes, new_n, self.n)
         self.n = new_n
         return moved, holes
 

@@ -223,3 +223,13 @@ def take_rows(words, start, stop):
             v &= v - ONE
         words[w] = 0
     return out
+
+
+@jit
+def fill_holes_bits(matrix, nslots, sources, holes, new_n, n):
+    """The bits of a table whose rows `holes` were filled from tail rows `sources` (pairs, in
+    order) as it shrank from n to new_n rows: move_rows_bits, then rows [new_n, n) cleared in the
+    first `nslots` slots (removed tail rows keep no bits)."""
+    move_rows_bits(matrix, nslots, sources, holes)
+    for s in range(nslots):
+        write_range(matrix[s], new_n, n, False)

@@ -128,3 +128,122 @@ def final_changes(ids, keys, order, final, several):
                         several[run[a]] = True
         i = j
     return repeats
+
+
+FITS_ANY, FITS_FLOAT32, FITS_INT, FITS_BOOL = 0, 1, 2, 3   # how verify_records checks a set's value
+
+
+@jit
+def verify_records(records, values, owners, processes, high, generation, table_of,
+                   field_keys, field_components, field_fits, field_low, field_top,
+                   component_keys, component_addable, membership, targets):
+    """Whether every record passes the checks ecs/commands.py writes in Python, in two passes and
+    no temporaries but two of len(records): -1 when all pass, else the position of a record
+    those checks must look at (they raise the error that names it, or find nothing wrong).
+
+    `field_keys` (sorted) are the keys of every scalar field with its component's id, how its
+    value fits (FITS_*) and, for FITS_INT, the range [low, top); `component_keys` (sorted) name
+    every component and whether an add can fill its fields from defaults; membership[t, c]:
+    whether table t has the component of id c. On -1, `targets` holds each record's target
+    resolved: an id as it is (a spawn's prefab too), a placeholder as -(spawn index + 1), spawns
+    counted in record order, as the Python checks resolve them. 1,000 records: ~10 us."""
+    n = records.shape[0]
+    first = np.zeros(processes + 1, np.int64)      # an owner's records are its serials [0, count)
+    for k in range(n):
+        if owners[k] < 0 or owners[k] >= processes:
+            return k
+        first[owners[k] + 1] += 1
+    for o in range(processes):
+        first[o + 1] += first[o]
+    spawn_of = np.full(n, -1, np.int64)            # (first[owner] + serial) -> spawn index
+    prefabs = np.empty(n, np.int64)
+    spawns = 0
+    for k in range(n):
+        if records[k, KIND] != SPAWN:
+            continue
+        owner, serial, prefab = owners[k], records[k, SERIAL], records[k, TARGET]
+        index = prefab & 0xFFFFFFFF
+        if (serial < 0 or serial >= first[owner + 1] - first[owner] or spawn_of[first[owner] + serial] >= 0
+                or prefab <= 0 or index >= high or table_of[index] < 0 or generation[index] != (prefab >> 32)):
+            return k
+        spawn_of[first[owner] + serial] = spawns
+        prefabs[spawns] = prefab
+        targets[k] = prefab
+        spawns += 1
+    for k in range(n):
+        kind = records[k, KIND]
+        if kind == SPAWN:
+            continue
+        if kind != DESPAWN and kind != ADD and kind != REMOVE and kind != SET:
+            return k
+        target = records[k, TARGET]
+        holder = target
+        if target < 0:
+            serial = -(target + 1)
+            owner = owners[k]
+            if serial >= first[owner + 1] - first[owner] or spawn_of[first[owner] + serial] < 0:
+                return k
+            targets[k] = -(spawn_of[first[owner] + serial] + 1)
+            holder = prefabs[spawn_of[first[owner] + serial]]
+        else:
+            targets[k] = target
+        if kind == DESPAWN:
+            continue
+        index = holder & 0xFFFFFFFF
+        alive = holder > 0 and index < high and table_of[index] >= 0 and generation[index] == (holder >> 32)
+        key = records[k, KEY]
+        if kind == SET:
+            f = np.searchsorted(field_keys, key)
+            if f == field_keys.shape[0] or field_keys[f] != key or not alive:
+                return k
+            if not membership[table_of[index], field_components[f]]:
+                return k
+            value = values[k]
+            fits = field_fits[f]
+            integral = np.isfinite(value) and value == np.floor(value)
+            if ((fits == FITS_FLOAT32 and np.isfinite(value) and not np.isfinite(np.float32(value)))
+                    or (fits == FITS_INT and not (integral and field_low[f] <= value < field_top[f]))
+                    or (fits == FITS_BOOL and value != 0.0 and value != 1.0)):
+                return k
+        else:
+            c = np.searchsorted(component_keys, key)
+            if c == component_keys.shape[0] or component_keys[c] != key or not alive:
+                return k
+            if kind == ADD and not component_addable[c]:
+                return k
+    return -1
+
+
+@jit
+def sole_added_key(spawns, keys, adds, out):
+    """out[s] (preset to -1) = the key when every change record of spawn s (spawns[i], keys[i],
+    adds[i]: whether record i adds) adds that one component; -2 where one removes or two keys."""
+    for i in range(spawns.shape[0]):
+        s = spawns[i]
+        if out[s] == -2:
+            continue
+        if not adds[i] or (out[s] != -1 and out[s] != keys[i]):
+            out[s] = -2
+        else:
+            out[s] = keys[i]
+
+
+@jit
+def one_of_each(ids, last, out):
+    """The positions of the first (or, with `last`, the last) occurrence of each distinct id,
+    increasing, into `out`; returns how many (a stable sort and a pass: ~1 us for 100 ids,
+    against ~7 for np.unique's way)."""
+    n = ids.shape[0]
+    order = np.argsort(ids, kind="mergesort")
+    keep = np.zeros(n, np.bool_)
+    for a in range(n):
+        if last:
+            keep[order[a]] = a + 1 == n or ids[order[a + 1]] != ids[order[a]]
+        else:
+            keep[order[a]] = a == 0 or ids[order[a - 1]] != ids[order[a]]
+    count = 0
+    for p in range(n):
+        if keep[p]:
+            out[count] = p
+            count += 1
+    return count

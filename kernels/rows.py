@@ -159,3 +159,45 @@ def alive_mask(ids, high, generation, table_of, out):
         entity = ids[k]
         index = entity & 0xFFFFFFFF
         out[k] = entity > 0 and index < high and table_of[index] >= 0 and generation[index] == (entity >> 32)
+
+
+@jit
+def tail_fill(rows, n, holes, sources):
+    """How removing distinct `rows` from a table of n rows fills holes from its tail: holes
+    (removed rows below n - len(rows), increasing) and, pair by pair, the kept tail rows that
+    move into them (increasing). Returns the number of pairs."""
+    k = rows.shape[0]
+    new_n = n - k
+    doomed_tail = np.zeros(k, np.bool_)
+    count = 0
+    for r in rows:
+        if r >= new_n:
+            doomed_tail[r - new_n] = True
+        else:
+            holes[count] = r
+            count += 1
+    holes[:count].sort()
+    pair = 0
+    for t in range(k):
+        if not doomed_tail[t]:
+            sources[pair] = new_n + t
+            pair += 1
+    return count
+
+
+@jit
+def free_slots(index, generation, table_of, row_of, free, nfree, max_generation, retired):
+    """Release the slots `index` of live entities: no table or row, the generation bumped, or
+    `retired` where it would pass max_generation; the others pushed on the free stack `free`
+    (room for all of them past `nfree`), in order. Returns the new stack size."""
+    for i in index:
+        table_of[i] = -1
+        row_of[i] = -1
+        bumped = np.int64(generation[i]) + 1
+        if bumped <= max_generation:
+            generation[i] = bumped
+            free[nfree] = i
+            nfree += 1
+        else:
+            generation[i] = retired
+    return nfree

@@ -140,6 +140,41 @@ def spawn_children(life: Life, spot: Spot, ids: Entity, cmd: Commands, prefab: i
         ecs.cmd_remove(cmd, i, child, TEMPLATE)
 
 
+HEAT_DEG = ecs.field_key(Heat, "deg")
+
+
+@system(without=[Template])
+def spawn_with_adds(life: Life, ids: Entity, cmd: Commands, prefab: int):
+    """Per row t, one child of the prefab with victim = the row's entity, and: t == 1: Heat added
+    (its default); t == 2: Heat and Burning added; t == 3: Heat added twice, Burning added and
+    removed; t == 4: Template removed; t == 5: nothing more; t == 6: Heat added, then despawned."""
+    for i in range(life.t.shape[0]):
+        t = life.t[i]
+        child = ecs.cmd_spawn(cmd, i, prefab)
+        ecs.cmd_set(cmd, i, child, LIFE_VICTIM, ids[i])
+        if t == 1 or t == 2 or t == 3 or t == 6:
+            ecs.cmd_add(cmd, i, child, HEAT)
+        if t == 2 or t == 3:
+            ecs.cmd_add(cmd, i, child, BURNING)
+        if t == 3:
+            ecs.cmd_add(cmd, i, child, HEAT)
+            ecs.cmd_remove(cmd, i, child, BURNING)
+        if t == 4:
+            ecs.cmd_remove(cmd, i, child, TEMPLATE)
+        if t == 6:
+            ecs.cmd_despawn(cmd, i, child)
+
+
+@system
+def heat_the_prefab_copy(life: Life, heat: Heat, ids: Entity, cmd: Commands):
+    """One child of each entity (they hold Heat) with Heat.deg set to 3, then Heat added: the add
+    after the set gives Heat its default again, as changes follow sets."""
+    for i in range(life.t.shape[0]):
+        child = ecs.cmd_spawn(cmd, i, ids[i])
+        ecs.cmd_set(cmd, i, child, HEAT_DEG, 3)
+        ecs.cmd_add(cmd, i, child, HEAT)
+
+
 @system(without=[Template])
 def toggle_tags(life: Life, ids: Entity, cmd: Commands):
     """t == 1: add Burning and Wet; t == 2: remove Burning; t == 3: add Burning, add Heat and

@@ -188,3 +188,22 @@ def arena_mappings(pid: int | str = "self") -> int:
             else:
                 run_bytes, run_end = 0, -1
     return count - (spare_mappings() if pid == "self" else 0)
+
+
+def check_records_both_ways(world: ecs.World, records: Any, owners: Any) -> tuple[bool, Any, Exception | None, Any]:
+    """What the compiled check of command records (verify_records) and the checks written in
+    Python say of the same records: (compiled passed, its targets, the Python checks' error or
+    None, their targets). Applies nothing."""
+    import numpy as np
+
+    from ecs import commands as _commands
+    store_ = world._store
+    names = [f"system{k}" for k in range(8)]
+    compiled = _commands._RecordBatch(store_, records, owners, names)
+    passed = compiled.verified(_commands.RecordLookups(store_).current())
+    python = _commands._RecordBatch(store_, records, owners, names)
+    try:
+        python.check()
+    except Exception as exc:
+        return passed, compiled._targets if passed else None, exc, None
+    return passed, compiled._targets if passed else None, None, python.resolved(np.arange(records.shape[0]))

@@ -33,11 +33,13 @@ from tests.command_systems import (
     cool,
     despawn_odd,
     despawn_victims,
+    heat_the_prefab_copy,
     lifecycle,
     set_x_later,
     set_x_twice,
     spawn_children,
     spawn_then_fail,
+    spawn_with_adds,
     toggle_tags,
     touch_life,
 )
@@ -191,6 +193,39 @@ def test_cmd_spawn_copies_the_prefab_and_cmd_set_writes_the_copy(small) -> None:
     assert indices[0] == freed & 0xFFFFFFFF
     assert by_parent[int(ids[0])] != freed and not world.is_alive(freed)
     assert indices[1:] == sorted(indices[1:]) and min(indices[1:]) > max(e & 0xFFFFFFFF for e in ids.tolist())
+
+
+def test_a_spawn_with_adds_lands_in_its_final_table_with_defaults_and_no_move(small, monkeypatch) -> None:
+    world, prefab, ids = small
+    world.add_system(spawn_with_adds)
+    moves = count_moves(world, monkeypatch)
+    added = world.query(Life, added=[Heat])
+    list(added)
+    world.step()
+    children = {int(world.get(c, Life).victim): int(c) for c in world.query(Life).entities()
+                if int(c) != prefab and int(c) not in ids.tolist()}
+    assert sorted(children) == sorted(ids[:5].tolist())          # t == 6's child was despawned
+    kept = {"Life", "Spot", "Color", "Template"}
+    assert [archetype(world, children[int(e)]) for e in ids[:5]] == [
+        kept | {"Heat"}, kept | {"Heat", "Burning"}, kept | {"Heat"}, kept - {"Template"}, kept]
+    for e in ids[:3]:
+        assert world.get(children[int(e)], Heat).deg == 7                        # Heat's default
+    for e in ids[:5]:
+        assert world.get(children[int(e)], Color).rgb.tolist() == [9, 8, 7]      # copied from the prefab
+        assert world.get(children[int(e)], Spot).x == 100
+    assert set(added.entities().tolist()) == {children[int(e)] for e in ids[:3]}
+    # one add goes straight to its table; two components, or an add and a remove, move the copy once
+    assert sorted(moves) == sorted(children[int(e)] & 0xFFFFFFFF for e in ids[1:4])
+
+
+def test_an_add_after_a_set_on_a_copy_that_has_the_component_gives_its_default() -> None:
+    with ecs.World() as world:
+        ids = world.spawn_batch(3, Life(t=[1, 2, 3]), Heat(deg=[10, 20, 30]))
+        world.add_system(heat_the_prefab_copy)
+        world.step()
+        children = set(world.query(Heat).entities().tolist()) - set(ids.tolist())
+        assert len(children) == 3 and all(world.get(c, Heat).deg == 7 for c in children)
+        assert sorted(int(world.get(c, Life).t) for c in children) == [1, 2, 3]
 
 
 def test_commands_are_seen_by_change_readers(small) -> None:
