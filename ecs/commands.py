@@ -17,8 +17,11 @@ row) (a row's own commands keep the order the kernel issued them) and applies th
 kind: spawns (copies of the prefab entity), then field sets, then component adds and removes
 (coalesced into one archetype move per entity), then despawns. Despawning an entity twice, or
 one that another command already despawned, is not an error. The order depends only on the
-world, never on how rows were split, so results are identical for any number of workers.
-All commands are checked before any is applied (changeset.py): a bad one raises and changes
+world, never on how rows were split, so results are identical for any number of workers. A
+spawn whose changes all add one component its prefab lacks is placed in that final table at
+once (no move, the same result). All commands are checked before any is applied, by one
+kernel over every record (kernels/commands.verify_records); where it flags one, the checks
+written here raise the error, naming the system, table row and entity: a bad command changes
 nothing. A frame that fails (KernelError, WorkerCrashedError) applies none of its commands: they
 are dropped. `world.defer()` (deferred.py) queues the same changes from Python.
 """
@@ -190,7 +193,7 @@ def apply_records(store: Store, records: np.ndarray, owners: np.ndarray, system_
     batch. Python work is per distinct field or component key, not per record."""
     if records.shape[0] == 0:
         return
-    if not _in_order(records):   # one process's records come in order: skip the sort (~1 ms per 10k)
+    if not records_kernels.in_order(records):   # one process's records come in order: skip the sort (~1 ms per 10k)
         order = np.lexsort((np.arange(records.shape[0]), records[:, ROW], records[:, TABLE], records[:, SYSTEM]))
         records, owners = records[order], owners[order]
     batch = _RecordBatch(store, records, owners, system_names)
@@ -407,15 +410,6 @@ class _RecordBatch:
                 removes.append(info)
         for entity, (adds, removes) in by_entity.items():
             self.store.change_components(entity, adds, removes)
-
-
-def _in_order(records: np.ndarray) -> bool:
-    """Whether records are sorted by (system, table, row) already (ties keep buffer order)."""
-    system, table, row = records[:, SYSTEM], records[:, TABLE], records[:, ROW]
-    same_system = system[1:] == system[:-1]
-    same_table = same_system & (table[1:] == table[:-1])
-    return bool(((system[1:] > system[:-1]) | (same_system & (table[1:] > table[:-1]))
-                 | (same_table & (row[1:] >= row[:-1]))).all())
 
 
 def _substituted(targets: np.ndarray, by_spawn: np.ndarray) -> np.ndarray:

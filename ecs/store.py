@@ -199,7 +199,7 @@ class Store:
         for info, values, _ in parts:
             for field, col in table.columns_by_component[info.id].items():
                 col[start:stop] = values[field]
-        table.mark_new_rows(start, stop, tuple(part.info for part in parts))
+        table.mark_new_rows(start, stop)
         return table.entities_all[start:stop].copy()
 
     def spawn_copies(self, prefabs: np.ndarray, adding: np.ndarray | None = None,

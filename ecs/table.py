@@ -86,6 +86,7 @@ class Table:
             self.marks_slot[info.id] = self.allocate_slot()
             self.added_slot[info.id] = self.allocate_slot()
         self.info_by_id = {info.id: info for info in components}
+        self._new_row_slots = np.array([*self.marks_slot.values(), *self.added_slot.values()], np.int64)
         self._make_item_views()
         # archetype graph edges, filled by archetype.py
         self.edge_add: dict[int, Table] = {}
@@ -170,11 +171,9 @@ class Table:
         self.n = start + count
         return start
 
-    def mark_new_rows(self, start: int, stop: int, infos: tuple[ComponentInfo, ...] | None = None) -> None:
-        """Mark rows [start, stop) added and changed for `infos` (default: every component)."""
-        for info in self.components if infos is None else infos:
-            bits.fill_range(self.bit_matrix[self.marks_slot[info.id]], start, stop)
-            bits.fill_range(self.bit_matrix[self.added_slot[info.id]], start, stop)
+    def mark_new_rows(self, start: int, stop: int) -> None:
+        """Mark rows [start, stop) added and changed for every component (one kernel call)."""
+        bits.fill_range_slots(self.bit_matrix, self._new_row_slots, start, stop)
 
     def mark_row(self, slot: int, row: int) -> None:
         self.bit_bytes[slot * self.max_words * 8 + ((row >> 3) ^ BYTE_FLIP)] |= 1 << (row & 7)

@@ -233,3 +233,10 @@ def fill_holes_bits(matrix, nslots, sources, holes, new_n, n):
     move_rows_bits(matrix, nslots, sources, holes)
     for s in range(nslots):
         write_range(matrix[s], new_n, n, False)
+
+
+@jit
+def fill_range_slots(matrix, slots, start, stop):
+    """Set bits [start, stop) of each of `slots` of a bit matrix."""
+    for s in slots:
+        write_range(matrix[s], start, stop, True)

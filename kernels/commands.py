@@ -247,3 +247,19 @@ def one_of_each(ids, last, out):
             out[count] = p
             count += 1
     return count
+
+
+@jit
+def in_order(records):
+    """Whether records are sorted by (system, table, row) already (ties keep buffer order)."""
+    for k in range(1, records.shape[0]):
+        a, b = records[k - 1], records[k]
+        if b[SYSTEM] != a[SYSTEM]:
+            if b[SYSTEM] < a[SYSTEM]:
+                return False
+        elif b[TABLE] != a[TABLE]:
+            if b[TABLE] < a[TABLE]:
+                return False
+        elif b[ROW] < a[ROW]:
+            return False
+    return True

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ecs.kernels import bits
+from ecs.kernels import bits, rows
 from tests import reference
 
 SIZES = [0, 1, 63, 64, 65, 100_003]
@@ -210,3 +210,35 @@ def test_take_rows_lists_rows_relative_to_start_and_clears_their_words(nbits: in
                 got_rows = bits.take_rows(got_words, start, stop)
                 np.testing.assert_array_equal(got_rows, want_rows, err_msg=f"[{start}, {stop})")
                 np.testing.assert_array_equal(got_words, want_words, err_msg=f"[{start}, {stop})")
+
+
+@pytest.mark.parametrize("nbits", SIZES)
+def test_fill_holes_bits_moves_the_pairs_then_clears_the_tail_in_every_slot_in_use(nbits: int) -> None:
+    rng = np.random.default_rng(11)
+    removed = rng.permutation(nbits)[: nbits // 3].astype(np.int64)
+    holes, sources = np.empty((2, removed.shape[0]), np.int64)
+    pairs = rows.tail_fill(removed, nbits, holes, sources)
+    new_n = nbits - removed.shape[0]
+    for density in DENSITIES:
+        matrix = random_matrix(rng, 4, nwords_of(nbits) + 1, density)
+        got = matrix.copy()
+        bits.fill_holes_bits(got, 3, sources[:pairs], holes[:pairs], new_n, nbits)
+        want = reference.move_rows_bits(matrix, 3, sources[:pairs], holes[:pairs])
+        for slot in range(3):                                  # slot 3 is not in use: untouched
+            flags = reference.unpack(want[slot])
+            flags[new_n:nbits] = False                         # the removed tail; past n: kept
+            want[slot] = reference.pack(flags)
+        np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.parametrize("nbits", SIZES)
+def test_fill_range_slots_fills_the_range_in_the_listed_slots_only(nbits: int) -> None:
+    rng = np.random.default_rng(12)
+    matrix = random_matrix(rng, 5, nwords_of(nbits) + 1, 0.3)
+    for start, stop in interesting_ranges(rng, nbits):
+        got = matrix.copy()
+        bits.fill_range_slots(got, np.array([3, 0], np.int64), start, stop)
+        want = matrix.copy()
+        for slot in (3, 0):
+            bits.fill_range(want[slot], start, stop)
+        np.testing.assert_array_equal(got, want)

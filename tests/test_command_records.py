@@ -187,3 +187,41 @@ def test_final_changes_matches_its_twin(n: int, shape: str) -> None:
     assert repeats == (np.unique(ids).shape[0] < n)
     np.testing.assert_array_equal(final, want_final)
     np.testing.assert_array_equal(several, want_several)
+
+
+# ---------------------------------------------------------------- helpers of apply_records
+@pytest.mark.parametrize("n", [0, 1, 63, 64, 65, 600])
+def test_one_of_each_keeps_the_first_or_last_position_of_each_id(n: int) -> None:
+    rng = np.random.default_rng(n + 1)
+    ids = rng.integers(0, max(n // 3, 1), n).astype(np.int64) << 32 | 5
+    out = np.empty(n, np.int64)
+    for last in (False, True):
+        count = commands.one_of_each(ids, last, out)
+        if last:
+            _, reversed_first = np.unique(ids[::-1], return_index=True)
+            want = np.sort(n - 1 - reversed_first)
+        else:
+            want = np.sort(np.unique(ids, return_index=True)[1])
+        np.testing.assert_array_equal(out[:count], want)
+
+
+@pytest.mark.parametrize("n", [0, 1, 2, 65, 600])
+def test_in_order_tells_records_sorted_by_system_table_row(n: int) -> None:
+    rng = np.random.default_rng(n + 2)
+    records = np.zeros((n, RECORD_WORDS), np.int64)
+    records[:, [SYSTEM, TABLE, ROW]] = rng.integers(0, 3, (n, 3))
+    ordered = records[np.lexsort((records[:, ROW], records[:, TABLE], records[:, SYSTEM]))]
+    assert commands.in_order(ordered)
+    for shuffled in (records, ordered[::-1]):
+        # a stable sort leaves ties in place: sorted exactly when it moves nothing
+        want = bool((np.lexsort((shuffled[:, ROW], shuffled[:, TABLE], shuffled[:, SYSTEM])) == np.arange(n)).all())
+        assert commands.in_order(shuffled) == want
+
+
+def test_sole_added_key_names_one_added_component_per_spawn_or_flags_it() -> None:
+    spawns = np.array([0, 0, 1, 1, 2, 3, 3, 4], np.int64)
+    keys = np.array([7, 7, 7, 8, 7, 7, 7, 9], np.int64)
+    adds = np.array([1, 1, 1, 1, 0, 1, 0, 1], np.bool_)
+    out = np.full(6, -1, np.int64)
+    commands.sole_added_key(spawns, keys, adds, out)
+    assert out.tolist() == [7, -2, -2, -2, 9, -1]    # one key twice; two keys; a remove; add then remove

@@ -184,3 +184,35 @@ def test_group_by_table_stops_at_the_first_dead_id() -> None:
                     (np.r_[ids[:2], 100], 2)):                      # past the high water mark
         assert rows.group_by_table(bad, 100, generation, table_of, np.empty(len(bad), np.int64),
                                    np.empty(51, np.int64)) == at
+
+
+@pytest.mark.parametrize("count", SIZES)
+def test_tail_fill_pairs_each_hole_below_the_new_end_with_a_kept_tail_row(count: int) -> None:
+    rng = np.random.default_rng(25)
+    n = count + 5
+    removed = rng.permutation(n)[: rng.integers(0, n + 1)].astype(np.int64)
+    holes, sources = np.empty((2, removed.shape[0]), np.int64)
+    pairs = rows.tail_fill(removed, n, holes, sources)
+    new_n = n - removed.shape[0]
+    np.testing.assert_array_equal(holes[:pairs], np.sort(removed[removed < new_n]))
+    np.testing.assert_array_equal(sources[:pairs], np.setdiff1d(np.arange(new_n, n), removed))
+
+
+@pytest.mark.parametrize("count", SIZES)
+def test_free_slots_bumps_generations_retires_the_last_and_pushes_the_rest_in_order(count: int) -> None:
+    rng = np.random.default_rng(26)
+    generation, table_of, row_of, _ = slot_arrays(rng, count + 10, 1)
+    index = rng.permutation(count + 10)[:count].astype(np.int64)
+    generation[index[: count // 7]] = 2**31 - 1                   # these retire
+    free = np.full(count + 3, -7, np.int64)
+    got = (generation.copy(), table_of.copy(), row_of.copy())
+    top = rows.free_slots(index, *got, free, 3, 2**31 - 1, 2**31)
+    bumped = generation[index].astype(np.int64) + 1
+    keep = bumped <= 2**31 - 1
+    want_generation = generation.copy()
+    want_generation[index] = np.where(keep, bumped, 2**31)
+    np.testing.assert_array_equal(got[0], want_generation)
+    assert (got[1][index] == -1).all() and (got[2][index] == -1).all()
+    assert top == 3 + keep.sum()
+    np.testing.assert_array_equal(free[3:top], index[keep])
+    assert (free[:3] == -7).all() and (free[top:] == -7).all()
