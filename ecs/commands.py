@@ -125,22 +125,33 @@ def buffer_view(arena: Arena, specs: tuple[ArraySpec, ArraySpec]) -> records_ker
 
 
 class RecordLookups:
-    """What verify_records reads besides the records: the fields and components of the registry
-    and which table has which component, as arrays. Rebuilt when a component is registered or
-    the store makes a table (tables are never dropped), so a frame of commands pays ~1 us here."""
+    """What the kernels that check and place command records read besides the records: the
+    fields and components of the registry and which table has which component, as arrays.
+    Rebuilt when a component is registered or the store makes a table (tables are never
+    dropped), so a frame of commands pays ~1 us here."""
 
     def __init__(self, store: Store) -> None:
         self.store = store
         self._stamp: tuple[int, int] | None = None
-        self.arrays: tuple[np.ndarray, ...] = ()
+        self.fields: tuple[np.ndarray, ...] = ()        # verify_records' field_* arrays
+        self.components: list[ComponentInfo] = []       # by key
+        self.component_keys = self.component_ids = np.empty(0, np.int64)
+        self.component_addable = np.empty(0, np.bool_)
+        self.membership = np.empty((0, 0), np.bool_)
 
-    def current(self) -> tuple[np.ndarray, ...]:
+    def current(self) -> RecordLookups:
         tables = self.store.archetypes.tables
         stamp = (registry_stamp(), len(tables))
         if stamp != self._stamp:
-            self.arrays = (*_field_lookup(), *_component_lookup(), _membership(tables))
+            self.fields = _field_lookup()
+            self.components = sorted(INFO_BY_KEY.values(), key=lambda info: info.key)
+            self.component_keys = np.array([info.key for info in self.components], np.int64)
+            self.component_ids = np.array([info.id for info in self.components], np.int64)
+            self.component_addable = np.array([all(f in info.defaults for f in info.fields)
+                                               for info in self.components], np.bool_)
+            self.membership = _membership(tables)
             self._stamp = stamp
-        return self.arrays
+        return self
 
 
 def _field_lookup() -> tuple[np.ndarray, ...]:
@@ -162,13 +173,6 @@ def _field_lookup() -> tuple[np.ndarray, ...]:
     rows.sort()
     columns = list(zip(*rows, strict=True)) if rows else [()] * 5
     return (*(np.array(c, np.int64) for c in columns[:3]), *(np.array(c, np.float64) for c in columns[3:]))
-
-
-def _component_lookup() -> tuple[np.ndarray, np.ndarray]:
-    """Sorted component keys of the registry and whether an add can fill each from defaults."""
-    infos = sorted(INFO_BY_KEY.values(), key=lambda info: info.key)
-    return (np.array([info.key for info in infos], np.int64),
-            np.array([all(f in info.defaults for f in info.fields) for info in infos], np.bool_))
 
 
 def _membership(tables: list[Any]) -> np.ndarray:
@@ -197,10 +201,10 @@ def apply_records(store: Store, records: np.ndarray, owners: np.ndarray, system_
         order = np.lexsort((np.arange(records.shape[0]), records[:, ROW], records[:, TABLE], records[:, SYSTEM]))
         records, owners = records[order], owners[order]
     batch = _RecordBatch(store, records, owners, system_names)
-    arrays = lookups.current()
-    if not batch.verified(arrays):
+    lookups = lookups.current()
+    if not batch.verified(lookups):
         batch.check()
-    batch.apply(arrays[-1])
+    batch.apply(lookups)
 
 
 class _RecordBatch:
@@ -214,7 +218,7 @@ class _RecordBatch:
         self._targets: np.ndarray | None = None      # resolved on first use (see resolved)
         self._unresolved: np.ndarray | None = None
         self.field_groups: list[tuple[ComponentInfo, str, np.ndarray, np.ndarray]] = []
-        self.change_positions: list[np.ndarray] = []     # per checked component key: its records
+        self.changes = np.empty(0, np.int64)              # positions of add and remove records
 
     def where(self, k: int) -> str:
         record = self.records[k]
@@ -261,25 +265,24 @@ class _RecordBatch:
         return targets, unresolved if bad.any() else None
 
     # ---------------------------------------------------------------- checks (nothing applied yet)
-    def verified(self, lookups: tuple[np.ndarray, ...]) -> bool:
+    def verified(self, lookups: RecordLookups) -> bool:
         """Whether verify_records passes every record; if so, targets, set groups and changes
         are ready for apply (else nothing is, and check() must run)."""
-        entities = self.store.entities
-        targets = np.empty(self.records.shape[0], np.int64)
+        entities, n = self.store.entities, self.records.shape[0]
+        targets = np.empty(n, np.int64)
         if records_kernels.verify_records(self.records, self.values, self.owners, int(self.owners.max()) + 1,
                                           entities.high_water, entities.generation, entities.table_of,
-                                          *lookups, targets) >= 0:
+                                          *lookups.fields, lookups.component_keys, lookups.component_addable,
+                                          lookups.membership, targets) >= 0:
             return False
         self._targets = targets
-        at = np.flatnonzero(self.kind == SET)
-        at = at[np.argsort(self.records[at, KEY], kind="stable")]    # by key, each key's in record order
-        keys = self.records[at, KEY]
-        bounds = [0, *(np.flatnonzero(keys[1:] != keys[:-1]) + 1).tolist(), at.shape[0]] if at.shape[0] else [0]
-        for start, stop in zip(bounds[:-1], bounds[1:], strict=False):
-            positions = at[start:stop]
-            info, field = _field_of(int(keys[start]), "")
+        sets, bounds, changes = np.empty((3, n + 1), np.int64)
+        groups, count = records_kernels.index_records(self.records, sets, bounds, changes)
+        self.changes = changes[:count]
+        for start, stop in zip(bounds[:groups].tolist(), bounds[1:groups + 1].tolist(), strict=True):
+            positions = sets[start:stop]
+            info, field = _field_of(int(self.records[positions[0], KEY]), "")
             self.field_groups.append((info, field, positions, self.values[positions].astype(info.fields[field])))
-        self.change_positions = [np.flatnonzero((self.kind == ADD) | (self.kind == REMOVE))]
         return True
 
     def check(self) -> None:
@@ -334,16 +337,16 @@ class _RecordBatch:
                 self.store.entities.locate_batch(targets[targets >= 0])
             except DeadEntityError as exc:
                 raise self.located(exc, positions[targets == exc.entity]) from None
-            self.change_positions.append(positions)
+            self.changes = np.union1d(self.changes, positions)
 
     # ---------------------------------------------------------------- applying
-    def apply(self, membership: np.ndarray) -> None:
+    def apply(self, lookups: RecordLookups) -> None:
         store = self.store
-        changes = np.sort(np.concatenate(self.change_positions)) if self.change_positions else np.empty(0, np.int64)
         prefabs = self.records[self.spawn_at, TARGET]
-        adding, added, changes = self._added_at_spawn(changes, prefabs, membership)
+        targets = self.resolved(np.arange(self.records.shape[0]))
+        adding, added, changes = self._added_at_spawn(targets, prefabs, lookups)
         spawned = store.spawn_copies(prefabs, adding, added)
-        real = _substituted(self.resolved(np.arange(self.records.shape[0])), spawned)   # ids, placeholders replaced
+        real = _substituted(targets, spawned)   # ids, placeholders replaced
         for info, field, positions, value in self.field_groups:
             ids = real[positions]
             last = _one_of_each(ids, last=True)
@@ -355,29 +358,22 @@ class _RecordBatch:
         if doomed.shape[0]:
             store.despawn_batch(doomed)
 
-    def _added_at_spawn(self, changes: np.ndarray, prefabs: np.ndarray,
-                        membership: np.ndarray) -> tuple[np.ndarray | None, tuple[ComponentInfo, ...], np.ndarray]:
+    def _added_at_spawn(self, targets: np.ndarray, prefabs: np.ndarray,
+                        lookups: RecordLookups) -> tuple[np.ndarray | None, dict[int, ComponentInfo], np.ndarray]:
         """Which spawns are placed with their component added (spawn_copies' `adding` and
         `added`: a spawn whose change records all add one component its prefab lacks), and the
         change records left to apply after."""
-        targets = self.resolved(changes)
-        on_spawn = targets < 0
-        if not on_spawn.any():
-            return None, (), changes
-        spawns = -targets[on_spawn] - 1
-        sole = np.full(prefabs.shape[0], -1, np.int64)
-        records_kernels.sole_added_key(spawns, self.records[changes[on_spawn], KEY],
-                                       self.kind[changes[on_spawn]] == ADD, sole)
-        adding = np.full(prefabs.shape[0], -1, np.int64)
-        added: list[ComponentInfo] = []
-        prefab_tables = self.store.entities.table_of[prefabs & INDEX_MASK]
-        for key in distinct(sole[sole >= 0]):
-            info = INFO_BY_KEY[int(key)]
-            adding[(sole == key) & ~membership[prefab_tables, info.id]] = len(added)
-            added.append(info)
-        done = np.zeros(changes.shape[0], np.bool_)
-        done[on_spawn] = adding[spawns] >= 0
-        return adding, tuple(added), changes[~done]
+        if not prefabs.shape[0] or not self.changes.shape[0]:
+            return None, {}, self.changes
+        adding = np.empty(prefabs.shape[0], np.int64)
+        keep = np.empty(self.changes.shape[0], np.bool_)
+        distinct = np.empty(lookups.component_keys.shape[0], np.int64)
+        count = records_kernels.added_at_spawn(
+            self.records, targets, self.changes, self.store.entities.table_of[prefabs & INDEX_MASK],
+            lookups.membership, lookups.component_keys, lookups.component_ids, adding, keep, distinct)
+        if not count:
+            return None, {}, self.changes
+        return adding, {c: lookups.components[c] for c in distinct[:count].tolist()}, self.changes[keep]
 
     def _apply_changes(self, ids: np.ndarray, positions: np.ndarray) -> None:
         """The last command for each (entity, component) wins; an entity with one change is moved in

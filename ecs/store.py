@@ -23,7 +23,7 @@ from __future__ import annotations
 import itertools
 import os
 import weakref
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -203,24 +203,24 @@ class Store:
         return table.entities_all[start:stop].copy()
 
     def spawn_copies(self, prefabs: np.ndarray, adding: np.ndarray | None = None,
-                     added: tuple[ComponentInfo, ...] = ()) -> np.ndarray:
-        """A copy of each live prefab (repeats allowed), in bulk per prefab table; their ids, in
-        the order of `prefabs`. With `adding` (per prefab: an index into `added`, or -1), copy k
-        goes straight to the table of its prefab's components and added[adding[k]], one its
-        prefab lacks, filled from its defaults: what adding it after the spawn gives, no move."""
+                     added: Mapping[int, ComponentInfo] | None = None) -> np.ndarray:
+        """A copy of each live prefab (repeats allowed), in bulk per prefab table; their ids, in the
+        order of `prefabs`. With `adding` (per prefab: a key of `added`, or -1), copy k goes to
+        the table of its prefab's components and added[adding[k]] (one its prefab lacks, from
+        its defaults) at once: what adding it after the spawn gives, without the move."""
         ids = np.empty(prefabs.shape[0], np.int64)
         for source, where in self.tables_of(prefabs):
             extras = np.unique(adding[where]).tolist() if adding is not None else [-1]
             for extra in extras:
+                info = added.get(extra) if added else None
                 part = where if len(extras) == 1 else where[adding[where] == extra]   # type: ignore[index]
-                table = self.archetypes.with_added(source, added[extra:extra + 1]) if extra >= 0 else source
-                rows, start = self.rows_of(prefabs[part]), self._place(table, part.shape[0])
-                stop = start + part.shape[0]
+                table = self.archetypes.with_added(source, (info,)) if info else source
+                rows, start, stop = self.rows_of(prefabs[part]), self._place(table, part.shape[0]), table.n
                 for cid, cols in source.columns_by_component.items():
                     for field, col in table.columns_by_component[cid].items():
                         col[start:stop] = cols[field][rows]
-                for field, col in table.columns_by_component[added[extra].id].items() if extra >= 0 else ():
-                    col[start:stop] = added[extra].defaults[field]
+                for field, col in table.columns_by_component[info.id].items() if info else ():
+                    col[start:stop] = info.defaults[field]  # type: ignore[union-attr]
                 table.mark_new_rows(start, stop)
                 ids[part] = table.entities_all[start:stop]
         return ids

@@ -215,17 +215,70 @@ def verify_records(records, values, owners, processes, high, generation, table_o
 
 
 @jit
-def sole_added_key(spawns, keys, adds, out):
-    """out[s] (preset to -1) = the key when every change record of spawn s (spawns[i], keys[i],
-    adds[i]: whether record i adds) adds that one component; -2 where one removes or two keys."""
-    for i in range(spawns.shape[0]):
-        s = spawns[i]
-        if out[s] == -2:
+def index_records(records, sets, bounds, changes):
+    """Where each kind of work lies among checked records: `sets` receives the positions of set
+    records ordered by field key (each key's in record order), bounds[g]:bounds[g + 1] the
+    range of sets of its g-th key; `changes` the positions of add and remove records, in
+    order. Returns (number of keys, number of changes)."""
+    nsets = 0
+    nchanges = 0
+    for k in range(records.shape[0]):
+        kind = records[k, KIND]
+        if kind == SET:
+            sets[nsets] = k
+            nsets += 1
+        elif kind in (ADD, REMOVE):
+            changes[nchanges] = k
+            nchanges += 1
+    keys = np.empty(nsets, np.int64)
+    for i in range(nsets):
+        keys[i] = records[sets[i], KEY]
+    order = np.argsort(keys, kind="mergesort")
+    by_key = sets[:nsets][order]
+    sets[:nsets] = by_key
+    groups = 0
+    for i in range(nsets):
+        if i == 0 or keys[order[i]] != keys[order[i - 1]]:
+            bounds[groups] = i
+            groups += 1
+    bounds[groups] = nsets
+    return groups, nchanges
+
+
+@jit
+def added_at_spawn(records, targets, changes, prefab_tables, membership, component_keys, component_ids,
+                   adding, keep, distinct):
+    """Which spawns can be placed with their component added: adding[s] = the index (into
+    component_keys) of the one component every change record of spawn s adds, when its prefab's
+    table lacks it, else -1; keep[i]: whether change record changes[i] is still to apply (its
+    spawn is not so placed). `distinct` receives the components so added, in first-seen
+    order; returns how many. Records were checked: each key names a component."""
+    sole = np.full(adding.shape[0], -1, np.int64)    # -2: a remove, or two components
+    for i in range(changes.shape[0]):
+        p = changes[i]
+        if targets[p] >= 0:
             continue
-        if not adds[i] or (out[s] != -1 and out[s] != keys[i]):
-            out[s] = -2
-        else:
-            out[s] = keys[i]
+        s = -targets[p] - 1
+        c = np.searchsorted(component_keys, records[p, KEY])
+        if c == component_keys.shape[0] or component_keys[c] != records[p, KEY] or records[p, KIND] != ADD:
+            sole[s] = -2
+        elif sole[s] == -1:
+            sole[s] = c
+        elif sole[s] != c:
+            sole[s] = -2
+    seen = np.zeros(component_keys.shape[0], np.bool_)
+    count = 0
+    for s in range(adding.shape[0]):
+        c = sole[s]
+        adding[s] = c if c >= 0 and not membership[prefab_tables[s], component_ids[c]] else -1
+        if adding[s] >= 0 and not seen[c]:
+            seen[c] = True
+            distinct[count] = c
+            count += 1
+    for i in range(changes.shape[0]):
+        t = targets[changes[i]]
+        keep[i] = t >= 0 or adding[-t - 1] < 0
+    return count
 
 
 @jit

@@ -218,10 +218,39 @@ def test_in_order_tells_records_sorted_by_system_table_row(n: int) -> None:
         assert commands.in_order(shuffled) == want
 
 
-def test_sole_added_key_names_one_added_component_per_spawn_or_flags_it() -> None:
-    spawns = np.array([0, 0, 1, 1, 2, 3, 3, 4], np.int64)
-    keys = np.array([7, 7, 7, 8, 7, 7, 7, 9], np.int64)
-    adds = np.array([1, 1, 1, 1, 0, 1, 0, 1], np.bool_)
-    out = np.full(6, -1, np.int64)
-    commands.sole_added_key(spawns, keys, adds, out)
-    assert out.tolist() == [7, -2, -2, -2, 9, -1]    # one key twice; two keys; a remove; add then remove
+def test_added_at_spawn_places_a_spawn_whose_changes_all_add_one_component_its_prefab_lacks() -> None:
+    keys = np.array([10, 20, 30], np.int64)                 # component lookup: keys, ids 0..2
+    ids = np.arange(3, dtype=np.int64)
+    membership = np.array([[False, False, False], [False, True, False]])   # table 1 has component 1
+    # spawn: 0 adds 10 twice; 1 adds 10 and 20; 2 adds then removes 10; 3 nothing; 4 adds 20, its
+    # prefab in table 1 has it; 5 adds 30; and a record on an entity (target >= 0)
+    kinds = [ADD, ADD, ADD, ADD, ADD, REMOVE, ADD, ADD, ADD]
+    record_keys = [10, 10, 10, 20, 10, 10, 20, 30, 30]
+    targets = np.array([-1, -1, -2, -2, -3, -3, -5, -6, 77], np.int64)
+    records = np.zeros((9, RECORD_WORDS), np.int64)
+    records[:, 0], records[:, KEY] = kinds, record_keys
+    changes = np.arange(9, dtype=np.int64)
+    adding, keep, distinct = np.empty(6, np.int64), np.empty(9, np.bool_), np.empty(3, np.int64)
+    count = commands.added_at_spawn(records, targets, changes, np.array([0, 0, 0, 0, 1, 0]), membership, keys, ids,
+                                    adding, keep, distinct)
+    assert adding.tolist() == [0, -1, -1, -1, -1, 2]
+    assert keep.tolist() == [False, False, True, True, True, True, True, False, True]
+    assert distinct[:count].tolist() == [0, 2]
+
+
+@pytest.mark.parametrize("n", [0, 1, 63, 64, 65, 600])
+def test_index_records_lists_sets_by_key_in_record_order_and_the_changes(n: int) -> None:
+    rng = np.random.default_rng(n + 3)
+    records = np.zeros((n, RECORD_WORDS), np.int64)
+    records[:, 0] = rng.choice([SPAWN, SET, ADD, REMOVE, DESPAWN], n)
+    records[:, KEY] = rng.integers(0, 4, n) << 40
+    sets, bounds, changes = np.empty((3, n + 1), np.int64)
+    groups, count = commands.index_records(records, sets, bounds, changes)
+    at = np.flatnonzero(records[:, 0] == SET)
+    want = at[np.argsort(records[at, KEY], kind="stable")]
+    np.testing.assert_array_equal(sets[: at.shape[0]], want)
+    keys = records[want, KEY]
+    assert groups == np.unique(keys).shape[0] and bounds[groups] == at.shape[0]
+    for g in range(groups):
+        assert (keys[bounds[g]:bounds[g + 1]] == keys[bounds[g]]).all()
+    np.testing.assert_array_equal(changes[:count], np.flatnonzero(np.isin(records[:, 0], (ADD, REMOVE))))
