@@ -147,9 +147,9 @@ class Store:
         """Live ids grouped by table: (table, positions in `ids`), tables in id order. With `info`,
         MissingComponentError (naming the first such id) if a table lacks it."""
         tables = self.archetypes.tables
-        positions, starts = self.entities.group_by_table(ids, len(tables))
+        positions, starts, present = self.entities.group_by_table(ids, len(tables))
         groups = []
-        for table_id in np.flatnonzero(starts[1:] > starts[:-1]).tolist():
+        for table_id in present:
             table = tables[table_id]
             where = positions[starts[table_id]: starts[table_id + 1]]
             if info is not None and info.id not in table.component_ids:

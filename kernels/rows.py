@@ -125,13 +125,14 @@ def index_free(free, free_generation, high, retired, generation, table_of):
 
 
 @jit
-def group_by_table(ids, high, generation, table_of, positions, starts):
+def group_by_table(ids, high, generation, table_of, positions, starts, present):
     """Group live ids by table in one pass to count and one to place: `positions` (one entry
     per id) receives the positions of the ids table by table, tables in id order and positions
     increasing within each; the positions of table t are positions[starts[t]:starts[t + 1]]
-    (`starts`: one entry per table, plus one). Returns -1, or the first position whose id is
-    not alive (then `positions` and `starts` mean nothing). 1M ids of one table: ~1 ms, against
-    ~6.7 ms for the numpy passes it replaced (a mask, a gather, a unique, a flatnonzero)."""
+    (`starts`: one entry per table, plus one) and `present` (one entry per table) the tables
+    that hold any, increasing. Returns (-1, how many tables hold any), or (the first position
+    whose id is not alive, 0) (then the outputs mean nothing). 1M ids of one table: ~1 ms,
+    against ~6.7 ms for the numpy passes it replaced (a mask, a gather, a unique, a flatnonzero)."""
     starts[:] = 0
     for k in range(ids.shape[0]):
         # alive_mask's test, written out: as a shared @jit helper it ran 30x slower here (21 ms
@@ -139,16 +140,20 @@ def group_by_table(ids, high, generation, table_of, positions, starts):
         entity = ids[k]
         index = entity & 0xFFFFFFFF
         if entity <= 0 or index >= high or table_of[index] < 0 or generation[index] != (entity >> 32):
-            return k
+            return k, 0
         starts[table_of[index] + 1] += 1
+    count = 0
     for t in range(starts.shape[0] - 1):
+        if starts[t + 1]:
+            present[count] = t
+            count += 1
         starts[t + 1] += starts[t]
     cursor = starts[:-1].copy()
     for k in range(ids.shape[0]):
         table = table_of[ids[k] & 0xFFFFFFFF]
         positions[cursor[table]] = k
         cursor[table] += 1
-    return -1
+    return -1, count
 
 
 @jit

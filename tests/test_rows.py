@@ -164,12 +164,14 @@ def test_group_by_table_lists_each_tables_positions_in_order(count: int) -> None
     live = np.flatnonzero(table_of >= 0)
     index = rng.choice(live, count) if live.shape[0] else np.zeros(0, np.int64)   # repeats allowed
     ids = generation[index].astype(np.int64) << 32 | index
-    positions, starts = np.empty(count, np.int64), np.empty(51, np.int64)
-    assert rows.group_by_table(ids, slots, generation, table_of, positions, starts) == -1
+    positions, starts, present = np.empty(count, np.int64), np.empty(51, np.int64), np.empty(50, np.int64)
+    dead, held = rows.group_by_table(ids, slots, generation, table_of, positions, starts, present)
+    assert dead == -1
     tables = table_of[index]
     for t in range(50):
         np.testing.assert_array_equal(positions[starts[t]:starts[t + 1]], np.flatnonzero(tables == t))
     assert starts[50] == count
+    np.testing.assert_array_equal(present[:held], np.unique(tables))
 
 
 def test_group_by_table_stops_at_the_first_dead_id() -> None:
@@ -183,7 +185,7 @@ def test_group_by_table_stops_at_the_first_dead_id() -> None:
     for bad, at in ((dead, 6), (np.r_[ids[:3], -ids[3], ids[4:]], 3), (np.r_[ids[:8], free], 8),
                     (np.r_[ids[:2], 100], 2)):                      # past the high water mark
         assert rows.group_by_table(bad, 100, generation, table_of, np.empty(len(bad), np.int64),
-                                   np.empty(51, np.int64)) == at
+                                   np.empty(51, np.int64), np.empty(50, np.int64)) == (at, 0)
 
 
 @pytest.mark.parametrize("count", SIZES)
