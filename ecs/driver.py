@@ -38,7 +38,7 @@ from .memory import ArraySpec
 from .plan import Task, Unit
 from .system import COMMANDS, ENTITY, FRAME, READ, ROWS, VALUE, WRITE, System
 
-DRIVER_FORMAT = 2           # bump when the generated source changes meaning
+DRIVER_FORMAT = 3           # bump when the generated source changes meaning
 _DRIVER_DIR = os.path.join(CACHE_DIR, "drivers")
 
 
@@ -68,9 +68,10 @@ class UnitLayout:
             for source, slots in spec.flushes:
                 flushes.append((source, len(targets), len(targets) + len(slots)))
                 targets.extend(slots)
+            fused = len(spec.flushes) == 1 and spec.reader_slot in spec.flushes[0][1]   # bits.flush_take_words
             filters.append((spec.matrix.offset, spec.matrix.shape[0], spec.matrix.shape[1], first, len(flushes),
-                            spec.reader_slot))
-        self.filters = np.array(filters, np.int64).reshape(-1, 6)
+                            spec.reader_slot, fused))
+        self.filters = np.array(filters, np.int64).reshape(-1, 7)
         self.flushes = np.array(flushes, np.int64).reshape(-1, 3)
         self.targets = np.array(targets, np.int64)
         self.counts = np.zeros(len(unit), np.int64)
@@ -169,15 +170,18 @@ def _row_offset(spec: ArraySpec, row: int) -> int:
 _FILTER_LINES = """\
 f = filters[t]
 matrix = arena[f[0]:f[0] + f[1] * f[2] * 8].view(np.uint64).reshape((f[1], f[2]))
-first_word = start >> 6
-stop_word = (start + n + 63) >> 6
-for k in range(f[3], f[4]):
-    flush_marks_words(matrix, flushes[k, 0], targets[flushes[k, 1]:flushes[k, 2]], first_word, stop_word)
-rows = take_rows(matrix[f[5]], start, start + n)
+if f[6]:
+    rows = flush_take_words(matrix, flushes[f[3], 0], targets[flushes[f[3], 1]:flushes[f[3], 2]], f[5], start,
+                            start + n)
+else:
+    for k in range(f[3], f[4]):
+        flush_marks_words(matrix, flushes[k, 0], targets[flushes[k, 1]:flushes[k, 2]], start >> 6,
+                          (start + n + 63) >> 6)
+    rows = take_rows(matrix[f[5]], start, start + n)
 counts[t] = rows.shape[0]
 if rows.shape[0] == 0:
-    continue
-scratch[:rows.shape[0]] = rows""".splitlines()
+    continue""".splitlines()
+_SCRATCH_LINE = "scratch[:rows.shape[0]] = rows"   # for the marks of a call that raises: only with marks
 
 
 class _Columns:
@@ -206,7 +210,8 @@ class _Columns:
 def _source(system: System) -> tuple[str, dict[str, object]]:
     """The driver's source and the globals it names (view types, field scalar types)."""
     columns = _Columns()
-    lines: list[str] = list(_FILTER_LINES) if system.filtered else []
+    marks = sum(1 for p in system.params if p.kind == WRITE) if system.mark == "auto" else 0
+    lines: list[str] = (_FILTER_LINES + [_SCRATCH_LINE] * bool(marks)) if system.filtered else []
     for k, p in enumerate(system.params):
         if p.kind in (READ, WRITE):
             view = f"V{k}"
@@ -234,7 +239,6 @@ def _source(system: System) -> tuple[str, dict[str, object]]:
             params.append(f"v{k}")
         args.append({FRAME: "frame", VALUE: f"v{k}"}.get(p.kind, f"a{k}"))
     lines.append(f"kernel({', '.join(args)})")
-    marks = sum(1 for p in system.params if p.kind == WRITE) if system.mark == "auto" else 0
     mark = "mark_rows({}, rows)" if system.filtered else "fill_range({}, 0, n)"
     lines += [mark.format(columns.words()) for _ in range(marks)]
     body = "\n".join(f"        {line}" for line in lines)
@@ -253,10 +257,11 @@ def _source(system: System) -> tuple[str, dict[str, object]]:
 def _compile(system: System, source: str, named: dict[str, object]) -> Any:
     """The njit driver: imported from a source file under the cache directory (so numba caches
     it) when the kernel has a source file of its own, else compiled from memory."""
-    from ecs.kernels.bits import fill_range, flush_marks_words, mark_rows, take_rows
+    from ecs.kernels.bits import fill_range, flush_marks_words, flush_take_words, mark_rows, take_rows
     from ecs.kernels.commands import CommandBuffer
-    fixed = {"np": np, "fill_range": fill_range, "flush_marks_words": flush_marks_words, "mark_rows": mark_rows,
-             "take_rows": take_rows, "CommandBuffer": CommandBuffer, "kernel": system.kernel, **named}
+    fixed = {"np": np, "fill_range": fill_range, "flush_marks_words": flush_marks_words,
+             "flush_take_words": flush_take_words, "mark_rows": mark_rows, "take_rows": take_rows,
+             "CommandBuffer": CommandBuffer, "kernel": system.kernel, **named}
     stamp = _kernel_stamp(system)
     if stamp is not None:
         module = _module_from_file(source, stamp, fixed)

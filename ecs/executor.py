@@ -154,11 +154,15 @@ class Executor:
         start, stop = task.start, task.stop
         rows = None
         if task.filter is not None:
-            matrix = self.view(task.filter.matrix)
-            first, stop_word = start >> 6, (stop + 63) >> 6
-            for source, targets in task.filter.flushes:
-                bits.flush_marks_words(matrix, source, np.asarray(targets, np.int64), first, stop_word)
-            rows = bits.take_rows(matrix[task.filter.reader_slot], start, stop)
+            matrix, flushes, reader = self.view(task.filter.matrix), task.filter.flushes, task.filter.reader_slot
+            if len(flushes) == 1 and reader in flushes[0][1]:    # one filter term: fused (~2x less memory traffic)
+                rows = bits.flush_take_words(matrix, flushes[0][0], np.asarray(flushes[0][1], np.int64), reader,
+                                             start, stop)
+            else:
+                for source, targets in flushes:
+                    bits.flush_marks_words(matrix, source, np.asarray(targets, np.int64), start >> 6,
+                                           (stop + 63) >> 6)
+                rows = bits.take_rows(matrix[reader], start, stop)
             if rows.shape[0] == 0:
                 return True
         args, marks = self._arguments(system, task, rows, values, frame)

@@ -242,3 +242,25 @@ def test_fill_range_slots_fills_the_range_in_the_listed_slots_only(nbits: int) -
         for slot in (3, 0):
             bits.fill_range(want[slot], start, stop)
         np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.parametrize("nbits", SIZES)
+def test_flush_take_words_flushes_and_takes_one_chunk_of_whole_words(nbits: int) -> None:
+    rng = np.random.default_rng(13)
+    nwords = nwords_of(nbits)
+    for density in DENSITIES:
+        matrix = random_matrix(rng, 6, nwords + 1, density)
+        for first, stop_word in ((0, nwords), (nwords // 3, nwords), (nwords // 4, nwords // 2 + 1)):
+            for source, targets, reader in ((0, [1], 1), (2, [0, 1, 5], 1), (2, [5, 0], 5)):
+                want = matrix.copy()
+                flushed = want[source, first:stop_word].copy()
+                for t in targets:
+                    want[t, first:stop_word] |= flushed
+                want[source, first:stop_word] = 0
+                want_rows = np.flatnonzero(reference.unpack(want[reader, first:stop_word])).astype(np.int64)
+                want[reader, first:stop_word] = 0
+                got = matrix.copy()
+                got_rows = bits.flush_take_words(got, source, np.array(targets, np.int64), reader, first * 64,
+                                                 stop_word * 64)
+                np.testing.assert_array_equal(got_rows, want_rows)
+                np.testing.assert_array_equal(got, want)
