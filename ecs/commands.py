@@ -138,6 +138,7 @@ class RecordLookups:
         self.component_keys = self.component_ids = np.empty(0, np.int64)
         self.component_addable = np.empty(0, np.bool_)
         self.membership = np.empty((0, 0), np.bool_)
+        self.field_of: dict[int, tuple[ComponentInfo, str]] = {}   # field key -> (component, field)
 
     def current(self) -> RecordLookups:
         tables = self.store.archetypes.tables
@@ -150,6 +151,8 @@ class RecordLookups:
             self.component_addable = np.array([all(f in info.defaults for f in info.fields)
                                                for info in self.components], np.bool_)
             self.membership = _membership(tables)
+            self.field_of = {(info.key << 8) | index: (info, name) for info in self.components
+                             for index, name in enumerate(info.fields)}
             self._stamp = stamp
         return self
 
@@ -281,7 +284,7 @@ class _RecordBatch:
         self.changes = changes[:count]
         for start, stop in zip(bounds[:groups].tolist(), bounds[1:groups + 1].tolist(), strict=True):
             positions = sets[start:stop]
-            info, field = _field_of(int(self.records[positions[0], KEY]), "")
+            info, field = lookups.field_of[int(self.records[positions[0], KEY])]
             self.field_groups.append((info, field, positions, self.values[positions].astype(info.fields[field])))
         return True
 

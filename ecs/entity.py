@@ -132,8 +132,9 @@ class EntityIndex:
             rows.place_indices(reused, table_id, first_row, self.generation, self.table_of,
                                self.row_of, entity_col)
             self._nfree -= reuse
-        rows.place_range(start, fresh, table_id, first_row + reuse, self.generation, self.table_of,
-                         self.row_of, entity_col)
+        if fresh:
+            rows.place_range(start, fresh, table_id, first_row + reuse, self.generation, self.table_of,
+                             self.row_of, entity_col)
         self.high_water = start + fresh
         self.alive += count
 

@@ -205,15 +205,15 @@ class Store:
     def spawn_copies(self, prefabs: np.ndarray, adding: np.ndarray | None = None,
                      added: Mapping[int, ComponentInfo] | None = None) -> np.ndarray:
         """A copy of each live prefab (repeats allowed), in bulk per prefab table; their ids, in the
-        order of `prefabs`. With `adding` (per prefab: a key of `added`, or -1), copy k goes to
-        the table of its prefab's components and added[adding[k]] (one its prefab lacks, from
-        its defaults) at once: what adding it after the spawn gives, without the move."""
+        order of `prefabs`. With `adding` (per prefab: a key of `added`, or -1), copy k goes straight
+        to its prefab's table plus added[adding[k]] (a component the prefab lacks, from defaults)."""
         ids = np.empty(prefabs.shape[0], np.int64)
         for source, where in self.tables_of(prefabs):
-            extras = np.unique(adding[where]).tolist() if adding is not None else [-1]
+            choice = adding[where] if adding is not None else np.full(1, -1)
+            extras = [int(choice[0])] if (choice == choice[0]).all() else np.unique(choice).tolist()
             for extra in extras:
                 info = added.get(extra) if added else None
-                part = where if len(extras) == 1 else where[adding[where] == extra]   # type: ignore[index]
+                part = where if len(extras) == 1 else where[choice == extra]
                 table = self.archetypes.with_added(source, (info,)) if info else source
                 rows, start, stop = self.rows_of(prefabs[part]), self._place(table, part.shape[0]), table.n
                 for cid, cols in source.columns_by_component.items():
