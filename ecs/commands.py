@@ -139,6 +139,14 @@ class RecordLookups:
         self.component_addable = np.empty(0, np.bool_)
         self.membership = np.empty((0, 0), np.bool_)
         self.field_of: dict[int, tuple[ComponentInfo, str]] = {}   # field key -> (component, field)
+        self._scratch = np.zeros(0, np.int32)
+
+    def slot_scratch(self, slots: int) -> np.ndarray:
+        """An int32 per entity slot, all zero (kernels that use it leave it so): 4 bytes per
+        entity, made the first time component changes are applied."""
+        if self._scratch.shape[0] < slots:
+            self._scratch = np.zeros(max(slots, 2 * self._scratch.shape[0]), np.int32)
+        return self._scratch
 
     def current(self) -> RecordLookups:
         tables = self.store.archetypes.tables
@@ -354,7 +362,7 @@ class _RecordBatch:
             ids = real[positions]
             last = _one_of_each(ids, last=True)
             store.write_field_batch(ids[last], info, field, value[last])
-        self._apply_changes(real[changes], changes)
+        self._apply_changes(real[changes], changes, lookups.slot_scratch(store.entities.high_water))
         doomed = real[self.kind == DESPAWN]
         doomed = doomed[_one_of_each(doomed, last=False)]
         doomed = doomed[store.entities.alive_mask(doomed)]
@@ -378,18 +386,19 @@ class _RecordBatch:
             return None, {}, self.changes
         return adding, {c: lookups.components[c] for c in distinct[:count].tolist()}, self.changes[keep]
 
-    def _apply_changes(self, ids: np.ndarray, positions: np.ndarray) -> None:
+    def _apply_changes(self, ids: np.ndarray, positions: np.ndarray, tags: np.ndarray) -> None:
         """The last command for each (entity, component) wins; an entity with one change is moved in
         a batch per (component, add or remove), one with several in one move of its own. `ids`:
-        the entities of the records at `positions`."""
+        the entities of the records at `positions`; `tags`: RecordLookups.slot_scratch."""
         if not positions.shape[0]:
             return
         keys = self.records[positions, KEY]
         adding = self.kind[positions] == ADD
         final = np.zeros(ids.shape[0], np.bool_)
         several = np.zeros(ids.shape[0], np.bool_)
-        # stable: an entity's records stay in position order (timsort: ids come in sorted runs)
-        if records_kernels.final_changes(ids, keys, np.argsort(ids, kind="stable"), final, several):
+        if not records_kernels.final_changes_by_slot(ids, keys, final, several, tags):   # many keys: sort
+            records_kernels.final_changes(ids, keys, np.argsort(ids, kind="stable"), final, several)
+        if not final.all():
             ids, keys, adding, several = ids[final], keys[final], adding[final], several[final]
         for key in distinct(keys[~several]):
             info = INFO_BY_KEY[int(key)]

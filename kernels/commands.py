@@ -170,6 +170,8 @@ def verify_records(records, values, owners, processes, high, generation, table_o
         prefabs[spawns] = prefab
         targets[k] = prefab
         spawns += 1
+    last_field_key = last_component_key = np.int64(-1)     # keys are >= 0 (ecs.field_key, component_key)
+    f = c = 0
     for k in range(n):
         kind = records[k, KIND]
         if kind == SPAWN:
@@ -193,7 +195,8 @@ def verify_records(records, values, owners, processes, high, generation, table_o
         alive = holder > 0 and index < high and table_of[index] >= 0 and generation[index] == (holder >> 32)
         key = records[k, KEY]
         if kind == SET:
-            f = np.searchsorted(field_keys, key)
+            if key != last_field_key:         # runs of one key are the common case: look it up once
+                last_field_key, f = key, np.searchsorted(field_keys, key)
             if f == field_keys.shape[0] or field_keys[f] != key or not alive:
                 return k
             if not membership[table_of[index], field_components[f]]:
@@ -206,7 +209,8 @@ def verify_records(records, values, owners, processes, high, generation, table_o
                     or (fits == FITS_BOOL and value != 0.0 and value != 1.0)):
                 return k
         else:
-            c = np.searchsorted(component_keys, key)
+            if key != last_component_key:
+                last_component_key, c = key, np.searchsorted(component_keys, key)
             if c == component_keys.shape[0] or component_keys[c] != key or not alive:
                 return k
             if kind == ADD and not component_addable[c]:
@@ -315,4 +319,43 @@ def in_order(records):
                 return False
         elif b[ROW] < a[ROW]:
             return False
+    return True
+
+
+FEW_KEYS = 16   # final_changes_by_slot handles up to this many distinct component keys
+
+
+@jit
+def final_changes_by_slot(ids, keys, final, several, tags):
+    """final_changes for live ids (two distinct ones never share a slot) without a sort: one
+    backward pass per distinct key (up to FEW_KEYS, else False having written nothing), the
+    entity's slot in `tags` (int32 per slot, zero on entry
+    and on return) remembering the last pass that decided it and how many did. `final` and
+    `several` must be False on entry. O(keys x n): 20k records of one entity order took ~0.5 ms
+    through a stable argsort of their ids, ~40 us here."""
+    n = ids.shape[0]
+    distinct = np.empty(FEW_KEYS, np.int64)
+    count = 0
+    which = np.empty(n, np.int64)
+    for k in range(n):
+        j = 0
+        while j < count and distinct[j] != keys[k]:
+            j += 1
+        if j == count:
+            if count == FEW_KEYS:
+                return False
+            distinct[count] = keys[k]
+            count += 1
+        which[k] = j
+    for p in range(count):
+        for k in range(n - 1, -1, -1):   # the last record of (entity, key p) decides
+            if which[k] == p:
+                slot = ids[k] & 0xFFFFFFFF
+                if (tags[slot] >> 8) != p + 1:
+                    tags[slot] = ((p + 1) << 8) | min((tags[slot] & 0xFF) + 1, 255)
+                    final[k] = True
+    for k in range(n):
+        several[k] = final[k] and (tags[ids[k] & 0xFFFFFFFF] & 0xFF) > 1
+    for k in range(n):
+        tags[ids[k] & 0xFFFFFFFF] = 0
     return True

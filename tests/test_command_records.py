@@ -187,6 +187,23 @@ def test_final_changes_matches_its_twin(n: int, shape: str) -> None:
     assert repeats == (np.unique(ids).shape[0] < n)
     np.testing.assert_array_equal(final, want_final)
     np.testing.assert_array_equal(several, want_several)
+    # live ids of distinct entities have distinct slots: the entity number as the slot this time
+    live = (7 << 32) | (ids >> 32)
+    final, several, tags = np.zeros(n, np.bool_), np.zeros(n, np.bool_), np.zeros(max(n, entities) + 1, np.int32)
+    assert commands.final_changes_by_slot(live, keys, final, several, tags)       # the same without a sort
+    np.testing.assert_array_equal(final, want_final)
+    np.testing.assert_array_equal(several, want_several)
+    assert not tags.any()                                                          # left as it was given
+
+
+def test_final_changes_by_slot_declines_more_than_few_keys_having_written_nothing() -> None:
+    n = commands.FEW_KEYS + 1
+    ids = np.full(n, (1 << 32) | 3, np.int64)
+    final, several, tags = np.zeros(n, np.bool_), np.zeros(n, np.bool_), np.zeros(8, np.int32)
+    assert not commands.final_changes_by_slot(ids, np.arange(n, dtype=np.int64), final, several, tags)
+    assert not final.any() and not several.any() and not tags.any()
+    assert commands.final_changes_by_slot(ids[:-1], np.arange(n - 1, dtype=np.int64), final[:-1], several[:-1], tags)
+    assert final[:-1].all() and several[:-1].all()                # one entity, FEW_KEYS components: all decide
 
 
 # ---------------------------------------------------------------- helpers of apply_records
