@@ -99,19 +99,25 @@ def test_set_rows_lists_set_bits_ascending(nbits: int) -> None:
         np.testing.assert_array_equal(got, reference.set_rows(words, nbits))
 
 
+FLUSHES = ((0, [1], 1), (2, [0, 1, 5], 1), (2, [5, 0], 5), (4, [3], 3))   # (source, targets, reader)
+
+
+def flush_cases(rng: np.random.Generator, nbits: int):
+    """(matrix, source, targets, reader) of every case of FLUSHES at every density."""
+    for density in DENSITIES:
+        matrix = random_matrix(rng, 6, nwords_of(nbits) + 1, density)
+        for source, targets, reader in FLUSHES:
+            yield matrix, source, np.array(targets, np.int64), reader
+
+
 @pytest.mark.parametrize("nbits", SIZES)
 def test_flush_take_rows_flushes_then_takes_and_clears_the_readers_rows(nbits: int) -> None:
-    rng = np.random.default_rng(17)
-    nwords = nwords_of(nbits)
-    for density in DENSITIES:
-        matrix = random_matrix(rng, 6, nwords + 1, density)
-        for source, targets, reader in ((0, [1], 1), (2, [0, 1, 5], 1), (2, [5, 0], 5), (4, [3], 3)):
-            targets = np.array(targets, np.int64)
-            want_rows, want_matrix = reference.flush_take_rows(matrix, source, targets, reader, nbits)
-            got = matrix.copy()
-            got_rows = bits.flush_take_rows(got, source, targets, reader, nbits)
-            np.testing.assert_array_equal(got_rows, want_rows)
-            np.testing.assert_array_equal(got, want_matrix)
+    for matrix, source, targets, reader in flush_cases(np.random.default_rng(17), nbits):
+        want_rows, want_matrix = reference.flush_take_rows(matrix, source, targets, reader, nbits)
+        got = matrix.copy()
+        got_rows = bits.flush_take_rows(got, source, targets, reader, nbits)
+        np.testing.assert_array_equal(got_rows, want_rows)
+        np.testing.assert_array_equal(got, want_matrix)
 
 
 @pytest.mark.parametrize("nbits", SIZES)
@@ -246,21 +252,17 @@ def test_fill_range_slots_fills_the_range_in_the_listed_slots_only(nbits: int) -
 
 @pytest.mark.parametrize("nbits", SIZES)
 def test_flush_take_words_flushes_and_takes_one_chunk_of_whole_words(nbits: int) -> None:
-    rng = np.random.default_rng(13)
     nwords = nwords_of(nbits)
-    for density in DENSITIES:
-        matrix = random_matrix(rng, 6, nwords + 1, density)
+    for matrix, source, targets, reader in flush_cases(np.random.default_rng(13), nbits):
         for first, stop_word in ((0, nwords), (nwords // 3, nwords), (nwords // 4, nwords // 2 + 1)):
-            for source, targets, reader in ((0, [1], 1), (2, [0, 1, 5], 1), (2, [5, 0], 5)):
-                want = matrix.copy()
-                flushed = want[source, first:stop_word].copy()
-                for t in targets:
-                    want[t, first:stop_word] |= flushed
-                want[source, first:stop_word] = 0
-                want_rows = np.flatnonzero(reference.unpack(want[reader, first:stop_word])).astype(np.int64)
-                want[reader, first:stop_word] = 0
-                got = matrix.copy()
-                got_rows = bits.flush_take_words(got, source, np.array(targets, np.int64), reader, first * 64,
-                                                 stop_word * 64)
-                np.testing.assert_array_equal(got_rows, want_rows)
-                np.testing.assert_array_equal(got, want)
+            want = matrix.copy()
+            chunk = slice(first, stop_word)
+            flushed = want[source, chunk].copy()
+            want[targets, chunk] |= flushed
+            want[source, chunk] = 0
+            want_rows = np.flatnonzero(reference.unpack(want[reader, chunk])).astype(np.int64)
+            want[reader, chunk] = 0
+            got = matrix.copy()
+            got_rows = bits.flush_take_words(got, source, targets, reader, first * 64, stop_word * 64)
+            np.testing.assert_array_equal(got_rows, want_rows)
+            np.testing.assert_array_equal(got, want)
