@@ -146,7 +146,7 @@ def verify_records(records, values, owners, processes, high, generation, table_o
     every component and whether an add can fill its fields from defaults; membership[t, c]:
     whether table t has the component of id c. On -1, `targets` holds each record's target
     resolved: an id as it is (a spawn's prefab too), a placeholder as -(spawn index + 1), spawns
-    counted in record order, as the Python checks resolve them. 1,000 records: ~10 us."""
+    counted in record order, as the Python checks resolve them. 10,000 records: ~36 us."""
     n = records.shape[0]
     first = np.zeros(processes + 1, np.int64)      # an owner's records are its serials [0, count)
     for k in range(n):
