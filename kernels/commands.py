@@ -134,6 +134,26 @@ FITS_ANY, FITS_FLOAT32, FITS_INT, FITS_BOOL = 0, 1, 2, 3   # how verify_records 
 
 
 @jit
+def _index_spawns(records, owners, first, high, generation, table_of, spawn_of, prefabs, targets):
+    """verify_records' first pass: each spawn's index by (owner, serial) into `spawn_of`, its
+    prefab (which must be alive) into `prefabs` and `targets`. -1, or the first bad spawn."""
+    spawns = 0
+    for k in range(records.shape[0]):
+        if records[k, KIND] != SPAWN:
+            continue
+        owner, serial, prefab = owners[k], records[k, SERIAL], records[k, TARGET]
+        index = prefab & 0xFFFFFFFF
+        if (serial < 0 or serial >= first[owner + 1] - first[owner] or spawn_of[first[owner] + serial] >= 0
+                or prefab <= 0 or index >= high or table_of[index] < 0 or generation[index] != (prefab >> 32)):
+            return k
+        spawn_of[first[owner] + serial] = spawns
+        prefabs[spawns] = prefab
+        targets[k] = prefab
+        spawns += 1
+    return -1
+
+
+@jit
 def verify_records(records, values, owners, processes, high, generation, table_of,
                    field_keys, field_components, field_fits, field_low, field_top,
                    component_keys, component_addable, membership, targets):
@@ -157,19 +177,9 @@ def verify_records(records, values, owners, processes, high, generation, table_o
         first[o + 1] += first[o]
     spawn_of = np.full(n, -1, np.int64)            # (first[owner] + serial) -> spawn index
     prefabs = np.empty(n, np.int64)
-    spawns = 0
-    for k in range(n):
-        if records[k, KIND] != SPAWN:
-            continue
-        owner, serial, prefab = owners[k], records[k, SERIAL], records[k, TARGET]
-        index = prefab & 0xFFFFFFFF
-        if (serial < 0 or serial >= first[owner + 1] - first[owner] or spawn_of[first[owner] + serial] >= 0
-                or prefab <= 0 or index >= high or table_of[index] < 0 or generation[index] != (prefab >> 32)):
-            return k
-        spawn_of[first[owner] + serial] = spawns
-        prefabs[spawns] = prefab
-        targets[k] = prefab
-        spawns += 1
+    bad = _index_spawns(records, owners, first, high, generation, table_of, spawn_of, prefabs, targets)
+    if bad >= 0:
+        return bad
     last_field_key = last_component_key = np.int64(-1)     # keys are >= 0 (ecs.field_key, component_key)
     f = c = 0
     for k in range(n):
@@ -197,9 +207,8 @@ def verify_records(records, values, owners, processes, high, generation, table_o
         if kind == SET:
             if key != last_field_key:         # runs of one key are the common case: look it up once
                 last_field_key, f = key, np.searchsorted(field_keys, key)
-            if f == field_keys.shape[0] or field_keys[f] != key or not alive:
-                return k
-            if not membership[table_of[index], field_components[f]]:
+            if (f == field_keys.shape[0] or field_keys[f] != key or not alive
+                    or not membership[table_of[index], field_components[f]]):
                 return k
             value = values[k]
             fits = field_fits[f]
