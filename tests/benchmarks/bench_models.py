@@ -5,7 +5,8 @@
   workers: the step loop's wall time, median of REPS seeds; the two must give the same world.
 - WolfSheep by kernel commands against the same model hand-batched
   (tests/benchmarks/wolf_sheep_batched.py: the kernels fill buffers, Python applies them with
-  despawn_batch / spawn_batch between frames), 0 workers, median of REPS seeds each; target
+  despawn_batch / spawn_batch between frames), 0 workers, median of REPS seeds each, the two
+  run seed by seed in alternating order; target
   <= 1.3x (issue 11). Their trajectories differ (newborns' ids key their random draws): the row
   says how many agent-steps each ran.
 - Flocking (examples/flocking.py) at 400 birds x 100 steps and 100,000 birds x 10 steps, on 0
@@ -31,6 +32,17 @@ def _wolf_sheep(workers: int) -> tuple[Stats, list]:
     return Stats([r.seconds for r in results]), results
 
 
+def _commands_and_hand_batched() -> tuple[list, list]:
+    """Both WolfSheep versions on 0 workers, seed by seed, in alternating order (so a spell of
+    other load on this shared VM meets both alike): (results by commands, results hand-batched)."""
+    commands, hand = [], []
+    for seed in range(REPS):
+        runs = [(commands, wolf_sheep.simulate), (hand, batched_world.simulate)]
+        for results, simulate in runs if seed % 2 else runs[::-1]:
+            results.append(simulate(wolf_sheep.Config(seed=seed)))
+    return commands, hand
+
+
 def _flocking(workers: int, birds: int, steps: int) -> Stats:
     return Stats([flocking.simulate(flocking.Config(birds=birds, steps=steps, seed=seed, workers=workers)).seconds
                   for seed in range(3)])
@@ -39,14 +51,14 @@ def _flocking(workers: int, birds: int, steps: int) -> Stats:
 def run() -> list[Row]:
     rows = []
     wolf_sheep.simulate(wolf_sheep.Config(steps=2))            # compile, untimed
-    here, results_here = _wolf_sheep(0)
+    batched_world.simulate(wolf_sheep.Config(steps=2))
+    results_here, batched = _commands_and_hand_batched()
+    here = Stats([r.seconds for r in results_here])
     there, results_there = _wolf_sheep(2)
     same = all(wolf_sheep.same_result(a, b) for a, b in zip(results_here, results_there, strict=True))
     rows.append(Row(SCENARIO, f"WolfSheep 1000+500, 100 steps, median of {REPS} seeds (same on 0/2 workers: {same})",
                     f"2 workers: {fmt_stats(there)}", f"0 workers: {fmt_stats(here)}",
                     here.median / there.median, "x (speed 2w/0w)", "timed (no target)", None))
-    batched_world.simulate(wolf_sheep.Config(steps=2))         # compile, untimed
-    batched = [batched_world.simulate(wolf_sheep.Config(seed=seed)) for seed in range(REPS)]
     hand = Stats([r.seconds for r in batched])
     ratio = here.median / hand.median
     steps_cmd = sum(int(r.populations[:, :2].sum()) for r in results_here)
