@@ -201,6 +201,7 @@ class Schedule:
             else:
                 started = time.perf_counter()
                 plan = self.plan(0)
+                self._executor_here().use_plan(plan)
                 for done in range(1, frames + 1):
                     self._run_frame_here(plan, values)
                     if progress is not None:
@@ -228,6 +229,7 @@ class Schedule:
     def _run_on_pool(self, plan: Plan, values: list[SystemValues], frames: int, progress: Progress | None) -> None:
         if self.pool is None:
             self.pool = WorkerPool(self.store.arena, self.workers, self.step_timeout)
+        self._executor_here().use_plan(plan)
         self._prepare_drivers(plan, values)
         run_here = None
         if self.step_timeout is None:     # the pool decides whether this process takes part

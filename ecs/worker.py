@@ -160,6 +160,7 @@ class _State:
                        for vs in shipped]
         if new_plan is not None:
             self.plan = new_plan
+            executor.use_plan(new_plan)
             executor.map_in(new_plan.tasks())
             self.systems = [resolve_system(module, attribute) for module, attribute in new_plan.systems]
 

@@ -207,3 +207,9 @@ def check_records_both_ways(world: ecs.World, records: Any, owners: Any) -> tupl
     except Exception as exc:
         return passed, compiled._targets if passed else None, exc, None
     return passed, compiled._targets if passed else None, None, python.resolved(np.arange(records.shape[0]))
+
+
+def cached_tasks(world: ecs.World) -> int:
+    """How many tasks (and units) this process's executor keeps prepared for the world."""
+    executor = world._schedule._executor
+    return 0 if executor is None else len(executor._prepared) + len(executor._units)

@@ -228,6 +228,16 @@ def test_an_add_after_a_set_on_a_copy_that_has_the_component_gives_its_default()
         assert sorted(int(world.get(c, Life).t) for c in children) == [1, 2, 3]
 
 
+def test_a_new_structure_every_frame_leaves_the_tasks_of_two_plans_cached_at_most(small) -> None:
+    world, prefab, ids = small
+    world.add_system(spawn_with_adds)           # a child per entity per frame: a new plan each frame
+    for _ in range(12):
+        world.step()
+    assert len(world) > 2 ** 12
+    per_plan = len(introspect.plan(world, 0).tasks())
+    assert 0 < introspect.cached_tasks(world) <= 2 * 2 * per_plan   # tasks and units of two plans
+
+
 def test_commands_are_seen_by_change_readers(small) -> None:
     world, prefab, ids = small
     added = world.query(Life, added=[Life])
