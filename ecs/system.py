@@ -342,6 +342,7 @@ def value_type(value: object, param: Param, system_name: str) -> Any:
 
 
 _ARRAY_TYPE_KEYS: dict[Any, tuple[object, ...]] = {}
+_SCALAR_DTYPES: dict[Any, np.dtype] = {}
 
 
 def _array_type_key(numba_type: Any) -> tuple[object, ...]:
@@ -375,7 +376,9 @@ def convert_value(value: object, numba_type: Any, param: Param, system_name: str
     if isinstance(value, np.ndarray) or not isinstance(value, (bool, int, float, np.bool_, np.number)):
         raise SystemDefinitionError(system_name, f"was compiled for {numba_type}, got {type(value).__name__}",
                                     param.name)
-    dtype = numba.np.numpy_support.as_dtype(numba_type)
+    dtype = _SCALAR_DTYPES.get(numba_type)
+    if dtype is None:   # numba's as_dtype took ~1 us per value per step
+        dtype = _SCALAR_DTYPES[numba_type] = numba.np.numpy_support.as_dtype(numba_type)
     try:
         converted = dtype.type(value)
         exact = dtype.kind == "f" or converted == value
