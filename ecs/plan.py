@@ -265,6 +265,8 @@ def home_cuts(units: tuple[Unit, ...], processes: int) -> tuple[int, ...]:
     `processes` equal parts (a unit of no rows counts as one)."""
     if not units:
         return (0,) * (processes + 1)
+    if processes == 1:          # one range of every unit (what the cut below gives), without numpy
+        return (0, len(units))
     weights = np.array([unit_rows(unit) for unit in units], np.float64)
     middles = (np.cumsum(weights) - weights / 2) * (processes / weights.sum())
     return tuple(int(c) for c in np.searchsorted(middles, np.arange(processes + 1), side="left"))
