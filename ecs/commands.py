@@ -358,10 +358,15 @@ class _RecordBatch:
         adding, added, changes = self._added_at_spawn(targets, prefabs, lookups)
         spawned = store.spawn_copies(prefabs, adding, added)
         real = _substituted(targets, spawned)   # ids, placeholders replaced
+        targets_before: np.ndarray | None = None   # the fields of a newborn are set together: place once
         for info, field, positions, value in self.field_groups:
             ids = real[positions]
-            last = _one_of_each(ids, last=True)
-            store.write_field_batch(ids[last], info, field, value[last])
+            if targets_before is None or not np.array_equal(ids, targets_before):
+                last = _one_of_each(ids, last=True)
+                chosen = ids[last]
+                placed = [(table, where, store.rows_of(chosen[where])) for table, where in store.tables_of(chosen)]
+                targets_before = ids
+            store.write_field_batch(chosen, info, field, value[last], placed)
         self._apply_changes(real[changes], changes, lookups.slot_scratch(store.entities.high_water))
         doomed = real[self.kind == DESPAWN]
         doomed = doomed[_one_of_each(doomed, last=False)]

@@ -194,8 +194,7 @@ class Store:
     def spawn_batch(self, n: int, parts: list[Part]) -> np.ndarray:
         """`n` entities in one table placement (values: arrays of length n or scalars); their ids."""
         table = self.table_for(tuple(part.info for part in parts))
-        start = self._place(table, n)
-        stop = start + n
+        start, stop = self._place(table, n), table.n
         for info, values, _ in parts:
             for field, col in table.columns_by_component[info.id].items():
                 col[start:stop] = values[field]
@@ -486,11 +485,11 @@ class Store:
         table.columns_by_component[info.id][field][row] = value
         table.mark_row(table.marks_slot[info.id], row)
 
-    def write_field_batch(self, ids: np.ndarray, info: ComponentInfo, field: str, values: np.ndarray) -> None:
+    def write_field_batch(self, ids: np.ndarray, info: ComponentInfo, field: str, values: np.ndarray,
+                          placed: list[tuple[Table, np.ndarray, np.ndarray]] | None = None) -> None:
         """Write one field of distinct live ids that have the component (values: one per id) and
-        mark their rows changed."""
-        for table, where in self.tables_of(ids, info):
-            rows = self.rows_of(ids[where])
+        mark their rows changed; `placed`: (table, positions, rows) of the ids, when known."""
+        for table, where, rows in placed or [(t, w, self.rows_of(ids[w])) for t, w in self.tables_of(ids, info)]:
             table.columns_by_component[info.id][field][rows] = values[where]
             bits.mark_rows(table.bit_matrix[table.marks_slot[info.id]], rows)
 
