@@ -17,12 +17,15 @@ row) (a row's own commands keep the order the kernel issued them) and applies th
 kind: spawns (copies of the prefab entity), then field sets, then component adds and removes
 (coalesced into one archetype move per entity), then despawns. Despawning an entity twice, or
 one that another command already despawned, is not an error. The order depends only on the
-world, never on how rows were split, so results are identical for any number of workers. A
-spawn whose changes all add one component its prefab lacks is placed in that final table at
-once (no move, the same result). All commands are checked before any is applied, by one
-kernel over every record (kernels/commands.verify_records); where it flags one, the checks
-written here raise the error, naming the system, table row and entity: a bad command changes
-nothing. A frame that fails (KernelError, WorkerCrashedError) applies none of its commands: they
+world, never on how rows were split, so results are identical for any number of workers.
+
+A spawn whose changes all add one component its prefab lacks is placed in that final table at
+once, without the move: the same components, values, change bits and removed= journals, but its
+id and row follow the placement (per prefab table, copies without an added component first,
+then per component) rather than where a moved copy would have landed. All commands are checked
+before any is applied, by one kernel over every record (kernels/commands.verify_records); where
+it flags one, the checks written here raise the error, naming the system, table row and
+entity: a bad command changes nothing. A frame that fails (KernelError, WorkerCrashedError) applies none of its commands: they
 are dropped. `world.defer()` (deferred.py) queues the same changes from Python.
 """
 

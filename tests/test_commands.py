@@ -218,6 +218,17 @@ def test_a_spawn_with_adds_lands_in_its_final_table_with_defaults_and_no_move(sm
     assert sorted(moves) == sorted(children[int(e)] & 0xFFFFFFFF for e in ids[1:4])
 
 
+def test_copies_placed_at_once_take_their_ids_after_the_plain_copies_of_their_prefab(small) -> None:
+    world, prefab, ids = small
+    world.add_system(spawn_with_adds)                 # rows t = 1..6: t == 1, 2, 3, 6 add Heat first
+    world.step()
+    by_parent = {int(world.get(c, Life).victim): int(c) & 0xFFFFFFFF for c in world.query(Life).entities()
+                 if int(c) != prefab and int(c) not in ids.tolist()}
+    # placed: t == 2, 3, 4, 5 (moved later or plain) in record order, then t == 1 (Heat at once)
+    order = [by_parent[int(ids[k])] for k in (1, 2, 3, 4, 0)]
+    assert order == sorted(order)
+
+
 def test_an_add_after_a_set_on_a_copy_that_has_the_component_gives_its_default() -> None:
     with ecs.World() as world:
         ids = world.spawn_batch(3, Life(t=[1, 2, 3]), Heat(deg=[10, 20, 30]))
