@@ -25,8 +25,9 @@ id and row follow the placement (per prefab table, copies without an added compo
 then per component) rather than where a moved copy would have landed. All commands are checked
 before any is applied, by one kernel over every record (kernels/commands.verify_records); where
 it flags one, the checks written here raise the error, naming the system, table row and
-entity: a bad command changes nothing. A frame that fails (KernelError, WorkerCrashedError) applies none of its commands: they
-are dropped. `world.defer()` (deferred.py) queues the same changes from Python.
+entity: a bad command changes nothing. A frame that fails (KernelError, WorkerCrashedError)
+applies none of its commands: they are dropped. `world.defer()` (deferred.py) queues the same
+changes from Python.
 """
 
 from __future__ import annotations
