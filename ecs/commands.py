@@ -269,10 +269,14 @@ class _RecordBatch:
         if not self.spawn_at.shape[0]:     # no cmd_spawn this frame: no placeholder names one
             unresolved[negative] = True
             return targets, unresolved
-        serials = self.owners[self.spawn_at] << 32 | self.records[self.spawn_at, SERIAL]
+        # (owner, serial) as one int64: serials outside [0, 2**32) (only in records written by
+        # hand: the helpers count from 0) would collide with another owner's, so they name nothing
+        own = self.records[self.spawn_at, SERIAL]
+        serials = np.where((own >= 0) & (own < 1 << 32), self.owners[self.spawn_at] << 32 | own, -1)
         spawn_order = np.argsort(serials, kind="stable")
         serials = serials[spawn_order]
-        wanted = self.owners[negative] << 32 | (-targets[negative] - 1)
+        named = -(targets[negative] + 1)
+        wanted = np.where(named < 1 << 32, self.owners[negative] << 32 | named, -2)
         found = np.minimum(np.searchsorted(serials, wanted), serials.shape[0] - 1)
         bad = serials[found] != wanted
         targets[negative] = -(spawn_order[found] + 1)
@@ -447,7 +451,11 @@ def _field_of(key: int, where: str) -> tuple[ComponentInfo, str]:
     info = INFO_BY_KEY.get(key >> 8)
     if info is None or (key & 0xFF) >= len(info.fields):
         raise CommandError(f"{where} names field key {key}, which no component field has")
-    return info, list(info.fields)[key & 0xFF]
+    field = list(info.fields)[key & 0xFF]
+    if info.fields[field].shape:   # ecs.field_key refuses it; a record written by hand can still name it
+        raise CommandError(f"{where} names field key {key}, {info.name}.{field}: a vector field, which cmd_set "
+                           f"cannot write")
+    return info, field
 
 
 def _default_values(info: ComponentInfo, where: str) -> dict[str, np.ndarray]:

@@ -108,3 +108,24 @@ def test_a_crafted_serial_goes_to_the_python_checks() -> None:
         passed, _, error, targets = introspect.check_records_both_ways(w, records, np.zeros(2, np.int64))
         assert not passed and error is None                      # the Python checks find nothing wrong
         assert targets.tolist() == [prefab, -1]
+
+
+def test_a_record_naming_a_vector_field_is_a_command_error_however_many_there_are(world) -> None:
+    w, gauges, _, _ = world
+    for count in (1, 3, 4):                      # 3: as many as the field's width
+        records = np.zeros((count, RECORD_WORDS), np.int64)
+        records[:, KIND], records[:, TARGET], records[:, KEY], records[:, ROW] = SET, gauges[0], GAUGE << 8, 0
+        passed, _, error, _ = introspect.check_records_both_ways(w, records, np.zeros(count, np.int64))
+        assert not passed and isinstance(error, ecs.CommandError)
+        assert "Gauge.rgb: a vector field, which cmd_set cannot write" in str(error)
+
+
+def test_a_placeholder_serial_past_32_bits_names_no_spawn_of_another_process() -> None:
+    with ecs.World() as w:
+        prefab = int(w.spawn(Plain()))
+        records = np.zeros((2, RECORD_WORDS), np.int64)
+        records[0, [KIND, TARGET, SERIAL]] = SPAWN, prefab, (1 << 32) + 5   # owner 0, as owner 1's serial 5 reads
+        records[1, [KIND, TARGET, KEY]] = ADD, -6, FLAG                     # owner 1's placeholder of serial 5
+        passed, _, error, _ = introspect.check_records_both_ways(w, records, np.array([0, 1], np.int64))
+        assert not passed and isinstance(error, ecs.CommandError)
+        assert "names placeholder -6, which no cmd_spawn of its process made" in str(error)
