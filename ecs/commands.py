@@ -19,10 +19,10 @@ kind: spawns (copies of the prefab entity), then field sets, then component adds
 one that another command already despawned, is not an error. The order depends only on the
 world, never on how rows were split, so results are identical for any number of workers.
 
-A spawn whose changes all add one component its prefab lacks is placed in that final table at
-once, without the move: the same components, values, change bits and removed= journals, but its
-id and row follow the placement (per prefab table, copies without an added component first,
-then per component) rather than where a moved copy would have landed. All commands are checked
+When every copy of one prefab table in a frame has the same changes, all adds of one component
+the prefab lacks (newborns and their tag), the copies are placed in that final table at once,
+without the move: the same components, values, change bits, journals and ids (in record order)
+as moved copies; only their rows precede the frame's moves into that table. All commands are checked
 before any is applied, by one kernel over every record (kernels/commands.verify_records); where
 it flags one, the checks written here raise the error, naming the system, table row and
 entity: a bad command changes nothing. A frame that fails (KernelError, WorkerCrashedError)

@@ -263,9 +263,11 @@ def added_at_spawn(records, targets, changes, prefab_tables, membership, compone
                    adding, keep, distinct):
     """Which spawns can be placed with their component added: adding[s] = the index (into
     component_keys) of the one component every change record of spawn s adds, when its prefab's
-    table lacks it, else -1; keep[i]: whether change record changes[i] is still to apply (its
-    spawn is not so placed). `distinct` receives the components so added, in first-seen
-    order; returns how many. Records were checked: each key names a component."""
+    table lacks it and every other spawn of that table adds the same (so one placement per
+    prefab table hands out ids in record order, as it does without adds), else -1; keep[i]:
+    whether change record changes[i] is still to apply (its spawn is not so placed). `distinct`
+    receives the components so added, in first-seen order; returns how many. Records were
+    checked: each key names a component."""
     sole = np.full(adding.shape[0], -1, np.int64)    # -2: a remove, or two components
     for i in range(changes.shape[0]):
         p = changes[i]
@@ -279,12 +281,19 @@ def added_at_spawn(records, targets, changes, prefab_tables, membership, compone
             sole[s] = c
         elif sole[s] != c:
             sole[s] = -2
-    seen = np.zeros(component_keys.shape[0], np.bool_)
-    count = 0
+    common = np.full(membership.shape[0], -3, np.int64)   # per prefab table: its spawns' adding, -2 mixed
     for s in range(adding.shape[0]):
         c = sole[s]
         adding[s] = c if c >= 0 and not membership[prefab_tables[s], component_ids[c]] else -1
-        if adding[s] >= 0 and not seen[c]:
+        t = prefab_tables[s]
+        common[t] = adding[s] if common[t] == -3 or common[t] == adding[s] else -2
+    seen = np.zeros(component_keys.shape[0], np.bool_)
+    count = 0
+    for s in range(adding.shape[0]):
+        if common[prefab_tables[s]] < 0:
+            adding[s] = -1
+        c = adding[s]
+        if c >= 0 and not seen[c]:
             seen[c] = True
             distinct[count] = c
             count += 1

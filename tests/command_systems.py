@@ -165,6 +165,16 @@ def spawn_with_adds(life: Life, ids: Entity, cmd: Commands, prefab: int):
             ecs.cmd_despawn(cmd, i, child)
 
 
+@system(without=[Template])
+def spawn_heated(life: Life, ids: Entity, cmd: Commands, prefab: int):
+    """One child of the prefab per row, with victim = the row's entity and Heat added (its
+    default): every copy of the prefab takes the same added component."""
+    for i in range(life.t.shape[0]):
+        child = ecs.cmd_spawn(cmd, i, prefab)
+        ecs.cmd_set(cmd, i, child, LIFE_VICTIM, ids[i])
+        ecs.cmd_add(cmd, i, child, HEAT)
+
+
 @system
 def heat_the_prefab_copy(life: Life, heat: Heat, ids: Entity, cmd: Commands):
     """One child of each entity (they hold Heat) with Heat.deg set to 3, then Heat added: the add

@@ -238,9 +238,11 @@ def test_in_order_tells_records_sorted_by_system_table_row(n: int) -> None:
 def test_added_at_spawn_places_a_spawn_whose_changes_all_add_one_component_its_prefab_lacks() -> None:
     keys = np.array([10, 20, 30], np.int64)                 # component lookup: keys, ids 0..2
     ids = np.arange(3, dtype=np.int64)
-    membership = np.array([[False, False, False], [False, True, False]])   # table 1 has component 1
-    # spawn: 0 adds 10 twice; 1 adds 10 and 20; 2 adds then removes 10; 3 nothing; 4 adds 20, its
-    # prefab in table 1 has it; 5 adds 30; and a record on an entity (target >= 0)
+    membership = np.zeros((6, 3), np.bool_)
+    membership[4, 1] = True                                  # table 4 has component 1
+    # spawn (each of its own prefab table): 0 adds 10 twice; 1 adds 10 and 20; 2 adds then
+    # removes 10; 3 nothing; 4 adds 20, which its prefab's table has; 5 adds 30; and a record on
+    # an entity (target >= 0)
     kinds = [ADD, ADD, ADD, ADD, ADD, REMOVE, ADD, ADD, ADD]
     record_keys = [10, 10, 10, 20, 10, 10, 20, 30, 30]
     targets = np.array([-1, -1, -2, -2, -3, -3, -5, -6, 77], np.int64)
@@ -248,11 +250,15 @@ def test_added_at_spawn_places_a_spawn_whose_changes_all_add_one_component_its_p
     records[:, 0], records[:, KEY] = kinds, record_keys
     changes = np.arange(9, dtype=np.int64)
     adding, keep, distinct = np.empty(6, np.int64), np.empty(9, np.bool_), np.empty(3, np.int64)
-    count = commands.added_at_spawn(records, targets, changes, np.array([0, 0, 0, 0, 1, 0]), membership, keys, ids,
+    count = commands.added_at_spawn(records, targets, changes, np.arange(6, dtype=np.int64), membership, keys, ids,
                                     adding, keep, distinct)
     assert adding.tolist() == [0, -1, -1, -1, -1, 2]
     assert keep.tolist() == [False, False, True, True, True, True, True, False, True]
     assert distinct[:count].tolist() == [0, 2]
+    # the same spawns, all copies of one prefab table: they do not all add the same, so none is placed
+    count = commands.added_at_spawn(records, targets, changes, np.zeros(6, np.int64), membership, keys, ids,
+                                    adding, keep, distinct)
+    assert count == 0 and adding.tolist() == [-1] * 6 and keep.all()
 
 
 @pytest.mark.parametrize("n", [0, 1, 63, 64, 65, 600])

@@ -38,6 +38,7 @@ from tests.command_systems import (
     set_x_later,
     set_x_twice,
     spawn_children,
+    spawn_heated,
     spawn_then_fail,
     spawn_with_adds,
     toggle_tags,
@@ -195,38 +196,46 @@ def test_cmd_spawn_copies_the_prefab_and_cmd_set_writes_the_copy(small) -> None:
     assert indices[1:] == sorted(indices[1:]) and min(indices[1:]) > max(e & 0xFFFFFFFF for e in ids.tolist())
 
 
-def test_a_spawn_with_adds_lands_in_its_final_table_with_defaults_and_no_move(small, monkeypatch) -> None:
+def children_by_parent(world: ecs.World, prefab: int, ids: np.ndarray) -> dict[int, int]:
+    return {int(world.get(c, Life).victim): int(c) for c in world.query(Life).entities()
+            if int(c) != prefab and int(c) not in ids.tolist()}
+
+
+def test_copies_that_all_add_one_component_land_in_its_table_with_defaults_and_no_move(small, monkeypatch) -> None:
     world, prefab, ids = small
-    world.add_system(spawn_with_adds)
+    world.add_system(spawn_heated)
     moves = count_moves(world, monkeypatch)
     added = world.query(Life, added=[Heat])
     list(added)
     world.step()
-    children = {int(world.get(c, Life).victim): int(c) for c in world.query(Life).entities()
-                if int(c) != prefab and int(c) not in ids.tolist()}
+    children = children_by_parent(world, prefab, ids)
+    assert sorted(children) == sorted(ids.tolist())
+    for e in ids.tolist():
+        assert archetype(world, children[e]) == {"Life", "Spot", "Color", "Template", "Heat"}
+        assert world.get(children[e], Heat).deg == 7                            # Heat's default
+        assert world.get(children[e], Color).rgb.tolist() == [9, 8, 7]          # copied from the prefab
+    assert set(added.entities().tolist()) == set(children.values())
+    assert moves == []                                                         # placed, not moved
+    indices = [children[e] & 0xFFFFFFFF for e in ids.tolist()]
+    assert indices == sorted(indices)                                          # ids in row order
+
+
+def test_copies_of_one_prefab_with_different_changes_are_moved_and_keep_row_order_ids(small, monkeypatch) -> None:
+    world, prefab, ids = small
+    world.add_system(spawn_with_adds)
+    moves = count_moves(world, monkeypatch)
+    world.step()
+    children = children_by_parent(world, prefab, ids)
     assert sorted(children) == sorted(ids[:5].tolist())          # t == 6's child was despawned
     kept = {"Life", "Spot", "Color", "Template"}
     assert [archetype(world, children[int(e)]) for e in ids[:5]] == [
         kept | {"Heat"}, kept | {"Heat", "Burning"}, kept | {"Heat"}, kept - {"Template"}, kept]
     for e in ids[:3]:
-        assert world.get(children[int(e)], Heat).deg == 7                        # Heat's default
-    for e in ids[:5]:
-        assert world.get(children[int(e)], Color).rgb.tolist() == [9, 8, 7]      # copied from the prefab
-        assert world.get(children[int(e)], Spot).x == 100
-    assert set(added.entities().tolist()) == {children[int(e)] for e in ids[:3]}
-    # one add goes straight to its table; two components, or an add and a remove, move the copy once
-    assert sorted(moves) == sorted(children[int(e)] & 0xFFFFFFFF for e in ids[1:4])
-
-
-def test_copies_placed_at_once_take_their_ids_after_the_plain_copies_of_their_prefab(small) -> None:
-    world, prefab, ids = small
-    world.add_system(spawn_with_adds)                 # rows t = 1..6: t == 1, 2, 3, 6 add Heat first
-    world.step()
-    by_parent = {int(world.get(c, Life).victim): int(c) & 0xFFFFFFFF for c in world.query(Life).entities()
-                 if int(c) != prefab and int(c) not in ids.tolist()}
-    # placed: t == 2, 3, 4, 5 (moved later or plain) in record order, then t == 1 (Heat at once)
-    order = [by_parent[int(ids[k])] for k in (1, 2, 3, 4, 0)]
-    assert order == sorted(order)
+        assert world.get(children[int(e)], Heat).deg == 7
+    # one copy adds a component the others do not: spawned together, then moved (t = 1..4, 6)
+    assert len(moves) == 5 and {children[int(e)] & 0xFFFFFFFF for e in ids[:4]} <= set(moves)
+    indices = [children[int(e)] & 0xFFFFFFFF for e in ids[:5]]
+    assert indices == sorted(indices)
 
 
 def test_an_add_after_a_set_on_a_copy_that_has_the_component_gives_its_default() -> None:
