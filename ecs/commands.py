@@ -363,8 +363,8 @@ class _RecordBatch:
         store = self.store
         prefabs = self.records[self.spawn_at, TARGET]
         targets = self.resolved(np.arange(self.records.shape[0]))
-        adding, added, changes = self._added_at_spawn(targets, prefabs, lookups)
-        spawned = store.spawn_copies(prefabs, adding, added)
+        added, changes = self._added_at_spawn(targets, prefabs, lookups)
+        spawned = store.spawn_copies(prefabs, added)
         real = _substituted(targets, spawned)   # ids, placeholders replaced
         targets_before: np.ndarray | None = None   # the fields of a newborn are set together: place once
         for info, field, positions, value in self.field_groups:
@@ -372,7 +372,7 @@ class _RecordBatch:
             if targets_before is None or not np.array_equal(ids, targets_before):
                 last = _one_of_each(ids, last=True)
                 chosen = ids[last]
-                placed = [(table, where, store.rows_of(chosen[where])) for table, where in store.tables_of(chosen)]
+                placed = store.placed(chosen)
                 targets_before = ids
             store.write_field_batch(chosen, info, field, value[last], placed)
         self._apply_changes(real[changes], changes, lookups.slot_scratch(store.entities.high_water))
@@ -383,21 +383,21 @@ class _RecordBatch:
             store.despawn_batch(doomed)
 
     def _added_at_spawn(self, targets: np.ndarray, prefabs: np.ndarray,
-                        lookups: RecordLookups) -> tuple[np.ndarray | None, dict[int, ComponentInfo], np.ndarray]:
-        """Which spawns are placed with their component added (spawn_copies' `adding` and
-        `added`: a spawn whose change records all add one component its prefab lacks), and the
-        change records left to apply after."""
+                        lookups: RecordLookups) -> tuple[dict[int, ComponentInfo], np.ndarray]:
+        """The prefab tables whose copies are placed with their component added (spawn_copies'
+        `added`: every copy of the table only adds that one component, which the table lacks), and
+        the change records left to apply after."""
         if not prefabs.shape[0] or not self.changes.shape[0]:
-            return None, {}, self.changes
-        adding = np.empty(prefabs.shape[0], np.int64)
+            return {}, self.changes
+        common = np.empty(lookups.membership.shape[0], np.int64)
         keep = np.empty(self.changes.shape[0], np.bool_)
-        distinct = np.empty(lookups.component_keys.shape[0], np.int64)
-        count = records_kernels.added_at_spawn(
-            self.records, targets, self.changes, self.store.entities.table_of[prefabs & INDEX_MASK],
-            lookups.membership, lookups.component_keys, lookups.component_ids, adding, keep, distinct)
-        if not count:
-            return None, {}, self.changes
-        return adding, {c: lookups.components[c] for c in distinct[:count].tolist()}, self.changes[keep]
+        if not records_kernels.added_at_spawn(
+                self.records, targets, self.changes, self.store.entities.table_of[prefabs & INDEX_MASK],
+                lookups.membership, lookups.component_keys, lookups.component_ids, common, keep):
+            return {}, self.changes
+        tables = np.flatnonzero(common >= 0)
+        return {t: lookups.components[c] for t, c in zip(tables.tolist(), common[tables].tolist(), strict=True)}, \
+            self.changes[keep]
 
     def _apply_changes(self, ids: np.ndarray, positions: np.ndarray, tags: np.ndarray) -> None:
         """The last command for each (entity, component) wins; an entity with one change is moved in

@@ -68,9 +68,8 @@ class UnitLayout:
             for source, slots in spec.flushes:
                 flushes.append((source, len(targets), len(targets) + len(slots)))
                 targets.extend(slots)
-            fused = len(spec.flushes) == 1 and spec.reader_slot in spec.flushes[0][1]   # bits.flush_take_words
             filters.append((spec.matrix.offset, spec.matrix.shape[0], spec.matrix.shape[1], first, len(flushes),
-                            spec.reader_slot, fused))
+                            spec.reader_slot, spec.fused()))
         self.filters = np.array(filters, np.int64).reshape(-1, 7)
         self.flushes = np.array(flushes, np.int64).reshape(-1, 3)
         self.targets = np.array(targets, np.int64)

@@ -54,6 +54,10 @@ class FilterSpec(NamedTuple):
     flushes: tuple[tuple[int, tuple[int, ...]], ...]
     reader_slot: int
 
+    def fused(self) -> bool:
+        """Whether its rows come from one flush into the reader (bits.flush_take_words)."""
+        return len(self.flushes) == 1 and self.reader_slot in self.flushes[0][1]
+
 
 class Task(NamedTuple):
     system: int                        # index into Plan.systems

@@ -161,6 +161,10 @@ class Store:
         """Rows (int64) of live ids, in their tables."""
         return self.entities.row_of[ids & INDEX_MASK].astype(np.int64)
 
+    def placed(self, ids: np.ndarray, info: ComponentInfo | None = None) -> list[tuple[Table, np.ndarray, np.ndarray]]:
+        """tables_of with each group's rows: (table, positions in `ids`, rows)."""
+        return [(table, where, self.rows_of(ids[where])) for table, where in self.tables_of(ids, info)]
+
     # ---------------------------------------------------------------- spawn
     def try_spawn_fast(self, components: tuple[object, ...]) -> int | None:
         """Spawn through a fast path made for these exact types, or return None having changed
@@ -201,27 +205,22 @@ class Store:
         table.mark_new_rows(start, stop)
         return table.entities_all[start:stop].copy()
 
-    def spawn_copies(self, prefabs: np.ndarray, adding: np.ndarray | None = None,
-                     added: Mapping[int, ComponentInfo] | None = None) -> np.ndarray:
+    def spawn_copies(self, prefabs: np.ndarray, added: Mapping[int, ComponentInfo] | None = None) -> np.ndarray:
         """A copy of each live prefab (repeats allowed), in bulk per prefab table; their ids, in the
-        order of `prefabs`. With `adding` (per prefab: a key of `added`, or -1), copy k goes straight
-        to its prefab's table plus added[adding[k]] (a component the prefab lacks, from defaults)."""
+        order of `prefabs`. The copies of a table t in `added` go straight to the table of its
+        components and added[t] (one it lacks, from its defaults): what adding it after gives."""
         ids = np.empty(prefabs.shape[0], np.int64)
         for source, where in self.tables_of(prefabs):
-            choice = adding[where] if adding is not None else np.full(1, -1)
-            extras = [int(choice[0])] if (choice == choice[0]).all() else np.unique(choice).tolist()
-            for extra in extras:
-                info = added.get(extra) if added else None
-                part = where if len(extras) == 1 else where[choice == extra]
-                table = self.archetypes.with_added(source, (info,)) if info else source
-                rows, start, stop = self.rows_of(prefabs[part]), self._place(table, part.shape[0]), table.n
-                for cid, cols in source.columns_by_component.items():
-                    for field, col in table.columns_by_component[cid].items():
-                        col[start:stop] = cols[field][rows]
-                for field, col in table.columns_by_component[info.id].items() if info else ():
-                    col[start:stop] = info.defaults[field]  # type: ignore[union-attr]
-                table.mark_new_rows(start, stop)
-                ids[part] = table.entities_all[start:stop]
+            info = added.get(source.id) if added else None
+            table = self.archetypes.with_added(source, (info,)) if info else source
+            rows, start, stop = self.rows_of(prefabs[where]), self._place(table, where.shape[0]), table.n
+            for cid, cols in source.columns_by_component.items():
+                for field, col in table.columns_by_component[cid].items():
+                    col[start:stop] = cols[field][rows]
+            for field, col in table.columns_by_component[info.id].items() if info else ():
+                col[start:stop] = info.defaults[field]  # type: ignore[union-attr]
+            table.mark_new_rows(start, stop)
+            ids[where] = table.entities_all[start:stop]
         return ids
 
     def _place(self, table: Table, count: int) -> int:
@@ -489,7 +488,7 @@ class Store:
                           placed: list[tuple[Table, np.ndarray, np.ndarray]] | None = None) -> None:
         """Write one field of distinct live ids that have the component (values: one per id) and
         mark their rows changed; `placed`: (table, positions, rows) of the ids, when known."""
-        for table, where, rows in placed or [(t, w, self.rows_of(ids[w])) for t, w in self.tables_of(ids, info)]:
+        for table, where, rows in placed or self.placed(ids, info):
             table.columns_by_component[info.id][field][rows] = values[where]
             bits.mark_rows(table.bit_matrix[table.marks_slot[info.id]], rows)
 

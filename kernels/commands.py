@@ -260,15 +260,14 @@ def index_records(records, sets, bounds, changes):
 
 @jit
 def added_at_spawn(records, targets, changes, prefab_tables, membership, component_keys, component_ids,
-                   adding, keep, distinct):
-    """Which spawns can be placed with their component added: adding[s] = the index (into
-    component_keys) of the one component every change record of spawn s adds, when its prefab's
-    table lacks it and every other spawn of that table adds the same (so one placement per
-    prefab table hands out ids in record order, as it does without adds), else -1; keep[i]:
-    whether change record changes[i] is still to apply (its spawn is not so placed). `distinct`
-    receives the components so added, in first-seen order; returns how many. Records were
-    checked: each key names a component."""
-    sole = np.full(adding.shape[0], -1, np.int64)    # -2: a remove, or two components
+                   common, keep):
+    """Which prefab tables' copies can be placed with their component added: common[t] = the
+    index (into component_keys) of the one component that every change record of every copy of
+    table t adds, when the table lacks it (one placement per prefab table hands out ids in
+    record order, as it does without adds), else negative; keep[i]: whether change record
+    changes[i] is still to apply (its copy is not so placed). Returns how many tables qualify.
+    Records were checked: each key names a component."""
+    sole = np.full(prefab_tables.shape[0], -1, np.int64)    # per spawn; -2: a remove, or two components
     for i in range(changes.shape[0]):
         p = changes[i]
         if targets[p] >= 0:
@@ -281,25 +280,17 @@ def added_at_spawn(records, targets, changes, prefab_tables, membership, compone
             sole[s] = c
         elif sole[s] != c:
             sole[s] = -2
-    common = np.full(membership.shape[0], -3, np.int64)   # per prefab table: its spawns' adding, -2 mixed
-    for s in range(adding.shape[0]):
-        c = sole[s]
-        adding[s] = c if c >= 0 and not membership[prefab_tables[s], component_ids[c]] else -1
-        t = prefab_tables[s]
-        common[t] = adding[s] if common[t] == -3 or common[t] == adding[s] else -2
-    seen = np.zeros(component_keys.shape[0], np.bool_)
-    count = 0
-    for s in range(adding.shape[0]):
-        if common[prefab_tables[s]] < 0:
-            adding[s] = -1
-        c = adding[s]
-        if c >= 0 and not seen[c]:
-            seen[c] = True
-            distinct[count] = c
-            count += 1
+    common[:] = -3                                           # -3: no copy yet, -2: copies differ
+    for s in range(prefab_tables.shape[0]):
+        c, t = sole[s], prefab_tables[s]
+        adding = c if c >= 0 and not membership[t, component_ids[c]] else -1
+        common[t] = adding if common[t] == -3 or common[t] == adding else -2
     for i in range(changes.shape[0]):
         t = targets[changes[i]]
-        keep[i] = t >= 0 or adding[-t - 1] < 0
+        keep[i] = t >= 0 or common[prefab_tables[-t - 1]] < 0
+    count = 0
+    for t in range(common.shape[0]):
+        count += common[t] >= 0
     return count
 
 

@@ -235,7 +235,7 @@ def test_in_order_tells_records_sorted_by_system_table_row(n: int) -> None:
         assert commands.in_order(shuffled) == want
 
 
-def test_added_at_spawn_places_a_spawn_whose_changes_all_add_one_component_its_prefab_lacks() -> None:
+def test_added_at_spawn_places_the_copies_of_a_table_that_all_add_one_component_it_lacks() -> None:
     keys = np.array([10, 20, 30], np.int64)                 # component lookup: keys, ids 0..2
     ids = np.arange(3, dtype=np.int64)
     membership = np.zeros((6, 3), np.bool_)
@@ -249,16 +249,16 @@ def test_added_at_spawn_places_a_spawn_whose_changes_all_add_one_component_its_p
     records = np.zeros((9, RECORD_WORDS), np.int64)
     records[:, 0], records[:, KEY] = kinds, record_keys
     changes = np.arange(9, dtype=np.int64)
-    adding, keep, distinct = np.empty(6, np.int64), np.empty(9, np.bool_), np.empty(3, np.int64)
-    count = commands.added_at_spawn(records, targets, changes, np.arange(6, dtype=np.int64), membership, keys, ids,
-                                    adding, keep, distinct)
-    assert adding.tolist() == [0, -1, -1, -1, -1, 2]
+    common, keep = np.empty(6, np.int64), np.empty(9, np.bool_)
+    assert commands.added_at_spawn(records, targets, changes, np.arange(6, dtype=np.int64), membership, keys, ids,
+                                   common, keep) == 2
+    assert (common >= 0).tolist() == [True, False, False, False, False, True]
+    assert common[[0, 5]].tolist() == [0, 2]
     assert keep.tolist() == [False, False, True, True, True, True, True, False, True]
-    assert distinct[:count].tolist() == [0, 2]
     # the same spawns, all copies of one prefab table: they do not all add the same, so none is placed
-    count = commands.added_at_spawn(records, targets, changes, np.zeros(6, np.int64), membership, keys, ids,
-                                    adding, keep, distinct)
-    assert count == 0 and adding.tolist() == [-1] * 6 and keep.all()
+    assert commands.added_at_spawn(records, targets, changes, np.zeros(6, np.int64), membership, keys, ids,
+                                   common, keep) == 0
+    assert (common < 0).all() and keep.all()
 
 
 @pytest.mark.parametrize("n", [0, 1, 63, 64, 65, 600])
