@@ -67,6 +67,8 @@ class Schedule:
         self._plans: dict[int, Plan] = {}   # by processes, for the structure of _plan_key
         self._plans_before: dict[int, Plan] = {}   # the same for the structure before it
         self._plan_key: tuple[object, ...] = ()
+        self._shape: tuple[int, ...] = ()   # rows of every table, as of structure version _shape_version
+        self._shape_version = -1
         self._executor: Executor | None = None
         self._stages: list[list[int]] = []
         self._stages_key: tuple[object, ...] = ()
@@ -121,7 +123,14 @@ class Schedule:
         else:
             processes = workers + int(main_takes_part(workers, self.step_timeout))
         seed = self._claim_seed
-        key = (self.store.structure_version, self.store.changes.version, self._systems_version, seed)
+        store = self.store
+        if store.structure_version != self._shape_version:
+            # a plan depends on the tables there are and their row counts, not on which entities
+            # they hold (columns keep their place in the arena as tables grow): a change that
+            # leaves every count as it was (the demo's emitter despawns and respawns as many rows
+            # every 4 frames) keeps the plans, where two rebuilds cost ~0.5 ms
+            self._shape_version, self._shape = store.structure_version, tuple(t.n for t in store.tables)
+        key = (self._shape, store.changes.version, self._systems_version, seed)
         if key != self._plan_key:
             self._plans_before, self._plans = self._plans, {}   # at most two live per structure
             self._plan_key = key

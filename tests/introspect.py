@@ -113,6 +113,20 @@ def spy_on_moves(world: ecs.World, monkeypatch: Any) -> list[int]:
     return moves
 
 
+def count_plan_builds(monkeypatch: Any) -> list[int]:
+    """Record the process count of every frame plan built from now on (ecs.plan.build_plan)."""
+    from ecs import schedule
+    builds: list[int] = []
+    original = schedule.build_plan
+
+    def spy(systems: Any, processes: int, *args: Any) -> Any:
+        builds.append(processes)
+        return original(systems, processes, *args)
+
+    monkeypatch.setattr(schedule, "build_plan", spy)
+    return builds
+
+
 def without_drivers(monkeypatch: Any) -> None:
     """Run every unit task by task from Python, as before drivers (ecs/driver.py) existed."""
     from ecs import executor

@@ -285,6 +285,21 @@ def test_plan_is_reused_until_the_structure_changes(world: ecs.World) -> None:
     assert introspect.plan(world, 0) is not plan
 
 
+def test_a_structural_change_that_keeps_every_row_count_keeps_the_plan(world: ecs.World, monkeypatch) -> None:
+    ids = world.spawn_batch(4, Counter(n=np.arange(4)))
+    world.add_system(increment_n)
+    world.step()
+    plan = introspect.plan(world, 0)
+    builds = introspect.count_plan_builds(monkeypatch)
+    world.despawn(int(ids[0]))
+    world.spawn(Counter(n=10))           # as many rows as before, in the same table
+    assert introspect.plan(world, 0) is plan and builds == []     # not even rebuilt to compare
+    world.step()
+    assert sorted(world.get(e, Counter).n for e in world.query(Counter).entities().tolist()) == [3, 4, 5, 11]
+    world.add(int(ids[1]), Frozen())     # a row moves to another table: the plan is new
+    assert introspect.plan(world, 0) is not plan
+
+
 # ---------------------------------------------------------------- kernel errors
 def test_kernel_error_names_the_system_and_chains_the_kernel_exception(world: ecs.World) -> None:
     ids = world.spawn_batch(3, Counter(n=np.array([0, 1, 2])))
