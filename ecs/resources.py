@@ -32,6 +32,7 @@ class Resources(MutableMapping[str, Any]):
         self._arena = arena
         self._values: dict[str, Any] = {}
         self._regions: dict[str, Any] = {}
+        self.version = 0      # bumped by every assignment, resize and deletion (keys values resolved from it)
 
     def __getitem__(self, name: str) -> Any:
         try:
@@ -101,6 +102,7 @@ class Resources(MutableMapping[str, Any]):
         self._drop(name)
 
     def _drop(self, name: str) -> None:
+        self.version += 1
         self._values.pop(name, None)
         region = self._regions.pop(name, None)
         if region is not None:

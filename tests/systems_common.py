@@ -54,6 +54,12 @@ def fall(vel: Mut[Velocity], gravity: float, dt: float):
 
 
 @system
+def invert_into_x(vel: Mut[Velocity], divisor: float):
+    for i in range(vel.x.shape[0]):
+        vel.x[i] = 1.0 / divisor if divisor != 0.0 else np.copysign(np.inf, divisor)
+
+
+@system
 def copy_ids(ids: Entity, out: Mut[Counter]):
     for i in range(ids.shape[0]):
         out.n[i] = ids[i]

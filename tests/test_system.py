@@ -7,6 +7,8 @@ their definition is refused.
 
 from __future__ import annotations
 
+import math
+
 import numba
 import numpy as np
 import pytest
@@ -28,6 +30,7 @@ from tests.systems_common import (
     fall,
     histogram_x,
     increment_n,
+    invert_into_x,
     integrate,
     plus_ten,
     record_view_shapes,
@@ -196,6 +199,25 @@ def test_scalar_resource_binds_a_parameter_of_that_name(world: ecs.World) -> Non
     world.resources["gravity"] = 2.0
     world.step(dt=1.0)
     assert world.get(e, Velocity).y == -3.0
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_every_step_sees_its_own_named_values_even_when_only_the_sign_of_zero_changes(workers: int) -> None:
+    with ecs.World(workers=workers) as world:
+        ids = world.spawn_batch(70_000, Velocity(x=0.0, y=0.0))
+        world.add_system(invert_into_x)        # 70,000 rows: split among the workers
+        seen = []
+        for divisor in (2.0, 2.0, 0.0, -0.0, 0.0, 4.0):
+            world.step(divisor=divisor)
+            seen.append(float(world.get(int(ids[-1]), Velocity).x))
+        world.resources["divisor"] = 8.0
+        world.step()
+        world.step()
+        seen.append(float(world.get(int(ids[0]), Velocity).x))
+        world.resources["divisor"] = -8.0          # the same type: only the value differs
+        world.step()
+        seen.append(float(world.get(int(ids[0]), Velocity).x))
+        assert seen == [0.5, 0.5, math.inf, -math.inf, math.inf, 0.25, 0.125, -0.125]
 
 
 def test_shared_array_resource_written_by_a_kernel_is_visible_through_resources(world: ecs.World) -> None:
