@@ -42,6 +42,7 @@ from .store import Store
 from .system import COMMANDS, System
 
 HandedOver = tuple[int, Any, RemovalCursor]   # (system index, reader, where its look ends)
+ValuesKey = tuple[int, int, tuple[str, ...], tuple[object, ...]]   # Schedule._values_key
 _NO_VALUES = SystemValues({})   # of a system that takes no named value (never written to)
 # A test hook: when set (to an integer) as a world is created, its units are claimed in an order
 # shuffled by that seed, so tests can show that results do not depend on who runs what when.
@@ -69,7 +70,7 @@ class Schedule:
         self._plan_key: tuple[object, ...] = ()
         self._shape: tuple[int, ...] = ()   # rows of every table, as of structure version _shape_version
         self._shape_version = -1
-        self._values_cached: tuple[object, list[SystemValues]] = (None, [])   # (key, values) of values()
+        self._values_cached: tuple[ValuesKey | None, list[SystemValues]] = (None, [])   # (key, values) of values()
         self._executor: Executor | None = None
         self._stages: list[list[int]] = []
         self._stages_key: tuple[object, ...] = ()
@@ -183,7 +184,7 @@ class Schedule:
             self._values_cached = (key, out)
         return out, handed
 
-    def _values_key(self, params: Mapping[str, object]) -> tuple[object, ...] | None:
+    def _values_key(self, params: Mapping[str, object]) -> ValuesKey | None:
         """What resolved values depend on: the resources' and systems' versions, the keywords'
         names and their values, compared by identity (an equal float may differ: -0.0); None
         when a keyword is not a Python scalar (an array may change flags in place)."""
