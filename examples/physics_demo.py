@@ -40,7 +40,15 @@ if str(ROOT) not in sys.path:   # `python examples/physics_demo.py` puts example
 import ecs  # noqa: E402
 from ecs.kernels import physics  # noqa: E402
 from ecs.schedule import Progress  # noqa: E402
-from examples.physics_systems import SYSTEMS, Contact, GridSlot, Lifetime, Position, Velocity  # noqa: E402
+from examples.physics_systems import (  # noqa: E402
+    SYSTEMS,
+    Contact,
+    GridSlot,
+    Lifetime,
+    Position,
+    Velocity,
+    grid_arrays,
+)
 
 WIDTH, HEIGHT = 1.6, 1.0          # the box, in length units
 PACKING = 0.08                    # area fraction the discs cover: sets the radius from --entities
@@ -122,10 +130,9 @@ def build_world(config: Config, scene: Scene, rng: np.random.Generator) -> ecs.W
     res["cell_size"] = scene.cell_size
     res["ncx"] = scene.ncx
     res["ncy"] = scene.ncy
-    res["cell_start"] = np.zeros(scene.ncx * scene.ncy + 1, np.int32)
-    res["cell_cursor"] = np.zeros(scene.ncx * scene.ncy, np.int32)
-    res["slot_state"] = np.zeros((n, 4), np.float64)      # the particle count stays n (the emitter
-    res["slot_keys"] = np.zeros(n, np.int64)              # respawns as many as expired)
+    # n slots: the particle count stays n (the emitter respawns as many as expired)
+    for name, array in grid_arrays(scene.ncx, scene.ncy, n).items():
+        res[name] = array
     res["contact_tally"] = np.zeros(2, np.float64)
     for s in SYSTEMS:
         world.add_system(s)

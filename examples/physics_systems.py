@@ -7,13 +7,14 @@ because worker processes find systems by module and attribute name. Registration
 by conflicts, and every split system's rows are shared out in chunks among the processes:
 
     apply_gravity, age_particles   Velocity / Lifetime rows
-    clear_grid                     zeroes the grid's cell counts (one task a frame)
+    clear_grid                     zeroes the grid's cell and block counts (one task a frame)
     integrate                      Position from Velocity
     bounce_walls                   Position and Velocity
     count_cells                    (split) each row's cell into GridSlot, counted into the shared
-                                   cell_start by atomic adds
-    grid_starts                    the running sum: cell_start becomes the first slot of each
-                                   cell, and a cursor per cell (one task, O(cells))
+                                   cell_start by atomic adds, and per block of 4,096 cells
+    grid_starts                    (split) the running sum: cell_start becomes the first slot of
+                                   each cell, and a cursor per cell; every chunk claims blocks of
+                                   cells from a shared counter until none is left (O(cells) in all)
     fill_grid                      (split) each row takes a slot of its cell (atomic fetch-add on
                                    the cursor) and copies its state and id there: the snapshot
                                    collide reads
@@ -28,8 +29,9 @@ ran first; collide's answer does not (partners are chosen by velocity, ties by e
 the result is bit-identical on any worker count.
 
 Named values come from `world.resources` (set by the demo): gravity, dt, width, height, radius,
-restitution, wall_restitution, the grid's cell_size, ncx and ncy, its arrays cell_start,
-cell_cursor, slot_state and slot_keys, and the contact_tally array.
+restitution, wall_restitution, the grid's cell_size, ncx and ncy, its arrays (`grid_arrays`:
+cell_start, cell_cursor, block_counts, block_claim, slot_state and slot_keys), and the
+contact_tally array.
 """
 
 from __future__ import annotations
@@ -90,20 +92,34 @@ def bounce_walls(pos: Mut[Position], vel: Mut[Velocity], width: float, height: f
     physics.bounce_walls(pos.x, pos.y, vel.x, vel.y, width, height, radius, wall_restitution)
 
 
+def grid_arrays(ncx: int, ncy: int, entities: int) -> dict[str, np.ndarray]:
+    """The grid's resource arrays for `entities` discs in ncx x ncy cells, by name."""
+    ncells = ncx * ncy
+    return {"cell_start": np.zeros(ncells + 1, np.int32), "cell_cursor": np.zeros(ncells, np.int32),
+            "block_counts": np.zeros(spatial.blocks_of(ncells), np.int64), "block_claim": np.zeros(1, np.int64),
+            "slot_state": np.zeros((entities, 4), np.float64), "slot_keys": np.zeros(entities, np.int64)}
+
+
 @system
-def clear_grid(cell_start: np.ndarray):
+def clear_grid(cell_start: np.ndarray, block_counts: np.ndarray, block_claim: np.ndarray):
     spatial.clear_counts(cell_start)
+    spatial.clear_counts(block_counts)
+    spatial.clear_counts(block_claim)
 
 
 @system(split=True, mark="manual")
-def count_cells(pos: Position, grid: Mut[GridSlot], cell_size: float, ncx: int, ncy: int, cell_start: np.ndarray):
+def count_cells(pos: Position, grid: Mut[GridSlot], cell_size: float, ncx: int, ncy: int, cell_start: np.ndarray,
+                block_counts: np.ndarray):
     physics.cell_ids(pos.x, pos.y, cell_size, ncx, ncy, grid.cell)
-    spatial.count_shared(grid.cell, cell_start)
+    spatial.count_shared_blocks(grid.cell, cell_start, block_counts)
 
 
-@system
-def grid_starts(cell_start: np.ndarray, cell_cursor: np.ndarray):
-    spatial.starts_from_counts(cell_start, cell_cursor)
+@system(split=True)
+def grid_starts(grid: GridSlot, cell_start: np.ndarray, cell_cursor: np.ndarray, block_counts: np.ndarray,
+                block_claim: np.ndarray):
+    # every chunk of the discs' rows joins in: each claims blocks of cells until none is left
+    # (the rows only make it a split system; the work is the cells')
+    spatial.starts_from_blocks(cell_start, cell_cursor, block_counts, block_claim)
 
 
 @system(split=True, mark="manual")

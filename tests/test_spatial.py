@@ -13,6 +13,7 @@ chunking and any order the chunks run in.
 from __future__ import annotations
 
 import itertools
+import threading
 
 import numpy as np
 import pytest
@@ -388,6 +389,61 @@ def test_shared_build_gives_each_cell_its_points_in_any_chunking_and_order(layou
         for c in np.flatnonzero(np.diff(want_start))[:200]:
             a, b = want_start[c], want_start[c + 1]
             assert sorted(slot_ids[a:b].tolist()) == sorted(want_order[a:b].tolist())
+
+
+@pytest.mark.parametrize("ncells", [0, 1, 4095, 4096, 4097, 3 * 4096 + 5, 100_003])
+def test_the_running_sum_shared_by_block_claims_equals_the_serial_one(ncells: int) -> None:
+    """count_shared_blocks per chunk, then starts_from_blocks called by one caller, by several
+    in turn (the later ones find nothing left) and by four threads at once (the kernels release
+    the GIL): the cell_start and cursor of count_shared + starts_from_counts, whoever ran which
+    block; block_counts hold each block's points."""
+    rng = np.random.default_rng(ncells)
+    n = 3 * ncells + 7 if ncells else 0
+    cells = rng.integers(0, max(ncells, 1), n).astype(np.int32)
+    want = np.zeros(ncells + 1, np.int32)
+    spatial.count_shared(cells, want)
+    want_cursor = np.empty(ncells, np.int32)
+    spatial.starts_from_counts(want, want_cursor)
+    nblocks = spatial.blocks_of(ncells)
+    for callers, threaded in ((1, False), (3, False), (4, True)):
+        cell_start = np.zeros(ncells + 1, np.int32)
+        block_counts = np.zeros(nblocks, np.int64)
+        for a, b in ((0, n // 3), (n // 3, n)):
+            spatial.count_shared_blocks(cells[a:b], cell_start, block_counts)
+        np.testing.assert_array_equal(block_counts, np.bincount(cells >> spatial.BLOCK_SHIFT, minlength=nblocks))
+        cursor = np.full(ncells, -1, np.int32)
+        claim = np.zeros(1, np.int64)
+        if threaded:
+            go = threading.Barrier(callers)
+
+            def call(start: threading.Barrier, *arrays: np.ndarray) -> None:
+                start.wait()
+                spatial.starts_from_blocks(*arrays)
+
+            threads = [threading.Thread(target=call, args=(go, cell_start, cursor, block_counts, claim))
+                       for _ in range(callers)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+        else:
+            for _ in range(callers):
+                spatial.starts_from_blocks(cell_start, cursor, block_counts, claim)
+        np.testing.assert_array_equal(cell_start, want)
+        np.testing.assert_array_equal(cursor, want_cursor)
+        assert claim[0] == nblocks + callers             # each caller's last claim found nothing
+
+
+def test_the_block_kernels_refuse_short_arrays_and_outside_cells() -> None:
+    cell_start = np.zeros(4097 + 1, np.int32)
+    with pytest.raises(ValueError, match="count_shared_blocks: block_counts needs an entry per block of cells"):
+        spatial.count_shared_blocks(np.zeros(3, np.int32), cell_start, np.zeros(1, np.int64))
+    with pytest.raises(ValueError, match="count_shared_blocks: a cell id is outside the grid"):
+        spatial.count_shared_blocks(np.array([4097], np.int32), cell_start, np.zeros(2, np.int64))
+    with pytest.raises(ValueError, match="starts_from_blocks: cursor needs an entry per cell"):
+        spatial.starts_from_blocks(cell_start, np.zeros(4096, np.int32), np.zeros(2, np.int64), np.zeros(1, np.int64))
+    with pytest.raises(ValueError, match="starts_from_blocks: block_counts needs an entry per block of cells"):
+        spatial.starts_from_blocks(cell_start, np.zeros(4097, np.int32), np.zeros(1, np.int64), np.zeros(1, np.int64))
 
 
 def test_count_shared_refuses_a_cell_outside_the_grid() -> None:

@@ -154,10 +154,8 @@ def demo_grid_on_two_cores(x, y, vx, vy):
         ncx, ncy = math.ceil(WIDTH / cell_size), math.ceil(HEIGHT / cell_size)
         res = world.resources
         res["cell_size"], res["ncx"], res["ncy"] = cell_size, ncx, ncy
-        res["cell_start"] = np.zeros(ncx * ncy + 1, np.int32)
-        res["cell_cursor"] = np.zeros(ncx * ncy, np.int32)
-        res["slot_state"] = np.zeros((N, 4))
-        res["slot_keys"] = np.zeros(N, np.int64)
+        for name, array in demo.grid_arrays(ncx, ncy, N).items():
+            res[name] = array
         for s in (demo.clear_grid, demo.count_cells, demo.grid_starts, demo.fill_grid):
             world.add_system(s)
         world.spawn_batch(N, demo.Position(x=x, y=y), demo.Velocity(x=vx, y=vy), demo.GridSlot(cell=0, slot=0))
