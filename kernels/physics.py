@@ -5,9 +5,9 @@ examples/physics_systems.py are thin wrappers that pass component columns and re
 Every kernel here has a numpy twin in tests/test_physics_kernels.py.
 
 The grid: a uniform grid of cells at least a diameter wide, numbered row-major, built each
-frame as the parallel counting sort of kernels/spatial.py (`cell_ids`, spatial.count_shared,
-spatial.starts_from_counts, spatial.claim_slots, `snapshot`), every step over any chunk of rows
-in any process. The snapshot holds each disc's state and entity id in grid order.
+frame as the parallel counting sort of kernels/spatial.py (`cell_ids`,
+spatial.count_shared_blocks, spatial.starts_from_blocks, spatial.claim_slots, `snapshot`),
+every step over any chunk of rows in any process. The snapshot holds each disc's state and entity id in grid order.
 
 Determinism: no kernel's result depends on how the rows are split or who ran first. Which disc
 of a cell gets which slot does depend on it, so `collide` never depends on slot order: it reads
