@@ -12,13 +12,7 @@ slower (>= 1.0x); "auto" is measured against the same targets.
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
-import time
-
-from .common import Row, Stats, fmt_stats
+from .common import Row, Stats, busy_process, fmt_stats
 from .paired import TreeLoadMeter as LoadMeter
 
 SCENARIO = "demo"
@@ -53,13 +47,8 @@ def _pairs(label: str, target: float) -> list[Row]:
 def run() -> list[Row]:
     _timed(0)                                   # compile or load the kernels, untimed
     rows = _pairs("", 1.7)
-    busy = subprocess.Popen([sys.executable, "-c", "while True: pass"])
-    try:
-        time.sleep(0.5)                         # let the scheduler see it
+    with busy_process():
         rows += _pairs(", one busy process beside", 1.0)
-    finally:
-        os.kill(busy.pid, signal.SIGKILL)
-        busy.wait()
     for row in rows:
         print(f"  {row.workload}: {row.ours} vs {row.baseline} -> {row.ratio:.3g} {row.ratio_label} ({row.verdict})",
               flush=True)

@@ -9,29 +9,18 @@ fast as workers=0 (goal 1.3x: the free core plus a share of the busy one).
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
-import time
-
 from . import bench_systems_defs as defs
 from . import bench_workers
-from .common import Row, source_arrays
+from .common import Row, busy_process, source_arrays
 
 SCENARIO = "loaded"
 
 
 def run() -> list[Row]:
     arrs = source_arrays(bench_workers.N)
-    busy = subprocess.Popen([sys.executable, "-c", "while True: pass"])
-    try:
-        time.sleep(0.5)                       # let the scheduler see it
+    with busy_process():
         rows = bench_workers.speedup_rows(defs.move, 1.0, arrs, frames=10)
         rows += bench_workers.speedup_rows(defs.heavy, 1.0, arrs)
-    finally:
-        os.kill(busy.pid, signal.SIGKILL)
-        busy.wait()
     for row in rows:
         row.scenario = SCENARIO
         row.workload += ", one busy process beside"

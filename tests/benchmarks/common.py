@@ -13,11 +13,16 @@ used meanwhile by processes outside this one (in CPUs), which these shared VMs d
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import os
 import platform
+import signal
 import statistics
+import subprocess
+import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -233,3 +238,25 @@ class EsperVelocity:
 def source_arrays(n: int, seed: int = 3) -> np.ndarray:
     """(4, n) float32 values: Position x, y and Velocity x, y (the anchors' spawn.py data)."""
     return np.random.default_rng(seed).uniform(-1, 1, (4, n)).astype(np.float32)
+
+
+PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: SIGKILL when the benchmark process ends, however it ends."""
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+@contextlib.contextmanager
+def busy_process(settle_s: float = 0.5) -> Iterator[int]:
+    """One CPU-bound process beside the measurement (its pid), ended by its pid on exit; it also
+    dies with this process (PR_SET_PDEATHSIG): a benchmark killed mid-run left its busy process
+    spinning for the next runs, which then measured a loaded machine as idle."""
+    busy = subprocess.Popen([sys.executable, "-c", "while True: pass"], preexec_fn=_die_with_parent)  # noqa: PLW1509
+    try:
+        time.sleep(settle_s)                  # let the scheduler see it
+        yield busy.pid
+    finally:
+        os.kill(busy.pid, signal.SIGKILL)
+        busy.wait()
