@@ -13,13 +13,15 @@ import pytest
 import ecs
 from ecs.cpuload import OtherLoad, busy_jiffies, jiffies_of, others_busy_now
 from tests import introspect
+from tests.benchmarks.common import die_with_parent
 from tests.memory_systems import Counter, count_up
 
 CORES = len(os.sched_getaffinity(0))
 
 
 def busy_process() -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    """A CPU-bound process that also dies with this one (a killed test run left it spinning)."""
+    return subprocess.Popen([sys.executable, "-c", "while True: pass"], preexec_fn=die_with_parent)  # noqa: PLW1509
 
 
 def test_a_busy_process_shows_as_other_load_and_our_own_work_does_not() -> None:

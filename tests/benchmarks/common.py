@@ -243,7 +243,7 @@ def source_arrays(n: int, seed: int = 3) -> np.ndarray:
 PR_SET_PDEATHSIG = 1
 
 
-def _die_with_parent() -> None:
+def die_with_parent() -> None:
     """In the child before exec: SIGKILL when the benchmark process ends, however it ends."""
     ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
 
@@ -253,7 +253,7 @@ def busy_process(settle_s: float = 0.5) -> Iterator[int]:
     """One CPU-bound process beside the measurement (its pid), ended by its pid on exit; it also
     dies with this process (PR_SET_PDEATHSIG): a benchmark killed mid-run left its busy process
     spinning for the next runs, which then measured a loaded machine as idle."""
-    busy = subprocess.Popen([sys.executable, "-c", "while True: pass"], preexec_fn=_die_with_parent)  # noqa: PLW1509
+    busy = subprocess.Popen([sys.executable, "-c", "while True: pass"], preexec_fn=die_with_parent)  # noqa: PLW1509
     try:
         time.sleep(settle_s)                  # let the scheduler see it
         yield busy.pid
