@@ -369,7 +369,7 @@ class _RecordBatch:
         targets_before: np.ndarray | None = None   # the fields of a newborn are set together: place once
         for info, field, positions, value in self.field_groups:
             ids = real[positions]
-            if targets_before is None or not np.array_equal(ids, targets_before):
+            if targets_before is None or ids.shape != targets_before.shape or not (ids == targets_before).all():
                 last = _one_of_each(ids, last=True)
                 chosen = ids[last]
                 placed = store.placed(chosen)
