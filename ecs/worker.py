@@ -106,7 +106,8 @@ class _State:
 
     def __init__(self, executor: Executor, control: np.ndarray, stats: np.ndarray, line: int, home: int,
                  connection: Any, parent_sentinel: Any, spin_ns: int) -> None:
-        self.executor, self.control, self.stats, self.line, self.home = executor, control, stats, line, home
+        self.executor, self.control, self.line, self.home = executor, control, line, home
+        self.stats = [memoryview(row) for row in stats]   # per system: the executor's stats rows
         self.connection, self.parent_sentinel, self.spin_ns = connection, parent_sentinel, spin_ns
         self.plan: Any = None
         self.systems: list[Any] = []

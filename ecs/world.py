@@ -300,7 +300,8 @@ class World:
             self._running.release()
 
     def _run(self, frames: int, params: dict[str, object], bar: Progress | None) -> None:
-        self._recorders = [r for r in self._recorders if not r.closed]
+        if self._recorders:
+            self._recorders = [r for r in self._recorders if not r.closed]
         if not self._recorders:
             self._schedule.run(frames, params, bar)
             return
