@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, TypeAlias
 
 import numpy as np
 
@@ -27,6 +27,13 @@ from .driver import Driver, UnitLayout, drivable
 from .memory import PAGE, Arena, ArraySpec, page_round
 from .plan import Plan, SystemValues, Task, Unit
 from .system import COMMANDS, ENTITY, FRAME, READ, REMOVED, ROWS, WRITE, System
+
+StatsRow: TypeAlias = "memoryview[float]"   # a system's figures: kernel calls, rows, seconds
+
+
+def stats_views(rows: np.ndarray) -> list[StatsRow]:
+    """The rows of a (systems, 3) float64 array of figures, as Executor.run_unit takes them."""
+    return [memoryview(row).cast("B").cast("d") for row in rows]
 
 
 class Executor:
@@ -93,7 +100,7 @@ class Executor:
                     self._arena.populate(mapped, page_round(stop - mapped))
                     self._mapped[start] = mapped + page_round(stop - mapped)
 
-    def run_unit(self, system: System, unit: Unit, values: SystemValues, stats: memoryview,
+    def run_unit(self, system: System, unit: Unit, values: SystemValues, stats: StatsRow,
                  on_error: Callable[[BaseException], None], frame: int = 0) -> bool:
         """Run one unit (tasks of one system) of frame `frame`; a kernel exception goes to
         `on_error` (after its rows are marked) and ends the unit: False. Several tasks over
@@ -134,7 +141,7 @@ class Executor:
         self._units[id(unit)] = entry
         return entry
 
-    def _run_driven(self, driver: Driver, layout: UnitLayout, unit: Unit, values: SystemValues, stats: memoryview,
+    def _run_driven(self, driver: Driver, layout: UnitLayout, unit: Unit, values: SystemValues, stats: StatsRow,
                     on_error: Callable[[BaseException], None], frame: int) -> bool:
         started = time.perf_counter()
         try:
@@ -157,7 +164,7 @@ class Executor:
         return True
 
     @staticmethod
-    def _count(driver: Driver, layout: UnitLayout, unit: Unit, tasks: int, stats: memoryview, started: float) -> None:
+    def _count(driver: Driver, layout: UnitLayout, unit: Unit, tasks: int, stats: StatsRow, started: float) -> None:
         """stats() of the unit's first `tasks` tasks: kernel calls, rows given, seconds."""
         if driver.filtered:    # a task whose filter selected no row made no call
             given = layout.counts[:tasks]
@@ -168,7 +175,7 @@ class Executor:
             stats[1] += layout.rows if tasks == len(unit) else sum(t.stop - t.start for t in unit[:tasks])
         stats[2] += time.perf_counter() - started
 
-    def run_task(self, system: System, task: Task, values: SystemValues, stats: memoryview,
+    def run_task(self, system: System, task: Task, values: SystemValues, stats: StatsRow,
                  on_error: Callable[[BaseException], None], frame: int = 0) -> bool:
         """Run one task of frame `frame` (what an `ecs.Frame` parameter receives); a kernel
         exception goes to `on_error` (after its rows are marked): False."""

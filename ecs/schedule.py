@@ -32,7 +32,7 @@ from .binding import BoundSystem, check_importable
 from .changes import RemovalCursor
 from .commands import CommandBuffers, RecordLookups, apply_records, buffer_view
 from .errors import InvalidArgumentError, KernelError, SystemDefinitionError
-from .executor import Executor
+from .executor import Executor, stats_views
 from .mailbox import MAX_RUN_UNITS
 from .plan import Plan, SystemValues, Unit, build_plan, stages_of
 from .pool import WorkerPool, main_takes_part
@@ -63,7 +63,7 @@ class Schedule:
         self.systems: list[BoundSystem] = []
         self.frame = 0
         self.stats_rows = np.zeros((0, 3))    # per system: kernel calls, rows, seconds
-        self._stats_views: list[memoryview] = []   # its rows, as the executor takes them
+        self._stats_views: list[memoryview[float]] = []   # its rows, as the executor takes them
         self.pool: WorkerPool | None = None
         self.commands: CommandBuffers | None = None   # made when the first system takes Commands
         self.record_lookups = RecordLookups(store)     # what checking their records reads, made on use
@@ -325,7 +325,7 @@ class Schedule:
 
     def _set_stats_rows(self, rows: np.ndarray) -> None:
         self.stats_rows = rows
-        self._stats_views = [memoryview(row) for row in rows]
+        self._stats_views = stats_views(rows)
 
     def count_calls(self, first_frame: int, frames: int) -> None:
         for bound in self.systems:

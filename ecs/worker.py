@@ -32,7 +32,7 @@ from . import mailbox
 from .binding import resolve_system
 from .claims import Epochs, take_part
 from .commands import buffer_view
-from .executor import Executor
+from .executor import Executor, stats_views
 from .mailbox import (
     CURRENT_SYSTEM,
     ERROR_RUN,
@@ -107,7 +107,7 @@ class _State:
     def __init__(self, executor: Executor, control: np.ndarray, stats: np.ndarray, line: int, home: int,
                  connection: Any, parent_sentinel: Any, spin_ns: int) -> None:
         self.executor, self.control, self.line, self.home = executor, control, line, home
-        self.stats = [memoryview(row) for row in stats]   # per system: the executor's stats rows
+        self.stats = stats_views(stats)
         self.connection, self.parent_sentinel, self.spin_ns = connection, parent_sentinel, spin_ns
         self.plan: Any = None
         self.systems: list[Any] = []
