@@ -9,8 +9,9 @@ what else runs, so it is measured, not guessed: a PathChoice keeps the seconds a
 each way (a low envelope: see _averaged), per *kind* of run (one frame or several; total rows within a
 factor of sqrt(2)), and sends a run the cheaper way. It learns the workers' cost first (a run
 goes to them until it knows it), then this process's with one run, and keeps probing the
-dearer way with one run in every PROBE_EVERY, so a world that grows, or a machine that gets
-busy, is followed within a few dozen runs. Results never depend on the way (every row is
+dearer way with one run in every PROBE_EVERY (PROBE_EVERY_FAR where it costs twice the other
+or more), so a world that grows, or a machine that gets busy, is followed within a few dozen
+runs. Results never depend on the way (every row is
 written by the same kernel in either), only speed does.
 
 Cost: a dict lookup and a few comparisons a run.
@@ -21,6 +22,8 @@ from __future__ import annotations
 import math
 
 PROBE_EVERY = 32         # one run in this many goes the dearer way, to see whether it still is
+PROBE_EVERY_FAR = 256    # ... where it costs more than twice the other (heavy over 1M rows: 70 ms
+                         # here, 39 ms on 2 workers; a probe every 32 runs cost 3% of the time)
 SHARED_FIRST = 3         # runs measured on the workers before this process is tried
 SMOOTHING = 0.25         # weight of the newest run in a kind's moving average
 MAX_KINDS = 256          # kinds remembered (a world whose size keeps changing makes new ones)
@@ -56,7 +59,8 @@ class PathChoice:
         if costs.here is None:
             return costs.shared_runs >= SHARED_FIRST
         here_wins = costs.here < costs.shared
-        probe = costs.runs % PROBE_EVERY == 0
+        far = max(costs.here, costs.shared) > 2 * min(costs.here, costs.shared)
+        probe = costs.runs % (PROBE_EVERY_FAR if far else PROBE_EVERY) == 0
         return here_wins != probe
 
     def note(self, frames: int, rows: int, shared: bool, seconds: float) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ecs.choice import MAX_KINDS, PROBE_EVERY, SHARED_FIRST, PathChoice
+from ecs.choice import MAX_KINDS, PROBE_EVERY, PROBE_EVERY_FAR, SHARED_FIRST, PathChoice
 
 ROWS = 100_000
 
@@ -29,11 +29,16 @@ def test_an_unknown_kind_of_run_goes_to_the_workers_until_their_cost_is_known_th
 
 
 def test_the_cheaper_way_is_taken_and_the_dearer_one_probed_once_every_probe_every_runs():
-    here_first = decisions(learned(here_s=20e-6, shared_s=50e-6), 4 * PROBE_EVERY)
+    here_first = decisions(learned(here_s=30e-6, shared_s=50e-6), 4 * PROBE_EVERY)
     assert here_first.count(False) == 4 and all(here_first[k] != ((k + 1) % PROBE_EVERY == 0)
                                                 for k in range(len(here_first)))
     shared_first = decisions(learned(here_s=160e-6, shared_s=110e-6), 4 * PROBE_EVERY)
     assert shared_first.count(True) == 4
+
+
+def test_a_way_that_costs_more_than_twice_the_other_is_probed_less_often():
+    far = decisions(learned(here_s=20e-6, shared_s=50e-6), 2 * PROBE_EVERY_FAR)   # 2.5x
+    assert far.count(False) == 2 and far[PROBE_EVERY - 1] and not far[PROBE_EVERY_FAR - 1]
 
 
 def test_costs_are_per_frame_and_kept_apart_by_frame_count_and_row_class():
