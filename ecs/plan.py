@@ -95,7 +95,6 @@ class Plan(NamedTuple):
     claim_seed: int | None = None            # a test hook: units are claimed in a seeded random order
     worth_sharing: bool = False              # see worth_sharing(); set by build_plan, read every run
     busy_stages: int = 0                     # stages with units; likewise
-    rows: int = 0                            # rows of every unit (unit_rows); likewise
 
     def tasks(self) -> list[Task]:
         """Every task of the plan, in stage and unit order."""
@@ -253,8 +252,7 @@ def build_plan(systems: list[BoundSystem], processes: int, stages: list[list[int
     return Plan(tuple(b.address for b in systems), tuple(b.system.every for b in systems), tuple(units),
                 processes, tuple(b.system.offset for b in systems), always,
                 tuple(home_cuts(stage_units, processes) for stage_units in units), claim_seed,
-                worth_sharing(units), sum(1 for stage_units in units if stage_units),
-                sum(unit_rows(unit) for stage_units in units for unit in stage_units))
+                worth_sharing(units), sum(1 for stage_units in units if stage_units))
 
 
 def worth_sharing(units: list[tuple[Unit, ...]]) -> bool:

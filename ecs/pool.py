@@ -45,7 +45,6 @@ import numpy as np
 from ecs.kernels import sync
 
 from . import mailbox
-from .choice import PathChoice
 from .claims import Epochs, take_part
 from .commands import CommandBuffers
 from .cpuload import OtherLoad, others_busy_now
@@ -149,7 +148,6 @@ class WorkerPool:
         self._loaded = others_busy_now()
         self._pinned = bool(self._cores) and not self._loaded
         self._frame_s = 0.0                  # seconds a frame of the latest runs took (moving average)
-        self._choice = PathChoice()          # which way runs like the next one cost less
         self._last_end = 0.0                 # time.monotonic() when the latest run on the workers ended
         self._last_request = 0.0             # ... when the latest run, here or there, ended
         # A process waiting for an epoch to open (claims.py) polls for EPOCH_SPIN_NS, yielding its
@@ -212,7 +210,7 @@ class WorkerPool:
             if handle is not None:
                 self._pin(w, handle.process.pid, self._pinned)
 
-    def helps(self, frames: int, stages: int = 1, rows: int = 0) -> bool:
+    def helps(self, frames: int, stages: int = 1) -> bool:
         """Whether a run of `frames` frames (of `stages` stages with work each) should go to the
         workers, or be run by this process alone. Alone when
         - other programs keep a core busy and a stage is expected to take under
@@ -223,25 +221,19 @@ class WorkerPool:
           52-54 shared; heavy over 1M rows, one 90 ms stage, 1.1-1.2x faster shared); or
         - the workers sleep (no run for IDLE_SPIN_NS), the caller was idle too (a 60 Hz loop, not
           a burst of steps) and the run is expected under ASLEEP_ALONE_MAX_S: it costs less here
-          than waking them (move over 1M rows at 60 Hz: 0.62-0.92 ms here, 0.77-1.06 ms waking); or
-        - recent runs of this kind (frames, `rows`) cost less here than on the workers (choice.py).
+          than waking them (move over 1M rows at 60 Hz: 0.62-0.92 ms here, 0.77-1.06 ms waking).
         Samples the other load (`_adapt`)."""
         self._adapt()
         if self._loaded and self._frame_s / max(stages, 1) < LOADED_SHARE_MIN_S:
             return False
         now, idle = time.monotonic(), IDLE_SPIN_NS / 1e9
         asleep = now - self._last_end > idle and now - self._last_request > idle
-        if asleep and self._frame_s * frames < ASLEEP_ALONE_MAX_S:
-            return False
-        return not self._choice.here_is_cheaper(frames, rows)
+        return not (asleep and self._frame_s * frames < ASLEEP_ALONE_MAX_S)
 
-    def ran(self, seconds: float, frames: int, rows: int, shared: bool) -> None:
-        """A run of `frames` frames over `rows` rows took the caller `seconds`, on the workers
-        (`shared`) or in this process."""
-        self._choice.note(frames, rows, shared, seconds)
-        if not shared:
-            self._last_request = time.monotonic()
-            self._note_frames(seconds, frames)
+    def ran_here(self, seconds: float, frames: int) -> None:
+        """A run of `frames` frames that helps() kept in this process took `seconds`."""
+        self._last_request = time.monotonic()
+        self._note_frames(seconds, frames)
 
     def _note_frames(self, seconds: float, frames: int) -> None:
         self._frame_s += (min(seconds / max(frames, 1), 1.0) - self._frame_s) / 4

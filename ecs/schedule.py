@@ -229,20 +229,19 @@ class Schedule:
         values, handed = self.values(params, frames)
         calls_before = self.kernel_calls() if handed else None
         try:
-            started = time.perf_counter()
             plan = self._shared_plan(frames) if self.workers else None
-            shared = plan is not None
             if plan is not None:
                 self._run_on_pool(plan, values, frames, progress)
             else:
+                started = time.perf_counter()
                 plan = self.plan(0)
                 self._executor_here().use_plan(plan)
                 for done in range(1, frames + 1):
                     self._run_frame_here(plan, values)
                     if progress is not None:
                         progress.update(done)
-            if self.pool is not None:     # what the run cost the caller, either way (WorkerPool.helps)
-                self.pool.ran(time.perf_counter() - started, frames, plan.rows, shared)
+                if self.pool is not None:
+                    self.pool.ran_here(time.perf_counter() - started, frames)
         finally:
             if calls_before is not None:
                 self.consume_handed_over(handed, calls_before)
@@ -250,17 +249,14 @@ class Schedule:
     def _shared_plan(self, frames: int) -> Plan | None:
         """The plan the workers run this run with, or None to run it here: with a step_timeout
         always theirs (this process runs no kernel then); else not while the machine is busy and
-        the run short, nor when runs like it cost less here (WorkerPool.helps), nor when there is
-        little to share (Plan.worth_sharing).
+        the run short (WorkerPool.helps), nor when there is little to share (Plan.worth_sharing).
         The pool is asked first, with the stages of this process's plan (the same stages): the
         workers' plan is built only when they may take it (the physics demo beside a busy
         process rebuilt both plans at each emitter pass, ~1.4 ms every 4 frames)."""
         if self.step_timeout is not None:
             return self.plan(self.workers)
-        if self.pool is not None:
-            here = self.plan(0)
-            if not self.pool.helps(frames, here.busy_stages, here.rows):
-                return None
+        if self.pool is not None and not self.pool.helps(frames, self.plan(0).busy_stages):
+            return None
         plan = self.plan(self.workers)
         return plan if plan.worth_sharing else None
 
