@@ -40,7 +40,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ecs.kernels import bits
+from ecs.kernels import bits, sets
 
 from .archetype import Archetypes
 from .entity import EntityIndex
@@ -235,9 +235,9 @@ class ChangeTracker:
         if len(parts) > 1 and ids.shape[0]:   # several journals: merge them in removal order
             ids = ids[np.argsort(np.concatenate(events), kind="stable")]
         if ids.shape[0] > 1:                  # an id that lost C, got it back and lost it again
-            _, first = np.unique(ids, return_index=True)
-            if first.shape[0] != ids.shape[0]:
-                ids = ids[np.sort(first)]
+            first = sets.first_occurrences(ids)
+            if not first.all():
+                ids = ids[first]
         return ids, RemovalCursor(ends, self._entities.clock)
 
     def consume_removed(self, reader: Reader, cursor: RemovalCursor) -> None:

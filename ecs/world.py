@@ -30,6 +30,8 @@ from typing import Any
 
 import numpy as np
 
+from ecs.kernels import sets
+
 from . import snapshot, worldfile
 from .deferred import Deferred
 from .errors import ArgumentTypeError, ComponentValueError, ConcurrentUseError, InvalidArgumentError, WorldClosedError
@@ -410,9 +412,9 @@ def _id_array(entities: Sequence[int] | np.ndarray) -> np.ndarray:
 
 
 def _check_distinct(call: str, ids: np.ndarray) -> None:
-    if np.unique(ids).shape[0] != ids.shape[0]:
-        values, counts = np.unique(ids, return_counts=True)
-        raise InvalidArgumentError(f"{call}: entity {int(values[counts > 1][0])} is listed more than once")
+    repeat = sets.first_repeat(ids)
+    if repeat >= 0:
+        raise InvalidArgumentError(f"{call}: entity {int(ids[repeat])} is listed more than once")
 
 
 def _worker_count(workers: int | str, step_timeout: float | None) -> int:

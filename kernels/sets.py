@@ -1,0 +1,65 @@
+"""Hash sets of int64 values: distinctness and first occurrences in one O(n) pass.
+
+numpy 2.4's `np.unique` hashes (std::unordered_set) and then sorts, and its AVX-512 sort is
+slow on the AMD EPYC VMs this library is developed on: 10,000 distinct int64 ids took
+1.4-2.1 ms in `np.unique` and 0.25-0.32 ms in `np.sort` (0.06 ms with AVX-512 disabled), more
+than the despawn_batch they guarded (0.06 ms). An open-addressing table (Fibonacci hashing,
+linear probing, at most half full) answers the same questions in ~0.02 ms.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ._jit import jit
+
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+
+
+@jit
+def _table_bits(n):
+    """log2 of a power-of-two table size at least 2n (and at least 16)."""
+    bits = 4
+    while (1 << bits) < 2 * n:
+        bits += 1
+    return bits
+
+
+@jit
+def _insert(keys, used, shift, mask, value):
+    """Add `value` to the table; False if it was there already."""
+    slot = np.int64((np.uint64(value) * _GOLDEN) >> np.uint64(shift))
+    while used[slot]:
+        if keys[slot] == value:
+            return False
+        slot = (slot + 1) & mask
+    used[slot] = True
+    keys[slot] = value
+    return True
+
+
+@jit
+def first_repeat(values):
+    """The position of the first value equal to an earlier one; -1 if all are distinct."""
+    bits = _table_bits(values.shape[0])
+    keys = np.empty(1 << bits, np.int64)
+    used = np.zeros(1 << bits, np.bool_)
+    shift, mask = 64 - bits, (1 << bits) - 1
+    for i in range(values.shape[0]):
+        if not _insert(keys, used, shift, mask, values[i]):
+            return i
+    return -1
+
+
+@jit
+def first_occurrences(values):
+    """A mask of the values seen for the first time, in order (np.unique's return_index, as a
+    mask that keeps the input's order)."""
+    bits = _table_bits(values.shape[0])
+    keys = np.empty(1 << bits, np.int64)
+    used = np.zeros(1 << bits, np.bool_)
+    shift, mask = 64 - bits, (1 << bits) - 1
+    first = np.empty(values.shape[0], np.bool_)
+    for i in range(values.shape[0]):
+        first[i] = _insert(keys, used, shift, mask, values[i])
+    return first
