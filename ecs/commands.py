@@ -37,6 +37,7 @@ from typing import Any
 import numpy as np
 
 from ecs.kernels import commands as records_kernels
+from ecs.kernels import sets
 from ecs.kernels.commands import (
     ADD,
     DESPAWN,
@@ -68,6 +69,7 @@ from .schema import INFO_BY_KEY, ComponentInfo, coerce_batch, info_of, registry_
 from .store import Store
 
 BUFFER_CAPACITY = 1 << 20   # commands per process per frame: 64 MiB of address space, committed as written
+MERGE_RUN_ROWS = 16          # records per ascending run at least, for the merge to beat lexsort
 
 
 class Commands:
@@ -212,14 +214,27 @@ def apply_records(store: Store, records: np.ndarray, owners: np.ndarray, system_
     batch. Python work is per distinct field or component key, not per record."""
     if records.shape[0] == 0:
         return
-    if not records_kernels.in_order(records):   # one process's records come in order: skip the sort (~1 ms per 10k)
-        order = np.lexsort((np.arange(records.shape[0]), records[:, ROW], records[:, TABLE], records[:, SYSTEM]))
-        records, owners = records[order], owners[order]
+    records, owners = _sorted(records, owners)
     batch = _RecordBatch(store, records, owners, system_names)
     lookups = lookups.current()
     if not batch.verified(lookups):
         batch.check()
     batch.apply(lookups)
+
+
+def _sorted(records: np.ndarray, owners: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The records (and their owners) in stable (system, table, row) order. One process's
+    come sorted (no copy); several processes' as a few runs each, merged; records in a shuffled
+    order (more than one run per MERGE_RUN_ROWS) by lexsort. np.take, not records[order]: the
+    fancy index of 200,000 records took 6.7-17 ms, take 2.8 ms."""
+    runs = records_kernels.ascending_runs(records)
+    if runs <= 1:
+        return records, owners
+    if runs * MERGE_RUN_ROWS <= records.shape[0]:
+        order = records_kernels.sorted_order(records)
+    else:
+        order = np.lexsort((np.arange(records.shape[0]), records[:, ROW], records[:, TABLE], records[:, SYSTEM]))
+    return np.take(records, order, axis=0), owners[order]
 
 
 class _RecordBatch:
@@ -478,8 +493,9 @@ def _first_unfit(info: ComponentInfo, field: str, values: np.ndarray) -> int:
 
 
 def distinct(values: np.ndarray) -> np.ndarray:
-    """np.unique(values) of a 1-D array, at ~10 us for 10k values that are all one (one component
-    key: the common case) instead of ~0.1 ms."""
+    """np.unique(values) of a 1-D array of few distinct values (component or field keys): ~10 us
+    for 10k values that are all one (the common case), else a hash pass (kernels/sets.py) and a
+    sort of the distinct ones, where np.unique took 1.4-2.1 ms for 10k."""
     if values.shape[0] and (values == values[0]).all():
         return values[:1]
-    return np.unique(values)
+    return np.sort(values[sets.first_occurrences(values)])

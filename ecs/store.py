@@ -381,7 +381,9 @@ class Store:
                 removed_by_component.setdefault(info.id, []).append(where)
         for info in removes:   # in the order of `ids`, as one-by-one removals would journal them
             if info.id in removed_by_component:
-                gone = ids[np.sort(np.concatenate(removed_by_component[info.id]))]
+                # ascending per table: timsort merges them (the default sort took ~8 ms for 200k)
+                parts = removed_by_component[info.id]
+                gone = ids[parts[0] if len(parts) == 1 else np.sort(np.concatenate(parts), kind="stable")]
                 self.changes.record_removed((info,), gone, self.entities.births(gone))
 
     def move_rows(self, source: Table, rows: np.ndarray, target: Table) -> np.ndarray:

@@ -315,22 +315,6 @@ def one_of_each(ids, last, out):
     return count
 
 
-@jit
-def in_order(records):
-    """Whether records are sorted by (system, table, row) already (ties keep buffer order)."""
-    for k in range(1, records.shape[0]):
-        a, b = records[k - 1], records[k]
-        if b[SYSTEM] != a[SYSTEM]:
-            if b[SYSTEM] < a[SYSTEM]:
-                return False
-        elif b[TABLE] != a[TABLE]:
-            if b[TABLE] < a[TABLE]:
-                return False
-        elif b[ROW] < a[ROW]:
-            return False
-    return True
-
-
 FEW_KEYS = 16   # final_changes_by_slot handles up to this many distinct component keys
 
 
@@ -368,3 +352,69 @@ def final_changes_by_slot(ids, keys, final, several, tags):
     for k in range(n):
         tags[ids[k] & 0xFFFFFFFF] = 0
     return True
+
+
+
+@jit
+def _before(records, i, j):
+    """Whether record i sorts strictly before record j by (system, table, row)."""
+    a, b = records[i], records[j]
+    if a[SYSTEM] != b[SYSTEM]:
+        return a[SYSTEM] < b[SYSTEM]
+    if a[TABLE] != b[TABLE]:
+        return a[TABLE] < b[TABLE]
+    return a[ROW] < b[ROW]
+
+
+@jit
+def ascending_runs(records):
+    """How many ascending runs by (system, table, row) the records form (ties continue a run):
+    1 when they are sorted already, as one process's records are."""
+    runs = 1 if records.shape[0] else 0
+    for k in range(1, records.shape[0]):
+        if _before(records, k, k - 1):
+            runs += 1
+    return runs
+
+
+@jit
+def sorted_order(records):
+    """The stable order of records by (system, table, row), np.lexsort's, by a natural merge
+    sort: O(n log runs). Records of several processes come as a few runs each (one per unit
+    claimed): 200,000 records in 8 runs took ~1 ms, lexsort ~4.4 ms; for records in random order
+    (a kernel that visits rows in a shuffled order) lexsort is the faster (ascending_runs tells)."""
+    n = records.shape[0]
+    bounds = np.empty(n + 1, np.int64)
+    runs = 0
+    bounds[0] = 0
+    for k in range(1, n):
+        if _before(records, k, k - 1):
+            runs += 1
+            bounds[runs] = k
+    runs += 1
+    bounds[runs] = n
+    order = np.arange(n)
+    scratch = np.empty(n, np.int64)
+    while runs > 1:
+        merged = 0
+        for r in range(0, runs, 2):
+            lo, mid = bounds[r], bounds[r + 1]
+            hi = bounds[r + 2] if r + 2 <= runs else mid
+            i, j, out = lo, mid, lo
+            while i < mid and j < hi:
+                if _before(records, order[j], order[i]):   # ties keep the left (earlier) record
+                    scratch[out] = order[j]
+                    j += 1
+                else:
+                    scratch[out] = order[i]
+                    i += 1
+                out += 1
+            scratch[out: out + mid - i] = order[i: mid]
+            out += mid - i
+            scratch[out: out + hi - j] = order[j: hi]
+            bounds[merged] = lo
+            merged += 1
+        bounds[merged] = n
+        runs = merged
+        order, scratch = scratch, order
+    return order

@@ -222,17 +222,37 @@ def test_one_of_each_keeps_the_first_or_last_position_of_each_id(n: int) -> None
         np.testing.assert_array_equal(out[:count], want)
 
 
+def _lexsorted(records: np.ndarray) -> np.ndarray:
+    return np.lexsort((np.arange(records.shape[0]), records[:, ROW], records[:, TABLE], records[:, SYSTEM]))
+
+
 @pytest.mark.parametrize("n", [0, 1, 2, 65, 600])
-def test_in_order_tells_records_sorted_by_system_table_row(n: int) -> None:
+def test_ascending_runs_counts_the_runs_of_records_by_system_table_row(n: int) -> None:
     rng = np.random.default_rng(n + 2)
     records = np.zeros((n, RECORD_WORDS), np.int64)
     records[:, [SYSTEM, TABLE, ROW]] = rng.integers(0, 3, (n, 3))
-    ordered = records[np.lexsort((records[:, ROW], records[:, TABLE], records[:, SYSTEM]))]
-    assert commands.in_order(ordered)
+    ordered = records[_lexsorted(records)]
+    assert commands.ascending_runs(ordered) == min(n, 1)
     for shuffled in (records, ordered[::-1]):
-        # a stable sort leaves ties in place: sorted exactly when it moves nothing
-        want = bool((np.lexsort((shuffled[:, ROW], shuffled[:, TABLE], shuffled[:, SYSTEM])) == np.arange(n)).all())
-        assert commands.in_order(shuffled) == want
+        keys = [tuple(r) for r in shuffled[:, [SYSTEM, TABLE, ROW]].tolist()]
+        want = min(n, 1) + sum(keys[k] < keys[k - 1] for k in range(1, n))
+        assert commands.ascending_runs(shuffled) == want
+
+
+@pytest.mark.parametrize("runs", [1, 2, 3, 8, 1000])
+def test_sorted_order_is_lexsorts_stable_order_for_records_in_runs(runs: int) -> None:
+    """Sorted blocks (a process's units) concatenated in a shuffled order, ties included (two
+    records of one row): the merge gives np.lexsort's order with positions as the last key."""
+    rng = np.random.default_rng(runs)
+    records = np.zeros((3000, RECORD_WORDS), np.int64)
+    records[:, [SYSTEM, TABLE, ROW]] = rng.integers(0, [2, 3, 400], (3000, 3))
+    records[:, SERIAL] = np.arange(3000)
+    records = records[_lexsorted(records)]
+    blocks = np.array_split(np.arange(3000), runs)
+    rng.shuffle(blocks)
+    shuffled = records[np.concatenate(blocks)]
+    np.testing.assert_array_equal(commands.sorted_order(shuffled), _lexsorted(shuffled))
+    np.testing.assert_array_equal(commands.sorted_order(shuffled[:0]), np.empty(0, np.int64))
 
 
 def test_added_at_spawn_places_the_copies_of_a_table_that_all_add_one_component_it_lacks() -> None:
