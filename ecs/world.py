@@ -32,7 +32,7 @@ import numpy as np
 
 from ecs.kernels import sets
 
-from . import snapshot, worldfile
+from . import heap, snapshot, worldfile
 from .deferred import Deferred
 from .errors import ArgumentTypeError, ComponentValueError, ConcurrentUseError, InvalidArgumentError, WorldClosedError
 from .progress import Progress
@@ -70,6 +70,7 @@ class World:
         for name, value in (("max_rows", max_rows), ("max_entities", max_entities)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 64:
                 raise InvalidArgumentError(f"World({name}={value!r}): expected an int >= 64")
+        heap.keep_freed_heap()
         self._store = Store(max_rows, max_entities, shared=self.workers > 0)
         self.resources = Resources(self._store.arena)
         self._schedule = Schedule(self._store, self.resources, self.workers, step_timeout)

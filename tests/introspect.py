@@ -227,3 +227,10 @@ def cached_tasks(world: ecs.World) -> int:
     """How many tasks (and units) this process's executor keeps prepared for the world."""
     executor = world._schedule._executor
     return 0 if executor is None else len(executor._prepared) + len(executor._units)
+
+
+def heap_pad_asked() -> bool:
+    """Whether this process asked glibc to keep freed heap yet (ecs/heap.py: the first World does)."""
+    from ecs import heap
+
+    return heap._asked
