@@ -70,6 +70,7 @@ from .store import Store
 
 BUFFER_CAPACITY = 1 << 20   # commands per process per frame: 64 MiB of address space, committed as written
 MERGE_RUN_ROWS = 16          # records per ascending run at least, for the merge to beat lexsort
+MERGE_ALWAYS_RECORDS = 1024  # ... or at most this many records (lexsort's fixed cost is the larger)
 
 
 class Commands:
@@ -224,16 +225,16 @@ def apply_records(store: Store, records: np.ndarray, owners: np.ndarray, system_
 
 def _sorted(records: np.ndarray, owners: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The records (and their owners) in stable (system, table, row) order. One process's
-    come sorted (no copy); several processes' as a few runs each, merged; records in a shuffled
-    order (more than one run per MERGE_RUN_ROWS) by lexsort. np.take, not records[order]: the
-    fancy index of 200,000 records took 6.7-17 ms, take 2.8 ms."""
+    come sorted (no copy); several processes' as a few runs each, and a small frame's in any
+    order, merged in one kernel call; many records in a shuffled order (more than one run per
+    MERGE_RUN_ROWS: a kernel that visits rows in a random order) by lexsort, the faster there.
+    np.take, not records[order]: the fancy index of 200,000 records took 6.7-17 ms, take 2.8."""
     runs = records_kernels.ascending_runs(records)
     if runs <= 1:
         return records, owners
-    if runs * MERGE_RUN_ROWS <= records.shape[0]:
-        order = records_kernels.sorted_order(records)
-    else:
-        order = np.lexsort((np.arange(records.shape[0]), records[:, ROW], records[:, TABLE], records[:, SYSTEM]))
+    if runs * MERGE_RUN_ROWS <= records.shape[0] or records.shape[0] <= MERGE_ALWAYS_RECORDS:
+        return records_kernels.sort_records(records, owners)   # type: ignore[no-any-return]
+    order = np.lexsort((np.arange(records.shape[0]), records[:, ROW], records[:, TABLE], records[:, SYSTEM]))
     return np.take(records, order, axis=0), owners[order]
 
 
@@ -262,11 +263,16 @@ class _RecordBatch:
         exc.args = (f"{self.where(k)}: {exc}",)
         return exc
 
-    def resolved(self, at: np.ndarray) -> np.ndarray:
-        """Targets of the records at `at`: ids as they are, placeholders as -(spawn index + 1);
-        CommandError for the first of them whose placeholder no cmd_spawn of its process made."""
+    def resolved(self, at: np.ndarray | None) -> np.ndarray:
+        """Targets of the records at `at` (None: of every record, not to be written to): ids as
+        they are, placeholders as -(spawn index + 1); CommandError for the first of them whose
+        placeholder no cmd_spawn of its process made."""
         if self._targets is None:
             self._targets, self._unresolved = self._resolve_all()
+        if at is None:
+            if self._unresolved is None:
+                return self._targets
+            at = np.arange(self.records.shape[0])
         if self._unresolved is not None and self._unresolved[at].any():
             k = int(at[np.argmax(self._unresolved[at])])
             raise CommandError(f"{self.where(k)} names placeholder {int(self.records[k, TARGET])}, which no "
@@ -377,7 +383,7 @@ class _RecordBatch:
     def apply(self, lookups: RecordLookups) -> None:
         store = self.store
         prefabs = self.records[self.spawn_at, TARGET]
-        targets = self.resolved(np.arange(self.records.shape[0]))
+        targets = self.resolved(None)
         added, changes = self._added_at_spawn(targets, prefabs, lookups)
         spawned = store.spawn_copies(prefabs, added)
         real = _substituted(targets, spawned)   # ids, placeholders replaced

@@ -378,6 +378,19 @@ def ascending_runs(records):
 
 
 @jit
+def sort_records(records, owners):
+    """records and owners gathered in sorted_order's order, as new arrays (one call where
+    lexsort, a take and a fancy index cost ~5 numpy calls for a frame's hundred records)."""
+    order = sorted_order(records)
+    out = np.empty_like(records)
+    out_owners = np.empty_like(owners)
+    for k in range(order.shape[0]):
+        out[k] = records[order[k]]
+        out_owners[k] = owners[order[k]]
+    return out, out_owners
+
+
+@jit
 def sorted_order(records):
     """The stable order of records by (system, table, row), np.lexsort's, by a natural merge
     sort: O(n log runs). Records of several processes come as a few runs each (one per unit

@@ -253,6 +253,10 @@ def test_sorted_order_is_lexsorts_stable_order_for_records_in_runs(runs: int) ->
     shuffled = records[np.concatenate(blocks)]
     np.testing.assert_array_equal(commands.sorted_order(shuffled), _lexsorted(shuffled))
     np.testing.assert_array_equal(commands.sorted_order(shuffled[:0]), np.empty(0, np.int64))
+    owners = rng.integers(0, 3, shuffled.shape[0])
+    records, owners_sorted = commands.sort_records(shuffled, owners)
+    np.testing.assert_array_equal(records, shuffled[_lexsorted(shuffled)])
+    np.testing.assert_array_equal(owners_sorted, owners[_lexsorted(shuffled)])
 
 
 def test_added_at_spawn_places_the_copies_of_a_table_that_all_add_one_component_it_lacks() -> None:
