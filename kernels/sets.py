@@ -17,17 +17,19 @@ _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 
 
 @jit
-def _table_bits(n):
-    """log2 of a power-of-two table size at least 2n (and at least 16)."""
+def _empty_table(n):
+    """An empty table for n values: keys, used flags, the hash's shift and the slot mask (a power
+    of two of at least 2n slots, and at least 16: never more than half full)."""
     bits = 4
     while (1 << bits) < 2 * n:
         bits += 1
-    return bits
+    return np.empty(1 << bits, np.int64), np.zeros(1 << bits, np.bool_), 64 - bits, (1 << bits) - 1
 
 
 @jit
 def _insert(keys, used, shift, mask, value):
-    """Add `value` to the table; False if it was there already."""
+    """Add `value` (any integer: stored as its int64 bits) to the table; False if it was there."""
+    value = np.int64(value)
     slot = np.int64((np.uint64(value) * _GOLDEN) >> np.uint64(shift))
     while used[slot]:
         if keys[slot] == value:
@@ -41,10 +43,7 @@ def _insert(keys, used, shift, mask, value):
 @jit
 def first_repeat(values):
     """The position of the first value equal to an earlier one; -1 if all are distinct."""
-    bits = _table_bits(values.shape[0])
-    keys = np.empty(1 << bits, np.int64)
-    used = np.zeros(1 << bits, np.bool_)
-    shift, mask = 64 - bits, (1 << bits) - 1
+    keys, used, shift, mask = _empty_table(values.shape[0])
     for i in range(values.shape[0]):
         if not _insert(keys, used, shift, mask, values[i]):
             return i
@@ -55,10 +54,7 @@ def first_repeat(values):
 def first_occurrences(values):
     """A mask of the values seen for the first time, in order (np.unique's return_index, as a
     mask that keeps the input's order)."""
-    bits = _table_bits(values.shape[0])
-    keys = np.empty(1 << bits, np.int64)
-    used = np.zeros(1 << bits, np.bool_)
-    shift, mask = 64 - bits, (1 << bits) - 1
+    keys, used, shift, mask = _empty_table(values.shape[0])
     first = np.empty(values.shape[0], np.bool_)
     for i in range(values.shape[0]):
         first[i] = _insert(keys, used, shift, mask, values[i])

@@ -43,3 +43,9 @@ def test_random_values_with_repeats_match_np_unique(seed: int) -> None:
     expected = np.zeros(n, bool)
     expected[first_index] = True
     assert np.array_equal(sets.first_occurrences(values), expected)
+
+
+def test_unsigned_values_past_the_int64_range_are_kept_by_their_bits() -> None:
+    values = np.array([2**64 - 1, 2**63, 2**63 + 1, 2**64 - 1, 5, 2**63], np.uint64)
+    assert sets.first_repeat(values) == 3
+    assert sets.first_occurrences(values).tolist() == [True, True, True, False, True, False]
