@@ -6,7 +6,7 @@ Workloads from the public ecs_bench_suite (rust-gamedev), ported as a user would
 - add a component to 10,000 entities one by one, then remove it one by one; esper the same;
 - the same 10,000 adds then removes by `add_batch` / `remove_batch`, and by kernel commands;
 - spawn 10,000 entities one by one, then despawn them one by one; esper create_entity and
-  delete_entity(immediate=True);
+  delete_entity(immediate=True); as context, the same by spawn_batch + despawn_batch;
 - save + load of a 1,000-entity world (against np.save/np.load of its columns, and, as context,
   against the fsyncs and rename any atomic, durable save pays on this disk);
 - spawn_batch of 10,000 entities of 4 components (one a 4x4 f32 matrix), new world included,
@@ -127,13 +127,20 @@ def spawn_despawn() -> list[Row]:
         for e in ents:
             esper.delete_entity(e, immediate=True)
 
+    def batched_once() -> None:
+        world.despawn_batch(world.spawn_batch(N_OPS, defs.Data(value=1.0)))
+
     esper.clear_database()
     ours, theirs = bench(ours_once, reps=7, min_rep_s=0), bench(esper_once, reps=7, min_rep_s=0)
+    batched = bench(batched_once)
     world.close()
     ops = 2 * N_OPS
     return [Row(SCENARIO, f"spawn then despawn one by one, {N_OPS:,}, per op", fmt_stats(ours, ops),
                 f"esper: {fmt_stats(theirs, ops)}", ours.median / theirs.median, "x esper",
-                "<= esper per op", ours.median <= theirs.median)]
+                "<= esper per op", ours.median <= theirs.median),
+            Row(SCENARIO, f"  spawn_batch + despawn_batch {N_OPS:,}, per op", fmt_stats(batched, ops),
+                f"esper one by one: {fmt_stats(theirs, ops)}", batched.median / ops * 1e6, "us/op", "(context)",
+                None)]
 
 
 def save_load() -> list[Row]:
