@@ -354,7 +354,6 @@ def final_changes_by_slot(ids, keys, final, several, tags):
     return True
 
 
-
 @jit
 def _before(records, i, j):
     """Whether record i sorts strictly before record j by (system, table, row)."""
