@@ -1,5 +1,6 @@
 """The heap's trim policy (ecs/heap.py): the first World asks glibc to keep freed heap, unless
-the user chose a pad; each case in a fresh process, where no World was made yet."""
+the user chose a pad or an mmap threshold; each case in a fresh process, where no World was
+made yet."""
 
 from __future__ import annotations
 
