@@ -23,7 +23,7 @@ When every copy of one prefab table in a frame has the same changes, all adds of
 the prefab lacks (newborns and their tag), the copies are placed in that final table at once,
 without the move: the same components, values, change bits, journals and ids (in record order)
 as moved copies; only their rows precede the frame's moves into that table. All commands are checked
-before any is applied, by one kernel over every record (kernels/commands.verify_records); where
+before any is applied, by one kernel over every record (kernels/commands.plan_records); where
 it flags one, the checks written here raise the error, naming the system, table row and
 entity: a bad command changes nothing. A frame that fails (KernelError, WorkerCrashedError)
 applies none of its commands: they are dropped. `world.defer()` (deferred.py) queues the same
@@ -32,6 +32,7 @@ changes from Python.
 
 from __future__ import annotations
 
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -140,7 +141,7 @@ class RecordLookups:
     def __init__(self, store: Store) -> None:
         self.store = store
         self._stamp: tuple[int, int] | None = None
-        self.fields: tuple[np.ndarray, ...] = ()        # verify_records' field_* arrays
+        self.fields: tuple[np.ndarray, ...] = ()        # plan_records' field_* arrays
         self.components: list[ComponentInfo] = []       # by key
         self.component_keys = self.component_ids = np.empty(0, np.int64)
         self.component_addable = np.empty(0, np.bool_)
@@ -154,6 +155,12 @@ class RecordLookups:
         if self._scratch.shape[0] < slots:
             self._scratch = np.zeros(max(slots, 2 * self._scratch.shape[0]), np.int32)
         return self._scratch
+
+    def added_components(self, common: np.ndarray) -> dict[int, ComponentInfo]:
+        """added_at_spawn's `common` as spawn_copies' `added`: table id -> the component its
+        copies are placed with."""
+        tables = np.flatnonzero(common >= 0)
+        return {t: self.components[c] for t, c in zip(tables.tolist(), common[tables].tolist(), strict=True)}
 
     def current(self) -> RecordLookups:
         tables = self.store.archetypes.tables
@@ -207,9 +214,11 @@ def apply_records(store: Store, records: np.ndarray, owners: np.ndarray, system_
                   lookups: RecordLookups) -> None:
     """Apply kernel commands in (system, table, row) order; see the module docstring.
 
-    One kernel (verify_records) checks every record and resolves placeholders; only where it
-    finds a record to look at do the checks written in Python run (each kind's records as a
-    whole, raising the error that names the first bad one). Then spawns are bulk copies per
+    One kernel (plan_records) checks every record, resolves placeholders and plans the work
+    below (the last set of each target per field, the changes left after adds placed at spawn,
+    the despawns); only where it finds a record to look at do the checks written in Python run
+    (each kind's records as a whole, raising the error that names the first bad one, else
+    planning the same). Then spawns are bulk copies per
     prefab table, sets one write per (field, table), component changes bulk moves per source
     table (changeset.py's rule: the last command for an (entity, component) wins), despawns one
     batch. Python work is per distinct field or component key, not per record."""
@@ -219,7 +228,7 @@ def apply_records(store: Store, records: np.ndarray, owners: np.ndarray, system_
     batch = _RecordBatch(store, records, owners, system_names)
     lookups = lookups.current()
     if not batch.verified(lookups):
-        batch.check()
+        batch.check(lookups)
     batch.apply(lookups)
 
 
@@ -243,13 +252,28 @@ class _RecordBatch:
 
     def __init__(self, store: Store, records: np.ndarray, owners: np.ndarray, system_names: list[str]) -> None:
         self.store, self.records, self.owners, self.system_names = store, records, owners, system_names
-        self.kind = records[:, KIND]
-        self.values = records.view(np.float64)[:, VALUE]
-        self.spawn_at = np.flatnonzero(self.kind == SPAWN)
         self._targets: np.ndarray | None = None      # resolved on first use (see resolved)
         self._unresolved: np.ndarray | None = None
-        self.field_groups: list[tuple[ComponentInfo, str, np.ndarray, np.ndarray]] = []
-        self.changes = np.empty(0, np.int64)              # positions of add and remove records
+        # what apply reads, made by verified() or by check()
+        # per field set: (component, field, the positions of the last set of each target, their
+        # values, whether its targets differ from the previous field's)
+        self.field_groups: list[tuple[ComponentInfo, str, np.ndarray, np.ndarray, bool]] = []
+        self.changes = np.empty(0, np.int64)         # positions of the add and remove records to apply
+        self.prefabs = np.empty(0, np.int64)         # each spawn's prefab, in record order
+        self.despawn_at = np.empty(0, np.int64)      # positions of despawn records
+        self.added: dict[int, ComponentInfo] = {}    # spawn_copies' `added`
+
+    @cached_property
+    def kind(self) -> np.ndarray:
+        return self.records[:, KIND]
+
+    @cached_property
+    def values(self) -> np.ndarray:
+        return self.records.view(np.float64)[:, VALUE]
+
+    @cached_property
+    def spawn_at(self) -> np.ndarray:
+        return np.flatnonzero(self.kind == SPAWN)
 
     def where(self, k: int) -> str:
         record = self.records[k]
@@ -306,26 +330,37 @@ class _RecordBatch:
 
     # ---------------------------------------------------------------- checks (nothing applied yet)
     def verified(self, lookups: RecordLookups) -> bool:
-        """Whether verify_records passes every record; if so, targets, set groups and changes
-        are ready for apply (else nothing is, and check() must run)."""
+        """Whether plan_records passes every record; if so, what apply needs is ready (else
+        nothing is, and check() must run)."""
         entities, n = self.store.entities, self.records.shape[0]
-        targets = np.empty(n, np.int64)
-        if records_kernels.verify_records(self.records, self.values, self.owners, int(self.owners.max()) + 1,
-                                          entities.high_water, entities.generation, entities.table_of,
-                                          *lookups.fields, lookups.component_keys, lookups.component_addable,
-                                          lookups.membership, targets) >= 0:
+        work = np.empty((records_kernels.PLAN_ROWS, n + 1), np.int64)
+        common = np.empty(lookups.membership.shape[0], np.int64)
+        bad, spawns, groups, changes, despawns, tables = records_kernels.plan_records(
+            self.records, self.owners, entities.high_water, entities.generation, entities.table_of, *lookups.fields,
+            lookups.component_keys, lookups.component_addable, lookups.component_ids, lookups.membership, work, common)
+        if bad >= 0:
             return False
-        self._targets = targets
-        sets, bounds, changes = np.empty((3, n + 1), np.int64)
-        groups, count = records_kernels.index_records(self.records, sets, bounds, changes)
-        self.changes = changes[:count]
-        for start, stop in zip(bounds[:groups].tolist(), bounds[1:groups + 1].tolist(), strict=True):
-            positions = sets[start:stop]
-            info, field = lookups.field_of[int(self.records[positions[0], KEY])]
-            self.field_groups.append((info, field, positions, self.values[positions].astype(info.fields[field])))
+        self._targets = work[records_kernels.PLAN_TARGETS, :n]
+        self.prefabs = work[records_kernels.PLAN_PREFABS, :spawns]
+        self.changes = work[records_kernels.PLAN_CHANGES, :changes]
+        self.despawn_at = work[records_kernels.PLAN_DESPAWNS, :despawns]
+        if tables:
+            self.added = {t: lookups.components[c] for t, c in zip(
+                work[records_kernels.PLAN_ADDED_TABLES, :tables].tolist(),
+                work[records_kernels.PLAN_ADDED_COMPONENTS, :tables].tolist(), strict=True)}
+        sets, bounds = work[records_kernels.PLAN_SETS], work[records_kernels.PLAN_SET_BOUNDS]
+        values = work[records_kernels.PLAN_SET_VALUES].view(np.float64)
+        for start, stop, key, fresh in zip(bounds[:groups].tolist(), bounds[1:groups + 1].tolist(),
+                                           work[records_kernels.PLAN_SET_KEYS, :groups].tolist(),
+                                           work[records_kernels.PLAN_SET_FRESH, :groups].tolist(), strict=True):
+            info, field = lookups.field_of[key]
+            self.field_groups.append((info, field, sets[start:stop], values[start:stop].astype(info.fields[field]),
+                                      bool(fresh)))
         return True
 
-    def check(self) -> None:
+    def check(self, lookups: RecordLookups) -> None:
+        """The checks plan_records makes, one kind of record at a time, raising the error that
+        names the first bad record; when none is bad, what apply needs is ready."""
         known = np.isin(self.kind, (SPAWN, SET, ADD, REMOVE, DESPAWN))
         if not known.all():
             raise CommandError(f"corrupt command record of kind {int(self.kind[np.flatnonzero(~known)[0]])}")
@@ -342,6 +377,9 @@ class _RecordBatch:
         self._check_changes()
         for kind in (ADD, REMOVE, DESPAWN):
             self.resolved(np.flatnonzero(self.kind == kind))   # placeholders of this frame's spawns
+        self.prefabs = prefabs
+        self.despawn_at = np.flatnonzero(self.kind == DESPAWN)
+        self.added, self.changes = self._added_at_spawn(lookups)
 
     def _check_sets(self) -> None:
         at = np.flatnonzero(self.kind == SET)
@@ -359,7 +397,9 @@ class _RecordBatch:
                 value = coerce_batch(info, field, self.values[positions])
             except ComponentValueError as exc:
                 raise self.located(exc, positions[_first_unfit(info, field, self.values[positions]):]) from None
-            self.field_groups.append((info, field, positions, value))
+            last = _one_of_each(targets, last=True)
+            fresh = not self.field_groups or not np.array_equal(self.resolved(self.field_groups[-1][2]), targets[last])
+            self.field_groups.append((info, field, positions[last], value[last], fresh))
 
     def _check_changes(self) -> None:
         at = np.flatnonzero((self.kind == ADD) | (self.kind == REMOVE))
@@ -381,44 +421,36 @@ class _RecordBatch:
 
     # ---------------------------------------------------------------- applying
     def apply(self, lookups: RecordLookups) -> None:
-        store = self.store
-        prefabs = self.records[self.spawn_at, TARGET]
-        targets = self.resolved(None)
-        added, changes = self._added_at_spawn(targets, prefabs, lookups)
-        spawned = store.spawn_copies(prefabs, added)
-        real = _substituted(targets, spawned)   # ids, placeholders replaced
-        targets_before: np.ndarray | None = None   # the fields of a newborn are set together: place once
-        for info, field, positions, value in self.field_groups:
-            ids = real[positions]
-            if targets_before is None or ids.shape != targets_before.shape or not (ids == targets_before).all():
-                last = _one_of_each(ids, last=True)
-                chosen = ids[last]
-                placed = store.placed(chosen)
-                targets_before = ids
-            store.write_field_batch(chosen, info, field, value[last], placed)
-        self._apply_changes(real[changes], changes, lookups.slot_scratch(store.entities.high_water))
-        doomed = real[self.kind == DESPAWN]
-        doomed = doomed[_one_of_each(doomed, last=False)]
-        doomed = doomed[store.entities.alive_mask(doomed)]
+        store, entities = self.store, self.store.entities
+        spawned = store.spawn_copies(self.prefabs, self.added)
+        real = np.empty(self.records.shape[0], np.int64)     # targets, placeholders replaced
+        doomed = np.empty(self.despawn_at.shape[0], np.int64)
+        doomed = doomed[:records_kernels.settle_targets(self.resolved(None), spawned, self.despawn_at,
+                                                        entities.high_water, entities.generation, entities.table_of,
+                                                        real, doomed)]
+        for info, field, positions, value, fresh in self.field_groups:
+            if fresh:
+                ids = real[positions]
+                placed = store.placed(ids)
+            store.write_field_batch(ids, info, field, value, placed)
+        self._apply_changes(real[self.changes], self.changes, lookups.slot_scratch(entities.high_water))
         if doomed.shape[0]:
             store.despawn_batch(doomed)
 
-    def _added_at_spawn(self, targets: np.ndarray, prefabs: np.ndarray,
-                        lookups: RecordLookups) -> tuple[dict[int, ComponentInfo], np.ndarray]:
+    def _added_at_spawn(self, lookups: RecordLookups) -> tuple[dict[int, ComponentInfo], np.ndarray]:
         """The prefab tables whose copies are placed with their component added (spawn_copies'
         `added`: every copy of the table only adds that one component, which the table lacks), and
         the change records left to apply after."""
-        if not prefabs.shape[0] or not self.changes.shape[0]:
+        if not self.prefabs.shape[0] or not self.changes.shape[0]:
             return {}, self.changes
         common = np.empty(lookups.membership.shape[0], np.int64)
         keep = np.empty(self.changes.shape[0], np.bool_)
         if not records_kernels.added_at_spawn(
-                self.records, targets, self.changes, self.store.entities.table_of[prefabs & INDEX_MASK],
-                lookups.membership, lookups.component_keys, lookups.component_ids, common, keep):
+                self.records, self.resolved(None), self.changes,
+                self.store.entities.table_of[self.prefabs & INDEX_MASK], lookups.membership, lookups.component_keys,
+                lookups.component_ids, common, keep):
             return {}, self.changes
-        tables = np.flatnonzero(common >= 0)
-        return {t: lookups.components[c] for t, c in zip(tables.tolist(), common[tables].tolist(), strict=True)}, \
-            self.changes[keep]
+        return lookups.added_components(common), self.changes[keep]
 
     def _apply_changes(self, ids: np.ndarray, positions: np.ndarray, tags: np.ndarray) -> None:
         """The last command for each (entity, component) wins; an entity with one change is moved in

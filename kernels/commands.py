@@ -20,6 +20,7 @@ from collections import namedtuple
 import numpy as np
 
 from ._jit import jit
+from .sets import first_occurrences
 
 RECORD_WORDS = 8
 KIND, SYSTEM, TABLE, ROW, TARGET, KEY, VALUE, SERIAL = range(RECORD_WORDS)
@@ -256,6 +257,128 @@ def index_records(records, sets, bounds, changes):
             groups += 1
     bounds[groups] = nsets
     return groups, nchanges
+
+
+# rows of plan_records' work array (int64, PLAN_ROWS x (records + 1))
+(PLAN_TARGETS, PLAN_SETS, PLAN_SET_BOUNDS, PLAN_SET_FRESH, PLAN_SET_KEYS, PLAN_SET_VALUES, PLAN_CHANGES,
+ PLAN_PREFABS, PLAN_DESPAWNS, PLAN_ADDED_TABLES, PLAN_ADDED_COMPONENTS) = range(11)
+PLAN_ROWS = 11
+
+
+@jit
+def plan_records(records, owners, high, generation, table_of, field_keys, field_components, field_fits,
+                 field_low, field_top, component_keys, component_addable, component_ids, membership,
+                 work, common):
+    """verify_records over sorted records and, when every record passes, the rest of what
+    applying them needs, in one call (a frame's hundred records cost ~15 Python-level calls
+    done one by one). Returns (bad, spawns, set groups, changes, despawns, tables): bad is
+    verify_records' answer. On -1, the rows of `work` hold:
+    - PLAN_TARGETS: each record's target resolved (verify_records');
+    - PLAN_SETS, PLAN_SET_BOUNDS, PLAN_SET_FRESH: the set groups of last_sets, with each group's
+      field key in PLAN_SET_KEYS and its records' values in PLAN_SET_VALUES (float64 bits, one
+      beside each position);
+    - PLAN_PREFABS: each spawn's prefab, in record order;
+    - PLAN_CHANGES: the add and remove records left after added_at_spawn; its `tables` prefab
+      tables, with the index (into component_keys) of the component their copies are placed
+      with, in PLAN_ADDED_TABLES and PLAN_ADDED_COMPONENTS (`common`: scratch, one per table);
+    - PLAN_DESPAWNS: the positions of despawn records."""
+    n = records.shape[0]
+    processes = 0
+    for k in range(n):
+        processes = max(processes, owners[k] + 1)
+    values = records.view(np.float64)[:, VALUE]
+    targets = work[PLAN_TARGETS, :n]
+    bad = verify_records(records, values, owners, processes, high, generation, table_of, field_keys,
+                         field_components, field_fits, field_low, field_top, component_keys, component_addable,
+                         membership, targets)
+    if bad >= 0:
+        return bad, 0, 0, 0, 0, 0
+    groups, changes = index_records(records, work[PLAN_SETS], work[PLAN_SET_BOUNDS], work[PLAN_CHANGES])
+    last_sets(targets, work[PLAN_SETS], work[PLAN_SET_BOUNDS], groups, work[PLAN_SET_FRESH])
+    set_values = work[PLAN_SET_VALUES].view(np.float64)
+    for g in range(groups):
+        work[PLAN_SET_KEYS, g] = records[work[PLAN_SETS, work[PLAN_SET_BOUNDS, g]], KEY]
+    for i in range(work[PLAN_SET_BOUNDS, groups]):
+        set_values[i] = values[work[PLAN_SETS, i]]
+    prefabs, despawn_at = work[PLAN_PREFABS], work[PLAN_DESPAWNS]
+    spawns = despawns = 0
+    for k in range(n):
+        if records[k, KIND] == SPAWN:
+            prefabs[spawns] = records[k, TARGET]
+            spawns += 1
+        elif records[k, KIND] == DESPAWN:
+            despawn_at[despawns] = k
+            despawns += 1
+    prefab_tables = np.empty(spawns, np.int64)
+    for s in range(spawns):
+        prefab_tables[s] = table_of[prefabs[s] & 0xFFFFFFFF]
+    keep = np.empty(changes, np.bool_)
+    tables = added_at_spawn(records, targets, work[PLAN_CHANGES, :changes], prefab_tables, membership,
+                            component_keys, component_ids, common, keep)
+    kept = 0
+    for i in range(changes):
+        if keep[i]:
+            work[PLAN_CHANGES, kept] = work[PLAN_CHANGES, i]
+            kept += 1
+    qualified = 0
+    for t in range(common.shape[0]):
+        if common[t] >= 0:
+            work[PLAN_ADDED_TABLES, qualified] = t
+            work[PLAN_ADDED_COMPONENTS, qualified] = common[t]
+            qualified += 1
+    return -1, spawns, groups, kept, despawns, tables
+
+
+@jit
+def last_sets(targets, sets, bounds, groups, fresh):
+    """Keep in each set group (positions sets[bounds[g]:bounds[g + 1]], in record order) only the
+    last record for each target, which decides the field's value; the kept positions stay in
+    record order and the groups are compacted (bounds rewritten). fresh[g] = 1 unless group g
+    names the same targets in the same order as group g - 1 (the fields of newborns set
+    together: their rows are looked up once). Targets as plan_records resolves them: distinct
+    targets are distinct entities."""
+    cursor = 0
+    for g in range(groups):
+        start, stop = bounds[g], bounds[g + 1]
+        m = stop - start
+        backwards = np.empty(m, np.int64)
+        for i in range(m):
+            backwards[i] = targets[sets[stop - 1 - i]]
+        last = first_occurrences(backwards)
+        bounds[g] = cursor
+        for i in range(m):
+            if last[m - 1 - i]:
+                sets[cursor] = sets[start + i]
+                cursor += 1
+        same = g > 0 and cursor - bounds[g] == bounds[g] - bounds[g - 1]
+        for i in range(cursor - bounds[g]):
+            if not same:
+                break
+            same = targets[sets[bounds[g] + i]] == targets[sets[bounds[g - 1] + i]]
+        fresh[g] = 0 if same else 1
+    bounds[groups] = cursor
+
+
+@jit
+def settle_targets(targets, spawned, despawn_at, high, generation, table_of, real, doomed):
+    """Once spawns are placed: real[k] = targets[k] with each placeholder -(s + 1) replaced by
+    spawned[s], and `doomed` the distinct live entities the despawn records at `despawn_at` name,
+    in record order (a second despawn of one entity, or of one that is gone, does nothing);
+    returns how many."""
+    for k in range(targets.shape[0]):
+        real[k] = spawned[-targets[k] - 1] if targets[k] < 0 else targets[k]
+    named = np.empty(despawn_at.shape[0], np.int64)
+    for i in range(despawn_at.shape[0]):
+        named[i] = real[despawn_at[i]]
+    first = first_occurrences(named)
+    count = 0
+    for i in range(named.shape[0]):
+        entity = named[i]
+        index = entity & 0xFFFFFFFF          # rows.alive_mask's test, written out (see rows.group_by_table)
+        if first[i] and entity > 0 and index < high and table_of[index] >= 0 and generation[index] == (entity >> 32):
+            doomed[count] = entity
+            count += 1
+    return count
 
 
 @jit

@@ -205,22 +205,41 @@ def arena_mappings(pid: int | str = "self") -> int:
 
 
 def check_records_both_ways(world: ecs.World, records: Any, owners: Any) -> tuple[bool, Any, Exception | None, Any]:
-    """What the compiled check of command records (verify_records) and the checks written in
+    """What the compiled check of command records (plan_records) and the checks written in
     Python say of the same records: (compiled passed, its targets, the Python checks' error or
     None, their targets). Applies nothing."""
+    passed, compiled, error, python = plan_records_both_ways(world, records, owners)
+    return passed, compiled["targets"] if passed else None, error, None if python is None else python["targets"]
+
+
+def plan_records_both_ways(world: ecs.World, records: Any, owners: Any) -> tuple[bool, dict, Exception | None, Any]:
+    """(compiled passed, its plan, the Python checks' error or None, their plan) for the same
+    records, a plan being what applying them reads: targets, prefabs, change and despawn
+    positions, the tables placed with an added component, and the set groups as (component,
+    field, positions of the last set of each target, values, whether its targets differ from the
+    group before). Applies nothing."""
     import numpy as np
 
     from ecs import commands as _commands
     store_ = world._store
     names = [f"system{k}" for k in range(8)]
+    lookups = _commands.RecordLookups(store_).current()
+
+    def plan(batch: Any) -> dict:
+        return {"targets": batch.resolved(np.arange(records.shape[0])), "prefabs": batch.prefabs,
+                "changes": batch.changes, "despawn_at": batch.despawn_at,
+                "added": {t: info.name for t, info in batch.added.items()},
+                "sets": [(info.name, field, positions, values, fresh)
+                         for info, field, positions, values, fresh in batch.field_groups]}
+
     compiled = _commands._RecordBatch(store_, records, owners, names)
-    passed = compiled.verified(_commands.RecordLookups(store_).current())
+    passed = compiled.verified(lookups)
     python = _commands._RecordBatch(store_, records, owners, names)
     try:
-        python.check()
+        python.check(lookups)
     except Exception as exc:
-        return passed, compiled._targets if passed else None, exc, None
-    return passed, compiled._targets if passed else None, None, python.resolved(np.arange(records.shape[0]))
+        return passed, plan(compiled) if passed else {}, exc, None
+    return passed, plan(compiled) if passed else {}, None, plan(python)
 
 
 def cached_tasks(world: ecs.World) -> int:
