@@ -161,9 +161,29 @@ def split_rows(n: int, processes: int) -> list[tuple[int, int]]:
     return [(start, min(start + chunk, n)) for start in range(0, n, chunk)]
 
 
-def table_task(bound: BoundSystem, system_index: int, table: Table, start: int, stop: int) -> Task | None:
+TaskParts = tuple[tuple, FilterSpec | None, tuple[ArraySpec, ...]]   # a Task's args, filter and marks
+PartsMemo = dict[tuple[int, int], TaskParts | None]                   # (system index, table id) -> parts
+
+
+def table_task(bound: BoundSystem, system_index: int, table: Table, start: int, stop: int,
+               memo: PartsMemo | None = None) -> Task | None:
     """The task of one system over rows [start, stop) of one table; None when a filtered system
-    cannot have rows there."""
+    cannot have rows there. `memo` keeps task_parts by (system, table) between plans."""
+    key = (system_index, table.id)
+    if memo is not None and key in memo:
+        parts = memo[key]
+    else:
+        parts = task_parts(bound, table)
+        if memo is not None:
+            memo[key] = parts
+    return None if parts is None else Task(system_index, table.id, start, stop, *parts)
+
+
+def task_parts(bound: BoundSystem, table: Table) -> TaskParts | None:
+    """What a system's task over a table holds besides its rows: the arguments (column, bitset and
+    id specs, which keep their place as the table grows), the change filter and the marks; None
+    when a filtered system cannot have rows there. They change only with the systems or the
+    change readers (ChangeTracker.version)."""
     system = bound.system
     args: list[object] = []
     marks = []
@@ -196,7 +216,7 @@ def table_task(bound: BoundSystem, system_index: int, table: Table, start: int, 
                 source = table.marks_slot[cid] if kind == "changed" else table.added_slot[cid]
                 flushes.append((source, tuple(int(t) for t in tracker.targets_of(table, cid, kind))))
         filter_spec = FilterSpec(table.bit_matrix_spec, tuple(flushes), slot)
-    return Task(system_index, table.id, start, stop, tuple(args), filter_spec, tuple(marks))
+    return tuple(args), filter_spec, tuple(marks)
 
 
 def takes_rows(bound: BoundSystem) -> bool:
@@ -234,16 +254,18 @@ def due_frames(plan: Plan, task: Task, first_frame: int, frames: int, values: Sy
 
 
 def build_plan(systems: list[BoundSystem], processes: int, stages: list[list[int]] | None = None,
-               claim_seed: int | None = None) -> Plan:
+               claim_seed: int | None = None, memo: PartsMemo | None = None) -> Plan:
     """Cut every system's tables into claim units for `processes` processes (1: this process
     alone, one unit per system). `stages` (from stages_of) may be passed in: it depends only on
-    the systems."""
+    the systems; so may `memo` (table_task's), kept while the systems and the change readers
+    are the same: a plan rebuilt because row counts changed (births and deaths every frame)
+    then only cuts rows."""
     stages = stages_of(systems) if stages is None else stages
     units: list[tuple[Unit, ...]] = []
     for stage in stages:
         stage_units: list[Unit] = []
         for i in stage:
-            stage_units.extend(_units_of(systems[i], i, processes))
+            stage_units.extend(_units_of(systems[i], i, processes, memo))
         # biggest first: an indivisible unit claimed last would end the stage alone
         stage_units.sort(key=lambda unit: -unit_rows(unit))
         units.append(tuple(stage_units))
@@ -252,7 +274,7 @@ def build_plan(systems: list[BoundSystem], processes: int, stages: list[list[int
     return Plan(tuple(b.address for b in systems), tuple(b.system.every for b in systems), tuple(units),
                 processes, tuple(b.system.offset for b in systems), always,
                 tuple(home_cuts(stage_units, processes) for stage_units in units), claim_seed,
-                worth_sharing(units), sum(1 for stage_units in units if stage_units))
+                processes > 1 and worth_sharing(units), sum(1 for stage_units in units if stage_units))
 
 
 def worth_sharing(units: list[tuple[Unit, ...]]) -> bool:
@@ -276,7 +298,7 @@ def home_cuts(units: tuple[Unit, ...], processes: int) -> tuple[int, ...]:
     return tuple(int(c) for c in np.searchsorted(middles, np.arange(processes + 1), side="left"))
 
 
-def _units_of(bound: BoundSystem, index: int, processes: int) -> list[Unit]:
+def _units_of(bound: BoundSystem, index: int, processes: int, memo: PartsMemo | None) -> list[Unit]:
     """One system's units: chunks of its big tables; its small tables grouped into units of about
     SPLIT_MIN_ROWS // 4 rows; all its tables as one unit when it must run whole (a resource
     array without split=True) or one process runs everything."""
@@ -291,7 +313,7 @@ def _units_of(bound: BoundSystem, index: int, processes: int) -> list[Unit]:
     for table in bound.query.matching_tables():
         ranges = [(0, table.n)] if whole and table.n else split_rows(table.n, processes)
         for start, stop in ranges:
-            task = table_task(bound, index, table, start, stop)
+            task = table_task(bound, index, table, start, stop, memo)
             if task is None:
                 continue
             if len(ranges) > 1:

@@ -34,7 +34,7 @@ from .commands import CommandBuffers, RecordLookups, apply_records, buffer_view
 from .errors import InvalidArgumentError, KernelError, SystemDefinitionError
 from .executor import Executor, stats_views
 from .mailbox import MAX_RUN_UNITS
-from .plan import Plan, SystemValues, Unit, build_plan, stages_of
+from .plan import PartsMemo, Plan, SystemValues, Unit, build_plan, stages_of
 from .pool import WorkerPool, main_takes_part
 from .progress import Progress
 from .resources import Resources
@@ -78,6 +78,8 @@ class Schedule:
         self._executor: Executor | None = None
         self._stages: list[list[int]] = []
         self._stages_key: tuple[object, ...] = ()
+        self._parts_memo: PartsMemo = {}      # build_plan's, while the systems and change readers stay
+        self._parts_key: tuple[int, int] | None = None
         self._claim_seed = os.environ.get(CLAIM_SEED_VARIABLE)   # read once: ~1 us per step
         self._drivers_ready: Plan | None = None   # the plan whose drivers were compiled here
 
@@ -147,7 +149,11 @@ class Schedule:
             stages_key = (self._systems_version, tuple(b.compiled for b in self.systems))
             if stages_key != self._stages_key:
                 self._stages, self._stages_key = stages_of(self.systems), stages_key
-            plan = build_plan(self.systems, processes, self._stages, None if seed is None else int(seed))
+            memo_key = (self._systems_version, store.changes.version)
+            if memo_key != self._parts_key:
+                self._parts_memo, self._parts_key = {}, memo_key
+            plan = build_plan(self.systems, processes, self._stages, None if seed is None else int(seed),
+                              self._parts_memo)
             # a structural change often leaves the plan as it was (the demo's emitter despawns and
             # spawns as many rows every 4 frames): the same object ships nothing to the workers
             # and keeps every process's prepared arguments

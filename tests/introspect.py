@@ -61,6 +61,13 @@ def plan(world: ecs.World, workers: int | None = None) -> Any:
     return world._schedule.plan(world.workers if workers is None else workers)
 
 
+def plan_afresh(world: ecs.World, processes: int) -> Any:
+    """The plan for `processes` processes built from nothing (no task parts kept from earlier
+    plans), to compare with the schedule's."""
+    from ecs.plan import build_plan
+    return build_plan(world._schedule.systems, processes)
+
+
 def worker_pool(world: ecs.World) -> Any:
     return world._schedule.pool
 

@@ -10,7 +10,7 @@ import ecs
 from ecs.claims import Epochs
 from ecs.plan import ALIGN, SPLIT_MIN_ROWS, Plan, SystemValues, Task, due, due_frames, home_cuts, split_rows
 from tests import introspect
-from tests.worker_systems import Charge, Hp, Pos, Vel, decay, histogram, integrate
+from tests.worker_systems import Charge, Hits, Hp, Pos, Vel, count_hits, decay, histogram, integrate
 
 
 def unit(rows: int) -> tuple[Task, ...]:
@@ -60,6 +60,28 @@ def test_a_big_table_is_cut_into_chunks_and_small_tables_are_grouped(world: ecs.
     rows = [sum(t.stop - t.start for t in u) for u in units]
     assert rows == sorted(rows, reverse=True)                # biggest first
     assert introspect.plan(world, 0).width() == 1            # one process: one unit per system
+
+
+def test_a_plan_rebuilt_as_rows_and_readers_change_is_the_plan_built_afresh(world: ecs.World) -> None:
+    world.add_system(integrate)
+    world.add_system(count_hits)           # a changed= filter: its tasks hold the readers' bitset slots
+
+    def assert_plans_as_built_afresh() -> None:
+        for workers in (0, 2):
+            plan = introspect.plan(world, workers)
+            assert plan == introspect.plan_afresh(world, plan.processes)
+
+    for rows in (10, SPLIT_MIN_ROWS * 2, 5):
+        world.spawn_batch(rows, Pos(x=0, y=0), Vel(x=1, y=1), Hp(), Hits())
+        world.step(dt=0.1)
+        assert_plans_as_built_afresh()
+    reader = world.query(Hp, changed=[Hp])   # a new change reader: the filtered task's flush targets change
+    reader.count()
+    world.spawn_batch(3, Pos(x=0, y=0), Vel(x=1, y=1), Hp(), Hits())
+    assert_plans_as_built_afresh()
+    reader.close()                           # and change back
+    world.spawn_batch(3, Pos(x=0, y=0), Vel(x=1, y=1), Hp(), Hits())
+    assert_plans_as_built_afresh()
 
 
 def test_a_system_writing_a_resource_array_is_one_unit(world: ecs.World) -> None:
