@@ -95,6 +95,7 @@ class Plan(NamedTuple):
     claim_seed: int | None = None            # a test hook: units are claimed in a seeded random order
     worth_sharing: bool = False              # see worth_sharing(); set by build_plan, read every run
     busy_stages: int = 0                     # stages with units; likewise
+    largest_stage: int = 0                   # rows of the stage with the most (the same for any processes)
 
     def tasks(self) -> list[Task]:
         """Every task of the plan, in stage and unit order."""
@@ -274,7 +275,8 @@ def build_plan(systems: list[BoundSystem], processes: int, stages: list[list[int
     return Plan(tuple(b.address for b in systems), tuple(b.system.every for b in systems), tuple(units),
                 processes, tuple(b.system.offset for b in systems), always,
                 tuple(home_cuts(stage_units, processes) for stage_units in units), claim_seed,
-                processes > 1 and worth_sharing(units), sum(1 for stage_units in units if stage_units))
+                processes > 1 and worth_sharing(units), sum(1 for stage_units in units if stage_units),
+                max((sum(unit_rows(u) for u in stage_units) for stage_units in units), default=0))
 
 
 def worth_sharing(units: list[tuple[Unit, ...]]) -> bool:

@@ -34,7 +34,7 @@ from .commands import CommandBuffers, RecordLookups, apply_records, buffer_view
 from .errors import InvalidArgumentError, KernelError, SystemDefinitionError
 from .executor import Executor, stats_views
 from .mailbox import MAX_RUN_UNITS
-from .plan import PartsMemo, Plan, SystemValues, Unit, build_plan, stages_of
+from .plan import SPLIT_MIN_ROWS, PartsMemo, Plan, SystemValues, Unit, build_plan, stages_of
 from .pool import WorkerPool, main_takes_part
 from .progress import Progress
 from .resources import Resources
@@ -256,12 +256,15 @@ class Schedule:
         """The plan the workers run this run with, or None to run it here: with a step_timeout
         always theirs (this process runs no kernel then); else not while the machine is busy and
         the run short (WorkerPool.helps), nor when there is little to share (Plan.worth_sharing).
-        The pool is asked first, with the stages of this process's plan (the same stages): the
+        The pool and this process's plan (the same stages and rows) are asked first: the
         workers' plan is built only when they may take it (the physics demo beside a busy
-        process rebuilt both plans at each emitter pass, ~1.4 ms every 4 frames)."""
+        process rebuilt both plans at each emitter pass, ~1.4 ms every 4 frames; WolfSheep, whose
+        stages are all too small to share, both at every frame)."""
         if self.step_timeout is not None:
             return self.plan(self.workers)
-        if self.pool is not None and not self.pool.helps(frames, self.plan(0).busy_stages):
+        here = self.plan(0)
+        if here.largest_stage < SPLIT_MIN_ROWS or (self.pool is not None
+                                                   and not self.pool.helps(frames, here.busy_stages)):
             return None
         plan = self.plan(self.workers)
         return plan if plan.worth_sharing else None

@@ -268,3 +268,21 @@ def test_auto_makes_one_working_process_per_core() -> None:
         assert world.workers == cores - 1
     with ecs.World(workers="auto", step_timeout=5.0) as world:   # this process only supervises
         assert world.workers == cores
+
+
+def test_a_world_too_small_to_share_builds_no_plan_for_the_workers(monkeypatch: pytest.MonkeyPatch) -> None:
+    # births every frame change the row counts, so each frame plans afresh: only this process's
+    # plan, since no stage reaches SPLIT_MIN_ROWS rows (the workers' plan would not be taken)
+    with ecs.World(workers=2) as world:
+        world.add_system(integrate)
+        world.spawn_batch(1_000, Pos(x=0, y=0), Vel(x=1, y=1))
+        world.step(dt=0.1)
+        builds = introspect.count_plan_builds(monkeypatch)
+        for _ in range(3):
+            world.spawn_batch(10, Pos(x=0, y=0), Vel(x=1, y=1))
+            world.run(frames=2, dt=0.1)
+        assert builds == [1, 1, 1]
+        assert introspect.worker_pool(world) is None                 # nothing was ever handed over
+        world.spawn_batch(SPLIT_MIN_ROWS, Pos(x=0, y=0), Vel(x=1, y=1))
+        world.step(dt=0.1)
+        assert max(builds) > 1                                       # big enough: the workers' plan too
