@@ -275,7 +275,7 @@ def build_plan(systems: list[BoundSystem], processes: int, stages: list[list[int
     return Plan(tuple(b.address for b in systems), tuple(b.system.every for b in systems), tuple(units),
                 processes, tuple(b.system.offset for b in systems), always,
                 tuple(home_cuts(stage_units, processes) for stage_units in units), claim_seed,
-                processes > 1 and worth_sharing(units), sum(1 for stage_units in units if stage_units),
+                worth_sharing(units), sum(1 for stage_units in units if stage_units),
                 max((sum(unit_rows(u) for u in stage_units) for stage_units in units), default=0))
 
 

@@ -281,7 +281,8 @@ def plan_records(records, owners, high, generation, table_of, field_keys, field_
     - PLAN_CHANGES: the add and remove records left after added_at_spawn; its `tables` prefab
       tables, with the index (into component_keys) of the component their copies are placed
       with, in PLAN_ADDED_TABLES and PLAN_ADDED_COMPONENTS (`common`: scratch, one per table);
-    - PLAN_DESPAWNS: the positions of despawn records."""
+    - PLAN_DESPAWNS: the positions of despawn records.
+    Scratch: `work` is 88 bytes a record (the records themselves 64)."""
     n = records.shape[0]
     processes = 0
     for k in range(n):
