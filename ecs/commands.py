@@ -156,11 +156,10 @@ class RecordLookups:
             self._scratch = np.zeros(max(slots, 2 * self._scratch.shape[0]), np.int32)
         return self._scratch
 
-    def added_components(self, common: np.ndarray) -> dict[int, ComponentInfo]:
-        """added_at_spawn's `common` as spawn_copies' `added`: table id -> the component its
-        copies are placed with."""
-        tables = np.flatnonzero(common >= 0)
-        return {t: self.components[c] for t, c in zip(tables.tolist(), common[tables].tolist(), strict=True)}
+    def added_components(self, tables: np.ndarray, components: np.ndarray) -> dict[int, ComponentInfo]:
+        """spawn_copies' `added` (table id -> the component its copies are placed with) from the
+        tables and the indices of their components (into component_keys)."""
+        return {t: self.components[c] for t, c in zip(tables.tolist(), components.tolist(), strict=True)}
 
     def current(self) -> RecordLookups:
         tables = self.store.archetypes.tables
@@ -345,9 +344,8 @@ class _RecordBatch:
         self.changes = work[records_kernels.PLAN_CHANGES, :changes]
         self.despawn_at = work[records_kernels.PLAN_DESPAWNS, :despawns]
         if tables:
-            self.added = {t: lookups.components[c] for t, c in zip(
-                work[records_kernels.PLAN_ADDED_TABLES, :tables].tolist(),
-                work[records_kernels.PLAN_ADDED_COMPONENTS, :tables].tolist(), strict=True)}
+            self.added = lookups.added_components(work[records_kernels.PLAN_ADDED_TABLES, :tables],
+                                                  work[records_kernels.PLAN_ADDED_COMPONENTS, :tables])
         sets, bounds = work[records_kernels.PLAN_SETS], work[records_kernels.PLAN_SET_BOUNDS]
         values = work[records_kernels.PLAN_SET_VALUES].view(np.float64)
         for start, stop, key, fresh in zip(bounds[:groups].tolist(), bounds[1:groups + 1].tolist(),
@@ -450,7 +448,8 @@ class _RecordBatch:
                 self.store.entities.table_of[self.prefabs & INDEX_MASK], lookups.membership, lookups.component_keys,
                 lookups.component_ids, common, keep):
             return {}, self.changes
-        return lookups.added_components(common), self.changes[keep]
+        tables = np.flatnonzero(common >= 0)
+        return lookups.added_components(tables, common[tables]), self.changes[keep]
 
     def _apply_changes(self, ids: np.ndarray, positions: np.ndarray, tags: np.ndarray) -> None:
         """The last command for each (entity, component) wins; an entity with one change is moved in
