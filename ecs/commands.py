@@ -382,6 +382,7 @@ class _RecordBatch:
     def _check_sets(self) -> None:
         at = np.flatnonzero(self.kind == SET)
         keys = self.records[at, KEY]
+        groups = []
         for key in distinct(keys):
             positions = at[keys == key]
             info, field = _field_of(int(key), self.where(int(positions[0])))
@@ -395,9 +396,23 @@ class _RecordBatch:
                 value = coerce_batch(info, field, self.values[positions])
             except ComponentValueError as exc:
                 raise self.located(exc, positions[_first_unfit(info, field, self.values[positions]):]) from None
-            last = _one_of_each(targets, last=True)
-            fresh = not self.field_groups or not np.array_equal(self.resolved(self.field_groups[-1][2]), targets[last])
-            self.field_groups.append((info, field, positions[last], value[last], fresh))
+            groups.append((info, field, positions, value))
+        if groups:
+            self._keep_last_sets(groups)
+
+    def _keep_last_sets(self, groups: list[tuple[ComponentInfo, str, np.ndarray, np.ndarray]]) -> None:
+        """field_groups from checked sets (per field: every position, increasing, and its value):
+        the last set of each target per field and the fresh flags, by plan_records' last_sets."""
+        sets = np.concatenate([positions for _, _, positions, _ in groups])
+        bounds = np.zeros(len(groups) + 1, np.int64)
+        np.cumsum([positions.shape[0] for _, _, positions, _ in groups], out=bounds[1:])
+        fresh = np.empty(len(groups), np.int64)
+        targets = np.empty(self.records.shape[0], np.int64)
+        targets[sets] = self.resolved(sets)
+        records_kernels.last_sets(targets, sets, bounds, len(groups), fresh)
+        for g, (info, field, positions, value) in enumerate(groups):
+            kept = sets[bounds[g]:bounds[g + 1]]
+            self.field_groups.append((info, field, kept, value[np.searchsorted(positions, kept)], bool(fresh[g])))
 
     def _check_changes(self) -> None:
         at = np.flatnonzero((self.kind == ADD) | (self.kind == REMOVE))
@@ -491,12 +506,6 @@ def _substituted(targets: np.ndarray, by_spawn: np.ndarray) -> np.ndarray:
     placeholders = targets < 0
     out[placeholders] = by_spawn[-targets[placeholders] - 1]
     return out
-
-
-def _one_of_each(ids: np.ndarray, last: bool) -> np.ndarray:
-    """Positions of the first (or last) occurrence of each distinct id, in position order."""
-    out = np.empty(ids.shape[0], np.int64)
-    return out[:records_kernels.one_of_each(ids, last, out)]
 
 
 def _field_of(key: int, where: str) -> tuple[ComponentInfo, str]:

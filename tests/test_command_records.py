@@ -208,18 +208,31 @@ def test_final_changes_by_slot_declines_more_than_few_keys_having_written_nothin
 
 # ---------------------------------------------------------------- helpers of apply_records
 @pytest.mark.parametrize("n", [0, 1, 63, 64, 65, 600])
-def test_one_of_each_keeps_the_first_or_last_position_of_each_id(n: int) -> None:
+def test_last_sets_keeps_the_last_position_of_each_target_per_group(n: int) -> None:
     rng = np.random.default_rng(n + 1)
-    ids = rng.integers(0, max(n // 3, 1), n).astype(np.int64) << 32 | 5
-    out = np.empty(n, np.int64)
-    for last in (False, True):
-        count = commands.one_of_each(ids, last, out)
-        if last:
-            _, reversed_first = np.unique(ids[::-1], return_index=True)
-            want = np.sort(n - 1 - reversed_first)
-        else:
-            want = np.sort(np.unique(ids, return_index=True)[1])
-        np.testing.assert_array_equal(out[:count], want)
+    targets = rng.integers(0, max(n // 3, 1), n).astype(np.int64) << 32 | 5
+    field = rng.integers(0, 3, n)                         # three groups (fields), maybe empty, interleaved
+    positions = np.argsort(field, kind="stable")          # each group's positions increasing
+    bounds = np.array([0, *np.cumsum(np.bincount(field, minlength=3))], np.int64)
+    want = []
+    for a, b in zip(bounds[:-1], bounds[1:], strict=True):
+        group = positions[a:b]
+        _, reversed_first = np.unique(targets[group][::-1], return_index=True)
+        want.append(group[np.sort(group.shape[0] - 1 - reversed_first)])
+    sets, fresh = positions.copy(), np.empty(3, np.int64)
+    commands.last_sets(targets, sets, bounds, 3, fresh)
+    for g in range(3):
+        np.testing.assert_array_equal(sets[bounds[g]:bounds[g + 1]], want[g])
+        same = g > 0 and np.array_equal(targets[want[g]], targets[want[g - 1]])
+        assert fresh[g] == (0 if same else 1)
+
+
+def test_last_sets_marks_a_group_naming_the_previous_groups_targets_as_not_fresh() -> None:
+    targets = np.array([7, 8, 7, 8, 9, 8], np.int64)
+    sets, bounds, fresh = np.arange(6, dtype=np.int64), np.array([0, 2, 4, 6], np.int64), np.empty(3, np.int64)
+    commands.last_sets(targets, sets, bounds, 3, fresh)
+    assert bounds.tolist() == [0, 2, 4, 6] and fresh.tolist() == [1, 0, 1]
+    np.testing.assert_array_equal(sets, np.arange(6))
 
 
 def _lexsorted(records: np.ndarray) -> np.ndarray:
