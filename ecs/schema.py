@@ -142,9 +142,9 @@ class ComponentInfo:
             view_type.__qualname__ = f"VIEW_TYPES.{kind}_{self.key:012x}"
         # raw fast path (see _RawValues): per field, the scalar types it takes as they are and
         # their (lo, hi) bounds; None when a field is a vector (those always go through numpy)
-        bounds = [_raw_bounds(dtype) for dtype in fields.values()]
+        self.field_bounds = tuple(_raw_bounds(dtype) for dtype in fields.values())   # None: a vector
         self.raw_bounds: tuple[dict[type, Any], ...] | None = (
-            None if any(b is None for b in bounds) else tuple(bounds))  # type: ignore[arg-type]
+            None if any(b is None for b in self.field_bounds) else self.field_bounds)  # type: ignore[assignment]
 
     def __repr__(self) -> str:
         return f"<component {self.qualname}>"
@@ -411,9 +411,11 @@ def _init(self: Any, *args: object, **kwargs: object) -> None:
     values: dict[str, np.ndarray] = {}
     batch_len: int | None = None
     batch_field = ""
-    for field, dtype in info.fields.items():
+    for bounds, (field, dtype) in zip(info.field_bounds, info.fields.items(), strict=True):
         if field in given:
-            value = _coerce(info.name, field, dtype, given[field], batch=True)
+            value = _fitting_scalar(given[field], dtype, bounds)
+            if value is None:
+                value = _coerce(info.name, field, dtype, given[field], batch=True)
         elif field in info.defaults:
             value = info.defaults[field]
         else:
@@ -426,6 +428,16 @@ def _init(self: Any, *args: object, **kwargs: object) -> None:
         values[field] = value
     object.__setattr__(self, "_values", values)
     object.__setattr__(self, "_batch_len", batch_len)
+
+
+def _fitting_scalar(value: object, dtype: np.dtype, bounds: dict[type, Any] | None) -> np.ndarray | None:
+    """`value` as a 0-d array of a scalar field's dtype when it is a scalar that certainly fits
+    (a type and bounds of _raw_bounds), else None: what _coerce returns for it, without its
+    checks (~1 us against ~10 us for `y=0.0` of an f32 field, most of it errstate and masks)."""
+    bound = bounds.get(type(value)) if bounds is not None else None
+    if bound is True or (bound is not None and bound[0] <= value <= bound[1]):  # type: ignore[index,operator]
+        return np.asarray(value, dtype)
+    return None
 
 
 # ---------------------------------------------------------------- raw fast path

@@ -161,6 +161,28 @@ def test_scalar_and_array_forms_mix_with_broadcast() -> None:
     assert value.y == np.float32(0.5)
 
 
+F32_MAX = float(np.finfo(np.float32).max)
+EDGE_SCALARS = [0.0, -0.0, 0.5, F32_MAX, -F32_MAX, F32_MAX * (1 + 2**-30), 1e300, float("nan"), float("inf"),
+                7, -(2**53), 2**53, 2**53 + 1, 2**64, -(2**63) - 1, 2**31, -(2**31) - 1, True, np.float32(3.5),
+                np.float64(1e300), np.int64(5), np.bool_(True)]
+
+
+@pytest.mark.parametrize("field_type", [f32, f64, i8, i32, u32, i64, u64, bool_], ids=repr)
+@pytest.mark.parametrize("scalar", EDGE_SCALARS, ids=repr)
+def test_a_scalar_beside_an_array_takes_the_value_or_the_error_of_a_list_of_it(field_type, scalar) -> None:
+    """Scalars that certainly fit skip the conversion's checks; each must store what the checked
+    conversion of a one-element list stores, and every other one must raise its error."""
+    probe = make_component({"column": f32, "v": field_type})
+    try:
+        expected = probe(column=np.zeros(1, np.float32), v=[scalar]).v[0]
+    except ComponentValueError as error:
+        message = str(error).replace(" (element 0)", "").replace(str([scalar]), repr(scalar))
+        with pytest.raises(ComponentValueError, match=re.escape(message)):
+            probe(column=np.zeros(3, np.float32), v=scalar)
+        return
+    got = probe(column=np.zeros(3, np.float32), v=scalar).v
+    assert got.dtype == expected.dtype and got.shape == () and np.array_equal(got, expected, equal_nan=True)
+
 # ---------------------------------------------------------------- SchemaError
 @pytest.mark.parametrize("annotation", [str, object, list, list[int], dict, bytes, np.float16, np.complex64,
                                         np.dtype("f4"), 3, None],
