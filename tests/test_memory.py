@@ -473,3 +473,18 @@ def test_columns_are_fixed_reservations_that_stay_valid_while_a_table_grows(worl
     assert (xs_full[1:2_000_000] == np.arange(1, 2_000_000, dtype=np.float32)).all()
     xs_full[1_999_999] = 42           # writes through the early view land in the live column
     assert world.get(int(ids_full[1_999_999]), Position).x == 42
+
+
+@pytest.mark.parametrize("workers", [0, 1])
+def test_the_columns_of_a_table_lie_at_different_offsets_within_a_page(workers: int) -> None:
+    """Streaming kernels read one column and write another row by row; columns at one offset
+    modulo 4 KiB make those loads and stores alias in the CPU (Table._reserve). Every column of
+    a table of up to 8 columns, its ids included, starts at its own offset, 64-byte aligned."""
+    with ecs.World(workers=workers) as world:
+        world.spawn_batch(10, Position(x=0, y=0), Velocity(x=0, y=0), Health(hp=1))
+        batch = next(iter(world.query(Position, Velocity, Health)))
+        columns = [batch.entities, batch[Position].x, batch[Position].y, batch[Velocity].x, batch[Velocity].y,
+                   batch[Health].hp]
+        offsets = [column.ctypes.data % 4096 for column in columns]
+        assert len(set(offsets)) == len(columns)
+        assert all(offset % 64 == 0 for offset in offsets)
