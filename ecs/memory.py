@@ -35,7 +35,8 @@ Choice and reasons (measured on the 2-core Linux VMs this library is developed o
   and a streaming kernel over them ran slower the larger that power of two was (the numba move
   kernel over 4 columns of 1M f32, medians of 120 interleaved calls on a loaded 2-core VM:
   682 us 4 MB apart, 643 us at 64 MiB, 772 us at 128 MiB, 997 us at 256 MiB; 650-700 us at
-  128 MiB plus 8 KiB or more; in a world: 812 us back to back, 664 us with these gaps).
+  128 MiB plus 8 KiB or more; in a world: 812 us back to back, 664 us with these gaps). A
+  table starts each column at its own offset inside its region's first page (Table._reserve).
 - Released regions return their pages with MADV_REMOVE (MADV_DONTNEED in a private arena); their
   address space is never reused, so a view kept from a released region can never alias a newer one.
 - **A closed private arena is kept for the next world** (the last one closed with at most
