@@ -20,8 +20,10 @@ from typing import NamedTuple
 import numpy as np
 
 from .errors import CommandError, MissingComponentError
+from .parts import Part, Values
 from .schema import ComponentInfo
-from .store import Part, Store, Values
+from .store import Store
+from .table import Table
 
 
 class FieldSet(NamedTuple):
@@ -58,7 +60,11 @@ class ChangeSet:
         self.changes.setdefault(entity, {})[info.id] = (info, values)
 
     def remove(self, entity: int, info: ComponentInfo, where: str = "remove") -> None:
-        self.check_alive(entity, where)
+        """Queue removing a component the entity has, or that this set adds to it
+        (MissingComponentError otherwise, as `World.remove` raises)."""
+        queued = self.changes.get(entity, {}).get(info.id)
+        if queued is None or queued[1] is None:
+            self.check_has(entity, info, where)
         self.changes.setdefault(entity, {})[info.id] = (info, None)
 
     def despawn(self, entity: int, where: str = "despawn") -> None:
@@ -91,7 +97,19 @@ class ChangeSet:
 
     # ---------------------------------------------------------------- applying
     def apply(self) -> None:
+        """Make the queued changes. The entities they name are checked again first, as the world
+        may have changed since they were queued (DeadEntityError, MissingComponentError), and so
+        is the room for the spawns (CapacityError): an error changes nothing."""
         store = self.store
+        for entity, info, _, _ in self.sets:
+            self.check_has(entity, info, "set")
+        for entity, changes in self.changes.items():
+            self.check_alive(entity, "add" if any(values is not None for _, values in changes.values()) else "remove")
+        arrivals: dict[Table, int] = {}
+        for parts in self.spawns:
+            table = store.table_for(tuple(part.info for part in parts))
+            arrivals[table] = arrivals.get(table, 0) + 1
+        store.make_room(arrivals, len(self.spawns))
         ids = [store.spawn(parts) for parts in self.spawns]
         self.spawned = np.asarray(ids, np.int64)
 

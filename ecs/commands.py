@@ -423,8 +423,11 @@ class _RecordBatch:
             if info is None:
                 raise CommandError(f"{self.where(int(positions[0]))} names component key {int(key)}, which no "
                                    f"component has")
-            if (self.kind[positions] == ADD).any():
-                _default_values(info, self.where(int(positions[self.kind[positions] == ADD][0])))
+            missing = [field for field in info.fields if field not in info.defaults]
+            adds = positions[self.kind[positions] == ADD]
+            if missing and adds.shape[0]:
+                raise self.located(ComponentValueError(info.name, missing[0], None,
+                                                       "cmd_add cannot fill this field: it has no default"), adds)
             targets = self.resolved(positions)
             try:
                 self.store.entities.locate_batch(targets[targets >= 0])
@@ -517,14 +520,6 @@ def _field_of(key: int, where: str) -> tuple[ComponentInfo, str]:
         raise CommandError(f"{where} names field key {key}, {info.name}.{field}: a vector field, which cmd_set "
                            f"cannot write")
     return info, field
-
-
-def _default_values(info: ComponentInfo, where: str) -> dict[str, np.ndarray]:
-    missing = [f for f in info.fields if f not in info.defaults]
-    if missing:
-        raise ComponentValueError(info.name, missing[0], None, f"{where} adds {info.name}, whose field "
-                                                               f"{missing[0]!r} has no default")
-    return dict(info.defaults)
 
 
 def _first_unfit(info: ComponentInfo, field: str, values: np.ndarray) -> int:

@@ -68,7 +68,7 @@ class EntityIndex:
     def locate(self, entity: object) -> tuple[int, int, int]:
         """(index, table id, row) of a live id; DeadEntityError otherwise."""
         if type(entity) is not int:
-            entity = _as_id(entity)
+            entity = as_id(entity)
         index = entity & INDEX_MASK
         if entity <= 0 or index >= self.high_water:
             raise DeadEntityError(entity, "no entity was ever spawned with this id")
@@ -197,6 +197,10 @@ class EntityIndex:
         self._free[self._nfree] = index
         self._nfree += 1
 
+    def make_room(self, spawning: int) -> None:
+        """Commit slots for `spawning` more entities (free slots first), or CapacityError."""
+        self._reserve(self.high_water + max(0, spawning - self._nfree), spawning)
+
     def _reserve(self, slots: int, spawning: int = 0) -> None:
         """Commit the arrays for `slots` slots; CapacityError past max_entities (for a spawn of
         `spawning` entities) before anything changes."""
@@ -279,7 +283,8 @@ class EntityIndex:
         self._make_item_views()
 
 
-def _as_id(entity: object) -> int:
+def as_id(entity: object) -> int:
+    """An entity id as an int; ArgumentTypeError for anything but an int (bools included)."""
     if isinstance(entity, (bool, np.bool_)) or not isinstance(entity, (int, np.integer)):
         raise ArgumentTypeError(f"an entity id is an int, got {entity!r}")
     return int(entity)

@@ -12,6 +12,7 @@ and loop counts (numpy scalar indexing costs ~100 ns an item, a memoryview item 
   from one source table: the edge's move, the new fields and marks inline. Per op, 10,000 adds
   then removes: ~1.4 us, against ~2.2 us through the checked calls.
 - `compile_spawn`: `World.spawn` of one tuple of component types into its table (~1.3-1.6 us).
+- `RowMove`: the one-row move for a source of too many slots for `compile_move`, by loops.
 The store (store.py) caches them per (table, component), per edge and per type tuple. They
 are the store's own code: they change rows and entity places only when the store calls them.
 """
@@ -223,3 +224,32 @@ def compile_spawn(store: Store, table: Table, infos: tuple[ComponentInfo, ...]) 
     # popped, so that the function and its globals (the namespace) form no cycle: dropping the
     # fast path must free its memoryviews at once, or close() cannot unmap the arena
     return namespace.pop("spawn")  # type: ignore[no-any-return]
+
+
+class RowMove:
+    """What moving one row from `source` to `target` copies: the columns both have (as item
+    views), the entity id, and the change bits that follow a row (byte offsets of slot pairs).
+    Valid while the change tracker's version is `version` (readers decide the slot pairs)."""
+
+    def __init__(self, source: Table, target: Table, changes: ChangeTracker) -> None:
+        self.version = changes.version
+        targets = {(cid, field): col for cid, field, col in target.row_columns}
+        self.columns = [(col, targets[cid, field]) for cid, field, col in source.row_columns if (cid, field) in targets]
+        self.entities = (source.entity_items, target.entity_items)
+        src_slots, dst_slots = changes.transfer_slots(source, target)
+        self.bits = (source.bit_bytes, target.bit_bytes)
+        self.slot_bytes = [(int(s) * source.max_words * 8, int(d) * target.max_words * 8)
+                           for s, d in zip(src_slots, dst_slots, strict=True)]
+
+    def copy(self, row: int, new_row: int) -> None:
+        for src, dst in self.columns:
+            dst[new_row] = src[row]
+        self.entities[1][new_row] = self.entities[0][row]
+        src_bits, dst_bits = self.bits
+        from_byte, from_bit = (row >> 3) ^ BYTE_FLIP, 1 << (row & 7)
+        to_byte, to_bit = (new_row >> 3) ^ BYTE_FLIP, 1 << (new_row & 7)
+        for src_base, dst_base in self.slot_bytes:
+            if src_bits[src_base + from_byte] & from_bit:
+                dst_bits[dst_base + to_byte] |= to_bit
+            else:
+                dst_bits[dst_base + to_byte] &= ~to_bit & 0xFF

@@ -510,17 +510,6 @@ def _eq(self: Any, other: object) -> bool:
     return all(np.array_equal(self._values[f], other._values[f]) for f in self._values)  # type: ignore[attr-defined]
 
 
-def values_of(value: object) -> tuple[ComponentInfo, dict[str, np.ndarray], int | None]:
-    """(info, converted field arrays, batch length or None) of a component value."""
-    info = getattr(type(value), "__ecs_component__", None)
-    if not isinstance(info, ComponentInfo) or info.cls is not type(value):
-        if is_component(value):
-            name = getattr(value, "__name__", repr(value))
-            raise ArgumentTypeError(f"{name} is a component class; pass a value such as {name}(...)")
-        raise ArgumentTypeError(f"{value!r} is not a component value; declare its class with @ecs.component")
-    return info, value._values, value._batch_len  # type: ignore[attr-defined]
-
-
 def coerce_batch(info: ComponentInfo, field: str, values: np.ndarray) -> np.ndarray:
     """Values (one per entity) converted to a field's dtype, or ComponentValueError naming it."""
     return _coerce(info.name, field, info.fields[field], values, batch=True)

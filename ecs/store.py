@@ -6,7 +6,7 @@ else changes which entity is in which table row: spawn, despawn, archetype moves
 entity slots and the structure version are written here only (snapshot.py and worldfile.py
 restore and load through `restore_structure`, `load_table` and `rebuild_index`).
 
-Callers pass validated input: component values as `Part`s (schema.values_of has checked and
+Callers pass validated input: component values as `Part`s (parts.values_of has checked and
 converted them), live ids where a method says so. A method raises before it changes anything
 (DeadEntityError, MissingComponentError, CapacityError) or does not raise at all.
 
@@ -39,6 +39,7 @@ from .fastpath import (
     Move,
     Read,
     RemovePath,
+    RowMove,
     Write,
     compile_access,
     compile_add,
@@ -48,10 +49,10 @@ from .fastpath import (
     no_fast_path,
 )
 from .memory import Arena
+from .parts import Part, Values
 from .schema import ComponentInfo
 from .table import BYTE_FLIP, Table
 
-Values = dict[str, np.ndarray]
 _tokens = itertools.count(1)
 _live_stores: weakref.WeakSet[Store] = weakref.WeakSet()
 
@@ -65,15 +66,6 @@ def _disown_after_fork() -> None:
 
 
 os.register_at_fork(after_in_child=_disown_after_fork)
-
-
-class Part(NamedTuple):
-    """One checked component value: its info, a converted array per field, and its batch length
-    (None for scalars)."""
-
-    info: ComponentInfo
-    values: Values
-    length: int | None
 
 
 class AccessPath(NamedTuple):
@@ -210,9 +202,15 @@ class Store:
         order of `prefabs`. The copies of a table t in `added` go straight to the table of its
         components and added[t] (one it lacks, from its defaults): what adding it after gives."""
         ids = np.empty(prefabs.shape[0], np.int64)
+        groups = []
+        arrivals: dict[Table, int] = {}
         for source, where in self.tables_of(prefabs):
             info = added.get(source.id) if added else None
             table = self.archetypes.with_added(source, (info,)) if info else source
+            groups.append((source, where, info, table))
+            arrivals[table] = arrivals.get(table, 0) + where.shape[0]
+        self.make_room(arrivals, prefabs.shape[0])
+        for source, where, info, table in groups:
             rows, start, stop = self.rows_of(prefabs[where]), self._place(table, where.shape[0]), table.n
             for cid, cols in source.columns_by_component.items():
                 for field, col in table.columns_by_component[cid].items():
@@ -222,6 +220,14 @@ class Store:
             table.mark_new_rows(start, stop)
             ids[where] = table.entities_all[start:stop]
         return ids
+
+    def make_room(self, arrivals: Mapping[Table, int], spawning: int = 0) -> None:
+        """Commit rows for `arrivals` (table: rows arriving) and slots for `spawning` new entities,
+        or CapacityError having changed nothing but the memory committed: what a change that
+        places rows in several tables checks before its first."""
+        self.entities.make_room(spawning)
+        for table, count in arrivals.items():
+            table.reserve(table.n + count)
 
     def _place(self, table: Table, count: int) -> int:
         """Allocate `count` entities at the end of `table`; returns their first row. Checks both
@@ -363,17 +369,27 @@ class Store:
             return
         added_ids = {info.id for info, _ in adds}
         removed_by_component: dict[int, list[np.ndarray]] = {}
+        groups = []
+        arriving: dict[int, int] = {}
         for table, where in self.tables_of(ids):
             new = tuple(info for info, _ in adds if info.id not in table.component_ids)
             gone = [info for info in removes if info.id in table.component_ids and info.id not in added_ids]
             target = self.archetypes.with_removed(self.archetypes.with_added(table, new), gone)
+            # each group's values are gathered before any row moves: they may be views of the
+            # world's own columns, which the moves rewrite
+            values = [{field: data[where] if data.ndim > len(info.fields[field].shape) else data
+                       for field, data in values.items()} for info, values in adds]
+            groups.append((table, where, new, gone, target, values))
+            if target is not table:
+                arriving[target.id] = arriving.get(target.id, 0) + where.shape[0]
+        self.make_room({self.tables[table_id]: count for table_id, count in arriving.items()})
+        for table, where, new, gone, target, values in groups:
             rows = self.rows_of(ids[where])
             if target is not table:
                 rows = self.move_rows(table, rows, target)
-            for info, values in adds:
+            for (info, _), fields in zip(adds, values, strict=True):
                 for field, col in target.columns_by_component[info.id].items():
-                    data = values[field]
-                    col[rows] = data[where] if data.ndim > len(info.fields[field].shape) else data
+                    col[rows] = fields[field]
                 bits.mark_rows(target.bit_matrix[target.marks_slot[info.id]], rows)
             for info in new:
                 bits.mark_rows(target.bit_matrix[target.added_slot[info.id]], rows)
@@ -568,33 +584,3 @@ class Store:
         self._access_paths.clear()
         self._row_moves.clear()
         self.arena.close()
-
-
-class RowMove:
-    """What moving one row from `source` to `target` copies: the columns both have (as item
-    views), the entity id, and the change bits that follow a row (byte offsets of slot pairs).
-    Valid while the change tracker's version is `version` (readers decide the slot pairs)."""
-
-    def __init__(self, source: Table, target: Table, changes: ChangeTracker) -> None:
-        self.version = changes.version
-        targets = {(cid, field): col for cid, field, col in target.row_columns}
-        self.columns = [(col, targets[cid, field]) for cid, field, col in source.row_columns if (cid, field) in targets]
-        self.entities = (source.entity_items, target.entity_items)
-        src_slots, dst_slots = changes.transfer_slots(source, target)
-        self.bits = (source.bit_bytes, target.bit_bytes)
-        self.slot_bytes = [(int(s) * source.max_words * 8, int(d) * target.max_words * 8)
-                           for s, d in zip(src_slots, dst_slots, strict=True)]
-
-    def copy(self, row: int, new_row: int) -> None:
-        for src, dst in self.columns:
-            dst[new_row] = src[row]
-        self.entities[1][new_row] = self.entities[0][row]
-        src_bits, dst_bits = self.bits
-        from_byte, from_bit = (row >> 3) ^ BYTE_FLIP, 1 << (row & 7)
-        to_byte, to_bit = (new_row >> 3) ^ BYTE_FLIP, 1 << (new_row & 7)
-        for src_base, dst_base in self.slot_bytes:
-            if src_bits[src_base + from_byte] & from_bit:
-                dst_bits[dst_base + to_byte] |= to_bit
-            else:
-                dst_bits[dst_base + to_byte] &= ~to_bit & 0xFF
-

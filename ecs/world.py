@@ -34,15 +34,23 @@ from ecs.kernels import sets
 
 from . import heap, snapshot, worldfile
 from .deferred import Deferred
-from .errors import ArgumentTypeError, ComponentValueError, ConcurrentUseError, InvalidArgumentError, WorldClosedError
+from .errors import (
+    ArgumentTypeError,
+    ComponentValueError,
+    ConcurrentUseError,
+    DeadEntityError,
+    InvalidArgumentError,
+    WorldClosedError,
+)
+from .parts import parts_of, values_of
 from .progress import Progress
 from .query import Query
 from .recorder import Recorder, run_recorded
 from .resources import Resources
 from .schedule import Schedule
-from .schema import info_of, values_of
+from .schema import info_of
 from .snapshot import Snapshot
-from .store import Part, Store
+from .store import Store
 from .system import System
 
 DEFAULT_MAX_ROWS = 1 << 25        # rows one archetype table can hold (address space only)
@@ -101,7 +109,7 @@ class World:
             raise WorldClosedError(operation, self._store.forked)
 
     def __len__(self) -> int:
-        return len(self._store)
+        return len(self._store)   # also after close(): the count it had
 
     def __repr__(self) -> str:
         state = "closed" if self._store.closed else f"{len(self)} entities in {len(self._store.tables)} tables"
@@ -115,7 +123,7 @@ class World:
         entity = self._store.try_spawn_fast(components)
         if entity is not None:
             return entity
-        parts = _unpack("spawn", components)
+        parts = parts_of("spawn", components)
         for info, _, n in parts:
             if n is not None:
                 raise ComponentValueError(info.name, None, f"<arrays of length {n}>",
@@ -129,7 +137,7 @@ class World:
         if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 0:
             raise InvalidArgumentError(f"spawn_batch(n={n!r}): n must be an int >= 0")
         n = int(n)
-        parts = _unpack("spawn_batch", components)
+        parts = parts_of("spawn_batch", components)
         for info, values, length in parts:
             if length is not None and length != n:
                 raise ComponentValueError(info.name, _batch_field(info, values), f"<array of length {length}>",
@@ -197,7 +205,7 @@ class World:
         self._check_open("add")
         if len(components) == 1 and self._store.try_add_fast(entity, components[0]):
             return
-        parts = _unpack("add", components)
+        parts = parts_of("add", components)
         for info, _, n in parts:
             if n is not None:
                 raise ComponentValueError(info.name, None, f"<arrays of length {n}>", "add() takes scalar values")
@@ -227,7 +235,7 @@ class World:
         table. Checks every id, length and duplicate before anything changes."""
         self._check_open("add_batch")
         ids = _id_array(entities)
-        parts = _unpack("add_batch", components)
+        parts = parts_of("add_batch", components)
         for info, values, length in parts:
             if length is not None and length != ids.shape[0]:
                 raise ComponentValueError(info.name, _batch_field(info, values), f"<array of length {length}>",
@@ -328,6 +336,7 @@ class World:
 
     def stats(self) -> dict[str, dict[str, float]]:
         """Per system: calls (frames it ran), kernel_calls, rows given, seconds spent."""
+        self._check_open("stats")
         return self._schedule.stats()
 
     # ---------------------------------------------------------------- persistence
@@ -388,28 +397,27 @@ def _release_unclosed(schedule: Schedule, resources: Resources, store: Store) ->
     _release(schedule, resources, store)
 
 
-def _unpack(call: str, components: tuple[object, ...]) -> list[Part]:
-    parts = []
-    seen: set[int] = set()
-    for value in components:
-        info, values, length = values_of(value)
-        if info.id in seen:
-            raise ComponentValueError(info.name, None, value, f"{call}() got {info.name} twice")
-        seen.add(info.id)
-        parts.append(Part(info, values, length))
-    return parts
-
-
 def _batch_field(info: Any, values: dict[str, np.ndarray]) -> str:
     """The first field of a batch value given as an array (the one whose length is wrong)."""
     return next(f for f, v in values.items() if v.ndim > len(info.fields[f].shape))
 
 
 def _id_array(entities: Sequence[int] | np.ndarray) -> np.ndarray:
+    """The ids as a new int64 array: never a view of the caller's array, which may be a table's
+    own entity column (a query batch's `entities`) that the call's moves rewrite."""
     ids = np.asarray(entities)
+    if ids.ndim == 1 and ids.size and ids.dtype.kind in "fO" and not isinstance(entities, np.ndarray):
+        exact = list(entities)   # Python ints past int64's range made floats or objects of them
+        if all(isinstance(e, (int, np.integer)) and not isinstance(e, bool) for e in exact):
+            outside = next(int(e) for e in exact if not -(2**63) <= int(e) < 2**63)
+            raise DeadEntityError(outside, "no entity was ever spawned with this id")
     if ids.ndim != 1 or (ids.size and ids.dtype.kind not in "iu"):
         raise ArgumentTypeError(f"expected a 1-D sequence of entity ids, got {ids.dtype} array of shape {ids.shape}")
-    return ids.astype(np.int64, copy=False)
+    if ids.dtype == np.uint64:   # int64 would wrap an id past 2**63 to a negative one
+        past = np.flatnonzero(ids > np.uint64(np.iinfo(np.int64).max))
+        if past.size:
+            raise DeadEntityError(int(ids[past[0]]), "no entity was ever spawned with this id")
+    return ids.astype(np.int64, copy=True)
 
 
 def _check_distinct(call: str, ids: np.ndarray) -> None:

@@ -140,6 +140,13 @@ def spawn_children(life: Life, spot: Spot, ids: Entity, cmd: Commands, prefab: i
         ecs.cmd_remove(cmd, i, child, TEMPLATE)
 
 
+@system
+def spawn_alternately(life: Life, cmd: Commands, first: int, second: int):
+    """A copy of `first` from even rows and of `second` from odd rows."""
+    for i in range(life.t.shape[0]):
+        ecs.cmd_spawn(cmd, i, first if i % 2 == 0 else second)
+
+
 HEAT_DEG = ecs.field_key(Heat, "deg")
 
 

@@ -131,3 +131,59 @@ def test_one_component_adds_of_array_values_take_the_checked_call_after_a_path_e
         assert [plain(world.get(e, Health)) if world.has(e, Health) else None for e in ids] == \
             [{"hp": 3}, None] + [{"hp": k * 10} for k in range(2, 10)]
         assert world.has(ids[1], Frozen) and world.has(ids[1], Mass)
+
+
+def test_batch_calls_given_views_of_the_worlds_own_columns_act_on_the_entities_named_at_the_call() -> None:
+    """A query batch's `entities` (and its columns) are views of the table: the moves a batch
+    call makes rewrite them, so each call must read them as they were when it was called."""
+    world, ids, readers = populated(1)
+    twin, twin_ids, twin_readers = populated(1)          # the same world, given copies
+    try:
+        for w in (world, twin):
+            batch = next(iter(w.query(Position, Velocity)))
+            given = batch.entities[1:4] if w is world else batch.entities[1:4].copy()
+            speeds = batch[Velocity].x[1:4] if w is world else batch[Velocity].x[1:4].copy()
+            w.add_batch(given, Mass(kg=speeds))
+            batch = next(iter(w.query(Position, Velocity, Mass)))
+            given = batch.entities[:2] if w is world else batch.entities[:2].copy()
+            w.remove_batch(given, Velocity)
+            batch = next(iter(w.query(Position, without=[Velocity, Mass, Health])))
+            given = batch.entities[5:9] if w is world else batch.entities[5:9].copy()
+            w.despawn_batch(given)
+        survivors = [e for e in ids if twin.is_alive(int(e))]
+        assert len(survivors) == len(ids) - 4
+        assert [world.is_alive(int(e)) for e in ids] == [twin.is_alive(int(e)) for e in twin_ids]
+        assert state(world, np.array(survivors), readers) == state(twin, np.array(survivors), twin_readers)
+    finally:
+        world.close()
+        twin.close()
+
+
+def test_ids_past_2_63_are_named_as_given() -> None:
+    with ecs.World() as world:
+        world.spawn_batch(3, Position(x=0, y=0))
+        for ids in (np.array([1, 2**64 - 1], np.uint64), [2**63, 1], [1, -(2**63) - 1]):
+            past = next(int(e) for e in ids if not -(2**63) <= int(e) < 2**63)
+            with pytest.raises(ecs.DeadEntityError, match=rf"entity {past} is not alive"):
+                world.despawn_batch(ids)
+        assert len(world) == 3
+
+
+def test_a_batch_move_into_a_full_table_raises_before_any_entity_moved() -> None:
+    """The ids lie in two tables; the first table's entities would fit, the second's not."""
+    with ecs.World(max_rows=64) as world:
+        world.spawn_batch(60, Position(x=0, y=0), Mass(kg=1), Frozen())
+        world.spawn_batch(62, Position(x=0, y=0), Mass(kg=1))
+        bare, massive = world.spawn_batch(3, Position(x=1, y=0)), world.spawn_batch(3, Position(x=2, y=0), Frozen())
+        moving = world.spawn_batch(3, Position(x=3, y=0), Velocity(x=0, y=0))
+        heavy = world.spawn_batch(3, Position(x=4, y=0), Velocity(x=0, y=0), Mass())
+        removed = world.query(removed=[Velocity])
+        removed.removed()
+        with pytest.raises(ecs.CapacityError, match=r"table \(Position, Mass, Frozen\) cannot hold 66 rows"):
+            world.add_batch(np.concatenate([bare, massive]), Mass(kg=5), Frozen())
+        with pytest.raises(ecs.CapacityError, match=r"table \(Position, Mass\) cannot hold 65 rows"):
+            world.remove_batch(np.concatenate([moving, heavy]), Velocity)
+        assert not any(world.has(int(e), Mass) for e in np.concatenate([bare, massive]))
+        assert all(world.has(int(e), Velocity) for e in np.concatenate([moving, heavy]))
+        assert removed.removed().tolist() == []
+        assert [len(t) for t in (bare, massive, moving, heavy)] == [3] * 4 and len(world) == 134

@@ -37,6 +37,7 @@ from tests.command_systems import (
     lifecycle,
     set_x_later,
     set_x_twice,
+    spawn_alternately,
     spawn_children,
     spawn_heated,
     spawn_then_fail,
@@ -316,7 +317,9 @@ def test_later_commands_for_the_same_field_win_in_system_then_row_order() -> Non
 def test_cmd_add_of_a_component_without_defaults_raises_and_applies_nothing(small) -> None:
     world, prefab, ids = small
     world.add_system(add_armor)                      # despawns everything, adds Armor to row 0
-    with pytest.raises(ComponentValueError, match=r"Armor.*'level' has no default"):
+    with pytest.raises(ComponentValueError, match=r"^a command of system 'add_armor' \(table \d+, row 0, entity \d+\): "
+                                                  r"Armor\.level = None: cmd_add cannot fill this field: "
+                                                  r"it has no default$"):
         world.step()
     assert len(world) == 7
     assert all(world.is_alive(int(e)) and not world.has(int(e), Armor) for e in ids)
@@ -503,3 +506,75 @@ def test_defer_refuses_bad_input_when_it_is_queued(world: ecs.World) -> None:
     with pytest.raises(ComponentValueError, match="does not fit"), world.defer() as d:
         d.spawn(Life(t=2**40))
     assert len(world) == 0
+
+
+def test_defer_refuses_what_the_worlds_own_calls_refuse(world: ecs.World) -> None:
+    a = world.spawn(Life(t=1))
+    with world.defer() as d:
+        with pytest.raises(MissingComponentError, match=rf"entity {a} has no Wet component"):
+            d.remove(a, Wet)
+        with pytest.raises(ComponentValueError, match=r"defer\(\)\.add\(\) got Heat twice"):
+            d.add(a, Heat(deg=1), Heat(deg=2))
+        with pytest.raises(ComponentValueError, match=r"defer\(\)\.spawn\(\) got Life twice"):
+            d.spawn(Life(t=1), Life(t=2))
+        with pytest.raises(ecs.ArgumentTypeError, match="an entity id is an int, got None"):
+            d.despawn(None)
+        d.add(a, Wet())
+        d.remove(a, Wet)                      # what this block adds, it may remove: the last wins
+    assert archetype(world, a) == {"Life"} and len(world) == 1
+
+
+def test_defer_checks_again_at_the_end_what_the_world_did_inside_the_block(world: ecs.World) -> None:
+    a = world.spawn(Life(t=1), Spot(x=1, y=1))
+    b = world.spawn(Life(t=2))
+    with pytest.raises(MissingComponentError, match=rf"entity {a} has no Spot component"), world.defer() as d:
+        d.spawn(Life(t=3))
+        d.set(a, Spot(x=5, y=5))
+        world.remove(a, Spot)                 # the world's own call, inside the block
+    with pytest.raises(DeadEntityError, match=rf"entity {b} is not alive"), world.defer() as d:
+        d.spawn(Life(t=4))
+        d.add(b, Wet())
+        world.despawn(b)
+    assert len(world) == 1 and archetype(world, a) == {"Life"}
+
+
+def test_a_defer_block_applies_only_what_it_queued_itself(world: ecs.World) -> None:
+    d = world.defer()
+    with pytest.raises(RuntimeError, match="boom"), d:
+        d.spawn(Life(t=1))
+        raise RuntimeError("boom")
+    with d:
+        pass                                  # the aborted block's spawn is gone
+    assert len(world) == 0 and len(d.spawned) == 0
+    with d:
+        d.spawn(Life(t=2))
+    with d:
+        d.spawn(Life(t=3))                    # the first block's spawn is not made again
+    assert len(world) == 2 and [world.get(int(e), Life).t for e in d.spawned] == [3]
+
+
+def test_defer_after_close_raises_world_closed_error() -> None:
+    world = ecs.World()
+    a = world.spawn(Life(t=1))
+    with pytest.raises(ecs.WorldClosedError, match=r"world\.defer\(\)\.spawn\(\) called after world\.close\(\)"), \
+            world.defer() as d:
+        world.close()
+        d.spawn(Life(t=2))
+    with pytest.raises(ecs.WorldClosedError, match=r"world\.defer\(\) called after world\.close\(\)"):
+        world.defer()
+    with pytest.raises(ecs.WorldClosedError, match=r"world\.stats\(\) called after world\.close\(\)"):
+        world.stats()
+    assert a == 1
+
+
+def test_cmd_spawns_into_two_tables_without_room_for_all_apply_none() -> None:
+    """The copies of the first prefab's table would fit, those of the second's not."""
+    with ecs.World(max_rows=64) as world:
+        first = world.spawn(Life(t=100), Spot(x=0, y=0))
+        world.spawn_batch(60, Life(t=100), Spot(x=0, y=0), Template())
+        second = world.spawn(Life(t=100), Spot(x=0, y=0), Template())
+        world.add_system(spawn_alternately)
+        with pytest.raises(ecs.CapacityError, match=r"table \(Life, Spot, Template\) cannot hold 91 rows"):
+            world.step(first=first, second=second)
+        assert len(world) == 62
+        assert len(list(world.query(Life, without=[Template]).entities())) == 1
