@@ -1,11 +1,14 @@
 """Change sets: structural changes from Python checked one by one, then applied together.
 
 `world.defer()` (deferred.py) queues into a `ChangeSet`. Queueing checks each change against the
-world as it is (the entity is alive, has the component a set writes, a placeholder names a spawn
-of this set) and raises before anything is applied; `apply()` then makes them in the order kernel
-commands are applied in (commands.py, which checks and applies whole arrays of records instead):
-spawns, field sets, component adds and removes (one archetype move per entity, entities with the
-same change moved in bulk), despawns.
+world as it is (the entity is alive, has the component a set writes or a remove takes unless this
+set adds it, a placeholder names a spawn of this set) and raises before anything is applied.
+`apply()` checks the entities again (the world may have changed since) and the room in every
+table the changes fill, then makes them in the order kernel commands are applied in
+(commands.py, which checks and applies whole arrays of records instead): spawns, field sets,
+component adds and removes (one archetype move per entity, entities with the same change moved
+in bulk), despawns. A remove of a component the world took away since it was queued does
+nothing.
 
 Entities to be spawned are named by negative placeholders until they exist. Despawning an entity
 twice, or one that another change already despawned, is not an error. Changes to an entity that
@@ -105,11 +108,7 @@ class ChangeSet:
             self.check_has(entity, info, "set")
         for entity, changes in self.changes.items():
             self.check_alive(entity, "add" if any(values is not None for _, values in changes.values()) else "remove")
-        arrivals: dict[Table, int] = {}
-        for parts in self.spawns:
-            table = store.table_for(tuple(part.info for part in parts))
-            arrivals[table] = arrivals.get(table, 0) + 1
-        store.make_room(arrivals, len(self.spawns))
+        store.make_room(self._arrivals(), len(self.spawns))
         ids = [store.spawn(parts) for parts in self.spawns]
         self.spawned = np.asarray(ids, np.int64)
 
@@ -124,6 +123,22 @@ class ChangeSet:
         doomed = [e for e in dict.fromkeys(doomed) if store.is_alive(e)]
         if doomed:
             store.despawn_batch(np.asarray(doomed, np.int64))
+
+    def _arrivals(self) -> dict[Table, int]:
+        """The rows each table will receive: the spawns, then the archetype moves (every queued
+        entity is alive until the despawns, which come last)."""
+        store, arrivals = self.store, dict[Table, int]()
+        born = [store.table_for(tuple(part.info for part in parts)) for parts in self.spawns]
+        for table in born:
+            arrivals[table] = arrivals.get(table, 0) + 1
+        for entity, changes in self.changes.items():
+            source = born[-entity - 1] if entity < 0 else store.locate(entity)[1]
+            adds = [info for info, values in changes.values() if values is not None]
+            removes = [info for info, values in changes.values() if values is None]
+            target, _, _ = store.change_target(source, adds, removes)
+            if target is not source:
+                arrivals[target] = arrivals.get(target, 0) + 1
+        return arrivals
 
     def _grouped_changes(self, real: Callable[[int], int]) -> list[tuple[np.ndarray, list[tuple[ComponentInfo, Values]],
                                                                        list[ComponentInfo]]]:

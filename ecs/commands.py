@@ -68,6 +68,7 @@ from .errors import (
 from .memory import Arena, ArraySpec
 from .schema import INFO_BY_KEY, ComponentInfo, coerce_batch, info_of, registry_stamp
 from .store import Store
+from .table import Table
 
 BUFFER_CAPACITY = 1 << 20   # commands per process per frame: 64 MiB of address space, committed as written
 MERGE_RUN_ROWS = 16          # records per ascending run at least, for the merge to beat lexsort
@@ -438,6 +439,13 @@ class _RecordBatch:
     # ---------------------------------------------------------------- applying
     def apply(self, lookups: RecordLookups) -> None:
         store, entities = self.store, self.store.entities
+        final = several = np.empty(0, np.bool_)
+        if self.changes.shape[0]:
+            targets = self.resolved(None)[self.changes]
+            # placeholders as slots past the high water mark: one per spawn, as the copies get
+            slots = np.where(targets >= 0, targets & INDEX_MASK, entities.high_water - targets - 1)
+            final, several = self._final_changes(slots, lookups.slot_scratch(entities.high_water + len(self.prefabs)))
+            store.make_room(self._arrivals(targets, final, several), self.prefabs.shape[0])
         spawned = store.spawn_copies(self.prefabs, self.added)
         real = np.empty(self.records.shape[0], np.int64)     # targets, placeholders replaced
         doomed = np.empty(self.despawn_at.shape[0], np.int64)
@@ -449,7 +457,7 @@ class _RecordBatch:
                 ids = real[positions]
                 placed = store.placed(ids)
             store.write_field_batch(ids, info, field, value, placed)
-        self._apply_changes(real[self.changes], self.changes, lookups.slot_scratch(entities.high_water))
+        self._apply_changes(real[self.changes], final, several)
         if doomed.shape[0]:
             store.despawn_batch(doomed)
 
@@ -469,18 +477,64 @@ class _RecordBatch:
         tables = np.flatnonzero(common >= 0)
         return lookups.added_components(tables, common[tables]), self.changes[keep]
 
-    def _apply_changes(self, ids: np.ndarray, positions: np.ndarray, tags: np.ndarray) -> None:
-        """The last command for each (entity, component) wins; an entity with one change is moved in
-        a batch per (component, add or remove), one with several in one move of its own. `ids`:
-        the entities of the records at `positions`; `tags`: RecordLookups.slot_scratch."""
-        if not positions.shape[0]:
+    def _final_changes(self, slots: np.ndarray, tags: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Per change record (at self.changes, their targets' slots given): whether it is the last
+        for its (entity, component), which wins, and whether that entity has several such. `tags`:
+        RecordLookups.slot_scratch, of a slot per entity."""
+        keys = self.records[self.changes, KEY]
+        final = np.zeros(slots.shape[0], np.bool_)
+        several = np.zeros(slots.shape[0], np.bool_)
+        if not records_kernels.final_changes_by_slot(slots, keys, final, several, tags):   # many keys: sort
+            records_kernels.final_changes(slots, keys, np.argsort(slots, kind="stable"), final, several)
+        return final, several
+
+    def _arrivals(self, targets: np.ndarray, final: np.ndarray, several: np.ndarray) -> dict[Table, int]:
+        """The rows each table will receive from the frame's spawns and archetype moves (`targets`
+        of the change records, placeholders unresolved), for make_room before any is made."""
+        store, entities = self.store, self.store.entities
+        tables = store.tables
+        born = entities.table_of[self.prefabs & INDEX_MASK].astype(np.int64)   # each spawn's table
+        for table_id, info in self.added.items():
+            born[born == table_id] = store.archetypes.with_added(tables[table_id], (info,)).id
+        arrivals: dict[Table, int] = {}
+        for table_id, count in zip(*np.unique(born, return_counts=True), strict=True):
+            arrivals[tables[table_id]] = int(count)
+        live = targets >= 0
+        sources = np.empty(targets.shape[0], np.int64)
+        sources[live] = entities.table_of[targets[live] & INDEX_MASK]
+        sources[~live] = born[-targets[~live] - 1]
+        keys, adding = self.records[self.changes, KEY], self.kind[self.changes] == ADD
+        moves: list[tuple[Table, Table, int]] = []
+        alone = final & ~several
+        for key in distinct(keys[alone]):
+            info = INFO_BY_KEY[int(key)]
+            for add in (True, False):
+                counts = np.bincount(sources[alone & (keys == key) & (adding == add)])
+                for table_id in np.flatnonzero(counts).tolist():
+                    source = tables[table_id]
+                    moves.append((source, store.change_target(source, [info] * add, [info] * (not add))[0],
+                                  int(counts[table_id])))
+        by_entity: dict[int, tuple[int, list[ComponentInfo], list[ComponentInfo]]] = {}
+        mixed = final & several
+        for target, source, key, add in zip(targets[mixed].tolist(), sources[mixed].tolist(), keys[mixed].tolist(),
+                                            adding[mixed].tolist(), strict=True):
+            _, adds, removes = by_entity.setdefault(target, (source, [], []))
+            (adds if add else removes).append(INFO_BY_KEY[key])
+        for source_id, adds, removes in by_entity.values():
+            moves.append((tables[source_id], store.change_target(tables[source_id], adds, removes)[0], 1))
+        for source, target, count in moves:
+            if target is not source:
+                arrivals[target] = arrivals.get(target, 0) + count
+        return arrivals
+
+    def _apply_changes(self, ids: np.ndarray, final: np.ndarray, several: np.ndarray) -> None:
+        """The last command for each (entity, component) wins (`final`, `several`: _final_changes);
+        an entity with one change is moved in a batch per (component, add or remove), one with
+        several in one move of its own. `ids`: the entities of the change records."""
+        if not ids.shape[0]:
             return
-        keys = self.records[positions, KEY]
-        adding = self.kind[positions] == ADD
-        final = np.zeros(ids.shape[0], np.bool_)
-        several = np.zeros(ids.shape[0], np.bool_)
-        if not records_kernels.final_changes_by_slot(ids, keys, final, several, tags):   # many keys: sort
-            records_kernels.final_changes(ids, keys, np.argsort(ids, kind="stable"), final, several)
+        keys = self.records[self.changes, KEY]
+        adding = self.kind[self.changes] == ADD
         if not final.all():
             ids, keys, adding, several = ids[final], keys[final], adding[final], several[final]
         for key in distinct(keys[~several]):

@@ -2,7 +2,8 @@
 
 The calls mirror the World's (spawn with values, despawn, add with values, remove, set) and
 queue into a ChangeSet (changeset.py): each call checks its values and the entity as the world
-is now and raises what the World's call raises, before anything is applied; the block's end
+is now and raises what the World's call raises (a second despawn of one entity excepted: it
+does nothing), before anything is applied; the block's end
 checks the entities again (the world may have changed inside the block) and applies them all in
 the change set's order (spawns, sets, adds and removes as one archetype move per entity,
 despawns). A block that ends by an exception applies nothing. Either way the queue is then

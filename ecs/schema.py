@@ -553,8 +553,8 @@ def _coerce(component_name: str, field: str, dtype: np.dtype, value: object, bat
         if batch and not shape:
             want = "a scalar or a 1-D array"
         raise ComponentValueError(component_name, field, value, f"expected {want}, got shape {arr.shape}")
-    if arr.dtype == base:
-        return arr
+    if arr.dtype == base:   # one value given as an array of its own (a row of a column?): copied
+        return arr.copy() if arr is value and arr.ndim == len(shape) else arr
     misfits = _misfit_mask(arr, base)
     if misfits is not None:
         flat_bad = np.flatnonzero(misfits.reshape(-1))

@@ -274,12 +274,7 @@ class Store:
         archetype move; removing one it lacks, or one also added, is ignored."""
         index, table, row = self.locate(entity)
         adds = list(adds)
-        have = table.component_ids
-        if removes:
-            added_ids = {info.id for info, _ in adds}
-            removes = [info for info in removes if info.id in have and info.id not in added_ids]
-        new = tuple(info for info, _ in adds if info.id not in have)
-        target = self.archetypes.with_removed(self.archetypes.with_added(table, new), removes)
+        target, new, removes = self.change_target(table, [info for info, _ in adds], removes)
         if target is not table:
             row = self._move(index, table, row, target)
         for info, values in adds:
@@ -291,6 +286,16 @@ class Store:
         if removes and self.changes.journals_any(removes):
             ids = np.array([entity], np.int64)
             self.changes.record_removed(tuple(removes), ids, self.entities.births(ids))
+
+    def change_target(self, table: Table, adds: Iterable[ComponentInfo], removes: Iterable[ComponentInfo]
+                      ) -> tuple[Table, tuple[ComponentInfo, ...], list[ComponentInfo]]:
+        """(target table, components new to the entity, components it loses) of adding and removing
+        these for an entity of `table`; removing one it lacks, or one also added, is ignored."""
+        adds = list(adds)
+        have, added_ids = table.component_ids, {info.id for info in adds}
+        new = tuple(info for info in adds if info.id not in have)
+        gone = [info for info in removes if info.id in have and info.id not in added_ids]
+        return self.archetypes.with_removed(self.archetypes.with_added(table, new), gone), new, gone
 
     def try_add_fast(self, entity: int, value: object) -> bool:
         """add_component of a value of plain scalars to a live entity that lacks the component,
@@ -367,14 +372,12 @@ class Store:
         arrays of len(ids) or scalars (an array field's values have one more leading axis)."""
         if ids.shape[0] == 0:
             return
-        added_ids = {info.id for info, _ in adds}
+        added = [info for info, _ in adds]
         removed_by_component: dict[int, list[np.ndarray]] = {}
         groups = []
         arriving: dict[int, int] = {}
         for table, where in self.tables_of(ids):
-            new = tuple(info for info, _ in adds if info.id not in table.component_ids)
-            gone = [info for info in removes if info.id in table.component_ids and info.id not in added_ids]
-            target = self.archetypes.with_removed(self.archetypes.with_added(table, new), gone)
+            target, new, gone = self.change_target(table, added, removes)
             # each group's values are gathered before any row moves: they may be views of the
             # world's own columns, which the moves rewrite
             values = [{field: data[where] if data.ndim > len(info.fields[field].shape) else data

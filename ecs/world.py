@@ -407,10 +407,13 @@ def _id_array(entities: Sequence[int] | np.ndarray) -> np.ndarray:
     own entity column (a query batch's `entities`) that the call's moves rewrite."""
     ids = np.asarray(entities)
     if ids.ndim == 1 and ids.size and ids.dtype.kind in "fO" and not isinstance(entities, np.ndarray):
-        exact = list(entities)   # Python ints past int64's range made floats or objects of them
+        # ints numpy made floats or objects of: past int64's range, or numpy ints of mixed signs
+        exact = list(entities)
         if all(isinstance(e, (int, np.integer)) and not isinstance(e, bool) for e in exact):
-            outside = next(int(e) for e in exact if not -(2**63) <= int(e) < 2**63)
-            raise DeadEntityError(outside, "no entity was ever spawned with this id")
+            outside = [int(e) for e in exact if not -(2**63) <= int(e) < 2**63]
+            if outside:
+                raise DeadEntityError(outside[0], "no entity was ever spawned with this id")
+            ids = np.array([int(e) for e in exact], np.int64)
     if ids.ndim != 1 or (ids.size and ids.dtype.kind not in "iu"):
         raise ArgumentTypeError(f"expected a 1-D sequence of entity ids, got {ids.dtype} array of shape {ids.shape}")
     if ids.dtype == np.uint64:   # int64 would wrap an id past 2**63 to a negative one

@@ -179,7 +179,7 @@ def move_rows_bits(matrix, nslots, sources, destinations):
 def transfer_rows_bits(src_matrix, src_slots, src_rows, dst_matrix, dst_slots, first_dst_row):
     """Copy the bit of row `src_rows[k]` from each `src_slots[j]` of one table to row
     `first_dst_row + k` of `dst_slots[j]` of another (an archetype move of a batch of entities;
-    one entity's move does this with byte operations, store.RowMove). O(rows x slot pairs)."""
+    one entity's move does this with byte operations, fastpath.RowMove). O(rows x slot pairs)."""
     for j in range(src_slots.shape[0]):
         s = src_slots[j]
         d = dst_slots[j]

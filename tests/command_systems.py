@@ -140,6 +140,20 @@ def spawn_children(life: Life, spot: Spot, ids: Entity, cmd: Commands, prefab: i
         ecs.cmd_remove(cmd, i, child, TEMPLATE)
 
 
+@system(with_=[Burning])
+def wet_burning(life: Life, ids: Entity, cmd: Commands):
+    """Wet to every burning entity (a no-op for those that have it)."""
+    for i in range(life.t.shape[0]):
+        ecs.cmd_add(cmd, i, ids[i], WET)
+
+
+@system(with_=[Wet])
+def burn_wet(life: Life, ids: Entity, cmd: Commands):
+    """Burning to every wet entity (a no-op for those that have it)."""
+    for i in range(life.t.shape[0]):
+        ecs.cmd_add(cmd, i, ids[i], BURNING)
+
+
 @system
 def spawn_alternately(life: Life, cmd: Commands, first: int, second: int):
     """A copy of `first` from even rows and of `second` from odd rows."""

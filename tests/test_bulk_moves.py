@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import ecs
-from tests.components import Frozen, Health, Mass, Position, Velocity, plain
+from tests.components import Frozen, Health, Mass, Position, Tint, Velocity, plain
 
 COMPONENTS = (Position, Velocity, Health, Mass, Frozen)
 
@@ -167,6 +167,9 @@ def test_ids_past_2_63_are_named_as_given() -> None:
             with pytest.raises(ecs.DeadEntityError, match=rf"entity {past} is not alive"):
                 world.despawn_batch(ids)
         assert len(world) == 3
+        ids = world.spawn_batch(2, Position(x=0, y=0))
+        world.despawn_batch([np.uint64(ids[0]), np.int64(ids[1])])   # numpy makes floats of these
+        assert len(world) == 3
 
 
 def test_a_batch_move_into_a_full_table_raises_before_any_entity_moved() -> None:
@@ -187,3 +190,15 @@ def test_a_batch_move_into_a_full_table_raises_before_any_entity_moved() -> None
         assert all(world.has(int(e), Velocity) for e in np.concatenate([moving, heavy]))
         assert removed.removed().tolist() == []
         assert [len(t) for t in (bare, massive, moving, heavy)] == [3] * 4 and len(world) == 134
+
+
+def test_a_value_made_of_one_row_of_a_column_keeps_that_rows_values() -> None:
+    """Tint(rgb=batch[Tint].rgb[0]) is given a view of a row that the add's move refills."""
+    with ecs.World() as world:
+        ids = world.spawn_batch(3, Tint(rgb=[[0, 1, 2], [3, 4, 5], [6, 7, 8]]), Position(x=0, y=0))
+        first = next(iter(world.query(Tint)))[Tint].rgb[0]
+        value = Tint(rgb=first)
+        world.add(int(ids[0]), Mass(), value)           # ids[0] leaves its table, the last row fills it
+        world.add_batch(ids[1:2], Frozen(), Tint(rgb=next(iter(world.query(Tint, without=[Mass])))[Tint].rgb[1]))
+        assert world.get(int(ids[0]), Tint).rgb.tolist() == [0, 1, 2] and value.rgb.tolist() == [0, 1, 2]
+        assert world.get(int(ids[1]), Tint).rgb.tolist() == [3, 4, 5]

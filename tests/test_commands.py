@@ -30,6 +30,7 @@ from tests.command_systems import (
     Wet,
     add_armor,
     bad_set,
+    burn_wet,
     cool,
     despawn_odd,
     despawn_victims,
@@ -44,6 +45,7 @@ from tests.command_systems import (
     spawn_with_adds,
     toggle_tags,
     touch_life,
+    wet_burning,
 )
 
 BIG = SPLIT_MIN_ROWS + 4_464        # 70,000 rows: split across the workers
@@ -538,6 +540,17 @@ def test_defer_checks_again_at_the_end_what_the_world_did_inside_the_block(world
     assert len(world) == 1 and archetype(world, a) == {"Life"}
 
 
+def test_a_defer_block_without_room_for_its_moves_applies_nothing() -> None:
+    with ecs.World(max_rows=64) as world:
+        world.spawn_batch(64, Life(t=1), Wet())
+        a, b = world.spawn(Life(t=2)), world.spawn(Life(t=3), Heat())
+        with pytest.raises(ecs.CapacityError, match=r"table \(Life, Wet\) cannot hold 65 rows"), world.defer() as d:
+            d.spawn(Spot(x=0, y=0))
+            d.add(b, Burning())                   # room enough in (Life, Heat, Burning)
+            d.add(a, Wet())                       # none in (Life, Wet)
+        assert len(world) == 66 and archetype(world, a) == {"Life"} and archetype(world, b) == {"Life", "Heat"}
+
+
 def test_a_defer_block_applies_only_what_it_queued_itself(world: ecs.World) -> None:
     d = world.defer()
     with pytest.raises(RuntimeError, match="boom"), d:
@@ -565,6 +578,27 @@ def test_defer_after_close_raises_world_closed_error() -> None:
     with pytest.raises(ecs.WorldClosedError, match=r"world\.stats\(\) called after world\.close\(\)"):
         world.stats()
     assert a == 1
+
+
+@pytest.mark.parametrize("moves", ["one change each", "several changes each"])
+def test_cmd_moves_without_room_for_all_apply_nothing_of_the_frame(moves: str) -> None:
+    """The first source table's entities would fit in their target, the second's not."""
+    with ecs.World(max_rows=64) as world:
+        if moves == "one change each":       # two batches into one table: Wet for some, Burning for others
+            world.spawn_batch(62, Life(t=5), Burning(), Wet())
+            fits, overflows = world.spawn_batch(2, Life(t=5), Burning()), world.spawn_batch(2, Life(t=5), Wet())
+            world.add_system(wet_burning)
+            world.add_system(burn_wet)
+            full = "Life, Burning, Wet"
+        else:
+            world.spawn_batch(63, Life(t=5), Wet())
+            fits = overflows = world.spawn_batch(2, Life(t=5), Heat(deg=1))
+            world.add_system(cool)
+            full = "Life, Wet"
+        before = {int(e): archetype(world, int(e)) for e in np.concatenate([fits, overflows])}
+        with pytest.raises(ecs.CapacityError, match=rf"table \({full}\) cannot hold 6\d rows"):
+            world.step()
+        assert {int(e): archetype(world, int(e)) for e in np.concatenate([fits, overflows])} == before
 
 
 def test_cmd_spawns_into_two_tables_without_room_for_all_apply_none() -> None:
