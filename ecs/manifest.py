@@ -26,7 +26,7 @@ from . import memory
 from .entity import MIN_CAPACITY as ENTITY_MIN_CAPACITY
 from .errors import SnapshotError
 from .schema import ComponentInfo, find_component
-from .table import MAX_SLOTS
+from .table import MAX_COMPONENTS
 from .table import MIN_CAPACITY as TABLE_MIN_CAPACITY
 
 MAGIC = b"ECSWORLD"
@@ -46,7 +46,7 @@ def chunk_count(nbytes: int) -> int:
     return max(1, -(-nbytes // CHUNK))
 
 
-MAX_FRAME = 2**62
+MAX_FRAME = 2**63 - 1             # the frame counter is an int64
 MAX_ROWS = 2**31               # rows are int32 in the entity index
 MAX_ENTITIES = 2**32           # an id holds a 32-bit slot index
 MAX_RETIRED = 1 << 16          # slots neither live nor free a file may claim (each took 2**31 despawns)
@@ -93,8 +93,8 @@ def _check_tables(check: _Check, tables: object, components: list[ComponentInfo]
             raise check.error(f"{what} lists a component twice")
         if frozenset(indices) in sets:
             raise check.error(f"{what} has the components of an earlier table")
-        if len(indices) > MAX_SLOTS // 2:
-            raise check.error(f"{what} has {len(indices)} components; a table holds at most {MAX_SLOTS // 2}")
+        if len(indices) > MAX_COMPONENTS:
+            raise check.error(f"{what} has {len(indices)} components; a table holds at most {MAX_COMPONENTS}")
         sets.add(frozenset(indices))
         if type(table["rows"]) is int and table["rows"] > max_rows:
             raise check.error(f"a table of {table['rows']} rows, max_rows is {max_rows}")
@@ -333,6 +333,8 @@ class _Check:
                 raise self.error(f"resource {name!r} is {_described(value)}; expected a value of type {kind}")
             return
         dtype = self.dtype(kind, f"resource {name!r}")
+        if dtype.kind == "f" and dtype.itemsize > 8:   # save refuses them: JSON holds doubles
+            raise self.error(f"resource {name!r} has type {kind}; a number a world file holds is at most 64 bits")
         fits = type(value) is {"b": bool, "i": int, "u": int, "f": float}[dtype.kind]
         if fits:
             try:
@@ -361,4 +363,7 @@ def _described(value: object, outer: bool = True) -> str:
 
 
 def shorten(text: str, limit: int = 80) -> str:
+    """`text` cut to `limit` characters, lone surrogates (a file's JSON may hold them) escaped,
+    so that every message can be printed."""
+    text = text.encode("utf-8", "backslashreplace").decode("utf-8")
     return text if len(text) <= limit else text[: limit - 3] + "..."

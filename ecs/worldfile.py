@@ -63,7 +63,7 @@ import numpy as np
 
 from ecs.kernels.checksum import xxh64
 
-from .errors import SnapshotError
+from .errors import ArgumentTypeError, SnapshotError
 from .manifest import (
     ALIGN,
     CHECKSUMS,
@@ -84,6 +84,7 @@ from .store import Store
 
 _ZEROS = bytes(ALIGN)
 INLINE_CHECKSUM_BYTES = 1 << 18   # arrays smaller than this are checksummed inline
+MAX_MANIFEST_BYTES = 1 << 30      # ~2M tables' entries: a longer claim is refused before it is read
 THREADED_REBUILD_ROWS = 1 << 16   # a load of fewer entities rebuilds the index in its own thread
 # the checksum of a chunk (a uint8 array) by format version, and its manifest key and digits
 _CHECKSUM_OF = {2: zlib.crc32, 3: xxh64}
@@ -287,8 +288,7 @@ def _describe(store: Store, resources: Resources,
         if isinstance(value, np.ndarray):
             resource_arrays[name] = add(value)
         else:
-            kind = type(value).__name__ if isinstance(value, (bool, int, float)) else np.asarray(value).dtype.str
-            scalars[name] = [kind, value.item() if isinstance(value, np.generic) else value]
+            scalars[name] = _scalar_entry(name, value)
     manifest = {
         "format": "ecs-world", "version": FORMAT_VERSION,
         "components": [{"name": info.qualname,
@@ -302,6 +302,21 @@ def _describe(store: Store, resources: Resources,
         "limits": {"max_rows": store.max_rows, "max_entities": entities.max_entities},
     }
     return manifest, arrays, entries
+
+
+def _scalar_entry(name: str, value: object) -> list[Any]:
+    """[kind, value] of a resource number: "bool"/"int"/"float" for Python's (an IntEnum is an
+    int), a numpy scalar by its dtype; ArgumentTypeError for a float wider than 64 bits, which
+    JSON cannot hold exactly."""
+    if isinstance(value, np.generic):
+        if value.dtype.kind == "f" and value.dtype.itemsize > 8:
+            raise ArgumentTypeError(f"resource {name!r} is a {value.dtype.name}, which a world file cannot hold "
+                                    f"exactly; store it as np.float64 or in an array")
+        return [value.dtype.str, value.item()]
+    for python in (bool, int, float):
+        if isinstance(value, python):
+            return [python.__name__, python(value)]   # type: ignore[call-overload]
+    raise ArgumentTypeError(f"resource {name!r} is a {type(value).__name__}, which a world file cannot hold")
 
 
 # ==================================================================== load
@@ -324,7 +339,10 @@ def load(path: str | os.PathLike[str], open_world: OpenWorld) -> int:
         if not stat.S_ISREG(status.st_mode):
             raise SnapshotError(path, "cannot open it: not a regular file")
         size = status.st_size
-        manifest, payload_start, version = _read_manifest(fd, path, size)
+        try:
+            manifest, payload_start, version = _read_manifest(fd, path, size)
+        except OSError as exc:
+            raise SnapshotError(path, f"cannot read it: {exc.strerror or exc}") from None
         try:  # a manifest whose checksum holds can still be foreign or crafted: check all of it first
             components, (max_rows, max_entities) = check_manifest(manifest, path, payload_start, size, version)
         except _MALFORMED as exc:
@@ -386,7 +404,7 @@ def _read_manifest(fd: int, path: str, size: int) -> tuple[dict[str, Any], int, 
         raise SnapshotError(path, "not an ecs world file (bad magic)")
     if got < HEADER.size:
         raise SnapshotError(path, f"the file is truncated: {got} bytes, shorter than the header")
-    _, version, _, length = HEADER.unpack(head)
+    _, version, flags, length = HEADER.unpack(head)
     if version > FORMAT_VERSION:
         raise SnapshotError(path, f"written by a newer format version {version}; this library reads "
                                   f"version {FORMAT_VERSION}: upgrade ecs to load it")
@@ -396,6 +414,12 @@ def _read_manifest(fd: int, path: str, size: int) -> tuple[dict[str, Any], int, 
                                   f"compactly); build the world again and save it")
     if version < 1 or HEADER.size + length + 4 + len(TRAILER) > size:
         raise SnapshotError(path, "the file is truncated or its header is corrupt")
+    if flags:
+        raise SnapshotError(path, f"its header has flags {flags:#x}, which no format version this library reads "
+                                  f"sets: written by a newer or a foreign writer")
+    if length > MAX_MANIFEST_BYTES:
+        raise SnapshotError(path, f"its header claims a manifest of {length} bytes; a manifest this library "
+                                  f"writes takes at most {MAX_MANIFEST_BYTES}")
     blob = bytearray(length)
     _read_exact(fd, blob, HEADER.size)
     tail = bytearray(4 + len(TRAILER))
@@ -405,7 +429,9 @@ def _read_manifest(fd: int, path: str, size: int) -> tuple[dict[str, Any], int, 
     if struct.unpack("<I", tail[:4])[0] != zlib.crc32(blob):
         raise SnapshotError(path, "the manifest is corrupt (checksum mismatch)")
     try:
-        manifest = json.loads(blob)
+        manifest = json.loads(blob.decode("utf-8"))   # decoded first: json.loads(bytes) also takes UTF-16/32
+    except UnicodeDecodeError as exc:
+        raise SnapshotError(path, f"the manifest is not UTF-8 text: {exc.reason} at byte {exc.start}") from None
     except ValueError as exc:
         raise SnapshotError(path, f"the manifest is not valid JSON: {exc}") from None
     except RecursionError:
@@ -414,6 +440,9 @@ def _read_manifest(fd: int, path: str, size: int) -> tuple[dict[str, Any], int, 
         raise SnapshotError(path, f"the manifest of {length} bytes does not fit in memory") from None
     if not isinstance(manifest, dict) or manifest.get("format") != "ecs-world":
         raise SnapshotError(path, "not an ecs world file (foreign manifest)")
+    if manifest.get("version") != version:
+        raise SnapshotError(path, f"its manifest says format version {shorten(repr(manifest.get('version')))}, "
+                                  f"its header {version}")
     return manifest, _payload_start(length), version
 
 

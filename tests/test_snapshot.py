@@ -4,6 +4,7 @@ change marks, the fast path when the structure is unchanged, shared read-only st
 
 from __future__ import annotations
 
+import enum
 import gc
 import json
 import os
@@ -295,6 +296,34 @@ def set_version(version: int) -> Callable[[Parsed], bytes]:
     return lambda p: p.data[:8] + struct.pack("<I", version) + p.data[12:]
 
 
+def as_version_2(edit: Callable[[dict], object] = lambda m: None) -> Callable[[Parsed], bytes]:
+    """A version 2 file (header and manifest say so) of the manifest as `edit` leaves it."""
+    def corrupt(p: Parsed) -> bytes:
+        manifest = json.loads(json.dumps(p.manifest))
+        manifest["version"] = 2
+        edit(manifest)
+        as_2 = Parsed(p.data)
+        as_2.version = 2
+        return as_2.rebuilt(manifest)
+    return corrupt
+
+
+TAGS = [ecs.component(type(f"Tag{k}", (), {"__qualname__": f"TAGS.Tag{k}", "__module__": __name__}))
+        for k in range(128)]
+
+
+def with_tags(m: dict, count: int) -> None:
+    """Table 0 given tags (components without fields) until it has `count` components."""
+    first = len(m["components"])
+    m["components"] += [{"name": f"{__name__}:TAGS.Tag{k}", "fields": []} for k in range(128)]
+    table = m["tables"][0]
+    table["components"] += list(range(first, first + count - len(table["components"])))
+
+
+def set_flags(flags: int) -> Callable[[Parsed], bytes]:
+    return lambda p: p.data[:12] + struct.pack("<I", flags) + p.data[16:]
+
+
 def set_manifest_length(length: int) -> Callable[[Parsed], bytes]:
     return lambda p: p.data[:16] + struct.pack("<Q", length) + p.data[24:]
 
@@ -469,9 +498,9 @@ CORRUPTIONS: dict[str, tuple[Callable[[Parsed], bytes], str]] = {
     "a component listed twice": (
         with_manifest(lambda m: m["components"].append(m["components"][0])),
         "malformed: component tests.snapshot_systems:Body is listed twice"),
-    "a frame past 2**62": (
+    "a frame past 2**63 - 1": (
         with_manifest(set_key("frame", value=2**70)),
-        r"malformed: frame is 1180591620717411303424; expected an integer in \[0, 4611686018427387904\]"),
+        r"malformed: frame is 1180591620717411303424; expected an integer in \[0, 9223372036854775807\]"),
     "a frame of 4000 digits": (
         with_manifest(set_key("frame", value=10**3999)), "malformed: frame is an integer of 4000 digits"),
     "a frame that is a float": (with_manifest(set_key("frame", value=3.5)), "malformed: frame is 3.5; expected"),
@@ -520,8 +549,20 @@ CORRUPTIONS: dict[str, tuple[Callable[[Parsed], bytes], str]] = {
         with_manifest(set_key("tables", 0, "entities", "xxh64", value=["+123456789abcdef"])),
         r"table 0.entities: an array of 3368 bytes has checksums \['\+123456789abcdef'\], expected 1 of 16 hex "
         r"digits"),
-    "a version 2 file with version 3 checksums": (
-        set_version(2), r"malformed: table 0.entities has no 'crc32'"),
+    "a version 2 file with version 3 checksums": (as_version_2(), r"malformed: table 0.entities has no 'crc32'"),
+    "a header and a manifest of different versions": (set_version(2),
+                                                      "its manifest says format version 3, its header 2"),
+    "header flags set": (set_flags(1), "its header has flags 0x1, which no format version this library reads sets"),
+    "a UTF-16 manifest": (lambda p: p.rebuilt_text(json.dumps(p.manifest).encode("utf-16")),
+                          "the manifest is not UTF-8 text: invalid start byte at byte 0"),
+    "a component name with a lone surrogate": (
+        with_manifest(set_key("components", 0, "name", value="tests.snapshot_systems:\udcffBody")),
+        r"component tests\.snapshot_systems:\\udcffBody is not defined in this program"),
+    "a table of 128 components": (with_manifest(lambda m: with_tags(m, 128)), "has 128 components; a table holds "
+                                                                           "at most 127"),
+    "a 128-bit float resource": (
+        with_manifest(set_key("resources", "scalars", "gravity", value=["<f16", 1.5])),
+        "resource 'gravity' has type <f16; a number a world file holds is at most 64 bits"),
 }
 
 
@@ -567,6 +608,41 @@ def test_a_bad_file_raises_snapshot_error_and_builds_nothing(saved: Parsed, tmp_
     assert text.startswith(f"cannot load {str(path)!r}: ")
     assert re.search(message, text), text
     assert resources_in_use() == before
+
+
+def test_a_sparse_file_that_claims_a_huge_manifest_is_refused_before_it_is_read(saved: Parsed, tmp_path) -> None:
+    path = tmp_path / "sparse.ecs"
+    path.write_bytes(saved.data[:16] + struct.pack("<Q", (1 << 30) + 1) + saved.data[24:])
+    os.truncate(path, 1 << 31)                   # a length to match, taking no disk
+    with pytest.raises(SnapshotError, match=r"claims a manifest of 1073741825 bytes; a manifest this library "
+                                            r"writes takes at most 1073741824"):
+        ecs.World.load(path)
+
+
+def test_a_read_error_is_a_snapshot_error() -> None:
+    with pytest.raises(SnapshotError, match=r"cannot load '/proc/self/mem': cannot read it: Input/output error"):
+        ecs.World.load("/proc/self/mem")
+
+
+def test_resource_numbers_of_subclasses_and_numpy_types_round_trip(tmp_path) -> None:
+    class Level(enum.IntEnum):
+        HIGH = 3
+
+    with ecs.World() as world:
+        world.resources["wide"] = np.float64(1.5)
+        world.resources["level"] = Level.HIGH
+        world.resources["small"] = np.int8(-3)
+        world.resources["long"] = np.longdouble(1.5)
+        with pytest.raises(ecs.ArgumentTypeError, match=r"resource 'long' is a float128, which a world file "
+                                                        r"cannot hold exactly"):
+            world.save(tmp_path / "w.ecs")
+        assert not (tmp_path / "w.ecs").exists()
+        del world.resources["long"]
+        world.save(tmp_path / "w.ecs")
+    with ecs.World.load(tmp_path / "w.ecs") as loaded:
+        assert type(loaded.resources["wide"]) is np.float64 and loaded.resources["wide"] == 1.5
+        assert type(loaded.resources["level"]) is int and loaded.resources["level"] == 3
+        assert type(loaded.resources["small"]) is np.int8 and loaded.resources["small"] == -3
 
 
 def test_the_unchanged_file_loads(saved: Parsed, tmp_path) -> None:
@@ -697,7 +773,7 @@ def test_a_version_2_file_with_crc32_checksums_still_loads(tmp_path) -> None:
             data = parsed.payload[entry["offset"]: entry["offset"] + entry["nbytes"]]
             entry["crc32"] = chunk_checksums(data, zlib.crc32, 8)
             del entry["xxh64"]
-        parsed.version = 2
+        parsed.version = manifest["version"] = 2
         (tmp_path / "v2.ecs").write_bytes(parsed.rebuilt(manifest))
         with ecs.World.load(tmp_path / "v2.ecs") as loaded:
             assert state(loaded) == state(world)
