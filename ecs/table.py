@@ -118,7 +118,8 @@ class Table:
         every column at the same offset modulo 4 KiB, a kernel's loads from one column and stores to
         another alias in the CPU's store buffer (4K aliasing): the numba move kernel over 4 columns
         of 1M f32 took 244-266 us page-aligned against 226-254 us staggered by 512 bytes or more
-        (interleaved medians of 300 calls; 64 bytes did not help)."""
+        (interleaved medians of 300 calls; 64 bytes did not help). Cost: up to a page more per
+        column committed (a small table's first 1,024 rows of f32 take 2 pages instead of 1)."""
         row_bytes = dtype.itemsize * math.prod(shape)
         stagger = COLUMN_STAGGER * (len(self._regions) % 8)
         region = self._arena.allocate(stagger + row_bytes * self.max_rows)
