@@ -453,8 +453,9 @@ class _RecordBatch:
                 ids = real[positions]
                 placed = store.placed(ids)
             store.write_field_batch(ids, info, field, value, placed)
-        ids = real[self.changes]
-        self._apply_changes(ids, *self._final_changes(ids & INDEX_MASK, lookups.slot_scratch(entities.high_water)))
+        if self.changes.shape[0]:
+            ids = real[self.changes]
+            self._apply_changes(ids, *self._final_changes(ids & INDEX_MASK, lookups.slot_scratch(entities.high_water)))
         if doomed.shape[0]:
             store.despawn_batch(doomed)
 

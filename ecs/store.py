@@ -209,7 +209,8 @@ class Store:
             table = self.archetypes.with_added(source, (info,)) if info else source
             groups.append((source, where, info, table))
             arrivals[table] = arrivals.get(table, 0) + where.shape[0]
-        self.make_room(arrivals, prefabs.shape[0])
+        if len(groups) > 1:   # one table's placement checks its room before it changes anything
+            self.make_room(arrivals, prefabs.shape[0])
         for source, where, info, table in groups:
             rows, start, stop = self.rows_of(prefabs[where]), self._place(table, where.shape[0]), table.n
             for cid, cols in source.columns_by_component.items():
