@@ -15,6 +15,7 @@ A unit of several tasks over table rows (filtered or not) runs in one compiled c
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Sequence
 from typing import Any, TypeAlias
@@ -92,9 +93,9 @@ class Executor:
         (move over 1M rows: 4 MB a chunk, 5-14 ms instead of 0.05 ms on this VM)."""
         for task in tasks:
             for spec in _column_specs(task):
-                itemsize = np.dtype(spec.dtype).itemsize
+                row_bytes = np.dtype(spec.dtype).itemsize * math.prod(spec.shape[1:])   # a vector field's row
                 start = spec.offset - spec.offset % PAGE
-                stop = spec.offset + task.stop * itemsize
+                stop = spec.offset + task.stop * row_bytes
                 mapped = self._mapped.get(start, start)
                 if stop > mapped:
                     self._arena.populate(mapped, page_round(stop - mapped))

@@ -19,6 +19,7 @@ from ecs import SystemDefinitionError
 from ecs.plan import SPLIT_MIN_ROWS, split_rows
 from ecs.schedule import CLAIM_SEED_VARIABLE
 from tests import introspect
+from tests.components import Tint
 from tests.worker_systems import (
     COMPONENTS,
     FRAME_SYSTEMS,
@@ -286,3 +287,30 @@ def test_a_world_too_small_to_share_builds_no_plan_for_the_workers(monkeypatch: 
         world.spawn_batch(SPLIT_MIN_ROWS, Pos(x=0, y=0), Vel(x=1, y=1))
         world.step(dt=0.1)
         assert max(builds) > 1                                       # big enough: the workers' plan too
+
+
+@ecs.system
+def brighten(tint: ecs.Mut[Tint]):
+    for i in range(tint.rgb.shape[0]):
+        tint.rgb[i, 0] += 1
+
+
+def test_a_process_maps_in_every_row_of_a_vector_column_its_tasks_cover(monkeypatch) -> None:
+    """Executor.map_in maps a task's rows of each column before its kernels run (a page fault
+    per 4 KiB otherwise): for a vector field, rows of several items each."""
+    from ecs.executor import Executor
+    with ecs.World() as world:
+        world.spawn_batch(SPLIT_MIN_ROWS * 2, Tint(rgb=[1, 2, 3]))
+        world.add_system(brighten)
+        arena = introspect.arena(world)
+        mapped: list[tuple[int, int]] = []
+        monkeypatch.setattr(arena, "populate", lambda offset, nbytes: mapped.append((offset, offset + nbytes)))
+        tasks = [task for stage in introspect.plan(world, 2).units for unit in stage for task in unit]
+        Executor(arena).map_in(tasks)
+        column = next(iter(world.query(Tint)))[Tint].rgb
+        start = column.ctypes.data - arena.base
+        covered = start
+        for lo, hi in sorted(mapped):          # the tasks' pieces, joined
+            if lo <= covered < hi:
+                covered = hi
+        assert covered >= start + column.nbytes, (start, column.nbytes, mapped)
