@@ -717,6 +717,20 @@ def test_a_file_whose_world_would_commit_far_more_memory_than_its_length_is_refu
         ecs.World.load(path)
 
 
+def test_empty_tables_count_toward_the_memory_a_file_may_make_a_world_take(tmp_path, monkeypatch) -> None:
+    """An empty table commits no rows, but the table itself takes memory (TABLE_OVERHEAD)."""
+    with ecs.World() as world:
+        world.despawn(world.spawn(Body(x=1, y=2)))       # its table stays, empty
+        world.save(tmp_path / "empty.ecs")
+    monkeypatch.setattr(ecs.manifest, "COMMIT_PER_FILE_BYTE", 1000)
+    monkeypatch.setattr(ecs.manifest, "COMMIT_ALLOWANCE", 0)
+    monkeypatch.setattr(ecs.manifest, "TABLE_OVERHEAD", 0)
+    ecs.World.load(tmp_path / "empty.ecs").close()
+    monkeypatch.setattr(ecs.manifest, "TABLE_OVERHEAD", 1 << 30)
+    with pytest.raises(SnapshotError, match=r"its world would commit about 1024 MiB"):
+        ecs.World.load(tmp_path / "empty.ecs")
+
+
 def test_loading_a_fifo_is_refused_without_waiting_for_a_writer(tmp_path) -> None:
     fifo = tmp_path / "world.fifo"
     os.mkfifo(fifo)
