@@ -102,7 +102,8 @@ class ChangeSet:
     def apply(self) -> None:
         """Make the queued changes. The entities they name are checked again first, as the world
         may have changed since they were queued (DeadEntityError, MissingComponentError), and so
-        is the room for the spawns (CapacityError): an error changes nothing."""
+        is the room in every table the spawns and moves fill (CapacityError): an error changes
+        nothing."""
         store = self.store
         for entity, info, _, _ in self.sets:
             self.check_has(entity, info, "set")
