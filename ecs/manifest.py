@@ -297,6 +297,8 @@ class _Check:
             dtype = None
         if dtype is None or dtype.str != value:
             raise self.error(f"{what} has dtype {value!r}, which is not one numpy writes")
+        if dtype.byteorder == ">":
+            raise self.error(f"{what} has dtype {value!r}: big-endian, and a world file is little-endian")
         return dtype
 
     def array(self, entry: object, what: str, dtype: np.dtype, shape: tuple[int, ...]) -> dict[str, Any]:

@@ -50,7 +50,8 @@ class Resources(MutableMapping[str, Any]):
                 raise ArgumentTypeError(f"resource {name!r}: arrays must be numeric or bool, got dtype {value.dtype}")
             region = self._arena.allocate(max(value.nbytes, 1))
             region.commit(value.nbytes)
-            shared = region.view(value.dtype, value.shape)
+            # in this machine's byte order: numba compiles no kernel for an array of the other
+            shared = region.view(value.dtype.newbyteorder("="), value.shape)
             shared[...] = value
             self._drop(name)
             self._values[name], self._regions[name] = shared, region

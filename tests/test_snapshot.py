@@ -560,6 +560,9 @@ CORRUPTIONS: dict[str, tuple[Callable[[Parsed], bytes], str]] = {
         r"component tests\.snapshot_systems:\\udcffBody is not defined in this program"),
     "a table of 128 components": (with_manifest(lambda m: with_tags(m, 128)), "has 128 components; a table holds "
                                                                            "at most 127"),
+    "a big-endian resource array": (
+        with_manifest(set_key("resources", "arrays", "grid", "dtype", value=">i4")),
+        r"resource 'grid' has dtype '>i4': big-endian, and a world file is little-endian"),
     "a 128-bit float resource": (
         with_manifest(set_key("resources", "scalars", "gravity", value=["<f16", 1.5])),
         "resource 'gravity' has type <f16; a number a world file holds is at most 64 bits"),

@@ -588,6 +588,14 @@ def test_array_resources_are_copied_into_shared_memory(world: ecs.World) -> None
     assert world.resources["grid"][1, 1] == -7  # writes through the returned array are the resource
 
 
+def test_an_array_resource_of_the_other_byte_order_is_kept_in_this_machines(world: ecs.World) -> None:
+    """numba compiles no kernel for a non-native array; the values are kept, not the order."""
+    other = np.arange(6, dtype=np.float32).astype(np.dtype(np.float32).newbyteorder())
+    world.resources["grid"] = other
+    assert world.resources["grid"].dtype == np.float32 and world.resources["grid"].dtype.isnative
+    assert world.resources["grid"].tolist() == [0.0, 1.0, 2.0, 3.0, 4.0, 5.0]
+
+
 def test_replacing_and_deleting_array_resources(world: ecs.World) -> None:
     world.resources["grid"] = np.ones(5, np.float64)
     world.resources["grid"] = np.zeros((2, 2), np.bool_)
