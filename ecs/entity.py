@@ -262,18 +262,34 @@ class EntityIndex:
         for table_id, entity_col in columns:
             bad = rows.index_rows(entity_col, table_id, high_water, self.generation, self.table_of, self.row_of)
             if bad >= 0:
-                return (f"row {bad} of table {table_id} holds id {int(entity_col[bad])}, which is not a "
-                        f"fresh slot below the high water mark {high_water}")
+                entity = int(entity_col[bad])
+                index = entity & INDEX_MASK
+                if entity > 0 and 0 < index < high_water:   # a slot entered before: by this id's twin
+                    return (f"row {bad} of table {table_id} holds id {entity}, whose slot {index} row "
+                            f"{int(self.row_of[index])} of table {int(self.table_of[index])} holds already")
+                return (f"row {bad} of table {table_id} holds id {entity}, whose slot is not in "
+                        f"[1, high water mark {high_water})")
             alive += entity_col.shape[0]
         bad = rows.index_free(free, free_generation, high_water, RETIRED, self.generation, self.table_of)
         if bad >= 0:
-            return (f"free slot {int(free[bad])} (generation {int(free_generation[bad])}) is in use, listed "
-                    f"twice, past the high water mark {high_water} or past the last generation")
+            return f"free slot {int(free[bad])} (generation {int(free_generation[bad])}) " + self._why_not_free(
+                free, bad, high_water, free_generation)
         self.high_water = high_water
         self._free = np.concatenate([free, np.empty(max(1024, free.shape[0]), np.int64)])
         self._nfree = free.shape[0]
         self.alive = alive
         return None
+
+    def _why_not_free(self, free: np.ndarray, bad: int, high_water: int, free_generation: np.ndarray) -> str:
+        """Why rebuild's free slot `free[bad]` was refused (the error path: Python is fine)."""
+        index = int(free[bad])
+        if not 0 < index < high_water:
+            return f"is not in [1, high water mark {high_water})"
+        if index in free[:bad].tolist():
+            return "is listed twice in the free list"
+        if self.table_of[index] >= 0:
+            return f"is in use: row {int(self.row_of[index])} of table {int(self.table_of[index])} holds it"
+        return f"is past the last generation ({MAX_GENERATION})"
 
     def drop_views(self) -> None:
         """Forget the arena views (world close): the arena unmaps only when none is left."""

@@ -435,8 +435,8 @@ CORRUPTIONS: dict[str, tuple[Callable[[Parsed], bytes], str]] = {
         with_manifest(lambda m: m["limits"].__setitem__("max_rows", 100)), r"a table of \d+ rows, max_rows is 100"),
     "manifest with the high water mark below the ids": (
         with_manifest(lambda m: m["entities"].__setitem__("high_water", 5)),
-        r"the entity index is inconsistent: row 0 of table 0 holds id \d+, which is not a fresh slot below "
-        r"the high water mark 5"),
+        r"the entity index is inconsistent: row 0 of table 0 holds id \d+, whose slot is not in \[1, high water "
+        r"mark 5\)"),
     "manifest with the high water mark past max_entities": (
         with_manifest(lambda m: m["entities"].__setitem__("high_water", 1 << 40)),
         r"inconsistent: high water mark 1099511627776 is outside \[1, max_entities="),
@@ -444,10 +444,16 @@ CORRUPTIONS: dict[str, tuple[Callable[[Parsed], bytes], str]] = {
         with_manifest(lambda m: m["entities"].__setitem__("alive", 694)),
         "inconsistent: the tables hold 693 entities, the manifest says 694"),
     "checksummed free list naming a live slot": (
-        free_a_live_slot, r"inconsistent: free slot \d+ \(generation \d+\) is in use"),
+        free_a_live_slot, r"inconsistent: free slot \d+ \(generation \d+\) is in use: row \d+ of table \d+ holds it"),
+    "checksummed free slot at the retired generation": (
+        with_array(lambda m: m["entities"]["free_generation"], np.uint32, lambda g: g.__setitem__(0, 2**31)),
+        r"inconsistent: free slot \d+ \(generation 2147483648\) is past the last generation \(2147483647\)"),
+    "checksummed free list naming one slot twice": (
+        with_array(lambda m: m["entities"]["free"], np.int64, lambda free: free.__setitem__(1, free[0])),
+        r"inconsistent: free slot \d+ \(generation \d+\) is listed twice in the free list"),
     "checksummed entity column naming one slot twice": (
         with_array(first_entities, np.int64, lambda ids: ids.__setitem__(1, ids[0])),
-        r"inconsistent: row 1 of table 0 holds id \d+, which is not a fresh slot"),
+        r"inconsistent: row 1 of table 0 holds id \d+, whose slot \d+ row 0 of table 0 holds already"),
     "checksummed entity column with id 0": (
         with_array(first_entities, np.int64, lambda ids: ids.__setitem__(3, 0)),
         r"inconsistent: row 3 of table 0 holds id 0"),
