@@ -506,25 +506,17 @@ class _RecordBatch:
         sources = np.empty(targets.shape[0], np.int64)
         sources[live] = entities.table_of[targets[live] & INDEX_MASK]
         sources[~live] = born[-targets[~live] - 1]
-        keys, adding = self.records[self.changes, KEY], self.kind[self.changes] == ADD
+        batches, by_entity = self._grouped_changes(targets, final, several)
         moves: list[tuple[Table, Table, int]] = []
-        alone = final & ~several
-        for key in distinct(keys[alone]):
-            info = INFO_BY_KEY[int(key)]
-            for add in (True, False):
-                counts = np.bincount(sources[alone & (keys == key) & (adding == add)])
-                for table_id in np.flatnonzero(counts).tolist():
-                    source = tables[table_id]
-                    moves.append((source, store.change_target(source, [info] * add, [info] * (not add))[0],
-                                  int(counts[table_id])))
-        by_entity: dict[int, tuple[int, list[ComponentInfo], list[ComponentInfo]]] = {}
-        mixed = final & several
-        for target, source, key, add in zip(targets[mixed].tolist(), sources[mixed].tolist(), keys[mixed].tolist(),
-                                            adding[mixed].tolist(), strict=True):
-            _, adds, removes = by_entity.setdefault(target, (source, [], []))
-            (adds if add else removes).append(INFO_BY_KEY[key])
-        for source_id, adds, removes in by_entity.values():
-            moves.append((tables[source_id], store.change_target(tables[source_id], adds, removes)[0], 1))
+        for info, add, at in batches:
+            counts = np.bincount(sources[at])
+            for table_id in np.flatnonzero(counts).tolist():
+                source = tables[table_id]
+                moves.append((source, store.change_target(source, [info] * add, [info] * (not add))[0],
+                              int(counts[table_id])))
+        for position, adds, removes in by_entity:
+            source = tables[int(sources[position])]
+            moves.append((source, store.change_target(source, adds, removes)[0], 1))
         for source, target, count in moves:
             if target is not source:
                 arrivals[target] = arrivals.get(target, 0) + count
@@ -536,28 +528,37 @@ class _RecordBatch:
         several in one move of its own. `ids`: the entities of the change records."""
         if not ids.shape[0]:
             return
+        batches, by_entity = self._grouped_changes(ids, final, several)
+        for info, add, at in batches:
+            self.store.change_components_batch(ids[at], [(info, dict(info.defaults))] if add else [],
+                                               [] if add else [info])
+        for position, adds, removes in by_entity:
+            self.store.change_components(int(ids[position]), [(info, dict(info.defaults)) for info in adds], removes)
+
+    def _grouped_changes(self, targets: np.ndarray, final: np.ndarray, several: np.ndarray
+                         ) -> tuple[list[tuple[ComponentInfo, bool, np.ndarray]],
+                                    list[tuple[int, list[ComponentInfo], list[ComponentInfo]]]]:
+        """The winning change records as they are applied (positions index self.changes; `targets`
+        tell entities apart): (component, adding, positions) per component and kind for entities
+        with one change, in key order, adds first; and per entity with several, in the order of
+        its first record, (that position, components added, components removed)."""
         keys = self.records[self.changes, KEY]
         adding = self.kind[self.changes] == ADD
-        if not final.all():
-            ids, keys, adding, several = ids[final], keys[final], adding[final], several[final]
-        for key in distinct(keys[~several]):
+        alone = final & ~several
+        batches = []
+        for key in distinct(keys[alone]):
             info = INFO_BY_KEY[int(key)]
             for add in (True, False):
-                chosen = ids[~several & (keys == key) & (adding == add)]
+                chosen = np.flatnonzero(alone & (keys == key) & (adding == add))
                 if chosen.shape[0]:
-                    self.store.change_components_batch(chosen, [(info, dict(info.defaults))] if add else [],
-                                                       [] if add else [info])
-        by_entity: dict[int, tuple[list[tuple[ComponentInfo, Any]], list[ComponentInfo]]] = {}
-        for entity, key, add in zip(ids[several].tolist(), keys[several].tolist(), adding[several].tolist(),
-                                    strict=True):
-            adds, removes = by_entity.setdefault(entity, ([], []))
-            info = INFO_BY_KEY[key]
-            if add:
-                adds.append((info, dict(info.defaults)))
-            else:
-                removes.append(info)
-        for entity, (adds, removes) in by_entity.items():
-            self.store.change_components(entity, adds, removes)
+                    batches.append((info, add, chosen))
+        by_entity: dict[int, tuple[int, list[ComponentInfo], list[ComponentInfo]]] = {}
+        mixed = np.flatnonzero(final & several)
+        for position, target, key, add in zip(mixed.tolist(), targets[mixed].tolist(), keys[mixed].tolist(),
+                                              adding[mixed].tolist(), strict=True):
+            _, adds, removes = by_entity.setdefault(target, (position, [], []))
+            (adds if add else removes).append(INFO_BY_KEY[key])
+        return batches, list(by_entity.values())
 
 
 def _substituted(targets: np.ndarray, by_spawn: np.ndarray) -> np.ndarray:

@@ -376,7 +376,7 @@ class Store:
         added = [info for info, _ in adds]
         removed_by_component: dict[int, list[np.ndarray]] = {}
         groups = []
-        arriving: dict[int, int] = {}
+        arriving: dict[Table, int] = {}
         for table, where in self.tables_of(ids):
             target, new, gone = self.change_target(table, added, removes)
             # each group's values are gathered before any row moves: they may be views of the
@@ -385,8 +385,8 @@ class Store:
                        for field, data in values.items()} for info, values in adds]
             groups.append((table, where, new, gone, target, values))
             if target is not table:
-                arriving[target.id] = arriving.get(target.id, 0) + where.shape[0]
-        self.make_room({self.tables[table_id]: count for table_id, count in arriving.items()})
+                arriving[target] = arriving.get(target, 0) + where.shape[0]
+        self.make_room(arriving)
         for table, where, new, gone, target, values in groups:
             rows = self.rows_of(ids[where])
             if target is not table:
