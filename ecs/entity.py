@@ -51,7 +51,7 @@ class EntityIndex:
         self._make_item_views()
         self.capacity = 0
         self.high_water = 1      # indices [1, high_water) have been handed out at least once
-        self._free = np.empty(0, np.int64)   # stack of free indices; top is the end
+        self._set_free(np.empty(0, np.int64))   # stack of free indices; top is the end
         self._nfree = 0
         self.alive = 0
 
@@ -142,7 +142,7 @@ class EntityIndex:
         """`allocate` for one entity, in plain Python (no kernel dispatch, no temporaries), the
         same policy; `entity_items` is a memoryview of the table's entity column. Returns the id."""
         if self._nfree:
-            index = int(self._free[self._nfree - 1])
+            index = self._free_items[self._nfree - 1]
             self._nfree -= 1
         else:
             index = self.high_water
@@ -174,9 +174,7 @@ class EntityIndex:
         self.alive -= index.shape[0]
         need = self._nfree + index.shape[0]       # at most: retired slots are not pushed
         if need > self._free.shape[0]:
-            grown = np.empty(max(need, 2 * self._free.shape[0], 1024), np.int64)
-            grown[: self._nfree] = self._free[: self._nfree]
-            self._free = grown
+            self._grow_free(need)
         self._nfree = rows.free_slots(index, self.generation, self.table_of, self.row_of, self._free, self._nfree,
                                       MAX_GENERATION, RETIRED)
 
@@ -190,12 +188,19 @@ class EntityIndex:
             self._generation_items[index] = RETIRED
             return
         self._generation_items[index] = generation
-        if self._nfree >= self._free.shape[0]:
-            grown = np.empty(max(2 * self._free.shape[0], 1024), np.int64)
-            grown[: self._nfree] = self._free[: self._nfree]
-            self._free = grown
-        self._free[self._nfree] = index
+        if self._nfree >= len(self._free_items):
+            self._grow_free(self._nfree + 1)
+        self._free_items[self._nfree] = index
         self._nfree += 1
+
+    def _grow_free(self, need: int) -> None:
+        """Room for `need` free indices on the stack (at least doubled, at least 1,024)."""
+        grown = np.empty(max(need, 2 * self._free.shape[0], 1024), np.int64)
+        grown[: self._nfree] = self._free[: self._nfree]
+        self._set_free(grown)
+
+    def _set_free(self, stack: np.ndarray) -> None:
+        self._free, self._free_items = stack, memoryview(stack)
 
     def make_room(self, spawning: int) -> None:
         """Commit slots for `spawning` more entities (free slots first), or CapacityError."""
@@ -275,7 +280,7 @@ class EntityIndex:
             return f"free slot {int(free[bad])} (generation {int(free_generation[bad])}) " + self._why_not_free(
                 free, bad, high_water, free_generation)
         self.high_water = high_water
-        self._free = np.concatenate([free, np.empty(max(1024, free.shape[0]), np.int64)])
+        self._set_free(np.concatenate([free, np.empty(max(1024, free.shape[0]), np.int64)]))
         self._nfree = free.shape[0]
         self.alive = alive
         return None

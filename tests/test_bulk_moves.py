@@ -118,6 +118,42 @@ def test_one_component_calls_equal_the_batch_calls_while_readers_come_and_go(see
         loop.close()
 
 
+@pytest.mark.parametrize("seed", range(4))
+def test_despawns_one_by_one_equal_despawn_batch_while_readers_come_and_go(seed: int) -> None:
+    """despawn(e) takes a path cached per table after the first; the rows that fill the holes
+    keep their values and change bits, and readers registered later (a removed= journal,
+    change slots) are honoured by it."""
+    rng = np.random.default_rng(300 + seed)
+    bulk, ids, bulk_readers = populated(seed)
+    loop, _, loop_readers = populated(seed)
+    late: dict[ecs.World, list[ecs.Query]] = {bulk: [], loop: []}
+    live = ids.tolist()
+    try:
+        for round_ in range(4):
+            touched = rng.choice(live, size=len(live) // 3, replace=False)
+            chosen = rng.choice(live, size=int(rng.integers(1, len(live) // 3)), replace=False)
+            for world in (bulk, loop):
+                world.set_batch(touched, Position(x=float(round_), y=1.0))
+            bulk.despawn_batch(chosen)
+            for e in chosen:
+                loop.despawn(int(e))
+            if round_ == 1:
+                for world in (bulk, loop):
+                    late[world] += [world.query(removed=[Position]), world.query(Position, changed=[Position])]
+            gone = set(chosen.tolist())
+            live = [e for e in live if e not in gone]
+            assert not any(loop.is_alive(int(e)) for e in gone) and len(loop) == len(bulk) == len(live)
+            assert state(bulk, np.array(live), bulk_readers) == state(loop, np.array(live), loop_readers)
+            assert [sorted(q.removed().tolist()) for q in late[bulk][:1]] == \
+                [sorted(q.removed().tolist()) for q in late[loop][:1]]
+            assert [sorted(q.entities().tolist()) for q in late[bulk][1:]] == \
+                [sorted(q.entities().tolist()) for q in late[loop][1:]]
+        assert len(late[loop]) == 2
+    finally:
+        bulk.close()
+        loop.close()
+
+
 def test_one_component_adds_of_array_values_take_the_checked_call_after_a_path_exists() -> None:
     """A value built from 0-d arrays has no scalar fast-path form: the checked add writes it,
     and the path cached by an earlier scalar add is neither used nor compiled again for it."""
