@@ -37,10 +37,9 @@ from .errors import MissingComponentError
 from .fastpath import (
     AddPath,
     DespawnPath,
-    Move,
+    EdgeMove,
     Read,
     RemovePath,
-    RowMove,
     Write,
     compile_access,
     compile_add,
@@ -104,8 +103,8 @@ class Store:
         self._remove_paths: dict[tuple[int, type], RemovePath] = {}
         self._despawn_paths: dict[int, DespawnPath] = {}              # per table id
         self._access_paths: dict[tuple[int, type], AccessPath] = {}
-        # per edge: (stamp, generated move or None, RowMove for sources of many slots)
-        self._row_moves: dict[tuple[int, int], tuple[tuple[int, int], Move | None, RowMove]] = {}
+        # per edge: (stamp, the edge's move)
+        self._row_moves: dict[tuple[int, int], tuple[tuple[int, int], EdgeMove]] = {}
 
     @property
     def tables(self) -> list[Table]:
@@ -258,8 +257,8 @@ class Store:
         if self.changes.journals_any(table.components):
             ids = np.array([entity], np.int64)
             self.changes.record_removed(table.components, ids, self.entities.births(ids))
-        elif (path := compile_despawn(self, table)) is not None:
-            self._despawn_paths[table_id] = path
+        else:
+            self._despawn_paths[table_id] = compile_despawn(self, table)
         self.structure_version += 1
         moved = table.swap_remove(row)
         if moved >= 0:
@@ -339,7 +338,7 @@ class Store:
             source, row = table, self._move(index, table, row, target)
             target.mark_row(target.added_slot[info.id], row)
             self._cache_edge_path(self._add_paths, source, target, info,
-                                  lambda move: compile_add(self, source, target, info, move))
+                                  lambda edge: compile_add(self, source, target, info, edge))
         for field, col in target.columns_by_component[info.id].items():
             col[row] = values[field]
         target.mark_row(target.marks_slot[info.id], row)
@@ -358,20 +357,20 @@ class Store:
             self.changes.record_removed((info,), ids, self.entities.births(ids))
             return
         self._cache_edge_path(self._remove_paths, table, target, info,
-                              lambda move: compile_remove(self, table, target, move))
+                              lambda edge: compile_remove(self, table, target, edge))
 
     def _cache_edge_path(self, paths: dict[tuple[int, type], Any], source: Table, target: Table,
-                         info: ComponentInfo, compile_path: Callable[[Move], Any]) -> None:
+                         info: ComponentInfo, compile_path: Callable[[EdgeMove], Any]) -> None:
         """Compile the add or remove path of (source, component) after a move along the edge,
         unless the cached one was compiled from the edge's current move (the move is compiled
         anew exactly when its stamp changes, so the path is current too). A checked call after
         the path exists (a value of 0-d arrays, say) would otherwise compile it again each time."""
         key = (source.id, info.cls)
-        move = self._row_moves[source.id, target.id][1]
+        edge = self._row_moves[source.id, target.id][1]
         cached = paths.get(key)
-        if move is None or (cached is not None and cached.__globals__["move"] is move):
+        if cached is not None and cached.__globals__["edge"] is edge:
             return
-        path = compile_path(move)
+        path = compile_path(edge)
         if path is not None:
             paths[key] = path
 
@@ -439,7 +438,7 @@ class Store:
 
     def _move(self, index: int, source: Table, row: int, target: Table) -> int:
         """Move one entity's row between tables, keeping its values and change bits; returns its
-        row in `target`. Through a move generated per edge (fastpath.compile_move, ~1 us), valid
+        row in `target`. Through the edge's move (fastpath.compile_move: one kernel call), valid
         while the change tracker's version and the source's slot count are what they were."""
         target.reserve(target.n + 1)
         self.structure_version += 1
@@ -448,17 +447,8 @@ class Store:
         if cached is None or cached[0] != stamp:
             src_slots, dst_slots = self.changes.transfer_slots(source, target)
             pairs = [(int(a), int(b)) for a, b in zip(src_slots, dst_slots, strict=True)]
-            cached = self._row_moves[source.id, target.id] = (stamp, compile_move(source, target, pairs, self.entities),
-                                                              RowMove(source, target, self.changes))
-        if cached[1] is not None:
-            return cached[1](index, row)
-        new_row = target.append(1)
-        cached[2].copy(row, new_row)
-        moved = source.swap_remove(row)
-        if moved >= 0:
-            self.entities.place(moved & INDEX_MASK, source.id, row)
-        self.entities.place(index, target.id, new_row)
-        return new_row
+            cached = self._row_moves[source.id, target.id] = (stamp, compile_move(self, source, target, pairs))
+        return cached[1].move(index, row)
 
     # ---------------------------------------------------------------- values (not structural)
     def try_get_fast(self, entity: int, component: type) -> Any:
