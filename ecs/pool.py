@@ -74,6 +74,7 @@ OTHER_LOAD_PIN = 0.15               # ... and below which unpinned ones are pinn
 EPOCH_SPIN_NS = 100_000            # how long a process waiting for an epoch polls before sleeping
 STALE_HOLDER_S = 0.05             # how long a holder of a finished run may take to let go
 STARTUP_WAIT_S = 60.0             # how long a run waits at most for new workers to attach
+RELEASE_WAIT_S = 1.0              # how long a replaced (dead or killed) worker may take to be reaped
 ASLEEP_ALONE_MAX_S = 0.002         # runs shorter than this do not wake sleeping workers (see helps)
 LOADED_SHARE_MIN_S = 0.02          # stages shorter than this are run by the main process alone while loaded
 STARTUP_HINT = ("worker processes import the main script before they start: a script that makes a World "
@@ -243,6 +244,7 @@ class WorkerPool:
         old = self._handles[w]
         if old is not None:
             self._sentinels.unregister(old.process.sentinel)
+            _release(old, RELEASE_WAIT_S)
         handle = self._handles[w] = self._start(w)
         return handle
 
@@ -450,14 +452,21 @@ class WorkerPool:
         del self.control, self.control32
         deadline = time.monotonic() + 1.0
         for handle in self._handles:
-            if handle is None:
-                continue
-            handle.process.join(max(0.0, deadline - time.monotonic()))
-            if handle.process.is_alive():
-                handle.process.kill()
-                handle.process.join(5.0)
-            handle.connection.close()
-            handle.process.close()
+            if handle is not None:
+                _release(handle, max(0.0, deadline - time.monotonic()))
+
+
+def _release(handle: _Handle, wait: float) -> None:
+    """Reap a worker that was asked to stop or is dead, killing it after `wait` seconds, and close
+    its pipe and process: the process's sentinel and pipe descriptors close now, not whenever
+    multiprocessing next looks at its children (a dead worker's stayed open until then)."""
+    handle.process.join(wait)
+    if handle.process.is_alive():
+        handle.process.kill()
+        handle.process.join(5.0)
+    handle.connection.close()
+    if handle.process.exitcode is not None:     # never reaped after a kill: left to the collector
+        handle.process.close()
 
 
 class _Handle:
