@@ -12,6 +12,7 @@ dict lookup.
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable, Iterable
 
 from .memory import Arena
@@ -27,7 +28,14 @@ class Archetypes:
         self.max_rows = max_rows
         self.tables: list[Table] = []
         self._by_key: dict[frozenset[int], Table] = {}
-        self.new_table_listeners: list[Callable[[Table], None]] = []
+        self._new_table_listeners: list[weakref.WeakMethod[Callable[[Table], None]]] = []
+
+    def on_new_table(self, listener: Callable[[Table], None]) -> None:
+        """Call the bound method `listener` with each table made from now on, before the table is
+        used; one that raises unmakes the table. Held weakly: a listener that keeps this object
+        (the change tracker does) forms no reference cycle, so a closed world is freed by reference
+        counting instead of waiting for a full garbage collection."""
+        self._new_table_listeners.append(weakref.WeakMethod(listener))  # type: ignore[arg-type]
 
     def table_for(self, infos: Iterable[ComponentInfo]) -> Table:
         """The table of exactly these components, created on first use."""
@@ -38,14 +46,23 @@ class Archetypes:
             components = tuple(sorted(by_id.values(), key=lambda info: info.id))
             table = Table(len(self.tables), components, self._arena, self.max_rows)
             try:
-                for listener in self.new_table_listeners:
-                    listener(table)
+                for reference in self._new_table_listeners:
+                    listener = reference()
+                    if listener is not None:
+                        listener(table)
             except BaseException:   # a table nobody can track changes of is not made at all
                 table.release()
                 raise
             self.tables.append(table)
             self._by_key[key] = table
         return table
+
+    def unlink(self) -> None:
+        """Forget the edges between tables (world close): each edge and its reverse form a
+        reference cycle, which would leave a closed world to the next full garbage collection."""
+        for table in self.tables:
+            table.edge_add.clear()
+            table.edge_remove.clear()
 
     def with_added(self, table: Table, infos: Iterable[ComponentInfo]) -> Table:
         for info in infos:

@@ -81,7 +81,7 @@ class ChangeTracker:
         self._takes: dict[tuple[int, int], tuple[int, np.ndarray | None, int]] = {}
         self._journals: dict[int, RemovalJournal] = {}
         self._removal_events = 0   # numbers record_removed calls: orders ids across journals
-        archetypes.new_table_listeners.append(self._on_new_table)
+        archetypes.on_new_table(self._on_new_table)
 
     # ---------------------------------------------------------------- readers
     def register(self, changed: tuple[ComponentInfo, ...], added: tuple[ComponentInfo, ...],

@@ -575,10 +575,10 @@ class Store:
             return
         self.closed = True
         # The arena unmaps (giving back its memory and its address-space reservation) only when
-        # no view is left, and tables sit in reference cycles: drop the views here rather than
-        # wait for a cyclic gc.
+        # no view is left: drop the views here rather than wait for the world to be freed.
         for table in self.archetypes.tables:
             table.drop_views()
+        self.archetypes.unlink()
         self.entities.drop_views()
         self._spawn_paths.clear()
         self._last_spawn = no_fast_path
