@@ -30,13 +30,13 @@ by the stored ids and free list; and the memory the world will commit is bounded
 length. Then it reads each array straight into the new world's columns while other threads
 check its chunks' checksums; a mismatch, or ids that cannot form an index, close that world again.
 So a corrupt, truncated, foreign, crafted or newer file raises SnapshotError (never another
-error) and changes nothing. Saving
-writes a temporary file beside the target (header, a manifest with placeholder checksums and the
-payload while they are computed, then the manifest again, then the trailer: a partial file
-has no end marker), fsyncs it, renames it over the target and fsyncs the directory: a crash at
-any point leaves the old file or the new. Each save has its own temporary (two threads may save
-to one path: the last rename wins); a path that is a symlink is followed, so the target is
-replaced and the link kept.
+error) and changes nothing. Saving writes a temporary file beside the target (header, a
+manifest with placeholder checksums and the payload while they are computed, then the manifest
+again, then the trailer: a partial file has no end marker; a small world's checksums are known
+first, and all of it is one write), fsyncs it, renames it over the target and fsyncs the
+directory: a crash at any point leaves the old file or the new. Each save has its own temporary
+(two threads may save to one path: the last rename wins); a path that is a symlink is followed,
+so the target is replaced and the link kept.
 At 1M entities of 16 B (persist benchmark): save ~17 ms for 24 MB, most of it the write and
 the fsync (the checksums run in the shadow of the write); load ~5 ms into a world without
 workers, of it reading the file into the world's columns, rebuilding the entity index and the
@@ -100,7 +100,8 @@ def save(path: str | os.PathLike[str], store: Store, resources: Resources, frame
 
     One pwritev puts the header, a manifest with placeholder checksums and the payload in the
     file while other threads compute the checksums; then the manifest is written again with
-    them (same length: they are fixed-width), the trailer after it, one fsync."""
+    them (same length: they are fixed-width), the trailer after it, one fsync. A small world,
+    whose checksums are all computed inline, is written in one pwritev with them (~60 us less)."""
     path = os.path.realpath(os.fspath(path))   # over a symlink: replace its target, keep the link
     manifest, arrays, entries = _describe(store, resources, frame)
     blob = _manifest_bytes(manifest)
@@ -115,17 +116,24 @@ def save(path: str | os.PathLike[str], store: Store, resources: Resources, frame
         try:
             with _Checksums(FORMAT_VERSION) as checksums:
                 pending = [checksums.submit(array) for array in arrays]
+                known = not checksums.threaded
+                if known:
+                    _put_checksums(entries, pending)
+                    blob = _manifest_bytes(manifest)
                 buffers: list[Any] = [HEADER.pack(MAGIC, FORMAT_VERSION, 0, len(blob)), blob,
                                       _ZEROS[: start - HEADER.size - len(blob)]]
                 for array in arrays:
                     buffers += [_bytes_of(array), _ZEROS[: -array.nbytes % ALIGN]]
+                if known:
+                    buffers.append(_trailer(blob))
                 end = _write_all(fd, buffers, 0)
-                for entry, sums in zip(entries, pending, strict=True):
-                    entry[_KEY] = [f"{chunk.result():0{_DIGITS}x}" for chunk in sums]
-            final = _manifest_bytes(manifest)
-            assert len(final) == len(blob), "checksums are fixed-width"
-            _write_all(fd, [final], HEADER.size)
-            _write_all(fd, [struct.pack("<I", zlib.crc32(final)) + TRAILER], end)
+                if not known:
+                    _put_checksums(entries, pending)
+            if not known:
+                final = _manifest_bytes(manifest)
+                assert len(final) == len(blob), "checksums are fixed-width"
+                _write_all(fd, [final], HEADER.size)
+                _write_all(fd, [_trailer(final)], end)
             os.fsync(fd)
         finally:
             os.close(fd)
@@ -139,6 +147,16 @@ def save(path: str | os.PathLike[str], store: Store, resources: Resources, frame
         os.fsync(dir_fd)
     finally:
         os.close(dir_fd)
+
+
+def _put_checksums(entries: list[dict[str, Any]], pending: list[list[_Pending]]) -> None:
+    """Each payload entry's checksums in place of its placeholders (fixed width: same length)."""
+    for entry, sums in zip(entries, pending, strict=True):
+        entry[_KEY] = [f"{chunk.result():0{_DIGITS}x}" for chunk in sums]
+
+
+def _trailer(manifest_bytes: bytes) -> bytes:
+    return struct.pack("<I", zlib.crc32(manifest_bytes)) + TRAILER
 
 
 def _manifest_bytes(manifest: dict[str, Any]) -> bytes:
@@ -209,6 +227,11 @@ class _Checksums:
     def __init__(self, version: int) -> None:
         self._pool: ThreadPoolExecutor | None = None
         self._checksum = _CHECKSUM_OF[version]
+
+    @property
+    def threaded(self) -> bool:
+        """Whether a checksum was handed to a thread (else every result is known already)."""
+        return self._pool is not None
 
     def submit(self, array: np.ndarray) -> list[_Pending]:
         data = _bytes_of(array)

@@ -765,7 +765,12 @@ def payload_arrays(manifest: dict) -> list[dict]:
                       *manifest["resources"]["arrays"].values()]
 
 
-def test_each_chunk_of_an_array_has_its_own_checksum(tmp_path, monkeypatch) -> None:
+@pytest.mark.parametrize("checksums", ["inline", "threaded"])
+def test_each_chunk_of_an_array_has_its_own_checksum(tmp_path, monkeypatch, checksums: str) -> None:
+    """Both ways a save writes them: known before the one write (a small world's, inline), or
+    computed on threads beside the payload's write and put in the manifest after it."""
+    if checksums == "threaded":
+        monkeypatch.setattr(ecs.worldfile, "INLINE_CHECKSUM_BYTES", 0)
     monkeypatch.setattr(ecs.worldfile, "CHUNK", 1024)
     monkeypatch.setattr(ecs.manifest, "CHUNK", 1024)
     with ecs.World() as world:
