@@ -181,8 +181,8 @@ def compile_add(store: Store, source: Table, target: Table, info: ComponentInfo,
     the component) the component's `_raw` field scalars, moving it to `target` through the
     edge's move (which marks its row added and changed there). False, having changed nothing,
     for values not given as scalars (raw None) or once the change tracker or the source's slots
-    changed (the move's bits would be stale). None when a field is a vector. ~1.5 us on a day
-    spawn took 1.4 us."""
+    changed (the move's bits would be stale). None when a field is a vector. ~1.05 us a call
+    through World.add (module docstring)."""
     views = target.field_items[info.id]
     if views is None:
         return None
