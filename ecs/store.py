@@ -15,7 +15,8 @@ cached tasks compare it to know whether the layout they describe still holds.
 
 One-entity spawn, get, set, add, remove and despawn first try a path generated per table or
 type tuple (fastpath.py): straight-line Python over memoryviews, and one kernel call for a
-row that moves, ~0.6-1.6 us a call at 100k entities. Batches are vectorised (no per-entity Python loop).
+row that moves, ~0.6-1.6 us a call at 100k entities. Batches are vectorised (no per-entity
+Python loop).
 """
 
 from __future__ import annotations

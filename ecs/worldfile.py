@@ -101,47 +101,44 @@ def save(path: str | os.PathLike[str], store: Store, resources: Resources, frame
     One pwritev puts the header, a manifest with placeholder checksums and the payload in the
     file while other threads compute the checksums; then the manifest is written again with
     them (same length: they are fixed-width), the trailer after it, one fsync. A small world,
-    whose checksums are all computed inline, is written in one pwritev with them (~60 us less)."""
+    whose checksums are all computed inline before anything is written, has its manifest
+    encoded once and is written in one pwritev."""
     path = os.path.realpath(os.fspath(path))   # over a symlink: replace its target, keep the link
     manifest, arrays, entries = _describe(store, resources, frame)
-    blob = _manifest_bytes(manifest)
-    start = _payload_start(len(blob))
     directory, name = os.path.split(path)
     # unique per call (two threads saving to one path must not share one), pid first: see
     # _remove_orphaned_temporaries
     temporary = os.path.join(directory, f".{name}.tmp-{os.getpid()}-{secrets.token_hex(8)}")
     _remove_orphaned_temporaries(directory, name)
-    try:
-        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)
+    with _Checksums(FORMAT_VERSION) as checksums:
+        pending = [checksums.submit(array) for array in arrays]
+        known = not checksums.threaded      # every checksum computed inline: a small world
+        if known:
+            _put_checksums(entries, pending)
+        blob = _manifest_bytes(manifest)
+        start = _payload_start(len(blob))
         try:
-            with _Checksums(FORMAT_VERSION) as checksums:
-                pending = [checksums.submit(array) for array in arrays]
-                known = not checksums.threaded
-                if known:
-                    _put_checksums(entries, pending)
-                    blob = _manifest_bytes(manifest)
+            fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)
+            try:
                 buffers: list[Any] = [HEADER.pack(MAGIC, FORMAT_VERSION, 0, len(blob)), blob,
                                       _ZEROS[: start - HEADER.size - len(blob)]]
                 for array in arrays:
                     buffers += [_bytes_of(array), _ZEROS[: -array.nbytes % ALIGN]]
-                if known:
-                    buffers.append(_trailer(blob))
-                end = _write_all(fd, buffers, 0)
+                end = _write_all(fd, [*buffers, _trailer(blob)] if known else buffers, 0)
                 if not known:
                     _put_checksums(entries, pending)
-            if not known:
-                final = _manifest_bytes(manifest)
-                assert len(final) == len(blob), "checksums are fixed-width"
-                _write_all(fd, [final], HEADER.size)
-                _write_all(fd, [_trailer(final)], end)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(temporary, path)
-    except BaseException:
-        if os.path.exists(temporary):
-            os.unlink(temporary)
-        raise
+                    final = _manifest_bytes(manifest)
+                    assert len(final) == len(blob), "checksums are fixed-width"
+                    _write_all(fd, [final], HEADER.size)
+                    _write_all(fd, [_trailer(final)], end)
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.replace(temporary, path)
+        except BaseException:
+            if os.path.exists(temporary):
+                os.unlink(temporary)
+            raise
     dir_fd = os.open(directory, os.O_RDONLY)
     try:
         os.fsync(dir_fd)
