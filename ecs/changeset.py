@@ -117,7 +117,7 @@ class ChangeSet:
             return ids[-entity - 1] if entity < 0 else entity
 
         for entity, info, field, value in self.sets:
-            store.write_field(real(entity), info, field, value)
+            store.values.write_field(real(entity), info, field, value)
         for batch, adds, removes in self._grouped_changes(real):
             store.change_components_batch(batch, adds, removes)
         doomed = [real(e) for e in self.despawns]

@@ -452,7 +452,7 @@ class _RecordBatch:
             if fresh:
                 ids = real[positions]
                 placed = store.placed(ids)
-            store.write_field_batch(ids, info, field, value, placed)
+            store.values.write_field_batch(ids, info, field, value, placed)
         if self.changes.shape[0]:
             ids = real[self.changes]
             self._apply_changes(ids, *self._final_changes(ids & INDEX_MASK, lookups.slot_scratch(entities.high_water)))

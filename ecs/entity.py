@@ -29,6 +29,7 @@ INDEX_BITS = 32
 INDEX_MASK = (1 << INDEX_BITS) - 1
 MAX_GENERATION = (1 << 31) - 1
 RETIRED = MAX_GENERATION + 1   # the generation of a slot that is never reused
+ID_END = 1 << 63               # every id is below: ids are int64
 MIN_CAPACITY = 4096
 
 

@@ -10,11 +10,14 @@ and loop counts (numpy scalar indexing costs ~100 ns an item, a memoryview item 
   both entities placed, in one kernel call over the arena's bytes (kernels/moves.py) with a
   plan of offsets built here, through the kernel's compiled entry (`_direct`, ~0.14 us a call).
 - `compile_add` / `compile_remove`: `World.add(e, C(...))` / `remove(e, C)` of one component
-  from one source table: the edge's move inline, the new fields written. Per op, 10,000 adds
-  then removes: ~1.05 us on a day esper took 0.3 us (of which locating the entity ~0.25 us).
+  from one source table, given the entity id: the kernel checks that the id is a live one of
+  the source and moves it (no locate from Python), the new fields are written. Per op, 10,000
+  adds then removes, `C()` built in the loop: ~0.87 us, on a day esper took 0.27-0.35 us: about
+  0.3 us is the kernel call (its entry ~0.15 us, the row's bytes and bits), 0.25 us the
+  path's Python, 0.3 us World.add's and the store's.
 - `compile_spawn`: `World.spawn` of one tuple of component types into its table (~1.3-1.6 us).
-- `compile_despawn`: `World.despawn` of one entity of one table: the hole filled by the same
-  kernel, the slot freed.
+- `compile_despawn`: `World.despawn` of one entity of one table, given its id: the hole filled
+  by a kernel of the same plan, the slot freed.
 The store (store.py) caches them per (table, component), per edge, per table and per type
 tuple. They are the store's own code: they change rows and entity places only when the store
 calls them.
@@ -52,9 +55,9 @@ class Store(Protocol):
 Read = Callable[[int], tuple[Any, ...]]               # get's fast path: row -> raw field scalars
 Write = Callable[[int, tuple[Any, ...]], None]        # set's fast path: (row, raw) -> stored
 Move = Callable[[int, int], int]                      # (entity slot, row in source) -> row in target
-AddPath = Callable[[int, int, Any], bool]             # add's fast path: (entity slot, row, raw) -> done
-RemovePath = Callable[[int, int], bool]               # remove's fast path: (entity slot, row) -> done
-DespawnPath = Callable[[int, int], bool]              # despawn's fast path: (entity slot, row) -> done
+AddPath = Callable[[int, Any], bool]                  # add's fast path: (entity id, raw) -> done
+RemovePath = Callable[[int], bool]                    # remove's fast path: (entity id) -> done
+DespawnPath = Callable[[int], bool]                   # despawn's fast path: (entity id) -> done
 
 
 def compile_access(views: tuple[memoryview, ...]) -> tuple[Read, Write]:
@@ -73,12 +76,12 @@ def no_fast_path(*components: object) -> None:
 
 
 class EdgeMove(NamedTuple):
-    """The one-row move of a table edge: `move(index, row) -> new_row`, the kernel it calls
-    (moves.move_row's compiled entry, see _direct) and what it calls it with (the arena's bytes
-    and the edge's plan)."""
+    """The one-row move of a table edge: `move(index, row) -> new_row`, the kernel the paths call
+    for an entity id (moves.move_entity's compiled entry, see _direct) and what it is called with
+    (the arena's bytes and the edge's plan)."""
 
     move: Move
-    kernel: Callable[..., None]
+    kernel: Callable[..., bool]
     arena: np.ndarray
     plan: np.ndarray
 
@@ -93,6 +96,7 @@ def compile_move(store: Store, source: Table, target: Table, slot_pairs: list[tu
     marks = [slot for info in new for slot in (target.marks_slot[info.id], target.added_slot[info.id])]
     arena, plan = _arena_bytes(store), _row_plan(store, source, target, slot_pairs, marks)
     move_row = _direct(moves.move_row, arena, plan, 0, 0, 0, 0)
+    move_entity = _direct(moves.move_entity, arena, plan, 1, 0, 0, 0)
 
     def move(index: int, row: int) -> int:
         new_row = target.n
@@ -102,26 +106,28 @@ def compile_move(store: Store, source: Table, target: Table, slot_pairs: list[tu
         move_row(arena, plan, index, row, new_row, last)
         return new_row  # type: ignore[no-any-return]
 
-    return EdgeMove(move, move_row, arena, plan)
+    return EdgeMove(move, move_entity, arena, plan)
 
 
 def compile_despawn(store: Store, source: Table) -> DespawnPath:
-    """despawn(index, row) -> True: despawn entity slot `index` at `row` of `source`: the
-    source's last row fills the hole (moves.take_row) and the slot is freed. False, having
-    changed nothing, once the change tracker or the source's slots changed. Compiled only while
-    no reader journals a component of the table (registering one changes the tracker's
-    version). ~1 us."""
+    """despawn(entity) -> True: despawn the live id `entity` (a Python int in (0, 2**63)) of
+    `source`: the source's last row fills the hole (moves.take_entity) and the slot is freed.
+    False, having changed nothing, when the id is not a live one of `source` or once the change
+    tracker or the source's slots changed. Compiled only while no reader journals a component
+    of the table (registering one changes the tracker's version). ~0.8 us."""
     arena, plan = _arena_bytes(store), _row_plan(store, source, None, [], [])
-    changes, version, nslots = store.changes, store.changes.version, source.nslots
-    take_row, free_one = _direct(moves.take_row, arena, plan, 0, 0), store.entities.free_one
+    changes, version, nslots, entities = store.changes, store.changes.version, source.nslots, store.entities
+    take_entity, free_one = _direct(moves.take_entity, arena, plan, 1, 0, 0), entities.free_one
 
-    def despawn(index: int, row: int) -> bool:
+    def despawn(entity: int) -> bool:
         if changes.version != version or source.nslots != nslots:
             return False
-        store.structure_version += 1
         last = source.n - 1
+        index = take_entity(arena, plan, entity, entities.high_water, last)
+        if index < 0:
+            return False
         source.n = last
-        take_row(arena, plan, row, last)
+        store.structure_version += 1
         free_one(index)
         return True
 
@@ -170,25 +176,25 @@ def _row_plan(store: Store, source: Table, target: Table | None, slot_pairs: lis
               source.entity_spec.offset, into.entity_spec.offset,
               offset(store.entities.table_of), offset(store.entities.row_of), source.id, into.id,
               source.bit_matrix_spec.offset, into.bit_matrix_spec.offset,
-              source.max_words * 8, into.max_words * 8, BYTE_FLIP, len(marks)]
+              source.max_words * 8, into.max_words * 8, BYTE_FLIP, len(marks), offset(store.entities.generation)]
     assert len(header) == moves.HEADER
     pairs = [slot for pair in slot_pairs for slot in pair]
     return np.array(header + shared + columns + pairs + marks, np.int64)
 
 
 def compile_add(store: Store, source: Table, target: Table, info: ComponentInfo, edge: EdgeMove) -> AddPath | None:
-    """add(index, row, raw) -> True: give entity slot `index` at `row` of `source` (which lacks
-    the component) the component's `_raw` field scalars, moving it to `target` through the
-    edge's move (which marks its row added and changed there). False, having changed nothing,
-    for values not given as scalars (raw None) or once the change tracker or the source's slots
-    changed (the move's bits would be stale). None when a field is a vector. ~1.05 us a call
-    through World.add (module docstring)."""
+    """add(entity, raw) -> True: give the live id `entity` (a Python int in (0, 2**63)) of
+    `source` (which lacks the component) the component's `_raw` field scalars, moving it to
+    `target` through the edge's kernel (which marks its row added and changed there). False,
+    having changed nothing, when the id is not a live one of `source`, for values not given as
+    scalars (raw None), when `target` has no free row, or once the change tracker or the
+    source's slots changed (the move's bits would be stale). None when a field is a vector."""
     views = target.field_items[info.id]
     if views is None:
         return None
     namespace = _edge_namespace(store, source, target, edge)
     fields = "".join(f"f{j}, " for j in range(len(views)))
-    lines = ["def add(index, row, raw):",
+    lines = ["def add(entity, raw):",
              f"    if raw is None or {_stale(store, source)}:",
              "        return False"]
     if views:
@@ -203,13 +209,13 @@ def compile_add(store: Store, source: Table, target: Table, info: ComponentInfo,
 
 
 def compile_remove(store: Store, source: Table, target: Table, edge: EdgeMove) -> RemovePath:
-    """remove(index, row) -> True: move entity slot `index` at `row` of `source` to `target`
-    (one component fewer) through the edge's move. False, having changed nothing, once the
-    change tracker or the source's slots changed. Compiled only while no reader journals the
-    removed component (registering one changes the tracker's version). ~1.05 us a call through
-    World.remove (module docstring)."""
+    """remove(entity) -> True: move the live id `entity` (a Python int in (0, 2**63)) of `source`
+    to `target` (one component fewer) through the edge's kernel. False, having changed nothing,
+    when the id is not a live one of `source`, when `target` has no free row, or once the change
+    tracker or the source's slots changed. Compiled only while no reader journals the removed
+    component (registering one changes the tracker's version)."""
     namespace = _edge_namespace(store, source, target, edge)
-    lines = ["def remove(index, row):",
+    lines = ["def remove(entity):",
              f"    if {_stale(store, source)}:",
              "        return False",
              *_edge_move_lines(),
@@ -237,21 +243,23 @@ def _mark_lines(table: Table, infos: tuple[ComponentInfo, ...], row: str) -> lis
 def _edge_namespace(store: Store, source: Table, target: Table, edge: EdgeMove) -> dict[str, Any]:
     """The globals of an add or remove path along `edge` (`edge` itself names the move it was
     compiled from: Store._cache_edge_path compares it)."""
-    return {"store": store, "changes": store.changes, "source": source, "target": target, "edge": edge,
-            "move_row": edge.kernel, "arena": edge.arena, "plan": edge.plan}
+    return {"store": store, "changes": store.changes, "entities": store.entities, "source": source,
+            "target": target, "edge": edge, "move_entity": edge.kernel, "arena": edge.arena, "plan": edge.plan}
 
 
 def _edge_move_lines() -> list[str]:
-    """Store._move's steps for one row, with the edge's move inline: reserve a target row,
-    count a structural change, move (`new_row`)."""
-    return ["    if target.n >= target.capacity:",
-            "        target.reserve(target.n + 1)",
-            "    store.structure_version += 1",
-            "    new_row = target.n",
-            "    target.n = new_row + 1",
+    """Store._move's steps for one entity id, with the edge's kernel inline: return False unless
+    the target has a free row and the kernel finds the id in the source and moves it to
+    `new_row`; then count the rows and a structural change."""
+    return ["    new_row = target.n",
+            "    if new_row >= target.capacity:",
+            "        return False",
             "    last = source.n - 1",
+            "    if not move_entity(arena, plan, entity, entities.high_water, new_row, last):",
+            "        return False",
+            "    target.n = new_row + 1",
             "    source.n = last",
-            "    move_row(arena, plan, index, row, new_row, last)"]
+            "    store.structure_version += 1"]
 
 
 def compile_spawn(store: Store, table: Table, infos: tuple[ComponentInfo, ...]) -> Callable[..., int | None] | None:

@@ -13,10 +13,11 @@ converted them), live ids where a method says so. A method raises before it chan
 The structure version is bumped by every structural change; plans, snapshots and the workers'
 cached tasks compare it to know whether the layout they describe still holds.
 
-One-entity spawn, get, set, add, remove and despawn first try a path generated per table or
-type tuple (fastpath.py): straight-line Python over memoryviews, and one kernel call for a
-row that moves, ~0.6-1.6 us a call at 100k entities. Batches are vectorised (no per-entity
-Python loop).
+One-entity spawn, add, remove and despawn first try a path generated per table, edge or type
+tuple (fastpath.py): straight-line Python over memoryviews, and one kernel call for a row that
+moves, which finds the entity itself; ~0.8-1.3 us a call at 10k entities. Batches are
+vectorised (no per-entity Python loop). Reads and writes of values, which change no structure,
+are access.py's (`values`).
 """
 
 from __future__ import annotations
@@ -25,24 +26,22 @@ import itertools
 import os
 import weakref
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any, NamedTuple
+from typing import Any
 
 import numpy as np
 
 from ecs.kernels import bits
 
+from .access import ComponentValues
 from .archetype import Archetypes
 from .changes import ChangeTracker
-from .entity import INDEX_MASK, EntityIndex
+from .entity import ID_END, INDEX_MASK, EntityIndex, as_id
 from .errors import MissingComponentError
 from .fastpath import (
     AddPath,
     DespawnPath,
     EdgeMove,
-    Read,
     RemovePath,
-    Write,
-    compile_access,
     compile_add,
     compile_despawn,
     compile_move,
@@ -53,7 +52,7 @@ from .fastpath import (
 from .memory import Arena
 from .parts import Part, Values
 from .schema import ComponentInfo
-from .table import BYTE_FLIP, Table
+from .table import Table
 
 _tokens = itertools.count(1)
 _live_stores: weakref.WeakSet[Store] = weakref.WeakSet()
@@ -70,16 +69,6 @@ def _disown_after_fork() -> None:
 os.register_at_fork(after_in_child=_disown_after_fork)
 
 
-class AccessPath(NamedTuple):
-    """get/set's fast path for one component in one table: read(row), write(row, raw), and the
-    byte view and offset of the component's marks."""
-
-    read: Read
-    write: Write
-    bit_bytes: memoryview
-    marks_offset: int
-
-
 class Store:
     """The arena, entity index, tables and change tracker of one world; see the module docstring."""
 
@@ -92,6 +81,7 @@ class Store:
             self.arena.close()
             raise
         self.changes = ChangeTracker(self.archetypes, self.entities)
+        self.values = ComponentValues(self)   # reads and writes of values (access.py)
         self.structure_version = 0
         self.token = next(_tokens)   # names this store for snapshots; never reused, unlike id()
         self.closed = False
@@ -103,7 +93,10 @@ class Store:
         self._add_paths: dict[tuple[int, type], AddPath] = {}         # (source table id, component)
         self._remove_paths: dict[tuple[int, type], RemovePath] = {}
         self._despawn_paths: dict[int, DespawnPath] = {}              # per table id
-        self._access_paths: dict[tuple[int, type], AccessPath] = {}
+        # the path that last served a component (or any despawn): tried first, without a locate
+        self._last_add: dict[type, AddPath] = {}
+        self._last_remove: dict[type, RemovePath] = {}
+        self._last_despawn: DespawnPath | None = None
         # per edge: (stamp, the edge's move)
         self._row_moves: dict[tuple[int, int], tuple[tuple[int, int], EdgeMove]] = {}
 
@@ -250,9 +243,12 @@ class Store:
     def despawn(self, entity: int) -> None:
         """Despawn one live id (else DeadEntityError, nothing changed); through the path cached
         for its table (fastpath.compile_despawn, ~1 us) while no removed= reader journals it."""
+        path = self._last_despawn
+        if path is not None and type(entity) is int and 0 < entity < ID_END and path(entity):
+            return
         index, table_id, row = self.entities.locate(entity)
-        path = self._despawn_paths.get(table_id)
-        if path is not None and path(index, row):
+        path = self._last_despawn = self._despawn_paths.get(table_id)
+        if path is not None and path(as_id(entity)):
             return
         table = self.archetypes.tables[table_id]
         if self.changes.journals_any(table.components):
@@ -309,25 +305,37 @@ class Store:
 
     def try_add_fast(self, entity: int, value: object) -> bool:
         """add_component of a value of plain scalars to a live entity that lacks the component,
-        through the path cached for its table and the component (fastpath.compile_add, ~1.3 us);
+        through the path cached for its table and the component (fastpath.compile_add, ~0.6 us);
         False, having changed nothing, when there is none or anything is off."""
-        try:
-            raw = value._raw  # type: ignore[attr-defined]
-            index, table_id, row = self.entities.locate(entity)
-            path = self._add_paths[table_id, type(value)]
-        except Exception:
-            return False
-        return path(index, row, raw)
+        path = self._last_add.get(type(value))
+        if path is not None and type(entity) is int and 0 < entity < ID_END and path(entity, value._raw):  # type: ignore[attr-defined]
+            return True
+        return self._try_edge_path(self._add_paths, self._last_add, type(value), entity,
+                                   getattr(value, "_raw", None))
 
     def try_remove_fast(self, entity: int, component: type) -> bool:
         """remove_component through the path cached for the entity's table and the component
         (fastpath.compile_remove); False, having changed nothing, when there is none."""
         try:
-            index, table_id, row = self.entities.locate(entity)
-            path = self._remove_paths[table_id, component]
+            path = self._last_remove.get(component)
+        except TypeError:   # not a type at all: the checked call says so
+            return False
+        if path is not None and type(entity) is int and 0 < entity < ID_END and path(entity):
+            return True
+        return self._try_edge_path(self._remove_paths, self._last_remove, component, entity)
+
+    def _try_edge_path(self, paths: dict[tuple[int, type], Any], last: dict[type, Any], component: type,
+                       entity: object, *values: object) -> bool:
+        """Call the add or remove path of (the entity's table, component), and keep it in `last`:
+        the caller first tries the path that last served the component, which finds the entity
+        itself (no locate from Python)."""
+        try:
+            entity = as_id(entity)
+            path = paths[self.entities.locate(entity)[1], component]
         except Exception:
             return False
-        return path(index, row)
+        last[component] = path
+        return path(entity, *values)  # type: ignore[no-any-return]
 
     def add_component(self, entity: int, info: ComponentInfo, values: Values) -> None:
         """change_components with one add: the common case, without its lists (~1.5 us). An add
@@ -451,87 +459,6 @@ class Store:
             cached = self._row_moves[source.id, target.id] = (stamp, compile_move(self, source, target, pairs))
         return cached[1].move(index, row)
 
-    # ---------------------------------------------------------------- values (not structural)
-    def try_get_fast(self, entity: int, component: type) -> Any:
-        """The component value through a cached access path, or None (no path yet, or any error:
-        the checked path then raises it)."""
-        try:
-            _, table_id, row = self.entities.locate(entity)
-            read = self._access_paths[table_id, component].read
-        except Exception:
-            return None
-        value: Any = object.__new__(component)
-        value._raw = read(row)
-        return value
-
-    def read(self, entity: int, info: ComponentInfo) -> Any:
-        """A copy of a live entity's component value; MissingComponentError if it lacks it."""
-        _, table, row = self.locate(entity)
-        columns = table.columns_by_component.get(info.id)
-        if columns is None:
-            raise self.missing(entity, table, info)
-        value: Any = object.__new__(info.cls)
-        object.__setattr__(value, "_values", {field: col[row].copy() for field, col in columns.items()})
-        object.__setattr__(value, "_batch_len", None)
-        self._cache_access_path(table, info)
-        return value
-
-    def try_set_fast(self, entity: int, value: object) -> bool:
-        """Write a plain-scalar value through a cached access path and mark the row; False, having
-        written nothing, when there is no path or anything is off (the checked path decides)."""
-        try:  # everything that can fail comes before the first write
-            raw = value._raw  # type: ignore[attr-defined]
-            _, table_id, row = self.entities.locate(entity)
-            path = self._access_paths[table_id, type(value)]
-            path.write(row, raw)  # unpacks `raw` (TypeError when None) before it stores anything
-        except Exception:
-            return False
-        path.bit_bytes[path.marks_offset + ((row >> 3) ^ BYTE_FLIP)] |= 1 << (row & 7)
-        return True
-
-    def write(self, entity: int, info: ComponentInfo, values: Values) -> None:
-        """Write one component value of a live entity and mark its row changed."""
-        _, table, row = self.locate(entity)
-        columns = table.columns_by_component.get(info.id)
-        if columns is None:
-            raise self.missing(entity, table, info)
-        for field, col in columns.items():
-            col[row] = values[field]
-        table.mark_row(table.marks_slot[info.id], row)
-        self._cache_access_path(table, info)
-
-    def write_field(self, entity: int, info: ComponentInfo, field: str, value: np.ndarray) -> None:
-        """Write one field of a live entity that has the component, and mark its row changed."""
-        _, table, row = self.locate(entity)
-        table.columns_by_component[info.id][field][row] = value
-        table.mark_row(table.marks_slot[info.id], row)
-
-    def write_field_batch(self, ids: np.ndarray, info: ComponentInfo, field: str, values: np.ndarray,
-                          placed: list[tuple[Table, np.ndarray, np.ndarray]] | None = None) -> None:
-        """Write one field of distinct live ids that have the component (values: one per id) and
-        mark their rows changed; `placed`: (table, positions, rows) of the ids, when known."""
-        for table, where, rows in placed or self.placed(ids, info):
-            table.columns_by_component[info.id][field][rows] = values[where]
-            bits.mark_rows(table.bit_matrix[table.marks_slot[info.id]], rows)
-
-    def write_batch(self, ids: np.ndarray, info: ComponentInfo, values: Values) -> None:
-        """Write one component of many live entities (arrays of len(ids), or scalars) and mark
-        their rows; MissingComponentError before any write if one lacks it."""
-        groups = self.tables_of(ids, info)
-        for table, where in groups:
-            rows = self.rows_of(ids[where])
-            for field, col in table.columns_by_component[info.id].items():
-                data = values[field]
-                col[rows] = data[where] if data.ndim > len(info.fields[field].shape) else data
-            bits.mark_rows(table.bit_matrix[table.marks_slot[info.id]], rows)
-
-    def _cache_access_path(self, table: Table, info: ComponentInfo) -> None:
-        views = table.field_items.get(info.id)
-        if views is not None:
-            read, write = compile_access(views)
-            self._access_paths[table.id, info.cls] = AccessPath(
-                read, write, table.bit_bytes, table.marks_slot[info.id] * table.max_words * 8)
-
     # ---------------------------------------------------------------- restore and load
     def restore_structure(self, tables: list[tuple[int, int, np.ndarray]], high_water: int,
                           free: np.ndarray, free_generation: np.ndarray) -> None:
@@ -586,6 +513,9 @@ class Store:
         self._add_paths.clear()
         self._remove_paths.clear()
         self._despawn_paths.clear()
-        self._access_paths.clear()
+        self._last_add.clear()
+        self._last_remove.clear()
+        self._last_despawn = None
+        self.values.clear()
         self._row_moves.clear()
         self.arena.close()

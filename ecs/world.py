@@ -146,7 +146,8 @@ class World:
 
     def despawn(self, entity: int) -> None:
         """Destroy one entity; its id is never alive again. DeadEntityError if it is not alive."""
-        self._check_open("despawn")
+        if self._store.closed:
+            raise WorldClosedError("despawn", self._store.forked)
         self._store.despawn(entity)
 
     def despawn_batch(self, entities: Sequence[int] | np.ndarray) -> None:
@@ -171,22 +172,22 @@ class World:
         """A copy of the entity's component value (fields are numpy scalars)."""
         if self._store.closed:
             raise WorldClosedError("get", self._store.forked)
-        value = self._store.try_get_fast(entity, component)
+        value = self._store.values.try_get_fast(entity, component)
         if value is not None:
             return value
-        return self._store.read(entity, info_of(component))
+        return self._store.values.read(entity, info_of(component))
 
     def set(self, entity: int, value: object) -> None:
         """Write one component value and mark the row changed."""
         if self._store.closed:
             raise WorldClosedError("set", self._store.forked)
-        if self._store.try_set_fast(entity, value):
+        if self._store.values.try_set_fast(entity, value):
             return
         info, values, length = values_of(value)
         if length is not None:
             raise ComponentValueError(info.name, None, f"<arrays of length {length}>",
                                       "set() takes scalar values; use set_batch(ids, ...) for arrays")
-        self._store.write(entity, info, values)
+        self._store.values.write(entity, info, values)
 
     def set_batch(self, entities: Sequence[int] | np.ndarray, value: object) -> None:
         """Write one component for many entities (values: arrays of len(entities) or scalars)
@@ -197,12 +198,13 @@ class World:
         if length is not None and length != ids.shape[0]:
             raise ComponentValueError(info.name, _batch_field(info, values), f"<array of length {length}>",
                                       f"batch length {length} differs from the {ids.shape[0]} entities given")
-        self._store.write_batch(ids, info, values)
+        self._store.values.write_batch(ids, info, values)
 
     def add(self, entity: int, *components: object) -> None:
         """Give the entity these component values (overwriting ones it has). A new component moves
         the entity to another table, keeping every other value and its change state."""
-        self._check_open("add")
+        if self._store.closed:
+            raise WorldClosedError("add", self._store.forked)
         if len(components) == 1 and self._store.try_add_fast(entity, components[0]):
             return
         parts = parts_of("add", components)
@@ -216,7 +218,8 @@ class World:
 
     def remove(self, entity: int, *components: type) -> None:
         """Take these components away; the entity keeps every other value and change state."""
-        self._check_open("remove")
+        if self._store.closed:
+            raise WorldClosedError("remove", self._store.forked)
         if len(components) == 1 and self._store.try_remove_fast(entity, components[0]):
             return
         infos = [info_of(c) for c in components]

@@ -458,6 +458,43 @@ def test_a_call_that_raises_changes_nothing(world: ecs.World, case: str) -> None
     assert observe(world, ids) == before
 
 
+def test_ids_that_are_not_live_raise_after_the_one_entity_paths_exist(world: ecs.World) -> None:
+    """add, remove and despawn of one entity first try the path that last served them, which
+    finds the entity itself: an id it must not take (dead, of another generation, never
+    spawned, slot 0, outside int64, not an int) still raises the checked call's error and
+    changes nothing, and a live id of another table takes that table's path."""
+    blank = [world.spawn() for _ in range(5)]   # the world's first table (id 0): no components
+    ids = populated(world)
+    for _ in range(2):                          # compiled at the first call, tried first from the next
+        world.add(blank[1], Mass(kg=2.0))       # add's path from it to it + Mass, remove's back
+        world.remove(blank[1], Mass)
+    world.despawn(blank[4])                     # despawn's path for it
+    world.despawn(blank[0])
+    blank = blank[:4]
+    everyone = [*ids, *blank]
+    before = observe(world, everyone)
+    never = 1 << 20   # a slot never handed out: past the high water, it reads as table 0, generation 0
+    for bad in (blank[0], blank[0] + (5 << 32), blank[2] + (1 << 32), never, 1 << 32, 0, -3, 2**63,
+                2**64 + blank[2], -(2**70)):
+        for call, args in ((world.add, (bad, Mass(kg=1.0))), (world.remove, (bad, Mass)), (world.despawn, (bad,))):
+            with pytest.raises(DeadEntityError, match=rf"entity {bad} is not alive"):
+                call(*args)
+    for bad in (True, 2.0, "3"):
+        for call, args in ((world.add, (bad, Mass(kg=1.0))), (world.remove, (bad, Mass)), (world.despawn, (bad,))):
+            with pytest.raises(TypeError, match="an entity id is an int, got"):
+                call(*args)
+    assert observe(world, everyone) == before
+    other, third = int(ids[0]), int(ids[5])      # live, in tables a and b: not the paths' table
+    world.add(other, Mass(kg=3.0))
+    world.add(np.int64(third), Mass(kg=4.0))    # numpy ids take the same paths
+    world.remove(other, Velocity)
+    world.despawn(np.int64(blank[3]))
+    world.despawn(third)
+    assert world.get(other, Mass) == Mass(kg=3.0) and not world.has(other, Velocity)
+    assert plain(world.get(other, Position)) == before[other]["Position"] and not world.is_alive(third)
+    assert not world.is_alive(blank[3]) and world.is_alive(blank[2]) and len(world) == len(everyone) - 3
+
+
 def test_spawn_past_max_entities_changes_nothing() -> None:
     with ecs.World(max_entities=64) as world:
         ids = world.spawn_batch(60, Position(x=np.arange(60), y=0))
