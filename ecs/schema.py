@@ -461,38 +461,57 @@ class _RawValues:
 
 
 def _make_raw_init(info: ComponentInfo) -> Any:
-    """The class's __init__: the raw fast path, generated for its fields (as dataclasses does:
-    275 ns for Position(1.0, 2.0), against 700 ns for a generic loop over the fields), falling
-    back to _init with the call's own arguments, so every error is _init's."""
+    """The class's __init__: the raw fast path, generated for its fields (as dataclasses does),
+    falling back to _init with the call's own arguments, so every error is _init's. The fields
+    are keyword-only parameters, so a call by keyword binds them without a dict: Position(x=1.0,
+    y=2.0) ~0.36 us (~0.5 us through **kwargs), Position(1.0, 2.0) ~0.3 us, against ~0.7 us for
+    a generic loop over the fields."""
     names = tuple(info.fields)
-    given = [f"_v{k}" for k in range(len(names))]
-    namespace: dict[str, Any] = {"_init": _init, "_MISSING": object()}
-    call_init = "return _init(_self, *_args, **_kwargs)"
-    lines = ["def __init__(_self, *_args, **_kwargs):",
-             "    if _kwargs:",
-             f"        if _args or len(_kwargs) != {len(names)}:",
-             f"            {call_init}"]
-    lines += [f"        {v} = _kwargs.get({name!r}, _MISSING)" for v, name in zip(given, names, strict=True)]
-    lines += [f"    elif len(_args) == {len(names)}:",
-              f"        {''.join(v + ', ' for v in given)}= _args" if names else "        pass",
-              "    else:",
-              f"        {call_init}"]
-    for k, (v, bounds) in enumerate(zip(given, info.raw_bounds or (), strict=True)):
+    namespace: dict[str, Any] = {"_init": _init, "_MISSING": _MISSING, "_mixed": _mixed_call, "_names": names}
+    fields = "".join(f"{name}, " for name in names)
+    lines = [f"def __init__(_self, *_args, {''.join(f'{name}=_MISSING, ' for name in names)}**_kwargs):"]
+    if not names:
+        lines += ["    if _args or _kwargs:",
+                  "        return _init(_self, *_args, **_kwargs)"]
+    else:
+        mixed = f"return _mixed(_self, _args, _kwargs, _names, ({fields}))"
+        lines += ["    if _args:",
+                  f"        if len(_args) != {len(names)} or _kwargs or "
+                  + " or ".join(f"{name} is not _MISSING" for name in names) + ":",
+                  f"            {mixed}",
+                  f"        {fields}= _args",
+                  "    elif _kwargs or " + " or ".join(f"{name} is _MISSING" for name in names) + ":",
+                  f"        {mixed}"]
+    # past here the call gave every field exactly once: all by position or all by keyword
+    call_init = f"return _init(_self, *_args) if _args else _init(_self, {''.join(f'{n}={n}, ' for n in names)})"
+    for k, (name, bounds) in enumerate(zip(names, info.raw_bounds or (), strict=True)):
         common = next(iter(bounds))  # float for float fields, int for ints, bool for bools
         lo, hi = bounds[common]  # type: ignore[misc]
         namespace.update({f"_type{k}": common, f"_lo{k}": lo, f"_hi{k}": hi, f"_bounds{k}": bounds})
-        lines += [f"    if type({v}) is _type{k}:",
-                  f"        if not _lo{k} <= {v} <= _hi{k}:",
+        lines += [f"    if type({name}) is _type{k}:",
+                  f"        if not _lo{k} <= {name} <= _hi{k}:",
                   f"            {call_init}",
                   "    else:",
-                  f"        _bound = _bounds{k}.get(type({v}))",
-                  f"        if _bound is not True and (_bound is None or not _bound[0] <= {v} <= _bound[1]):",
+                  f"        _bound = _bounds{k}.get(type({name}))",
+                  f"        if _bound is not True and (_bound is None or not _bound[0] <= {name} <= _bound[1]):",
                   f"            {call_init}"]
-    lines.append(f"    _self._raw = ({''.join(v + ', ' for v in given)})")
+    lines.append(f"    _self._raw = ({fields})")
     exec("\n".join(lines), namespace)  # noqa: S102 - source built above from field names only
     init = namespace["__init__"]
     init.__qualname__ = f"{info.cls.__qualname__}.__init__"
     return init
+
+
+_MISSING = object()   # a field the call did not give (the generated __init__'s default)
+
+
+def _mixed_call(self: Any, args: tuple[Any, ...], kwargs: dict[str, Any], names: tuple[str, ...],
+                named: tuple[Any, ...]) -> None:
+    """_init with the arguments of a call the generated __init__ does not take whole (some
+    fields by position and some by keyword, missing or unknown fields): the fields it bound by
+    keyword go back with the other keywords."""
+    given = {name: value for name, value in zip(names, named, strict=True) if value is not _MISSING}
+    _init(self, *args, **given, **kwargs)
 
 
 def _repr(self: Any) -> str:

@@ -478,3 +478,30 @@ def test_view_types_pickle_by_reference_to_themselves() -> None:
     assert view_type.__module__ == "ecs.schema"
     orphan = pickle.loads(pickle.dumps(view_type).replace(view_type.__qualname__.encode()[-12:], b"0" * 12))
     assert orphan is not view_type and orphan._fields == ()     # a component this process lacks: a placeholder
+
+
+def test_every_way_of_giving_the_fields_builds_the_same_value() -> None:
+    """The generated __init__ takes a call that gives every field once, all by position or all
+    by keyword; any other call (mixed, defaults, values it cannot vouch for) goes to the checked
+    path, with the call's own arguments."""
+    @component
+    class Sample:
+        a: f32
+        b: i32 = 7
+        c: bool_ = False
+
+    expected = {"a": 1.5, "b": 7, "c": True}
+    calls = [lambda: Sample(1.5, 7, True), lambda: Sample(a=1.5, b=7, c=True), lambda: Sample(c=True, b=7, a=1.5),
+             lambda: Sample(1.5, c=True), lambda: Sample(1.5, 7, c=True), lambda: Sample(a=1.5, c=True),
+             lambda: Sample(np.float32(1.5), np.int8(7), np.bool_(True))]
+    for call in calls:
+        value = call()
+        assert {f: getattr(value, f).item() for f in expected} == expected
+    for bad, message in ((lambda: Sample(1.5, b=2**40), r"Sample\.b = 1099511627776: does not fit int32"),
+                         (lambda: Sample(a=1.5, b=2**40, c=True), r"Sample\.b = 1099511627776: does not fit int32"),
+                         (lambda: Sample(1.5, 2**40, True), r"Sample\.b = 1099511627776: does not fit int32"),
+                         (lambda: Sample(1.5, a=2.0), r"Sample\.a = 2.0: given both positionally and by keyword"),
+                         (lambda: Sample(1.5, 7, True, d=1), r"Sample\.d = 1: no such field"),
+                         (lambda: Sample(b=1), r"Sample\.a = None: missing: the field has no default")):
+        with pytest.raises(ComponentValueError, match=message):
+            bad()
