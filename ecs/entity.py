@@ -61,7 +61,7 @@ class EntityIndex:
         # memoryview takes ~30 ns and gives a Python int, against ~100 ns for a numpy scalar
         # (locate: 380 ns -> 210 ns)
         self._generation_items = memoryview(self.generation)
-        self._table_items = memoryview(self.table_of)
+        self.table_items = memoryview(self.table_of)   # public: the store's one-entity dispatch reads it
         self._row_items = memoryview(self.row_of)
         self._birth_items = memoryview(self.birth)
 
@@ -73,7 +73,7 @@ class EntityIndex:
         index = entity & INDEX_MASK
         if entity <= 0 or index >= self.high_water:
             raise DeadEntityError(entity, "no entity was ever spawned with this id")
-        table = self._table_items[index]
+        table = self.table_items[index]
         if table < 0 or self._generation_items[index] != entity >> INDEX_BITS:
             raise DeadEntityError(entity, f"its slot is at generation {int(self.generation[index])}; "
                                           f"an id kept across despawn() refers to nothing")
@@ -150,7 +150,7 @@ class EntityIndex:
             if index >= self.capacity:
                 self._reserve(index + 1, 1)
             self.high_water = index + 1
-        self._table_items[index] = table_id
+        self.table_items[index] = table_id
         self._row_items[index] = row
         self.clock += 1
         if self.stamping:
@@ -162,7 +162,7 @@ class EntityIndex:
 
     def place(self, index: int, table: int, row: int) -> None:
         """Record that slot `index` now lives at `row` of `table`."""
-        self._table_items[index] = table
+        self.table_items[index] = table
         self._row_items[index] = row
 
     def place_batch(self, index: np.ndarray, table: int, rows: np.ndarray) -> None:
@@ -182,7 +182,7 @@ class EntityIndex:
     def free_one(self, index: int) -> None:
         """`free` for one slot, in plain Python (no temporaries), the same policy."""
         self.alive -= 1
-        self._table_items[index] = -1
+        self.table_items[index] = -1
         self._row_items[index] = -1
         generation = self._generation_items[index] + 1
         if generation > MAX_GENERATION:

@@ -90,13 +90,11 @@ class Store:
         self._table_by_types: dict[tuple[type, ...], Table] = {}
         self._spawn_paths: dict[tuple[type, ...], Callable[..., int | None]] = {}
         self._last_spawn: Callable[..., int | None] = no_fast_path   # the fast path that last succeeded
-        self._add_paths: dict[tuple[int, type], AddPath] = {}         # (source table id, component)
-        self._remove_paths: dict[tuple[int, type], RemovePath] = {}
+        # per component class, per source table id (read from the entity index without a locate:
+        # the path's kernel checks the id)
+        self._add_paths: dict[type, dict[int, AddPath]] = {}
+        self._remove_paths: dict[type, dict[int, RemovePath]] = {}
         self._despawn_paths: dict[int, DespawnPath] = {}              # per table id
-        # the path that last served a component (or any despawn): tried first, without a locate
-        self._last_add: dict[type, AddPath] = {}
-        self._last_remove: dict[type, RemovePath] = {}
-        self._last_despawn: DespawnPath | None = None
         # per edge: (stamp, the edge's move)
         self._row_moves: dict[tuple[int, int], tuple[tuple[int, int], EdgeMove]] = {}
 
@@ -242,14 +240,16 @@ class Store:
     # ---------------------------------------------------------------- despawn
     def despawn(self, entity: int) -> None:
         """Despawn one live id (else DeadEntityError, nothing changed); through the path cached
-        for its table (fastpath.compile_despawn, ~1 us) while no removed= reader journals it."""
-        path = self._last_despawn
-        if path is not None and type(entity) is int and 0 < entity < ID_END and path(entity):
+        for its table (fastpath.compile_despawn, ~0.6 us) while no removed= reader journals it."""
+        try:
+            if type(entity) is not int:
+                entity = as_id(entity)
+            path = self._despawn_paths[self.entities.table_items[entity & INDEX_MASK]]
+        except Exception:   # no path (or not an id: locate says so)
+            path = None
+        if path is not None and 0 < entity < ID_END and path(entity):
             return
         index, table_id, row = self.entities.locate(entity)
-        path = self._last_despawn = self._despawn_paths.get(table_id)
-        if path is not None and path(as_id(entity)):
-            return
         table = self.archetypes.tables[table_id]
         if self.changes.journals_any(table.components):
             ids = np.array([entity], np.int64)
@@ -305,37 +305,26 @@ class Store:
 
     def try_add_fast(self, entity: int, value: object) -> bool:
         """add_component of a value of plain scalars to a live entity that lacks the component,
-        through the path cached for its table and the component (fastpath.compile_add, ~0.6 us);
+        through the path cached for its table and the component (fastpath.compile_add, ~0.7 us);
         False, having changed nothing, when there is none or anything is off."""
-        path = self._last_add.get(type(value))
-        if path is not None and type(entity) is int and 0 < entity < ID_END and path(entity, value._raw):  # type: ignore[attr-defined]
-            return True
-        return self._try_edge_path(self._add_paths, self._last_add, type(value), entity,
-                                   getattr(value, "_raw", None))
+        try:
+            if type(entity) is not int:
+                entity = as_id(entity)
+            path = self._add_paths[type(value)][self.entities.table_items[entity & INDEX_MASK]]
+        except Exception:
+            return False
+        return 0 < entity < ID_END and path(entity, value._raw)  # type: ignore[attr-defined]
 
     def try_remove_fast(self, entity: int, component: type) -> bool:
         """remove_component through the path cached for the entity's table and the component
         (fastpath.compile_remove); False, having changed nothing, when there is none."""
         try:
-            path = self._last_remove.get(component)
-        except TypeError:   # not a type at all: the checked call says so
-            return False
-        if path is not None and type(entity) is int and 0 < entity < ID_END and path(entity):
-            return True
-        return self._try_edge_path(self._remove_paths, self._last_remove, component, entity)
-
-    def _try_edge_path(self, paths: dict[tuple[int, type], Any], last: dict[type, Any], component: type,
-                       entity: object, *values: object) -> bool:
-        """Call the add or remove path of (the entity's table, component), and keep it in `last`:
-        the caller first tries the path that last served the component, which finds the entity
-        itself (no locate from Python)."""
-        try:
-            entity = as_id(entity)
-            path = paths[self.entities.locate(entity)[1], component]
+            if type(entity) is not int:
+                entity = as_id(entity)
+            path = self._remove_paths[component][self.entities.table_items[entity & INDEX_MASK]]
         except Exception:
             return False
-        last[component] = path
-        return path(entity, *values)  # type: ignore[no-any-return]
+        return 0 < entity < ID_END and path(entity)
 
     def add_component(self, entity: int, info: ComponentInfo, values: Values) -> None:
         """change_components with one add: the common case, without its lists (~1.5 us). An add
@@ -368,20 +357,20 @@ class Store:
         self._cache_edge_path(self._remove_paths, table, target, info,
                               lambda edge: compile_remove(self, table, target, edge))
 
-    def _cache_edge_path(self, paths: dict[tuple[int, type], Any], source: Table, target: Table,
+    def _cache_edge_path(self, paths: dict[type, dict[int, Any]], source: Table, target: Table,
                          info: ComponentInfo, compile_path: Callable[[EdgeMove], Any]) -> None:
         """Compile the add or remove path of (source, component) after a move along the edge,
         unless the cached one was compiled from the edge's current move (the move is compiled
         anew exactly when its stamp changes, so the path is current too). A checked call after
         the path exists (a value of 0-d arrays, say) would otherwise compile it again each time."""
-        key = (source.id, info.cls)
+        by_table = paths.setdefault(info.cls, {})
         edge = self._row_moves[source.id, target.id][1]
-        cached = paths.get(key)
+        cached = by_table.get(source.id)
         if cached is not None and cached.__globals__["edge"] is edge:
             return
         path = compile_path(edge)
         if path is not None:
-            paths[key] = path
+            by_table[source.id] = path
 
     def change_components_batch(self, ids: np.ndarray, adds: list[tuple[ComponentInfo, Values]],
                                 removes: list[ComponentInfo]) -> None:
@@ -513,9 +502,6 @@ class Store:
         self._add_paths.clear()
         self._remove_paths.clear()
         self._despawn_paths.clear()
-        self._last_add.clear()
-        self._last_remove.clear()
-        self._last_despawn = None
         self.values.clear()
         self._row_moves.clear()
         self.arena.close()

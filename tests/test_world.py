@@ -459,13 +459,14 @@ def test_a_call_that_raises_changes_nothing(world: ecs.World, case: str) -> None
 
 
 def test_ids_that_are_not_live_raise_after_the_one_entity_paths_exist(world: ecs.World) -> None:
-    """add, remove and despawn of one entity first try the path that last served them, which
-    finds the entity itself: an id it must not take (dead, of another generation, never
-    spawned, slot 0, outside int64, not an int) still raises the checked call's error and
-    changes nothing, and a live id of another table takes that table's path."""
+    """add, remove and despawn of one entity take the path of the table that the entity index
+    names for the id's slot, whose kernel checks the id itself: an id it must not take (dead,
+    of another generation, never spawned, slot 0, outside int64, not an int) still raises the
+    checked call's error and changes nothing, and a live id of another table takes that
+    table's path."""
     blank = [world.spawn() for _ in range(5)]   # the world's first table (id 0): no components
     ids = populated(world)
-    for _ in range(2):                          # compiled at the first call, tried first from the next
+    for _ in range(2):                          # compiled at the first call, taken from the next
         world.add(blank[1], Mass(kg=2.0))       # add's path from it to it + Mass, remove's back
         world.remove(blank[1], Mass)
     world.despawn(blank[4])                     # despawn's path for it
