@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from . import memory
+from .entity import MAX_ENTITIES, MAX_ROWS
 from .entity import MIN_CAPACITY as ENTITY_MIN_CAPACITY
 from .errors import SnapshotError
 from .schema import ComponentInfo, find_component
@@ -47,13 +48,12 @@ def chunk_count(nbytes: int) -> int:
 
 
 MAX_FRAME = 2**63 - 1             # the frame counter is an int64
-MAX_ROWS = 2**31               # rows are int32 in the entity index
-MAX_ENTITIES = 2**32           # an id holds a 32-bit slot index
 MAX_RETIRED = 1 << 16          # slots neither live nor free a file may claim (each took 2**31 despawns)
 MAX_DIMENSIONS = 32
 COMMIT_PER_FILE_BYTE = 64      # memory a load may commit: this many times the file, plus COMMIT_ALLOWANCE
 COMMIT_ALLOWANCE = 256 << 20   # (a table of 1 row commits MIN_CAPACITY rows of every column)
 TABLE_OVERHEAD = 16 << 10      # what a table takes beyond its columns, counted in that bound
+RESOURCE_OVERHEAD = 4 << 10    # what a resource array takes beyond its pages (its Python objects: ~2 KiB)
 _DTYPE = re.compile(r"[<>|][biuf][1-9][0-9]?")
 
 
@@ -157,7 +157,7 @@ def _check_entities(check: _Check, index: object, alive: int, max_entities: int,
 
 def _check_resources(check: _Check, resources: object, entries: list[tuple[str, dict[str, Any]]]) -> int:
     """Numbers the named type holds exactly, numeric arrays of sane shapes, identifier names.
-    Returns the bytes the arrays will take (read, then copied into the arena)."""
+    Returns the bytes the arrays will take: read, then copied into whole pages of the arena."""
     resources = check.mapping(resources, "resources", ("scalars", "arrays"))
     scalars = check.mapping(resources["scalars"], "resources.scalars", ())
     arrays = check.mapping(resources["arrays"], "resources.arrays", ())
@@ -175,7 +175,7 @@ def _check_resources(check: _Check, resources: object, entries: list[tuple[str, 
         if math.prod(max(d, 1) for d in dims) * dtype.itemsize > 2**48:
             raise check.error(f"resource {name!r} has shape {list(dims)}, too large for any array")
         entries.append((f"resource {name!r}", check.array(entry, f"resource {name!r}", dtype, dims)))
-        commit += 2 * entry["nbytes"]
+        commit += entry["nbytes"] + memory.page_round(max(entry["nbytes"], 1)) + RESOURCE_OVERHEAD
     return commit
 
 

@@ -178,6 +178,13 @@ def without_huge_pages(monkeypatch: Any) -> None:
     monkeypatch.setattr(memory, "_huge_pages_supported", False)
 
 
+def release_spare_arena() -> None:
+    """Unmap the spare arena (a closed private arena kept for the next world), if any."""
+    from ecs import memory
+
+    memory.release_spare()
+
+
 def spare_arena_base() -> int | None:
     """Where the spare arena (a closed private arena kept for the next world) starts, if any."""
     from ecs import memory

@@ -26,7 +26,10 @@ import time
 import zlib
 
 import numpy as np
+import pytest
 import xxhash
+
+from tests import introspect
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 HEADER = struct.Struct("<8sIIQ")
@@ -70,6 +73,29 @@ def test_under_rlimit_as_a_world_too_large_for_the_arena_is_a_snapshot_error(tmp
                         r"entity index of max_entities=1073741824 slots takes \d+ bytes of address space, the arena "
                         r"RLIMIT_AS leaves has 4294967296", messages["max_entities 2**30"])
     assert messages["leaked"] == []
+
+
+def test_a_file_of_many_tiny_resource_arrays_is_refused_by_the_memory_bound(tmp_path) -> None:
+    """Each resource array takes at least a page of the arena and ~2 KiB of Python objects, so
+    150,000 empty arrays (~13 MB of manifest) would commit ~1.2 GiB: over the bound of 64 times
+    the file plus 256 MiB, which a count of 2 bytes per array did not see (such files loaded,
+    at ~6 KiB and ~50 us an array)."""
+    import ecs
+    from ecs import SnapshotError
+
+    path = tmp_path / "w.ecs"
+    with ecs.World(max_rows=64, max_entities=64) as world:
+        world.resources["e"] = np.zeros(0, np.uint8)
+        world.save(path)
+    saved = File(path.read_bytes())
+    manifest = copy.deepcopy(saved.manifest)
+    empty = manifest["resources"]["arrays"].pop("e")
+    manifest["resources"]["arrays"] = {f"r{k}": empty for k in range(150_000)}
+    path.write_bytes(saved.rebuilt(manifest))
+    size = path.stat().st_size
+    with pytest.raises(SnapshotError, match=rf"its world would commit about \d+ MiB of memory for a file of {size} "
+                                            r"bytes \(at most 64 times the file plus 256 MiB\)"):
+        ecs.World.load(path)
 
 
 # ====================================================================== the subprocess
@@ -330,7 +356,6 @@ def resident() -> tuple[int, int]:
 
 
 def in_use() -> tuple[int, int]:
-    from tests import introspect
     return len(os.listdir("/proc/self/fd")), introspect.arena_mappings()
 
 
@@ -352,7 +377,7 @@ def run_cases(seed: int, cases: int, folder: pathlib.Path) -> dict:
         assert same(expected_state(data), observed_state(loaded, classes, expected_state(data)))
     del loaded
     gc.collect()
-    release_spare_arena()   # the limit below is set on what is mapped without it
+    introspect.release_spare_arena()   # the limit below is set on what is mapped without it
     with open("/proc/self/statm") as statm:
         mapped = int(statm.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
     resource.setrlimit(resource.RLIMIT_AS, (mapped + ARENA + HEADROOM, resource.RLIM_INFINITY))
@@ -411,12 +436,6 @@ def run_cases(seed: int, cases: int, folder: pathlib.Path) -> dict:
     return {"outcomes": outcomes, "failures": failures, "peak_mib": peak / (1 << 20), "leaked": leaked}
 
 
-def release_spare_arena() -> None:
-    from ecs import memory
-
-    memory.release_spare()
-
-
 def limit_messages(folder: pathlib.Path) -> dict:
     """What loading the crafted files of too large limits raises, under RLIMIT_AS."""
     import resource
@@ -424,7 +443,7 @@ def limit_messages(folder: pathlib.Path) -> dict:
     world, _ = build_world()
     world.save(folder / "base.ecs")
     world.close()
-    release_spare_arena()   # else the next world would map into its 1 TiB, made before the limit
+    introspect.release_spare_arena()   # else the next world would map into its 1 TiB, made before the limit
     saved = File((folder / "base.ecs").read_bytes())
     with open("/proc/self/statm") as statm:
         mapped = int(statm.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
