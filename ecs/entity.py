@@ -30,6 +30,8 @@ INDEX_MASK = (1 << INDEX_BITS) - 1
 MAX_GENERATION = (1 << 31) - 1
 RETIRED = MAX_GENERATION + 1   # the generation of a slot that is never reused
 ID_END = 1 << 63               # every id is below: ids are int64
+MAX_ENTITIES = 1 << INDEX_BITS # an id holds a 32-bit slot index
+MAX_ROWS = 2**31               # rows are int32 in the index
 MIN_CAPACITY = 4096
 
 

@@ -38,6 +38,8 @@ class Resources(MutableMapping[str, Any]):
         try:
             return self._values[name]
         except KeyError:
+            if self._arena.closed:
+                raise WorldClosedError("resources[...]") from None
             raise InvalidNameError(f"no resource {name!r}; resources are {sorted(self._values)}") from None
 
     def __setitem__(self, name: str, value: Any) -> None:
@@ -45,6 +47,9 @@ class Resources(MutableMapping[str, Any]):
             raise WorldClosedError("resources.__setitem__")
         if not isinstance(name, str) or not name.isidentifier():
             raise InvalidNameError(f"resource names are identifiers (they bind system parameters), got {name!r}")
+        if isinstance(value, (np.ndarray, np.generic)) and value.dtype.kind == "f" and value.dtype.itemsize > 8:
+            raise ArgumentTypeError(f"resource {name!r}: a {value.dtype.name} is wider than a float64, which "
+                                    f"kernels (numba) and world files cannot hold; use np.float64")
         if isinstance(value, np.ndarray):
             if value.dtype.kind not in "biuf":
                 raise ArgumentTypeError(f"resource {name!r}: arrays must be numeric or bool, got dtype {value.dtype}")
@@ -79,7 +84,8 @@ class Resources(MutableMapping[str, Any]):
             raise ArgumentTypeError(f"resources.resize({name!r}, ...): the resource is a "
                                     f"{type(old).__name__}, not an array")
         new_shape = (shape,) if isinstance(shape, (int, np.integer)) else tuple(shape)
-        if len(new_shape) != old.ndim or not all(isinstance(n, (int, np.integer)) and n >= 0 for n in new_shape):
+        if len(new_shape) != old.ndim or not all(isinstance(n, (int, np.integer)) and not isinstance(n, bool) and n >= 0
+                                                 for n in new_shape):
             raise InvalidArgumentError(f"resources.resize({name!r}, {shape!r}): expected {old.ndim} "
                                        f"non-negative extents (the array has shape {old.shape}); kernels are "
                                        f"compiled for its number of dimensions")

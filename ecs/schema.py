@@ -45,6 +45,7 @@ from typing import Any
 
 import numpy as np
 
+from .coerce import coerce, fitting_scalar, raw_bounds
 from .errors import ArgumentTypeError, ComponentValueError, ReadOnlyError, SchemaError
 
 # Names a field cannot take: `changed` is the dirty-bit member of a Mut view.
@@ -89,25 +90,6 @@ _component_ids = itertools.count()
 INFO_BY_KEY: dict[int, ComponentInfo] = {}
 INFO_BY_NAME: dict[str, ComponentInfo] = {}   # stored name -> the class that owns it now
 _registrations = [0]   # how many times INFO_BY_KEY was written (see registry_stamp)
-_EXACT_INT_IN_DOUBLE = 2 ** 53   # ints up to this size are exact doubles: int -> double -> f32 rounds once
-
-
-def _raw_bounds(dtype: np.dtype) -> dict[type, tuple[Any, Any] | bool] | None:
-    """Python/numpy scalar types that certainly convert to this scalar field without loss or
-    overflow when they lie within the bounds (NaN compares false and takes the checked path);
-    True for the field's own numpy scalar type, which always fits. The first key is the common
-    type, checked inline by the generated __init__."""
-    if dtype.shape:
-        return None
-    if dtype.kind == "f":
-        top = float(np.finfo(dtype).max)
-        return {float: (-top, top), int: (-_EXACT_INT_IN_DOUBLE, _EXACT_INT_IN_DOUBLE), dtype.type: True}
-    if dtype.kind in "iu":
-        limits = np.iinfo(dtype)
-        return {int: (int(limits.min), int(limits.max)), dtype.type: True}
-    if dtype.kind == "b":
-        return {bool: (False, True), np.bool_: True}
-    return None
 
 
 class ComponentInfo:
@@ -142,7 +124,7 @@ class ComponentInfo:
             view_type.__qualname__ = f"VIEW_TYPES.{kind}_{self.key:012x}"
         # raw fast path (see _RawValues): per field, the scalar types it takes as they are and
         # their (lo, hi) bounds; None when a field is a vector (those always go through numpy)
-        self.field_bounds = tuple(_raw_bounds(dtype) for dtype in fields.values())   # None: a vector
+        self.field_bounds = tuple(raw_bounds(dtype) for dtype in fields.values())   # None: a vector
         self.raw_bounds: tuple[dict[type, Any], ...] | None = (
             None if any(b is None for b in self.field_bounds) else self.field_bounds)  # type: ignore[assignment]
 
@@ -273,7 +255,7 @@ def component(cls: type) -> type:
         if field in cls.__dict__:
             default = cls.__dict__[field]
             try:
-                defaults[field] = _coerce(name, field, fields[field], default, batch=False)
+                defaults[field] = coerce(name, field, fields[field], default, batch=False)
             except ComponentValueError as exc:
                 raise SchemaError(name, field, f"default {default!r} does not fit: {exc}") from None
     stored_name = stored_name_of(cls)
@@ -413,9 +395,9 @@ def _init(self: Any, *args: object, **kwargs: object) -> None:
     batch_field = ""
     for bounds, (field, dtype) in zip(info.field_bounds, info.fields.items(), strict=True):
         if field in given:
-            value = _fitting_scalar(given[field], dtype, bounds)
+            value = fitting_scalar(given[field], dtype, bounds)
             if value is None:
-                value = _coerce(info.name, field, dtype, given[field], batch=True)
+                value = coerce(info.name, field, dtype, given[field], batch=True)
         elif field in info.defaults:
             value = info.defaults[field]
         else:
@@ -428,16 +410,6 @@ def _init(self: Any, *args: object, **kwargs: object) -> None:
         values[field] = value
     object.__setattr__(self, "_values", values)
     object.__setattr__(self, "_batch_len", batch_len)
-
-
-def _fitting_scalar(value: object, dtype: np.dtype, bounds: dict[type, Any] | None) -> np.ndarray | None:
-    """`value` as a 0-d array of a scalar field's dtype when it is a scalar that certainly fits
-    (a type and bounds of _raw_bounds), else None: what _coerce returns for it, without its
-    checks (~1 us against ~10 us for `y=0.0` of an f32 field, most of it errstate and masks)."""
-    bound = bounds.get(type(value)) if bounds is not None else None
-    if bound is True or (bound is not None and bound[0] <= value <= bound[1]):  # type: ignore[index,operator]
-        return np.asarray(value, dtype)
-    return None
 
 
 # ---------------------------------------------------------------- raw fast path
@@ -531,82 +503,4 @@ def _eq(self: Any, other: object) -> bool:
 
 def coerce_batch(info: ComponentInfo, field: str, values: np.ndarray) -> np.ndarray:
     """Values (one per entity) converted to a field's dtype, or ComponentValueError naming it."""
-    return _coerce(info.name, field, info.fields[field], values, batch=True)
-
-
-def _coerce(component_name: str, field: str, dtype: np.dtype, value: object, batch: bool) -> np.ndarray:
-    """Convert `value` to the field's dtype, or raise ComponentValueError; never truncates silently.
-
-    Scalar form has the field's shape; batch form has one more leading axis.
-    """
-    base, shape = (dtype.base, dtype.shape) if dtype.shape else (dtype, ())
-    try:
-        arr = np.asarray(value)
-    except Exception:
-        raise ComponentValueError(component_name, field, value, "not convertible to a numeric array") from None
-    if base.kind in "iu" and arr.dtype.kind in "fO" and not isinstance(value, np.ndarray):
-        # numpy rounds a list mixing ints >= 2**63 with others through float64: [2**63 + 1, 0]
-        # would store 2**63. Check such Python ints exactly instead.
-        exact = np.asarray(value, dtype=object)
-        flat = exact.reshape(-1)
-        if flat.size and all(isinstance(v, (int, np.integer)) for v in flat):
-            limits = np.iinfo(base)
-            bad = [k for k, v in enumerate(flat) if not limits.min <= int(v) <= limits.max]
-            if bad:
-                at = f" (element {bad[0]})" if exact.ndim else ""
-                raise ComponentValueError(component_name, field, int(flat[bad[0]]),
-                                          f"does not fit {base.name}{at}")
-            arr = exact.astype(base)
-    if arr.dtype.kind == "O" and all(isinstance(v, int) for v in arr.reshape(-1)):
-        if base.kind != "f":
-            raise ComponentValueError(component_name, field, value, f"does not fit {base.name}")
-        try:  # ints past 2**64 are still floats (2**64 fits f32); only past the double range they are not
-            arr = np.array(arr.tolist(), dtype=np.float64)
-        except OverflowError:
-            raise ComponentValueError(component_name, field, value, f"does not fit {base.name}") from None
-    if arr.dtype.kind not in "biuf":
-        raise ComponentValueError(component_name, field, value,
-                                  f"expected a {base.name} value, got {arr.dtype.name} data")
-    if arr.shape[arr.ndim - len(shape):] != shape or arr.ndim not in (len(shape), len(shape) + (1 if batch else 0)):
-        want = f"shape {shape}" + (f" or (n, {', '.join(map(str, shape))})" if batch else "") if shape else "a scalar"
-        if batch and not shape:
-            want = "a scalar or a 1-D array"
-        raise ComponentValueError(component_name, field, value, f"expected {want}, got shape {arr.shape}")
-    if arr.dtype == base:   # one value given as an array of its own (a row of a column?): copied
-        return arr.copy() if arr is value and arr.ndim == len(shape) else arr
-    misfits = _misfit_mask(arr, base)
-    if misfits is not None:
-        flat_bad = np.flatnonzero(misfits.reshape(-1))
-        if flat_bad.size:
-            first = arr.reshape(-1)[flat_bad[0]]
-            at = f" (element {int(flat_bad[0])})" if arr.ndim else ""
-            raise ComponentValueError(component_name, field, first.item(), f"does not fit {base.name}{at}")
-    with np.errstate(all="ignore"):
-        return arr.astype(base)
-
-
-def _misfit_mask(arr: np.ndarray, base: np.dtype) -> np.ndarray | None:
-    """Boolean mask of elements that would change value when cast to `base`; None when none can."""
-    src = arr.dtype
-    if base.kind == "b":
-        return None if src.kind == "b" else ~((arr == 0) | (arr == 1))
-    if base.kind in "iu":
-        info = np.iinfo(base)
-        if src.kind == "b":
-            return None
-        if src.kind in "iu":
-            if np.can_cast(src, base, "safe"):
-                return None
-            lo, hi = (arr.min(), arr.max()) if arr.size else (0, 0)
-            if int(lo) >= info.min and int(hi) <= info.max:
-                return None
-            as_obj = arr.astype(object)
-            return (as_obj < info.min) | (as_obj > info.max)
-        with np.errstate(invalid="ignore"):
-            # float(info.max) + 1 is exact (a power of two) where float(info.max) rounds up
-            return ~np.isfinite(arr) | (arr != np.floor(arr)) | (arr < float(info.min)) | (arr >= float(info.max) + 1)
-    # float target: ints and bools always convert; wider floats must not overflow to inf
-    if src.kind == "f" and src.itemsize > base.itemsize:
-        with np.errstate(over="ignore"):
-            return np.isfinite(arr) & ~np.isfinite(arr.astype(base))
-    return None
+    return coerce(info.name, field, info.fields[field], values, batch=True)

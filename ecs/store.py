@@ -52,7 +52,7 @@ from .fastpath import (
 from .memory import Arena
 from .parts import Part, Values
 from .schema import ComponentInfo
-from .table import Table
+from .table import Table, too_many_rows
 
 _tokens = itertools.count(1)
 _live_stores: weakref.WeakSet[Store] = weakref.WeakSet()
@@ -182,8 +182,13 @@ class Store:
         return int(table.entities_all[row])
 
     def spawn_batch(self, n: int, parts: list[Part]) -> np.ndarray:
-        """`n` entities in one table placement (values: arrays of length n or scalars); their ids."""
-        table = self.table_for(tuple(part.info for part in parts))
+        """`n` entities in one table placement (values: arrays of length n or scalars); their ids.
+        A spawn past either capacity raises before a new table is made for it."""
+        infos = tuple(part.info for part in parts)
+        if n > self.max_rows:
+            raise too_many_rows(infos, n, self.max_rows)
+        self.entities.make_room(n)
+        table = self.table_for(infos)
         start, stop = self._place(table, n), table.n
         for info, values, _ in parts:
             for field, col in table.columns_by_component[info.id].items():

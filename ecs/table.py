@@ -46,6 +46,13 @@ BYTE_OPS_MAX_SLOTS = 24  # one-row bit moves: Python item operations up to this 
 _BIT = [np.uint64(1) << np.uint64(b) for b in range(64)]
 
 
+def too_many_rows(components: tuple[ComponentInfo, ...], rows: int, max_rows: int) -> CapacityError:
+    """The error for `rows` rows of a table of these components in a world of `max_rows`."""
+    names = ", ".join(info.name for info in components) or "no components"
+    return CapacityError(f"table ({names}) cannot hold {rows} rows", f"World(max_rows={max_rows})",
+                         "create the world with a larger max_rows")
+
+
 class Table:
     """Columns, entity ids and change bits of one archetype."""
 
@@ -133,9 +140,7 @@ class Table:
         if rows <= self.capacity:
             return
         if rows > self.max_rows:
-            names = ", ".join(info.name for info in self.components) or "no components"
-            raise CapacityError(f"table ({names}) cannot hold {rows} rows", f"World(max_rows={self.max_rows})",
-                                "create the world with a larger max_rows")
+            raise too_many_rows(self.components, rows, self.max_rows)
         capacity = min(max(rows, 2 * self.capacity, MIN_CAPACITY), self.max_rows)
         for region, row_bytes, stagger in self._regions:
             region.commit(stagger + row_bytes * capacity)

@@ -21,6 +21,7 @@ another thread waits for the running frames to end.
 
 from __future__ import annotations
 
+import math
 import os
 import threading
 import warnings
@@ -34,6 +35,7 @@ from ecs.kernels import sets
 
 from . import heap, snapshot, worldfile
 from .deferred import Deferred
+from .entity import MAX_ENTITIES, MAX_ROWS
 from .errors import (
     ArgumentTypeError,
     ComponentValueError,
@@ -72,12 +74,12 @@ class World:
                  max_rows: int = DEFAULT_MAX_ROWS, max_entities: int = DEFAULT_MAX_ENTITIES) -> None:
         self.workers = _worker_count(workers, step_timeout)
         if step_timeout is not None and (isinstance(step_timeout, bool) or not isinstance(step_timeout, (int, float))
-                                         or step_timeout <= 0):
+                                         or not 0 < step_timeout < math.inf):
             raise InvalidArgumentError(f"World(step_timeout={step_timeout!r}): expected seconds > 0 or None")
         self.step_timeout = step_timeout
-        for name, value in (("max_rows", max_rows), ("max_entities", max_entities)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 64:
-                raise InvalidArgumentError(f"World({name}={value!r}): expected an int >= 64")
+        for name, value, most in (("max_rows", max_rows, MAX_ROWS), ("max_entities", max_entities, MAX_ENTITIES)):
+            if isinstance(value, bool) or not isinstance(value, int) or not 64 <= value <= most:
+                raise InvalidArgumentError(f"World({name}={value!r}): expected an int in [64, {most}]")
         heap.keep_freed_heap()
         self._store = Store(max_rows, max_entities, shared=self.workers > 0)
         self.resources = Resources(self._store.arena)
@@ -195,6 +197,7 @@ class World:
         self._check_open("set_batch")
         info, values, length = values_of(value)
         ids = _id_array(entities)
+        _check_distinct("set_batch", ids)
         if length is not None and length != ids.shape[0]:
             raise ComponentValueError(info.name, _batch_field(info, values), f"<array of length {length}>",
                                       f"batch length {length} differs from the {ids.shape[0]} entities given")
@@ -409,6 +412,11 @@ def _id_array(entities: Sequence[int] | np.ndarray) -> np.ndarray:
     """The ids as a new int64 array: never a view of the caller's array, which may be a table's
     own entity column (a query batch's `entities`) that the call's moves rewrite."""
     ids = np.asarray(entities)
+    if not isinstance(entities, np.ndarray) and ids.dtype.kind in "iu" and ids.ndim == 1:
+        kinds = set(map(type, entities))   # numpy makes 1 of True among ints: an id is never a bool
+        if bool in kinds or np.bool_ in kinds:
+            flag = next(e for e in entities if type(e) in (bool, np.bool_))
+            raise ArgumentTypeError(f"an entity id is an int, got {flag!r}")
     if ids.ndim == 1 and ids.size and ids.dtype.kind in "fO" and not isinstance(entities, np.ndarray):
         # ints numpy made floats or objects of: past int64's range, or numpy ints of mixed signs
         exact = list(entities)

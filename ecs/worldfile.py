@@ -63,7 +63,7 @@ import numpy as np
 
 from ecs.kernels.checksum import xxh64
 
-from .errors import ArgumentTypeError, SnapshotError
+from .errors import ArgumentTypeError, InvalidArgumentError, SnapshotError
 from .manifest import (
     ALIGN,
     CHECKSUMS,
@@ -103,7 +103,9 @@ def save(path: str | os.PathLike[str], store: Store, resources: Resources, frame
     them (same length: they are fixed-width), the trailer after it, one fsync. A small world,
     whose checksums are all computed inline before anything is written, has its manifest
     encoded once and is written in one pwritev."""
-    path = os.path.realpath(os.fspath(path))   # over a symlink: replace its target, keep the link
+    path = os.path.realpath(_path_of("save", path))   # over a symlink: replace its target, keep the link
+    if os.path.isdir(path):   # refused before a temporary is made beside it (in its parent)
+        raise InvalidArgumentError(f"save({path!r}): the path is a directory; name a file in it")
     manifest, arrays, entries = _describe(store, resources, frame)
     directory, name = os.path.split(path)
     # unique per call (two threads saving to one path must not share one), pid first: see
@@ -181,6 +183,18 @@ def _write_all(fd: int, buffers: list[Any], offset: int) -> int:
         if written:
             views[first] = views[first][written:]
     return offset
+
+
+def _path_of(call: str, path: object) -> str:
+    """`path` as a str; ArgumentTypeError for anything but a str or os.PathLike of one, or one
+    holding a NUL (no file is named by it)."""
+    try:
+        text = os.fspath(path)  # type: ignore[call-overload]
+    except TypeError:
+        text = None
+    if not isinstance(text, str) or "\0" in text:
+        raise ArgumentTypeError(f"{call}(path={path!r}): expected a file path, a str or os.PathLike without NUL bytes")
+    return text
 
 
 def _remove_orphaned_temporaries(directory: str, name: str) -> None:
@@ -326,12 +340,9 @@ def _describe(store: Store, resources: Resources,
 
 def _scalar_entry(name: str, value: object) -> list[Any]:
     """[kind, value] of a resource number: "bool"/"int"/"float" for Python's (an IntEnum is an
-    int), a numpy scalar by its dtype; ArgumentTypeError for a float wider than 64 bits, which
-    JSON cannot hold exactly."""
+    int), a numpy scalar by its dtype (resources refuse floats wider than 64 bits, which JSON
+    could not hold exactly)."""
     if isinstance(value, np.generic):
-        if value.dtype.kind == "f" and value.dtype.itemsize > 8:
-            raise ArgumentTypeError(f"resource {name!r} is a {value.dtype.name}, which a world file cannot hold "
-                                    f"exactly; store it as np.float64 or in an array")
         return [value.dtype.str, value.item()]
     for python in (bool, int, float):
         if isinstance(value, python):
@@ -347,7 +358,7 @@ def load(path: str | os.PathLike[str], open_world: OpenWorld) -> int:
     """Read a saved world into the store and resources that `open_world(max_rows=, max_entities=)`
     makes (empty, once the file's manifest checked out); returns the saved frame counter. On any
     failure the caller must close what `open_world` made: it may be half-filled."""
-    path = os.fspath(path)
+    path = _path_of("load", path)
     try:   # O_NONBLOCK: opening a FIFO must not wait for a writer (it is refused below)
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
     except OSError as exc:

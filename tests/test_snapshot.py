@@ -641,12 +641,8 @@ def test_resource_numbers_of_subclasses_and_numpy_types_round_trip(tmp_path) -> 
         world.resources["wide"] = np.float64(1.5)
         world.resources["level"] = Level.HIGH
         world.resources["small"] = np.int8(-3)
-        world.resources["long"] = np.longdouble(1.5)
-        with pytest.raises(ecs.ArgumentTypeError, match=r"resource 'long' is a float128, which a world file "
-                                                        r"cannot hold exactly"):
-            world.save(tmp_path / "w.ecs")
-        assert not (tmp_path / "w.ecs").exists()
-        del world.resources["long"]
+        with pytest.raises(ecs.ArgumentTypeError, match=r"resource 'long': a float128 is wider than a float64"):
+            world.resources["long"] = np.longdouble(1.5)   # refused when assigned: no file could hold it
         world.save(tmp_path / "w.ecs")
     with ecs.World.load(tmp_path / "w.ecs") as loaded:
         assert type(loaded.resources["wide"]) is np.float64 and loaded.resources["wide"] == 1.5
