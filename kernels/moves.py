@@ -36,6 +36,11 @@ def _put_int32(arena, offset, value):
 
 
 @jit
+def _int32_at(arena, offset):
+    return arena[offset: offset + 4].view(np.int32)[0]
+
+
+@jit
 def _fill_hole(arena, plan, row, last):
     """Take `row` out of the source: its last row's values, id and bits fill it and the moved
     entity is placed at `row`; the vacated last row's bits are cleared."""
@@ -117,7 +122,7 @@ def _slot_in_source(arena, plan, entity, high_water):
     index = entity & 0xFFFFFFFF
     if entity <= 0 or index >= high_water:
         return -1
-    if arena[plan[6] + index * 4: plan[6] + index * 4 + 4].view(np.int32)[0] != plan[8]:
+    if _int32_at(arena, plan[6] + index * 4) != plan[8]:
         return -1
     if arena[plan[16] + index * 4: plan[16] + index * 4 + 4].view(np.uint32)[0] != entity >> 32:
         return -1
@@ -131,8 +136,7 @@ def move_entity(arena, plan, entity, high_water, new_row, last):
     index = _slot_in_source(arena, plan, entity, high_water)
     if index < 0:
         return False
-    row = arena[plan[7] + index * 4: plan[7] + index * 4 + 4].view(np.int32)[0]
-    move_row(arena, plan, index, row, new_row, last)
+    move_row(arena, plan, index, _int32_at(arena, plan[7] + index * 4), new_row, last)
     return True
 
 
@@ -142,5 +146,5 @@ def take_entity(arena, plan, entity, high_water, last):
     (for the caller to free), or -1, having changed nothing, when it is not."""
     index = _slot_in_source(arena, plan, entity, high_water)
     if index >= 0:
-        take_row(arena, plan, arena[plan[7] + index * 4: plan[7] + index * 4 + 4].view(np.int32)[0], last)
+        take_row(arena, plan, _int32_at(arena, plan[7] + index * 4), last)
     return index
