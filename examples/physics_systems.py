@@ -7,7 +7,9 @@ because worker processes find systems by module and attribute name. Registration
 by conflicts, and every split system's rows are shared out in chunks among the processes:
 
     apply_gravity, age_particles   Velocity / Lifetime rows
-    clear_grid                     zeroes the grid's cell and block counts (one task a frame)
+    clear_grid                     (split) zeroes the grid's cell counts, every chunk claiming
+                                   blocks of cells from a counter tagged with the frame number
+                                   until none is left, and the block counts
     integrate                      Position from Velocity
     bounce_walls                   Position and Velocity
     count_cells                    (split) each row's cell into GridSlot, counted into the shared
@@ -30,7 +32,7 @@ the result is bit-identical on any worker count.
 
 Named values come from `world.resources` (set by the demo): gravity, dt, width, height, radius,
 restitution, wall_restitution, the grid's cell_size, ncx and ncy, its arrays (`grid_arrays`:
-cell_start, cell_cursor, block_counts, block_claim, slot_state and slot_keys), and the
+cell_start, cell_cursor, block_counts, block_claim, clear_claim, slot_state and slot_keys), and the
 contact_tally array.
 """
 
@@ -38,7 +40,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ecs import Entity, Mut, Rows, component, f32, f64, i32, system, u32
+from ecs import Entity, Frame, Mut, Rows, component, f32, f64, i32, system, u32
 from ecs.kernels import physics, spatial
 
 
@@ -97,12 +99,16 @@ def grid_arrays(ncx: int, ncy: int, entities: int) -> dict[str, np.ndarray]:
     ncells = ncx * ncy
     return {"cell_start": np.zeros(ncells + 1, np.int32), "cell_cursor": np.zeros(ncells, np.int32),
             "block_counts": np.zeros(spatial.blocks_of(ncells), np.int64), "block_claim": np.zeros(1, np.int64),
+            "clear_claim": np.zeros(1, np.int64),
             "slot_state": np.zeros((entities, 4), np.float64), "slot_keys": np.zeros(entities, np.int64)}
 
 
-@system
-def clear_grid(cell_start: np.ndarray, block_counts: np.ndarray, block_claim: np.ndarray):
-    spatial.clear_counts(cell_start)
+@system(split=True)
+def clear_grid(grid: GridSlot, frame: Frame, cell_start: np.ndarray, clear_claim: np.ndarray,
+               block_counts: np.ndarray, block_claim: np.ndarray):
+    # like grid_starts, every chunk of the discs' rows joins in, claiming blocks of cells; the
+    # few block counts and the running sum's counter each chunk zeroes whole (the same zeros)
+    spatial.clear_shared(cell_start, clear_claim, frame)
     spatial.clear_counts(block_counts)
     spatial.clear_counts(block_claim)
 

@@ -57,6 +57,7 @@ from .spatial_shared import (  # noqa: F401 - re-exported: the building steps ar
     blocks_of,
     claim_slots,
     clear_counts,
+    clear_shared,
     count_shared,
     count_shared_blocks,
     starts_from_blocks,

@@ -434,6 +434,41 @@ def test_the_running_sum_shared_by_block_claims_equals_the_serial_one(ncells: in
         assert claim[0] == nblocks + callers             # each caller's last claim found nothing
 
 
+@pytest.mark.parametrize("size", [0, 1, 4095, 4096, 4097, 3 * 4096 + 5, 100_003])
+def test_clear_shared_zeroes_everything_once_a_round_whoever_claims(size: int) -> None:
+    """clear_shared called by one caller, by several in turn and by four threads at once zeroes
+    every entry (twin: values[:] = 0); another call with the round's tag finds nothing left;
+    a new tag starts a new round, also after a round cut short."""
+    nblocks = spatial.blocks_of(size)
+    claim = np.zeros(1, np.int64)
+    for tag, (callers, threaded) in enumerate(((1, False), (3, False), (4, True)), start=1):
+        values = np.full(size, 7, np.int32)
+        if threaded:
+            go = threading.Barrier(callers)
+
+            def call(start: threading.Barrier, round_tag: int, *arrays: np.ndarray) -> None:
+                start.wait()
+                spatial.clear_shared(*arrays, round_tag)
+
+            threads = [threading.Thread(target=call, args=(go, tag, values, claim)) for _ in range(callers)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+        else:
+            for _ in range(callers):
+                spatial.clear_shared(values, claim, tag)
+        assert not values.any()
+        assert claim[0] == ((tag << 32) | nblocks if nblocks else 0)   # nothing to claim: untouched
+        values[:] = 7
+        spatial.clear_shared(values, claim, tag)          # the round is done: nothing is cleared
+        assert (values == 7).all()
+    claim[0] = (9 << 32) | min(1, nblocks)                # round 9 cut short after its first block
+    spatial.clear_shared(values, claim, 2**40 + 10)       # tags keep their low 31 bits
+    assert not values.any()
+    assert claim[0] == ((10 << 32) | nblocks if nblocks else 9 << 32)
+
+
 def test_the_block_kernels_refuse_short_arrays_and_outside_cells() -> None:
     cell_start = np.zeros(4097 + 1, np.int32)
     with pytest.raises(ValueError, match="count_shared_blocks: block_counts needs an entry per block of cells"):
