@@ -8,7 +8,8 @@ and loop counts (numpy scalar indexing costs ~100 ns an item, a memoryview item 
 - `compile_move`: for one table edge (source -> target), the archetype move of one row: its
   shared columns, entity id and change bits copied, the source's last row moved into the hole,
   both entities placed, in one kernel call over the arena's bytes (kernels/moves.py) with a
-  plan of offsets built here, through the kernel's compiled entry (`_direct`, ~0.14 us a call).
+  plan of offsets built here, through the kernel's compiled entry (_jit.compiled_entry, ~0.14 us
+  a call).
 - `compile_add` / `compile_remove`: `World.add(e, C(...))` / `remove(e, C)` of one component
   from one source table, given the entity id: the kernel checks that the id is a live one of
   the source and moves it (no locate from Python), the new fields are written. Per op, 10,000
@@ -30,10 +31,10 @@ import math
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
-import numba
 import numpy as np
 
 from ecs.kernels import moves
+from ecs.kernels._jit import compiled_entry
 
 from .table import BYTE_FLIP
 
@@ -78,8 +79,8 @@ def no_fast_path(*components: object) -> None:
 
 class EdgeMove(NamedTuple):
     """The one-row move of a table edge: `move(index, row) -> new_row`, the kernel the paths call
-    for an entity id (moves.move_entity's compiled entry, see _direct) and what it is called with
-    (the arena's bytes and the edge's plan)."""
+    for an entity id (moves.move_entity's compiled entry) and what it is called with (the
+    arena's bytes and the edge's plan)."""
 
     move: Move
     kernel: Callable[..., bool]
@@ -96,8 +97,8 @@ def compile_move(store: Store, source: Table, target: Table, slot_pairs: list[tu
     new = [info for info in target.components if info.id not in source.component_ids]
     marks = [slot for info in new for slot in (target.marks_slot[info.id], target.added_slot[info.id])]
     arena, plan = _arena_bytes(store), _row_plan(store, source, target, slot_pairs, marks)
-    move_row = _direct(moves.move_row, arena, plan, 0, 0, 0, 0)
-    move_entity = _direct(moves.move_entity, arena, plan, 1, 0, 0, 0)
+    move_row = compiled_entry(moves.move_row, arena, plan, 0, 0, 0, 0)
+    move_entity = compiled_entry(moves.move_entity, arena, plan, 1, 0, 0, 0)
 
     def move(index: int, row: int) -> int:
         new_row = target.n
@@ -118,7 +119,7 @@ def compile_despawn(store: Store, source: Table) -> DespawnPath:
     of the table (registering one changes the tracker's version). ~0.8 us."""
     arena, plan = _arena_bytes(store), _row_plan(store, source, None, [], [])
     changes, version, nslots, entities = store.changes, store.changes.version, source.nslots, store.entities
-    take_entity, free_one = _direct(moves.take_entity, arena, plan, 1, 0, 0), entities.free_one
+    take_entity, free_one = compiled_entry(moves.take_entity, arena, plan, 1, 0, 0), entities.free_one
 
     def despawn(entity: int) -> bool:
         if changes.version != version or source.nslots != nslots:
@@ -133,21 +134,6 @@ def compile_despawn(store: Store, source: Table) -> DespawnPath:
         return True
 
     return despawn
-
-
-def _direct(kernel: Any, *args: Any) -> Callable[..., Any]:
-    """`kernel`'s compiled entry for exactly the types of `args` (compiled, or loaded from the
-    cache, now if needed): a call that skips the dispatcher's matching of argument types, ~0.14
-    us against ~0.25 us for two arrays and four ints. The entry unboxes without checking dtypes:
-    callers pass arguments of these very types (here: the same arrays, Python ints). The
-    dispatcher itself where a numba version offers no entry."""
-    try:
-        signature = tuple(numba.typeof(arg) for arg in args)
-        if signature not in kernel.overloads:
-            kernel.compile(signature)
-        return kernel.overloads[signature].entry_point  # type: ignore[no-any-return]
-    except AttributeError:
-        return kernel  # type: ignore[no-any-return]
 
 
 def _arena_bytes(store: Store) -> np.ndarray:

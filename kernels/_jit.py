@@ -17,6 +17,7 @@ import hashlib
 import os
 import pathlib
 import sys
+from collections.abc import Callable
 from typing import Any
 
 _PACKAGE = pathlib.Path(__file__).resolve().parent
@@ -52,3 +53,20 @@ def jit(fn=None, **overrides):
     if fn is None:
         return lambda f: numba.njit(**options)(f)
     return numba.njit(**options)(fn)
+
+
+def compiled_entry(kernel: Any, *args: Any) -> Callable[..., Any]:
+    """`kernel`'s compiled entry for exactly the numba types of `args` (compiled, or loaded from
+    the cache, now if needed): a call that skips the dispatcher's matching of argument types,
+    ~0.14 us against ~0.25 us for two arrays and four ints, ~1.6 against ~3.0 us for a system's
+    two namedtuples of column views and a float. The entry unboxes arrays without checking
+    their dtype, dimensions or layout: callers pass arguments of these very types in every later
+    call (the same arrays, arrays they make themselves, scalars, which unbox by value). The
+    dispatcher itself where a numba version offers no entry."""
+    try:
+        signature = tuple(numba.typeof(arg) for arg in args)
+        if signature not in kernel.overloads:
+            kernel.compile(signature)
+        return kernel.overloads[signature].entry_point  # type: ignore[no-any-return]
+    except AttributeError:
+        return kernel  # type: ignore[no-any-return]

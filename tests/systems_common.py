@@ -96,6 +96,11 @@ def histogram_x(pos: Position, grid: np.ndarray):
 
 
 @system
+def note_first_axis(pos: Position, grid: np.ndarray):
+    grid[0] = grid.shape[0]
+
+
+@system
 def tint_green(tint: Mut[Tint]):
     for i in range(tint.rgb.shape[0]):
         tint.rgb[i, 1] = 255

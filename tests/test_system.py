@@ -32,6 +32,7 @@ from tests.systems_common import (
     increment_n,
     integrate,
     invert_into_x,
+    note_first_axis,
     plus_ten,
     record_view_shapes,
     rotate_heading,
@@ -229,6 +230,20 @@ def test_shared_array_resource_written_by_a_kernel_is_visible_through_resources(
     world.step()
     assert world.resources["grid"].tolist() == [2, 4, 0, 6]
     assert given.tolist() == [0, 0, 0, 0]  # the resource is a shared copy, not the caller's array
+
+
+def test_a_resource_array_reshaped_in_place_reaches_the_kernel_as_it_is_now(world: ecs.World) -> None:
+    """Named arrays are matched to the kernel at every call (the user holds them: their shape
+    or dtype can change in place), unlike the task's own column views."""
+    world.spawn_batch(2, Position(x=0.0, y=0.0))
+    world.resources["grid"] = np.zeros(6)
+    world.add_system(note_first_axis)
+    world.step()
+    grid = world.resources["grid"]
+    assert grid.tolist() == [6, 0, 0, 0, 0, 0]
+    grid.shape = (3, 2)
+    world.step()
+    assert world.resources["grid"].tolist() == [[3, 3], [0, 0], [0, 0]]
 
 
 def test_array_passed_to_step_is_written_in_place(world: ecs.World) -> None:
