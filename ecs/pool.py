@@ -65,6 +65,7 @@ from .mailbox import (
 from .memory import Arena, ArraySpec
 from .plan import Plan, SystemValues, Unit
 from .progress import Progress
+from .runchoice import RunChoice
 from .runwatch import RunWatch
 from .worker import worker_main
 
@@ -149,6 +150,7 @@ class WorkerPool:
         self._loaded = others_busy_now()
         self._pinned = bool(self._cores) and not self._loaded
         self._frame_s = 0.0                  # seconds a frame of the latest runs took (moving average)
+        self._choice = RunChoice()           # the measured choice of helps()
         self._last_end = 0.0                 # time.monotonic() when the latest run on the workers ended
         self._last_request = 0.0             # ... when the latest run, here or there, ended
         # A process waiting for an epoch to open (claims.py) polls for EPOCH_SPIN_NS, yielding its
@@ -211,9 +213,9 @@ class WorkerPool:
             if handle is not None:
                 self._pin(w, handle.process.pid, self._pinned)
 
-    def helps(self, frames: int, stages: int = 1) -> bool:
-        """Whether a run of `frames` frames (of `stages` stages with work each) should go to the
-        workers, or be run by this process alone. Alone when
+    def helps(self, frames: int, stages: int = 1, scale: int = 0) -> bool:
+        """Whether a run of `frames` frames (of `stages` stages with work each, the largest of
+        `scale` rows) should go to the workers, or be run by this process alone. Alone when
         - other programs keep a core busy and a stage is expected to take under
           LOADED_SHARE_MIN_S: a process preempted inside a unit holds its stage up for the
           scheduler slice of the busy program (~1-4 ms), which costs more than sharing a short
@@ -222,14 +224,22 @@ class WorkerPool:
           52-54 shared; heavy over 1M rows, one 90 ms stage, 1.1-1.2x faster shared); or
         - the workers sleep (no run for IDLE_SPIN_NS), the caller was idle too (a 60 Hz loop, not
           a burst of steps) and the run is expected under ASLEEP_ALONE_MAX_S: it costs less here
-          than waking them (move over 1M rows at 60 Hz: 0.62-0.92 ms here, 0.77-1.06 ms waking).
-        Samples the other load (`_adapt`)."""
+          than waking them (move over 1M rows at 60 Hz: 0.62-0.92 ms here, 0.77-1.06 ms waking);
+        else as measured: the way that ran such runs faster lately (runchoice.py, fed by
+        `note_run`). Samples the other load (`_adapt`)."""
         self._adapt()
         if self._loaded and self._frame_s / max(stages, 1) < LOADED_SHARE_MIN_S:
             return False
         now, idle = time.monotonic(), IDLE_SPIN_NS / 1e9
         asleep = now - self._last_end > idle and now - self._last_request > idle
-        return not (asleep and self._frame_s * frames < ASLEEP_ALONE_MAX_S)
+        if asleep and self._frame_s * frames < ASLEEP_ALONE_MAX_S:
+            return False
+        return self._choice.share(frames, scale)
+
+    def note_run(self, frames: int, shared: bool, seconds: float) -> None:
+        """A run of `frames` frames that completed, on the workers (`shared`) or in this process,
+        took `seconds` (the schedule's wall time of it; not the run that started the workers)."""
+        self._choice.note(frames, shared, seconds)
 
     def ran_here(self, seconds: float, frames: int) -> None:
         """A run of `frames` frames that helps() kept in this process took `seconds`."""

@@ -237,7 +237,10 @@ class Schedule:
         try:
             plan = self._shared_plan(frames) if self.workers else None
             if plan is not None:
+                started, pool_before = time.perf_counter(), self.pool
                 self._run_on_pool(plan, values, frames, progress)
+                if pool_before is not None and self.pool is pool_before:   # not the run that started it
+                    self.pool.note_run(frames, True, time.perf_counter() - started)
             else:
                 started = time.perf_counter()
                 plan = self.plan(0)
@@ -247,7 +250,9 @@ class Schedule:
                     if progress is not None:
                         progress.update(done)
                 if self.pool is not None:
-                    self.pool.ran_here(time.perf_counter() - started, frames)
+                    seconds = time.perf_counter() - started
+                    self.pool.ran_here(seconds, frames)
+                    self.pool.note_run(frames, False, seconds)
         finally:
             if calls_before is not None:
                 self.consume_handed_over(handed, calls_before)
@@ -255,7 +260,8 @@ class Schedule:
     def _shared_plan(self, frames: int) -> Plan | None:
         """The plan the workers run this run with, or None to run it here: with a step_timeout
         always theirs (this process runs no kernel then); else not while the machine is busy and
-        the run short (WorkerPool.helps), nor when there is little to share (Plan.worth_sharing).
+        the run short, nor while such runs went faster here (WorkerPool.helps), nor when there is
+        little to share (Plan.worth_sharing).
         The pool and this process's plan (the same stages and rows) are asked first: the
         workers' plan is built only when they may take it (the physics demo beside a busy
         process rebuilt both plans at each emitter pass, ~1.4 ms every 4 frames; WolfSheep, whose
@@ -264,7 +270,8 @@ class Schedule:
             return self.plan(self.workers)
         here = self.plan(0)
         if here.largest_stage < SPLIT_MIN_ROWS or (self.pool is not None
-                                                   and not self.pool.helps(frames, here.busy_stages)):
+                                                   and not self.pool.helps(frames, here.busy_stages,
+                                                                           here.largest_stage)):
             return None
         plan = self.plan(self.workers)
         return plan if plan.worth_sharing else None
