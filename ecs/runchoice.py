@@ -10,19 +10,20 @@ stage, so move over 100,000 rows took 25 us a step() here and 67 us on 2 workers
 So both ways are measured and the faster taken, per kind of run: one frame (step()) and several
 (run(frames=n)), whose costs differ (a step wakes the workers, a long run pays only the
 barriers).
-- A choice compares the medians of the latest SAMPLES seconds per frame of each way: one run
-  preempted by another program does not turn it.
-- Only a run that follows one of the same way is a sample: the first run on the workers after
-  runs here finds them asleep and pays their waking, which a run among shared runs does not
-  (they spin between runs).
-- The workers keep runs unless this process ran them SHARE_MARGIN times faster: their samples
-  after runs here overstate their cost (1M rows of move: 0.6, then 0.4 ms a step, ~0.2 ms after
-  ~10 shared runs, as their caches refill), and the pool's rules already keep here the runs
-  that sharing loses most on.
-- After EXPLORE_EVERY choices of a kind the other way runs twice (its older samples dropped),
-  so that a change of load or of work is noticed; each look that keeps the choice doubles the
-  interval, up to EXPLORE_MAX (a look over 1M rows of move costs ~2 ms), and the chosen way
-  getting CHANGED times slower brings the next look forward.
+- A choice compares estimates from the latest SAMPLES sampled runs of each way, in seconds a
+  frame: their median here (one run preempted by another program does not turn it), their
+  least on the workers, whose slow runs are their waking and warming up after runs here: in
+  the demo's grid world, 6-17 ms for the first shared runs after a stretch here, 1.3 ms once
+  warm; 1M rows of move: 0.6, then 0.4 ms a step, ~0.2 ms after ~10 shared runs.
+- Only a run that follows one of the same way is a sample (the first run on the workers after
+  runs here also pays waking them).
+- The workers keep runs unless this process ran them SHARE_MARGIN times faster.
+- A look at a way drops its older samples and runs it LOOK_RUNS times in a row (twice here, six
+  times on the workers, to get past their warming up): each way at the start, then the other
+  way after EXPLORE_EVERY choices of a kind, so that a change of load or of work is noticed;
+  each look that keeps the choice doubles the interval, up to EXPLORE_MAX (a look over 1M rows
+  of move costs ~2 ms), and the chosen way getting CHANGED times slower brings the next look
+  forward.
 - All samples are dropped when the rows of the largest stage move by more than RESCALE.
 Results do not depend on the choice: a run is bit-identical on any number of processes.
 Cost: ~0.5 us a choice, ~1 us a sample.
@@ -30,11 +31,12 @@ Cost: ~0.5 us a choice, ~1 us a sample.
 
 from __future__ import annotations
 
-EXPLORE_EVERY = 32       # choices of one kind before the first runs the other way ...
+EXPLORE_EVERY = 32       # choices of one kind before the first look the other way ...
 EXPLORE_MAX = 4096       # ... doubled after each look that kept the choice, up to this
-CHANGED = 1.5            # the chosen way's median this much above the one of the last look: look again now
-SAMPLES = 5              # latest runs of each way and kind whose median decides
+CHANGED = 1.5            # the chosen way's estimate this much above the one at the last look: look now
+SAMPLES = 5              # latest sampled runs of each way and kind the estimates are taken from
 SHARE_MARGIN = 1.5       # the workers keep runs until this process ran them this much faster
+LOOK_RUNS = {False: 2, True: 6}   # runs of a look here / on the workers (its first is no sample)
 RESCALE = 1.25           # a change of the largest stage's rows by more than this starts afresh
 
 
@@ -48,31 +50,29 @@ class RunChoice:
 
     def share(self, frames: int, scale: int) -> bool:
         """Whether a run of `frames` frames whose largest stage has `scale` rows should go to the
-        workers: each way twice until both were measured (this process first), then the faster
-        (the workers unless this process was SHARE_MARGIN times faster),
-        the other way for two runs after EXPLORE_EVERY choices, then after twice as many while
-        that keeps the choice (up to EXPLORE_MAX; at once when the chosen way got CHANGED times
-        slower)."""
+        workers: a look at each way until both were measured (this process first), then the
+        faster (the workers unless this process was SHARE_MARGIN times faster), with a look the
+        other way after EXPLORE_EVERY choices, then after twice as many while that keeps the
+        choice (up to EXPLORE_MAX; at once when the chosen way got CHANGED times slower)."""
         if not self._scale / RESCALE <= scale <= self._scale * RESCALE:
             self._kinds = {False: _Kind(), True: _Kind()}
             self._scale = float(scale)
         kind = self._kinds[frames > 1]
-        there, here = kind.medians.get(True), kind.medians.get(False)
-        if there is None or here is None:
-            return here is not None
+        if kind.look_left:
+            kind.look_left -= 1
+            return kind.look_way
+        here, there = kind.estimate(False), kind.estimate(True)
+        if here is None or there is None:
+            return kind.look(here is not None)
         faster = there <= SHARE_MARGIN * here
         chosen = there if faster else here
         if faster is not kind.faster:
             kind.faster, kind.interval, kind.reference = faster, EXPLORE_EVERY, chosen
-        if kind.exploring:
-            kind.exploring -= 1
-            return not faster
         kind.since += 1
         if kind.since >= kind.interval or chosen > CHANGED * kind.reference:
-            kind.since, kind.exploring, kind.reference = 0, 1, chosen
+            kind.since, kind.reference = 0, chosen
             kind.interval = min(2 * kind.interval, EXPLORE_MAX)
-            kind.samples[not faster].clear()     # the look's own run decides, not older ones
-            return not faster
+            return kind.look(not faster)
         return faster
 
     def note(self, frames: int, shared: bool, seconds: float) -> None:
@@ -81,24 +81,36 @@ class RunChoice:
         switched, self._last_shared = shared is not self._last_shared, shared
         if switched:
             return
-        kind = self._kinds[frames > 1]
-        samples = kind.samples[shared]
+        samples = self._kinds[frames > 1].samples[shared]
         samples.append(seconds / max(frames, 1))
         del samples[:-SAMPLES]
-        kind.medians[shared] = sorted(samples)[len(samples) // 2]
 
 
 class _Kind:
-    """RunChoice's state for one kind of run: samples and their medians by way (shared or not),
-    the faster way, choices since the last look the other way and the interval between looks,
-    runs of that look still due, and the chosen way's median at the last look."""
+    """RunChoice's state for one kind of run: the latest samples by way (shared or not), the
+    faster way, choices since the last look and the interval between looks, the way and runs
+    left of a look under way, and the chosen way's estimate at the last look."""
 
-    __slots__ = ("samples", "medians", "faster", "since", "interval", "exploring", "reference")
+    __slots__ = ("samples", "faster", "since", "interval", "look_way", "look_left", "reference")
 
     def __init__(self) -> None:
         self.samples: dict[bool, list[float]] = {False: [], True: []}
-        self.medians: dict[bool, float] = {}
         self.faster: bool | None = None
-        self.since = self.exploring = 0
+        self.since = self.look_left = 0
         self.interval = EXPLORE_EVERY
+        self.look_way = False
         self.reference = 0.0
+
+    def estimate(self, shared: bool) -> float | None:
+        """Seconds a frame of the way: the median of its samples here, their least on the
+        workers (whose slow runs are their waking and warming up, not their steady cost)."""
+        samples = self.samples[shared]
+        if not samples:
+            return None
+        return min(samples) if shared else sorted(samples)[len(samples) // 2]
+
+    def look(self, shared: bool) -> bool:
+        """Start a look at a way (its older samples dropped); returns the way of its first run."""
+        self.samples[shared].clear()
+        self.look_way, self.look_left = shared, LOOK_RUNS[shared] - 1
+        return shared

@@ -262,6 +262,14 @@ def cached_tasks(world: ecs.World) -> int:
     return 0 if executor is None else len(executor._prepared) + len(executor._units)
 
 
+def kernel_arguments(world: ecs.World, task: Any, values: Any) -> list[object]:
+    """The arguments this process's executor calls a task's kernel with (no rows, frame 0)."""
+    schedule_ = world._schedule
+    executor = schedule_._executor
+    prepared = executor._prepare(schedule_.systems[task.system].system, task)
+    return executor._arguments(prepared, task, None, values, 0)  # type: ignore[no-any-return]
+
+
 def heap_pad_asked() -> bool:
     """Whether this process asked glibc to keep freed heap yet (ecs/heap.py: the first World does)."""
     from ecs import heap

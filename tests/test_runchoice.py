@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from ecs.runchoice import CHANGED, EXPLORE_EVERY, SHARE_MARGIN, RunChoice
+from ecs.runchoice import CHANGED, EXPLORE_EVERY, LOOK_RUNS, SHARE_MARGIN, RunChoice
 
 ROWS = 100_000
 US = 1e-6
+HERE, THERE = LOOK_RUNS[False], LOOK_RUNS[True]     # runs of a look here, on the workers
 
 
 def run(choice: RunChoice, here_s: float, there_s: float, frames: int = 1, scale: int = ROWS) -> bool:
@@ -17,17 +18,28 @@ def run(choice: RunChoice, here_s: float, there_s: float, frames: int = 1, scale
 
 def settled(here_s: float, there_s: float) -> RunChoice:
     choice = RunChoice()
-    for _ in range(4):   # each way twice: the first run after a switch is no sample
+    for _ in range(HERE + THERE):   # a look at each way (its first run after a switch is no sample)
         run(choice, here_s, there_s)
     return choice
 
 
-def test_each_way_is_measured_twice_here_first_then_the_faster_is_taken() -> None:
+def test_each_way_is_looked_at_here_first_then_the_faster_is_taken() -> None:
     choice = RunChoice()
-    assert [run(choice, 25 * US, 67 * US) for _ in range(4)] == [False, False, True, True]
-    assert [run(choice, 25 * US, 67 * US) for _ in range(5)] == [False] * 5
+    looks = [False] * HERE + [True] * THERE
+    assert [run(choice, 25 * US, 67 * US) for _ in range(HERE + THERE + 5)] == looks + [False] * 5
     choice = RunChoice()
-    assert [run(choice, 250 * US, 200 * US) for _ in range(9)] == [False, False] + [True] * 7
+    assert [run(choice, 250 * US, 200 * US) for _ in range(HERE + THERE + 5)] == looks + [True] * 5
+
+
+def test_the_workers_are_judged_by_their_fastest_runs_here_by_the_median() -> None:
+    choice = RunChoice()
+    times = iter([17_000, 6_300, 2_500, 1_400, 1_300, 1_350])    # the workers warming up
+    for _ in range(HERE + THERE):
+        shared = choice.share(1, ROWS)
+        choice.note(1, shared, next(times) * US if shared else 2_100 * US)
+    assert run(choice, 2_100 * US, 1_300 * US)
+    choice.note(1, True, 40_000 * US)
+    assert run(choice, 2_100 * US, 1_300 * US)
 
 
 def test_the_workers_keep_runs_until_this_process_is_the_margin_faster() -> None:
@@ -37,12 +49,12 @@ def test_the_workers_keep_runs_until_this_process_is_the_margin_faster() -> None
     assert not run(outside, 100 * US, SHARE_MARGIN * 100 * US * 1.01)
 
 
-def test_the_other_way_runs_twice_after_the_interval_which_doubles_while_the_choice_holds() -> None:
+def test_a_look_runs_the_other_way_and_the_interval_doubles_while_the_choice_holds() -> None:
     choice = settled(here_s=25 * US, there_s=67 * US)
-    ways = [run(choice, 25 * US, 67 * US) for _ in range(3 * EXPLORE_EVERY + 4)]
+    ways = [run(choice, 25 * US, 67 * US) for _ in range(3 * EXPLORE_EVERY + 2 * THERE)]
     looks = [k for k in range(1, len(ways)) if ways[k] and not ways[k - 1]]
-    assert all(ways[k + 1] and not ways[k + 2] for k in looks)             # two runs the other way each
-    assert looks[1] - looks[0] == 1 + 2 * EXPLORE_EVERY         # the look's second run, then the doubled interval
+    assert all(ways[k:k + THERE] == [True] * THERE and not ways[k + THERE] for k in looks)
+    assert looks[1] - looks[0] == THERE - 1 + 2 * EXPLORE_EVERY
 
 
 def test_one_slow_run_does_not_turn_the_choice() -> None:
@@ -56,19 +68,20 @@ def test_a_way_that_became_slower_brings_the_next_look_forward() -> None:
     for _ in range(3):
         assert not run(choice, 25 * US, 67 * US)
     slower = 25 * US * CHANGED * 1.1
-    ways = [run(choice, slower, 30 * US) for _ in range(8)]
+    ways = [run(choice, slower, 30 * US) for _ in range(5 + THERE)]
     assert True in ways[:5]                # long before EXPLORE_EVERY choices
-    assert ways[-1]                        # and the look's sample alone turned the choice
+    assert ways[-1]                        # and the look's samples alone turned the choice
 
 
 def test_step_and_long_runs_are_chosen_apart() -> None:
     choice = settled(here_s=25 * US, there_s=67 * US)
-    assert [run(choice, 250 * US, 20 * US, frames=10) for _ in range(6)] == [False, False, True, True, True, True]
+    ways = [run(choice, 250 * US, 20 * US, frames=10) for _ in range(HERE + THERE + 1)]
+    assert ways == [False] * HERE + [True] * (THERE + 1)
     assert not run(choice, 25 * US, 67 * US)
 
 
 def test_a_change_of_the_work_s_size_starts_afresh() -> None:
     choice = settled(here_s=25 * US, there_s=67 * US)
     assert not run(choice, 25 * US, 67 * US, scale=int(ROWS * 1.2))         # within RESCALE: kept
-    ways = [run(choice, 250 * US, 200 * US, scale=10 * ROWS) for _ in range(5)]
-    assert ways == [False, True, True, True, True]      # measured again (a run after one here is a sample)
+    ways = [run(choice, 250 * US, 200 * US, scale=10 * ROWS) for _ in range(HERE + THERE + 1)]
+    assert ways == [False] * HERE + [True] * (THERE + 1)       # both ways looked at again

@@ -152,12 +152,11 @@ def critical_path_work(plan_world: ecs.World) -> float:
     twin = five_system_world(0)
     twin.step(dt=DT, gravity=GRAVITY)
     schedule = introspect.schedule(twin)
-    executor = schedule._executor
     values, _ = schedule.values({"dt": DT, "gravity": GRAVITY}, 1)
     kernel_s = {}
     for task in schedule.plan(0).tasks():
         system = schedule.systems[task.system].system
-        args, _ = executor._arguments(system, task, None, values[task.system])
+        args = introspect.kernel_arguments(twin, task, values[task.system])
         kernel_s[task.system] = bench(lambda: system.kernel(*args)).median   # noqa: B023 - called at once
     twin.close()
     rows = {t.system: 0 for t in introspect.plan(plan_world).tasks()}
