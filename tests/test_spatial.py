@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import itertools
 import threading
+from typing import Any
 
 import numpy as np
 import pytest
@@ -391,6 +392,22 @@ def test_shared_build_gives_each_cell_its_points_in_any_chunking_and_order(layou
             assert sorted(slot_ids[a:b].tolist()) == sorted(want_order[a:b].tolist())
 
 
+def at_once(callers: int, kernel: Any, *args: Any) -> None:
+    """Call `kernel(*args)` from `callers` threads released together (the kernels release the
+    GIL, so the calls overlap)."""
+    go = threading.Barrier(callers)
+
+    def call() -> None:
+        go.wait()
+        kernel(*args)
+
+    threads = [threading.Thread(target=call) for _ in range(callers)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+
+
 @pytest.mark.parametrize("ncells", [0, 1, 4095, 4096, 4097, 3 * 4096 + 5, 100_003])
 def test_the_running_sum_shared_by_block_claims_equals_the_serial_one(ncells: int) -> None:
     """count_shared_blocks per chunk, then starts_from_blocks called by one caller, by several
@@ -414,18 +431,7 @@ def test_the_running_sum_shared_by_block_claims_equals_the_serial_one(ncells: in
         cursor = np.full(ncells, -1, np.int32)
         claim = np.zeros(1, np.int64)
         if threaded:
-            go = threading.Barrier(callers)
-
-            def call(start: threading.Barrier, *arrays: np.ndarray) -> None:
-                start.wait()
-                spatial.starts_from_blocks(*arrays)
-
-            threads = [threading.Thread(target=call, args=(go, cell_start, cursor, block_counts, claim))
-                       for _ in range(callers)]
-            for t in threads:
-                t.start()
-            for t in threads:
-                t.join()
+            at_once(callers, spatial.starts_from_blocks, cell_start, cursor, block_counts, claim)
         else:
             for _ in range(callers):
                 spatial.starts_from_blocks(cell_start, cursor, block_counts, claim)
@@ -444,17 +450,7 @@ def test_clear_shared_zeroes_everything_once_a_round_whoever_claims(size: int) -
     for tag, (callers, threaded) in enumerate(((1, False), (3, False), (4, True)), start=1):
         values = np.full(size, 7, np.int32)
         if threaded:
-            go = threading.Barrier(callers)
-
-            def call(start: threading.Barrier, round_tag: int, *arrays: np.ndarray) -> None:
-                start.wait()
-                spatial.clear_shared(*arrays, round_tag)
-
-            threads = [threading.Thread(target=call, args=(go, tag, values, claim)) for _ in range(callers)]
-            for t in threads:
-                t.start()
-            for t in threads:
-                t.join()
+            at_once(callers, spatial.clear_shared, values, claim, tag)
         else:
             for _ in range(callers):
                 spatial.clear_shared(values, claim, tag)
