@@ -296,7 +296,10 @@ def _kernel_entry(system: System, prepared: _Prepared, args: list[object]) -> Ca
     for position, kind, _ in prepared.dynamic:
         if kind == REMOVED or (kind not in (ROWS, COMMANDS, FRAME) and isinstance(args[position], np.ndarray)):
             return system.kernel  # type: ignore[no-any-return]
-    return compiled_entry(system.kernel, *args)
+    try:
+        return compiled_entry(system.kernel, *args)
+    except Exception:  # noqa: BLE001 - no entry for these types: the dispatcher's call reports why
+        return system.kernel  # type: ignore[no-any-return]
 
 
 def _column_specs(task: Task) -> list[ArraySpec]:
