@@ -1,11 +1,11 @@
 """RunChoice: whether a run goes to the workers or stays in this process, by measured time.
 
 The pool's rules (pool.WorkerPool.helps) keep a run here while the machine is loaded and its
-stages are short, or while the workers sleep and the run is short. Past them, a stage's rows
-were the only guide (plan.SPLIT_MIN_ROWS), and rows do not tell what sharing gains: move costs
-~0.25 ns a row, the heavy kernel ~90 ns. Sharing costs waking the workers and a barrier per
-stage, so move over 100,000 rows took 25 us a step() here and 67 us on 2 workers, and over
-1,000,000 rows 237 us here and 197 us on 2 workers (this 2-core VM).
+stages are short, or while the workers sleep and the run is short; plans whose stages are all
+under plan.SPLIT_MIN_ROWS rows are not shared at all. Past that, rows do not tell what sharing
+gains: move costs ~0.25 ns a row, the heavy kernel ~90 ns, and sharing costs waking the
+workers and a barrier per stage. Move over 100,000 rows takes 25 us a step() here and 67 us
+shared on 2 workers; over 1,000,000 rows 237 us here and 197 us shared (this 2-core VM).
 
 So both ways are measured and the faster taken, per kind of run: one frame (step()) and several
 (run(frames=n)), whose costs differ (a step wakes the workers, a long run pays only the
