@@ -167,6 +167,29 @@ def test_every_column_id_and_stat_is_identical_for_any_worker_count_and_claim_or
     assert result["sample"] == reference["sample"]
 
 
+def test_runs_switching_between_the_workers_and_this_process_change_no_result(
+        reference: dict, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The measured choice (ecs/runchoice.py) may send any run to either side; forced to
+    alternate, every run after the first (which starts the workers) switching, the scenario
+    ends exactly as on one process."""
+    from ecs.runchoice import RunChoice
+
+    ways: list[bool] = []
+
+    def alternate(self: RunChoice, frames: int, scale: int) -> bool:
+        ways.append(not ways[-1] if ways else False)
+        return ways[-1]
+
+    monkeypatch.setattr(RunChoice, "share", alternate)
+    result = run_scenario(2)
+    assert True in ways and False in ways
+    for table_id, state in reference["tables"].items():
+        for name, data in state.items():
+            assert result["tables"][table_id][name] == data, f"table {table_id} column {name} differs"
+    assert (result["grid"], result["stats"], result["sample"]) == (reference["grid"], reference["stats"],
+                                                                   reference["sample"])
+
+
 # ---------------------------------------------------------------- growth under workers
 @pytest.fixture(scope="module")
 def growing() -> Iterator[ecs.World]:
