@@ -3,9 +3,9 @@
 Each chunk of rows of a split system runs these with no chunk numbers: `clear_counts` once
 (or `clear_shared` per chunk), then per chunk `spatial.cell_ids_*` and `count_shared` (atomic
 adds into the shared cell_start), `starts_from_counts` once, then per chunk `claim_slots`
-(atomic fetch-adds on a cursor) and `spatial.place` for each column to copy. cell_start equals the one-call build's;
-within a cell the slots come in the order processes took them, so queries over such an index
-must not depend on that order.
+(atomic fetch-adds on a cursor) and `spatial.place` for each column to copy. cell_start
+equals the one-call build's; within a cell the slots come in the order processes took them,
+so queries over such an index must not depend on that order.
 
 The running sum need not run in one process: with `count_shared_blocks` (which also counts
 per block of 2**BLOCK_SHIFT cells), `starts_from_blocks` may be called by every chunk at once,
@@ -38,6 +38,13 @@ def clear_counts(cell_start):
 
 
 @jit
+def blocks_of(ncells):
+    """Blocks of 2**BLOCK_SHIFT entries covering `ncells`: the entries of the block_counts array
+    of a grid of `ncells` cells (count_shared_blocks), the blocks clear_shared claims."""
+    return -(-ncells >> BLOCK_SHIFT)
+
+
+@jit
 def clear_shared(values, claim, tag):
     """clear_counts shared by any number of callers at once, in any processes: each claims
     blocks of 2**BLOCK_SHIFT entries of `values` (1-D) from the counter claim[0] (int64) and
@@ -46,7 +53,7 @@ def clear_shared(values, claim, tag):
     itself is never zeroed, and a round cut short (a kernel error in another process) does not
     hold back the next. Two consecutive rounds must have different tags. Cost O(len(values))
     in all, one compare-and-swap per block; a caller that finds nothing left costs one load."""
-    nblocks = (values.shape[0] + (1 << BLOCK_SHIFT) - 1) >> BLOCK_SHIFT
+    nblocks = blocks_of(values.shape[0])
     tagged = (tag & ROUND_MASK) << ROUND_SHIFT
     while True:
         seen = atomic_load(claim, 0)
@@ -76,11 +83,6 @@ def count_shared(cells, cell_start):
         atomic_add(cell_start, c + 1, 1)
 
 
-def blocks_of(ncells: int) -> int:
-    """Entries of the block_counts array for a grid of `ncells` cells (count_shared_blocks)."""
-    return -(-ncells >> BLOCK_SHIFT)
-
-
 @jit
 def count_shared_blocks(cells, cell_start, block_counts):
     """count_shared, also adding this chunk's points per block of 2**BLOCK_SHIFT cells into the
@@ -88,7 +90,7 @@ def count_shared_blocks(cells, cell_start, block_counts):
     then one atomic add per block the chunk touched. Raises ValueError for a cell id outside
     the grid or a block_counts too short. Cost O(n + blocks)."""
     ncells = cell_start.shape[0] - 1
-    nblocks = (ncells + (1 << BLOCK_SHIFT) - 1) >> BLOCK_SHIFT
+    nblocks = blocks_of(ncells)
     if block_counts.shape[0] < nblocks:
         raise ValueError("count_shared_blocks: block_counts needs an entry per block of cells")
     tally = np.zeros(nblocks, np.int64)
@@ -115,7 +117,7 @@ def starts_from_blocks(cell_start, cursor, block_counts, claim):
     ncells = cell_start.shape[0] - 1
     if cursor.shape[0] < ncells:
         raise ValueError("starts_from_blocks: cursor needs an entry per cell")
-    nblocks = (ncells + (1 << BLOCK_SHIFT) - 1) >> BLOCK_SHIFT
+    nblocks = blocks_of(ncells)
     if block_counts.shape[0] < nblocks:
         raise ValueError("starts_from_blocks: block_counts needs an entry per block of cells")
     cell_start[0] = 0           # every caller writes the same 0; no block writes entry 0
