@@ -226,7 +226,7 @@ class WorkerPool:
           a burst of steps) and the run is expected under ASLEEP_ALONE_MAX_S: it costs less here
           than waking them (move over 1M rows at 60 Hz: 0.62-0.92 ms here, 0.77-1.06 ms waking);
         else as measured: the way that ran such runs faster lately (runchoice.py, fed by
-        `note_run`). Samples the other load (`_adapt`)."""
+        `ran_here` and `ran_shared`). Samples the other load (`_adapt`)."""
         self._adapt()
         if self._loaded and self._frame_s / max(stages, 1) < LOADED_SHARE_MIN_S:
             return False
@@ -236,15 +236,16 @@ class WorkerPool:
             return False
         return self._choice.share(frames, scale)
 
-    def note_run(self, frames: int, shared: bool, seconds: float) -> None:
-        """A run of `frames` frames that completed, on the workers (`shared`) or in this process,
-        took `seconds` (the schedule's wall time of it; not the run that started the workers)."""
-        self._choice.note(frames, shared, seconds)
+    def ran_shared(self, seconds: float, frames: int) -> None:
+        """A run of `frames` frames on the workers completed in `seconds` (the schedule's wall
+        time of it; not the run that started the workers)."""
+        self._choice.note(frames, True, seconds)
 
     def ran_here(self, seconds: float, frames: int) -> None:
         """A run of `frames` frames that helps() kept in this process took `seconds`."""
         self._last_request = time.monotonic()
         self._note_frames(seconds, frames)
+        self._choice.note(frames, False, seconds)
 
     def _note_frames(self, seconds: float, frames: int) -> None:
         self._frame_s += (min(seconds / max(frames, 1), 1.0) - self._frame_s) / 4

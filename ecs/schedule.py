@@ -240,7 +240,7 @@ class Schedule:
                 started, pool_before = time.perf_counter(), self.pool
                 self._run_on_pool(plan, values, frames, progress)
                 if pool_before is not None and self.pool is pool_before:   # not the run that started it
-                    self.pool.note_run(frames, True, time.perf_counter() - started)
+                    self.pool.ran_shared(time.perf_counter() - started, frames)
             else:
                 started = time.perf_counter()
                 plan = self.plan(0)
@@ -250,9 +250,7 @@ class Schedule:
                     if progress is not None:
                         progress.update(done)
                 if self.pool is not None:
-                    seconds = time.perf_counter() - started
-                    self.pool.ran_here(seconds, frames)
-                    self.pool.note_run(frames, False, seconds)
+                    self.pool.ran_here(time.perf_counter() - started, frames)
         finally:
             if calls_before is not None:
                 self.consume_handed_over(handed, calls_before)
