@@ -17,6 +17,7 @@ swap-remove is O(fields + slots); growth is O(committed bytes) once per doubling
 
 from __future__ import annotations
 
+import functools
 import heapq
 import math
 import sys
@@ -84,40 +85,51 @@ class Table:
         self._bits_region = arena.allocate(MAX_SLOTS * self.max_words * 8)
         self.bit_matrix = self._bits_region.view(np.uint64, (MAX_SLOTS, self.max_words))
         self.bit_matrix_spec = self._bits_region.spec(np.uint64, (MAX_SLOTS, self.max_words))
-        self._free_slots = list(range(MAX_SLOTS))   # a heap: the lowest free slot first
-        self._used_slots: set[int] = set()
-        self.nslots = 0   # one past the highest slot in use: row-moving kernels visit [0, nslots)
+        # slot 2k marks component k's writes and 2k + 1 its additions: the lowest slots, taken
+        # at once (nothing is committed yet, so there is nothing to zero)
+        ncomponents = len(components)
+        self.marks_slot: dict[int, int] = {info.id: 2 * k for k, info in enumerate(components)}
+        self.added_slot: dict[int, int] = {info.id: 2 * k + 1 for k, info in enumerate(components)}
+        self._free_slots = list(range(2 * ncomponents, MAX_SLOTS))   # a heap: the lowest free slot first
+        self._used_slots: set[int] = set(range(2 * ncomponents))
+        self.nslots = 2 * ncomponents   # one past the highest slot in use: row-moving kernels visit [0, nslots)
         self._committed_words = 0
-        self.marks_slot: dict[int, int] = {}
-        self.added_slot: dict[int, int] = {}
-        for info in components:
-            self.marks_slot[info.id] = self.allocate_slot()
-            self.added_slot[info.id] = self.allocate_slot()
         self.info_by_id = {info.id: info for info in components}
-        self._new_row_slots = np.array([*self.marks_slot.values(), *self.added_slot.values()], np.int64)
-        self._make_item_views()
+        self._new_row_slots = np.arange(2 * ncomponents, dtype=np.int64)
         # archetype graph edges, filled by archetype.py
         self.edge_add: dict[int, Table] = {}
         self.edge_remove: dict[int, Table] = {}
 
-    def _make_item_views(self) -> None:
-        """memoryviews of the same arrays for one-row calls (World.spawn/get/set): an item access
-        through one takes ~30 ns and moves Python scalars, against ~100 ns for a numpy scalar
-        (~300 ns for `bit_matrix[slot, word] |= bit`). `field_items[C.id]` holds one per field in
-        field order, or None when a field is a vector. Bits go through bytes: row r of slot s is
-        bit `r & 7` of `bit_bytes[s * max_words * 8 + byte_of(r)]` (little-endian words), so every
-        operand is a small cached int (a uint64 view's high bits would make 2-digit ints: ~150 ns against ~80 ns)."""
-        self.entity_items = memoryview(self.entities_all)
-        self.field_items: dict[int, tuple[memoryview, ...] | None] = {
-            cid: (tuple(memoryview(col) for col in cols.values())
-                  if all(col.ndim == 1 for col in cols.values()) else None)
-            for cid, cols in self.columns_by_component.items()}
-        self.bit_bytes = memoryview(self.bit_matrix.reshape(-1).view(np.uint8))
-        # every column once, for moving one row: a memoryview for a 1-D column, the array itself
-        # for a vector column (a memoryview item cannot hold a row of several values)
-        self.row_columns: list[tuple[int, str, memoryview | np.ndarray]] = [
-            (cid, field, memoryview(col) if col.ndim == 1 else col)
-            for cid, cols in self.columns_by_component.items() for field, col in cols.items()]
+    # memoryviews of the same arrays for one-row calls (World.spawn/get/set, the store's one-entity
+    # paths), made on first use (a table filled and read in bulk never needs them): an item access
+    # through one takes ~30 ns and moves Python scalars, against ~100 ns for a numpy scalar
+    # (~300 ns for `bit_matrix[slot, word] |= bit`). drop_views forgets them.
+    _ITEM_VIEWS = ("entity_items", "field_items", "bit_bytes", "row_columns")
+
+    @functools.cached_property
+    def entity_items(self) -> memoryview:
+        return memoryview(self.entities_all)
+
+    @functools.cached_property
+    def field_items(self) -> dict[int, tuple[memoryview, ...] | None]:
+        """Per component id, one memoryview per field in field order, or None when a field is a vector."""
+        return {cid: (tuple(memoryview(col) for col in cols.values())
+                      if all(col.ndim == 1 for col in cols.values()) else None)
+                for cid, cols in self.columns_by_component.items()}
+
+    @functools.cached_property
+    def bit_bytes(self) -> memoryview:
+        """The bits as bytes: row r of slot s is bit `r & 7` of `bit_bytes[s * max_words * 8 +
+        byte_of(r)]` (little-endian words), so every operand is a small cached int (a uint64
+        view's high bits would make 2-digit ints: ~150 ns against ~80 ns)."""
+        return memoryview(self.bit_matrix.reshape(-1).view(np.uint8))
+
+    @functools.cached_property
+    def row_columns(self) -> list[tuple[int, str, memoryview | np.ndarray]]:
+        """Every column once, for moving one row: a memoryview for a 1-D column, the array itself
+        for a vector column (a memoryview item cannot hold a row of several values)."""
+        return [(cid, field, memoryview(col) if col.ndim == 1 else col)
+                for cid, cols in self.columns_by_component.items() for field, col in cols.items()]
 
     def _reserve(self, dtype: np.dtype, shape: tuple[int, ...]) -> tuple[np.ndarray, ArraySpec]:
         """A column of `max_rows` rows in its own region, and its spec. The k-th column of a table
@@ -283,7 +295,8 @@ class Table:
         self.bit_matrix = self.bit_matrix[:, :0].copy()
         self._committed_words = 0
         self.n = self.capacity = 0    # nothing left to read: a stale loop over rows finds none
-        self._make_item_views()
+        for name in self._ITEM_VIEWS:
+            self.__dict__.pop(name, None)
 
     def __repr__(self) -> str:
         names = ", ".join(info.name for info in self.components)
