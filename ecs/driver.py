@@ -25,6 +25,7 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import os
+import pickle
 import sys
 import types
 from typing import Any
@@ -286,13 +287,28 @@ def _compile(system: System, source: str, named: dict[str, object]) -> Any:
 
 
 def _kernel_stamp(system: System) -> str | None:
-    """The kernel's source file with numba's stamp of it (size, modification time), or None."""
-    path = system.py_func.__code__.co_filename
+    """What tells the kernel apart from every other: its source file with numba's stamp of it
+    (size, modification time), its name and first line, and a digest of its code and closure
+    (two kernels of one name in one file, or two made by one factory with different captured
+    values, are told apart as numba's own cache tells them). None when the file is gone or a
+    captured value cannot be pickled: the driver is then compiled from memory."""
+    function = system.py_func
+    code = function.__code__
     try:
-        stat = os.stat(path)
-    except OSError:
+        stat = os.stat(code.co_filename)
+        captured = pickle.dumps(tuple(cell.cell_contents for cell in function.__closure__ or ()))
+    except (OSError, ValueError, TypeError, AttributeError, pickle.PicklingError):   # ValueError: an empty cell
         return None
-    return f"{path}:{stat.st_size}:{stat.st_mtime_ns}:{system.py_func.__qualname__}"
+    digest = hashlib.blake2b(_code_bytes(code) + captured, digest_size=10).hexdigest()
+    return f"{code.co_filename}:{stat.st_size}:{stat.st_mtime_ns}:{function.__qualname__}:{code.co_firstlineno}:{digest}"
+
+
+def _code_bytes(code: types.CodeType) -> bytes:
+    """The bytecode and constants of `code` and of the code objects among its constants."""
+    parts = [code.co_code]
+    for const in code.co_consts:
+        parts.append(_code_bytes(const) if isinstance(const, types.CodeType) else repr(const).encode())
+    return b"\0".join(parts)
 
 
 def _module_from_file(source: str, stamp: str, fixed: dict[str, object]) -> types.ModuleType | None:

@@ -3,6 +3,7 @@ one-call-per-table path computes: columns, change marks, stats, commands and err
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import pathlib
 
@@ -233,3 +234,55 @@ def test_drivers_are_compiled_here_before_workers_meet_them() -> None:
         world.step()
         assert introspect.driver_compiled_here(world, mark_even)
         assert world.stats()["mark_even"]["kernel_calls"] == 6
+
+
+def _shifter(amount: float) -> ecs.System:
+    """Systems made by one factory: one name, one source line, different captured values."""
+    @system
+    def shift(pos: Mut[DrivenPos]):
+        for i in range(pos.x.shape[0]):
+            pos.x[i] += amount
+    return shift
+
+
+@pytest.mark.parametrize("from_disk", [False, True])
+def test_systems_made_by_one_factory_each_drive_their_own_kernel(
+        from_disk: bool, tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    introspect.driver_files_in(monkeypatch, str(tmp_path))
+    for amount in (1.0, 100.0, 1.0):
+        if from_disk:   # every world as if in a new process: drivers come from the files only
+            introspect.driver_files_in(monkeypatch, str(tmp_path))
+        world, ids = build()
+        with world:
+            before = observed(world, None)["x"]
+            world.add_system(_shifter(amount))
+            world.step()
+            assert observed(world, None)["x"] == {e: before[e] + amount for e in ids}  # type: ignore[index]
+
+
+def test_a_kernel_defined_again_under_its_name_drives_the_new_code(tmp_path: pathlib.Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    introspect.driver_files_in(monkeypatch, str(tmp_path))
+    path = tmp_path / "kernels_of_one_name.py"
+    path.write_text("import ecs\n"
+                    "from tests.test_driver import DrivenPos\n"
+                    "@ecs.system\n"
+                    "def shift(pos: ecs.Mut[DrivenPos]):\n"
+                    "    for i in range(pos.x.shape[0]):\n"
+                    "        pos.x[i] += 1.0\n"
+                    "first = shift\n"
+                    "@ecs.system\n"
+                    "def shift(pos: ecs.Mut[DrivenPos]):\n"
+                    "    for i in range(pos.x.shape[0]):\n"
+                    "        pos.x[i] += 100.0\n")
+    spec = importlib.util.spec_from_file_location("kernels_of_one_name", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    for kernel, amount in ((module.first, 1.0), (module.shift, 100.0)):
+        world, ids = build()
+        with world:
+            before = observed(world, None)["x"]
+            world.add_system(kernel)
+            world.step()
+            assert observed(world, None)["x"] == {e: before[e] + amount for e in ids}  # type: ignore[index]
