@@ -140,7 +140,12 @@ class Schedule:
             self._shape_version, self._shape = store.structure_version, tuple(t.n for t in store.tables)
         key = (self._shape, store.changes.version, self._systems_version, seed)
         if key != self._plan_key:
-            self._plans_before, self._plans = self._plans, {}   # at most two live per structure
+            # at most two live per structure; none kept across a change of the systems: a system
+            # removed and added again (or redefined under its name, as a notebook cell does) is
+            # compiled anew, and a plan kept because it compares equal would keep every process's
+            # prepared call of the kernel it had before
+            systems_changed = self._plan_key[2:3] != key[2:3]
+            self._plans_before, self._plans = {} if systems_changed else self._plans, {}
             self._plan_key = key
         plan = self._plans.get(processes)
         if plan is None:

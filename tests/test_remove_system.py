@@ -3,10 +3,14 @@ their order, figures and results, in this process and on workers."""
 
 from __future__ import annotations
 
+import importlib.util
+import pathlib
+
 import numpy as np
 import pytest
 
 import ecs
+from ecs import Mut, component, f64, system
 from tests import introspect
 from tests.systems_common import Counter, add_untyped, double_n, increment_n, seen_counter
 
@@ -66,3 +70,51 @@ def test_a_system_that_fails_at_its_first_step_can_be_removed() -> None:
         world.remove_system(add_untyped)
         world.step()
         assert world.stats()["double_n"]["calls"] == 1
+
+
+@component
+class Amount:
+    x: f64 = 0.0
+
+
+@system
+def add_amount(a: Mut[Amount], amount):
+    for i in range(a.x.shape[0]):
+        a.x[i] += amount
+
+
+@pytest.mark.parametrize("workers", [0, 1])
+def test_a_system_added_again_runs_with_the_types_of_its_new_values(workers: int) -> None:
+    # step_timeout: this process only supervises, so the worker runs every unit
+    with ecs.World(workers=workers, step_timeout=60.0 if workers else None) as world:
+        ids = world.spawn_batch(3, Amount())
+        world.resources["amount"] = 1            # compiled for int64
+        world.add_system(add_amount)
+        world.step()
+        world.remove_system(add_amount)
+        world.resources["amount"] = 2.5          # compiled anew for float64
+        world.add_system(add_amount)
+        world.step()
+        world.resources["amount"] = 0.25
+        world.step()
+        assert [world.get(int(e), Amount).x for e in ids] == [3.75] * 3
+
+
+def test_a_system_defined_again_under_its_name_runs_its_new_kernel(tmp_path: pathlib.Path) -> None:
+    path = tmp_path / "redefined_systems.py"
+    body = "    for i in range(a.x.shape[0]):\n        a.x[i] += {}\n"
+    path.write_text("import ecs\nfrom tests.test_remove_system import Amount\n"
+                    "@ecs.system\ndef shift(a: ecs.Mut[Amount]):\n" + body.format(1.0) + "first = shift\n"
+                    "@ecs.system\ndef shift(a: ecs.Mut[Amount]):\n" + body.format(100.0))
+    spec = importlib.util.spec_from_file_location("redefined_systems", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    with ecs.World() as world:
+        entity = world.spawn(Amount())
+        world.add_system(module.first)
+        world.step()
+        world.remove_system(module.first)
+        world.add_system(module.shift)
+        world.step()
+        assert world.get(entity, Amount).x == 101.0
