@@ -169,18 +169,19 @@ def test_every_column_id_and_stat_is_identical_for_any_worker_count_and_claim_or
 
 def test_runs_switching_between_the_workers_and_this_process_change_no_result(
         reference: dict, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The measured choice (ecs/runchoice.py) may send any run to either side; forced to
-    alternate, every run after the first (which starts the workers) switching, the scenario
-    ends exactly as on one process."""
-    from ecs.runchoice import RunChoice
+    """The pool's choice (its load rules, then the measured choice of ecs/runchoice.py) may send
+    any run to either side; forced to alternate, every run after the first (which starts the
+    workers) switching, the scenario ends exactly as on one process. The choice itself is
+    replaced, so that a loaded machine (which keeps every run here) cannot skip the test."""
+    from ecs.pool import WorkerPool
 
     ways: list[bool] = []
 
-    def alternate(self: RunChoice, frames: int, scale: int) -> bool:
+    def alternate(self: WorkerPool, frames: int, stages: int = 1, scale: int = 0) -> bool:
         ways.append(not ways[-1] if ways else False)
         return ways[-1]
 
-    monkeypatch.setattr(RunChoice, "share", alternate)
+    monkeypatch.setattr(WorkerPool, "helps", alternate)
     result = run_scenario(2)
     assert True in ways and False in ways
     for table_id, state in reference["tables"].items():
