@@ -136,6 +136,10 @@ class ComponentValues:
             bits.mark_rows(table.bit_matrix[table.marks_slot[info.id]], rows)
 
     def _cache_path(self, table: Table, info: ComponentInfo) -> None:
+        """Make the access path of (table, component) unless it exists: a path lives as long as
+        its table, and a checked call (values not plain scalars) comes here at every call."""
+        if (table.id, info.cls) in self._paths:
+            return
         views = table.field_items.get(info.id)
         if views is not None:
             read, write = compile_access(views)

@@ -88,7 +88,7 @@ class Store:
         self.forked = False          # set in a child forked from the process that made the store
         _live_stores.add(self)
         self._table_by_types: dict[tuple[type, ...], Table] = {}
-        self._spawn_paths: dict[tuple[type, ...], Callable[..., int | None]] = {}
+        self._spawn_paths: dict[tuple[type, ...], Callable[..., int | None] | None] = {}   # None: none can be made
         self._last_spawn: Callable[..., int | None] = no_fast_path   # the fast path that last succeeded
         # per component class, per source table id (read from the entity index without a locate:
         # the path's kernel checks the id)
@@ -176,9 +176,11 @@ class Store:
         for part in parts:
             table.mark_row(table.marks_slot[part.info.id], row)
             table.mark_row(table.added_slot[part.info.id], row)
-        fast = compile_spawn(self, table, tuple(part.info for part in parts))
-        if fast is not None:
-            self._spawn_paths[tuple(part.info.cls for part in parts)] = self._last_spawn = fast
+        key = tuple(part.info.cls for part in parts)
+        if key not in self._spawn_paths:   # once per tuple of types: values not plain scalars come here every time
+            fast = self._spawn_paths[key] = compile_spawn(self, table, tuple(part.info for part in parts))
+            if fast is not None:
+                self._last_spawn = fast
         return int(table.entities_all[row])
 
     def spawn_batch(self, n: int, parts: list[Part]) -> np.ndarray:
