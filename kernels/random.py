@@ -38,6 +38,8 @@ from __future__ import annotations
 import math
 
 import numpy as np
+from numba.core import types
+from numba.extending import overload
 
 from ._jit import jit
 
@@ -47,6 +49,7 @@ _M2 = np.uint64(0x94D049BB133111EB)
 _LOW32 = np.uint64(0xFFFFFFFF)
 _ONE = np.uint64(1)
 _UNIT = 1.0 / 9007199254740992.0           # 2^-53
+_BELOW_ONE_F32 = 1.0 - 2.0**-24            # the largest float32 below 1
 _TWO_PI = 2.0 * math.pi
 
 
@@ -78,7 +81,8 @@ def unit_of(bits):
 
 @jit
 def uniform(seed, entity, frame, stream):
-    """A double uniform on [0, 1) (53 random bits; 1.0 never occurs)."""
+    """A double uniform on [0, 1) (53 random bits; 1.0 never occurs). Stored into a float32 it
+    rounds to 1.0 for draws above 1 - 2^-25 (3 in 10^8): fill_uniform stores those below 1."""
     return unit_of(random_bits(seed, entity, frame, stream))
 
 
@@ -115,7 +119,9 @@ def mul128(a, b):
 def integers_of(bits, low, high):
     """An int64 uniform on [low, high) from the uint64 `bits`: Lemire's multiply-and-reject
     (ACM TOMACS 2019), no modulo bias. A rejected word is replaced by the next SplitMix64 step
-    from it, so the result is still a function of `bits` alone. Raises ValueError if high <= low."""
+    from it, so the result is still a function of `bits` alone. Raises ValueError if high <= low
+    or a bound is not an integer."""
+    low, high = _integer_bound(low), _integer_bound(high)
     if high <= low:
         raise ValueError("integers: high must be greater than low")
     span = np.uint64(high) - np.uint64(low)        # high - low, exact modulo 2^64
@@ -131,9 +137,32 @@ def integers_of(bits, low, high):
 
 @jit
 def integers(seed, entity, frame, stream, low, high):
-    """An int64 uniform on [low, high) (any int64 bounds; high - low may exceed 2^63).
-    Raises ValueError if high <= low."""
+    """An int64 uniform on [low, high) (any int64 bounds; high - low may exceed 2^63; floats
+    that hold integers, such as a resource 10.0, are taken as those). Raises ValueError if
+    high <= low or a bound is not an integer."""
     return integers_of(random_bits(seed, entity, frame, stream), low, high)
+
+
+def _integer_bound(value):
+    """`value` as an int64 (compiled by the overload below: an integer as it is, a float only if
+    it holds an integer within int64; a float 2.5 would be truncated, a negative one wrapped by
+    the uint64 arithmetic of integers_of, one past int64 converted to an undefined value)."""
+    if float(value) != int(value) or not -2**63 <= int(value) < 2**63:
+        raise ValueError("integers: low and high must be integers within int64")
+    return int(value)
+
+
+@overload(_integer_bound, jit_options={"cache": True})
+def _integer_bound_compiled(value):
+    if isinstance(value, types.Integer):
+        return lambda value: np.int64(value)
+    if isinstance(value, types.Float):
+        def checked(value):
+            if not -9.223372036854775808e18 <= value < 9.223372036854775808e18 or np.int64(value) != value:
+                raise ValueError("integers: low and high must be integers within int64")
+            return np.int64(value)
+        return checked
+    return None
 
 
 # ---------------------------------------------------------------- one draw per entity of an array
@@ -147,9 +176,12 @@ def fill_bits(seed, entities, frame, stream, out):
 
 @jit
 def fill_uniform(seed, entities, frame, stream, out):
-    """out[i] = uniform(seed, entities[i], frame, stream)."""
+    """out[i] = uniform(seed, entities[i], frame, stream), in [0, 1) also for a float32 `out`:
+    the 3 in 10^8 draws that round up to 1.0 there are stored as the float32 below it."""
     for i in range(entities.shape[0]):
         out[i] = uniform(seed, entities[i], frame, stream)
+        if out[i] >= 1.0:
+            out[i] = _BELOW_ONE_F32
 
 
 @jit

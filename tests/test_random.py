@@ -279,6 +279,28 @@ def test_permutation_and_integers_reject_bad_arguments() -> None:
         random.fill_integers(1, np.arange(3), 3, 4, 5, 4, np.empty(3, np.int64))
     with pytest.raises(ValueError, match="one entry per id"):
         random.permutation(1, 2, 3, np.arange(3), np.empty(2, np.int64))
+    with pytest.raises(ValueError, match="low and high must be integers within int64"):
+        random.integers(1, 2, 3, 4, 2.5, 4.5)
+    with pytest.raises(ValueError, match="low and high must be integers within int64"):
+        random.fill_integers(1, np.arange(3), 3, 4, 0, 1e30, np.empty(3, np.int64))
+
+
+def test_integers_take_float_bounds_that_hold_integers_as_those() -> None:
+    ids = np.arange(5_000)
+    as_floats, as_ints = np.empty(5_000, np.int64), np.empty(5_000, np.int64)
+    random.fill_integers(3, ids, 1, 2, -5.0, 5.0, as_floats)    # e.g. bounds from float resources
+    random.fill_integers(3, ids, 1, 2, -5, 5, as_ints)
+    assert np.array_equal(as_floats, as_ints)
+    assert as_ints.min() == -5 and as_ints.max() == 4
+
+
+def test_fill_uniform_into_float32_stays_below_one() -> None:
+    entity = 33_165_172     # seed 0, frame 0, stream 0: a draw within 2^-25 of 1
+    assert np.float32(random.uniform(0, entity, 0, 0)) == 1.0
+    out = np.empty(3, np.float32)
+    random.fill_uniform(0, np.array([entity, 1, 2]), 0, 0, out)
+    assert out[0] == np.float32(1.0 - 2.0**-24) and np.all(out < 1.0)
+    assert out[1] == np.float32(random.uniform(0, 1, 0, 0))
 
 
 # ---------------------------------------------------------------- statistics over 10^6 draws
