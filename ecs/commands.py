@@ -290,7 +290,7 @@ class _RecordBatch:
     def resolved(self, at: np.ndarray | None) -> np.ndarray:
         """Targets of the records at `at` (None: of every record, not to be written to): ids as
         they are, placeholders as -(spawn index + 1); CommandError for the first of them whose
-        placeholder no cmd_spawn of its process made."""
+        placeholder no cmd_spawn of its kernel row (system, table, row) made."""
         if self._targets is None:
             self._targets, self._unresolved = self._resolve_all()
         if at is None:
@@ -299,8 +299,9 @@ class _RecordBatch:
             at = np.arange(self.records.shape[0])
         if self._unresolved is not None and self._unresolved[at].any():
             k = int(at[np.argmax(self._unresolved[at])])
-            raise CommandError(f"{self.where(k)} names placeholder {int(self.records[k, TARGET])}, which no "
-                               f"cmd_spawn of its process made")
+            raise CommandError(f"{self.where(k)} names placeholder {self.records[k, TARGET]}, which no cmd_spawn of "
+                               f"its kernel row made (a placeholder is valid only in the commands of the row that "
+                               f"spawned it, in the same call; it is not an id to keep)")
         return self._targets[at]
 
     def _resolve_all(self) -> tuple[np.ndarray, np.ndarray | None]:
@@ -310,10 +311,8 @@ class _RecordBatch:
         negative = np.flatnonzero((targets < 0) & (self.kind != SPAWN))
         if not negative.shape[0]:
             return targets, None
-        unresolved = np.zeros(targets.shape[0], np.bool_)
         if not self.spawn_at.shape[0]:     # no cmd_spawn this frame: no placeholder names one
-            unresolved[negative] = True
-            return targets, unresolved
+            return targets, np.isin(np.arange(targets.shape[0]), negative)
         # (owner, serial) as one int64: serials outside [0, 2**32) (only in records written by
         # hand: the helpers count from 0) would collide with another owner's, so they name nothing
         own = self.records[self.spawn_at, SERIAL]
@@ -323,10 +322,11 @@ class _RecordBatch:
         named = -(targets[negative] + 1)
         wanted = np.where(named < 1 << 32, self.owners[negative] << 32 | named, -2)
         found = np.minimum(np.searchsorted(serials, wanted), serials.shape[0] - 1)
-        bad = serials[found] != wanted
+        row = [SYSTEM, TABLE, ROW]   # a placeholder names a spawn of its own kernel row only
+        bad = (serials[found] != wanted) | (self.records[self.spawn_at[spawn_order[found]]][:, row]
+                                            != self.records[negative][:, row]).any(1)
         targets[negative] = -(spawn_order[found] + 1)
-        unresolved[negative[bad]] = True
-        return targets, unresolved if bad.any() else None
+        return targets, np.isin(np.arange(targets.shape[0]), negative[bad]) if bad.any() else None
 
     # ---------------------------------------------------------------- checks (nothing applied yet)
     def verified(self, lookups: RecordLookups) -> bool:

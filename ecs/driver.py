@@ -300,7 +300,8 @@ def _kernel_stamp(system: System) -> str | None:
     except (OSError, ValueError, TypeError, AttributeError, pickle.PicklingError):   # ValueError: an empty cell
         return None
     digest = hashlib.blake2b(_code_bytes(code) + captured, digest_size=10).hexdigest()
-    return f"{code.co_filename}:{stat.st_size}:{stat.st_mtime_ns}:{function.__qualname__}:{code.co_firstlineno}:{digest}"
+    where = f"{code.co_filename}:{stat.st_size}:{stat.st_mtime_ns}"
+    return f"{where}:{function.__qualname__}:{code.co_firstlineno}:{digest}"
 
 
 def _code_bytes(code: types.CodeType) -> bytes:

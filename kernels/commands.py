@@ -68,7 +68,10 @@ def remove_tag(cmd, row, entity, component_key):
 @jit(inline="always")
 def spawn(cmd, row, prefab):
     """Queue spawning a copy of the entity `prefab`; returns a placeholder id (negative) that
-    `set_field` accepts until the frame's commands are applied."""
+    the commands of the same row of this call (`set_field`, `add_tag`, ...) accept. It is not an
+    id: it names a buffer slot of this process, so a placeholder kept (in a column, a resource)
+    and used by another row or system, on any process, is refused when the frame's commands are
+    checked."""
     k = _append(cmd, SPAWN, row, prefab, 0)
     return -(k + 1)
 
@@ -135,9 +138,10 @@ FITS_ANY, FITS_FLOAT32, FITS_INT, FITS_BOOL = 0, 1, 2, 3   # how verify_records 
 
 
 @jit
-def _index_spawns(records, owners, first, high, generation, table_of, spawn_of, prefabs, targets):
+def _index_spawns(records, owners, first, high, generation, table_of, spawn_of, prefabs, spawn_records, targets):
     """verify_records' first pass: each spawn's index by (owner, serial) into `spawn_of`, its
-    prefab (which must be alive) into `prefabs` and `targets`. -1, or the first bad spawn."""
+    prefab (which must be alive) into `prefabs` and `targets`, its record's position into
+    `spawn_records`. -1, or the first bad spawn."""
     spawns = 0
     for k in range(records.shape[0]):
         if records[k, KIND] != SPAWN:
@@ -149,6 +153,7 @@ def _index_spawns(records, owners, first, high, generation, table_of, spawn_of, 
             return k
         spawn_of[first[owner] + serial] = spawns
         prefabs[spawns] = prefab
+        spawn_records[spawns] = k
         targets[k] = prefab
         spawns += 1
     return -1
@@ -178,7 +183,8 @@ def verify_records(records, values, owners, processes, high, generation, table_o
         first[o + 1] += first[o]
     spawn_of = np.full(n, -1, np.int64)            # (first[owner] + serial) -> spawn index
     prefabs = np.empty(n, np.int64)
-    bad = _index_spawns(records, owners, first, high, generation, table_of, spawn_of, prefabs, targets)
+    spawn_records = np.empty(n, np.int64)
+    bad = _index_spawns(records, owners, first, high, generation, table_of, spawn_of, prefabs, spawn_records, targets)
     if bad >= 0:
         return bad
     last_field_key = last_component_key = np.int64(-1)     # keys are >= 0 (ecs.field_key, component_key)
@@ -196,8 +202,13 @@ def verify_records(records, values, owners, processes, high, generation, table_o
             owner = owners[k]
             if serial >= first[owner + 1] - first[owner] or spawn_of[first[owner] + serial] < 0:
                 return k
-            targets[k] = -(spawn_of[first[owner] + serial] + 1)
-            holder = prefabs[spawn_of[first[owner] + serial]]
+            spawned = spawn_of[first[owner] + serial]
+            at = spawn_records[spawned]     # a placeholder names a spawn of its own kernel row only
+            if records[at, SYSTEM] != records[k, SYSTEM] or records[at, TABLE] != records[k, TABLE] \
+                    or records[at, ROW] != records[k, ROW]:
+                return k
+            targets[k] = -(spawned + 1)
+            holder = prefabs[spawned]
         else:
             targets[k] = target
         if kind == DESPAWN:

@@ -6,8 +6,9 @@ A world's columns, entity columns, change bits and entity index all lie in one a
 tables: every column of any width, any number of change-tracking slots, one call. From Python a
 call through the dispatcher costs ~0.25-0.4 us (two array arguments and four ints), through the
 compiled entry the paths use ~0.14 us, against ~2 us of memoryview item operations for a
-two-slot table; its work is ~75 ns (a tag's add then remove, 10,000 times in a compiled loop). `move_entity` and `take_entity` take the entity's id and find its row themselves
-(locating it from Python costs ~0.2 us more).
+two-slot table; its work is ~75 ns (a tag's add then remove, 10,000 times in a compiled loop).
+`move_entity` and `take_entity` take the entity's id and find its row themselves (locating it
+from Python costs ~0.2 us more).
 
 Plan layout (int64; offsets in bytes from the arena's start):
   [0] columns both tables have      [1] columns of the source    [2] slot pairs that follow a row

@@ -140,6 +140,14 @@ def spawn_children(life: Life, spot: Spot, ids: Entity, cmd: Commands, prefab: i
         ecs.cmd_remove(cmd, i, child, TEMPLATE)
 
 
+@system(without=[Template])
+def keep_child_placeholder(life: Mut[Life], cmd: Commands, prefab: int):
+    """Spawns a child per entity and keeps its placeholder as the entity's victim: a misuse (a
+    placeholder is no id), which despawn_victims then hands to cmd_despawn from another system."""
+    for i in range(life.t.shape[0]):
+        life.victim[i] = ecs.cmd_spawn(cmd, i, prefab)
+
+
 @system(with_=[Burning])
 def wet_burning(life: Life, ids: Entity, cmd: Commands):
     """Wet to every burning entity (a no-op for those that have it)."""

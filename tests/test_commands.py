@@ -35,6 +35,7 @@ from tests.command_systems import (
     despawn_odd,
     despawn_victims,
     heat_the_prefab_copy,
+    keep_child_placeholder,
     lifecycle,
     set_x_later,
     set_x_twice,
@@ -385,6 +386,20 @@ def test_a_placeholder_as_the_prefab_of_cmd_spawn_is_refused_and_nothing_applied
     assert len(world) == 7
 
 
+def test_a_placeholder_kept_and_used_by_another_system_is_refused_and_nothing_applied(small) -> None:
+    """A placeholder names a slot of its process's command buffer, not an entity: used by another
+    kernel row (here another system, which may run on another process) it would name another
+    spawn, so it is refused on every worker count."""
+    world, prefab, ids = small
+    world.add_system(keep_child_placeholder)
+    world.add_system(despawn_victims)
+    with pytest.raises(ecs.CommandError, match=r"^a command of system 'despawn_victims' \(table \d+, row 0, "
+                                               r"entity -1\) names placeholder -1, which no cmd_spawn of its "
+                                               r"kernel row made"):
+        world.step()
+    assert len(world) == 7 and all(world.is_alive(int(e)) for e in ids)
+
+
 @pytest.mark.parametrize("spawns", [False, True])
 def test_a_placeholder_that_no_cmd_spawn_made_is_a_command_error_and_nothing_applied(small, spawns: bool) -> None:
     """A negative target (a placeholder) with no spawn of that number in its process: in a frame
@@ -396,7 +411,9 @@ def test_a_placeholder_that_no_cmd_spawn_made_is_a_command_error_and_nothing_app
         world.add_system(spawn_children)
     with pytest.raises(ecs.CommandError, match=r"^a command of system 'despawn_victims' \(table \d+, row 2, "
                                                r"entity -50\) names placeholder -50, which no cmd_spawn of its "
-                                               r"process made$"):
+                                               r"kernel row made \(a placeholder is valid only in the "
+                                               r"commands of the row that spawned it, in the same call; it "
+                                               r"is not an id to keep\)$"):
         world.step()
     assert len(world) == 7 and all(world.is_alive(int(e)) for e in ids)
 

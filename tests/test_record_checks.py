@@ -112,28 +112,32 @@ TWIN_FIELDS = [ecs.field_key(Plain, "v"), ecs.field_key(Twin, "a"), ecs.field_ke
 def valid_frame(rng: np.random.Generator, entities: list[int]) -> tuple[np.ndarray, np.ndarray]:
     """A frame whose every record passes (entities: live, each with Plain and Twin): spawns,
     often with their three fields set right after (as newborns are), sets, adds and removes of
-    live entities or of this frame's placeholders, and despawns, repeats allowed. In half the
-    frames every change of a copy adds Flag: copies of a table that lacks it are placed with it."""
+    live entities or of placeholders of their own row's spawns (a placeholder is valid only in
+    the commands of the row that made it), and despawns, repeats allowed. In half the frames
+    every change of a copy adds Flag: copies of a table that lacks it are placed with it."""
     n = int(rng.integers(1, 40))
     owners = np.sort(rng.integers(0, 2, n)).astype(np.int64)
     records = np.zeros((n, RECORD_WORDS), np.int64)
     values = records.view(np.float64)
-    spawns: list[list[int]] = [[], []]
+    row_spawns: list[int] = []                   # serials of the spawns of the current row
     seen = np.zeros(2, np.int64)
     tag_only = rng.random() < 0.5
     newborn: list[tuple[int, int]] = []          # (target, field key) still to set
+    row = -1
     for i in range(n):
         owner = int(owners[i])
-        if newborn and int(owners[i - 1]) == owner:
+        same_owner = i > 0 and int(owners[i - 1]) == owner
+        if newborn and same_owner:
             kind = SET
             target, key = newborn.pop()
         else:
             newborn = []
             kind = int(rng.choice([SPAWN, SET, ADD, REMOVE, DESPAWN], p=[0.3, 0.25, 0.25, 0.1, 0.1]))
-            if kind != SPAWN and spawns[owner] and rng.random() < 0.6:
-                target = -(int(rng.choice(spawns[owner])) + 1)
+            if kind != SPAWN and same_owner and row_spawns and rng.random() < 0.6:
+                target = -(int(rng.choice(row_spawns)) + 1)
             else:
                 target = int(rng.choice(entities))
+                row, row_spawns = row + 1, []    # a command of another row
             key = int(rng.choice(TWIN_FIELDS)) if kind == SET else FLAG
         if kind == SET:
             values[i, VALUE] = float(rng.integers(-5, 5))
@@ -142,10 +146,10 @@ def valid_frame(rng: np.random.Generator, entities: list[int]) -> tuple[np.ndarr
         elif kind == REMOVE and tag_only and target < 0:
             kind = ADD
         if kind == SPAWN:
-            spawns[owner].append(int(seen[owner]))
+            row_spawns.append(int(seen[owner]))
             if rng.random() < 0.5:
                 newborn = [(-int(seen[owner]) - 1, key) for key in TWIN_FIELDS[::-1]]
-        records[i, [KIND, ROW, TARGET, KEY, SERIAL]] = kind, i, target, key, seen[owner]
+        records[i, [KIND, ROW, TARGET, KEY, SERIAL]] = kind, row, target, key, seen[owner]
         seen[owner] += 1
     return records, owners
 
@@ -209,4 +213,4 @@ def test_a_placeholder_serial_past_32_bits_names_no_spawn_of_another_process() -
         records[1, [KIND, TARGET, KEY]] = ADD, -6, FLAG                     # owner 1's placeholder of serial 5
         passed, _, error, _ = introspect.check_records_both_ways(w, records, np.array([0, 1], np.int64))
         assert not passed and isinstance(error, ecs.CommandError)
-        assert "names placeholder -6, which no cmd_spawn of its process made" in str(error)
+        assert "names placeholder -6, which no cmd_spawn of its kernel row made" in str(error)
