@@ -30,13 +30,14 @@ import numpy as np
 
 from .binding import BoundSystem, check_importable
 from .changes import RemovalCursor
-from .commands import CommandBuffers, RecordLookups, apply_records, buffer_view
+from .commands import CommandBuffers, apply_records, buffer_view
 from .errors import InvalidArgumentError, KernelError, SystemDefinitionError
 from .executor import Executor, stats_views
 from .mailbox import MAX_RUN_UNITS
 from .plan import SPLIT_MIN_ROWS, PartsMemo, Plan, SystemValues, Unit, build_plan, stages_of
 from .pool import WorkerPool, main_takes_part
 from .progress import Progress
+from .record_lookups import RecordLookups
 from .resources import Resources
 from .store import Store
 from .system import COMMANDS, System

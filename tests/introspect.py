@@ -235,9 +235,10 @@ def plan_records_both_ways(world: ecs.World, records: Any, owners: Any) -> tuple
     import numpy as np
 
     from ecs import commands as _commands
+    from ecs.record_lookups import RecordLookups
     store_ = world._store
     names = [f"system{k}" for k in range(8)]
-    lookups = _commands.RecordLookups(store_).current()
+    lookups = RecordLookups(store_).current()
 
     def plan(batch: Any) -> dict:
         return {"targets": batch.resolved(np.arange(records.shape[0])), "prefabs": batch.prefabs,
