@@ -48,6 +48,7 @@ from ecs.kernels.commands import (
     ROW,
     SERIAL,
     SET,
+    SET_INT,
     SPAWN,
     SYSTEM,
     TABLE,
@@ -271,19 +272,21 @@ class _RecordBatch:
             self.added = lookups.added_components(work[records_kernels.PLAN_ADDED_TABLES, :tables],
                                                   work[records_kernels.PLAN_ADDED_COMPONENTS, :tables])
         sets, bounds = work[records_kernels.PLAN_SETS], work[records_kernels.PLAN_SET_BOUNDS]
-        values = work[records_kernels.PLAN_SET_VALUES].view(np.float64)
+        words = work[records_kernels.PLAN_SET_VALUES]
         for start, stop, key, fresh in zip(bounds[:groups].tolist(), bounds[1:groups + 1].tolist(),
                                            work[records_kernels.PLAN_SET_KEYS, :groups].tolist(),
                                            work[records_kernels.PLAN_SET_FRESH, :groups].tolist(), strict=True):
             info, field = lookups.field_of[key]
-            self.field_groups.append((info, field, sets[start:stop], values[start:stop].astype(info.fields[field]),
+            self.field_groups.append((info, field, sets[start:stop],
+                                      _exact(words[start:stop], self.kind[sets[start:stop]] == SET_INT,
+                                             info.fields[field]),
                                       bool(fresh)))
         return True
 
     def check(self, lookups: RecordLookups) -> None:
         """The checks plan_records makes, one kind of record at a time, raising the error that
         names the first bad record; when none is bad, what apply needs is ready."""
-        known = np.isin(self.kind, (SPAWN, SET, ADD, REMOVE, DESPAWN))
+        known = np.isin(self.kind, (SPAWN, SET, SET_INT, ADD, REMOVE, DESPAWN))
         if not known.all():
             raise CommandError(f"corrupt command record of kind {int(self.kind[np.flatnonzero(~known)[0]])}")
         prefabs = self.records[self.spawn_at, TARGET]
@@ -304,7 +307,7 @@ class _RecordBatch:
         self.added, self.changes = self._added_at_spawn(lookups)
 
     def _check_sets(self) -> None:
-        at = np.flatnonzero(self.kind == SET)
+        at = np.flatnonzero((self.kind == SET) | (self.kind == SET_INT))
         keys = self.records[at, KEY]
         groups = []
         for key in distinct(keys):
@@ -317,12 +320,31 @@ class _RecordBatch:
             except (DeadEntityError, MissingComponentError) as exc:
                 raise self.located(exc, positions[holders == exc.entity]) from None
             try:
-                value = coerce_batch(info, field, self.values[positions])
+                value = self._coerced_sets(info, field, positions)
             except ComponentValueError as exc:
-                raise self.located(exc, positions[_first_unfit(info, field, self.values[positions]):]) from None
+                first = next(i for i in range(positions.shape[0]) if not self._fits(info, field, positions[i:i + 1]))
+                raise self.located(exc, positions[first:]) from None
             groups.append((info, field, positions, value))
         if groups:
             self._keep_last_sets(groups)
+
+    def _coerced_sets(self, info: ComponentInfo, field: str, positions: np.ndarray) -> np.ndarray:
+        """The values of the set records at `positions` in the field's dtype, converted exactly:
+        an integer cmd_set's value is an int64, the others' a float64; ComponentValueError for
+        one that does not fit."""
+        is_int = self.kind[positions] == SET_INT
+        out = np.empty(positions.shape[0], info.fields[field])
+        for part, words in ((is_int, self.records[:, VALUE]), (~is_int, self.values)):
+            if part.any():
+                out[part] = coerce_batch(info, field, words[positions[part]])
+        return out
+
+    def _fits(self, info: ComponentInfo, field: str, positions: np.ndarray) -> bool:
+        try:
+            self._coerced_sets(info, field, positions)
+        except ComponentValueError:
+            return False
+        return True
 
     def _keep_last_sets(self, groups: list[tuple[ComponentInfo, str, np.ndarray, np.ndarray]]) -> None:
         """field_groups from checked sets (per field: every position, increasing, and its value):
@@ -503,15 +525,13 @@ def _field_of(key: int, where: str) -> tuple[ComponentInfo, str]:
     return info, field
 
 
-def _first_unfit(info: ComponentInfo, field: str, values: np.ndarray) -> int:
-    """The index of the first value that does not fit the field (0 if each fits alone). Only on
-    the error path: one conversion per value."""
-    for i in range(values.shape[0]):
-        try:
-            coerce_batch(info, field, values[i:i + 1])
-        except ComponentValueError:
-            return i
-    return 0
+def _exact(words: np.ndarray, is_int: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """Checked set values (int64 words where `is_int`, float64 bits elsewhere) in `dtype`."""
+    if not is_int.any():
+        return words.view(np.float64).astype(dtype)
+    out = words.astype(dtype)
+    out[~is_int] = words[~is_int].view(np.float64).astype(dtype)
+    return out
 
 
 def distinct(values: np.ndarray) -> np.ndarray:

@@ -18,13 +18,15 @@ from __future__ import annotations
 from collections import namedtuple
 
 import numpy as np
+from numba.core import types
+from numba.extending import overload
 
 from ._jit import jit
 from .sets import first_occurrences
 
 RECORD_WORDS = 8
 KIND, SYSTEM, TABLE, ROW, TARGET, KEY, VALUE, SERIAL = range(RECORD_WORDS)
-DESPAWN, ADD, REMOVE, SPAWN, SET = 1, 2, 3, 4, 5
+DESPAWN, ADD, REMOVE, SPAWN, SET, SET_INT = 1, 2, 3, 4, 5, 6   # SET_INT: a set whose value is an int64
 
 CommandBuffer = namedtuple("CommandBuffer", ["records", "values", "count", "base", "system", "table"])
 CommandBuffer.__module__ = __name__   # numba's cache finds the type by module and name
@@ -78,10 +80,31 @@ def spawn(cmd, row, prefab):
 
 @jit(inline="always")
 def set_field(cmd, row, target, field_key, value):
-    """Queue writing `value` (as float64, converted to the field's dtype with range checks) to
-    one field of `target` (an entity or a placeholder from `spawn`)."""
+    """Queue writing `value` (converted to the field's dtype with range checks) to one field of
+    `target` (an entity or a placeholder from `spawn`). An integer value travels exactly, as an
+    int64 (an entity id past 2^53 too); a float or bool as a float64."""
     k = _append(cmd, SET, row, target, field_key)
-    cmd.values[k, VALUE] = value
+    _put_value(cmd, k, value)
+
+
+def _put_value(cmd, k, value):
+    """Store a set's value in record k (compiled by the overload below, by the value's type)."""
+    raise NotImplementedError("compiled only")
+
+
+# not inline="always": inlined into set_field (itself inlined), numba 0.68 wrote the second and later
+# sets of one kernel with the first one's kind and a zero value; compiled as a call it costs the same ~2 ns
+@overload(_put_value)
+def _put_value_compiled(cmd, k, value):
+    if isinstance(value, types.Integer) and (value.signed or value.bitwidth < 64):
+        def as_int64(cmd, k, value):
+            cmd.records[k, KIND] = SET_INT
+            cmd.records[k, VALUE] = value
+        return as_int64
+
+    def as_float64(cmd, k, value):
+        cmd.values[k, VALUE] = value
+    return as_float64
 
 
 def empty_buffer() -> CommandBuffer:
@@ -193,7 +216,7 @@ def verify_records(records, values, owners, processes, high, generation, table_o
         kind = records[k, KIND]
         if kind == SPAWN:
             continue
-        if kind != DESPAWN and kind != ADD and kind != REMOVE and kind != SET:
+        if kind != DESPAWN and kind != ADD and kind != REMOVE and kind != SET and kind != SET_INT:
             return k
         target = records[k, TARGET]
         holder = target
@@ -216,18 +239,13 @@ def verify_records(records, values, owners, processes, high, generation, table_o
         index = holder & 0xFFFFFFFF
         alive = holder > 0 and index < high and table_of[index] >= 0 and generation[index] == (holder >> 32)
         key = records[k, KEY]
-        if kind == SET:
+        if kind in (SET, SET_INT):
             if key != last_field_key:         # runs of one key are the common case: look it up once
                 last_field_key, f = key, np.searchsorted(field_keys, key)
             if (f == field_keys.shape[0] or field_keys[f] != key or not alive
                     or not membership[table_of[index], field_components[f]]):
                 return k
-            value = values[k]
-            fits = field_fits[f]
-            integral = np.isfinite(value) and value == np.floor(value)
-            if ((fits == FITS_FLOAT32 and np.isfinite(value) and not np.isfinite(np.float32(value)))
-                    or (fits == FITS_INT and not (integral and field_low[f] <= value < field_top[f]))
-                    or (fits == FITS_BOOL and value != 0.0 and value != 1.0)):
+            if not _value_fits(kind, records[k, VALUE], values[k], field_fits[f], field_low[f], field_top[f]):
                 return k
         else:
             if key != last_component_key:
@@ -240,6 +258,20 @@ def verify_records(records, values, owners, processes, high, generation, table_o
 
 
 @jit
+def _value_fits(kind, word, value, fits, low, top):
+    """Whether a set's value fits its field (FITS_*; an integer field holds [low, top)): `word`
+    is the record's value as an int64 (a SET_INT's), `value` as a float64 (a SET's)."""
+    if kind == SET_INT:   # compared exactly: an int64 past 2^53 is not a float64
+        if fits == FITS_INT:
+            return word >= low and (top >= 9.223372036854775808e18 or word < top)
+        return fits != FITS_BOOL or word == 0 or word == 1
+    integral = np.isfinite(value) and value == np.floor(value)
+    return not ((fits == FITS_FLOAT32 and np.isfinite(value) and not np.isfinite(np.float32(value)))
+                or (fits == FITS_INT and not (integral and low <= value < top))
+                or (fits == FITS_BOOL and value != 0.0 and value != 1.0))
+
+
+@jit
 def index_records(records, sets, bounds, changes):
     """Where each kind of work lies among checked records: `sets` receives the positions of set
     records ordered by field key (each key's in record order), bounds[g]:bounds[g + 1] the
@@ -249,7 +281,7 @@ def index_records(records, sets, bounds, changes):
     nchanges = 0
     for k in range(records.shape[0]):
         kind = records[k, KIND]
-        if kind == SET:
+        if kind in (SET, SET_INT):
             sets[nsets] = k
             nsets += 1
         elif kind in (ADD, REMOVE):
@@ -286,8 +318,8 @@ def plan_records(records, owners, high, generation, table_of, field_keys, field_
     verify_records' answer. On -1, the rows of `work` hold:
     - PLAN_TARGETS: each record's target resolved (verify_records');
     - PLAN_SETS, PLAN_SET_BOUNDS, PLAN_SET_FRESH: the set groups of last_sets, with each group's
-      field key in PLAN_SET_KEYS and its records' values in PLAN_SET_VALUES (float64 bits, one
-      beside each position);
+      field key in PLAN_SET_KEYS and its records' value words in PLAN_SET_VALUES (float64 bits,
+      or int64 for a SET_INT record, one beside each position);
     - PLAN_PREFABS: each spawn's prefab, in record order;
     - PLAN_CHANGES: the add and remove records left after added_at_spawn; its `tables` prefab
       tables, with the index (into component_keys) of the component their copies are placed
@@ -307,11 +339,10 @@ def plan_records(records, owners, high, generation, table_of, field_keys, field_
         return bad, 0, 0, 0, 0, 0
     groups, changes = index_records(records, work[PLAN_SETS], work[PLAN_SET_BOUNDS], work[PLAN_CHANGES])
     last_sets(targets, work[PLAN_SETS], work[PLAN_SET_BOUNDS], groups, work[PLAN_SET_FRESH])
-    set_values = work[PLAN_SET_VALUES].view(np.float64)
     for g in range(groups):
         work[PLAN_SET_KEYS, g] = records[work[PLAN_SETS, work[PLAN_SET_BOUNDS, g]], KEY]
     for i in range(work[PLAN_SET_BOUNDS, groups]):
-        set_values[i] = values[work[PLAN_SETS, i]]
+        work[PLAN_SET_VALUES, i] = records[work[PLAN_SETS, i], VALUE]   # the word: float64 or int64 bits
     prefabs, despawn_at = work[PLAN_PREFABS], work[PLAN_DESPAWNS]
     spawns = despawns = 0
     for k in range(n):

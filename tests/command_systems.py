@@ -148,6 +148,13 @@ def keep_child_placeholder(life: Mut[Life], cmd: Commands, prefab: int):
         life.victim[i] = ecs.cmd_spawn(cmd, i, prefab)
 
 
+@system
+def set_all(life: Life, ids: Entity, cmd: Commands, key: int, value):
+    """Sets field `key` of every entity to `value` by cmd_set (`value` of any numeric type)."""
+    for i in range(life.t.shape[0]):
+        ecs.cmd_set(cmd, i, ids[i], key, value)
+
+
 @system(with_=[Burning])
 def wet_burning(life: Life, ids: Entity, cmd: Commands):
     """Wet to every burning entity (a no-op for those that have it)."""

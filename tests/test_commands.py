@@ -19,6 +19,7 @@ from tests import introspect
 from tests.command_systems import (
     COMPONENTS,
     LIFE_T,
+    LIFE_VICTIM,
     SPOT_X,
     Armor,
     Burning,
@@ -37,6 +38,7 @@ from tests.command_systems import (
     heat_the_prefab_copy,
     keep_child_placeholder,
     lifecycle,
+    set_all,
     set_x_later,
     set_x_twice,
     spawn_alternately,
@@ -347,6 +349,27 @@ def test_cmd_set_with_a_value_that_does_not_fit_raises_and_applies_nothing(small
     assert not any(world.has(int(e), Burning) for e in ids)
     world.step(value=42.0, key=LIFE_T)               # the buffers were emptied: the next frame works
     assert len(world) == 0
+
+
+@pytest.mark.parametrize("workers", [0, 1])
+@pytest.mark.parametrize("value", [2**53 + 1, -2**63, 2**63 - 1, np.int32(-7), True, 2.0])
+def test_cmd_set_carries_an_integer_value_exactly(workers: int, value: object) -> None:
+    """An integer travels as an int64, not through a float64 (which rounds past 2**53: an entity
+    id whose slot was reused 2**21 times)."""
+    with ecs.World(workers=workers, step_timeout=60.0 if workers else None) as world:
+        ids = world.spawn_batch(3, Life(t=1))
+        world.add_system(set_all)
+        world.step(key=LIFE_VICTIM, value=value)
+        assert [int(world.get(int(e), Life).victim) for e in ids] == [int(value)] * 3  # type: ignore[call-overload]
+
+
+def test_an_integer_cmd_set_that_does_not_fit_names_its_exact_value() -> None:
+    with ecs.World() as world:
+        world.spawn_batch(3, Life(t=1))
+        world.add_system(set_all)
+        with pytest.raises(ComponentValueError, match=r"^a command of system 'set_all' \(table 0, row 0, entity 1\): "
+                                                      r"Life\.t = 2147483649: does not fit int32"):
+            world.step(key=LIFE_T, value=2**31 + 1)
 
 
 def test_cmd_set_of_a_component_the_entity_lacks_raises(small) -> None:
