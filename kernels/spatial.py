@@ -91,6 +91,7 @@ def make_grid(lo: Sequence[float], hi: Sequence[float], radius: float,
     if not (math.isfinite(radius) and radius > 0.0):
         raise ValueError(f"make_grid: radius must be a positive finite number, got {radius!r}")
     geometry = np.zeros((d, 5), np.float64)
+    counts = []
     for axis in range(d):
         length = hi_a[axis] - lo_a[axis]
         if not (math.isfinite(length) and length > 0.0):
@@ -98,19 +99,24 @@ def make_grid(lo: Sequence[float], hi: Sequence[float], radius: float,
         if flags[axis] and 2.0 * radius > length:
             raise ValueError(f"make_grid: radius {radius!r} exceeds half the periodic axis {axis} "
                              f"(length {length!r}): a point would meet another through two images")
-        ncells = max(1, int(length / (radius * (1.0 + MARGIN))))
+        cells = length / (radius * (1.0 + MARGIN))
+        if not cells <= MAX_GRID_CELLS:   # a Python int past it could not be held in the geometry exactly
+            raise ValueError(f"make_grid: radius {radius!r} makes {math.floor(cells)} cells on axis {axis} alone, "
+                             f"more than {MAX_GRID_CELLS}; use a larger radius (cells need memory for their starts)")
+        ncells = max(1, int(cells))
         while ncells > 1 and length / ncells < radius * (1.0 + MARGIN):   # the division rounded up
             ncells -= 1
+        counts.append(ncells)
         geometry[axis] = (lo_a[axis], length, ncells, ncells / length, 1.0 if flags[axis] else 0.0)
-    if cell_count(geometry) > MAX_GRID_CELLS:
-        raise ValueError(f"make_grid: radius {radius!r} makes {cell_count(geometry)} cells, more than "
+    if math.prod(counts) > MAX_GRID_CELLS:
+        raise ValueError(f"make_grid: radius {radius!r} makes {math.prod(counts)} cells, more than "
                          f"{MAX_GRID_CELLS}; use a larger radius (cells need memory for their starts)")
     return geometry
 
 
 def cell_count(geometry: np.ndarray) -> int:
     """Cells of the grid (the product of cells per axis); cell_start needs one more entry."""
-    return int(np.prod(geometry[:, NCELLS].astype(np.int64)))
+    return math.prod(int(n) for n in geometry[:, NCELLS])
 
 
 # ---------------------------------------------------------------- per-axis arithmetic
@@ -174,9 +180,15 @@ def _ncells(geometry):
 
 @jit
 def _check_radius(geometry, radius):
+    """A positive radius that the grid's cells serve: at most a cell width / (1 + MARGIN), except
+    on an axis whose neighbour cells are all of its cells (2 bounded, 3 periodic: make_grid's one
+    cell for a radius wider than the axis)."""
+    if not radius > 0.0:   # NaN too
+        raise ValueError("spatial: the radius must be a positive number")
     for axis in range(geometry.shape[0]):
         width = geometry[axis, LENGTH] / geometry[axis, NCELLS]
-        if not (radius * (1.0 + MARGIN) <= width):
+        every_cell = geometry[axis, NCELLS] <= (3.0 if geometry[axis, PERIODIC] != 0.0 else 2.0)
+        if not (every_cell or radius * (1.0 + MARGIN) <= width):
             raise ValueError("spatial: the radius exceeds the cell width / (1 + MARGIN); build a grid for it")
         if geometry[axis, PERIODIC] != 0.0 and 2.0 * radius > geometry[axis, LENGTH]:
             raise ValueError("spatial: the radius exceeds half the length of a periodic axis")

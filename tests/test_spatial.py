@@ -326,6 +326,25 @@ def test_make_grid_rejects_boxes_and_radii_that_cannot_work() -> None:
         spatial.make_grid([0.0, 0.0], [1.0, 1.0], 0.1, periodic=[True])
     with pytest.raises(ValueError, match="more than"):
         spatial.make_grid([0.0, 0.0, 0.0], [1.0, 1.0, 1.0], 1e-4)
+    for radius in (1e-12, 1e-300):    # counts past int64 on one axis, named as they are
+        with pytest.raises(ValueError, match=r"makes \d+ cells on axis 0 alone, more than 2147483646"):
+            spatial.make_grid([0.0, 0.0], [1.0, 1.0], radius)
+    with pytest.raises(ValueError, match=r"makes 4294967296 cells on axis 0 alone"):
+        spatial.make_grid([0.0, 0.0], [2.0**32 * (1 + spatial.MARGIN), 1.0], 1.0)
+
+
+@pytest.mark.parametrize("periodic", [False, True])
+def test_a_radius_wider_than_the_box_gives_one_cell_that_the_kernels_take(periodic: bool) -> None:
+    """make_grid's single cell (its neighbour cells are every cell) serves any radius it allows."""
+    extent = 3.0 if periodic else 1.0
+    radius = 1.4 if periodic else 2.0
+    geometry = spatial.make_grid([0.0, 0.0], [extent, extent], radius, periodic=periodic)
+    assert (geometry[:, spatial.NCELLS] <= (3 if periodic else 1)).all()
+    points = np.random.default_rng(3).uniform(0.0, extent, (50, 2))
+    _, cell_start, order = build_kernel(points, geometry)
+    counts = np.empty(50, np.int64)
+    spatial.count_within_2d(*columns(points), *sorted_columns(points, order), geometry, cell_start, radius, counts)
+    np.testing.assert_array_equal(counts, [len(w) for w in brute_within(points, points, geometry, radius)])
 
 
 def test_kernels_reject_a_radius_wider_than_a_cell_and_indexes_that_do_not_fit() -> None:
@@ -351,6 +370,9 @@ def test_kernels_reject_a_radius_wider_than_a_cell_and_indexes_that_do_not_fit()
     assert periodic[0, spatial.NCELLS] == 1
     with pytest.raises(ValueError, match="half the length of a periodic axis"):
         spatial.count_within_2d(xs, xs, xs, xs, periodic, np.zeros(6, np.int64), 0.55, counts)
+    for radius in (-0.1, float("nan")):
+        with pytest.raises(ValueError, match="the radius must be a positive number"):
+            spatial.count_within_2d(xs, xs, xs, xs, geometry, cell_start, radius, counts)
 
 
 @pytest.mark.parametrize("layout", ["2d-bounded", "3d-mixed"])
