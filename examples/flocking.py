@@ -40,6 +40,8 @@ from ecs.kernels import random, spatial  # noqa: E402
 from examples.flocking_systems import SYSTEMS, Heading, Position  # noqa: E402
 
 INIT_FRAME = -1
+MIN_BIRDS = 16                    # 150 * sqrt(16 / 400) = 30: twice the visual distance
+DETERMINISM_TIMEOUT_S = 120.0     # --check-determinism's 2-worker world: every run on the workers
 X, Y, ANGLE = 10, 11, 12          # streams of the initial draws
 
 
@@ -49,6 +51,7 @@ class Config:
     steps: int = 100
     seed: int = 0
     workers: int | str = 0
+    step_timeout: float | None = None   # with one, every run goes to the workers
     speed: float = 1.0
     visual_distance: float = 15.0
     separation: float = 1.0
@@ -70,7 +73,7 @@ class Result:
 
 
 def build_world(config: Config) -> ecs.World:
-    world = ecs.World(workers=config.workers)
+    world = ecs.World(workers=config.workers, step_timeout=config.step_timeout)
     n = config.birds
     ids = world.spawn_batch(n, Position(x=0.0, y=0.0), Heading(x=1.0, y=0.0))
     xs, ys, angles = np.empty(n), np.empty(n), np.empty(n)
@@ -141,8 +144,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="run on 0 and 2 workers and compare every bird bit for bit")
     args = parser.parse_args(argv)
     args.workers = args.workers if args.workers == "auto" else int(args.workers)
-    if args.birds < 2 or args.steps < 2:
-        parser.error("--birds and --steps must be >= 2")
+    if args.birds < MIN_BIRDS or args.steps < 2:
+        parser.error(f"--birds must be >= {MIN_BIRDS} (the square, 150 * sqrt(birds / 400) a side, must be at "
+                     f"least twice the visual distance wide) and --steps >= 2")
     return args
 
 
@@ -151,7 +155,8 @@ def main(argv: list[str] | None = None) -> int:
     config = Config(birds=args.birds, steps=args.steps, seed=args.seed, workers=args.workers)
     if args.check_determinism:
         zero = simulate(Config(**{**config.__dict__, "workers": 0}))
-        two = simulate(Config(**{**config.__dict__, "workers": 2}))
+        # a step_timeout sends every run to the workers: 400 birds are too few to be shared else
+        two = simulate(Config(**{**config.__dict__, "workers": 2, "step_timeout": DETERMINISM_TIMEOUT_S}))
         same = np.array_equal(zero.birds, two.birds)
         print(f"{config.birds} birds, {config.steps} steps: 0 and 2 workers {'bit-identical' if same else 'DIFFER'}")
         return 0 if same else 1

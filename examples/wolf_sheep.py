@@ -40,6 +40,7 @@ import ecs  # noqa: E402
 from ecs.kernels import random  # noqa: E402
 from examples.wolf_sheep_systems import SYSTEMS, Energy, Position, Sheep, Wolf  # noqa: E402
 
+DETERMINISM_TIMEOUT_S = 120.0   # --check-determinism's 2-worker world: every run on the workers
 INIT_FRAME = -1        # the random key's frame word for the initial state (runs use 0, 1, ...)
 X, Y, ENERGY, GRASS, COUNTDOWN = 10, 11, 12, 13, 14     # streams of the initial draws
 
@@ -53,6 +54,7 @@ class Config:
     steps: int = 100
     seed: int = 0
     workers: int | str = 0
+    step_timeout: float | None = None   # with one, every run goes to the workers
     sheep_gain_from_food: float = 4.0
     wolf_gain_from_food: float = 20.0
     sheep_reproduce: float = 0.04
@@ -91,7 +93,7 @@ def initial_grass(config: Config) -> np.ndarray:
 
 
 def build_world(config: Config) -> ecs.World:
-    world = ecs.World(workers=config.workers)
+    world = ecs.World(workers=config.workers, step_timeout=config.step_timeout)
     resources = world.resources
     for name in ("seed", "width", "height", "sheep_gain_from_food", "wolf_gain_from_food", "sheep_reproduce",
                  "wolf_reproduce", "grass_regrowth_time"):
@@ -224,7 +226,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.check_determinism:
         zero = simulate(Config(seed=args.seed, steps=args.steps, workers=0))
-        two = simulate(Config(seed=args.seed, steps=args.steps, workers=2))
+        # a step_timeout sends every run to the workers: this model's tables are too small to be shared else
+        two = simulate(Config(seed=args.seed, steps=args.steps, workers=2, step_timeout=DETERMINISM_TIMEOUT_S))
         same = same_result(zero, two)
         print(f"seed {args.seed}: 0 and 2 workers {'bit-identical' if same else 'DIFFER'} "
               f"({zero.sheep.shape[0]} sheep, {zero.wolves.shape[0]} wolves at the end)")

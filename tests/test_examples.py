@@ -16,7 +16,8 @@ def sheep_on_main_process() -> wolf_sheep.Result:
 
 
 def test_wolf_sheep_is_bit_identical_on_zero_and_two_workers(sheep_on_main_process) -> None:
-    two = wolf_sheep.simulate(wolf_sheep.Config(steps=30, seed=3, workers=2))
+    # the step_timeout sends every run to the workers (the model's tables are too small to be shared else)
+    two = wolf_sheep.simulate(wolf_sheep.Config(steps=30, seed=3, workers=2, step_timeout=60.0))
     assert wolf_sheep.same_result(two, sheep_on_main_process)
 
 
@@ -60,8 +61,15 @@ def test_the_hand_batched_wolf_sheep_of_the_benchmark_is_the_same_model() -> Non
 def test_flocking_split_across_two_workers_is_bit_identical() -> None:
     config = flocking.Config(birds=70_000, steps=3, seed=1)      # above the split threshold: flock is split
     zero = flocking.simulate(config)
-    two = flocking.simulate(flocking.Config(**{**config.__dict__, "workers": 2}))
+    two = flocking.simulate(flocking.Config(**{**config.__dict__, "workers": 2, "step_timeout": 60.0}))
     np.testing.assert_array_equal(two.birds, zero.birds)
+
+
+def test_flocking_refuses_a_square_narrower_than_twice_the_visual_distance(capsys: pytest.CaptureFixture) -> None:
+    with pytest.raises(SystemExit):
+        flocking.parse_args(["--birds", "15"])
+    assert "--birds must be >= 16" in capsys.readouterr().err
+    assert flocking.parse_args(["--birds", "16"]).birds == 16
 
 
 def test_flocking_keeps_unit_headings_in_the_square_and_aligns_the_birds() -> None:
