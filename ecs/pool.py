@@ -105,6 +105,26 @@ def main_takes_part(workers: int, step_timeout: float | None) -> bool:
     return step_timeout is None and workers < len(os.sched_getaffinity(0))
 
 
+def shippable(arena: Arena, system_name: str, named: dict[str, object]) -> dict[str, object]:
+    """A system's named values as a worker receives them: arrays in the world's arena travel as
+    their place in it (the worker writes the very same memory), numbers as themselves.
+    SystemDefinitionError for an array outside the arena: a world with workers checks every run
+    with it (schedule.py), wherever the run goes, so that such a value is refused every time."""
+    out = {}
+    for name, value in named.items():
+        if isinstance(value, np.ndarray):
+            spec = arena.spec_of(value)
+            if spec is None:
+                raise SystemDefinitionError(
+                    system_name,
+                    "arrays given to systems that run on workers must live in the world's shared memory: "
+                    f"store it with world.resources[{name!r}] = array and pass nothing, or pass "
+                    f"world.resources[{name!r}]", name)
+            value = spec
+        out[name] = value
+    return out
+
+
 class RunOutcome(NamedTuple):
     """How a run on the workers ended: the frames that count as run, and the error to raise."""
 
@@ -414,21 +434,7 @@ class WorkerPool:
         return WorkerCrashedError(named[w], w, None, f"ran past step_timeout={self.step_timeout} s per frame")
 
     def _shippable(self, system_name: str, values: SystemValues) -> SystemValues:
-        """Values as a worker receives them: arrays in the world's arena travel as their place in
-        it (the worker writes the very same memory), numbers as themselves."""
-        out = {}
-        for name, value in values.named.items():
-            if isinstance(value, np.ndarray):
-                spec = self.arena.spec_of(value)
-                if spec is None:
-                    raise SystemDefinitionError(
-                        system_name,
-                        "arrays given to systems that run on workers must live in the world's shared memory: "
-                        f"store it with world.resources[{name!r}] = array and pass nothing, or pass "
-                        f"world.resources[{name!r}]", name)
-                value = spec
-            out[name] = value
-        return values._replace(named=out)
+        return values._replace(named=shippable(self.arena, system_name, values.named))
 
     def _system_name(self, system_names: list[str], w: int) -> str:
         index = int(self.control[line_of(w) + CURRENT_SYSTEM])

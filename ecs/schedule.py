@@ -35,7 +35,7 @@ from .errors import InvalidArgumentError, KernelError, SystemDefinitionError
 from .executor import Executor, stats_views
 from .mailbox import MAX_RUN_UNITS
 from .plan import SPLIT_MIN_ROWS, PartsMemo, Plan, SystemValues, Unit, build_plan, stages_of
-from .pool import WorkerPool, main_takes_part
+from .pool import WorkerPool, main_takes_part, shippable
 from .progress import Progress
 from .record_lookups import RecordLookups
 from .resources import Resources
@@ -183,6 +183,8 @@ class Schedule:
                 out.append(_NO_VALUES)    # most systems: ~0.6 us a step saved per system
                 continue
             named = bound.resolve_values(params)
+            if self.workers:   # refused whichever side runs it: the pool may send any run to the workers
+                shippable(self.store.arena, bound.name, named)
             bound.try_compile(named)
             if not bound.system.removed:
                 out.append(SystemValues(named))

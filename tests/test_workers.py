@@ -338,3 +338,20 @@ def test_a_process_maps_in_every_row_of_a_vector_column_its_tasks_cover(monkeypa
             if lo <= covered < hi:
                 covered = hi
         assert covered >= start + column.nbytes, (start, column.nbytes, mapped)
+
+
+def test_an_array_outside_the_world_is_refused_on_every_run_of_a_world_with_workers() -> None:
+    """A keyword array in private memory cannot reach a worker: refused whichever side the pool
+    would send the run to (small runs stay in this process), every time, not only when shared."""
+    with ecs.World(workers=2) as world:
+        world.spawn_batch(10, Pos(x=np.arange(10.0), y=0.0))
+        world.add_system(histogram)
+        for _ in range(3):
+            with pytest.raises(SystemDefinitionError, match=r"^system 'histogram', parameter 'grid': arrays given "
+                                                            r"to systems that run on workers must live in the "
+                                                            r"world's shared memory: store it with "
+                                                            r"world.resources\['grid'\] = array and pass nothing"):
+                world.step(grid=np.zeros(GRID, np.int64))
+        world.resources["grid"] = np.zeros(GRID, np.int64)
+        world.step()                                       # from the resources: the same memory everywhere
+        assert world.resources["grid"].sum() == 10
