@@ -13,8 +13,11 @@ Rules:
 - Seeds: a run's "seed" is passed to `build` as given. When `build` takes a `seed` parameter and
   a run has none, the run gets a distinct one, drawn from `numpy.random.SeedSequence(seed)`
   (`ensemble(..., seed=0)`), and it appears in the table, so every run can be repeated alone.
-- A run that raises (in build, run, observe, or in shipping its result) reports its exception as
-  "ExcType: message" in "error", with nulls in its observed columns; the other runs go on.
+- A run that raises (in build, run, observe, or in shipping its result; SystemExit too) reports
+  its exception as "ExcType: message" in "error", with nulls in its observed columns; the other
+  runs go on. A run whose observed arrays are empty (an extinct population) has one row, with
+  nulls in the per-element columns. KeyboardInterrupt (Ctrl-C) ends the whole call at once: the
+  local pool's processes are terminated, and nothing is returned.
   A process that dies (a segfault) breaks a local process pool: the runs it had not finished
   then report the pool's BrokenProcessPool error.
 - `executor`: any concurrent.futures.Executor. None: a local ProcessPoolExecutor, one process
@@ -94,6 +97,11 @@ def ensemble(build: Callable[..., World], runs: Sequence[Mapping[str, Any]], fra
                 outcomes[k] = {"observed": {}, "error": _error_text(exc)}
             done += 1
             bar.update(done)
+    except BaseException:    # Ctrl-C: the runs in the pool's hands would otherwise run to their end
+        if own_pool:
+            _stop_now(executor)   # type: ignore[arg-type]
+            own_pool = False
+        raise
     finally:
         bar.close()
         if own_pool:
@@ -117,7 +125,7 @@ def run_one(build: Callable[..., World], params: dict[str, Any], frames: int,
         world.run(frames=frames)
         observed = {} if observe is None else _checked_observed(observe(world), params)
         return {"observed": observed, "error": None}
-    except Exception as exc:
+    except (Exception, SystemExit) as exc:   # a run's sys.exit() is its own failure, not the call's
         return {"observed": {}, "error": _error_text(exc)}
     finally:
         if isinstance(world, World):
@@ -136,6 +144,19 @@ def local_pool(runs: int) -> cf.ProcessPoolExecutor:
         context = mp.get_context("spawn")
     size = max(1, min(runs, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1))
     return cf.ProcessPoolExecutor(max_workers=size, mp_context=context)
+
+
+def _stop_now(pool: cf.ProcessPoolExecutor) -> None:
+    """Terminate the local pool's processes (their runs are lost) and let it go without waiting.
+    The executor has no public way to stop a running task before Python 3.14's terminate_workers."""
+    stop = getattr(pool, "terminate_workers", None)
+    if stop is not None:
+        stop()
+        return
+    processes = getattr(pool, "_processes", None) or {}     # CPython's own bookkeeping: pid -> Process
+    for process in list(processes.values()):
+        process.terminate()
+    pool.shutdown(wait=False, cancel_futures=True)
 
 
 def results_table(pa: Any, params_list: list[dict[str, Any]], outcomes: list[dict[str, Any]]) -> Any:
@@ -217,9 +238,10 @@ def _checked_observed(observed: Any, params: Mapping[str, Any]) -> dict[str, Any
 
 
 def _rows_of(outcome: dict[str, Any]) -> int:
+    """Rows of a run: its observed arrays' length, at least 1 (empty arrays: one row of nulls)."""
     for value in outcome["observed"].values():
         if value.ndim == 1:
-            return int(value.shape[0])
+            return max(int(value.shape[0]), 1)
     return 1
 
 
@@ -236,7 +258,7 @@ def _repeat(value: Any, n: int, per_row: bool) -> Any:
         return None
     array = np.asarray(value)
     if per_row and array.ndim == 1:
-        return array
+        return array if array.shape[0] == n else None    # empty: the run's one row is null
     if array.ndim == 0:
         return np.full(n, array[()], dtype=array.dtype)
     column = np.empty(n, dtype=object)   # a non-scalar parameter: the same object on every row

@@ -4,6 +4,9 @@ pool, Dask workers) import them by name."""
 
 from __future__ import annotations
 
+import sys
+import time
+
 import numpy as np
 
 import ecs
@@ -61,6 +64,18 @@ def build_failing(seed: int, fail: bool = False, n: int = 50) -> ecs.World:
     if fail:
         raise ValueError(f"run with seed {seed} refuses to build")
     return build(seed=seed, n=n)
+
+
+def build_exiting(seed: int, code: int = 0) -> ecs.World:
+    """A build that calls sys.exit(code) when code is not 0."""
+    if code:
+        sys.exit(code)
+    return build(seed=seed, n=20)
+
+
+def build_slowly(seed: int, seconds: float = 0.0) -> ecs.World:
+    time.sleep(seconds)
+    return build(seed=seed, n=20)
 
 
 def observe(world: ecs.World) -> dict:

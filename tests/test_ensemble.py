@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import math
+import os
+import time
 
 import numpy as np
 import pytest
@@ -91,6 +93,46 @@ def test_observed_arrays_give_one_row_per_element(pool) -> None:
     alone = worlds.alone(worlds.build, runs[1], 5, worlds.observe_arrays)
     assert table["y"].to_pylist()[3:] == alone["y"].tolist()
     assert table["entity"].to_pylist()[3:] == alone["entity"].tolist()
+
+
+def test_a_run_whose_arrays_are_empty_keeps_one_row_of_nulls(pool) -> None:
+    runs = [{"seed": 1, "n": 2}, {"seed": 2, "n": 0}, {"seed": 3, "n": 3}]    # run 1: nobody left
+    table = ecs.ensemble(worlds.build, runs, frames=2, observe=worlds.observe_arrays, executor=pool)
+    assert table["run"].to_pylist() == [0, 0, 1, 2, 2, 2]
+    assert table["n"].to_pylist() == [2, 2, 0, 3, 3, 3]
+    assert table["count"].to_pylist() == [2, 2, 0, 3, 3, 3]
+    assert table["y"].to_pylist()[2] is None and table["entity"].to_pylist()[2] is None
+    assert table["error"].to_pylist() == [None] * 6
+
+
+def test_a_run_that_calls_sys_exit_reports_it_and_the_others_finish(pool) -> None:
+    runs = [{"seed": 1}, {"seed": 2, "code": 3}, {"seed": 3}]
+    table = ecs.ensemble(worlds.build_exiting, runs, frames=2, observe=worlds.observe, executor=pool)
+    assert table["error"].to_pylist() == [None, "SystemExit: 3", None]
+    assert table["mean_y"].null_count == 1
+
+
+def test_ctrl_c_stops_the_local_pool_s_processes_at_once() -> None:
+    """KeyboardInterrupt in this process ends the call; the pool's processes are terminated,
+    not left to finish their runs (here: each would sleep 60 s)."""
+    import multiprocessing
+    import signal
+    import threading
+
+    before = set(multiprocessing.active_children())
+    timer = threading.Timer(1.0, os.kill, (os.getpid(), signal.SIGINT))
+    timer.start()
+    started = time.monotonic()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            ecs.ensemble(worlds.build_slowly, [{"seed": k, "seconds": 60.0} for k in range(4)], frames=1,
+                         progress=False)
+    finally:
+        timer.cancel()
+    assert time.monotonic() - started < 30.0      # not after the runs' 60 s: nothing waited for them
+    for process in set(multiprocessing.active_children()) - before:
+        process.join(timeout=10)
+        assert not process.is_alive(), f"{process} still runs its run"
 
 
 def test_observe_errors_are_reported_per_run() -> None:
