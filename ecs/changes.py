@@ -205,6 +205,20 @@ class ChangeTracker:
             if journal is not None and journal.readers:
                 journal.append(ids, self._removal_events, births)
 
+    def record_removed_in_order(self, lost: dict[int, tuple[ComponentInfo, list[np.ndarray]]], ids: np.ndarray) -> None:
+        """Journal one batch of removals as if made one id after another in the order of `ids`
+        (as one-by-one calls would journal them, also across components): `lost[cid]` is a
+        component and the positions in `ids` of those that lost it, in increasing parts (one per
+        table, merged here)."""
+        base = self._removal_events + 1
+        self._removal_events += ids.shape[0]
+        for info, parts in lost.values():
+            journal = self._journals.get(info.id)
+            if journal is not None and journal.readers:
+                # ascending per table: timsort merges them (the default sort took ~8 ms for 200k)
+                where = parts[0] if len(parts) == 1 else np.sort(np.concatenate(parts), kind="stable")
+                journal.append(ids[where], base + where, self._entities.births(ids[where]))
+
     def journals_any(self, infos: Iterable[ComponentInfo]) -> bool:
         """Whether a removal of any of these components would be journaled (someone reads it)."""
         return any(self._journals.get(info.id) is not None and self._journals[info.id].readers for info in infos)
@@ -290,7 +304,7 @@ class RemovalJournal:
     def end(self) -> int:
         return self.start + self._count
 
-    def append(self, ids: np.ndarray, event: int, births: np.ndarray) -> None:
+    def append(self, ids: np.ndarray, event: int | np.ndarray, births: np.ndarray) -> None:
         need = self._count + ids.shape[0]
         if need > self._ids.shape[0]:
             grown = np.empty((max(need, 2 * self._ids.shape[0], 256), 3), np.int64)

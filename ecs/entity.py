@@ -77,6 +77,8 @@ class EntityIndex:
             raise DeadEntityError(entity, "no entity was ever spawned with this id")
         table = self.table_items[index]
         if table < 0 or self._generation_items[index] != entity >> INDEX_BITS:
+            if entity >= ID_END:   # past int64: its generation word matches no slot's
+                raise DeadEntityError(entity, "no entity was ever spawned with this id")
             raise DeadEntityError(entity, f"its slot is at generation {int(self.generation[index])}; "
                                           f"an id kept across despawn() refers to nothing")
         return index, table, self._row_items[index]

@@ -273,9 +273,13 @@ class Store:
         """Despawn distinct live ids (the caller checked they are distinct)."""
         groups = self.tables_of(ids)
         self.structure_version += 1
+        lost: dict[int, tuple[ComponentInfo, list[np.ndarray]]] = {}
+        for table, where in groups:
+            for info in table.components:
+                lost.setdefault(info.id, (info, []))[1].append(where)
+        self.changes.record_removed_in_order(lost, ids)
         for table, where in groups:
             gone = ids[where]
-            self.changes.record_removed(table.components, gone, self.entities.births(gone))
             moved, new_rows = table.remove_rows(self.rows_of(gone))
             self.entities.place_batch(moved & INDEX_MASK, table.id, new_rows)
         self.entities.free(ids & INDEX_MASK)
@@ -387,7 +391,7 @@ class Store:
         if ids.shape[0] == 0:
             return
         added = [info for info, _ in adds]
-        removed_by_component: dict[int, list[np.ndarray]] = {}
+        lost: dict[int, tuple[ComponentInfo, list[np.ndarray]]] = {}
         groups = []
         arriving: dict[Table, int] = {}
         for table, where in self.tables_of(ids):
@@ -411,13 +415,9 @@ class Store:
             for info in new:
                 bits.mark_rows(target.bit_matrix[target.added_slot[info.id]], rows)
             for info in gone:
-                removed_by_component.setdefault(info.id, []).append(where)
-        for info in removes:   # in the order of `ids`, as one-by-one removals would journal them
-            if info.id in removed_by_component:
-                # ascending per table: timsort merges them (the default sort took ~8 ms for 200k)
-                parts = removed_by_component[info.id]
-                gone = ids[parts[0] if len(parts) == 1 else np.sort(np.concatenate(parts), kind="stable")]
-                self.changes.record_removed((info,), gone, self.entities.births(gone))
+                lost.setdefault(info.id, (info, []))[1].append(where)
+        if lost:
+            self.changes.record_removed_in_order(lost, ids)
 
     def move_rows(self, source: Table, rows: np.ndarray, target: Table) -> np.ndarray:
         """Move distinct rows of `source` to the end of `target`, keeping the values of the

@@ -230,6 +230,20 @@ def test_removed_lists_removals_in_order_and_each_entity_once_per_look(world: ec
     assert both.removed().tolist() == []
 
 
+def test_batches_across_tables_journal_their_removals_in_the_order_given(world: ecs.World) -> None:
+    """despawn_batch and remove_batch list their ids as the one-by-one calls would, not grouped
+    by table, also for a reader of components that the entities hold differently."""
+    heat_only = world.spawn_batch(2, Life(t=0), Heat()).tolist()
+    wet_only = world.spawn_batch(2, Life(t=0), Wet()).tolist()
+    both_tags = world.spawn_batch(2, Life(t=0), Heat(), Wet()).tolist()
+    both = world.query(removed=[Heat, Wet])
+    order = [both_tags[0], wet_only[1], heat_only[0], both_tags[1], heat_only[1], wet_only[0]]
+    world.despawn_batch(order[:3])
+    world.remove_batch(order[3:5], Heat)
+    world.despawn_batch(order[5:])
+    assert both.removed().tolist() == order
+
+
 def test_an_entity_that_lost_a_component_twice_between_looks_is_listed_once(world: ecs.World) -> None:
     a, b = world.spawn_batch(2, Life(t=0), Heat()).tolist()
     query = world.query(removed=[Heat])

@@ -112,6 +112,17 @@ def test_id_zero_is_never_issued(world: ecs.World) -> None:
         world.get(0, Position)
 
 
+@pytest.mark.parametrize("entity", [2**63, 2**64 + 1])
+def test_an_id_past_int64_was_never_spawned_in_every_call(world: ecs.World, entity: int) -> None:
+    world.spawn_batch(3, Position(x=0, y=0))
+    message = f"entity {entity} is not alive: no entity was ever spawned with this id"
+    for call in (lambda: world.despawn(entity), lambda: world.get(entity, Position),
+                 lambda: world.remove(entity, Position), lambda: world.despawn_batch([entity])):
+        with pytest.raises(DeadEntityError, match=message):
+            call()
+    assert len(world) == 3
+
+
 def test_ids_are_unique(world: ecs.World) -> None:
     ids = np.concatenate([world.spawn_batch(500, Position(x=0, y=0)), world.spawn_batch(500, Health())])
     assert np.unique(ids).shape[0] == 1000
