@@ -53,8 +53,12 @@ def require(module: str = "pyarrow", extra: str = "arrow", call: str = "to_arrow
 
 
 def column_names(infos: Sequence[ComponentInfo]) -> list[str]:
-    """"Component.field" for every field of these components, in order."""
-    return [f"{info.name}.{field}" for info in infos for field in info.fields]
+    """"Component.field" for every field of these components, in order; a component whose class
+    name another of them shares (two modules' Position) is named by its stored name instead
+    ("module:Position.x"), so that no two columns share a name."""
+    names = [info.name for info in infos]
+    return [f"{info.qualname if names.count(info.name) > 1 else info.name}.{field}"
+            for info in infos for field in info.fields]
 
 
 def arrow_type(dtype: np.dtype) -> Any:

@@ -161,3 +161,16 @@ def test_without_pyarrow_the_import_error_names_the_extra(world, monkeypatch) ->
     monkeypatch.setitem(sys.modules, "pandas", None)
     with pytest.raises(ImportError, match=r"to_pandas\(\) needs pandas.*columnar-ecs\[pandas\]"):
         world.query(Position).to_pandas()
+
+
+def test_two_components_of_one_class_name_get_distinct_columns(world) -> None:
+    """Position of tests.components and Position of the flocking example, in one query: each
+    is named by its stored name (module:Class), so no two columns share a name."""
+    from examples.flocking_systems import Position as BirdPosition
+
+    world.spawn_batch(2, Position(x=1.0, y=2.0), BirdPosition(x=3.0, y=4.0))
+    table = world.query(Position, BirdPosition).to_arrow()
+    assert table.column_names == ["entity", "tests.components:Position.x", "tests.components:Position.y",
+                                  "examples.flocking_systems:Position.x", "examples.flocking_systems:Position.y"]
+    assert table["examples.flocking_systems:Position.y"].to_pylist() == [4.0, 4.0]
+    assert world.query(Position).to_arrow().column_names == ["entity", "Position.x", "Position.y"]
