@@ -140,6 +140,12 @@ class System:
         self.mark = mark
         self.split = bool(split)
         self.params = tuple(self._bind_params())
+        excluded = {info.id for info in self.without} & {info.id for info in self.required}
+        if excluded:
+            name = next(info.name for info in self.without if info.id in excluded)
+            raise SystemDefinitionError(self.name, f"without={name} excludes a component the system requires (a "
+                                                   f"parameter, a changed=/added= or with_= filter): it would never "
+                                                   f"run")
 
     def is_due(self, frame: int) -> bool:
         """Whether the system runs in `frame`: frame = offset + k * every for some k >= 0."""

@@ -76,6 +76,12 @@ def worker_pids(world: ecs.World) -> list[int]:
     return world._schedule.pool.pids()
 
 
+def worker_sentinel(world: ecs.World, w: int) -> int:
+    """Worker w's process sentinel: readable once its death is known to this process (the
+    forkserver reaped it and wrote its status), which is what the pool polls before a run."""
+    return int(world._schedule.pool._handles[w].process.sentinel)
+
+
 def worker_in_kernel(world: ecs.World, w: int) -> bool:
     """Whether worker w holds a unit of the pool's latest run and is running one of its tasks."""
     pool = world._schedule.pool

@@ -487,6 +487,9 @@ def test_two_entity_or_two_rows_parameters_are_refused() -> None:
     ({"changed": Position}, r"changed= takes a list of component classes, got <class "),
     ({"without": [int]}, r"without= lists <class 'int'>, which is not a component class"),
     ({"added": [Health()]}, r"added= lists .*, which is not a component class"),
+    ({"without": [Position]}, r"without=Position excludes a component the system requires \(a parameter, "
+                              r"a changed=/added= or with_= filter\): it would never run"),
+    ({"with_": [Health], "without": [Health]}, r"without=Health excludes a component the system requires"),
 ])
 def test_invalid_system_options_are_refused(options: dict, message: str) -> None:
     def f(pos: Position):
