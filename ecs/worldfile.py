@@ -103,9 +103,7 @@ def save(path: str | os.PathLike[str], store: Store, resources: Resources, frame
     them (same length: they are fixed-width), the trailer after it, one fsync. A small world,
     whose checksums are all computed inline before anything is written, has its manifest
     encoded once and is written in one pwritev."""
-    path = os.path.realpath(_path_of("save", path))   # over a symlink: replace its target, keep the link
-    if os.path.isdir(path):   # refused before a temporary is made beside it (in its parent)
-        raise InvalidArgumentError(f"save({path!r}): the path is a directory; name a file in it")
+    path, mode = _save_target(_path_of("save", path))
     manifest, arrays, entries = _describe(store, resources, frame)
     directory, name = os.path.split(path)
     # unique per call (two threads saving to one path must not share one), pid first: see
@@ -122,6 +120,8 @@ def save(path: str | os.PathLike[str], store: Store, resources: Resources, frame
         try:
             fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)
             try:
+                if mode is not None:   # the file it replaces keeps its permissions
+                    os.fchmod(fd, mode)
                 buffers: list[Any] = [HEADER.pack(MAGIC, FORMAT_VERSION, 0, len(blob)), blob,
                                       _ZEROS[: start - HEADER.size - len(blob)]]
                 for array in arrays:
@@ -146,6 +146,28 @@ def save(path: str | os.PathLike[str], store: Store, resources: Resources, frame
         os.fsync(dir_fd)
     finally:
         os.close(dir_fd)
+
+
+def _save_target(given: str) -> tuple[str, int | None]:
+    """The file save() replaces (through a symlink: its target, so the link stays) and its
+    permission bits (None: a new file). InvalidArgumentError, before anything is written, for a
+    directory, a path that ends in a separator, a symlink loop, or anything but a regular file
+    (a FIFO or a device would be replaced by a file: /dev/null too)."""
+    if given.endswith(os.sep):
+        raise InvalidArgumentError(f"save({given!r}): the path names a directory; name a file in it")
+    path = os.path.realpath(given)
+    try:
+        status = os.stat(path)
+    except FileNotFoundError:
+        return path, None
+    except OSError as exc:   # ELOOP, ENOTDIR, EACCES
+        raise InvalidArgumentError(f"save({given!r}): cannot use the path: {exc.strerror or exc}") from None
+    if stat.S_ISDIR(status.st_mode):   # refused before a temporary is made beside it (in its parent)
+        raise InvalidArgumentError(f"save({path!r}): the path is a directory; name a file in it")
+    if not stat.S_ISREG(status.st_mode):
+        raise InvalidArgumentError(f"save({path!r}): the path is not a regular file (a device, a FIFO or a "
+                                   f"socket), which a save would replace; name a file")
+    return path, stat.S_IMODE(status.st_mode)
 
 
 def _put_checksums(entries: list[dict[str, Any]], pending: list[list[_Pending]]) -> None:

@@ -4,6 +4,7 @@ changes nothing (found by a fuzzing review of the public calls and of crafted fi
 from __future__ import annotations
 
 import os
+import stat
 
 import numpy as np
 import pytest
@@ -116,6 +117,26 @@ def test_saving_to_a_directory_names_it_and_writes_nothing_beside_it(tmp_path) -
                                                                          r"directory; name a file in it"):
         world.save(target)
     assert os.listdir(tmp_path) == ["folder"] and os.listdir(target) == []
+
+
+def test_saving_over_a_fifo_a_loop_or_a_path_ending_in_a_separator_is_refused(tmp_path) -> None:
+    fifo, loop, plain = tmp_path / "pipe", tmp_path / "loop", tmp_path / "plain.ecs"
+    os.mkfifo(fifo)
+    os.symlink(loop, loop)
+    with ecs.World() as world:
+        with pytest.raises(InvalidArgumentError, match=r"save\('.*pipe'\): the path is not a regular file \(a "
+                                                       r"device, a FIFO or a socket\), which a save would replace"):
+            world.save(fifo)
+        with pytest.raises(InvalidArgumentError, match=r"save\('.*loop'\): cannot use the path: "):
+            world.save(loop)
+        with pytest.raises(InvalidArgumentError, match=r"the path names a directory; name a file in it"):
+            world.save(str(tmp_path / "notadir") + os.sep)
+        plain.write_bytes(b"")
+        os.chmod(plain, 0o600)
+        world.save(plain)                                    # a regular file: replaced, its mode kept
+        assert os.stat(plain).st_mode & 0o777 == 0o600
+    assert sorted(os.listdir(tmp_path)) == ["loop", "pipe", "plain.ecs"]
+    assert os.path.islink(loop) and stat.S_ISFIFO(os.stat(fifo).st_mode)
 
 
 def test_an_object_array_of_ints_fills_an_int_field_when_they_fit() -> None:
