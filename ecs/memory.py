@@ -135,7 +135,12 @@ class Arena:
         # committed byte ranges of a private arena, by the end of their region (zeroed if kept)
         self._committed: dict[int, list[tuple[int, int]]] = {}
         self.closed = False
+        self.forked = False   # closed because this is a child forked from the arena's process
         _open_arenas.add(self)
+
+    def disown(self) -> None:
+        """In a forked child: count as closed without touching the memory (the parent's)."""
+        self.closed = self.forked = True
 
     @classmethod
     def attach(cls, fd: int, size: int) -> Arena:
@@ -152,7 +157,7 @@ class Arena:
         arena._committed = {}
         arena._inherited = []
         arena._requested = size
-        arena.closed = False
+        arena.closed = arena.forked = False
         _open_arenas.add(arena)
         return arena
 

@@ -129,7 +129,7 @@ class Query:
 
     def _check_open(self) -> None:
         if self._store.closed:
-            raise WorldClosedError("query")
+            raise WorldClosedError("query", self._store.forked)
 
     def __iter__(self) -> Iterator[Batch]:
         for table, rows in self._selected(consume=True):

@@ -39,12 +39,12 @@ class Resources(MutableMapping[str, Any]):
             return self._values[name]
         except KeyError:
             if self._arena.closed:
-                raise WorldClosedError("resources[...]") from None
+                raise WorldClosedError("resources[...]", self._arena.forked) from None
             raise InvalidNameError(f"no resource {name!r}; resources are {sorted(self._values)}") from None
 
     def __setitem__(self, name: str, value: Any) -> None:
         if self._arena.closed:  # its fd number may already name another file: never touch it
-            raise WorldClosedError("resources.__setitem__")
+            raise WorldClosedError("resources.__setitem__", self._arena.forked)
         if not isinstance(name, str) or not name.isidentifier():
             raise InvalidNameError(f"resource names are identifiers (they bind system parameters), got {name!r}")
         if isinstance(value, (np.ndarray, np.generic)) and value.dtype.kind == "f" and value.dtype.itemsize > 8:
@@ -78,7 +78,7 @@ class Resources(MutableMapping[str, Any]):
         array, InvalidArgumentError for a shape of other dimensions or a negative extent.
         Cost O(new bytes)."""
         if self._arena.closed:
-            raise WorldClosedError("resources.resize")
+            raise WorldClosedError("resources.resize", self._arena.forked)
         old = self[name]
         if not isinstance(old, np.ndarray):
             raise ArgumentTypeError(f"resources.resize({name!r}, ...): the resource is a "
@@ -104,6 +104,8 @@ class Resources(MutableMapping[str, Any]):
         return self._values.get(name, default)   # no exception per miss: systems look names up every step
 
     def __delitem__(self, name: str) -> None:
+        if self._arena.closed:   # in a forked child, releasing its region would zero the parent's array
+            raise WorldClosedError("resources.__delitem__", self._arena.forked)
         if name not in self._values:
             raise InvalidNameError(f"no resource {name!r}; resources are {sorted(self._values)}")
         self._drop(name)

@@ -61,9 +61,15 @@ _live_stores: weakref.WeakSet[Store] = weakref.WeakSet()
 def _disown_after_fork() -> None:
     """In a child forked from a process holding stores: every one counts as closed (forked), so
     the child's calls raise instead of writing the parent's shared memory, and its close() or
-    exit touches nothing of the parent's."""
+    exit touches nothing of the parent's: its arena counts as closed (Resources refuses, regions
+    are not released), and the tables and entity index drop their views (a query collected in
+    the child frees its change reader's slot in private memory, not in the parent's bits)."""
     for store in list(_live_stores):
         store.closed = store.forked = True
+        store.arena.disown()
+        for table in store.archetypes.tables:
+            table.drop_views()
+        store.entities.drop_views()
 
 
 os.register_at_fork(after_in_child=_disown_after_fork)

@@ -157,6 +157,7 @@ def test_thirty_worlds_coexist_and_each_can_create_tables() -> None:
 
 FORK_SCRIPT = """
     import os, sys
+    import numpy as np
     sys.path.insert(0, {root!r})
     import ecs
     from tests import introspect
@@ -166,7 +167,10 @@ FORK_SCRIPT = """
         with ecs.World(workers=2) as world:
             ids = world.spawn_batch(200_000, Counter(value=0))   # enough rows to share: the workers start
             world.add_system(count_up)
-            world.step()
+            world.resources["grid"] = np.arange(1.0, 2049.0)
+            changed = world.query(Counter, changed=[Counter])
+            changed.count()
+            world.step()                                         # every row changed: pending for `changed`
             pids = introspect.worker_pids(world)
             child = os.fork()
             if child == 0:
@@ -174,9 +178,17 @@ FORK_SCRIPT = """
                     world.spawn(Counter(value=5))
                 except ecs.WorldClosedError as exc:
                     print("child:", exc, flush=True)
+                for touch in (lambda: world.resources.__setitem__("grid", np.zeros(3)),
+                              lambda: world.resources.__delitem__("grid")):
+                    try:
+                        touch()
+                    except ecs.WorldClosedError:
+                        print("child: resources refused", flush=True)
+                changed.close()      # its reader's bits are the parent's: left alone
                 world.close()
                 sys.exit(0)          # a normal exit: multiprocessing's exit handler runs
             os.waitpid(child, 0)
+            print("parent kept:", world.resources["grid"].sum(), changed.count(), flush=True)
             world.step()
             alive = all(os.path.exists(f"/proc/{{pid}}") for pid in pids)
             print("parent:", len(world), world.get(int(ids[0]), Counter).value, alive,
@@ -192,6 +204,8 @@ def test_a_forked_child_cannot_touch_the_parents_world_or_workers(tmp_path) -> N
     lines = done.stdout.splitlines()
     assert any(line.startswith("child: world.spawn() called in a process forked from the one that made the "
                                "world") for line in lines), done.stdout
+    assert lines.count("child: resources refused") == 2, done.stdout
+    assert "parent kept: 2098176.0 200000" in lines, done.stdout
     assert "parent: 200000 2.0 True True" in lines, done.stdout
 
 
