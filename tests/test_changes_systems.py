@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import ecs
-from ecs import plan
+from ecs import Mut, Rows, component, i64, plan, system
 from tests import introspect
 from tests.components import Frozen, Health, Position
 from tests.systems_common import (
@@ -509,3 +509,46 @@ def test_readers_survive_a_table_created_after_they_registered(world: ecs.World)
     assert seen_ids(world, "seen_counter_log") == indices([*ids, newcomer])
     world.step()
     assert seen_ids(world, "seen_counter_log") == indices([*ids, newcomer])
+
+
+# ---------------------------------------------------------------- readers of one run
+@component
+class SeenEvery1:
+    n: i64 = 0
+
+
+@component
+class SeenEvery3:
+    n: i64 = 0
+
+
+@system
+def bump_value(value: Mut[Value]):
+    for i in range(value.v.shape[0]):
+        value.v[i] += 1
+
+
+@system(changed=[Value])
+def count_seen_every1(rows: Rows, seen: Mut[SeenEvery1]):
+    for i in rows:
+        seen.n[i] += 1
+
+
+@system(changed=[Value], every=3)
+def count_seen_every3(rows: Rows, seen: Mut[SeenEvery3]):
+    for i in rows:
+        seen.n[i] += 1
+
+
+@pytest.mark.parametrize("runs", [[10], [1, 9], [1] * 10])
+def test_two_filtered_systems_of_one_component_see_every_change_in_the_first_run(runs: list[int]) -> None:
+    """The plan of a world's first run names every filtered system's reader in each flush: the
+    system registered later (every=3) is not left out of the earlier one's flushes for that run."""
+    with ecs.World() as world:
+        ids = world.spawn_batch(4, Value(), SeenEvery1(), SeenEvery3())
+        for s in (bump_value, count_seen_every1, count_seen_every3):
+            world.add_system(s)
+        for frames in runs:
+            world.run(frames=frames)
+        assert [int(world.get(int(e), SeenEvery1).n) for e in ids] == [10] * 4
+        assert [int(world.get(int(e), SeenEvery3).n) for e in ids] == [4] * 4    # frames 0, 3, 6 and 9
