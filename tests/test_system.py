@@ -280,6 +280,17 @@ def test_unannotated_value_is_compiled_for_its_first_type_and_converts_exact_val
     assert introspect.bound_systems(world)[0].value_types["step_size"] == numba.int64
 
 
+def test_a_refused_step_compiles_no_system_for_the_values_it_was_given(world: ecs.World) -> None:
+    """A step refused for one system's missing value fixes no other system's compiled types."""
+    world.spawn(Counter(), Position(x=0.0, y=0.0))
+    world.add_system(add_untyped)
+    world.add_system(add_float32)
+    with refused(r"system 'add_float32', parameter 'nudge': no value"):
+        world.step(step_size=1)                          # add_untyped's step_size would be int64
+    world.step(step_size=2.5, nudge=1.0)
+    assert introspect.bound_systems(world)[0].value_types["step_size"] == numba.float64
+
+
 def test_value_that_the_compiled_type_cannot_hold_is_refused(world: ecs.World) -> None:
     e = world.spawn(Counter())
     world.add_system(add_untyped)
