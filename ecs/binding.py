@@ -119,7 +119,8 @@ class BoundSystem:
                 types.append(numba.typeof(_sample_argument(p)))
         try:
             system.kernel.compile(tuple(types))
-        except (numba.core.errors.NumbaError, numba.core.errors.UnsupportedBytecodeError) as exc:
+        # NotImplementedError: a type numba's CPU target cannot lower (float16)
+        except (numba.core.errors.NumbaError, numba.core.errors.UnsupportedBytecodeError, NotImplementedError) as exc:
             self.value_types.clear()
             described = ", ".join(f"{p.name}: {t}" for p, t in zip(system.params, types, strict=True))
             lines = [line for line in str(exc).splitlines()

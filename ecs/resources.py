@@ -50,6 +50,8 @@ class Resources(MutableMapping[str, Any]):
         if isinstance(value, (np.ndarray, np.generic)) and value.dtype.kind == "f" and value.dtype.itemsize > 8:
             raise ArgumentTypeError(f"resource {name!r}: a {value.dtype.name} is wider than a float64, which "
                                     f"kernels (numba) and world files cannot hold; use np.float64")
+        if isinstance(value, (np.ndarray, np.generic)) and value.dtype == np.float16:
+            raise ArgumentTypeError(f"resource {name!r}: numba compiles no kernel for float16 values; use np.float32")
         if isinstance(value, np.ndarray):
             if value.dtype.kind not in "biuf":
                 raise ArgumentTypeError(f"resource {name!r}: arrays must be numeric or bool, got dtype {value.dtype}")

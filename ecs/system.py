@@ -335,6 +335,10 @@ def value_type(value: object, param: Param, system_name: str) -> Any:
     known = annotation_type(param)
     if known is not None:
         return known
+    dtype = value.dtype if isinstance(value, (np.ndarray, np.generic)) else None
+    if dtype == np.float16:
+        raise SystemDefinitionError(system_name, "numba compiles no kernel for float16 values: use np.float32",
+                                    param.name)
     if isinstance(value, np.ndarray):
         if value.dtype.kind not in "biuf":
             raise SystemDefinitionError(system_name, f"arrays passed to kernels must be numeric or bool, "

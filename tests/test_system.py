@@ -585,3 +585,20 @@ def test_system_is_callable_as_its_kernel() -> None:
     wrapped = system(run_copy)
     wrapped(ids, out)
     assert out.tolist() == [10, 12]
+
+
+def test_float16_values_are_refused_by_name(world: ecs.World) -> None:
+    """numba's CPU target lowers no float16: the parameter, the value or the resource is named."""
+    def annotated(c: Mut[Counter], k: np.float16):
+        pass
+    with refused(r"system 'annotated': numba could not compile the kernel for the parameter types \(.*k: float16"):
+        world.add_system(system(annotated))
+    world.spawn(Counter())
+    world.add_system(add_untyped)
+    with refused(r"system 'add_untyped', parameter 'step_size': numba compiles no kernel for float16 values: "
+                 r"use np\.float32"):
+        world.step(step_size=np.float16(1.5))
+    with pytest.raises(ecs.ArgumentTypeError, match=r"resource 'k': numba compiles no kernel for float16 values; "
+                                                    r"use np\.float32"):
+        world.resources["k"] = np.zeros(3, np.float16)
+    world.step(step_size=1)                               # nothing was compiled for the refused value
