@@ -27,6 +27,7 @@ from ecs.kernels.commands import empty_buffer
 
 from .changes import Reader
 from .errors import KernelError, SystemDefinitionError
+from .memory import read_only
 from .query import Query
 from .resources import Resources
 from .store import Store
@@ -126,6 +127,9 @@ class BoundSystem:
             lines = [line for line in str(exc).splitlines()
                      if line.strip() and not line.startswith(("Failed in nopython", "During: Pass"))]
             detail = "\n    ".join(lines[:12])
+            if "setitem(readonly" in str(exc):
+                detail = (f"the kernel writes to an array it receives read-only: a component without Mut[...] and "
+                          f"the Entity ids are read-only (declare Mut[C] to write C)\n    {detail}")
             raise SystemDefinitionError(self.name, f"numba could not compile the kernel for the parameter "
                                                    f"types ({described}):\n    {detail}") from exc
         self.compiled = True
@@ -174,8 +178,13 @@ def resolve_system(module_name: str, attribute: str) -> System:
 
 
 def _sample_argument(p: Any) -> object:
-    """A zero-row argument with exactly the types the real views will have."""
-    if p.kind in (ENTITY, ROWS, REMOVED):
+    """A zero-row argument with exactly the types the real views will have: read-only arrays
+    for a component read without Mut and for the entity ids (executor.py and the drivers pass
+    them so), so that a kernel that writes one fails to compile, naming it, instead of changing
+    values unseen by change tracking (or the world's ids)."""
+    if p.kind == ENTITY:
+        return read_only(np.empty(0, np.int64))
+    if p.kind in (ROWS, REMOVED):
         return np.empty(0, np.int64)
     if p.kind == COMMANDS:
         return empty_buffer()
@@ -184,4 +193,5 @@ def _sample_argument(p: Any) -> object:
     columns = [np.empty((0, *dtype.shape), dtype.base) for dtype in p.info.fields.values()]
     if p.kind == WRITE:
         return p.info.mut_view_type(*columns, np.empty(0, np.uint64))
-    return p.info.view_type(*columns)
+    return p.info.view_type(*map(read_only, columns))
+

@@ -39,7 +39,7 @@ from .memory import ArraySpec
 from .plan import Task, Unit
 from .system import COMMANDS, ENTITY, FRAME, READ, ROWS, VALUE, WRITE, System
 
-DRIVER_FORMAT = 3           # bump when the generated source changes meaning
+DRIVER_FORMAT = 4           # bump when the generated source changes meaning
 _DRIVER_DIR = os.path.join(CACHE_DIR, "drivers")
 
 
@@ -107,19 +107,20 @@ class Driver:
         # own arrays, of the same types at every call
         self._bare_entry: Any = None
 
-    def run(self, arena: np.ndarray, layout: UnitLayout, named: dict[str, object], frame: int,
+    def run(self, arena: np.ndarray, ro: np.ndarray, layout: UnitLayout, named: dict[str, object], frame: int,
             commands: Any, system_index: int) -> bool:
-        """Run the unit; False (and nothing run) when the driver cannot be compiled."""
+        """Run the unit; False (and nothing run) when the driver cannot be compiled. `ro`: a
+        read-only view of the same bytes, for the columns the kernel only reads."""
         if self._bare_entry is not None:    # the common case, ~0.5 us less a call
-            self._bare_entry(arena, layout.offsets, layout.bounds, self.progress)
+            self._bare_entry(arena, ro, layout.offsets, layout.bounds, self.progress)
             return True
         compiled = self._compiled
         extra = self._extra(named, frame, commands, system_index)
         if compiled is None:
-            compiled = self._compile(arena, layout, extra)
+            compiled = self._compile(arena, ro, layout, extra)
             if compiled is None:
                 return False
-        compiled(arena, layout.offsets, layout.bounds, self.progress, *self._filter_args(layout), *extra)
+        compiled(arena, ro, layout.offsets, layout.bounds, self.progress, *self._filter_args(layout), *extra)
         return True
 
     def _filter_args(self, layout: UnitLayout) -> tuple[np.ndarray, ...]:
@@ -127,11 +128,11 @@ class Driver:
             return ()
         return layout.filters, layout.flushes, layout.targets, layout.counts, layout.scratch
 
-    def prepare(self, arena: np.ndarray, layout: UnitLayout, named: dict[str, object], commands: Any,
-                system_index: int) -> None:
+    def prepare(self, arena: np.ndarray, ro: np.ndarray, layout: UnitLayout, named: dict[str, object],
+                commands: Any, system_index: int) -> None:
         """Compile the driver now (or load it from the disk cache: ~4 ms), running nothing."""
         if self._compiled is None and self.usable:
-            self._compile(arena, layout, self._extra(named, 0, commands, system_index))
+            self._compile(arena, ro, layout, self._extra(named, 0, commands, system_index))
 
     def _extra(self, named: dict[str, object], frame: int, commands: Any, system_index: int) -> list[object]:
         extra: list[object] = []
@@ -142,18 +143,19 @@ class Driver:
         extra += [named[name] for name in self.value_names]
         return extra
 
-    def _compile(self, arena: np.ndarray, layout: UnitLayout, extra: list[object]) -> Any:
+    def _compile(self, arena: np.ndarray, ro: np.ndarray, layout: UnitLayout, extra: list[object]) -> Any:
         """Compile (or load) the driver by a call over no task, so that a failure to compile is
         told apart from a kernel's exception."""
         try:
             compiled = _compile(self.system, self.source, self.globals)
-            compiled(arena, layout.offsets[:0], layout.bounds[:0], self.progress, *self._filter_args(layout), *extra)
+            compiled(arena, ro, layout.offsets[:0], layout.bounds[:0], self.progress, *self._filter_args(layout),
+                     *extra)
         except (numba.core.errors.NumbaError, OSError, SyntaxError):
             self.usable = False
             return None
         self._compiled = compiled
         if self._bare:
-            self._bare_entry = compiled_entry(compiled, arena, layout.offsets, layout.bounds, self.progress)
+            self._bare_entry = compiled_entry(compiled, arena, ro, layout.offsets, layout.bounds, self.progress)
         return compiled
 
 
@@ -201,11 +203,13 @@ class _Columns:
         self.named: dict[str, object] = {}
         self.column = 0
 
-    def array(self, dtype: np.dtype) -> str:
+    def array(self, dtype: np.dtype, source: str = "arena") -> str:
+        """A column of `dtype` from `source`: "arena", or "ro" (its read-only twin) for what the
+        kernel reads only."""
         scalar = f"T{len(self.named)}"
         self.named[scalar] = dtype.base.type
         width = dtype.base.itemsize * int(np.prod(dtype.shape, dtype=np.int64))
-        text = f"arena[o[{self.column}]:o[{self.column}] + n * {width}].view({scalar})"
+        text = f"{source}[o[{self.column}]:o[{self.column}] + n * {width}].view({scalar})"
         if dtype.shape:
             text += f".reshape((n, {', '.join(str(s) for s in dtype.shape)}))"
         self.column += 1
@@ -226,13 +230,14 @@ def _source(system: System) -> tuple[str, dict[str, object]]:
         if p.kind in (READ, WRITE):
             view = f"V{k}"
             columns.named[view] = p.info.view_type if p.kind == READ else p.info.mut_view_type  # type: ignore[union-attr]
-            fields = [columns.array(dtype) for dtype in p.info.fields.values()]  # type: ignore[union-attr]
+            source = "ro" if p.kind == READ else "arena"     # read-only views, as in executor.py
+            fields = [columns.array(dtype, source) for dtype in p.info.fields.values()]  # type: ignore[union-attr]
             if p.kind == WRITE:
                 fields.append(columns.words())
             lines.append(f"a{k} = {view}({', '.join(fields)})")
         elif p.kind == ENTITY:
             columns.named["T_ids"] = np.int64
-            lines.append(f"a{k} = arena[o[{columns.column}]:o[{columns.column}] + n * 8].view(T_ids)")
+            lines.append(f"a{k} = ro[o[{columns.column}]:o[{columns.column}] + n * 8].view(T_ids)")
             columns.column += 1
         elif p.kind == ROWS:
             lines.append(f"a{k} = rows")
@@ -253,7 +258,7 @@ def _source(system: System) -> tuple[str, dict[str, object]]:
     lines += [mark.format(columns.words()) for _ in range(marks)]
     body = "\n".join(f"        {line}" for line in lines)
     source = (f"# generated by ecs.driver for system {system.name!r} ({system.py_func.__qualname__})\n"
-              f"def driver(arena, offsets, bounds, progress{''.join(', ' + p for p in params)}):\n"
+              f"def driver(arena, ro, offsets, bounds, progress{''.join(', ' + p for p in params)}):\n"
               f"    for t in range(bounds.shape[0]):\n"
               f"        start = bounds[t, 0]\n"
               f"        n = bounds[t, 1] - start\n"

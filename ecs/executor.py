@@ -27,7 +27,7 @@ from ecs.kernels import bits
 from ecs.kernels._jit import compiled_entry
 
 from .driver import Driver, UnitLayout, drivable
-from .memory import PAGE, Arena, ArraySpec, page_round
+from .memory import PAGE, Arena, ArraySpec, page_round, read_only
 from .plan import Plan, SystemValues, Task, Unit
 from .system import COMMANDS, ENTITY, FRAME, READ, REMOVED, ROWS, WRITE, System
 
@@ -61,6 +61,7 @@ class Executor:
         # 26 tasks cost ~2 us of a 8 us step
         self._units: dict[int, tuple[Unit, Driver | None, UnitLayout | None]] = {}
         self._bytes: np.ndarray | None = None   # the whole arena as bytes, for drivers
+        self._read_only_bytes = np.empty(0, np.uint8)   # and a read-only view of them (with _bytes)
         self._recent_plans: list[Plan] = []      # the plans the caches above serve (see use_plan)
 
     def use_plan(self, plan: Plan) -> None:
@@ -123,12 +124,13 @@ class Executor:
         if cached is None or cached[0] is not unit:
             cached = self._driving(system, unit)
         if cached[1] is not None:
-            cached[1].prepare(self._arena_bytes(), cached[2], values.named, self.commands,  # type: ignore[arg-type]
-                              unit[0].system)
+            cached[1].prepare(self._arena_bytes(), self._read_only_bytes, cached[2],  # type: ignore[arg-type]
+                              values.named, self.commands, unit[0].system)
 
     def _arena_bytes(self) -> np.ndarray:
         if self._bytes is None:
             self._bytes = self._arena.view(np.uint8, 0, (self._arena.size,))
+            self._read_only_bytes = read_only(self._bytes.view())   # the drivers' twin: columns only read
         return self._bytes
 
     def _driving(self, system: System, unit: Unit) -> tuple[Unit, Driver | None, UnitLayout | None]:
@@ -148,7 +150,8 @@ class Executor:
                     on_error: Callable[[BaseException], None], frame: int) -> bool:
         started = time.perf_counter()
         try:
-            ran = driver.run(self._arena_bytes(), layout, values.named, frame, self.commands, unit[0].system)
+            ran = driver.run(self._arena_bytes(), self._read_only_bytes, layout, values.named, frame, self.commands,
+                             unit[0].system)
         except Exception as exc:  # noqa: BLE001 - the kernel's own exception, reported as KernelError
             failed = int(driver.progress[0])      # tasks before it ran and were marked
             task = unit[failed]
@@ -250,14 +253,14 @@ class Executor:
         static: list[object] = []
         dynamic: list[tuple[int, str, object]] = []
         for position, (p, spec) in enumerate(zip(system.params, task.args, strict=True)):
-            if p.kind == READ:
-                static.append(p.info.view_type(*self._slices(spec, start, stop)))  # type: ignore[union-attr]
+            if p.kind == READ:   # read-only arrays, as the kernel was compiled for (binding._sample_argument)
+                static.append(p.info.view_type(*map(read_only, self._slices(spec, start, stop))))  # type: ignore[union-attr]
             elif p.kind == WRITE:
                 fields, marks = spec
                 words = self.view(marks)[start >> 6: (stop + 63) >> 6]
                 static.append(p.info.mut_view_type(*self._slices(fields, start, stop), words))  # type: ignore[union-attr,call-arg]
             elif p.kind == ENTITY:
-                static.append(self.view(spec)[start:stop])
+                static.append(read_only(self.view(spec)[start:stop]))
             else:   # rows, removed ids, commands, named values: per call
                 static.append(None)
                 dynamic.append((position, p.kind, spec))

@@ -371,6 +371,13 @@ class Region:
         self.committed = 0
 
 
+def read_only(array: np.ndarray) -> np.ndarray:
+    """`array` itself, no longer writable through (numba types it as a read-only array: a kernel
+    that writes it does not compile). Views made from it are read-only too."""
+    array.flags.writeable = False
+    return array
+
+
 def _map_memfd(fd: int, size: int) -> tuple[mmap.mmap, int]:
     """Map `size` bytes of the memfd, halving under RLIMIT_AS or a small address space."""
     while True:

@@ -320,15 +320,17 @@ class Schedule:
 
     def _run_frame_here(self, plan: Plan, values: list[SystemValues]) -> None:
         frame = self.frame
-        for bound in self.systems:
-            if bound.system.is_due(frame):
-                bound.calls += 1
         try:
             for stage in range(len(plan.units)):
                 for unit in plan.due_units(stage, frame, values):
                     self._run_unit_here(unit, frame, values)
         finally:  # a frame whose kernel raised still counts (as with workers): every=N keeps its cadence
+            # the frame and its calls together, here: a KeyboardInterrupt between the two would leave
+            # stats() a call ahead of the frame counter (or behind it)
             self.frame = frame + 1
+            for bound in self.systems:
+                if bound.system.is_due(frame):
+                    bound.calls += 1
 
     def _executor_here(self) -> Executor:
         executor = self._executor

@@ -203,7 +203,7 @@ def test_driver_sources_are_written_once_and_a_tampered_one_is_rewritten(
     files = sorted(p for p in os.listdir(tmp_path) if p.endswith(".py"))
     assert len(files) == 1 and files[0].startswith("ecs_driver_")
     path = tmp_path / files[0]
-    assert "def driver(arena, offsets, bounds, progress" in path.read_text()
+    assert "def driver(arena, ro, offsets, bounds, progress" in path.read_text()
     path.write_text("raise SystemExit('tampered')\n")
     introspect.driver_files_in(monkeypatch, str(tmp_path))     # a new process, as far as modules go
     assert scenario(integrate, dt=0.1) == expected

@@ -602,3 +602,27 @@ def test_float16_values_are_refused_by_name(world: ecs.World) -> None:
                                                     r"use np\.float32"):
         world.resources["k"] = np.zeros(3, np.float16)
     world.step(step_size=1)                               # nothing was compiled for the refused value
+
+
+def test_a_kernel_that_writes_a_component_read_without_mut_or_the_ids_is_refused(world: ecs.World) -> None:
+    """Read-only views: a write would change values no change reader sees (or the world's ids)."""
+    def writes_read_view(pos: Position, c: Mut[Counter]):
+        for i in range(pos.x.shape[0]):
+            pos.x[i] = 0.0
+
+    def writes_ids(ids: Entity, c: Mut[Counter]):
+        for i in range(ids.shape[0]):
+            ids[i] = 0
+
+    world.spawn_batch(3, Position(x=1.0, y=1.0), Counter())
+    world.spawn_batch(2, Position(x=1.0, y=1.0), Counter(), Frozen())     # two tables: a driven unit
+    for kernel in (writes_read_view, writes_ids):
+        with refused(rf"system '{kernel.__name__}': numba could not compile the kernel for the parameter types "
+                     rf"\(.*readonly array.*\):\n    the kernel writes to an array it receives read-only: a "
+                     rf"component without Mut\[\.\.\.\] and the Entity ids are read-only"):
+            world.add_system(system(kernel))
+    assert [float(x) for b in world.query(Position) for x in b[Position].x] == [1.0] * 5
+    ids = world.query(Counter).entities().tolist()
+    world.add_system(increment_n)                                     # reads and writes as declared: runs
+    world.step()
+    assert world.query(Counter).entities().tolist() == ids
