@@ -195,7 +195,9 @@ class Schedule:
                 out.append(_NO_VALUES)    # most systems: ~0.6 us a step saved per system
                 continue
             named = resolved[bound.index]
-            bound.try_compile(named)
+            if not bound.compiled and bound.try_compile(named):
+                # converted (and checked) as every later call's: an annotation's type may not hold them
+                named = bound.resolve_values(params)
             if not bound.system.removed:
                 out.append(SystemValues(named))
                 continue

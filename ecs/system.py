@@ -33,6 +33,7 @@ kernel marks rows itself with `ecs.mark_changed(pos.changed, i)`.
 from __future__ import annotations
 
 import inspect
+import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -122,7 +123,11 @@ class System:
                 self.kernel = numba.njit(**{**OPTIONS, "cache": False})(fn)
         else:
             raise SystemDefinitionError(repr(fn), "@system takes a plain function or a numba.njit dispatcher")
+        if name is not None and (not isinstance(name, str) or not name):
+            raise SystemDefinitionError(self.py_func.__name__, f"name={name!r}: expected a non-empty str")
         self.name = name or self.py_func.__name__
+        if not isinstance(split, (bool, np.bool_)):
+            raise SystemDefinitionError(self.name, f"split={split!r}: expected True or False")
         self.changed = _filter_infos(self.name, "changed", changed)
         self.added = _filter_infos(self.name, "added", added)
         self.removed = _filter_infos(self.name, "removed", removed)
@@ -295,9 +300,16 @@ def system(fn: Callable[..., Any] | None = None, **options: Any) -> Any:
     plus ~0.15 us per table; the driver compiles at its first run, cached on disk); a single
     table or chunk, or a filtered system's table, costs ~2 us of dispatch per call.
     """
+    unknown = sorted(set(options) - _OPTIONS)
+    if unknown:
+        raise SystemDefinitionError(getattr(fn, "__name__", "?"), f"@system has no option {unknown[0]!r}; its options "
+                                                                  f"are {', '.join(sorted(_OPTIONS))}")
     if fn is None:
         return lambda f: System(f, **options)
     return System(fn, **options)
+
+
+_OPTIONS = frozenset({"changed", "added", "removed", "without", "with_", "every", "offset", "mark", "split", "name"})
 
 
 def _due_before(frame: int, every: int, offset: int) -> int:
@@ -353,6 +365,7 @@ def value_type(value: object, param: Param, system_name: str) -> Any:
 
 _ARRAY_TYPE_KEYS: dict[Any, tuple[object, ...]] = {}
 _SCALAR_DTYPES: dict[Any, np.dtype] = {}
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
 def _array_type_key(numba_type: Any) -> tuple[object, ...]:
@@ -390,8 +403,13 @@ def convert_value(value: object, numba_type: Any, param: Param, system_name: str
     if dtype is None:   # numba's as_dtype took ~1 us per value per step
         dtype = _SCALAR_DTYPES[numba_type] = numba.np.numpy_support.as_dtype(numba_type)
     try:
-        converted = dtype.type(value)
-        exact = dtype.kind == "f" or converted == value
+        if dtype.kind == "f":   # any float, rounded, but not a finite one that a float32 would hold as inf
+            magnitude = abs(float(value))   # type: ignore[arg-type]
+            exact = not (dtype == np.float32 and math.isfinite(magnitude) and magnitude > _FLOAT32_MAX)
+            converted = dtype.type(value) if exact else None
+        else:
+            converted = dtype.type(value)
+            exact = converted == value
     except (OverflowError, ValueError, TypeError):
         exact = False
     if not exact:  # 2.5 into an int64 kernel would silently become 2

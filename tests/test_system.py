@@ -291,6 +291,16 @@ def test_a_refused_step_compiles_no_system_for_the_values_it_was_given(world: ec
     assert introspect.bound_systems(world)[0].value_types["step_size"] == numba.float64
 
 
+def test_a_finite_value_that_a_float32_kernel_would_hold_as_inf_is_refused(world: ecs.World) -> None:
+    world.spawn(Position(x=0.0, y=0.0))
+    world.add_system(add_float32)
+    with refused(r"system 'add_float32', parameter 'nudge': was compiled for float32, got 1e\+40"):
+        world.step(nudge=1e40)
+    world.step(nudge=1e-50)                              # rounded (to 0): a float kernel takes it
+    world.step(nudge=float("inf"))                       # infinite already: kept
+    assert [float(x) for b in world.query(Position) for x in b[Position].x] == [float("inf")]
+
+
 def test_value_that_the_compiled_type_cannot_hold_is_refused(world: ecs.World) -> None:
     e = world.spawn(Counter())
     world.add_system(add_untyped)
@@ -501,6 +511,10 @@ def test_two_entity_or_two_rows_parameters_are_refused() -> None:
     ({"without": [Position]}, r"without=Position excludes a component the system requires \(a parameter, "
                               r"a changed=/added= or with_= filter\): it would never run"),
     ({"with_": [Health], "without": [Health]}, r"without=Health excludes a component the system requires"),
+    ({"split": "no"}, r"split='no': expected True or False"),
+    ({"name": 3}, r"name=3: expected a non-empty str"),
+    ({"colour": "red"}, r"@system has no option 'colour'; its options are added, changed, every, mark, name, "
+                        r"offset, removed, split, with_, without"),
 ])
 def test_invalid_system_options_are_refused(options: dict, message: str) -> None:
     def f(pos: Position):
