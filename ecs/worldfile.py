@@ -366,6 +366,9 @@ def _scalar_entry(name: str, value: object) -> list[Any]:
     could not hold exactly)."""
     if isinstance(value, np.generic):
         return [value.dtype.str, value.item()]
+    if isinstance(value, int) and not isinstance(value, bool) and not -2**63 <= value < 2**64:
+        raise ArgumentTypeError(f"resource {name!r} is an int of {value.bit_length()} bits; a number a world "
+                                f"file holds is at most 64 bits")
     for python in (bool, int, float):
         if isinstance(value, python):
             return [python.__name__, python(value)]   # type: ignore[call-overload]
