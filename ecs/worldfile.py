@@ -366,9 +366,13 @@ def _scalar_entry(name: str, value: object) -> list[Any]:
     could not hold exactly)."""
     if isinstance(value, np.generic):
         return [value.dtype.str, value.item()]
-    if isinstance(value, int) and not isinstance(value, bool) and not -2**63 <= value < 2**64:
-        raise ArgumentTypeError(f"resource {name!r} is an int of {value.bit_length()} bits; a number a world "
-                                f"file holds is at most 64 bits")
+    if isinstance(value, int) and value.bit_length() > 64:
+        try:
+            str(value)   # what the manifest's JSON does with it
+        except ValueError:
+            raise ArgumentTypeError(f"resource {name!r} is an int of {value.bit_length()} bits, more digits than "
+                                    f"Python writes as text (sys.get_int_max_str_digits()): a world file cannot "
+                                    f"hold it") from None
     for python in (bool, int, float):
         if isinstance(value, python):
             return [python.__name__, python(value)]   # type: ignore[call-overload]
