@@ -13,10 +13,12 @@ and loop counts (numpy scalar indexing costs ~100 ns an item, a memoryview item 
 - `compile_add` / `compile_remove`: `World.add(e, C(...))` / `remove(e, C)` of one component
   from one source table, given the entity id: the kernel checks that the id is a live one of
   the source and moves it (no locate from Python), the new fields are written. Per op, 10,000
-  adds then removes, `C()` built in the loop: ~0.96-1.0 us, on a day esper took 0.27-0.35 us:
-  about 0.3 us is the kernel call (its entry ~0.15 us, the row's bytes and bits), 0.25 us the
-  path's Python, 0.4 us World.add's and the store's (the path is found by the table id the
-  entity index holds for the id's slot, without a locate: the kernel checks the id).
+  adds then removes, `C()` built in the loop: ~0.93 us, on a day esper took 0.27-0.35 us:
+  about 0.25 us is the kernel call (its entry ~0.15 us; the row's bytes and bits ~0.075 us),
+  0.25 us the path's Python, 0.4 us World.add's and the store's (the path is found by the
+  table id the entity index holds for the id's slot, without a locate: the kernel checks the
+  id). The least one compiled call per op costs from Python is ~0.3 us (the floor row of
+  bench_structural), about esper's whole op.
 - `compile_spawn`: `World.spawn` of one tuple of component types into its table (~1.3-1.6 us).
 - `compile_despawn`: `World.despawn` of one entity of one table, given its id: the hole filled
   by a kernel of the same plan, the slot freed.

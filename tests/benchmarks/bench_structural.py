@@ -4,6 +4,8 @@ Workloads from the public ecs_bench_suite (rust-gamedev), ported as a user would
 - fragmented iteration: 26 archetypes x 20 entities (Data plus one tag each), one system
   `data *= 2` over all of them, one step(); esper: one `get_component(Data)` loop;
 - add a component to 10,000 entities one by one, then remove it one by one; esper the same;
+- as context, the same 10,000 adds then removes through the least a path with one compiled call
+  per op can cost (defs.CallFloor: a method call, a dict lookup, a kernel's compiled entry);
 - the same 10,000 adds then removes by `add_batch` / `remove_batch`, and by kernel commands;
 - spawn 10,000 entities one by one, then despawn them one by one; esper create_entity and
   delete_entity(immediate=True); as context, the same by spawn_batch + despawn_batch;
@@ -95,10 +97,22 @@ def add_remove() -> list[Row]:
             esper.remove_component(e, defs.Tagged)
 
     theirs = bench(esper_one_by_one, reps=7, min_rep_s=0)
+    call_floor = defs.CallFloor(defs.Tagged)
+
+    def floor_one_by_one() -> None:
+        for e in ids.tolist():
+            call_floor.add(e, defs.Tagged())
+        for e in ids.tolist():
+            call_floor.remove(e, defs.Tagged)
+
+    floor = bench(floor_one_by_one, reps=7, min_rep_s=0)
     ops = 2 * N_OPS
     rows.append(Row(SCENARIO, f"add then remove one by one, {N_OPS:,}, per op", fmt_stats(ours_one, ops),
                     f"esper: {fmt_stats(theirs, ops)}", ours_one.median / theirs.median, "x esper",
                     "<= esper per op", ours_one.median <= theirs.median))
+    rows.append(Row(SCENARIO, "  the same through the floor of one method call + one compiled call per op",
+                    fmt_stats(floor, ops), f"esper: {fmt_stats(theirs, ops)}", floor.median / theirs.median,
+                    "x esper", "(context)", None))
     rows.append(Row(SCENARIO, f"add_batch + remove_batch {N_OPS:,}, per op", fmt_stats(ours_batch, ops),
                     f"esper one by one: {fmt_stats(theirs, ops)}", ours_batch.median / ops * 1e6, "us/op",
                     "<= 0.1 us per op", ours_batch.median / ops <= 1e-7))
