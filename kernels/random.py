@@ -152,7 +152,7 @@ def _integer_bound(value):
     return int(value)
 
 
-@overload(_integer_bound, jit_options={"cache": True})
+@overload(_integer_bound)
 def _integer_bound_compiled(value):
     if isinstance(value, types.Integer):
         return lambda value: np.int64(value)
