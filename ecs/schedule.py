@@ -190,6 +190,8 @@ class Schedule:
                 resolved[bound.index] = named = bound.resolve_values(params)
                 if self.workers:   # refused whichever side runs it: the pool may send any run to the workers
                     shippable(self.store.arena, bound.name, named)
+        if any(type(value) is np.ndarray for value in params.values()):
+            _refuse_aliases(self.systems, resolved)
         for bound in self.systems:
             if bound.index not in resolved:
                 out.append(_NO_VALUES)    # most systems: ~0.6 us a step saved per system
@@ -390,3 +392,19 @@ class Schedule:
             self.pool.close()
         self._executor = None
         self.commands = None
+
+
+def _refuse_aliases(systems: list[BoundSystem], resolved: dict[int, dict[str, object]]) -> None:
+    """InvalidArgumentError when two systems receive one memory under two names (a keyword
+    array that is a resource, or a view of one, passed as another name): stages are ordered by
+    the names of the arrays systems take, so the two would run side by side on workers. Only
+    keyword arrays can alias (every resource has memory of its own)."""
+    arrays = [(bound, name, value) for bound in systems for name, value in resolved.get(bound.index, {}).items()
+              if isinstance(value, np.ndarray)]
+    for k, (first, first_name, first_array) in enumerate(arrays):
+        for second, second_name, second_array in arrays[k + 1:]:
+            if first_name != second_name and first is not second and np.may_share_memory(first_array, second_array):
+                raise InvalidArgumentError(
+                    f"system {first.name!r} gets {first_name!r} and system {second.name!r} gets {second_name!r}, "
+                    f"one memory under two names: systems are ordered by the names of the arrays they take, so "
+                    f"pass it under one name (or give each its own array)")

@@ -640,3 +640,31 @@ def test_a_kernel_that_writes_a_component_read_without_mut_or_the_ids_is_refused
     world.add_system(increment_n)                                     # reads and writes as declared: runs
     world.step()
     assert world.query(Counter).entities().tolist() == ids
+
+
+@system
+def write_out(pos: Position, out: np.ndarray):
+    for i in range(pos.x.shape[0]):
+        out[i % out.shape[0]] = pos.x[i]
+
+
+@system
+def read_grid(c: Mut[Counter], grid: np.ndarray):
+    for i in range(c.n.shape[0]):
+        c.n[i] += np.int64(grid[i % grid.shape[0]])
+
+
+def test_one_array_under_two_names_is_refused_on_every_worker_count(world: ecs.World) -> None:
+    """Systems are ordered by the names of the arrays they take: a resource passed again under
+    another name would let a writer and a reader of it run side by side."""
+    world.spawn_batch(4, Position(x=1.0, y=0.0), Counter())
+    world.resources["grid"] = np.zeros(4)
+    world.add_system(write_out)
+    world.add_system(read_grid)
+    message = (r"^system 'write_out' gets 'out' and system 'read_grid' gets 'grid', one memory under two names: "
+               r"systems are ordered by the names of the arrays they take, so pass it under one name")
+    for alias in (world.resources["grid"], world.resources["grid"][1:]):
+        with pytest.raises(ecs.InvalidArgumentError, match=message):
+            world.step(out=alias)
+    world.step(out=np.zeros(4))                           # an array of its own: runs
+    assert world.stats()["write_out"]["calls"] == 1
