@@ -34,10 +34,11 @@ import multiprocessing as mp
 import multiprocessing.process as mp_process
 import os
 import select
+import struct
 import time
 import weakref
 from collections.abc import Callable
-from multiprocessing.reduction import DupFd
+from multiprocessing.reduction import DupFd, ForkingPickler
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -352,7 +353,10 @@ class WorkerPool:
         try:
             for w in range(helpers):
                 watch.giving = w
-                watch.given[w] = self._give(w, run, plan, shipped, commands.spec(w) if commands is not None else None)
+                watch.given[w], given = self._give(w, run, plan, shipped,
+                                                   commands.spec(w) if commands is not None else None, watch.deadline)
+                if not given:   # its pipe stayed full until the frame's deadline: it reads nothing
+                    watch.kill_hung(w)
             watch.giving = None
             epochs = Epochs(plan, values, first_frame, frames)
             if run_here is not None:
@@ -401,20 +405,26 @@ class WorkerPool:
         return asked
 
     def _give(self, w: int, run: int, plan: Plan, shipped: list[SystemValues],
-              commands: tuple[ArraySpec, ArraySpec] | None) -> _Handle:
+              commands: tuple[ArraySpec, ArraySpec] | None, deadline: float | None = None) -> tuple[_Handle, bool]:
         """Give worker w run `run`: a message through its pipe only if its plan, values or command
-        buffer changed since the last one it was sent, then the announcement."""
+        buffer changed since the last one it was sent, then the announcement; (its handle,
+        whether it was given the run). A worker that reads no message (stopped, hung) fills its
+        pipe: past `deadline` (the frame's, with a step_timeout) the send is abandoned and the
+        run not announced, for the caller to kill it (False)."""
         handle = self._handles[w]
         assert handle is not None
         unchanged = handle.plan is plan and commands == handle.commands and _same_values(shipped, handle.values)
         if not unchanged:
             try:
-                handle.connection.send((plan if handle.plan is not plan else None, shipped, commands))
+                if not _send_within(handle.connection, (plan if handle.plan is not plan else None, shipped, commands),
+                                    deadline):
+                    handle.plan = None     # what it holds is unknown: it is killed and replaced
+                    return handle, False
                 handle.plan, handle.values, handle.commands = plan, shipped, commands
             except OSError:
                 unchanged = True      # died this instant: the run's watch sees it and reports it
         mailbox.give_run(self.control, self.control32, w, run, message=not unchanged)
-        return handle
+        return handle, True
 
     def _replace_failed(self, system_names: list[str], crashed: list[tuple[int, int | None]],
                         timed_out: list[int]) -> WorkerCrashedError:
@@ -496,6 +506,34 @@ class _Handle:
         self.plan: Plan | None = None
         self.values: list[SystemValues] | None = None
         self.commands: tuple[ArraySpec, ArraySpec] | None = None
+
+
+def _send_within(connection: Any, message: object, deadline: float | None) -> bool:
+    """connection.send(message), waiting for room in the pipe at most until `deadline` (None:
+    as long as it takes); False, part of it maybe written (the worker must then go), when the
+    pipe stays full: the worker reads nothing. The bytes are Connection.send's own: a 4-byte
+    big-endian length, or -1 and an 8-byte one past 2 GiB, then the pickle."""
+    if deadline is None:
+        connection.send(message)
+        return True
+    payload = ForkingPickler.dumps(message)
+    size = len(payload)
+    header = struct.pack("!i", size) if size <= 0x7FFFFFFF else struct.pack("!i", -1) + struct.pack("!Q", size)
+    data = memoryview(header + bytes(payload))
+    fd = connection.fileno()
+    os.set_blocking(fd, False)
+    try:
+        while data:
+            try:
+                data = data[os.write(fd, data):]
+            except BlockingIOError:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                select.select([], [fd], [], left)
+    finally:
+        os.set_blocking(fd, True)
+    return True
 
 
 def _same_values(a: list[SystemValues], b: list[SystemValues] | None) -> bool:

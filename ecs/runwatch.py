@@ -106,6 +106,12 @@ class RunWatch:
             self.timed_out = self._kill(self.holders()) or self._kill(self.in_run())
         return not self.closed()
 
+    def kill_hung(self, w: int) -> None:
+        """Worker w read none of its messages until the frame's deadline (stopped, hung): killed,
+        and reported as timed out."""
+        self._kill([w])
+        self.timed_out.append(w)
+
     def _kill(self, workers: list[int]) -> list[int]:
         for w in workers:
             handle = self.given[w]

@@ -607,3 +607,25 @@ def test_a_worker_stopped_mid_run_is_caught_within_one_frames_budget_and_named()
         assert caught.value.worker == 1
         assert introspect.worker_pids(world)[1] != pids[1]
         world.step(spins=1)        # usable again
+
+
+def test_a_stopped_idle_worker_whose_pipe_fills_is_caught_by_step_timeout() -> None:
+    """A worker stopped while idle reads none of the plans and values it is sent; the others run
+    its share. Once its pipe is full, the next send waits at most the frame's step_timeout: the
+    worker is killed and replaced (WorkerCrashedError) instead of the main process hanging."""
+    with ecs.World(workers=2, step_timeout=2.0) as world:
+        populate(world)
+        pid = introspect.worker_pids(world)[0]
+        os.kill(pid, signal.SIGSTOP)
+        try:
+            with pytest.raises(WorkerCrashedError, match=r"^worker 0 ran past step_timeout=2\.0 s per frame and was "
+                                                         r"killed"):
+                for k in range(2_000):     # each a new structure and new values: a message to every worker
+                    world.spawn_batch(100, Pos(x=1, y=1), Vel(x=1, y=1))
+                    world.step(dt=1.0 + k, **QUIET)
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGCONT)
+        assert introspect.worker_pids(world)[0] != pid
+        before = metadata(world)
+        assert_usable(world, before)
