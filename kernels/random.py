@@ -29,7 +29,9 @@ chi-square and cross-stream correlation over 10^6 draws against numpy.
 Cost: `random_bits` 4 mixes (8 multiplies), a few ns; `normal` one more mix plus log, sqrt and
 cos; `integers` a 64x64->128 product, rejected with probability (2^64 mod range) / 2^64 < 1/2
 (one more mix per rejection); `permutation` O(n) (a radix argsort of n 64-bit keys).
-Integers in keys are taken modulo 2^64 (negative ids and seeds are fine).
+Integers in keys are taken modulo 2^64 (negative ids and seeds are fine). Keys are integers of
+int64 or uint64 range: from Python, an int past 2^64 - 1 does not convert (numba's TypingError), and a
+float key is truncated by the conversion (uniform(1.5, ...) is uniform(1, ...)): pass ints.
 Every kernel here has a numpy twin in tests/test_random.py.
 """
 
