@@ -82,6 +82,12 @@ def worker_sentinel(world: ecs.World, w: int) -> int:
     return int(world._schedule.pool._handles[w].process.sentinel)
 
 
+def worker_holds_a_unit(world: ecs.World, w: int) -> bool:
+    """Whether worker w still holds a unit of any run (it clears it once it is done with it)."""
+    pool = world._schedule.pool
+    return bool(pool.control[_mailbox.line_of(w) + _mailbox.HOLDING] != 0)
+
+
 def worker_in_kernel(world: ecs.World, w: int) -> bool:
     """Whether worker w holds a unit of the pool's latest run and is running one of its tasks."""
     pool = world._schedule.pool

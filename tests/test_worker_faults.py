@@ -616,12 +616,15 @@ def test_a_stopped_idle_worker_whose_pipe_fills_is_caught_by_step_timeout() -> N
     with ecs.World(workers=2, step_timeout=2.0) as world:
         populate(world)
         pid = introspect.worker_pids(world)[0]
+        deadline = time.monotonic() + 5
+        while introspect.worker_holds_a_unit(world, 0) and time.monotonic() < deadline:
+            time.sleep(0.001)   # idle: one stopped holding a unit is replaced as a stale holder, silently
         os.kill(pid, signal.SIGSTOP)
         try:
             with pytest.raises(WorkerCrashedError, match=r"^worker 0 ran past step_timeout=2\.0 s per frame and was "
                                                          r"killed"):
-                for k in range(2_000):     # each a new structure and new values: a message to every worker
-                    world.spawn_batch(100, Pos(x=1, y=1), Vel(x=1, y=1))
+                for k in range(2_000):     # the split table grows: a new plan (and values) for every worker
+                    world.spawn_batch(100, Pos(x=1, y=1), Vel(x=1, y=1), Hp())
                     world.step(dt=1.0 + k, **QUIET)
         finally:
             with contextlib.suppress(ProcessLookupError):
