@@ -322,7 +322,8 @@ class _RecordBatch:
             try:
                 value = self._coerced_sets(info, field, positions)
             except ComponentValueError as exc:
-                first = next(i for i in range(positions.shape[0]) if not self._fits(info, field, positions[i:i + 1]))
+                first = next((i for i in range(positions.shape[0]) if not self._fits(info, field, positions[i:i + 1])),
+                             0)   # 0: each fits alone
                 raise self.located(exc, positions[first:]) from None
             groups.append((info, field, positions, value))
         if groups:

@@ -97,6 +97,11 @@ class Schedule:
             check_importable(system)
         bound = BoundSystem(self.store, self.resources, system, len(self.systems))
         bound.try_compile(bound.resolve_values({}, required=False))
+        if system.filtered:
+            # its change reader now, not while a plan is built: the flushes of a plan's filtered
+            # tasks name the readers that exist when it is built (one registered while building
+            # it, system after system, was left out of the earlier systems' flushes for its run)
+            bound.reader()
         if any(p.kind == COMMANDS for p in system.params) and self.commands is None:
             self.commands = CommandBuffers(self.store.arena, self.workers + 1)
         self.systems.append(bound)
@@ -133,12 +138,6 @@ class Schedule:
             processes = workers + int(main_takes_part(workers, self.step_timeout))
         seed = self._claim_seed
         store = self.store
-        for bound in self.systems:
-            # every filtered system's reader first: the flushes of a plan's filtered tasks name the
-            # readers that exist when it is built (a reader registered while building it, one
-            # system after another, was left out of the earlier systems' flushes for its run)
-            if bound.system.filtered:
-                bound.reader()
         if store.structure_version != self._shape_version:
             # a plan depends on the tables there are and their row counts, not on which entities
             # they hold (columns keep their place in the arena as tables grow): a change that

@@ -309,7 +309,7 @@ def system(fn: Callable[..., Any] | None = None, **options: Any) -> Any:
     return System(fn, **options)
 
 
-_OPTIONS = frozenset({"changed", "added", "removed", "without", "with_", "every", "offset", "mark", "split", "name"})
+_OPTIONS = frozenset(inspect.signature(System.__init__).parameters) - {"self", "fn"}   # System's keywords
 
 
 def _due_before(frame: int, every: int, offset: int) -> int:

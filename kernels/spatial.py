@@ -91,7 +91,6 @@ def make_grid(lo: Sequence[float], hi: Sequence[float], radius: float,
     if not (math.isfinite(radius) and radius > 0.0):
         raise ValueError(f"make_grid: radius must be a positive finite number, got {radius!r}")
     geometry = np.zeros((d, 5), np.float64)
-    counts = []
     for axis in range(d):
         length = hi_a[axis] - lo_a[axis]
         if not (math.isfinite(length) and length > 0.0):
@@ -106,10 +105,9 @@ def make_grid(lo: Sequence[float], hi: Sequence[float], radius: float,
         ncells = max(1, int(cells))
         while ncells > 1 and length / ncells < radius * (1.0 + MARGIN):   # the division rounded up
             ncells -= 1
-        counts.append(ncells)
         geometry[axis] = (lo_a[axis], length, ncells, ncells / length, 1.0 if flags[axis] else 0.0)
-    if math.prod(counts) > MAX_GRID_CELLS:
-        raise ValueError(f"make_grid: radius {radius!r} makes {math.prod(counts)} cells, more than "
+    if cell_count(geometry) > MAX_GRID_CELLS:
+        raise ValueError(f"make_grid: radius {radius!r} makes {cell_count(geometry)} cells, more than "
                          f"{MAX_GRID_CELLS}; use a larger radius (cells need memory for their starts)")
     return geometry
 
