@@ -30,13 +30,10 @@ by the stored ids and free list; and the memory the world will commit is bounded
 length. Then it reads each array straight into the new world's columns while other threads
 check its chunks' checksums; a mismatch, or ids that cannot form an index, close that world again.
 So a corrupt, truncated, foreign, crafted or newer file raises SnapshotError (never another
-error) and changes nothing. Saving writes a temporary file beside the target (header, a
-manifest with placeholder checksums and the payload while they are computed, then the manifest
-again, then the trailer: a partial file has no end marker; a small world's checksums are known
-first, and all of it is one write), fsyncs it, renames it over the target and fsyncs the
-directory: a crash at any point leaves the old file or the new. Each save has its own temporary
-(two threads may save to one path: the last rename wins); a path that is a symlink is followed,
-so the target is replaced and the link kept.
+error) and changes nothing. Saving replaces the target atomically (atomicfile.py): its
+temporary gets the header, a manifest with placeholder checksums and the payload while they are
+computed, then the manifest again, then the trailer (a partial file has no end marker; a small
+world's checksums are known first, and all of it is one write).
 At 1M entities of 16 B (persist benchmark): save ~17 ms for 24 MB, most of it the write and
 the fsync (the checksums run in the shadow of the write); load ~5 ms into a world without
 workers, of it reading the file into the world's columns, rebuilding the entity index and the
@@ -51,7 +48,6 @@ import errno
 import json
 import math
 import os
-import secrets
 import stat
 import struct
 import zlib
@@ -63,7 +59,8 @@ import numpy as np
 
 from ecs.kernels.checksum import xxh64
 
-from .errors import ArgumentTypeError, InvalidArgumentError, SnapshotError
+from .atomicfile import create_temporary, replace_with, save_target
+from .errors import ArgumentTypeError, SnapshotError
 from .manifest import (
     ALIGN,
     CHECKSUMS,
@@ -103,25 +100,18 @@ def save(path: str | os.PathLike[str], store: Store, resources: Resources, frame
     them (same length: they are fixed-width), the trailer after it, one fsync. A small world,
     whose checksums are all computed inline before anything is written, has its manifest
     encoded once and is written in one pwritev."""
-    path, mode = _save_target(_path_of("save", path))
+    path, mode = save_target(_path_of("save", path))
     manifest, arrays, entries = _describe(store, resources, frame)
-    directory, name = os.path.split(path)
-    # unique per call (two threads saving to one path must not share one), pid first: see
-    # _remove_orphaned_temporaries
-    temporary = os.path.join(directory, f".{name}.tmp-{os.getpid()}-{secrets.token_hex(8)}")
-    _remove_orphaned_temporaries(directory, name)
-    with _Checksums(FORMAT_VERSION) as checksums:
-        pending = [checksums.submit(array) for array in arrays]
-        known = not checksums.threaded      # every checksum computed inline: a small world
-        if known:
-            _put_checksums(entries, pending)
-        blob = _manifest_bytes(manifest)
-        start = _payload_start(len(blob))
+    fd, temporary = create_temporary(path, mode)
+    try:
         try:
-            fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)
-            try:
-                if mode is not None:   # the file it replaces keeps its permissions
-                    os.fchmod(fd, mode)
+            with _Checksums(FORMAT_VERSION) as checksums:
+                pending = [checksums.submit(array) for array in arrays]
+                known = not checksums.threaded      # every checksum computed inline: a small world
+                if known:
+                    _put_checksums(entries, pending)
+                blob = _manifest_bytes(manifest)
+                start = _payload_start(len(blob))
                 buffers: list[Any] = [HEADER.pack(MAGIC, FORMAT_VERSION, 0, len(blob)), blob,
                                       _ZEROS[: start - HEADER.size - len(blob)]]
                 for array in arrays:
@@ -134,40 +124,13 @@ def save(path: str | os.PathLike[str], store: Store, resources: Resources, frame
                     _write_all(fd, [final], HEADER.size)
                     _write_all(fd, [_trailer(final)], end)
                 os.fsync(fd)
-            finally:
-                os.close(fd)
-            os.replace(temporary, path)
-        except BaseException:
-            if os.path.exists(temporary):
-                os.unlink(temporary)
-            raise
-    dir_fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
-
-
-def _save_target(given: str) -> tuple[str, int | None]:
-    """The file save() replaces (through a symlink: its target, so the link stays) and its
-    permission bits (None: a new file). InvalidArgumentError, before anything is written, for a
-    directory, a path that ends in a separator, a symlink loop, or anything but a regular file
-    (a FIFO or a device would be replaced by a file: /dev/null too)."""
-    if given.endswith(os.sep):
-        raise InvalidArgumentError(f"save({given!r}): the path names a directory; name a file in it")
-    path = os.path.realpath(given)
-    try:
-        status = os.stat(path)
-    except FileNotFoundError:
-        return path, None
-    except OSError as exc:   # ELOOP, ENOTDIR, EACCES
-        raise InvalidArgumentError(f"save({given!r}): cannot use the path: {exc.strerror or exc}") from None
-    if stat.S_ISDIR(status.st_mode):   # refused before a temporary is made beside it (in its parent)
-        raise InvalidArgumentError(f"save({path!r}): the path is a directory; name a file in it")
-    if not stat.S_ISREG(status.st_mode):
-        raise InvalidArgumentError(f"save({path!r}): the path is not a regular file (a device, a FIFO or a "
-                                   f"socket), which a save would replace; name a file")
-    return path, stat.S_IMODE(status.st_mode)
+        finally:
+            os.close(fd)
+        replace_with(temporary, path)
+    except BaseException:
+        if os.path.exists(temporary):
+            os.unlink(temporary)
+        raise
 
 
 def _put_checksums(entries: list[dict[str, Any]], pending: list[list[_Pending]]) -> None:
@@ -217,29 +180,6 @@ def _path_of(call: str, path: object) -> str:
     if not isinstance(text, str) or "\0" in text:
         raise ArgumentTypeError(f"{call}(path={path!r}): expected a file path, a str or os.PathLike without NUL bytes")
     return text
-
-
-def _remove_orphaned_temporaries(directory: str, name: str) -> None:
-    """Delete temporaries of earlier saves of `name` whose writer died (killed mid-save): named
-    `.{name}.tmp-{pid}-{random}` (`.{name}.tmp-{pid}` before)."""
-    prefix = f".{name}.tmp-"
-    for entry in os.listdir(directory):
-        pid = entry[len(prefix):].split("-", 1)[0]
-        if entry.startswith(prefix) and pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
-            try:
-                os.unlink(os.path.join(directory, entry))
-            except FileNotFoundError:
-                pass
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _bytes_of(array: np.ndarray) -> np.ndarray:

@@ -195,8 +195,25 @@ def test_save_replaces_the_file_and_leaves_no_temporary_file(built) -> None:
     assert os.listdir(path.parent) == [path.name]
     with ecs.World.load(path) as loaded:
         assert len(loaded) == len(world) and not loaded.is_alive(ids["alive"][0])
-    with pytest.raises(FileNotFoundError):
+    with pytest.raises(FileNotFoundError, match=r"save\('.*/no such directory/x.ecs'\): cannot create a file "
+                                                r"in '.*/no such directory': No such file"):
         world.save(path.parent / "no such directory" / "x.ecs")
+    assert os.listdir(path.parent) == [path.name]
+
+
+def test_a_save_into_a_directory_it_cannot_write_names_the_target(built, monkeypatch) -> None:
+    world, _, path = built
+    real_open = os.open
+
+    def refused(name, flags, *args):   # what a read-only directory does to anyone but root
+        if ".tmp-" in os.fspath(name):
+            raise PermissionError(13, "Permission denied", name)
+        return real_open(name, flags, *args)
+
+    monkeypatch.setattr(os, "open", refused)
+    with pytest.raises(PermissionError, match=r"save\('.*/world.ecs'\): cannot create a file in .*: Permission denied"):
+        world.save(path)
+    monkeypatch.undo()
     assert os.listdir(path.parent) == [path.name]
 
 
