@@ -19,7 +19,7 @@ written or any `added=` component was added. Changed includes added. Pending bit
 their row on swap-remove and archetype moves, so a change made before a move is still seen.
 
 Removals have no row to mark: the entity left the table. Each component has a *removal journal*
-of the ids that lost it (remove(), despawn, or their batch and deferred forms), written only by
+of the ids that lost it (remove(), despawn, their batch and deferred forms, restore), written only by
 the main process, which is where structural changes happen. A reader with `removed=` filters
 keeps a cursor per journal and takes the ids appended since its last look, each once, in the
 order of the removals (entries carry an event number, so several journals merge in order). Its

@@ -5,7 +5,8 @@ into private, read-only memory. Restore copies each column back with one compare
 (kernels/rows.py): readers see as changed exactly the rows whose bits differ from just before the
 restore, and as added (and changed) the rows that now hold another entity; unchanged rows are not
 reported. Entities spawned after the snapshot are gone and the id allocator is rewound with the
-rest, so a replay after restore issues the same ids again (rollback semantics).
+rest, so a replay after restore issues the same ids again (rollback semantics). Entities that
+lose a component by it (spawned or given it since) are journaled for removed= readers.
 
 A snapshot's structure (entity columns, free list; the entity index is rebuilt from them) is
 shared by every snapshot taken at the same structure version of the store, which every

@@ -469,7 +469,10 @@ class Store:
 
         A row that now holds another entity (or was not in use) is marked added and changed for
         every component of its table; bits past the restored row counts are cleared. Unchanged
-        rows keep their bits, so readers see only what differs."""
+        rows keep their bits, so readers see only what differs. Entities that hold a component now
+        and will not after (spawned since, or given it since) are journaled as its removals, in
+        id order, for removed= readers (_journal_restore_losses)."""
+        self._journal_restore_losses(tables)
         restored = set()
         for table_id, n, entities in tables:
             restored.add(table_id)
@@ -480,6 +483,27 @@ class Store:
         problem = self.rebuild_index(high_water, [(table_id, entities) for table_id, _, entities in tables],
                                      free, free_generation)
         assert problem is None, problem
+
+    def _journal_restore_losses(self, tables: list[tuple[int, int, np.ndarray]]) -> None:
+        """Journal, before restore_structure replaces them, the ids that hold each read-for-removal
+        component now and will not hold it in `tables` (restored (table id, rows, entity column)).
+        Cost: O(live entities of the tables with such a component), nothing when nobody reads."""
+        now = self.archetypes.tables
+        watched = {info.id: info for table in now for info in table.components
+                   if self.changes.journals_any((info,))}
+        if not watched:
+            return
+        after = {table_id: entities for table_id, _, entities in tables}
+        lost = {}
+        for cid, info in watched.items():
+            holders = [table for table in now if info in table.components]
+            before = np.concatenate([t.entities_all[: t.n] for t in holders])
+            kept = np.concatenate([after.get(t.id, before[:0]) for t in holders])
+            lost[cid] = (info, np.sort(before[~np.isin(before, kept)]))
+        ids = np.unique(np.concatenate([gone for _, gone in lost.values()]))
+        if ids.shape[0]:
+            self.changes.record_removed_in_order(
+                {cid: (info, [np.searchsorted(ids, gone)]) for cid, (info, gone) in lost.items()}, ids)
 
     def load_table(self, infos: tuple[ComponentInfo, ...], n: int) -> Table:
         """The table of `infos`, grown by `n` rows of unset values counted as spawned (load fills

@@ -370,3 +370,46 @@ def test_an_entity_born_and_removed_between_two_looks_is_reported_in_neither(wor
         assert born - died == population.count() - before
         assert set(new) - set(doomed) <= set(population.entities())
         before = population.count()
+
+
+def test_restore_journals_the_entities_it_takes_a_component_from(world: ecs.World) -> None:
+    """Entities spawned since the snapshot, and entities given Heat since, lose it at restore."""
+    kept, given, despawned = (int(e) for e in world.spawn_batch(3, Life(t=0), Heat()))
+    plain = world.spawn(Life(t=1))
+    deaths = world.query(removed=[Heat])
+    snap = world.snapshot()
+    born = world.spawn(Life(t=2), Heat())
+    world.add(plain, Heat())
+    world.despawn(despawned)
+    world.remove(given, Heat)
+    assert deaths.removed().tolist() == [despawned, given]
+    unseen = world.spawn(Life(t=3), Heat())          # born after the last look: reported in neither
+    world.restore(snap)
+    assert deaths.removed().tolist() == sorted([plain, born])
+    assert world.has(given, Heat) and world.has(kept, Heat) and not world.is_alive(unseen)
+    world.restore(snap)                              # the same structure again: nothing lost
+    assert deaths.removed().tolist() == []
+
+
+def test_births_minus_deaths_is_the_change_in_population_across_restores(world: ecs.World) -> None:
+    rng = np.random.default_rng(9)
+    births = world.query(Heat, added=[Heat])
+    deaths = world.query(removed=[Heat])
+    population = world.query(Heat)
+    world.spawn_batch(10, Life(t=0), Heat())
+    list(births), deaths.removed()
+    before, snaps = population.count(), [world.snapshot()]
+    for step in range(40):
+        alive = population.entities()
+        if step % 4 == 3:
+            world.restore(snaps[int(rng.integers(len(snaps)))])
+        elif step % 4 == 1 and len(alive):
+            world.remove_batch(rng.choice(alive, size=int(rng.integers(1, len(alive) + 1)), replace=False), Heat)
+        else:
+            world.spawn_batch(int(rng.integers(0, 8)), Life(t=step), Heat())
+            world.despawn_batch(rng.choice(alive, size=int(rng.integers(0, len(alive) + 1)), replace=False))
+        snaps.append(world.snapshot())
+        born, died = len(births.entities()), deaths.removed().shape[0]
+        list(births)
+        assert born - died == population.count() - before, step
+        before = population.count()
