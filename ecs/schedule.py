@@ -40,7 +40,7 @@ from .progress import Progress
 from .record_lookups import RecordLookups
 from .resources import Resources
 from .store import Store
-from .system import COMMANDS, System
+from .system import COMMANDS, VALUE, System
 
 HandedOver = tuple[int, Any, RemovalCursor]   # (system index, reader, where its look ends)
 # Schedule._values_key: resources' and systems' versions, keyword names, ids of the keyword values
@@ -83,6 +83,7 @@ class Schedule:
         self._parts_key: tuple[int, int] | None = None
         self._claim_seed = os.environ.get(CLAIM_SEED_VARIABLE)   # read once: ~1 us per step
         self._drivers_ready: Plan | None = None   # the plan whose drivers were compiled here
+        self._keywords_seen: tuple[int, frozenset[str]] = (-1, frozenset())   # (systems version, names)
 
     def add(self, system: System) -> BoundSystem:
         if not isinstance(system, System):
@@ -122,6 +123,19 @@ class Schedule:
         if self.pool is not None:
             self.pool.forget_system(index)
         self._systems_version += 1
+
+    def unused_keywords(self, params: Mapping[str, object]) -> tuple[list[str], list[str]]:
+        """The keywords of a step/run that no system takes as a named value and that were not
+        reported before for the same systems (each such name once), and the names the systems do
+        take. ~0.3 us when every keyword is known."""
+        version, seen = self._keywords_seen
+        if version != self._systems_version:
+            seen = frozenset(p.name for b in self.systems for p in b.system.params if p.kind == VALUE)
+        unused = [name for name in params if name not in seen]
+        if not unused:
+            return [], []
+        self._keywords_seen = (self._systems_version, seen.union(unused))
+        return unused, sorted({p.name for b in self.systems for p in b.system.params if p.kind == VALUE})
 
     def start_at(self, frame: int) -> None:
         """Set the frame counter (restore, load): the next step runs frame `frame`."""

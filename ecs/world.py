@@ -294,6 +294,8 @@ class World:
         """Run one frame: every due system once, in registration order. `params` bind kernel
         parameters by name (before world.resources)."""
         self._check_open("step")
+        if params:
+            self._warn_unused("step", params)
         if not self._running.acquire(blocking=False):
             raise ConcurrentUseError("step")
         try:
@@ -307,6 +309,8 @@ class World:
         self._check_open("run")
         if isinstance(frames, bool) or not isinstance(frames, int) or frames < 0:
             raise InvalidArgumentError(f"run(frames={frames!r}): expected an int >= 0")
+        if params:
+            self._warn_unused("run", params)
         if not self._running.acquire(blocking=False):
             raise ConcurrentUseError("run")
         bar = Progress(frames, progress)
@@ -315,6 +319,15 @@ class World:
         finally:
             bar.close()
             self._running.release()
+
+    def _warn_unused(self, call: str, params: dict[str, object]) -> None:
+        """A UserWarning (once per name while the systems stay) for keywords no system takes:
+        most often a misspelt name, which would leave a resource of the right name in use."""
+        unused, taken = self._schedule.unused_keywords(params)
+        for name in unused:
+            warnings.warn(f"{call}({name}=...): no system of this world has a parameter {name!r}, so it is "
+                          f"ignored (the systems' named values: {', '.join(taken) or 'none'})",
+                          UserWarning, stacklevel=3)
 
     def _run(self, frames: int, params: dict[str, object], bar: Progress | None) -> None:
         if self._recorders:

@@ -8,6 +8,7 @@ their definition is refused.
 from __future__ import annotations
 
 import math
+import warnings
 
 import numba
 import numpy as np
@@ -200,6 +201,25 @@ def test_scalar_resource_binds_a_parameter_of_that_name(world: ecs.World) -> Non
     world.resources["gravity"] = 2.0
     world.step(dt=1.0)
     assert world.get(e, Velocity).y == -3.0
+
+
+def test_a_keyword_no_system_takes_is_warned_about_once_and_ignored(world: ecs.World) -> None:
+    e = world.spawn(Velocity(x=0.0, y=0.0))
+    world.resources["gravity"] = -10.0
+    world.add_system(fall)
+    with pytest.warns(UserWarning, match=r"step\(gravty=...\): no system of this world has a parameter "
+                                         r"'gravty', so it is ignored \(the systems' named values: dt, gravity\)"):
+        world.step(dt=0.5, gravty=2.0)                 # misspelt: the resource is used
+    assert world.get(e, Velocity).y == -5.0
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        world.step(dt=0.5, gravty=2.0)                 # said once
+        world.run(2, dt=0.5)
+    with pytest.warns(UserWarning, match=r"run\(wind=...\)"):
+        world.run(1, dt=0.5, wind=1.0)
+    world.remove_system(fall)
+    with pytest.warns(UserWarning, match=r"named values: none\)"):
+        world.step(dt=0.5)
 
 
 @pytest.mark.parametrize("workers", [0, 2])
