@@ -221,7 +221,10 @@ class Schedule:
             if first_due is not None:
                 reader = bound.reader()
                 removed_ids, ends = self.store.changes.removed_since(reader)
-                handed.append((bound.index, reader, ends))
+                if removed_ids.shape[0]:
+                    handed.append((bound.index, reader, ends))
+                else:   # a look that found nothing (its kernel is not called): later births count from now
+                    self.store.changes.consume_removed(reader, ends)
             out.append(SystemValues(named, removed_ids, first_due))
         if key is not None and all(b.compiled and not b.system.removed for b in self.systems):
             self._values_cached = (key, tuple(params.values()), out)

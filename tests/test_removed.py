@@ -150,6 +150,28 @@ def test_removed_systems_in_multi_frame_runs_take_ids_at_their_first_due_frame(w
     assert [logged(world, every) for every in RATES] == [ids[:5]] * 3
 
 
+@pytest.mark.parametrize("workers", [0, 2])
+def test_removed_systems_see_entities_spawned_after_they_were_added(workers: int) -> None:
+    """A due frame with nothing removed is a look too: entities born before it count as seen."""
+    with ecs.World(workers=workers) as world:
+        add_logs(world)
+        for reader in REMOVED_READERS:
+            world.add_system(reader)
+        world.step()                                    # frame 0: every reader looks, sees nothing
+        born = world.spawn_batch(4, Life(t=0), Heat()).tolist()
+        world.run(6)                                    # frames 1-6: every reader looks again
+        world.despawn(born[0])
+        world.remove(born[1], Heat)
+        world.run(3)                                    # frames 7-9: every rate due once
+        assert [logged(world, every) for every in RATES] == [born[:2]] * 3
+        late = world.spawn(Life(t=1), Heat())           # born after the last look of every=3 (frame 9)
+        world.despawn(born[2])
+        world.step()                                    # frame 10: every=1 and every=2
+        world.despawn(late)
+        world.run(2)                                    # frames 11, 12: every=3 looks at 12
+        assert [logged(world, every) for every in RATES] == [born[:3] + [late]] * 2 + [born[:3]]
+
+
 def test_a_removed_system_is_not_called_when_nothing_was_removed(world: ecs.World) -> None:
     world.spawn_batch(5, Life(t=0), Heat())
     add_logs(world)
