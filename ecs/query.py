@@ -25,20 +25,22 @@ import numpy as np
 
 from .changes import Reader
 from .errors import ArgumentTypeError, InvalidArgumentError, InvalidNameError, WorldClosedError
+from .memory import read_only
 from .schema import ComponentInfo, info_of
 from .store import Store
 from .table import Table
 
 
 class Batch:
-    """One matching table's rows: `entities`, `batch[C].field` views, and filtered `rows`."""
+    """One matching table's rows: `entities` (a read-only view of the ids), `batch[C].field`
+    (writable views of the columns) and filtered `rows`."""
 
     __slots__ = ("table", "rows", "entities", "_views")
 
     def __init__(self, table: Table, rows: np.ndarray | None) -> None:
         self.table = table
         self.rows = rows
-        self.entities = table.entities
+        self.entities = read_only(table.entities)   # a fresh slice: writes to it would corrupt the index
         self._views: dict[int, Any] = {}
 
     def __getitem__(self, component: type) -> Any:

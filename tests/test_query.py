@@ -106,6 +106,16 @@ def test_batch_entities_match_the_rows_of_the_columns(world: ecs.World) -> None:
         assert world.get(entity, Position).x == x
 
 
+def test_batch_entities_are_read_only(world: ecs.World) -> None:
+    """A write to the id column would corrupt the entity index (and the next despawn)."""
+    ids = world.spawn_batch(4, Position(x=0, y=0))
+    (batch,) = world.query(Position)
+    with pytest.raises(ValueError, match="read-only"):
+        batch.entities[3] = 12345
+    world.despawn(int(ids[0]))
+    assert world.query(Position).entities().tolist() == [ids[3], ids[1], ids[2]]
+
+
 def test_batch_of_a_component_outside_its_table_raises_key_error(world: ecs.World) -> None:
     world.spawn(Position(x=0, y=0))
     (batch,) = world.query(Position)
