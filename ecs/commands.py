@@ -49,6 +49,7 @@ from ecs.kernels.commands import (
     SERIAL,
     SET,
     SET_INT,
+    SET_UINT,
     SPAWN,
     SYSTEM,
     TABLE,
@@ -75,6 +76,9 @@ BUFFER_CAPACITY = 1 << 20   # commands per process per frame: 64 MiB of address 
 MERGE_RUN_ROWS = 16          # records per ascending run at least, for the merge to beat lexsort
 MERGE_ALWAYS_RECORDS = 1024  # ... or at most this many records (lexsort's fixed cost is the larger)
 
+
+# how each kind of set record stores its value in the VALUE word
+_VALUE_VIEWS = {SET: np.dtype(np.float64), SET_INT: np.dtype(np.int64), SET_UINT: np.dtype(np.uint64)}
 
 class Commands:
     """Annotates a kernel parameter that receives this process's command buffer."""
@@ -192,10 +196,6 @@ class _RecordBatch:
         return self.records[:, KIND]
 
     @cached_property
-    def values(self) -> np.ndarray:
-        return self.records.view(np.float64)[:, VALUE]
-
-    @cached_property
     def spawn_at(self) -> np.ndarray:
         return np.flatnonzero(self.kind == SPAWN)
 
@@ -278,15 +278,14 @@ class _RecordBatch:
                                            work[records_kernels.PLAN_SET_FRESH, :groups].tolist(), strict=True):
             info, field = lookups.field_of[key]
             self.field_groups.append((info, field, sets[start:stop],
-                                      _exact(words[start:stop], self.kind[sets[start:stop]] == SET_INT,
-                                             info.fields[field]),
+                                      _exact(words[start:stop], self.kind[sets[start:stop]], info.fields[field]),
                                       bool(fresh)))
         return True
 
     def check(self, lookups: RecordLookups) -> None:
         """The checks plan_records makes, one kind of record at a time, raising the error that
         names the first bad record; when none is bad, what apply needs is ready."""
-        known = np.isin(self.kind, (SPAWN, SET, SET_INT, ADD, REMOVE, DESPAWN))
+        known = np.isin(self.kind, (SPAWN, *_VALUE_VIEWS, ADD, REMOVE, DESPAWN))
         if not known.all():
             raise CommandError(f"corrupt command record of kind {int(self.kind[np.flatnonzero(~known)[0]])}")
         prefabs = self.records[self.spawn_at, TARGET]
@@ -307,7 +306,7 @@ class _RecordBatch:
         self.added, self.changes = self._added_at_spawn(lookups)
 
     def _check_sets(self) -> None:
-        at = np.flatnonzero((self.kind == SET) | (self.kind == SET_INT))
+        at = np.flatnonzero(np.isin(self.kind, tuple(_VALUE_VIEWS)))
         keys = self.records[at, KEY]
         groups = []
         for key in distinct(keys):
@@ -331,13 +330,14 @@ class _RecordBatch:
 
     def _coerced_sets(self, info: ComponentInfo, field: str, positions: np.ndarray) -> np.ndarray:
         """The values of the set records at `positions` in the field's dtype, converted exactly:
-        an integer cmd_set's value is an int64, the others' a float64; ComponentValueError for
-        one that does not fit."""
-        is_int = self.kind[positions] == SET_INT
+        an integer cmd_set's value is an int64 or a uint64, the others' a float64;
+        ComponentValueError for one that does not fit."""
+        kinds = self.kind[positions]
         out = np.empty(positions.shape[0], info.fields[field])
-        for part, words in ((is_int, self.records[:, VALUE]), (~is_int, self.values)):
+        for kind, dtype in _VALUE_VIEWS.items():
+            part = kinds == kind
             if part.any():
-                out[part] = coerce_batch(info, field, words[positions[part]])
+                out[part] = coerce_batch(info, field, self.records[positions[part], VALUE].view(dtype))
         return out
 
     def _fits(self, info: ComponentInfo, field: str, positions: np.ndarray) -> bool:
@@ -526,12 +526,14 @@ def _field_of(key: int, where: str) -> tuple[ComponentInfo, str]:
     return info, field
 
 
-def _exact(words: np.ndarray, is_int: np.ndarray, dtype: np.dtype) -> np.ndarray:
-    """Checked set values (int64 words where `is_int`, float64 bits elsewhere) in `dtype`."""
-    if not is_int.any():
-        return words.view(np.float64).astype(dtype)
-    out = words.astype(dtype)
-    out[~is_int] = words[~is_int].view(np.float64).astype(dtype)
+def _exact(words: np.ndarray, kinds: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """Checked set values in `dtype`: `words` hold each one as its record's kind stores it."""
+    if (kinds == kinds[0]).all():    # the common case: one kind of value per field
+        return words.view(_VALUE_VIEWS[int(kinds[0])]).astype(dtype)
+    out = np.empty(words.shape[0], dtype)
+    for kind, view in _VALUE_VIEWS.items():
+        part = kinds == kind
+        out[part] = words[part].view(view).astype(dtype)
     return out
 
 

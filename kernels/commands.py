@@ -26,10 +26,17 @@ from .sets import first_occurrences
 
 RECORD_WORDS = 8
 KIND, SYSTEM, TABLE, ROW, TARGET, KEY, VALUE, SERIAL = range(RECORD_WORDS)
-DESPAWN, ADD, REMOVE, SPAWN, SET, SET_INT = 1, 2, 3, 4, 5, 6   # SET_INT: a set whose value is an int64
+# SET_INT, SET_UINT: a set whose value is an int64, a uint64 (its bits in the int64 word)
+DESPAWN, ADD, REMOVE, SPAWN, SET, SET_INT, SET_UINT = 1, 2, 3, 4, 5, 6, 7
 
 CommandBuffer = namedtuple("CommandBuffer", ["records", "values", "count", "base", "system", "table"])
 CommandBuffer.__module__ = __name__   # numba's cache finds the type by module and name
+
+
+@jit(inline="always")
+def is_set(kind):
+    """Whether a record of this kind is a set (its value a float64, an int64 or a uint64)."""
+    return kind in (SET, SET_INT, SET_UINT)
 
 
 @jit(inline="always")
@@ -82,7 +89,7 @@ def spawn(cmd, row, prefab):
 def set_field(cmd, row, target, field_key, value):
     """Queue writing `value` (converted to the field's dtype with range checks) to one field of
     `target` (an entity or a placeholder from `spawn`). An integer value travels exactly, as an
-    int64 (an entity id past 2^53 too); a float or bool as a float64."""
+    int64 (an entity id past 2^53 too) or a uint64; a float or bool as a float64."""
     k = _append(cmd, SET, row, target, field_key)
     _put_value(cmd, k, value)
 
@@ -101,6 +108,11 @@ def _put_value_compiled(cmd, k, value):
             cmd.records[k, KIND] = SET_INT
             cmd.records[k, VALUE] = value
         return as_int64
+    if isinstance(value, types.Integer):
+        def as_uint64(cmd, k, value):
+            cmd.records[k, KIND] = SET_UINT
+            cmd.records[k, VALUE] = np.int64(value)     # the same 64 bits
+        return as_uint64
 
     def as_float64(cmd, k, value):
         cmd.values[k, VALUE] = value
@@ -216,7 +228,7 @@ def verify_records(records, values, owners, processes, high, generation, table_o
         kind = records[k, KIND]
         if kind == SPAWN:
             continue
-        if kind != DESPAWN and kind != ADD and kind != REMOVE and kind != SET and kind != SET_INT:
+        if kind != DESPAWN and kind != ADD and kind != REMOVE and not is_set(kind):
             return k
         target = records[k, TARGET]
         holder = target
@@ -239,7 +251,7 @@ def verify_records(records, values, owners, processes, high, generation, table_o
         index = holder & 0xFFFFFFFF
         alive = holder > 0 and index < high and table_of[index] >= 0 and generation[index] == (holder >> 32)
         key = records[k, KEY]
-        if kind in (SET, SET_INT):
+        if is_set(kind):
             if key != last_field_key:         # runs of one key are the common case: look it up once
                 last_field_key, f = key, np.searchsorted(field_keys, key)
             if (f == field_keys.shape[0] or field_keys[f] != key or not alive
@@ -260,8 +272,10 @@ def verify_records(records, values, owners, processes, high, generation, table_o
 @jit
 def _value_fits(kind, word, value, fits, low, top):
     """Whether a set's value fits its field (FITS_*; an integer field holds [low, top)): `word`
-    is the record's value as an int64 (a SET_INT's), `value` as a float64 (a SET's)."""
-    if kind == SET_INT:   # compared exactly: an int64 past 2^53 is not a float64
+    is the record's value as an int64 (a SET_INT's; a SET_UINT's bits), `value` as a float64 (a SET's)."""
+    if kind == SET_UINT and word < 0:   # a uint64 of 2^63 or more: only a u64 or a float field holds it
+        return fits in (FITS_ANY, FITS_FLOAT32) or (fits == FITS_INT and top >= 1.8446744073709552e19)
+    if kind in (SET_INT, SET_UINT):   # compared exactly: an int64 past 2^53 is not a float64
         if fits == FITS_INT:
             return word >= low and (top >= 9.223372036854775808e18 or word < top)
         return fits != FITS_BOOL or word == 0 or word == 1
@@ -281,7 +295,7 @@ def index_records(records, sets, bounds, changes):
     nchanges = 0
     for k in range(records.shape[0]):
         kind = records[k, KIND]
-        if kind in (SET, SET_INT):
+        if is_set(kind):
             sets[nsets] = k
             nsets += 1
         elif kind in (ADD, REMOVE):
@@ -319,7 +333,7 @@ def plan_records(records, owners, high, generation, table_of, field_keys, field_
     - PLAN_TARGETS: each record's target resolved (verify_records');
     - PLAN_SETS, PLAN_SET_BOUNDS, PLAN_SET_FRESH: the set groups of last_sets, with each group's
       field key in PLAN_SET_KEYS and its records' value words in PLAN_SET_VALUES (float64 bits,
-      or int64 for a SET_INT record, one beside each position);
+      int64 for a SET_INT record, uint64 bits for a SET_UINT's, one beside each position);
     - PLAN_PREFABS: each spawn's prefab, in record order;
     - PLAN_CHANGES: the add and remove records left after added_at_spawn; its `tables` prefab
       tables, with the index (into component_keys) of the component their copies are placed
@@ -342,7 +356,7 @@ def plan_records(records, owners, high, generation, table_of, field_keys, field_
     for g in range(groups):
         work[PLAN_SET_KEYS, g] = records[work[PLAN_SETS, work[PLAN_SET_BOUNDS, g]], KEY]
     for i in range(work[PLAN_SET_BOUNDS, groups]):
-        work[PLAN_SET_VALUES, i] = records[work[PLAN_SETS, i], VALUE]   # the word: float64 or int64 bits
+        work[PLAN_SET_VALUES, i] = records[work[PLAN_SETS, i], VALUE]   # the word: float64, int64 or uint64 bits
     prefabs, despawn_at = work[PLAN_PREFABS], work[PLAN_DESPAWNS]
     spawns = despawns = 0
     for k in range(n):

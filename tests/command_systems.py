@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 
 import ecs
-from ecs import Commands, Entity, Mut, Removed, component, f32, i32, i64, system, u8
+from ecs import Commands, Entity, Mut, Removed, component, f32, i32, i64, system, u8, u64
 
 
 @component
@@ -52,6 +52,11 @@ class Wet:
     pass
 
 
+@component
+class Tally:               # a uint64 field: cmd_set of a uint64 value past 2^63
+    n: u64 = 0
+
+
 COMPONENTS = (Life, Spot, Color, Heat, Armor, Template, Burning, Wet)
 
 TEMPLATE = ecs.component_key(Template)
@@ -61,6 +66,7 @@ HEAT = ecs.component_key(Heat)
 ARMOR = ecs.component_key(Armor)
 LIFE_T = ecs.field_key(Life, "t")
 LIFE_VICTIM = ecs.field_key(Life, "victim")
+TALLY_N = ecs.field_key(Tally, "n")
 SPOT_X = ecs.field_key(Spot, "x")
 SPOT_Y = ecs.field_key(Spot, "y")
 ARMOR_LEVEL = ecs.field_key(Armor, "level")

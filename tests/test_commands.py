@@ -7,6 +7,7 @@ The scenario world holds a table of more than SPLIT_MIN_ROWS rows, so with worke
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 
 import numpy as np
@@ -21,12 +22,14 @@ from tests.command_systems import (
     LIFE_T,
     LIFE_VICTIM,
     SPOT_X,
+    TALLY_N,
     Armor,
     Burning,
     Color,
     Heat,
     Life,
     Spot,
+    Tally,
     Template,
     Wet,
     add_armor,
@@ -361,6 +364,31 @@ def test_cmd_set_carries_an_integer_value_exactly(workers: int, value: object) -
         world.add_system(set_all)
         world.step(key=LIFE_VICTIM, value=value)
         assert [int(world.get(int(e), Life).victim) for e in ids] == [int(value)] * 3  # type: ignore[call-overload]
+
+
+@pytest.mark.parametrize("workers", [0, 1])
+@pytest.mark.parametrize("value", [np.uint64(2**64 - 1), np.uint64(2**63), np.uint64(2**53 + 1), np.uint64(7)])
+def test_cmd_set_carries_a_uint64_value_exactly(workers: int, value: np.uint64) -> None:
+    with ecs.World(workers=workers, step_timeout=60.0 if workers else None) as world:
+        ids = world.spawn_batch(3, Life(t=1), Tally())
+        world.add_system(set_all)
+        world.step(key=TALLY_N, value=value)
+        assert [int(world.get(int(e), Tally).n) for e in ids] == [int(value)] * 3
+
+
+@pytest.mark.parametrize(("key", "value", "message"), [
+    (LIFE_VICTIM, np.uint64(2**63), "Life.victim = 9223372036854775808: does not fit int64"),
+    (LIFE_T, np.uint64(2**31), "Life.t = 2147483648: does not fit int32"),
+])
+def test_a_uint64_cmd_set_that_does_not_fit_names_its_exact_value(key: int, value: np.uint64, message: str) -> None:
+    with ecs.World() as world:
+        world.spawn_batch(3, Life(t=1))
+        world.add_system(set_all)
+        with pytest.raises(ComponentValueError, match=r"^a command of system 'set_all' \(table 0, row 0, entity 1\): "
+                                                      + re.escape(message)):
+            world.step(key=key, value=value)
+        world.step(key=LIFE_T, value=np.uint64(5))
+        assert [int(world.get(int(e), Life).t) for e in world.query(Life).entities()] == [5] * 3
 
 
 def test_an_integer_cmd_set_that_does_not_fit_names_its_exact_value() -> None:

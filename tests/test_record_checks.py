@@ -15,7 +15,22 @@ import pytest
 
 import ecs
 from ecs import bool_, component, f32, f64, i8, i32, u8, u16, u64
-from ecs.kernels.commands import ADD, DESPAWN, KEY, KIND, RECORD_WORDS, REMOVE, ROW, SERIAL, SET, SPAWN, TARGET, VALUE
+from ecs.kernels.commands import (
+    ADD,
+    DESPAWN,
+    KEY,
+    KIND,
+    RECORD_WORDS,
+    REMOVE,
+    ROW,
+    SERIAL,
+    SET,
+    SET_INT,
+    SET_UINT,
+    SPAWN,
+    TARGET,
+    VALUE,
+)
 from tests import introspect
 
 
@@ -46,6 +61,8 @@ FIELD_KEYS = [ecs.field_key(Gauge, f) for f in ("level", "ratio", "small", "coun
 COMPONENT_KEYS = [GAUGE, PLAIN, FLAG, 777]
 VALUES = [0.0, 1.0, -1.0, 0.5, 127.0, 128.0, -128.0, -129.0, 255.0, 65535.0, 65536.0, 2.0**31, 2.0**63,
           2.0**64, -0.0, np.nan, np.inf, -np.inf, 3.4e38, 3.5e38, 1e300, 5e-324]
+INT_WORDS = [0, 1, -1, 2, 127, 128, -128, -129, 255, 256, 65535, 65536, 2**31 - 1, 2**31, 2**53 + 1, 2**63 - 1, -2**63]
+UINT_WORDS = [0, 1, 2, 255, 256, 65536, 2**63, 2**63 + 1, 2**64 - 1]   # stored as their bits in an int64 word
 
 
 @pytest.fixture(scope="module")
@@ -79,8 +96,16 @@ def random_frame(rng: np.random.Generator, gauges: list[int], plains: list[int],
         else:
             target = -int(rng.integers(1, n + 2))        # a placeholder: maybe of a spawn of its owner
         key = int(rng.choice(FIELD_KEYS)) if kind == SET else int(rng.choice(COMPONENT_KEYS))
+        if kind == SET:    # its value a float64, an int64 or a uint64 (as cmd_set stores each)
+            kind = int(rng.choice([SET, SET_INT, SET_UINT]))
         records[i, [KIND, ROW, TARGET, KEY, SERIAL]] = kind, i, target, key, seen[owners[i]]
-        values[i, VALUE] = rng.choice(VALUES)
+        if kind == SET_INT:
+            records[i, VALUE] = INT_WORDS[int(rng.integers(len(INT_WORDS)))]
+        elif kind == SET_UINT:
+            word = UINT_WORDS[int(rng.integers(len(UINT_WORDS)))]
+            records[i, VALUE] = word - 2**64 if word >= 2**63 else word
+        else:
+            values[i, VALUE] = rng.choice(VALUES)
         seen[owners[i]] += 1
     return records, owners
 
