@@ -50,6 +50,7 @@ from .errors import ArgumentTypeError, ComponentValueError, ReadOnlyError, Schem
 
 # Names a field cannot take: `changed` is the dirty-bit member of a Mut view.
 RESERVED_FIELD_NAMES = frozenset({"changed", "fields"})
+MAX_VECTOR_DIMS = 32     # numpy's arrays have at most 64: a column of rows x a vector, and its slices
 
 
 class FieldType:
@@ -66,7 +67,13 @@ class FieldType:
         dims = shape if isinstance(shape, tuple) else (shape,)
         if not dims or not all(isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in dims):
             raise ArgumentTypeError(f"{self.name}[{shape!r}]: vector sizes must be positive ints")
-        return FieldType(self.name, self._scalar, dims)
+        if len(dims) > MAX_VECTOR_DIMS:
+            raise ArgumentTypeError(f"{self.name}[{shape!r}]: {len(dims)} dimensions; a vector field has at most "
+                                    f"{MAX_VECTOR_DIMS} (its column adds one for the rows)")
+        try:
+            return FieldType(self.name, self._scalar, dims)
+        except ValueError as exc:          # numpy's: a size past a C int
+            raise ArgumentTypeError(f"{self.name}[{shape!r}]: {exc}") from None
 
     def __repr__(self) -> str:
         dims = ", ".join(map(str, self.dtype.shape))
@@ -241,8 +248,14 @@ def component(cls: type) -> type:
     if not isinstance(cls, type):
         raise SchemaError(repr(cls), None, "@component decorates a class")
     name = cls.__name__
+    if not name.isidentifier() or keyword.iskeyword(name):
+        raise SchemaError(repr(name), None, "a component's class name must be an identifier (it names its "
+                                            "views' types)")
     fields, defaults = _base_fields(cls)
-    for field, annotation in _own_annotations(cls).items():
+    own = _own_annotations(cls)
+    for field in fields.keys() & cls.__dict__.keys() - own.keys():   # `x = 5.0` below a base's `x: f32`
+        defaults[field] = _default(name, field, fields[field], cls.__dict__[field])
+    for field, annotation in own.items():
         if not isinstance(field, str) or not field.isidentifier() or keyword.iskeyword(field):
             raise SchemaError(name, str(field), f"field name {field!r} is not an identifier or is a Python keyword; "
                                                 f"fields are attributes of values and views, so name them as such")
@@ -253,11 +266,7 @@ def component(cls: type) -> type:
                                            f"{sorted(RESERVED_FIELD_NAMES)}")
         fields[field] = _field_dtype(name, field, annotation)
         if field in cls.__dict__:
-            default = cls.__dict__[field]
-            try:
-                defaults[field] = coerce(name, field, fields[field], default, batch=False)
-            except ComponentValueError as exc:
-                raise SchemaError(name, field, f"default {default!r} does not fit: {exc}") from None
+            defaults[field] = _default(name, field, fields[field], cls.__dict__[field])
     stored_name = stored_name_of(cls)
     _check_name_free(cls, stored_name, key_of(stored_name))
     info = ComponentInfo(cls, fields, defaults)
@@ -277,6 +286,13 @@ def component(cls: type) -> type:
     return cls
 
 
+def _default(name: str, field: str, dtype: np.dtype, default: object) -> np.ndarray:
+    try:
+        return coerce(name, field, dtype, default, batch=False)
+    except ComponentValueError as exc:
+        raise SchemaError(name, field, f"default {default!r} does not fit: {exc}") from None
+
+
 def _base_fields(cls: type) -> tuple[dict[str, np.dtype], dict[str, np.ndarray]]:
     """Fields and defaults inherited from base components, in MRO order; SchemaError for a field
     two bases declare with different types or defaults (one of them would be dropped silently)."""
@@ -286,6 +302,11 @@ def _base_fields(cls: type) -> tuple[dict[str, np.dtype], dict[str, np.ndarray]]
     declared_by: dict[str, type] = {}
     for base in reversed(cls.__mro__[1:]):
         if not is_component(base):
+            declared = [f for f, a in inspect.get_annotations(base).items() if isinstance(a, FieldType)]
+            if declared:   # they would be dropped silently
+                raise SchemaError(name, declared[0], f"base class {base.__name__} declares it, but {base.__name__} is "
+                                                     f"not a component: decorate it with @component or declare the "
+                                                     f"field here")
             continue
         base_info = info_of(base)
         for field, dtype in base_info.fields.items():
@@ -439,7 +460,10 @@ def _make_raw_init(info: ComponentInfo) -> Any:
     y=2.0) ~0.36 us (~0.5 us through **kwargs), Position(1.0, 2.0) ~0.3 us, against ~0.7 us for
     a generic loop over the fields."""
     names = tuple(info.fields)
-    namespace: dict[str, Any] = {"_init": _init, "_MISSING": _MISSING, "_mixed": _mixed_call, "_names": names}
+    # builtins under names no field can have (fields never start with "_"): a field named `type`
+    # or `len` would shadow the builtin inside the generated function
+    namespace: dict[str, Any] = {"_init": _init, "_MISSING": _MISSING, "_mixed": _mixed_call, "_names": names,
+                                 "_type_of": type, "_len": len}
     fields = "".join(f"{name}, " for name in names)
     lines = [f"def __init__(_self, *_args, {''.join(f'{name}=_MISSING, ' for name in names)}**_kwargs):"]
     if not names:
@@ -448,25 +472,29 @@ def _make_raw_init(info: ComponentInfo) -> Any:
     else:
         mixed = f"return _mixed(_self, _args, _kwargs, _names, ({fields}))"
         lines += ["    if _args:",
-                  f"        if len(_args) != {len(names)} or _kwargs or "
+                  f"        if _len(_args) != {len(names)} or _kwargs or "
                   + " or ".join(f"{name} is not _MISSING" for name in names) + ":",
                   f"            {mixed}",
                   f"        {fields}= _args",
                   "    elif _kwargs or " + " or ".join(f"{name} is _MISSING" for name in names) + ":",
                   f"        {mixed}"]
-    # past here the call gave every field exactly once: all by position or all by keyword
-    call_init = f"return _init(_self, *_args) if _args else _init(_self, {''.join(f'{n}={n}, ' for n in names)})"
+    # past here the call gave every field exactly once: all by position or all by keyword. Each
+    # check only notes a value out of its fast bounds (source linear in the fields: a 600-field
+    # component's was 8 MB when every check carried the fallback call)
+    lines.append("    _slow = False")
     for k, (name, bounds) in enumerate(zip(names, info.raw_bounds or (), strict=True)):
         common = next(iter(bounds))  # float for float fields, int for ints, bool for bools
         lo, hi = bounds[common]  # type: ignore[misc]
         namespace.update({f"_type{k}": common, f"_lo{k}": lo, f"_hi{k}": hi, f"_bounds{k}": bounds})
-        lines += [f"    if type({name}) is _type{k}:",
+        lines += [f"    if _type_of({name}) is _type{k}:",
                   f"        if not _lo{k} <= {name} <= _hi{k}:",
-                  f"            {call_init}",
+                  "            _slow = True",
                   "    else:",
-                  f"        _bound = _bounds{k}.get(type({name}))",
+                  f"        _bound = _bounds{k}.get(_type_of({name}))",
                   f"        if _bound is not True and (_bound is None or not _bound[0] <= {name} <= _bound[1]):",
-                  f"            {call_init}"]
+                  "            _slow = True"]
+    lines += ["    if _slow:",
+              f"        return _init(_self, *_args) if _args else _init(_self, {''.join(f'{n}={n}, ' for n in names)})"]
     lines.append(f"    _self._raw = ({fields})")
     exec("\n".join(lines), namespace)  # noqa: S102 - source built above from field names only
     init = namespace["__init__"]

@@ -151,6 +151,45 @@ def test_a_subclass_component_inherits_and_extends_fields() -> None:
     assert sub(x=1, y=2, z=3).z == 3.0
 
 
+def test_a_subclass_gives_an_inherited_field_a_new_default_by_assignment() -> None:
+    sub = make_component({}, name="Healthier", bases=(Health,), hp=250)
+    assert sub().hp == 250 and Health().hp == 100
+    with pytest.raises(SchemaError, match=r"invalid component Sicker\.hp: default 0\.5 does not fit: "):
+        make_component({}, name="Sicker", bases=(Health,), hp=0.5)
+
+
+def test_field_annotations_of_a_base_that_is_not_a_component_raise_schema_error() -> None:
+    mixin = type("Mixin", (), {"__annotations__": {"z": f32, "note": str}})
+    with pytest.raises(SchemaError, match=r"invalid component Probe\.z: base class Mixin declares it, but Mixin is not "
+                                          r"a component"):
+        make_component({"w": f32}, bases=(mixin,))
+    other = type("Other", (), {"__annotations__": {"note": str}})   # not field types: not fields
+    assert make_component({"w": f32}, bases=(other,)).fields == {"w": np.dtype(np.float32)}
+
+
+def test_fields_may_be_named_as_builtins() -> None:
+    probe = make_component({"type": f32, "len": i32, "id": f64})
+    assert probe(1.0, 2, 3.0) == probe(type=1.0, len=2, id=3.0)
+    assert (probe(1.0, 2, 3.0).type, probe(1.0, 2, 3.0).len) == (1.0, 2)
+    with pytest.raises(ComponentValueError, match=r"Probe\.len = 2\.5: does not fit int32"):
+        probe(type=1.0, len=2.5, id=3.0)
+
+
+def test_a_component_of_thousands_of_fields_is_defined_and_built() -> None:
+    """Its __init__ is generated linear in the fields (quadratic, 3,000 took ~22 GB)."""
+    probe = make_component({f"f{k}": f32 for k in range(3000)})
+    value = probe(**{f"f{k}": float(k) for k in range(3000)})
+    assert value.f2999 == 2999.0
+    with pytest.raises(ComponentValueError, match=r"Probe\.f1500 = 1e\+300: does not fit float32"):
+        probe(**{f"f{k}": 1e300 if k == 1500 else 0.0 for k in range(3000)})
+
+
+def test_a_class_name_that_is_not_an_identifier_raises_schema_error() -> None:
+    with pytest.raises(SchemaError, match=r"invalid component 'my-comp': a component's class name must be an "
+                                          r"identifier"):
+        make_component({"x": f32}, name="my-comp")
+
+
 def test_numpy_scalar_type_annotations_are_accepted() -> None:
     assert make_component({"v": np.int16}).fields == {"v": np.dtype(np.int16)}
 
@@ -242,6 +281,10 @@ def test_vector_sizes_must_be_positive_ints() -> None:
         f32[0]
     with pytest.raises(TypeError, match="already a vector type"):
         f32[3][2]
+    with pytest.raises(TypeError, match=r"33 dimensions; a vector field has at most 32"):
+        f32[(1,) * 33]
+    with pytest.raises(TypeError, match=r"u8\[1099511627776\]: .*does not fit into a C int"):
+        u8[2**40]
 
 
 # ---------------------------------------------------------------- ComponentValueError
