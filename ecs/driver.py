@@ -120,6 +120,9 @@ class Driver:
             compiled = self._compile(arena, ro, layout, extra)
             if compiled is None:
                 return False
+        # progress still holds the last run's count; an argument numba cannot convert raises
+        # before the driver's first line writes it
+        self.progress[0] = 0
         compiled(arena, ro, layout.offsets, layout.bounds, self.progress, *self._filter_args(layout), *extra)
         return True
 

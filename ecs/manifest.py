@@ -47,7 +47,7 @@ def chunk_count(nbytes: int) -> int:
     return max(1, -(-nbytes // CHUNK))
 
 
-MAX_FRAME = 2**63 - 1             # the frame counter is an int64
+MAX_FRAME = 2**62                 # the frame counter is an int64: room for 2**62 more steps before it overflows
 MAX_RETIRED = 1 << 16          # slots neither live nor free a file may claim (each took 2**31 despawns)
 MAX_DIMENSIONS = 32
 COMMIT_PER_FILE_BYTE = 64      # memory a load may commit: this many times the file, plus COMMIT_ALLOWANCE
