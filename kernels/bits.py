@@ -86,11 +86,11 @@ def set_rows(words, nbits):
         if w == nwords - 1 and (nbits & 63):
             v &= ~(ALL << np.uint64(nbits & 63))
         base = w << 6
-        while v:
+        while v and k < count:   # bits set since they were counted (a kernel on another thread) are left
             out[k] = base + np.int64(trailing_zeros(v))
             k += 1
             v &= v - ONE
-    return out
+    return out[:k]
 
 
 @jit(inline="always")
@@ -151,11 +151,11 @@ def flush_take_words(matrix, source, targets, reader, start, stop):
         mine[w] = 0
         marks[w] = 0
         base = w << 6
-        while v:
+        while v and k < count:   # never past `out`: see set_rows
             out[k] = base + np.int64(trailing_zeros(v))
             k += 1
             v &= v - ONE
-    return out
+    return out[:k]
 
 
 @jit
@@ -229,12 +229,12 @@ def take_rows(words, start, stop):
         if v == 0:
             continue
         base = w << 6
-        while v:
+        while v and k < count:   # never past `out`: see set_rows
             out[k] = base + np.int64(trailing_zeros(v))
             k += 1
             v &= v - ONE
         words[w] = 0
-    return out
+    return out[:k]
 
 
 @jit

@@ -231,6 +231,46 @@ def test_a_second_thread_cannot_run_frames_while_one_runs_them() -> None:
         assert value >= 401     # the run's 400 frames and every step that was let through, each once
 
 
+THREADED_READER_SCRIPT = """
+import sys, threading, time
+sys.path.insert(0, {root!r})
+import ecs
+from tests.memory_systems import Counter, count_up
+
+with ecs.World() as world:
+    world.spawn_batch(200_000, Counter(value=0))
+    world.add_system(count_up)
+    changed, everything = world.query(Counter, changed=[Counter]), world.query(Counter)
+    stop = time.monotonic() + {seconds}
+
+    def runner():
+        while time.monotonic() < stop:
+            world.run(frames=20)
+
+    def reader():
+        while time.monotonic() < stop:
+            for batch in changed:
+                assert batch.rows.shape[0] <= len(batch)
+            changed.count(), everything.entities()
+
+    threads = [threading.Thread(target=runner), threading.Thread(target=reader)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+print("survived")
+"""
+
+
+def test_a_changed_query_read_while_another_thread_runs_frames_never_writes_out_of_bounds(tmp_path) -> None:
+    """Unguarded (the README says so), but memory-safe: the kernels that take set bits counted
+    them and then wrote them while a nogil kernel set more (the heap was corrupted: abort)."""
+    script = tmp_path / "threaded_reader.py"
+    script.write_text(THREADED_READER_SCRIPT.format(root=str(ROOT), seconds=3))
+    done = subprocess.run([sys.executable, str(script)], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0 and done.stdout.strip() == "survived", done.stderr[-2000:]
+
+
 def test_close_from_another_thread_waits_for_the_running_frames() -> None:
     world = ecs.World()
     world.spawn_batch(1_000_000, Counter(value=0))
