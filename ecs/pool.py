@@ -189,12 +189,17 @@ class WorkerPool:
         self._sentinels = select.poll()       # readable when a worker has died: one poll(2) for all
         self._closed = False
         _live_pools.add(self)
-        for w in range(size):
-            self._handles[w] = self._start(w)
-        # the first sample after the start-up: the forkserver's work starting the workers is not load
-        self._other_load.sample([os.getpid(), *self.pids()])
+        try:   # an exception (Ctrl-C) part way: the workers started so far are stopped, not orphaned
+            for w in range(size):
+                self._start(w)
+            # the first sample after the start-up: the forkserver's work starting the workers is not load
+            self._other_load.sample([os.getpid(), *self.pids()])
+        except BaseException:
+            self.close()
+            raise
 
     def _start(self, w: int) -> _Handle:
+        """Start worker w and keep its handle (in _handles[w] as soon as the process runs)."""
         parent_end, child_end = self._ctx.Pipe()
         line = line_of(w)
         self.control[line + SLEEPING] = 0
@@ -206,11 +211,12 @@ class WorkerPool:
                   child_end, int(self.control32[2 * (line + RUN_SEQ)]), int(self.control[line + MESSAGES]),
                   w + int(self.main_takes_part), self._spin_ns, self.idle_spin_ns))
         process.start()
+        handle = self._handles[w] = _Handle(process, parent_end)
         child_end.close()
         if self._pinned:
             self._pin(w, process.pid, True)
         self._sentinels.register(process.sentinel, select.POLLIN)
-        return _Handle(process, parent_end)
+        return handle
 
     def _pin(self, w: int, pid: int | None, pinned: bool) -> None:
         if pid is None:
@@ -353,8 +359,9 @@ class WorkerPool:
         try:
             for w in range(helpers):
                 watch.giving = w
-                watch.given[w], given = self._give(w, run, plan, shipped,
-                                                   commands.spec(w) if commands is not None else None, watch.deadline)
+                watch.given[w] = self._handles[w]   # known before the send: Ctrl-C inside it kills w (stop_now)
+                _, given = self._give(w, run, plan, shipped, commands.spec(w) if commands is not None else None,
+                                      watch.deadline)
                 if not given:   # its pipe stayed full until the frame's deadline: it reads nothing
                     watch.kill_hung(w)
             watch.giving = None
