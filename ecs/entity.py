@@ -248,26 +248,34 @@ class EntityIndex:
     def free_list(self) -> np.ndarray:
         return self._free[: self._nfree].copy()
 
+    def birth_stamps(self) -> np.ndarray | None:
+        """A copy of every slot's birth clock below the high water mark (None before
+        start_stamping): what rebuild puts back for a restore."""
+        return self.birth[: self.high_water].copy() if self.stamping else None
+
     def free_generations(self, free: np.ndarray) -> np.ndarray:
         """The generations of the slots in `free` (a free list): what rebuild needs besides it."""
         return self.generation[free]
 
     def rebuild(self, high_water: int, columns: list[tuple[int, np.ndarray]], free: np.ndarray,
-                free_generation: np.ndarray) -> str | None:
+                free_generation: np.ndarray, births: np.ndarray | None = None) -> str | None:
         """Make the index hold exactly these entities: (table id, entity column) pairs give the live
         ids and their rows, `free` the free list (top last) with its slots' generations; every
         other slot below `high_water` is retired, and slots from `high_water` up to the old high
         water are fresh (generation 0). Returns None, or why the arrays cannot be an index (an id
         outside [1, high_water), a slot used twice); then the index is half-written and its world
-        must be discarded (load). Cost: fills of max(high_water, old) slots, then one kernel
-        write per live or free slot."""
+        must be discarded (load). `births` (a restore's birth_stamps) puts the slots' birth clocks
+        back. Cost: fills of max(high_water, old) slots, then one kernel write per live or free slot."""
         if not 1 <= high_water <= self.max_entities:
             return f"high water mark {high_water} is outside [1, max_entities={self.max_entities}]"
         stop = max(high_water, self.high_water)
         self._reserve(stop)
         rows.clear_index(high_water, stop, RETIRED, self.generation, self.table_of, self.row_of)
-        if self.stamping:
-            self.birth[1:stop] = 0    # restored or loaded entities count as born before every look
+        if self.stamping:   # loaded entities (and restored ones without stamps) count as born before every look
+            self.birth[1:stop] = 0
+            if births is not None:
+                kept = min(births.shape[0], high_water)
+                self.birth[1:kept] = births[1:kept]
         alive = 0
         for table_id, entity_col in columns:
             bad = rows.index_rows(entity_col, table_id, high_water, self.generation, self.table_of, self.row_of)

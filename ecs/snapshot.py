@@ -55,7 +55,9 @@ class Structure:
         self.free = _read_only(entities.free_list())
         self.free_generation = _read_only(entities.free_generations(self.free))
         self.alive = entities.alive
-        self.nbytes = sum(e.nbytes for _, _, e in self.tables) + self.free.nbytes + self.free_generation.nbytes
+        self.births = entities.birth_stamps()   # for removed= readers (None while none exists)
+        self.nbytes = sum(e.nbytes for _, _, e in self.tables) + self.free.nbytes + self.free_generation.nbytes + (
+            0 if self.births is None else self.births.nbytes)
 
 
 def _read_only(array: np.ndarray) -> np.ndarray:
@@ -122,7 +124,8 @@ def restore(store: Store, resources: Resources, snap: Snapshot) -> int:
     structure = snap.structure
     tables = store.tables
     if _shared_structure(store) is not structure:
-        store.restore_structure(structure.tables, structure.high_water, structure.free, structure.free_generation)
+        store.restore_structure(structure.tables, structure.high_water, structure.free, structure.free_generation,
+                                structure.births)
         _remember(store, structure)
     for (table_id, n, _), (_, columns) in zip(structure.tables, snap.columns, strict=True):
         table = tables[table_id]

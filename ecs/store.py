@@ -463,7 +463,7 @@ class Store:
 
     # ---------------------------------------------------------------- restore and load
     def restore_structure(self, tables: list[tuple[int, int, np.ndarray]], high_water: int,
-                          free: np.ndarray, free_generation: np.ndarray) -> None:
+                          free: np.ndarray, free_generation: np.ndarray, births: np.ndarray | None) -> None:
         """Put back row counts and entity columns ((table id, rows, entity column) per table; a
         table not listed is emptied) and rebuild the index from them.
 
@@ -481,7 +481,7 @@ class Store:
             if table.id not in restored:
                 table.restore_rows(0, table.entities_all[:0])
         problem = self.rebuild_index(high_water, [(table_id, entities) for table_id, _, entities in tables],
-                                     free, free_generation)
+                                     free, free_generation, births)
         assert problem is None, problem
 
     def _journal_restore_losses(self, tables: list[tuple[int, int, np.ndarray]]) -> None:
@@ -515,11 +515,11 @@ class Store:
         return table
 
     def rebuild_index(self, high_water: int, columns: list[tuple[int, np.ndarray]], free: np.ndarray,
-                      free_generation: np.ndarray) -> str | None:
+                      free_generation: np.ndarray, births: np.ndarray | None = None) -> str | None:
         """EntityIndex.rebuild from the tables' entity columns; returns None, or why they cannot
         form an index (then the store is inconsistent and must be closed)."""
         self.structure_version += 1
-        return self.entities.rebuild(high_water, columns, free, free_generation)
+        return self.entities.rebuild(high_water, columns, free, free_generation, births)
 
     # ---------------------------------------------------------------- lifecycle
     def close(self) -> None:
