@@ -662,11 +662,12 @@ def test_ctrl_c_at_an_awkward_point_leaves_nothing_behind(scenario, where: str) 
             world = ecs.World(workers=2)
             world.add_system(integrate)
             world.spawn_batch(400_000, Pos(x=0, y=0), Vel(x=1, y=0))
+        params = dict(QUIET, dt=1.0) if world is not None and len(world.stats()) > 1 else {{"dt": 1.0}}
         setattr(owner, name, interrupt)
         caught = []
         for _ in range(3):
             try:
-                ecs.World(workers=2) if world is None else world.step(dt=1.0, **QUIET if len(world.stats()) > 1 else {{}})
+                ecs.World(workers=2) if world is None else world.step(**params)
             except BaseException as exc:
                 caught.append(type(exc).__name__)
         setattr(owner, name, real)
@@ -674,7 +675,7 @@ def test_ctrl_c_at_an_awkward_point_leaves_nothing_behind(scenario, where: str) 
         orphans = [p.name for p in multiprocessing.active_children() if p.name.startswith("ecs-worker")
                    and (world is None or p.pid not in introspect.worker_pids(world))]
         if world is not None:
-            world.step(dt=1.0, **QUIET if len(world.stats()) > 1 else {{}})   # usable: workers replaced
+            world.step(**params)   # usable: workers replaced
             world.close()
             del world
             gc.collect()
