@@ -35,17 +35,24 @@ MAX_ROWS = 2**31               # rows are int32 in the index
 MIN_CAPACITY = 4096
 
 
+def slots_for(max_entities: int) -> int:
+    """The index slots a world of `max_entities` entities has: one more, as slot 0 is never an id
+    (2**32 at most: a world of max_entities=2**32 holds 2**32 - 1)."""
+    return min(max_entities + 1, MAX_ENTITIES)
+
+
 class EntityIndex:
     """Allocation of ids and the id -> (table, row) map."""
 
     def __init__(self, arena: Arena, max_entities: int) -> None:
         self.max_entities = max_entities
-        self._gen_region = arena.allocate(4 * max_entities)
-        self._table_region = arena.allocate(4 * max_entities)
-        self._row_region = arena.allocate(4 * max_entities)
-        self.generation = self._gen_region.view(np.uint32, (max_entities,))
-        self.table_of = self._table_region.view(np.int32, (max_entities,))
-        self.row_of = self._row_region.view(np.int32, (max_entities,))
+        self.slots = slots = slots_for(max_entities)
+        self._gen_region = arena.allocate(4 * slots)
+        self._table_region = arena.allocate(4 * slots)
+        self._row_region = arena.allocate(4 * slots)
+        self.generation = self._gen_region.view(np.uint32, (slots,))
+        self.table_of = self._table_region.view(np.int32, (slots,))
+        self.row_of = self._row_region.view(np.int32, (slots,))
         # per slot: `clock` when its entity was spawned; kept only once a removed= reader exists
         # (start_stamping): 8 B per entity that worlds without such readers do not pay
         self.birth = np.zeros(0, np.int64)
@@ -216,10 +223,10 @@ class EntityIndex:
         `spawning` entities) before anything changes."""
         if slots <= self.capacity:
             return
-        if slots > self.max_entities:
+        if slots > self.slots:
             raise CapacityError(f"cannot spawn {spawning} entities", f"World(max_entities={self.max_entities}) "
                                 f"slots are all in use", "create the world with a larger max_entities")
-        capacity = min(max(slots, 2 * self.capacity, MIN_CAPACITY), self.max_entities)
+        capacity = min(max(slots, 2 * self.capacity, MIN_CAPACITY), self.slots)
         for region in (self._gen_region, self._table_region, self._row_region):
             region.commit(4 * capacity)
         self.table_of[self.capacity: capacity] = -1
@@ -266,8 +273,8 @@ class EntityIndex:
         outside [1, high_water), a slot used twice); then the index is half-written and its world
         must be discarded (load). `births` (a restore's birth_stamps) puts the slots' birth clocks
         back. Cost: fills of max(high_water, old) slots, then one kernel write per live or free slot."""
-        if not 1 <= high_water <= self.max_entities:
-            return f"high water mark {high_water} is outside [1, max_entities={self.max_entities}]"
+        if not 1 <= high_water <= self.slots:
+            return f"high water mark {high_water} is outside [1, {self.slots}] (max_entities={self.max_entities})"
         stop = max(high_water, self.high_water)
         self._reserve(stop)
         rows.clear_index(high_water, stop, RETIRED, self.generation, self.table_of, self.row_of)

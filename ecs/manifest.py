@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from . import memory
-from .entity import MAX_ENTITIES, MAX_ROWS
+from .entity import MAX_ENTITIES, MAX_ROWS, slots_for
 from .entity import MIN_CAPACITY as ENTITY_MIN_CAPACITY
 from .errors import SnapshotError
 from .schema import ComponentInfo, find_component
@@ -143,16 +143,16 @@ def _check_entities(check: _Check, index: object, alive: int, max_entities: int,
     entries.append(("the free slots' generations", check.array(
         index["free_generation"], "entities.free_generation", np.dtype(np.uint32), (nfree,))))
     high_water = check.integer(index["high_water"], "entities.high_water", -(2**63), 2**63)
-    if not 1 <= high_water <= max_entities:
+    if not 1 <= high_water <= slots_for(max_entities):
         raise SnapshotError(check.path, f"the entity index is inconsistent: high water mark {high_water} is "
-                                        f"outside [1, max_entities={max_entities}]")
+                                        f"outside [1, {slots_for(max_entities)}] (max_entities={max_entities})")
     retired = high_water - 1 - alive - nfree
     if retired > MAX_RETIRED:
         raise SnapshotError(check.path, f"the entity index is inconsistent: high water mark {high_water} leaves "
                                         f"{retired} slots neither alive nor free, more than the {MAX_RETIRED} "
                                         f"retired slots a file may hold")
     # rebuild commits 3 int32 arrays of the slots, and copies the free list (and its generations)
-    return 3 * memory.page_round(4 * min(max(high_water, ENTITY_MIN_CAPACITY), max_entities)) + 48 * nfree
+    return 3 * memory.page_round(4 * min(max(high_water, ENTITY_MIN_CAPACITY), slots_for(max_entities))) + 48 * nfree
 
 
 def _check_resources(check: _Check, resources: object, entries: list[tuple[str, dict[str, Any]]]) -> int:
@@ -251,7 +251,7 @@ def check_address_space(path: str, max_entities: int) -> None:
     arena = memory.ARENA_BYTES_WANTED
     while arena > room and arena > memory.ARENA_BYTES_MIN:
         arena //= 2
-    need = 3 * memory.page_round(4 * max_entities) + 64 * memory.PAGE
+    need = 3 * memory.page_round(4 * slots_for(max_entities)) + 64 * memory.PAGE
     if arena <= room and need > arena:
         raise SnapshotError(path, f"the world it describes does not fit in this process: its entity index of "
                                   f"max_entities={max_entities} slots takes {need} bytes of address space, the "

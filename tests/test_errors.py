@@ -20,11 +20,11 @@ ALLOWED_BUILTINS = {"OSError", "AssertionError", "NotImplementedError", "StopIte
 
 def test_capacity_error_names_the_entity_limit_and_the_fix() -> None:
     with ecs.World(max_entities=64) as world:
-        world.spawn_batch(63, Health())
+        world.spawn_batch(64, Health())                  # max_entities entities, not one less
         with pytest.raises(ecs.CapacityError, match=r"cannot spawn 1 entities: World\(max_entities=64\) slots "
                                                      r"are all in use; create the world with a larger max_entities"):
             world.spawn(Health(hp=1))
-        assert len(world) == 63
+        assert len(world) == 64
 
 
 def test_capacity_error_names_the_change_tracking_slot_limit() -> None:

@@ -514,8 +514,8 @@ def test_spawn_past_max_entities_changes_nothing() -> None:
         with pytest.raises(MemoryError, match=r"World\(max_entities=64\)"):
             world.spawn_batch(10, Position(x=0, y=0))
         assert observe(world, ids) == before
-        world.spawn_batch(3, Position(x=0, y=0))
-        assert len(world) == 63
+        world.spawn_batch(4, Position(x=0, y=0))
+        assert len(world) == 64
 
 
 def test_spawn_past_max_rows_changes_nothing() -> None:
