@@ -58,6 +58,8 @@ class Recorder:
         if len({info.id for info in self.infos}) != len(self.infos):
             raise InvalidArgumentError(f"record(): a component is listed twice in {[i.name for i in self.infos]}")
         self.every = every
+        if reductions is not None and not isinstance(reductions, Mapping):
+            raise ArgumentTypeError(f"record(reductions={reductions!r}): expected a dict of name -> callable(world)")
         self.reductions = dict(reductions or {})
         taken = RESERVED_NAMES | set(arrow.column_names(self.infos))
         for name, fn in self.reductions.items():

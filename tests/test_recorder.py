@@ -180,6 +180,9 @@ def test_bad_arguments_are_refused() -> None:
             world.record(Tally, reductions={"frame": len})
         with pytest.raises(TypeError, match="expected a callable"):
             world.record(reductions={"n": 3})
+        for not_a_dict in (3, [("n", len)]):
+            with pytest.raises(TypeError, match=r"record\(reductions=.*\): expected a dict of name -> callable"):
+                world.record(Tally, reductions=not_a_dict)
         with pytest.raises(ValueError, match="needs components"):
             world.record()
         with pytest.raises(TypeError, match="not a component class"):
