@@ -18,8 +18,11 @@ Rules:
   runs go on. A run whose observed arrays are empty (an extinct population) has one row, with
   nulls in the per-element columns. KeyboardInterrupt (Ctrl-C) ends the whole call at once: the
   local pool's processes are terminated, and nothing is returned.
-  A process that dies (a segfault) breaks a local process pool: the runs it had not finished
-  then report the pool's BrokenProcessPool error.
+  A process that dies (a segfault, os._exit, the OOM killer) breaks a local process pool: the
+  runs it had not finished are run again, each in a process of its own (as many at once as
+  there are cores), so the run that kills its process reports the pool's BrokenProcessPool
+  error alone. A run's own KeyboardInterrupt (raised by its code, or Ctrl-C reaching its
+  process) is that run's error; Ctrl-C in this process ends the call.
 - `executor`: any concurrent.futures.Executor. None: a local ProcessPoolExecutor, one process
   per core (at most one per run), started from a forkserver (spawn where there is none), never
   by fork: numba's and OpenMP's state make forked children crash. A Dask `Client.get_executor()`
@@ -45,7 +48,7 @@ import os
 import pickle
 import traceback
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -73,6 +76,7 @@ def ensemble(build: Callable[..., World], runs: Sequence[Mapping[str, Any]], fra
         raise InvalidArgumentError(f"ensemble(frames={frames!r}): expected an int >= 0")
     params_list = [_checked_params(k, params) for k, params in enumerate(runs)]
     _give_seeds(build, params_list, seed)
+    names = frozenset(_ordered_keys(params_list))   # no observed value may take a parameter's column
     own_pool = executor is None
     if own_pool:
         _check_picklable(build, observe)
@@ -85,18 +89,29 @@ def ensemble(build: Callable[..., World], runs: Sequence[Mapping[str, Any]], fra
         call = uuid.uuid4().hex   # Dask's default pure=True would serve a repeated call from its cache
         for k, params in enumerate(params_list):
             try:
-                future_runs[executor.submit(run_one, build, params, frames, observe, f"{call}:{k}")] = k
+                future_runs[executor.submit(run_one, build, params, frames, observe, f"{call}:{k}", names)] = k
             except Exception as exc:   # a run whose arguments cannot be shipped
                 outcomes[k] = {"observed": {}, "error": _error_text(exc)}
         done = sum(outcome is not None for outcome in outcomes)
+        broken = []
         for future in cf.as_completed(future_runs):
             k = future_runs[future]
             try:
                 outcomes[k] = future.result()
-            except Exception as exc:   # the executor failed the run (pickling, a dead process)
+            except cf.process.BrokenProcessPool as exc:   # some run's process died: which one is unknown
+                outcomes[k] = {"observed": {}, "error": _error_text(exc)}
+                broken.append(k)
+                continue
+            except Exception as exc:   # the executor failed the run (pickling)
                 outcomes[k] = {"observed": {}, "error": _error_text(exc)}
             done += 1
             bar.update(done)
+        if broken and own_pool:
+            executor.shutdown(wait=True, cancel_futures=True)
+            for k, outcome in _isolated(broken, build, params_list, frames, observe, names, call):
+                outcomes[k] = outcome
+                done += 1
+                bar.update(done)
     except BaseException:    # Ctrl-C: the runs in the pool's hands would otherwise run to their end
         if own_pool:
             _stop_now(executor)   # type: ignore[arg-type]
@@ -111,11 +126,13 @@ def ensemble(build: Callable[..., World], runs: Sequence[Mapping[str, Any]], fra
 
 
 def run_one(build: Callable[..., World], params: dict[str, Any], frames: int,
-            observe: Callable[[World], Mapping[str, Any]] | None, task: str = "") -> dict[str, Any]:
+            observe: Callable[[World], Mapping[str, Any]] | None, task: str = "",
+            names: frozenset[str] = frozenset()) -> dict[str, Any]:
     """One run, in whichever process the executor chose: build, run, observe, close. Returns
     {"observed": {name: scalar or 1-D array}, "error": None or "ExcType: message"}; never raises
     for an error of the run. `task` (call and run) only makes each task distinct: Dask names a
-    task by a hash of its arguments and would hand out an earlier identical task's result."""
+    task by a hash of its arguments and would hand out an earlier identical task's result.
+    `names`: every run's parameter names, which observed values may not take."""
     del task
     world = None
     try:
@@ -123,13 +140,37 @@ def run_one(build: Callable[..., World], params: dict[str, Any], frames: int,
         if not isinstance(world, World):
             raise ArgumentTypeError(f"build(**{params!r}) returned {type(world).__name__}, expected an ecs.World")
         world.run(frames=frames)
-        observed = {} if observe is None else _checked_observed(observe(world), params)
+        observed = {} if observe is None else _checked_observed(observe(world), names | params.keys())
         return {"observed": observed, "error": None}
-    except (Exception, SystemExit) as exc:   # a run's sys.exit() is its own failure, not the call's
+    except (Exception, SystemExit, KeyboardInterrupt) as exc:   # a run's sys.exit() is its failure, not the call's
         return {"observed": {}, "error": _error_text(exc)}
     finally:
         if isinstance(world, World):
             world.close()
+
+
+def _isolated(lost: list[int], build: Callable[..., World], params_list: list[dict[str, Any]], frames: int,
+              observe: Callable[[World], Mapping[str, Any]] | None, names: frozenset[str],
+              call: str) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(run, outcome) of the runs a broken pool lost, each run again in a pool of one process, as
+    many at once as local_pool would run: only a run that kills its process reports the break."""
+    width = _pool_size(len(lost))
+    for first in range(0, len(lost), width):
+        pools = {k: local_pool(1) for k in lost[first:first + width]}
+        try:
+            futures = {pool.submit(run_one, build, params_list[k], frames, observe, f"{call}:{k}:alone", names): k
+                       for k, pool in pools.items()}
+            for future in cf.as_completed(futures):
+                try:
+                    yield futures[future], future.result()
+                except Exception as exc:   # its own process died
+                    yield futures[future], {"observed": {}, "error": _error_text(exc)}
+        except BaseException:
+            for pool in pools.values():
+                _stop_now(pool)
+            raise
+        for pool in pools.values():
+            pool.shutdown(wait=True)
 
 
 def local_pool(runs: int) -> cf.ProcessPoolExecutor:
@@ -142,8 +183,12 @@ def local_pool(runs: int) -> cf.ProcessPoolExecutor:
         context = forkserver
     except ValueError:
         context = mp.get_context("spawn")
-    size = max(1, min(runs, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1))
-    return cf.ProcessPoolExecutor(max_workers=size, mp_context=context)
+    return cf.ProcessPoolExecutor(max_workers=_pool_size(runs), mp_context=context)
+
+
+def _pool_size(runs: int) -> int:
+    """Processes for `runs` runs: one per core, at most one per run."""
+    return max(1, min(runs, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1))
 
 
 def _stop_now(pool: cf.ProcessPoolExecutor) -> None:
@@ -214,7 +259,7 @@ def _check_picklable(build: Callable[..., Any], observe: Callable[..., Any] | No
                                     f"must be a module-level function of an importable module ({exc})") from None
 
 
-def _checked_observed(observed: Any, params: Mapping[str, Any]) -> dict[str, Any]:
+def _checked_observed(observed: Any, params: Collection[str]) -> dict[str, Any]:
     if not isinstance(observed, Mapping):
         raise ArgumentTypeError(f"observe(world) returned {type(observed).__name__}, expected a dict of scalars or "
                                 f"arrays")

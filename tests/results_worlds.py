@@ -4,6 +4,8 @@ pool, Dask workers) import them by name."""
 
 from __future__ import annotations
 
+import os
+import signal
 import sys
 import time
 
@@ -70,6 +72,23 @@ def build_exiting(seed: int, code: int = 0) -> ecs.World:
     """A build that calls sys.exit(code) when code is not 0."""
     if code:
         sys.exit(code)
+    return build(seed=seed, n=20)
+
+
+def build_dying(seed: int, how: str = "") -> ecs.World:
+    """A build whose process dies ("segfault": SIGSEGV, "exit": os._exit) or that raises
+    KeyboardInterrupt ("interrupt"); a plain build otherwise."""
+    if how == "segfault":
+        os.kill(os.getpid(), signal.SIGSEGV)
+    if how == "exit":
+        os._exit(3)
+    if how == "interrupt":
+        raise KeyboardInterrupt
+    return build(seed=seed, n=20)
+
+
+def build_ignoring(seed: int, **extra: object) -> ecs.World:
+    """A build that takes any other parameter and ignores it."""
     return build(seed=seed, n=20)
 
 

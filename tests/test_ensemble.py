@@ -112,6 +112,28 @@ def test_a_run_that_calls_sys_exit_reports_it_and_the_others_finish(pool) -> Non
     assert table["mean_y"].null_count == 1
 
 
+def test_a_run_whose_process_dies_fails_alone() -> None:
+    """The local pool breaks when a process dies; the runs it lost are run again, each alone."""
+    runs = [{"seed": 1}, {"seed": 2, "how": "segfault"}, {"seed": 3}, {"seed": 4, "how": "exit"}, {"seed": 5},
+            {"seed": 6, "how": "interrupt"}]
+    table = ecs.ensemble(worlds.build_dying, runs, frames=2, observe=worlds.observe, progress=False)
+    errors = table["error"].to_pylist()
+    assert [e is None for e in errors] == [True, False, True, False, True, False], errors
+    assert "BrokenProcessPool" in errors[1] and "BrokenProcessPool" in errors[3] and errors[5] == "KeyboardInterrupt"
+    for row, params in zip(table.to_pylist(), runs, strict=True):
+        if row["error"] is None:
+            assert row["mean_y"] == worlds.alone(worlds.build_dying, params, 2, worlds.observe)["mean_y"]
+
+
+def test_an_observed_name_may_not_be_another_run_s_parameter(pool) -> None:
+    """Both runs observe "bounces", a parameter of run 1: its column holds run 1's parameter."""
+    runs = [{"seed": 1}, {"seed": 2, "bounces": 7}]
+    table = ecs.ensemble(worlds.build_ignoring, runs, frames=1, observe=worlds.observe, executor=pool)
+    errors = table["error"].to_pylist()
+    assert all(e is not None and "'bounces'" in e and "a parameter name" in e for e in errors), errors
+    assert table["bounces"].to_pylist() == [None, 7]
+
+
 def test_ctrl_c_stops_the_local_pool_s_processes_at_once() -> None:
     """KeyboardInterrupt in this process ends the call; the pool's processes are terminated,
     not left to finish their runs (here: each would sleep 60 s)."""
