@@ -354,7 +354,8 @@ class World:
         return recorder
 
     def stats(self) -> dict[str, dict[str, float]]:
-        """Per system: calls (frames it ran), kernel_calls, rows given, seconds spent."""
+        """Per system: calls (frames it was due in, a frame that failed before it included: the
+        count every=N keeps its cadence by), kernel_calls, rows given, seconds spent."""
         self._check_open("stats")
         return self._schedule.stats()
 
