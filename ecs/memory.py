@@ -170,17 +170,29 @@ class Arena:
     def allocate(self, nbytes: int) -> Region:
         """Reserve `nbytes` (rounded up to pages) of address space; commits nothing. Address space
         is never handed out twice: a view kept from a released region must not alias a new one."""
+        offset, self._next = self._placed(self._next, self._regions, nbytes)
+        self._regions += 1
+        return Region(self, offset, page_round(max(nbytes, 1)))
+
+    def check_room(self, sizes: list[int]) -> None:
+        """CapacityError, before anything is reserved, unless regions of these sizes (allocated in
+        this order) all fit: a table whose last column would not fit reserves none (its first
+        ones' address space would be lost for good)."""
+        at = self._next
+        for k, nbytes in enumerate(sizes):
+            _, at = self._placed(at, self._regions + k, nbytes)
+
+    def _placed(self, at: int, regions: int, nbytes: int) -> tuple[int, int]:
+        """Where the next region of `nbytes` starts when `at` is the first free byte and `regions`
+        regions exist, and the first free byte after it; CapacityError past the arena."""
         reserved = page_round(max(nbytes, 1))
         if not self.shared and reserved >= HUGE_PAGE:
-            self._next = self._huge_ceil(self._next)   # whole huge pages from its start
-        if self._next + reserved > self.size:
-            raise CapacityError(f"the world's address space is exhausted ({self._next} of {self.size} bytes "
+            at = self._huge_ceil(at)   # whole huge pages from its start
+        if at + reserved > self.size:
+            raise CapacityError(f"the world's address space is exhausted ({at} of {self.size} bytes "
                                 f"reserved, {reserved} more requested)", f"arena of {self.size} bytes",
                                 "lower World(max_rows=...) or World(max_entities=...)")
-        offset = self._next
-        self._regions += 1
-        self._next += reserved + PAGE * (1 + self._regions % 8)   # a gap of 1-8 pages: see below
-        return Region(self, offset, reserved)
+        return at, at + reserved + PAGE * (1 + (regions + 1) % 8)   # a gap of 1-8 pages: see below
 
     def view(self, dtype: npt.DTypeLike, offset: int, shape: tuple[int, ...]) -> np.ndarray:
         dtype = np.dtype(dtype)

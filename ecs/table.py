@@ -72,6 +72,9 @@ class Table:
         self.capacity = 0
         self._arena = arena
         self._regions: list[tuple[Region, int, int]] = []   # (region, bytes per row, stagger)
+        row_bytes = [8] + [dtype.itemsize for info in components for dtype in info.fields.values()]
+        arena.check_room([COLUMN_STAGGER * (k % 8) + n * max_rows for k, n in enumerate(row_bytes)]
+                         + [MAX_SLOTS * self.max_words * 8])
         self.entities_all, self.entity_spec = self._reserve(np.dtype(np.int64), ())
         # columns_by_component[C.id] = {field: full-reservation view}; rows [:n] are live
         self.columns_by_component: dict[int, dict[str, np.ndarray]] = {}

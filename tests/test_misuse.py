@@ -77,6 +77,23 @@ def test_a_spawn_batch_past_a_capacity_makes_no_table(tmp_path) -> None:
         assert saved_bytes(world, tmp_path) == before   # the file lists its tables: no new, empty one
 
 
+@ecs.component
+class Huge:                  # 2**25 rows of 40 KB: a table that cannot fit a world's 1 TiB arena
+    a: ecs.f32
+    b: ecs.u8[40000]
+
+
+def test_a_table_too_large_for_the_arena_reserves_nothing() -> None:
+    """Each refused spawn reserved the columns before the one that did not fit (~384 MiB of the
+    arena's address space, never reused): a few thousand refusals left no room for any table."""
+    with ecs.World() as world:
+        for _ in range(3000):
+            with pytest.raises(ecs.CapacityError, match=r"the world's address space is exhausted"):
+                world.spawn(Huge(a=1.0, b=np.zeros(40000, np.uint8)))
+        world.spawn(Health(hp=1))
+        assert len(world) == 1
+
+
 def test_resources_of_a_closed_world_raise_world_closed_error() -> None:
     world = ecs.World()
     world.resources["grid"] = np.zeros(4)
