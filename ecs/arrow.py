@@ -17,9 +17,9 @@ Where copies happen, and what they cost:
 
 A table that shares memory with the world is a live view: it shows what the columns hold when it
 is read, not when it was made. A later step, `set_batch` or restore changes its values, and a
-structural change (spawn, despawn, add, remove) moves other entities' rows under it, while its
-"entity" column still lists the ids of the moment it was made. Take `copy=True` for a table that
-must keep the values of the moment. Reading it never crashes: its buffers hold the numpy views,
+structural change (spawn, despawn, add, remove) moves other entities' rows under it, its
+"entity" column included (shared too: after a despawn it may list the moved id twice). Take
+`copy=True` for a table that must keep the values and ids of the moment. Reading it never crashes: its buffers hold the numpy views,
 which keep the world's shared mapping alive even after `World.close()` (memory.py); the values
 are then those of the moment the world was closed.
 
