@@ -94,6 +94,11 @@ class Recorder:
         one copy of every recorded column."""
         subject = self._argument() if self.reductions else None
         values = {name: _scalar(name, fn(subject)) for name, fn in self.reductions.items()}
+        for name, value in values.items():
+            try:
+                self._values[name].admit(value)
+            except InvalidArgumentError as exc:
+                raise InvalidArgumentError(f"reduction {name!r}: {exc}") from None
         count = 0
         if self._query is not None:
             batches = list(self._query)   # an unfiltered query: iterating consumes nothing
@@ -254,17 +259,40 @@ class _Growable:
         self._data: np.ndarray | None = np.empty(16, dtype) if dtype is not None else None
         self._n = 0
 
-    def append(self, value: Any) -> None:
+    def admit(self, value: Any) -> None:
+        """Make the array's dtype hold `value` (InvalidArgumentError, nothing appended, where no
+        dtype holds it with the values so far)."""
         if self._data is None:
             self._data = np.empty(16, np.asarray(value).dtype)
         elif not np.can_cast(np.asarray(value).dtype, self._data.dtype, "safe") and np.ndim(value) == 0:
-            self._data = self._data.astype(np.result_type(self._data.dtype, np.asarray(value).dtype))
+            self._data = self._data.astype(self._widened(np.asarray(value)))
+
+    def append(self, value: Any) -> None:
+        self.admit(value)
+        assert self._data is not None
         if self._n == self._data.shape[0]:
             grown = np.empty(2 * self._n, self._data.dtype)
             grown[:self._n] = self._data
             self._data = grown
         self._data[self._n] = value
         self._n += 1
+
+    def _widened(self, value: np.ndarray) -> np.dtype:
+        """The dtype that holds the values so far and `value`: np.result_type's, except that
+        int64 and uint64 values (numpy's result: float64, which rounds past 2**53) stay integers
+        where int64 or uint64 holds them all; InvalidArgumentError where neither does."""
+        assert self._data is not None
+        dtype = np.result_type(self._data.dtype, value.dtype)
+        kinds = {self._data.dtype.kind, value.dtype.kind}
+        if dtype.kind != "f" or not kinds <= {"i", "u", "b"}:
+            return dtype
+        held = np.append(self._data[:self._n].astype(object), value.item())
+        for integer in (np.int64, np.uint64):
+            info = np.iinfo(integer)
+            if all(info.min <= int(v) <= info.max for v in held):
+                return np.dtype(integer)
+        raise InvalidArgumentError(f"a reduction returned {value.item()} after {max(held, key=abs)}: no 64-bit "
+                                   f"integer type holds both; return floats if they need not be exact")
 
     def values(self) -> np.ndarray:
         return self._data[:self._n] if self._data is not None else np.empty(0)

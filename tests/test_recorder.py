@@ -90,6 +90,21 @@ def test_reductions_alone_give_one_row_per_sample() -> None:
         assert table.equals(rec.reductions_to_arrow())
 
 
+def test_integer_reductions_stay_exact_integers() -> None:
+    """int64 and uint64 samples widened to float64 (numpy's rule), which rounds past 2**53."""
+    values = iter([2**63 + 1, 5, 2**62, -1])
+
+    with counting_world()[0] as world:
+        rec = world.record(Tally, reductions={"big": lambda w: next(values)})
+        world.run(frames=2)                          # samples frames 0, 1 and 2
+        table = rec.reductions_to_arrow()
+        assert table["big"].to_pylist() == [2**63 + 1, 5, 2**62] and str(table["big"].type) == "uint64"
+        with pytest.raises(ValueError, match=r"reduction 'big': a reduction returned -1 after 9223372036854775809: "
+                                             r"no 64-bit integer type holds both"):
+            world.step()
+        assert rec.frames.tolist() == [0, 1, 2] and rec.to_arrow().num_rows == 12   # no partial sample
+
+
 def test_a_reduction_that_raises_stops_the_run_and_leaves_no_partial_sample() -> None:
     world, _ = counting_world()
     calls = []
