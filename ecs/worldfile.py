@@ -18,8 +18,8 @@ digits, kernels/checksum.py). It also holds the id allocator (high water mark, l
 free list and the free slots' generations: the entity index follows from these and the entity
 columns, and is rebuilt on load), resources (numbers inline as JSON numbers, so a NaN scalar
 comes back as the plain quiet NaN, without its sign or payload; arrays in the payload, bit for
-bit) and the frame counter. Version 2 differs only in its array checksums (CRC-32, 8 hex digits, key "crc32") and is still read;
-version 1 stored the index itself (36 instead of 24 bytes per entity of 16 B of fields) and is
+bit) and the frame counter. Version 2 differs only in its array checksums (CRC-32, 8 hex
+digits, key "crc32") and is still read; version 1 stored the index itself (36 instead of 24 bytes per entity of 16 B of fields) and is
 refused.
 
 A file is untrusted input. Loading checks magic, version, sizes and the whole manifest before it
