@@ -20,8 +20,8 @@ is read, not when it was made. A later step, `set_batch` or restore changes its 
 structural change (spawn, despawn, add, remove) moves other entities' rows under it, its
 "entity" column included (shared too: after a despawn it may list the moved id twice). Take
 `copy=True` for a table that must keep the values and ids of the moment. Reading it never
-crashes: its buffers hold the numpy views, which keep the world's shared mapping alive even after `World.close()` (memory.py); the values
-are then those of the moment the world was closed.
+crashes: its buffers hold the numpy views, which keep the world's shared mapping alive even
+after `World.close()` (memory.py); the values are then those of the moment the world was closed.
 
 pyarrow is an optional dependency (`pip install 'columnar-ecs[arrow]'`); this module imports it
 only when a conversion is asked for, and `require()` turns its absence into an ImportError that

@@ -11,16 +11,15 @@ File format, version 3 (little-endian; no pickle anywhere):
          end   u32 CRC-32 of the manifest, then b"ECSEND\\0\\0"
 
 The manifest names every component by its stored name (`module:qualname`, schema.py) with its
-fields and dtypes, and for
-every table its components, its row count and where its entity column and field columns lie
-in the payload (offset, bytes, dtype, shape, and an XXH64 of every CHUNK = 4 MiB as 16 hex
-digits, kernels/checksum.py). It also holds the id allocator (high water mark, live count,
-free list and the free slots' generations: the entity index follows from these and the entity
-columns, and is rebuilt on load), resources (numbers inline as JSON numbers, so a NaN scalar
-comes back as the plain quiet NaN, without its sign or payload; arrays in the payload, bit for
-bit) and the frame counter. Version 2 differs only in its array checksums (CRC-32, 8 hex
-digits, key "crc32") and is still read; version 1 stored the index itself (36 instead of 24 bytes per entity of 16 B of fields) and is
-refused.
+fields and dtypes, and for every table its components, its row count and where its entity column
+and field columns lie in the payload (offset, bytes, dtype, shape, and an XXH64 of every CHUNK =
+4 MiB as 16 hex digits, kernels/checksum.py). It also holds the id allocator (high water mark,
+live count, free list and the free slots' generations: the entity index follows from these and
+the entity columns, and is rebuilt on load), resources (numbers inline as JSON numbers, so a NaN
+scalar comes back as the plain quiet NaN, without its sign or payload; arrays in the payload,
+bit for bit) and the frame counter. Version 2 differs only in its array checksums (CRC-32, 8 hex
+digits, key "crc32") and is still read; version 1 stored the index itself (36 instead of 24
+bytes per entity of 16 B of fields) and is refused.
 
 A file is untrusted input. Loading checks magic, version, sizes and the whole manifest before it
 builds anything (manifest.py): components resolve only among the classes this program has
