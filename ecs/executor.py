@@ -208,6 +208,7 @@ class Executor:
         if call is None:
             call = prepared.call = _kernel_entry(system, prepared, args)
         marks = prepared.marks
+        marked = rows.copy() if marks and rows is not None else rows   # the kernel may write its Rows
         raised = None
         try:
             call(*args)
@@ -215,10 +216,10 @@ class Executor:
             raised = exc
         finally:
             for words in marks:
-                if rows is None:
+                if marked is None:
                     bits.fill_range(words, 0, stop - start)
                 else:
-                    bits.mark_rows(words, rows)
+                    bits.mark_rows(words, marked)
             stats[0] += 1
             if task.table < 0:
                 stats[1] += values.removed_ids.shape[0] if values.removed_ids is not None else 0

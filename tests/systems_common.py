@@ -261,6 +261,15 @@ def echo_position(rows: Rows, pos: Position, val: Mut[Value]):
         val.v[rows[k]] += 1000
 
 
+@system(changed=[Position])
+def echo_then_scribble(rows: Rows, pos: Position, val: Mut[Value], scribble: int):
+    """echo_position, then overwrites its Rows array with `scribble` (a row it did not write, or
+    one past the table): the marks are of the rows it was given, whatever the array holds after."""
+    for k in range(rows.shape[0]):
+        val.v[rows[k]] += 1000
+        rows[k] = scribble
+
+
 @system(every=4, without=[Frozen])
 def touch_unfrozen_every4(val: Mut[Value]):
     pass

@@ -19,6 +19,7 @@ from tests.systems_common import (
     Counter,
     Value,
     echo_position,
+    echo_then_scribble,
     fresh_logs,
     increment_n,
     index_of,
@@ -316,6 +317,23 @@ def test_filtered_writer_with_auto_marks_marks_only_its_selected_rows(world: ecs
     world.step()
     assert seen_ids(world, "seen_every1") == indices([ids[5], ids[70]])
     assert [int(world.get(e, Value).v) for e in (ids[5], ids[6], ids[70])] == [2000, 1000, 2000]
+
+
+@pytest.mark.parametrize("driven", [True, False], ids=["driver", "python path"])
+@pytest.mark.parametrize("scribble", [7, 2**25 + 3, 2**40])
+def test_auto_marks_are_of_the_rows_given_even_when_the_kernel_overwrote_them(
+        world: ecs.World, monkeypatch: pytest.MonkeyPatch, driven: bool, scribble: int) -> None:
+    if not driven:
+        introspect.without_drivers(monkeypatch)
+    ids = [int(e) for e in world.spawn_batch(100, Value(), Position(x=0.0, y=0.0))]
+    world.add_system(echo_then_scribble)
+    values, added = world.query(Value, changed=[Value]), world.query(Value, added=[Value])
+    world.step(scribble=scribble)
+    list(values), list(added)
+    world.set_batch([ids[5], ids[70]], Position(x=1.0, y=1.0))
+    world.step(scribble=scribble)
+    assert [int(e) for b in values for e in b.entities[b.rows]] == [ids[5], ids[70]]
+    assert [int(e) for b in added for e in b.entities[b.rows]] == []
 
 
 def test_writes_through_a_raw_query_view_are_not_detected(world: ecs.World) -> None:
