@@ -156,8 +156,14 @@ def _integer_bound(value):
 
 @overload(_integer_bound)
 def _integer_bound_compiled(value):
-    if isinstance(value, types.Integer):
+    if isinstance(value, types.Integer) and (value.signed or value.bitwidth < 64):
         return lambda value: np.int64(value)
+    if isinstance(value, types.Integer):   # a uint64 (a Python int past int64 is typed as one)
+        def unsigned(value):
+            if value > np.uint64(9223372036854775807):
+                raise ValueError("integers: low and high must be integers within int64")
+            return np.int64(value)
+        return unsigned
     if isinstance(value, types.Float):
         def checked(value):
             if not -9.223372036854775808e18 <= value < 9.223372036854775808e18 or np.int64(value) != value:
