@@ -50,6 +50,7 @@ from .query import Query
 from .recorder import Recorder, run_recorded
 from .resources import Resources
 from .schedule import Schedule
+from .mailbox import MAX_WORKERS
 from .schema import info_of
 from .snapshot import Snapshot
 from .store import Store
@@ -464,4 +465,6 @@ def _worker_count(workers: int | str, step_timeout: float | None) -> int:
         return cores if step_timeout is not None else cores - 1
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 0:
         raise InvalidArgumentError(f"World(workers={workers!r}): expected an int >= 0 or 'auto'")
+    if workers > MAX_WORKERS:   # refused here, before command buffers for that many are reserved
+        raise InvalidArgumentError(f"World(workers={workers}): at most {MAX_WORKERS}")
     return workers

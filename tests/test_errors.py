@@ -53,6 +53,8 @@ def test_command_error_names_the_placeholder_and_the_queue() -> None:
 def test_invalid_argument_error_names_the_call_and_the_value() -> None:
     with pytest.raises(ecs.InvalidArgumentError, match=r"World\(workers=-1\): expected an int >= 0 or 'auto'"):
         ecs.World(workers=-1)
+    with pytest.raises(ecs.InvalidArgumentError, match=r"World\(workers=20000\): at most 1024"):
+        ecs.World(workers=20000)          # refused before any command buffer is reserved for them
     with ecs.World() as world, pytest.raises(ecs.InvalidArgumentError, match=r"run\(frames=-3\)"):
         world.run(frames=-3)
 
