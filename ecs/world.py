@@ -44,13 +44,13 @@ from .errors import (
     InvalidArgumentError,
     WorldClosedError,
 )
+from .mailbox import MAX_WORKERS
 from .parts import parts_of, values_of
 from .progress import Progress
 from .query import Query
 from .recorder import Recorder, run_recorded
 from .resources import Resources
 from .schedule import Schedule
-from .mailbox import MAX_WORKERS
 from .schema import info_of
 from .snapshot import Snapshot
 from .store import Store

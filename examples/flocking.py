@@ -37,10 +37,12 @@ if str(ROOT) not in sys.path:   # `python examples/flocking.py` puts examples/ o
 
 import ecs  # noqa: E402
 from ecs.kernels import random, spatial  # noqa: E402
+from examples import cli  # noqa: E402
 from examples.flocking_systems import SYSTEMS, Heading, Position  # noqa: E402
 
 INIT_FRAME = -1
 MIN_BIRDS = 16                    # 150 * sqrt(16 / 400) = 30: twice the visual distance
+MAX_BIRDS = 1 << 25               # a table's rows under World's default max_rows
 DETERMINISM_TIMEOUT_S = 120.0     # --check-determinism's 2-worker world: every run on the workers
 X, Y, ANGLE = 10, 11, 12          # streams of the initial draws
 
@@ -138,12 +140,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--birds", type=int, default=400)
     parser.add_argument("--steps", type=int, default=100)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--workers", default="0", help="worker processes: an int or 'auto' (default 0)")
+    parser.add_argument("--seed", type=cli.seed, default=0)
+    parser.add_argument("--workers", type=cli.workers, default=0, help="worker processes: an int or 'auto' (default 0)")
     parser.add_argument("--check-determinism", action="store_true",
                         help="run on 0 and 2 workers and compare every bird bit for bit")
     args = parser.parse_args(argv)
-    args.workers = args.workers if args.workers == "auto" else int(args.workers)
+    if args.birds > MAX_BIRDS:
+        parser.error(f"--birds {args.birds}: at most {MAX_BIRDS:,} (a table's default max_rows)")
     if args.birds < MIN_BIRDS or args.steps < 2:
         parser.error(f"--birds must be >= {MIN_BIRDS} (the square, 150 * sqrt(birds / 400) a side, must be at "
                      f"least twice the visual distance wide) and --steps >= 2")

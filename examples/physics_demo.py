@@ -40,6 +40,7 @@ if str(ROOT) not in sys.path:   # `python examples/physics_demo.py` puts example
 import ecs  # noqa: E402
 from ecs.kernels import physics  # noqa: E402
 from ecs.schedule import Progress  # noqa: E402
+from examples import cli  # noqa: E402
 from examples.physics_systems import (  # noqa: E402
     SYSTEMS,
     Contact,
@@ -386,10 +387,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--entities", type=int, default=defaults.entities,
                         help="particles (default %(default)s)")
     parser.add_argument("--frames", type=int, default=defaults.frames, help="frames (default %(default)s)")
-    parser.add_argument("--workers", default="auto",
+    parser.add_argument("--workers", type=cli.workers, default="auto",
                         help="worker processes; 0 runs the systems in this process (default: auto, one "
                              "working process per core, this one among them)")
-    parser.add_argument("--seed", type=int, default=defaults.seed, help="random seed (default %(default)s)")
+    parser.add_argument("--seed", type=cli.seed, default=defaults.seed, help="random seed (default %(default)s)")
     parser.add_argument("--out", type=pathlib.Path, default=ROOT / "out", metavar="DIR",
                         help="folder for the images (default out/)")
     parser.add_argument("--gif", action="store_true", help="also write an animation, DIR/physics.gif")
@@ -403,14 +404,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--check-determinism", action="store_true",
                         help="run the seed on 0, 1 and 2 workers and compare the final states")
     args = parser.parse_args(argv)
-    if args.workers != "auto":
-        try:
-            args.workers = int(args.workers)
-        except ValueError:
-            parser.error(f"--workers {args.workers!r}: expected an int >= 0 or 'auto'")
-    workers_ok = args.workers == "auto" or args.workers >= 0
-    if args.entities < 1 or args.frames < 2 or args.emit_every < 1 or not workers_ok:
-        parser.error("--entities and --emit-every must be >= 1, --frames >= 2 and --workers >= 0")
+    if args.entities < 1 or args.frames < 2 or args.emit_every < 1:
+        parser.error("--entities and --emit-every must be >= 1 and --frames >= 2")
     return args
 
 

@@ -38,6 +38,7 @@ if str(ROOT) not in sys.path:   # `python examples/wolf_sheep.py` puts examples/
 
 import ecs  # noqa: E402
 from ecs.kernels import random  # noqa: E402
+from examples import cli  # noqa: E402
 from examples.wolf_sheep_systems import SYSTEMS, Energy, Position, Sheep, Wolf  # noqa: E402
 
 DETERMINISM_TIMEOUT_S = 120.0   # --check-determinism's 2-worker world: every run on the workers
@@ -209,14 +210,13 @@ def same_result(a: Result, b: Result) -> bool:
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seeds", type=int, default=5, help="how many seeds to run (default 5)")
-    parser.add_argument("--seed", type=int, default=0, help="the first seed (default 0)")
+    parser.add_argument("--seed", type=cli.seed, default=0, help="the first seed (default 0)")
     parser.add_argument("--steps", type=int, default=100)
-    parser.add_argument("--workers", default="0", help="worker processes: an int or 'auto' (default 0)")
+    parser.add_argument("--workers", type=cli.workers, default=0, help="worker processes: an int or 'auto' (default 0)")
     parser.add_argument("--plot", type=pathlib.Path, help="write the populations to this PNG")
     parser.add_argument("--check-determinism", action="store_true",
                         help="run the first seed on 0 and 2 workers and compare them bit for bit")
     args = parser.parse_args(argv)
-    args.workers = args.workers if args.workers == "auto" else int(args.workers)
     if args.seeds < 1 or args.steps < 1:
         parser.error("--seeds and --steps must be >= 1")
     return args

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from examples import flocking, wolf_sheep
+from examples import flocking, physics_demo, wolf_sheep
 
 
 # ---------------------------------------------------------------- WolfSheep
@@ -78,3 +78,25 @@ def test_flocking_keeps_unit_headings_in_the_square_and_aligns_the_birds() -> No
     np.testing.assert_allclose(np.hypot(birds[:, 3], birds[:, 4]), 1.0, atol=1e-12)
     assert ((birds[:, 1:3] >= 0) & (birds[:, 1:3] < 150.0)).all()
     assert result.alignment_after > result.alignment_before + 0.05     # measured: 0.24 -> 0.33 (0.55 at 200 steps)
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["--workers", "abc"], "argument --workers: 'abc': expected an int >= 0 or 'auto'"),
+    (["--workers", "-1"], "argument --workers: '-1': expected an int from 0 to 1024 or 'auto'"),
+    (["--workers", "100000"], "expected an int from 0 to 1024 or 'auto'"),
+    (["--seed", "99999999999999999999"], "argument --seed: '99999999999999999999': expected an int from 0 to 2**63"),
+    (["--seed", "x"], "argument --seed: 'x': expected an int"),
+])
+@pytest.mark.parametrize("example", [flocking, wolf_sheep, physics_demo], ids=lambda m: m.__name__.split(".")[-1])
+def test_the_examples_refuse_bad_flags_with_a_usage_error(example, argv: list[str], message: str,
+                                                          capsys: pytest.CaptureFixture) -> None:
+    with pytest.raises(SystemExit):
+        example.parse_args(argv)
+    assert message in capsys.readouterr().err
+    assert example.parse_args(["--workers", "auto", "--seed", str(2**63 - 1)]).workers == "auto"
+
+
+def test_flocking_refuses_more_birds_than_a_table_holds(capsys: pytest.CaptureFixture) -> None:
+    with pytest.raises(SystemExit):
+        flocking.parse_args(["--birds", "100000000000"])
+    assert "--birds 100000000000: at most 33,554,432" in capsys.readouterr().err
