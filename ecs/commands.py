@@ -59,6 +59,7 @@ from ecs.kernels.commands import (
 
 from .entity import INDEX_MASK
 from .errors import (
+    CapacityError,
     CommandError,
     ComponentValueError,
     DeadEntityError,
@@ -386,9 +387,16 @@ class _RecordBatch:
     def apply(self, lookups: RecordLookups) -> None:
         store, entities = self.store, self.store.entities
         arriving = self.prefabs.shape[0] + self.changes.shape[0]   # at most, into any one table
-        if self.changes.shape[0] and max(table.n for table in store.tables) + arriving > store.max_rows:
-            store.make_room(self._arrivals(lookups), self.prefabs.shape[0])   # a table may fill: count exactly
-        spawned = store.spawn_copies(self.prefabs, self.added)
+        try:
+            if self.changes.shape[0] and max(table.n for table in store.tables) + arriving > store.max_rows:
+                store.make_room(self._arrivals(lookups), self.prefabs.shape[0])   # a table may fill: count exactly
+            spawned = store.spawn_copies(self.prefabs, self.added)
+        except CapacityError as exc:   # of the frame's commands together: names who issued them
+            systems = distinct(self.records[np.concatenate([self.spawn_at, self.changes]), SYSTEM])
+            exc.args = (f"the commands of this frame ({self.prefabs.shape[0]} spawns, {self.changes.shape[0]} "
+                        f"component changes, from system {', '.join(repr(self.system_names[int(k)]) for k in systems)}"
+                        f"): {exc}",)
+            raise
         real = np.empty(self.records.shape[0], np.int64)     # targets, placeholders replaced
         doomed = np.empty(self.despawn_at.shape[0], np.int64)
         doomed = doomed[:records_kernels.settle_targets(self.resolved(None), spawned, self.despawn_at,
