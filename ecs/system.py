@@ -133,15 +133,16 @@ class System:
         self.removed = _filter_infos(self.name, "removed", removed)
         self.without = _filter_infos(self.name, "without", without)
         self.with_ = _filter_infos(self.name, "with_", with_)
-        if isinstance(every, bool) or not isinstance(every, int) or every < 1:
+        every_n, offset_n = _as_int(every), _as_int(offset)    # numpy integers too
+        if every_n is None or every_n < 1:
             raise SystemDefinitionError(self.name, f"every={every!r}: expected an int >= 1")
-        if isinstance(offset, bool) or not isinstance(offset, int) or not 0 <= offset < every:
+        if offset_n is None or not 0 <= offset_n < every_n:
             raise SystemDefinitionError(self.name, f"offset={offset!r}: expected an int with 0 <= offset < "
                                                    f"every (every={every})")
         if mark not in MARK_MODES:
             raise SystemDefinitionError(self.name, f"mark={mark!r}: expected 'auto' or 'manual'")
-        self.every = every
-        self.offset = offset
+        self.every = every_n
+        self.offset = offset_n
         self.mark = mark
         self.split = bool(split)
         self.params = tuple(self._bind_params())
@@ -417,3 +418,10 @@ def convert_value(value: object, numba_type: Any, param: Param, system_name: str
                                                  f"{numba_type} cannot hold exactly; pass values of one type",
                                     param.name)
     return converted
+
+
+def _as_int(value: object) -> int | None:
+    """`value` as a Python int if it is an integer (a numpy one too) and not a bool, else None."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+        return None
+    return int(value)

@@ -107,6 +107,15 @@ def test_bad_offset_is_refused_naming_the_option(options: dict, pattern: str) ->
         system(**options)(f)
 
 
+def test_every_and_offset_take_numpy_integers() -> None:
+    def f(stamp: Stamp):
+        pass
+    made = system(every=np.int64(3), offset=np.uint8(2))(f)
+    assert (made.every, made.offset) == (3, 2) and type(made.every) is int
+    with pytest.raises(SystemDefinitionError, match=r"every=np.True_: expected an int >= 1"):
+        system(every=np.bool_(True))(f)
+
+
 # ---------------------------------------------------------------- with_=
 def test_with_filter_restricts_tables_without_binding_the_component() -> None:
     assert [info.cls for info in count_sheep.required] == [Sheep]
