@@ -192,4 +192,8 @@ def _infos(what: str, components: Sequence[type]) -> list[ComponentInfo]:
         if what == "query":
             raise ArgumentTypeError(f"world.query() takes component classes, got {components!r}")
         raise ArgumentTypeError(f"{what}= takes a list of component classes, got {components!r}")
-    return [info_of(c) for c in components]
+    infos = [info_of(c) for c in components]
+    if what == "query" and len({info.id for info in infos}) < len(infos):   # its exports would repeat columns
+        twice = next(info for k, info in enumerate(infos) if info in infos[:k])
+        raise InvalidArgumentError(f"world.query() lists {twice.name} twice")
+    return infos

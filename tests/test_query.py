@@ -384,3 +384,11 @@ def test_many_readers_can_come_and_go(world: ecs.World) -> None:
         query = world.query(Position, changed=[Position])
         assert seen(query) == sorted(ids)
         del query
+
+
+def test_a_query_that_lists_a_component_twice_is_refused(world: ecs.World) -> None:
+    """Its Arrow export would hold every column of it twice."""
+    world.spawn(Position(x=1, y=2))
+    with pytest.raises(ecs.InvalidArgumentError, match=r"^world.query\(\) lists Position twice$"):
+        world.query(Position, Position)
+    assert world.query(Position).count() == 1
