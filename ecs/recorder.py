@@ -47,9 +47,10 @@ RESERVED_NAMES = frozenset({"frame", "entity"})
 class Recorder:
     """Samples of recorded components and reductions; built by `World.record`."""
 
-    def __init__(self, query: Query | None, components: tuple[type, ...], every: int,
+    def __init__(self, query: Callable[[], Query | None], components: tuple[type, ...], every: int,
                  reductions: Mapping[str, Callable[[Any], Any]] | None, argument: Callable[[], Any]) -> None:
-        """`query`: the query over `components` (None without components); `reductions`: name ->
+        """`query()`: makes the query over `components` (None without components), once every
+        argument is checked; `reductions`: name ->
         fn(x) -> scalar, called with `argument()` (World.record passes the world, held weakly)."""
         self._argument = argument
         if isinstance(every, bool) or not isinstance(every, int) or every < 1:
@@ -71,7 +72,7 @@ class Recorder:
         if not self.infos and not self.reductions:
             raise InvalidArgumentError("record() needs components to record, reductions, or both")
         self.dtypes = [dtype for info in self.infos for dtype in info.fields.values()]
-        self._query = query
+        self._query = query()
         self._blocks: list[_Block] = []
         self._frames = _Growable(np.int64)      # per sample: its frame count
         self._counts = _Growable(np.int64)      # per sample: entities in it

@@ -349,7 +349,7 @@ class World:
         frames run when it was taken: 0 is the state before the first frame, f the state
         right after the f-th. `recorder.to_arrow()` gives the samples, `close()` stops it."""
         self._check_open("record")
-        recorder = Recorder(self.query(*components) if components else None, components, every, reductions,
+        recorder = Recorder(lambda: self.query(*components) if components else None, components, every, reductions,
                             weakref.ref(self))   # a recorder keeps its world alive through nothing
         self._recorders.append(recorder)
         return recorder
