@@ -421,6 +421,10 @@ class WorkerPool:
         handle = self._handles[w]
         assert handle is not None
         unchanged = handle.plan is plan and commands == handle.commands and _same_values(shipped, handle.values)
+        # announced before the message is sent: the worker reads its pipe while this process
+        # writes it (sent first, a message past the pipe's buffer, ~200 KB, waited for a reader
+        # that waited for the announcement)
+        mailbox.give_run(self.control, self.control32, w, run, message=not unchanged)
         if not unchanged:
             try:
                 if not _send_within(handle.connection, (plan if handle.plan is not plan else None, shipped, commands),
@@ -429,8 +433,7 @@ class WorkerPool:
                     return handle, False
                 handle.plan, handle.values, handle.commands = plan, shipped, commands
             except OSError:
-                unchanged = True      # died this instant: the run's watch sees it and reports it
-        mailbox.give_run(self.control, self.control32, w, run, message=not unchanged)
+                pass                  # died this instant: the run's watch sees it and reports it
         return handle, True
 
     def _replace_failed(self, system_names: list[str], crashed: list[tuple[int, int | None]],

@@ -108,7 +108,9 @@ class RunWatch:
 
     def kill_hung(self, w: int) -> None:
         """Worker w read none of its messages until the frame's deadline (stopped, hung): killed,
-        and reported as timed out."""
+        and reported as timed out. The run is closed: its units may be nobody else's to run (the
+        deadline's own path closes it too), and waiting for them would never end."""
+        self.close()
         self._kill([w])
         self.timed_out.append(w)
 

@@ -30,6 +30,7 @@ from tests.worker_systems import (
     Sleeping,
     Vel,
     count_pushes,
+    count_removed,
     histogram,
     integrate,
 )
@@ -355,3 +356,20 @@ def test_an_array_outside_the_world_is_refused_on_every_run_of_a_world_with_work
         world.resources["grid"] = np.zeros(GRID, np.int64)
         world.step()                                       # from the resources: the same memory everywhere
         assert world.resources["grid"].sum() == 10
+
+
+@pytest.mark.parametrize("frames", [1, 3])
+def test_a_run_whose_message_exceeds_the_pipe_buffer_is_given_and_runs(frames: int) -> None:
+    """50,000 pending removed ids (400 KB of values) to a worker: the message was sent before the
+    run was announced, and the worker read its pipe only after the announcement (a hang)."""
+    with ecs.World(workers=1, step_timeout=60.0) as world:   # with a step_timeout every unit runs there
+        ids = world.spawn_batch(200_000, Pos(x=0, y=0), Vel(x=1, y=0), Hp())
+        world.resources["removed_log"] = np.zeros(1, np.int64)
+        world.add_system(integrate)
+        world.add_system(count_removed)
+        world.step(dt=1.0)
+        world.despawn_batch(ids[:50_000])
+        world.run(frames, dt=1.0)
+        assert int(world.resources["removed_log"][0]) == 50_000
+        assert world.stats()["count_removed"]["kernel_calls"] == 1
+        assert float(next(iter(world.query(Pos)))[Pos].x[0]) == 1.0 + frames

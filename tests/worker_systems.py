@@ -98,6 +98,12 @@ FRAME_SYSTEMS = (integrate, damage, count_hits, decay, histogram, count_pushes)
 
 
 # ---------------------------------------------------------------- faults
+@system(removed=[Hp])
+def count_removed(gone: ecs.Removed, removed_log: np.ndarray):
+    """Counts the ids it is given (a removed= system: its ids travel to the workers in its values)."""
+    removed_log[0] += gone.shape[0]
+
+
 class GameRuleError(Exception):
     """A user exception raised inside a kernel."""
 
