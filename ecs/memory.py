@@ -144,8 +144,14 @@ class Arena:
         _open_arenas.add(self)
 
     def disown(self) -> None:
-        """In a forked child: count as closed without touching the memory (the parent's)."""
+        """In a forked child: count as closed without touching the memory (the parent's). The
+        inherited descriptor is left as it is: closing it at collection could close a number
+        the child has since reused."""
         self.closed = self.forked = True
+        detach = getattr(self._close_fd, "detach", None)
+        if detach is not None:
+            detach()
+        self._close_fd = _nothing
 
     @classmethod
     def attach(cls, fd: int, size: int) -> Arena:

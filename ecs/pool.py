@@ -413,11 +413,12 @@ class WorkerPool:
 
     def _give(self, w: int, run: int, plan: Plan, shipped: list[SystemValues],
               commands: tuple[ArraySpec, ArraySpec] | None, deadline: float | None = None) -> tuple[_Handle, bool]:
-        """Give worker w run `run`: a message through its pipe only if its plan, values or command
-        buffer changed since the last one it was sent, then the announcement; (its handle,
+        """Give worker w run `run`: the announcement, then a message through its pipe only if its
+        plan, values or command buffer changed since the last one it was sent; (its handle,
         whether it was given the run). A worker that reads no message (stopped, hung) fills its
-        pipe: past `deadline` (the frame's, with a step_timeout) the send is abandoned and the
-        run not announced, for the caller to kill it (False)."""
+        pipe: past `deadline` (the frame's, with a step_timeout) the send is abandoned (False).
+        The run was announced and the message may be half written: the caller must kill the
+        worker (RunWatch.kill_hung), which is then replaced."""
         handle = self._handles[w]
         assert handle is not None
         unchanged = handle.plan is plan and commands == handle.commands and _same_values(shipped, handle.values)

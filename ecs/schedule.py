@@ -131,6 +131,7 @@ class Schedule:
         version, seen = self._keywords_seen
         if version != self._systems_version:
             seen = frozenset(p.name for b in self.systems for p in b.system.params if p.kind == VALUE)
+            self._keywords_seen = (self._systems_version, seen)
         unused = [name for name in params if name not in seen]
         if not unused:
             return [], []
