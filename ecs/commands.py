@@ -81,6 +81,7 @@ MERGE_ALWAYS_RECORDS = 1024  # ... or at most this many records (lexsort's fixed
 # how each kind of set record stores its value in the VALUE word
 _VALUE_VIEWS = {SET: np.dtype(np.float64), SET_INT: np.dtype(np.int64), SET_UINT: np.dtype(np.uint64)}
 
+
 class Commands:
     """Annotates a kernel parameter that receives this process's command buffer."""
 

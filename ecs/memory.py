@@ -67,7 +67,6 @@ import resource
 import sys
 import threading
 import weakref
-from collections.abc import Callable
 from typing import NamedTuple
 
 import numpy as np
@@ -114,8 +113,9 @@ class Arena:
     def __init__(self, reserve: int = ARENA_BYTES_WANTED, shared: bool = True) -> None:
         self.fd = -1
         # closes the memfd once: by close(), or when the arena is collected unclosed (an exception
-        # in a constructor above it, Ctrl-C inside a close); the mapping goes with `map` then
-        self._close_fd: Callable[[], object] = _nothing
+        # in a constructor above it, Ctrl-C inside a close); the mapping goes with `map` then.
+        # None: a private arena, no descriptor
+        self._fd_closer: weakref.finalize | None = None
         self.shared = True
         size = self._requested = page_round(reserve)
         self._inherited: list[tuple[int, int]] = []   # pages a spare mapping came with (zero)
@@ -131,7 +131,7 @@ class Arena:
             self.shared = False
         else:
             self.fd = os.memfd_create("ecs-world", os.MFD_CLOEXEC)
-            self._close_fd = weakref.finalize(self, os.close, self.fd)
+            self._fd_closer = weakref.finalize(self, os.close, self.fd)
             self.map, size = _map_memfd(self.fd, size)
         self.base = _address(self.map)
         self.size = size
@@ -148,10 +148,8 @@ class Arena:
         inherited descriptor is left as it is: closing it at collection could close a number
         the child has since reused."""
         self.closed = self.forked = True
-        detach = getattr(self._close_fd, "detach", None)
-        if detach is not None:
-            detach()
-        self._close_fd = _nothing
+        if self._fd_closer is not None:
+            self._fd_closer.detach()
 
     @classmethod
     def attach(cls, fd: int, size: int) -> Arena:
@@ -159,7 +157,7 @@ class Arena:
         Regions are never allocated through an attached arena."""
         arena = cls.__new__(cls)
         arena.fd = fd
-        arena._close_fd = weakref.finalize(arena, os.close, fd)
+        arena._fd_closer = weakref.finalize(arena, os.close, fd)
         arena.shared = True
         arena.map = mmap.mmap(fd, size, flags=mmap.MAP_SHARED, prot=mmap.PROT_READ | mmap.PROT_WRITE)
         arena.base = _address(arena.map)
@@ -289,7 +287,8 @@ class Arena:
         if self.closed:
             return
         self.closed = True
-        self._close_fd()  # a memfd's: the mapping keeps the memory alive while it exists
+        if self._fd_closer is not None:
+            self._fd_closer()  # the mapping keeps the memory alive while it exists
         # every view holds a reference to the mapping (its buffer export): 2 is this attribute
         # and getrefcount's argument, so no view is left and nobody can see the memory reused
         kept = not self.shared and not _exiting and sys.getrefcount(self.map) == 2 and self._keep_as_spare()
@@ -492,10 +491,6 @@ def _advise_huge_pages(mapped: mmap.mmap, offset: int, nbytes: int) -> bool:
 
 _libc = ctypes.CDLL(None, use_errno=True)
 _open_arenas: weakref.WeakSet[Arena] = weakref.WeakSet()
-
-
-def _nothing() -> None:
-    """The fd closer of a private arena (it has no fd)."""
 _spare: _Spare | None = None
 _spare_lock = threading.Lock()
 _exiting = False

@@ -83,7 +83,8 @@ class Schedule:
         self._parts_key: tuple[int, int] | None = None
         self._claim_seed = os.environ.get(CLAIM_SEED_VARIABLE)   # read once: ~1 us per step
         self._drivers_ready: Plan | None = None   # the plan whose drivers were compiled here
-        self._keywords_seen: tuple[int, frozenset[str]] = (-1, frozenset())   # (systems version, names)
+        # unused_keywords': (systems version, the named values they take, the names already reported)
+        self._keywords: tuple[int, frozenset[str], frozenset[str]] = (-1, frozenset(), frozenset())
 
     def add(self, system: System) -> BoundSystem:
         if not isinstance(system, System):
@@ -127,16 +128,16 @@ class Schedule:
     def unused_keywords(self, params: Mapping[str, object]) -> tuple[list[str], list[str]]:
         """The keywords of a step/run that no system takes as a named value and that were not
         reported before for the same systems (each such name once), and the names the systems do
-        take. ~0.3 us when every keyword is known."""
-        version, seen = self._keywords_seen
+        take. ~0.35 us when every keyword is known."""
+        version, taken, reported = self._keywords
         if version != self._systems_version:
-            seen = frozenset(p.name for b in self.systems for p in b.system.params if p.kind == VALUE)
-            self._keywords_seen = (self._systems_version, seen)
-        unused = [name for name in params if name not in seen]
-        if not unused:
-            return [], []
-        self._keywords_seen = (self._systems_version, seen.union(unused))
-        return unused, sorted({p.name for b in self.systems for p in b.system.params if p.kind == VALUE})
+            taken = frozenset(p.name for b in self.systems for p in b.system.params if p.kind == VALUE)
+            reported = frozenset()
+            self._keywords = (self._systems_version, taken, reported)
+        unused = [name for name in params if name not in taken and name not in reported]
+        if unused:
+            self._keywords = (self._systems_version, taken, reported.union(unused))
+        return unused, sorted(taken) if unused else []
 
     def start_at(self, frame: int) -> None:
         """Set the frame counter (restore, load): the next step runs frame `frame`."""
