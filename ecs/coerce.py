@@ -4,6 +4,7 @@ A value never truncates silently: an int past the field's range, a float for an 
 is not integral, NaN or infinity for an int, a shape the field does not have: each names the
 component, the field and the value. `raw_bounds` and `fitting_scalar` are the fast checks for a
 plain scalar that certainly fits (the generated constructors of schema.py use them).
+`as_int` takes an integer argument (a count, a period) as Python or numpy int, never a bool.
 """
 
 from __future__ import annotations
@@ -121,3 +122,10 @@ def _misfit_mask(arr: np.ndarray, base: np.dtype) -> np.ndarray | None:
         with np.errstate(over="ignore"):
             return np.isfinite(arr) & ~np.isfinite(arr.astype(base))
     return None
+
+
+def as_int(value: object) -> int | None:
+    """`value` as a Python int if it is an integer (a numpy one too) and not a bool, else None."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+        return None
+    return int(value)

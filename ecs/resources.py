@@ -19,8 +19,8 @@ from typing import Any
 
 import numpy as np
 
-from .errors import ArgumentTypeError, InvalidArgumentError, InvalidNameError, WorldClosedError
-from .memory import Arena
+from .errors import ArgumentTypeError, CapacityError, InvalidArgumentError, InvalidNameError, WorldClosedError
+from .memory import Arena, Region
 
 
 class Resources(MutableMapping[str, Any]):
@@ -55,8 +55,7 @@ class Resources(MutableMapping[str, Any]):
         if isinstance(value, np.ndarray):
             if value.dtype.kind not in "biuf":
                 raise ArgumentTypeError(f"resource {name!r}: arrays must be numeric or bool, got dtype {value.dtype}")
-            region = self._arena.allocate(max(value.nbytes, 1))
-            region.commit(value.nbytes)
+            region = self._committed_region(f"resources[{name!r}] = ...", value.nbytes)
             # in this machine's byte order: numba compiles no kernel for an array of the other
             shared = region.view(value.dtype.newbyteorder("="), value.shape)
             shared[...] = value
@@ -68,6 +67,17 @@ class Resources(MutableMapping[str, Any]):
         else:
             raise ArgumentTypeError(f"resource {name!r}: expected a number, a bool or a numpy array, "
                             f"got {type(value).__name__}")
+
+    def _committed_region(self, call: str, nbytes: int) -> Region:
+        """A new region of the arena backed for `nbytes`; CapacityError naming the call where
+        the arena's address space has no room for it (nothing is reserved then)."""
+        try:
+            region = self._arena.allocate(max(nbytes, 1))
+        except CapacityError as exc:
+            raise CapacityError(f"{call}: an array of {nbytes} bytes does not fit", exc.limit,
+                                "use a smaller array") from None
+        region.commit(nbytes)
+        return region
 
     def resize(self, name: str, shape: int | tuple[int, ...]) -> np.ndarray:
         """Give the resource array `name` the shape `shape` (same number of dimensions), keeping
@@ -92,8 +102,7 @@ class Resources(MutableMapping[str, Any]):
                                        f"non-negative extents (the array has shape {old.shape}); kernels are "
                                        f"compiled for its number of dimensions")
         new_shape = tuple(int(n) for n in new_shape)
-        region = self._arena.allocate(max(math.prod(new_shape) * old.itemsize, 1))
-        region.commit(math.prod(new_shape) * old.itemsize)
+        region = self._committed_region(f"resources.resize({name!r}, {shape!r})", math.prod(new_shape) * old.itemsize)
         shared = region.view(old.dtype, new_shape)
         overlap = tuple(slice(0, min(a, b)) for a, b in zip(old.shape, new_shape, strict=True))
         shared[...] = 0                       # fresh pages read 0 already; the contract should not rest on that

@@ -43,6 +43,7 @@ from numba.core.dispatcher import Dispatcher
 
 from ecs.kernels._jit import OPTIONS
 
+from .coerce import as_int
 from .commands import Commands
 from .errors import SystemDefinitionError
 from .schema import ComponentInfo, info_of, is_component
@@ -133,7 +134,7 @@ class System:
         self.removed = _filter_infos(self.name, "removed", removed)
         self.without = _filter_infos(self.name, "without", without)
         self.with_ = _filter_infos(self.name, "with_", with_)
-        every_n, offset_n = _as_int(every), _as_int(offset)    # numpy integers too
+        every_n, offset_n = as_int(every), as_int(offset)    # numpy integers too
         if every_n is None or every_n < 1:
             raise SystemDefinitionError(self.name, f"every={every!r}: expected an int >= 1")
         if offset_n is None or not 0 <= offset_n < every_n:
@@ -209,6 +210,12 @@ class System:
                     raise SystemDefinitionError(self.name, "a removed= system takes only Removed, Commands and "
                                                            "named values: the removed entities are no longer in "
                                                            "the tables", p.name)
+        if (self.with_ or self.without) and not self.removed and not {READ, WRITE, ENTITY, ROWS} & set(kinds):
+            which = "with_=" if self.with_ else "without="
+            raise SystemDefinitionError(self.name, f"{which} selects tables, and this system takes none (its "
+                                                   f"parameters are named values only, so it runs once a frame "
+                                                   f"whatever the tables): take a component, Entity or Rows "
+                                                   f"parameter, or drop the filter")
         if self.filtered and ROWS not in kinds:
             raise SystemDefinitionError(self.name, "a system with changed=/added= filters needs a parameter "
                                                    "annotated Rows to receive the selected rows")
@@ -418,10 +425,3 @@ def convert_value(value: object, numba_type: Any, param: Param, system_name: str
                                                  f"{numba_type} cannot hold exactly; pass values of one type",
                                     param.name)
     return converted
-
-
-def _as_int(value: object) -> int | None:
-    """`value` as a Python int if it is an integer (a numpy one too) and not a bool, else None."""
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
-        return None
-    return int(value)

@@ -34,6 +34,7 @@ import numpy as np
 from ecs.kernels import sets
 
 from . import heap, snapshot, worldfile
+from .coerce import as_int
 from .deferred import Deferred
 from .entity import MAX_ENTITIES, MAX_ROWS
 from .errors import (
@@ -308,8 +309,10 @@ class World:
         """Run `frames` frames with the same `params`; `progress=True` draws a progress bar on a
         terminal."""
         self._check_open("run")
-        if isinstance(frames, bool) or not isinstance(frames, int) or frames < 0:
+        count = as_int(frames)     # numpy integers too
+        if count is None or count < 0:
             raise InvalidArgumentError(f"run(frames={frames!r}): expected an int >= 0")
+        frames = count
         if params:
             self._warn_unused("run", params)
         if not self._running.acquire(blocking=False):

@@ -44,6 +44,7 @@ from numba.core import types
 from numba.extending import overload
 
 from ._jit import jit
+from .checks import check_holds, check_length
 
 GAMMA = np.uint64(0x9E3779B97F4A7C15)      # 2^64 / golden ratio, odd
 _M1 = np.uint64(0xBF58476D1CE4E5B9)
@@ -125,7 +126,7 @@ def integers_of(bits, low, high):
     or a bound is not an integer."""
     low, high = _integer_bound(low), _integer_bound(high)
     if high <= low:
-        raise ValueError("integers: high must be greater than low")
+        raise ValueError("integers: high " + str(high) + " must be greater than low " + str(low))
     span = np.uint64(high) - np.uint64(low)        # high - low, exact modulo 2^64
     x = np.uint64(bits)
     hi, lo = mul128(x, span)
@@ -161,13 +162,13 @@ def _integer_bound_compiled(value):
     if isinstance(value, types.Integer):   # a uint64 (a Python int past int64 is typed as one)
         def unsigned(value):
             if value > np.uint64(9223372036854775807):
-                raise ValueError("integers: low and high must be integers within int64")
+                raise ValueError("integers: low and high must be integers within int64, got " + str(value))
             return np.int64(value)
         return unsigned
     if isinstance(value, types.Float):
         def checked(value):
             if not -9.223372036854775808e18 <= value < 9.223372036854775808e18 or np.int64(value) != value:
-                raise ValueError("integers: low and high must be integers within int64")
+                raise ValueError("integers: low and high must be integers within int64, got the float", value)
             return np.int64(value)
         return checked
     return None
@@ -178,6 +179,7 @@ def _integer_bound_compiled(value):
 def fill_bits(seed, entities, frame, stream, out):
     """out[i] = random_bits(seed, entities[i], frame, stream) (uint64 out). Any split of
     `entities` into slices gives the same values: each depends on its own id only."""
+    check_length("fill_bits", out, entities.shape[0])
     for i in range(entities.shape[0]):
         out[i] = random_bits(seed, entities[i], frame, stream)
 
@@ -186,6 +188,7 @@ def fill_bits(seed, entities, frame, stream, out):
 def fill_uniform(seed, entities, frame, stream, out):
     """out[i] = uniform(seed, entities[i], frame, stream), in [0, 1) also for a float32 `out`:
     the 3 in 10^8 draws that round up to 1.0 there are stored as the float32 below it."""
+    check_length("fill_uniform", out, entities.shape[0])
     for i in range(entities.shape[0]):
         out[i] = uniform(seed, entities[i], frame, stream)
         if out[i] >= 1.0:
@@ -195,6 +198,7 @@ def fill_uniform(seed, entities, frame, stream, out):
 @jit
 def fill_normal(seed, entities, frame, stream, out):
     """out[i] = normal(seed, entities[i], frame, stream)."""
+    check_length("fill_normal", out, entities.shape[0])
     for i in range(entities.shape[0]):
         out[i] = normal(seed, entities[i], frame, stream)
 
@@ -203,6 +207,7 @@ def fill_normal(seed, entities, frame, stream, out):
 def fill_integers(seed, entities, frame, stream, low, high, out):
     """out[i] = integers(seed, entities[i], frame, stream, low, high). Raises ValueError if
     high <= low."""
+    check_length("fill_integers", out, entities.shape[0])
     for i in range(entities.shape[0]):
         out[i] = integers(seed, entities[i], frame, stream, low, high)
 
@@ -220,6 +225,8 @@ def argsort_keys(keys, order):
     positions, 4n words allocated; ~29 ms at 10^6 keys, where numba's mergesort argsort takes
     ~150 ms and its quicksort ~100 ms (measured on the same keys)."""
     n = keys.shape[0]
+    check_length("argsort_keys", order, n)
+    check_holds("argsort_keys", order, n - 1)
     counts = np.zeros((_PASSES, _DIGITS), np.int64)
     mask = np.uint64(_DIGITS - 1)
     for i in range(n):                                     # every pass's histogram in one read
@@ -262,6 +269,7 @@ def permutation(seed, frame, stream, ids, out):
     n = ids.shape[0]
     if out.shape[0] != n:
         raise ValueError("permutation: out must have one entry per id")
+    check_holds("permutation", out, n - 1)
     keys = np.empty(n, np.uint64)
     for i in range(n):
         keys[i] = random_bits(seed, ids[i], frame, stream)

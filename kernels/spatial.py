@@ -9,7 +9,10 @@ slot order (`gather` copies a column into it), so the points of neighbouring cel
 neighbours in memory whatever the table order.
 
 The geometry is one float64 array of shape (d, 5), one row per axis: lo, length, ncells,
-ncells / length, periodic (1.0 or 0.0). `make_grid` builds it; kernels trust it.
+ncells / length, periodic (1.0 or 0.0). `make_grid` builds it; kernels check its shape and
+cell counts (an edited one raises ValueError, naming the axis), never write past an array's end
+(lengths and the indices they are given are compared: numba checks no bounds), and trust
+cell_start's entries other than its last, which a build writes.
 Bounded axes clamp: a point outside the box belongs to the nearest edge cell, and queries stay
 exact (clamping never moves two points more than one cell apart). A point on the border of two
 cells belongs to the upper one, a point on the upper edge of the box to the last cell (bounded)
@@ -46,12 +49,33 @@ fastest_approach. Every kernel here has a numpy twin in tests/test_spatial.py.
 
 from __future__ import annotations
 
-import math
-from collections.abc import Sequence
-
 import numpy as np
 
 from ._jit import jit
+from .checks import check_holds, check_length
+from .grid import (  # noqa: F401 - re-exported: the geometry is spatial's API
+    LENGTH,
+    LO,
+    MARGIN,
+    MAX_CELLS_2D,
+    MAX_CELLS_3D,
+    MAX_GRID_CELLS,
+    MAX_RANGES_2D,
+    MAX_RANGES_3D,
+    NCELLS,
+    PERIODIC,
+    SCALE,
+    axis_cell,
+    axis_delta,
+    axis_span,
+    cell_count,
+    check_geometry,
+    check_radius,
+    grid_cells,
+    make_grid,
+    ncells_of,
+    wrap,
+)
 from .spatial_shared import (  # noqa: F401 - re-exported: the building steps are spatial's API
     BLOCK_SHIFT,
     blocks_of,
@@ -63,133 +87,6 @@ from .spatial_shared import (  # noqa: F401 - re-exported: the building steps ar
     starts_from_blocks,
     starts_from_counts,
 )
-
-MARGIN = 2.0**-20          # cell width >= radius * (1 + MARGIN): covers the cell arithmetic's rounding
-MAX_CELLS_2D = 9
-MAX_CELLS_3D = 27
-MAX_RANGES_2D = 6          # 3 rows of cells, each split in two where it wraps around a periodic x
-MAX_RANGES_3D = 18
-LO, LENGTH, NCELLS, SCALE, PERIODIC = range(5)   # the geometry's columns
-MAX_GRID_CELLS = 2**31 - 2                        # cell_start entries stay int32-addressable
-
-
-# ---------------------------------------------------------------- geometry (Python)
-def make_grid(lo: Sequence[float], hi: Sequence[float], radius: float,
-              periodic: bool | Sequence[bool] = False) -> np.ndarray:
-    """The geometry of a grid over the box [lo, hi) (2 or 3 axes) whose cells suit queries of
-    radius up to `radius`: on each axis the most cells whose width is >= radius * (1 + MARGIN),
-    at least one. `periodic` is one flag for every axis or one per axis. Raises ValueError for
-    a box or radius that cannot work, naming the axis."""
-    lo_a = np.asarray(lo, dtype=np.float64).ravel()
-    hi_a = np.asarray(hi, dtype=np.float64).ravel()
-    if lo_a.shape != hi_a.shape or lo_a.shape[0] not in (2, 3):
-        raise ValueError(f"make_grid: lo and hi must both have 2 or 3 coordinates, got {lo_a.size} and {hi_a.size}")
-    d = lo_a.shape[0]
-    flags = [bool(periodic)] * d if isinstance(periodic, (bool, np.bool_)) else [bool(p) for p in periodic]
-    if len(flags) != d:
-        raise ValueError(f"make_grid: periodic must be one flag or {d} flags, got {len(flags)}")
-    if not (math.isfinite(radius) and radius > 0.0):
-        raise ValueError(f"make_grid: radius must be a positive finite number, got {radius!r}")
-    geometry = np.zeros((d, 5), np.float64)
-    for axis in range(d):
-        length = hi_a[axis] - lo_a[axis]
-        if not (math.isfinite(length) and length > 0.0):
-            raise ValueError(f"make_grid: axis {axis} has lo {lo_a[axis]!r} and hi {hi_a[axis]!r}; hi must exceed lo")
-        if flags[axis] and 2.0 * radius > length:
-            raise ValueError(f"make_grid: radius {radius!r} exceeds half the periodic axis {axis} "
-                             f"(length {length!r}): a point would meet another through two images")
-        cells = length / (radius * (1.0 + MARGIN))
-        if not cells <= MAX_GRID_CELLS:   # a Python int past it could not be held in the geometry exactly
-            raise ValueError(f"make_grid: radius {radius!r} makes {math.floor(cells)} cells on axis {axis} alone, "
-                             f"more than {MAX_GRID_CELLS}; use a larger radius (cells need memory for their starts)")
-        ncells = max(1, int(cells))
-        while ncells > 1 and length / ncells < radius * (1.0 + MARGIN):   # the division rounded up
-            ncells -= 1
-        geometry[axis] = (lo_a[axis], length, ncells, ncells / length, 1.0 if flags[axis] else 0.0)
-    if cell_count(geometry) > MAX_GRID_CELLS:
-        raise ValueError(f"make_grid: radius {radius!r} makes {cell_count(geometry)} cells, more than "
-                         f"{MAX_GRID_CELLS}; use a larger radius (cells need memory for their starts)")
-    return geometry
-
-
-def cell_count(geometry: np.ndarray) -> int:
-    """Cells of the grid (the product of cells per axis); cell_start needs one more entry."""
-    return math.prod(int(n) for n in geometry[:, NCELLS])
-
-
-# ---------------------------------------------------------------- per-axis arithmetic
-@jit
-def axis_cell(v, lo, scale, n, periodic):
-    """The cell coordinate (0..n-1) of coordinate v on one axis."""
-    t = (v - lo) * scale
-    if periodic:
-        t = t - n * np.floor(t / n)    # np.floor stays a float: no overflow for far points
-    if t >= 0.0:                      # NaN fails both comparisons: cell 0
-        if t < n:
-            return int(t)
-        return n - 1
-    return 0
-
-
-@jit
-def axis_span(c, n, periodic):
-    """(first, count): the neighbour coordinates of cell coordinate c are first .. first + count - 1,
-    taken modulo n on a periodic axis; distinct, 1 to 3 of them."""
-    if periodic:
-        if n <= 3:
-            return 0, n
-        return c - 1, 3
-    first = max(c - 1, 0)
-    return first, min(c + 1, n - 1) - first + 1
-
-
-@jit
-def wrap(c, n):
-    """c modulo n for c in -n .. 2n - 1 (a neighbour coordinate): a compare, not a division."""
-    if c < 0:
-        return c + n
-    if c >= n:
-        return c - n
-    return c
-
-
-@jit
-def axis_delta(a, b, length, periodic):
-    """b - a on one axis, in float64 whatever the columns' dtype; the minimum image on a periodic axis."""
-    d = np.float64(b) - np.float64(a)
-    if periodic:
-        d -= length * np.floor(d / length + 0.5)
-    return d
-
-
-@jit
-def _check_geometry(geometry, d):
-    if geometry.shape[0] != d or geometry.shape[1] != 5:
-        raise ValueError("spatial: the geometry does not have the kernel's dimensions (make_grid)")
-
-
-@jit
-def _ncells(geometry):
-    total = 1
-    for axis in range(geometry.shape[0]):
-        total *= int(geometry[axis, NCELLS])
-    return total
-
-
-@jit
-def _check_radius(geometry, radius):
-    """A positive radius that the grid's cells serve: at most a cell width / (1 + MARGIN), except
-    on an axis whose neighbour cells are all of its cells (2 bounded, 3 periodic: make_grid's one
-    cell for a radius wider than the axis)."""
-    if not radius > 0.0:   # NaN too
-        raise ValueError("spatial: the radius must be a positive number")
-    for axis in range(geometry.shape[0]):
-        width = geometry[axis, LENGTH] / geometry[axis, NCELLS]
-        every_cell = geometry[axis, NCELLS] <= (3.0 if geometry[axis, PERIODIC] != 0.0 else 2.0)
-        if not (every_cell or radius * (1.0 + MARGIN) <= width):
-            raise ValueError("spatial: the radius exceeds the cell width / (1 + MARGIN); build a grid for it")
-        if geometry[axis, PERIODIC] != 0.0 and 2.0 * radius > geometry[axis, LENGTH]:
-            raise ValueError("spatial: the radius exceeds half the length of a periodic axis")
 
 
 # ---------------------------------------------------------------- cells of points
@@ -216,10 +113,11 @@ def cell_of_3d(x, y, z, geometry):
 @jit
 def cell_ids_2d(x, y, geometry, cells):
     """cells[i] = the cell of point i. Per point: run it on any row chunk. Cost O(n)."""
-    _check_geometry(geometry, 2)
+    check_geometry(geometry, 2)
     n = x.shape[0]
     if y.shape[0] != n or cells.shape[0] != n:
         raise ValueError("cell_ids_2d: x, y and cells must have one entry per point")
+    check_holds("cell_ids_2d", cells, ncells_of(geometry) - 1)
     lo_x, s_x, n_x, p_x = geometry[0, LO], geometry[0, SCALE], int(geometry[0, NCELLS]), geometry[0, PERIODIC] != 0.0
     lo_y, s_y, n_y, p_y = geometry[1, LO], geometry[1, SCALE], int(geometry[1, NCELLS]), geometry[1, PERIODIC] != 0.0
     for i in range(n):
@@ -229,10 +127,11 @@ def cell_ids_2d(x, y, geometry, cells):
 @jit
 def cell_ids_3d(x, y, z, geometry, cells):
     """cells[i] = the cell of point i. Per point: run it on any row chunk. Cost O(n)."""
-    _check_geometry(geometry, 3)
+    check_geometry(geometry, 3)
     n = x.shape[0]
     if y.shape[0] != n or z.shape[0] != n or cells.shape[0] != n:
         raise ValueError("cell_ids_3d: x, y, z and cells must have one entry per point")
+    check_holds("cell_ids_3d", cells, ncells_of(geometry) - 1)
     lo_x, s_x, n_x, p_x = geometry[0, LO], geometry[0, SCALE], int(geometry[0, NCELLS]), geometry[0, PERIODIC] != 0.0
     lo_y, s_y, n_y, p_y = geometry[1, LO], geometry[1, SCALE], int(geometry[1, NCELLS]), geometry[1, PERIODIC] != 0.0
     lo_z, s_z, n_z, p_z = geometry[2, LO], geometry[2, SCALE], int(geometry[2, NCELLS]), geometry[2, PERIODIC] != 0.0
@@ -276,7 +175,7 @@ def sort_by_cell(cells, cell_start, order):
 @jit
 def build_2d(x, y, geometry, cells, cell_start, order):
     """The whole index in one call: cell_ids_2d, then sort_by_cell. Cost O(n + ncells)."""
-    if cell_start.shape[0] != _ncells(geometry) + 1:
+    if cell_start.shape[0] != ncells_of(geometry) + 1:
         raise ValueError("build_2d: cell_start must have ncells + 1 entries")
     cell_ids_2d(x, y, geometry, cells)
     sort_by_cell(cells, cell_start, order)
@@ -285,7 +184,7 @@ def build_2d(x, y, geometry, cells, cell_start, order):
 @jit
 def build_3d(x, y, z, geometry, cells, cell_start, order):
     """The whole index in one call: cell_ids_3d, then sort_by_cell. Cost O(n + ncells)."""
-    if cell_start.shape[0] != _ncells(geometry) + 1:
+    if cell_start.shape[0] != ncells_of(geometry) + 1:
         raise ValueError("build_3d: cell_start must have ncells + 1 entries")
     cell_ids_3d(x, y, z, geometry, cells)
     sort_by_cell(cells, cell_start, order)
@@ -332,26 +231,42 @@ def scatter_rows(cells, first_row, cursor, order):
     """Write this chunk's points into `order`: the chunk's point i (row first_row + i) goes to
     slot cursor[cells[i]], which then moves on. `cursor` is the chunk's row of prefix_counts'
     chunk_start and is used up (it ends at the chunk's last slot + 1 in each cell). Chunks write
-    disjoint slots, so they may run concurrently, in any order. Cost O(n)."""
+    disjoint slots, so they may run concurrently, in any order. Raises ValueError for a cell id
+    outside the cursor or a slot outside `order`. Cost O(n)."""
     for i in range(cells.shape[0]):
         c = cells[i]
+        if c < 0 or c >= cursor.shape[0]:
+            raise ValueError("scatter_rows: a cell id is outside the grid:", c)
         k = cursor[c]
+        if k < 0 or k >= order.shape[0]:
+            raise ValueError("scatter_rows: a slot is outside order (a cursor of another build?):", k)
         cursor[c] = k + 1
         order[k] = first_row + i
 
 
 @jit
 def place(slots, values, out):
-    """out[slots[i]] = values[i]: this chunk's column into slot order (after claim_slots)."""
+    """out[slots[i]] = values[i]: this chunk's column into slot order (after claim_slots).
+    Raises ValueError for a slot outside `out`."""
+    if values.shape[0] != slots.shape[0]:
+        raise ValueError("place: slots and values must have one entry per point")
     for i in range(slots.shape[0]):
-        out[slots[i]] = values[i]
+        k = slots[i]
+        if k < 0 or k >= out.shape[0]:
+            raise ValueError("place: a slot is outside out:", k)
+        out[k] = values[i]
 
 
 @jit
 def gather(order, values, out):
-    """out[k] = values[order[k]]: a column in slot order (run on any slice of order and out)."""
+    """out[k] = values[order[k]]: a column in slot order (run on any slice of order and out).
+    Raises ValueError for an out shorter than order or an index outside values."""
+    check_length("gather", out, order.shape[0])
     for k in range(order.shape[0]):
-        out[k] = values[order[k]]
+        j = order[k]
+        if j < 0 or j >= values.shape[0]:
+            raise ValueError("gather: an index in order is outside values:", j)
+        out[k] = values[j]
 
 
 # ---------------------------------------------------------------- neighbour cells
@@ -359,6 +274,8 @@ def gather(order, values, out):
 def neighbour_cells_2d(qx, qy, geometry, out):
     """Write the distinct cells around position (qx, qy) (its own and the adjacent ones, wrapped
     or clipped) into out (>= MAX_CELLS_2D entries); returns how many, 1 to 9."""
+    grid_cells(geometry, 2)
+    check_length("neighbour_cells_2d", out, MAX_CELLS_2D)
     nx, ny = int(geometry[0, NCELLS]), int(geometry[1, NCELLS])
     px, py = geometry[0, PERIODIC] != 0.0, geometry[1, PERIODIC] != 0.0
     x0, xc = axis_span(axis_cell(qx, geometry[0, LO], geometry[0, SCALE], nx, px), nx, px)
@@ -376,6 +293,8 @@ def neighbour_cells_2d(qx, qy, geometry, out):
 def neighbour_cells_3d(qx, qy, qz, geometry, out):
     """Write the distinct cells around position (qx, qy, qz) into out (>= MAX_CELLS_3D entries);
     returns how many, 1 to 27."""
+    grid_cells(geometry, 3)
+    check_length("neighbour_cells_3d", out, MAX_CELLS_3D)
     nx, ny, nz = int(geometry[0, NCELLS]), int(geometry[1, NCELLS]), int(geometry[2, NCELLS])
     px, py, pz = geometry[0, PERIODIC] != 0.0, geometry[1, PERIODIC] != 0.0, geometry[2, PERIODIC] != 0.0
     x0, xc = axis_span(axis_cell(qx, geometry[0, LO], geometry[0, SCALE], nx, px), nx, px)
@@ -416,10 +335,21 @@ def _row_ranges(row, x0, xc, nx, cell_start, out, m):
 
 
 @jit
+def _check_ranges(name, ncells, cell_start, out, most):
+    if cell_start.shape[0] != ncells + 1:
+        raise ValueError(name + ": cell_start has " + str(cell_start.shape[0]) + " entries, the grid "
+                         + str(ncells) + " cells (a cell_start of another grid?)")
+    if out.shape[0] < most or out.shape[1] != 2:
+        raise ValueError(name + ": out must have shape (>= " + str(most) + ", 2)")
+
+
+@jit
 def neighbour_ranges_2d(qx, qy, geometry, cell_start, out):
     """The slots of the points in the cells around (qx, qy), as ranges out[j, 0] <= slot < out[j, 1]
     (out has shape (>= MAX_RANGES_2D, 2)); returns how many (3 for an inner cell; some may be
-    empty). Every slot appears once. Cost O(1), ~16 ns."""
+    empty). Every slot appears once. Raises ValueError for a cell_start of another grid or an out
+    too small. Cost O(1), ~16 ns."""
+    _check_ranges("neighbour_ranges_2d", grid_cells(geometry, 2), cell_start, out, MAX_RANGES_2D)
     nx, ny = int(geometry[0, NCELLS]), int(geometry[1, NCELLS])
     px, py = geometry[0, PERIODIC] != 0.0, geometry[1, PERIODIC] != 0.0
     x0, xc = axis_span(axis_cell(qx, geometry[0, LO], geometry[0, SCALE], nx, px), nx, px)
@@ -433,7 +363,9 @@ def neighbour_ranges_2d(qx, qy, geometry, cell_start, out):
 @jit
 def neighbour_ranges_3d(qx, qy, qz, geometry, cell_start, out):
     """The slots of the points in the cells around (qx, qy, qz) as ranges (out has shape
-    (>= MAX_RANGES_3D, 2)); returns how many (9 for an inner cell; some may be empty). Cost O(1)."""
+    (>= MAX_RANGES_3D, 2)); returns how many (9 for an inner cell; some may be empty). Raises
+    ValueError as neighbour_ranges_2d does. Cost O(1)."""
+    _check_ranges("neighbour_ranges_3d", grid_cells(geometry, 3), cell_start, out, MAX_RANGES_3D)
     nx, ny, nz = int(geometry[0, NCELLS]), int(geometry[1, NCELLS]), int(geometry[2, NCELLS])
     px, py, pz = geometry[0, PERIODIC] != 0.0, geometry[1, PERIODIC] != 0.0, geometry[2, PERIODIC] != 0.0
     x0, xc = axis_span(axis_cell(qx, geometry[0, LO], geometry[0, SCALE], nx, px), nx, px)
@@ -466,11 +398,26 @@ def distance2_3d(ax, ay, az, bx, by, bz, geometry):
 
 # ---------------------------------------------------------------- points within a radius
 @jit
-def _within_2d(qx, qy, xs, ys, geometry, cell_start, radius, starts, slots, listing):
-    _check_geometry(geometry, 2)
-    _check_radius(geometry, radius)
-    if cell_start.shape[0] != _ncells(geometry) + 1:
+def _check_within(cell_start, ncells, nqx, nqy, nqz, nx, ny, nz, starts):
+    """The lengths the within-radius kernels index by: a cell_start of this grid whose last entry,
+    the number of indexed points, the coordinates cover, and a start per query. (The kernels
+    trust cell_start's other entries, which a build writes: checking them is O(ncells).)"""
+    if cell_start.shape[0] != ncells + 1:
         raise ValueError("spatial: cell_start must have ncells + 1 entries")
+    if nqy != nqx or nqz != nqx:
+        raise ValueError("spatial: the query coordinates must have one entry per query")
+    if ny != nx or nz != nx or not 0 <= cell_start[ncells] <= nx:
+        raise ValueError("spatial: the points' coordinates must have an entry per indexed point "
+                         "(cell_start[ncells]); got " + str(nx) + " for " + str(cell_start[ncells]))
+    check_length("count_within/list_within (out, starts)", starts, nqx)
+
+
+@jit
+def _within_2d(qx, qy, xs, ys, geometry, cell_start, radius, starts, slots, listing):
+    check_geometry(geometry, 2)
+    check_radius(geometry, radius)
+    _check_within(cell_start, ncells_of(geometry), qx.shape[0], qy.shape[0], qy.shape[0], xs.shape[0], ys.shape[0],
+                  ys.shape[0], starts)
     len_x, p_x = geometry[0, LENGTH], geometry[0, PERIODIC] != 0.0
     len_y, p_y = geometry[1, LENGTH], geometry[1, PERIODIC] != 0.0
     r2 = radius * radius
@@ -487,7 +434,7 @@ def _within_2d(qx, qy, xs, ys, geometry, cell_start, radius, starts, slots, list
                 dy = axis_delta(ay, ys[k], len_y, p_y)
                 if dx * dx + dy * dy <= r2:
                     if listing:
-                        if at + found >= slots.shape[0]:
+                        if at < 0 or at + found >= slots.shape[0]:
                             raise ValueError("list_within: slots is too small for the neighbours found")
                         slots[at + found] = k
                     found += 1
@@ -499,10 +446,10 @@ def _within_2d(qx, qy, xs, ys, geometry, cell_start, radius, starts, slots, list
 
 @jit
 def _within_3d(qx, qy, qz, xs, ys, zs, geometry, cell_start, radius, starts, slots, listing):
-    _check_geometry(geometry, 3)
-    _check_radius(geometry, radius)
-    if cell_start.shape[0] != _ncells(geometry) + 1:
-        raise ValueError("spatial: cell_start must have ncells + 1 entries")
+    check_geometry(geometry, 3)
+    check_radius(geometry, radius)
+    _check_within(cell_start, ncells_of(geometry), qx.shape[0], qy.shape[0], qz.shape[0], xs.shape[0], ys.shape[0],
+                  zs.shape[0], starts)
     len_x, p_x = geometry[0, LENGTH], geometry[0, PERIODIC] != 0.0
     len_y, p_y = geometry[1, LENGTH], geometry[1, PERIODIC] != 0.0
     len_z, p_z = geometry[2, LENGTH], geometry[2, PERIODIC] != 0.0
@@ -521,7 +468,7 @@ def _within_3d(qx, qy, qz, xs, ys, zs, geometry, cell_start, radius, starts, slo
                 dz = axis_delta(az, zs[k], len_z, p_z)
                 if dx * dx + dy * dy + dz * dz <= r2:
                     if listing:
-                        if at + found >= slots.shape[0]:
+                        if at < 0 or at + found >= slots.shape[0]:
                             raise ValueError("list_within: slots is too small for the neighbours found")
                         slots[at + found] = k
                     found += 1

@@ -23,6 +23,7 @@ from __future__ import annotations
 import numpy as np
 
 from ._jit import jit
+from .checks import check_length
 from .sync import atomic_add, atomic_add_fetch, atomic_cas, atomic_load
 
 BLOCK_SHIFT = 12           # the shared running sum (starts_from_blocks) is claimed in blocks of 4,096 cells
@@ -155,6 +156,11 @@ def claim_slots(cells, cursor, slots):
     """slots[i] = a free slot of point i's cell, taken from the shared cursor by an atomic
     fetch-add: chunks may run at once in any processes. Which point of a cell gets which of
     its slots depends on who ran first, so a query over them must not depend on the order
-    within a cell (an argmin with a key tie-break, a count, a sum of integers). Cost O(n)."""
+    within a cell (an argmin with a key tie-break, a count, a sum of integers). Raises
+    ValueError for a cell id outside the cursor or a slots shorter than cells. Cost O(n)."""
+    check_length("claim_slots", slots, cells.shape[0])
     for i in range(cells.shape[0]):
-        slots[i] = atomic_add(cursor, cells[i], 1)
+        c = cells[i]
+        if c < 0 or c >= cursor.shape[0]:
+            raise ValueError("claim_slots: a cell id is outside the grid:", c)
+        slots[i] = atomic_add(cursor, c, 1)

@@ -142,6 +142,17 @@ def test_with_filter_takes_only_component_classes_and_not_with_removed() -> None
         system(removed=[Heat], with_=[Sheep])(g)
 
 
+def test_table_filters_are_refused_on_a_system_that_takes_no_table() -> None:
+    """A system of named values only runs once a frame whatever the tables: a with_=/without=
+    filter would be ignored, so it is refused."""
+    def census(sheep_count: np.ndarray):
+        sheep_count[0] += 1
+    for options, which in (({"with_": [Sheep]}, "with_="), ({"without": [Heat]}, "without=")):
+        with pytest.raises(SystemDefinitionError, match=rf"system 'census': {which} selects tables, and this "
+                                                        rf"system takes none"):
+            system(**options)(census)
+
+
 # ---------------------------------------------------------------- resources.resize
 @pytest.mark.parametrize("workers", [0, 2])
 def test_resized_resource_keeps_its_contents_and_kernels_see_the_new_array(workers: int) -> None:
@@ -179,3 +190,11 @@ def test_resize_refuses_unknown_names_scalars_and_other_shapes() -> None:
             world.resources.resize("grid", 4)
         with pytest.raises(InvalidArgumentError, match=r"resize\('grid', \(2, -1\)\): expected 2"):
             world.resources.resize("grid", (2, -1))
+        with pytest.raises(ecs.CapacityError, match=r"resources.resize\('grid', \(2, 1152921504606846976\)\): an "
+                                                    r"array of \d+ bytes does not fit: arena of \d+ bytes; use a "
+                                                    r"smaller array"):
+            world.resources.resize("grid", (2, 2**60))
+        assert world.resources["grid"].shape == (2, 2)
+        with pytest.raises(ecs.CapacityError, match=r"resources\['big'\] = \.\.\.: an array of"):
+            world.resources["big"] = np.broadcast_to(np.zeros(1), (2**45,))
+        assert "big" not in world.resources

@@ -273,9 +273,9 @@ def test_shuffle_puts_ids_in_activation_order_whatever_their_order_before(n: int
 
 
 def test_permutation_and_integers_reject_bad_arguments() -> None:
-    with pytest.raises(ValueError, match="high must be greater than low"):
+    with pytest.raises(ValueError, match="high 5 must be greater than low 5"):
         random.integers(1, 2, 3, 4, 5, 5)
-    with pytest.raises(ValueError, match="high must be greater than low"):
+    with pytest.raises(ValueError, match="high 4 must be greater than low 5"):
         random.fill_integers(1, np.arange(3), 3, 4, 5, 4, np.empty(3, np.int64))
     with pytest.raises(ValueError, match="one entry per id"):
         random.permutation(1, 2, 3, np.arange(3), np.empty(2, np.int64))
@@ -387,3 +387,24 @@ def test_neighbouring_keys_and_streams_are_uncorrelated(word: str) -> None:
     pairs = np.bincount((np.floor(u[:-1:2] * 16 + 8) * 16 + np.floor(u[1::2] * 16 + 8)).astype(np.int64),
                         minlength=256)
     assert chi2_uniform(pairs) < chi2_critical(255)                         # serial pairs
+
+
+def test_fills_and_orders_refuse_outputs_that_cannot_hold_them() -> None:
+    """numba checks no bounds: an output too short would be written past its end, a narrow
+    integer dtype would hold wrapped positions. Each is refused before a write."""
+    backing = np.zeros(8, np.float64)
+    short = backing[:1]
+    for fill in (random.fill_uniform, random.fill_normal, random.fill_bits):
+        out = short if fill is not random.fill_bits else np.zeros(8, np.uint64)[:1]
+        with pytest.raises(ValueError, match=f"{fill.__name__}: an output array has 1 entries, 4 are needed"):
+            fill(1, np.arange(4), 0, 0, out)
+    with pytest.raises(ValueError, match="fill_integers: an output array has 1 entries, 4 are needed"):
+        random.fill_integers(1, np.arange(4), 0, 0, 0, 9, np.zeros(8, np.int64)[:1])
+    assert not backing.any()
+    with pytest.raises(ValueError, match="argsort_keys: an output array has 2 entries, 3 are needed"):
+        random.argsort_keys(np.arange(3, dtype=np.uint64), np.zeros(2, np.int64))
+    with pytest.raises(ValueError, match="permutation: an output array's dtype cannot hold values up to 299"):
+        random.permutation(1, 0, 0, np.arange(300), np.zeros(300, np.int8))
+    order = np.zeros(100, np.int8)      # positions up to 99 fit
+    random.permutation(1, 0, 0, np.arange(100), order)
+    assert sorted(order.tolist()) == list(range(100))

@@ -182,6 +182,13 @@ def test_run_refuses_frames_that_are_not_a_count(world: ecs.World, frames: objec
         world.run(frames=frames)
 
 
+def test_run_takes_a_numpy_integer_count(world: ecs.World) -> None:
+    e = world.spawn(Counter())
+    world.add_system(increment_n)
+    world.run(frames=np.int64(3))
+    assert counters(world, [e]) == [3]
+
+
 def test_step_without_systems_advances_nothing_but_the_frame(world: ecs.World) -> None:
     e = world.spawn(Counter(n=5))
     world.step()

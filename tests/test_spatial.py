@@ -327,7 +327,7 @@ def test_make_grid_rejects_boxes_and_radii_that_cannot_work() -> None:
     with pytest.raises(ValueError, match="more than"):
         spatial.make_grid([0.0, 0.0, 0.0], [1.0, 1.0, 1.0], 1e-4)
     for radius in (1e-12, 1e-300):    # counts past int64 on one axis, named as they are
-        with pytest.raises(ValueError, match=r"makes \d+ cells on axis 0 alone, more than 2147483646"):
+        with pytest.raises(ValueError, match=r"makes (\d+|1e\+300) cells on axis 0 alone, more than 2147483646"):
             spatial.make_grid([0.0, 0.0], [1.0, 1.0], radius)
     with pytest.raises(ValueError, match=r"makes 4294967296 cells on axis 0 alone"):
         spatial.make_grid([0.0, 0.0], [2.0**32 * (1 + spatial.MARGIN), 1.0], 1.0)
@@ -368,7 +368,7 @@ def test_kernels_reject_a_radius_wider_than_a_cell_and_indexes_that_do_not_fit()
         spatial.build_3d(xs, xs, xs, geometry, cells, cell_start, order)
     periodic = spatial.make_grid([0.0, 0.0], [1.0, 3.0], 0.5, periodic=True)    # 1 x 5 cells
     assert periodic[0, spatial.NCELLS] == 1
-    with pytest.raises(ValueError, match="half the length of a periodic axis"):
+    with pytest.raises(ValueError, match="half the length of periodic axis 0 .*0.55, 1.0"):
         spatial.count_within_2d(xs, xs, xs, xs, periodic, np.zeros(6, np.int64), 0.55, counts)
     for radius in (-0.1, float("nan")):
         with pytest.raises(ValueError, match="the radius must be a positive number"):
@@ -505,3 +505,49 @@ def test_count_shared_refuses_a_cell_outside_the_grid() -> None:
         spatial.count_shared(np.array([0, 4], np.int64), cell_start)
     with pytest.raises(ValueError, match="starts_from_counts: cursor needs an entry per cell"):
         spatial.starts_from_counts(cell_start, np.zeros(3, np.int64))
+
+
+def test_kernels_refuse_outputs_indexes_and_geometries_that_would_reach_past_an_array() -> None:
+    """numba checks no bounds: every kernel compares the lengths and indices it writes or reads
+    by, so a short output, a cell_start of another grid or a geometry make_grid would not build
+    is a ValueError, never a write past an array's end (the entries after each view given as
+    an output stay zero; one raised mid-way leaves the output's earlier entries written)."""
+    geometry = spatial.make_grid([0.0, 0.0], [100.0, 100.0], 1.0)            # 99 x 99 cells
+    ncells = spatial.cell_count(geometry)
+    xs = np.array([1.5, 50.5, 99.5])
+    cells, cell_start, order = np.empty(3, np.int64), np.empty(ncells + 1, np.int64), np.empty(3, np.int64)
+    spatial.build_2d(xs, xs, geometry, cells, cell_start, order)
+    backing = np.zeros(8, np.int64)
+    with pytest.raises(ValueError, match=r"count_within/list_within \(out, starts\): an output array has 1 entries"):
+        spatial.count_within_2d(xs, xs, xs, xs, geometry, cell_start, 1.0, backing[:1])
+    with pytest.raises(ValueError, match="gather: an output array has 1 entries, 3 are needed"):
+        spatial.gather(order, xs, np.zeros(8)[:1])
+    with pytest.raises(ValueError, match="gather: an index in order is outside values"):
+        spatial.gather(np.array([0, 3]), xs, np.zeros(2))
+    with pytest.raises(ValueError, match="place: a slot is outside out"):
+        spatial.place(np.array([0, 5]), xs[:2], backing[:3])
+    with pytest.raises(ValueError, match="scatter_rows: a slot is outside order"):
+        spatial.scatter_rows(np.array([0]), 0, np.array([7]), backing[:2])
+    with pytest.raises(ValueError, match="scatter_rows: a cell id is outside the grid"):
+        spatial.scatter_rows(np.array([1]), 0, np.array([0]), backing[:2])
+    with pytest.raises(ValueError, match="claim_slots: a cell id is outside the grid"):
+        spatial.claim_slots(np.array([4]), np.zeros(2, np.int64), backing[:1])
+    with pytest.raises(ValueError, match="neighbour_cells_2d: an output array has 2 entries, 9 are needed"):
+        spatial.neighbour_cells_2d(50.0, 50.0, geometry, backing[:2])
+    assert not backing[3:].any()
+    ranges = np.zeros((spatial.MAX_RANGES_2D, 2), np.int64)
+    with pytest.raises(ValueError, match="cell_start has 17 entries, the grid 9801 cells"):
+        spatial.neighbour_ranges_2d(50.0, 50.0, geometry, np.zeros(17, np.int64), ranges)
+    with pytest.raises(ValueError, match=r"out must have shape \(>= 6, 2\)"):
+        spatial.neighbour_ranges_2d(50.0, 50.0, geometry, cell_start, ranges[:2])
+    for bad in (0.0, -3.0, float("nan"), 2.0**40):
+        edited = geometry.copy()
+        edited[1, spatial.NCELLS] = bad
+        with pytest.raises(ValueError, match="axis 1"):
+            spatial.neighbour_ranges_2d(50.0, 50.0, edited, cell_start, ranges)
+        with pytest.raises(ValueError, match="axis 1"):
+            spatial.cell_ids_2d(xs, xs, edited, cells)
+    with pytest.raises(ValueError, match="cannot hold values up to 9800"):
+        spatial.cell_ids_2d(xs, xs, geometry, np.zeros(3, np.int8))
+    with pytest.raises(ValueError, match="an entry per indexed point"):
+        spatial.count_within_2d(xs, xs, xs[:2], xs[:2], geometry, cell_start, 1.0, np.zeros(3, np.int64))
