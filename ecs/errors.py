@@ -122,11 +122,18 @@ class WorldClosedError(EcsError, RuntimeError):
 
 
 class ConcurrentUseError(EcsError, RuntimeError):
-    """step() or run() was called while another thread was running frames of the same world."""
+    """step() or run() was called while another thread was running frames of the same world, or
+    step(), run(), close() or remove_system() from inside the running frames (`inside`: a
+    recorder's reduction or another callback of step()/run())."""
 
-    def __init__(self, operation: str) -> None:
-        super().__init__(f"world.{operation}() called while another thread is running this world's frames; "
-                         f"a world runs one step()/run() at a time: use one thread per world, or a lock")
+    def __init__(self, operation: str, inside: bool = False) -> None:
+        if inside:
+            super().__init__(f"world.{operation}() called from inside this world's running step()/run() (a "
+                             f"recorder reduction or another callback of its frames); call it once step()/run() "
+                             f"has returned")
+        else:
+            super().__init__(f"world.{operation}() called while another thread is running this world's frames; "
+                             f"a world runs one step()/run() at a time: use one thread per world, or a lock")
 
 
 class SnapshotError(EcsError, ValueError):

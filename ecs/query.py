@@ -179,12 +179,14 @@ class Query:
                                     copy=copy)
 
     def to_pandas(self) -> Any:
-        """The matching rows as a pandas.DataFrame, through to_arrow() (pandas copies every
-        column; vector fields become columns of numpy arrays). Does not consume changes.
-        ImportError naming the extra without pandas or pyarrow."""
+        """The matching rows as a pandas.DataFrame, a copy: through to_arrow() (pandas copies
+        every scalar column; vector fields become columns of numpy arrays, which pandas makes
+        views of the Arrow buffers, so a query with vector fields exports a copy first). Does
+        not consume changes. ImportError naming the extra without pandas or pyarrow."""
         from . import arrow
         arrow.require("pandas", "pandas", "to_pandas()")
-        return self.to_arrow().to_pandas()
+        vectors = any(dtype.shape for info in self.required for dtype in info.fields.values())
+        return self.to_arrow(copy=vectors).to_pandas()
 
 
 def _infos(what: str, components: Sequence[type]) -> list[ComponentInfo]:

@@ -35,6 +35,8 @@ class Resources(MutableMapping[str, Any]):
         self.version = 0      # bumped by every assignment, resize and deletion (keys values resolved from it)
 
     def __getitem__(self, name: str) -> Any:
+        if self._arena.forked:   # a child forked from the world's process: the world counts as closed there
+            raise WorldClosedError("resources[...]", True)
         try:
             return self._values[name]
         except KeyError:

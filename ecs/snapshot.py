@@ -31,6 +31,7 @@ import numpy as np
 from ecs.kernels import rows
 
 from .errors import InvalidArgumentError
+from .memory import read_only
 from .resources import Resources
 from .store import Store
 from .table import Table, as_bits
@@ -49,20 +50,15 @@ class Structure:
     def __init__(self, store: Store) -> None:
         self.tables = []
         for table in store.tables:
-            self.tables.append((table.id, table.n, _read_only(table.entities_all[: table.n].copy())))
+            self.tables.append((table.id, table.n, read_only(table.entities_all[: table.n].copy())))
         entities = store.entities
         self.high_water = entities.high_water
-        self.free = _read_only(entities.free_list())
-        self.free_generation = _read_only(entities.free_generations(self.free))
+        self.free = read_only(entities.free_list())
+        self.free_generation = read_only(entities.free_generations(self.free))
         self.alive = entities.alive
         self.births = entities.birth_stamps()   # for removed= readers (None while none exists)
         self.nbytes = sum(e.nbytes for _, _, e in self.tables) + self.free.nbytes + self.free_generation.nbytes + (
             0 if self.births is None else self.births.nbytes)
-
-
-def _read_only(array: np.ndarray) -> np.ndarray:
-    array.setflags(write=False)
-    return array
 
 
 def _shared_structure(store: Store) -> Structure | None:
@@ -91,10 +87,10 @@ class Snapshot:
             _remember(store, structure)
         self.structure = structure
         tables = store.tables
-        self.columns = [(table_id, [(cid, field, _read_only(col[:n].copy()))
+        self.columns = [(table_id, [(cid, field, read_only(col[:n].copy()))
                                     for cid, field, col in _flat_columns(tables[table_id])])
                         for table_id, n, _ in structure.tables]
-        self.resources = {name: _read_only(value.copy()) if isinstance(value, np.ndarray) else value
+        self.resources = {name: read_only(value.copy()) if isinstance(value, np.ndarray) else value
                           for name, value in resources.items()}
         self.frame = frame
         self.nbytes = structure.nbytes + sum(col.nbytes for _, cols in self.columns for _, _, col in cols)

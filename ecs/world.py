@@ -87,6 +87,7 @@ class World:
         self.resources = Resources(self._store.arena)
         self._schedule = Schedule(self._store, self.resources, self.workers, step_timeout)
         self._running = threading.Lock()   # held while frames run
+        self._running_thread: int | None = None   # the thread that holds it (its frames' callbacks run there)
         self._recorders: list[Recorder] = []   # record(): sampled by step()/run() (recorder.py)
         # the parts hold no reference back to the world: dropping it collects it at once
         self._finalizer = weakref.finalize(self, _release_unclosed, self._schedule, self.resources, self._store)
@@ -98,8 +99,8 @@ class World:
         WorldClosedError. Views that user code holds keep their memory until they go. Idempotent."""
         if self._store.closed:
             return
-        self._finalizer.detach()
-        with self._running:
+        with self._frames_done("close"):
+            self._finalizer.detach()
             _release(self._schedule, self.resources, self._store)
 
     def __enter__(self) -> World:
@@ -289,7 +290,7 @@ class World:
         other systems keep their order. InvalidArgumentError if it was not added. Also the way
         out for a system whose kernel fails to compile at its first step."""
         self._check_open("remove_system")
-        with self._running:
+        with self._frames_done("remove_system"):
             self._schedule.remove(system)
 
     def step(self, **params: object) -> None:
@@ -298,12 +299,11 @@ class World:
         self._check_open("step")
         if params:
             self._warn_unused("step", params)
-        if not self._running.acquire(blocking=False):
-            raise ConcurrentUseError("step")
+        self._start_frames("step")
         try:
             self._run(1, params, None)
         finally:
-            self._running.release()
+            self._end_frames()
 
     def run(self, frames: int, *, progress: bool = False, **params: object) -> None:
         """Run `frames` frames with the same `params`; `progress=True` draws a progress bar on a
@@ -315,14 +315,31 @@ class World:
         frames = count
         if params:
             self._warn_unused("run", params)
-        if not self._running.acquire(blocking=False):
-            raise ConcurrentUseError("run")
+        self._start_frames("run")
         bar = Progress(frames, progress)
         try:
             self._run(frames, params, bar)
         finally:
             bar.close()
-            self._running.release()
+            self._end_frames()
+
+    def _start_frames(self, operation: str) -> None:
+        """Take the frames' lock, or raise ConcurrentUseError (saying whether this very thread
+        holds it: a reduction or callback of the running frames)."""
+        if not self._running.acquire(blocking=False):
+            raise ConcurrentUseError(operation, inside=self._running_thread == threading.get_ident())
+        self._running_thread = threading.get_ident()
+
+    def _end_frames(self) -> None:
+        self._running_thread = None
+        self._running.release()
+
+    def _frames_done(self, operation: str) -> threading.Lock:
+        """The frames' lock to wait on: another thread's frames are waited for; from inside this
+        thread's running frames (a recorder's reduction) the wait would never end: refused."""
+        if self._running_thread == threading.get_ident():
+            raise ConcurrentUseError(operation, inside=True)
+        return self._running
 
     def _warn_unused(self, call: str, params: dict[str, object]) -> None:
         """A UserWarning (once per name while the systems stay) for keywords no system takes:

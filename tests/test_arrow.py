@@ -146,6 +146,18 @@ def test_to_pandas_goes_through_arrow(world) -> None:
     assert frame["Velocity.y"].tolist() == [0.0, 2.0, 4.0]
 
 
+def test_to_pandas_is_a_copy_also_of_vector_fields(world) -> None:
+    """pandas makes the cells of a vector column views of the Arrow buffer: to_pandas copies
+    first, so later writes and moves of the world leave the frame as it was."""
+    pytest.importorskip("pandas")
+    ids = world.spawn_batch(3, Position(x=0.0, y=0.0), Tint(rgb=[[1, 1, 1], [2, 2, 2], [3, 3, 3]]))
+    frame = world.query(Position, Tint).to_pandas()
+    world.set(int(ids[0]), Tint(rgb=[9, 9, 9]))
+    world.despawn(int(ids[1]))             # the last row moves into row 1
+    assert [cell.tolist() for cell in frame["Tint.rgb"]] == [[1, 1, 1], [2, 2, 2], [3, 3, 3]]
+    assert frame["entity"].tolist() == ids.tolist()
+
+
 def test_polars_reads_the_arrow_table(world) -> None:
     pl = pytest.importorskip("polars")
     spawn_moving(world, 3)

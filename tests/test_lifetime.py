@@ -172,8 +172,18 @@ FORK_SCRIPT = """
             changed.count()
             world.step()                                         # every row changed: pending for `changed`
             pids = introspect.worker_pids(world)
+            grid = world.resources["grid"]
+            (batch,) = world.query(Counter)
+            held = batch[Counter].value
             child = os.fork()
             if child == 0:
+                grid[:] = -1.0       # held arrays are the child's own copies from here on
+                held[:] = -7
+                print("child sees its writes:", grid[0], held[0], flush=True)
+                try:
+                    world.resources["grid"]
+                except ecs.WorldClosedError:
+                    print("child: resources refused", flush=True)
                 try:
                     world.spawn(Counter(value=5))
                 except ecs.WorldClosedError as exc:
@@ -204,7 +214,8 @@ def test_a_forked_child_cannot_touch_the_parents_world_or_workers(tmp_path) -> N
     lines = done.stdout.splitlines()
     assert any(line.startswith("child: world.spawn() called in a process forked from the one that made the "
                                "world") for line in lines), done.stdout
-    assert lines.count("child: resources refused") == 2, done.stdout
+    assert lines.count("child: resources refused") == 3, done.stdout
+    assert "child sees its writes: -1.0 -7.0" in lines, done.stdout
     assert "parent kept: 2098176.0 200000" in lines, done.stdout
     assert "parent: 200000 2.0 True True" in lines, done.stdout
 
@@ -229,6 +240,30 @@ def test_a_second_thread_cannot_run_frames_while_one_runs_them() -> None:
         value = int(world.get(int(world.query(Counter).entities()[0]), Counter).value)
         assert value == world.stats()["count_up"]["calls"] == 1 + 400 + (world.stats()["count_up"]["calls"] - 401)
         assert value >= 401     # the run's 400 frames and every step that was let through, each once
+
+
+@pytest.mark.parametrize("call", ["close", "remove_system", "step", "run"])
+def test_frames_cannot_be_closed_or_rerun_from_their_own_callbacks(call: str) -> None:
+    """A recorder reduction runs inside step()/run(), in the thread that holds the frames:
+    close() or remove_system() there would wait for the frames forever, step() or run() would
+    run frames inside a frame. Each raises ConcurrentUseError saying so; the world goes on."""
+    with ecs.World() as world:
+        world.spawn_batch(10, Counter(value=0))
+        world.add_system(count_up)
+        actions = {"close": world.close, "remove_system": lambda: world.remove_system(count_up),
+                   "step": world.step, "run": lambda: world.run(frames=2)}
+
+        def reduction(w: ecs.World) -> float:
+            actions[call]()
+            return 0.0
+        recorder = world.record(Counter, every=1, reductions={"r": reduction})
+        with pytest.raises(ecs.ConcurrentUseError, match=rf"world.{call}\(\) called from inside this world's "
+                                                         rf"running step\(\)/run\(\)"):
+            world.step()
+        recorder.close()
+        world.step()
+        assert world.stats()["count_up"]["calls"] >= 1
+    assert len(world) == 10
 
 
 THREADED_READER_SCRIPT = """

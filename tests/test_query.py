@@ -112,6 +112,8 @@ def test_batch_entities_are_read_only(world: ecs.World) -> None:
     (batch,) = world.query(Position)
     with pytest.raises(ValueError, match="read-only"):
         batch.entities[3] = 12345
+    with pytest.raises(ValueError, match="cannot set WRITEABLE flag"):   # the flag cannot be set back
+        batch.entities.flags.writeable = True
     world.despawn(int(ids[0]))
     assert world.query(Position).entities().tolist() == [ids[3], ids[1], ids[2]]
 

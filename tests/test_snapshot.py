@@ -1272,6 +1272,8 @@ def test_snapshots_at_one_structure_version_share_a_read_only_structure(built) -
     kept = [a.copy() for a in arrays]
     for array in arrays:
         assert not array.flags.writeable
+        with pytest.raises(ValueError, match="cannot set WRITEABLE flag"):
+            array.flags.writeable = True
         if array.size:
             with pytest.raises(ValueError, match="read-only"):
                 array.reshape(-1)[0] = array.reshape(-1)[0]
