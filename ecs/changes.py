@@ -196,28 +196,40 @@ class ChangeTracker:
         return bits.set_rows(table.bit_matrix[reader.slot_by_table[table.id]], table.n)
 
     # ---------------------------------------------------------------- removals
-    def record_removed(self, infos: tuple[ComponentInfo, ...], ids: np.ndarray, births: np.ndarray) -> None:
+    def reserve_removal_events(self, count: int) -> int:
+        """The first of `count` consecutive event numbers, after every removal journaled so far:
+        for removals applied in one order and journaled as if in another (kernel commands,
+        applied in batches, journal in the order of their records)."""
+        base = self._removal_events + 1
+        self._removal_events += count
+        return base
+
+    def record_removed(self, infos: tuple[ComponentInfo, ...], ids: np.ndarray, births: np.ndarray,
+                       event: int | None = None) -> None:
         """Journal that entities `ids` (born at `births`, on the entity index's clock) lost each of
-        `infos` (only components someone reads)."""
-        self._removal_events += 1
+        `infos` (only components someone reads), as removal `event` (reserve_removal_events),
+        else as the next one."""
+        if event is None:
+            event = self.reserve_removal_events(1)
         for info in infos:
             journal = self._journals.get(info.id)
             if journal is not None and journal.readers:
-                journal.append(ids, self._removal_events, births)
+                journal.append(ids, event, births)
 
-    def record_removed_in_order(self, lost: dict[int, tuple[ComponentInfo, list[np.ndarray]]], ids: np.ndarray) -> None:
+    def record_removed_in_order(self, lost: dict[int, tuple[ComponentInfo, list[np.ndarray]]], ids: np.ndarray,
+                                events: np.ndarray | None = None) -> None:
         """Journal one batch of removals as if made one id after another in the order of `ids`
-        (as one-by-one calls would journal them, also across components): `lost[cid]` is a
-        component and the positions in `ids` of those that lost it, in increasing parts (one per
-        table, merged here)."""
-        base = self._removal_events + 1
-        self._removal_events += ids.shape[0]
+        (as one-by-one calls would journal them, also across components), or as removals
+        `events[k]` of ids[k] (reserve_removal_events): `lost[cid]` is a component and the
+        positions in `ids` of those that lost it, in increasing parts (one per table, merged here)."""
+        if events is None:
+            events = np.arange(self.reserve_removal_events(ids.shape[0]), self._removal_events + 1, dtype=np.int64)
         for info, parts in lost.values():
             journal = self._journals.get(info.id)
             if journal is not None and journal.readers:
                 # ascending per table: timsort merges them (the default sort took ~8 ms for 200k)
                 where = parts[0] if len(parts) == 1 else np.sort(np.concatenate(parts), kind="stable")
-                journal.append(ids[where], base + where, self._entities.births(ids[where]))
+                journal.append(ids[where], events[where], self._entities.births(ids[where]))
 
     def journals_any(self, infos: Iterable[ComponentInfo]) -> bool:
         """Whether a removal of any of these components would be journaled (someone reads it)."""
@@ -246,8 +258,10 @@ class ChangeTracker:
             events.append(event[seen])
             ends[cid] = journal.end
         ids = np.concatenate(parts) if parts else np.empty(0, np.int64)
-        if len(parts) > 1 and ids.shape[0]:   # several journals: merge them in removal order
-            ids = ids[np.argsort(np.concatenate(events), kind="stable")]
+        if ids.shape[0] > 1:   # several journals, or one that commands appended to out of order
+            order = np.concatenate(events)
+            if len(parts) > 1 or bool((order[1:] < order[:-1]).any()):
+                ids = ids[np.argsort(order, kind="stable")]
         if ids.shape[0] > 1:                  # an id that lost C, got it back and lost it again
             first = sets.first_occurrences(ids)
             if not first.all():

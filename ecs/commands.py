@@ -480,15 +480,18 @@ class _RecordBatch:
     def _apply_changes(self, ids: np.ndarray, final: np.ndarray, several: np.ndarray) -> None:
         """The last command for each (entity, component) wins (`final`, `several`: _final_changes);
         an entity with one change is moved in a batch per (component, add or remove), one with
-        several in one move of its own. `ids`: the entities of the change records."""
+        several in one move of its own. `ids`: the entities of the change records. Removals
+        journal in the order of the records (as the one-by-one calls would), not of the batches."""
         if not ids.shape[0]:
             return
         batches, by_entity = self._grouped_changes(ids, final, several)
+        base = self.store.changes.reserve_removal_events(ids.shape[0])
         for info, add, at in batches:
             self.store.change_components_batch(ids[at], [(info, dict(info.defaults))] if add else [],
-                                               [] if add else [info])
+                                               [] if add else [info], base + at)
         for position, adds, removes in by_entity:
-            self.store.change_components(int(ids[position]), [(info, dict(info.defaults)) for info in adds], removes)
+            self.store.change_components(int(ids[position]), [(info, dict(info.defaults)) for info in adds], removes,
+                                         base + position)
 
     def _grouped_changes(self, targets: np.ndarray, final: np.ndarray, several: np.ndarray
                          ) -> tuple[list[tuple[ComponentInfo, bool, np.ndarray]],

@@ -292,9 +292,10 @@ class Store:
 
     # ---------------------------------------------------------------- archetype moves
     def change_components(self, entity: int, adds: Iterable[tuple[ComponentInfo, Values]],
-                          removes: Iterable[ComponentInfo]) -> None:
+                          removes: Iterable[ComponentInfo], event: int | None = None) -> None:
         """Add (with values, overwriting ones it has) and remove components of a live entity in one
-        archetype move; removing one it lacks, or one also added, is ignored."""
+        archetype move; removing one it lacks, or one also added, is ignored. `event`: the
+        removal's place in the journals (ChangeTracker.reserve_removal_events), else the next."""
         index, table, row = self.locate(entity)
         adds = list(adds)
         target, new, removes = self.change_target(table, [info for info, _ in adds], removes)
@@ -308,7 +309,7 @@ class Store:
             target.mark_row(target.added_slot[info.id], row)
         if removes and self.changes.journals_any(removes):
             ids = np.array([entity], np.int64)
-            self.changes.record_removed(tuple(removes), ids, self.entities.births(ids))
+            self.changes.record_removed(tuple(removes), ids, self.entities.births(ids), event)
 
     def change_target(self, table: Table, adds: Iterable[ComponentInfo], removes: Iterable[ComponentInfo]
                       ) -> tuple[Table, tuple[ComponentInfo, ...], list[ComponentInfo]]:
@@ -390,10 +391,11 @@ class Store:
             by_table[source.id] = path
 
     def change_components_batch(self, ids: np.ndarray, adds: list[tuple[ComponentInfo, Values]],
-                                removes: list[ComponentInfo]) -> None:
+                                removes: list[ComponentInfo], events: np.ndarray | None = None) -> None:
         """change_components for many distinct live ids with the same change: one archetype move
         per source table (a gather/scatter per column, one pass over the bits). Add values are
-        arrays of len(ids) or scalars (an array field's values have one more leading axis)."""
+        arrays of len(ids) or scalars (an array field's values have one more leading axis).
+        Removals journal as if made in the order of `ids`, or as removals `events[k]`."""
         if ids.shape[0] == 0:
             return
         added = [info for info, _ in adds]
@@ -423,7 +425,7 @@ class Store:
             for info in gone:
                 lost.setdefault(info.id, (info, []))[1].append(where)
         if lost:
-            self.changes.record_removed_in_order(lost, ids)
+            self.changes.record_removed_in_order(lost, ids, events)
 
     def move_rows(self, source: Table, rows: np.ndarray, target: Table) -> np.ndarray:
         """Move distinct rows of `source` to the end of `target`, keeping the values of the

@@ -461,7 +461,9 @@ def _id_array(entities: Sequence[int] | np.ndarray) -> np.ndarray:
                 raise DeadEntityError(outside[0], "no entity was ever spawned with this id")
             ids = np.array([int(e) for e in exact], np.int64)
     if ids.ndim != 1 or (ids.size and ids.dtype.kind not in "iu"):
-        raise ArgumentTypeError(f"expected a 1-D sequence of entity ids, got {ids.dtype} array of shape {ids.shape}")
+        first = ids.reshape(-1)[0].item() if ids.size else None
+        raise ArgumentTypeError(f"expected a 1-D sequence of entity ids, got {ids.dtype} array of shape {ids.shape}"
+                                + (f" (first value {first!r})" if ids.size else ""))
     if ids.dtype == np.uint64:   # int64 would wrap an id past 2**63 to a negative one
         past = np.flatnonzero(ids > np.uint64(np.iinfo(np.int64).max))
         if past.size:

@@ -352,3 +352,13 @@ def spawn_then_fail(life: Life, ids: Entity, cmd: Commands, prefab: int, fail: b
         ecs.cmd_spawn(cmd, i, prefab)
     if fail:
         raise ValueError("failing after queueing commands")
+
+
+@system
+def drop_heat_and_burn_even(heat: Heat, life: Life, ids: Entity, cmd: Commands):
+    """Removes Heat from every entity; those with an even t also gain Burning (two changes of
+    one entity: applied in a move of their own, after the batch of single changes)."""
+    for i in range(heat.deg.shape[0]):
+        ecs.cmd_remove(cmd, i, ids[i], HEAT)
+        if life.t[i] % 2 == 0:
+            ecs.cmd_add(cmd, i, ids[i], BURNING)

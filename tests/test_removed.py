@@ -22,6 +22,7 @@ from tests.command_systems import (
     Template,
     Wet,
     drop_heat,
+    drop_heat_and_burn_even,
     fail_before_readers,
     removed_every_1,
     removed_then_fail,
@@ -264,6 +265,17 @@ def test_batches_across_tables_journal_their_removals_in_the_order_given(world: 
     world.remove_batch(order[3:5], Heat)
     world.despawn_batch(order[5:])
     assert both.removed().tolist() == order
+
+
+def test_kernel_commands_journal_their_removals_in_the_order_of_their_records(world: ecs.World) -> None:
+    """Commands apply in batches (single changes first, entities with several after), but a
+    removed= reader lists their removals in the order of the records, as the one-by-one calls
+    in that order would."""
+    ids = world.spawn_batch(6, Life(t=np.arange(6)), Heat()).tolist()
+    query = world.query(removed=[Heat])
+    world.add_system(drop_heat_and_burn_even)
+    world.step()
+    assert query.removed().tolist() == ids
 
 
 def test_an_entity_that_lost_a_component_twice_between_looks_is_listed_once(world: ecs.World) -> None:

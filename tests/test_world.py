@@ -412,6 +412,9 @@ def test_batch_calls_reject_non_id_arrays(world: ecs.World) -> None:
         world.despawn_batch(np.array([1.0, 2.0]))
     with pytest.raises(TypeError, match="expected a 1-D sequence of entity ids"):
         world.set_batch(np.array([[1, 2]]), Position(x=0, y=0))
+    with pytest.raises(TypeError, match=r"got bool array of shape \(2,\) \(first value True\)"):
+        world.despawn_batch([True, False])
+    assert len(world) == 3
 
 
 # ---------------------------------------------------------------- a call that raises changes nothing
