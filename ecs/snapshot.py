@@ -3,9 +3,11 @@
 A snapshot copies a store's columns, ids and free list, the resources and the frame counter
 into private, read-only memory. Restore copies each column back with one compare-copy-mark pass
 (kernels/rows.py): readers see as changed exactly the rows whose bits differ from just before the
-restore, and as added (and changed) the rows that now hold another entity; unchanged rows are not
-reported. Entities spawned after the snapshot are gone and the id allocator is rewound with the
-rest, so a replay after restore issues the same ids again (rollback semantics). Entities that
+restore; after structural changes, each entity first returns to its snapshot row with its own
+values and change bits (restore_rows.py), and an entity or component it brings back is added
+(and changed). Unchanged rows are not reported. Entities spawned after the snapshot are gone
+and the id allocator is rewound with the rest, so a replay after restore issues the same ids
+again (rollback semantics). Entities that
 lose a component by it (spawned or given it since) are journaled for removed= readers.
 
 A snapshot's structure (entity columns, free list; the entity index is rebuilt from them) is

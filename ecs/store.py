@@ -51,6 +51,7 @@ from .fastpath import (
 )
 from .memory import Arena
 from .parts import Part, Values
+from .restore_rows import gather_returns, place_returns
 from .schema import ComponentInfo
 from .table import Table, too_many_rows
 
@@ -442,8 +443,8 @@ class Store:
         ids = source.entities_all[rows]
         target.entities_all[start: start + count] = ids
         src_slots, dst_slots = self.changes.transfer_slots(source, target)
-        bits.transfer_rows_bits(source.bit_matrix, src_slots, rows, target.bit_matrix, dst_slots, start)
         new_rows = np.arange(start, start + count, dtype=np.int64)
+        bits.transfer_rows_bits(source.bit_matrix, src_slots, rows, target.bit_matrix, dst_slots, new_rows)
         self.entities.place_batch(ids & INDEX_MASK, target.id, new_rows)
         moved, holes = source.remove_rows(rows)
         self.entities.place_batch(moved & INDEX_MASK, source.id, holes)
@@ -469,12 +470,13 @@ class Store:
         """Put back row counts and entity columns ((table id, rows, entity column) per table; a
         table not listed is emptied) and rebuild the index from them.
 
-        A row that now holds another entity (or was not in use) is marked added and changed for
-        every component of its table; bits past the restored row counts are cleared. Unchanged
+        An entity that is not in the row the snapshot has it in comes back with its values and
+        change bits (restore_rows.py); bits past the restored row counts are cleared. Unchanged
         rows keep their bits, so readers see only what differs. Entities that hold a component now
         and will not after (spawned since, or given it since) are journaled as its removals, in
         id order, for removed= readers (_journal_restore_losses)."""
         self._journal_restore_losses(tables)
+        returns = gather_returns(self.archetypes.tables, self.entities, self.changes, tables)
         restored = set()
         for table_id, n, entities in tables:
             restored.add(table_id)
@@ -482,6 +484,7 @@ class Store:
         for table in self.archetypes.tables:
             if table.id not in restored:
                 table.restore_rows(0, table.entities_all[:0])
+        place_returns(returns)
         problem = self.rebuild_index(high_water, [(table_id, entities) for table_id, _, entities in tables],
                                      free, free_generation, births)
         assert problem is None, problem

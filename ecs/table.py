@@ -256,21 +256,13 @@ class Table:
         return moved, holes
 
     def restore_rows(self, n: int, entities: np.ndarray) -> None:
-        """Make the table hold `n` rows with these entity ids (a snapshot's, rows [0, n)): a row
-        that now holds another entity, or was not in use, is marked added and changed for every
-        component; bits past `n` are cleared. Values are left as they are (the caller restores
-        them). The entity index must be rebuilt afterwards."""
+        """Make the table hold `n` rows with these entity ids (a snapshot's, rows [0, n)); bits
+        past `n` are cleared. Values and the bits of rows [0, n) are left as they are (the
+        caller returns each entity's: restore_rows.py). The entity index must be rebuilt
+        afterwards."""
         self.reserve(n)
         current = self.n
-        moved_in = np.zeros(-(-n // 64), np.uint64)
-        if n:
-            row_kernels.restore_column(as_bits(self.entities_all[:n]), as_bits(entities), n, 1, moved_in)
-            bits.fill_range(moved_in, min(current, n), n)    # rows not in use count as moved in
-        if moved_in.any():
-            for info in self.components:
-                for slot in (self.marks_slot[info.id], self.added_slot[info.id]):
-                    words = self.bit_matrix[slot, : moved_in.shape[0]]
-                    np.bitwise_or(words, moved_in, out=words)
+        self.entities_all[:n] = entities
         for slot in range(self.nslots):
             bits.clear_range(self.bit_matrix[slot], n, max(current, n))
         self.n = n

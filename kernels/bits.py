@@ -176,19 +176,30 @@ def move_rows_bits(matrix, nslots, sources, destinations):
 
 
 @jit
-def transfer_rows_bits(src_matrix, src_slots, src_rows, dst_matrix, dst_slots, first_dst_row):
+def transfer_rows_bits(src_matrix, src_slots, src_rows, dst_matrix, dst_slots, dst_rows):
     """Copy the bit of row `src_rows[k]` from each `src_slots[j]` of one table to row
-    `first_dst_row + k` of `dst_slots[j]` of another (an archetype move of a batch of entities;
-    one entity's move does this with byte operations, fastpath.RowMove). O(rows x slot pairs)."""
+    `dst_rows[k]` of `dst_slots[j]` of another (an archetype move of a batch of entities, a
+    restore's return of entities to their rows; one entity's move does this with byte
+    operations, fastpath.RowMove). The matrices must be distinct. O(rows x slot pairs)."""
     for j in range(src_slots.shape[0]):
         s = src_slots[j]
         d = dst_slots[j]
         for k in range(src_rows.shape[0]):
             src = src_rows[k]
-            dst = first_dst_row + k
+            dst = dst_rows[k]
             bit = (src_matrix[s, src >> 6] >> np.uint64(src & 63)) & ONE
             db = np.uint64(dst & 63)
             dst_matrix[d, dst >> 6] = (dst_matrix[d, dst >> 6] & ~(ONE << db)) | (bit << db)
+
+
+@jit
+def clear_rows_bits(matrix, slots, rows):
+    """Clear the bit of every row in `rows` in each slot of `slots`."""
+    for j in range(slots.shape[0]):
+        s = slots[j]
+        for k in range(rows.shape[0]):
+            r = rows[k]
+            matrix[s, r >> 6] &= ~(ONE << np.uint64(r & 63))
 
 
 @jit

@@ -94,12 +94,21 @@ def move_rows_bits(matrix: np.ndarray, nslots: int, sources: np.ndarray,
 
 
 def transfer_rows_bits(src_matrix: np.ndarray, src_slots: np.ndarray, src_rows: np.ndarray,
-                       dst_matrix: np.ndarray, dst_slots: np.ndarray, first_dst_row: int) -> np.ndarray:
+                       dst_matrix: np.ndarray, dst_slots: np.ndarray, dst_rows: np.ndarray) -> np.ndarray:
     out = dst_matrix.copy()
     for src_slot, dst_slot in zip(src_slots, dst_slots, strict=True):
         flags = unpack(out[dst_slot])
-        flags[first_dst_row: first_dst_row + len(src_rows)] = unpack(src_matrix[src_slot])[src_rows]
+        flags[dst_rows] = unpack(src_matrix[src_slot])[src_rows]
         out[dst_slot] = pack(flags)
+    return out
+
+
+def clear_rows_bits(matrix: np.ndarray, slots: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    out = matrix.copy()
+    for slot in slots:
+        flags = unpack(out[slot])
+        flags[rows] = False
+        out[slot] = pack(flags)
     return out
 
 

@@ -155,10 +155,26 @@ def test_transfer_rows_bits_moves_a_batch_of_rows_between_tables(nbits: int) -> 
             count = min(nbits, 70)
             src_rows = rng.permutation(nbits)[:count].astype(np.int64)
             for first in (0, 63, nbits + 1 if nbits else 0):
+                dst_rows = np.arange(first, first + count, dtype=np.int64)
+                if first == 63:   # rows anywhere, in any order: a restore's return of entities
+                    dst_rows = rng.permutation(nbits + 64)[:count].astype(np.int64)
                 got = dst.copy()
-                bits.transfer_rows_bits(src, src_slots, src_rows, got, dst_slots, first)
+                bits.transfer_rows_bits(src, src_slots, src_rows, got, dst_slots, dst_rows)
                 np.testing.assert_array_equal(
-                    got, reference.transfer_rows_bits(src, src_slots, src_rows, dst, dst_slots, first))
+                    got, reference.transfer_rows_bits(src, src_slots, src_rows, dst, dst_slots, dst_rows))
+
+
+@pytest.mark.parametrize("nbits", SIZES)
+def test_clear_rows_bits_clears_the_listed_rows_in_the_listed_slots(nbits: int) -> None:
+    rng = np.random.default_rng(13)
+    for density in DENSITIES:
+        matrix = random_matrix(rng, 4, nwords_of(nbits) + 1, density)
+        for slots, count in (([], 5), ([2], 1), ([3, 0, 1], min(nbits, 200))):
+            slots = np.array(slots, np.int64)
+            rows = rng.integers(0, nbits, count) if nbits else np.empty(0, np.int64)
+            got = matrix.copy()
+            bits.clear_rows_bits(got, slots, rows)
+            np.testing.assert_array_equal(got, reference.clear_rows_bits(matrix, slots, rows))
 
 
 @pytest.mark.parametrize("nbits", SIZES)
