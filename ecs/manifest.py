@@ -18,7 +18,7 @@ import math
 import re
 import resource
 import struct
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -57,11 +57,23 @@ RESOURCE_OVERHEAD = 4 << 10    # what a resource array takes beyond its pages (i
 _DTYPE = re.compile(r"[<>|][biuf][1-9][0-9]?")
 
 
-def check_manifest(manifest: dict[str, Any], path: str, payload_start: int, size: int,
-                   version: int) -> tuple[list[ComponentInfo], tuple[int, int]]:
+class Limits(NamedTuple):
+    """A file's world limits (World(max_rows=, max_entities=) when it was saved) and the least
+    ones that hold its contents (its largest table's rows; the id slots it has handed out)."""
+
+    max_rows: int
+    max_entities: int
+    rows_needed: int
+    entities_needed: int
+
+
+def check_manifest(manifest: dict[str, Any], path: str, payload_start: int, size: int, version: int,
+                   stored: int | None = None) -> tuple[list[ComponentInfo], Limits]:
     """The components the manifest of a file of this format `version` names, resolved, and its
-    (max_rows, max_entities); SnapshotError for anything _fill could not build exactly as described.
-    Each array entry gets `entry["sums"]`: its chunks' checksums (CHECKSUMS[version]) as ints."""
+    limits; SnapshotError for anything _fill could not build exactly as described. Each array
+    entry gets `entry["sums"]`: its chunks' checksums (CHECKSUMS[version]) as ints. `stored`:
+    the bytes the file occupies on disk, where fewer than its `size` (a sparse file: its holes
+    cost nothing, so the memory a load may commit is bounded by what it stores)."""
     check = _Check(path, version)
     limits = check.mapping(manifest.get("limits"), "limits", ("max_rows", "max_entities"))
     max_rows = check.integer(limits["max_rows"], "limits.max_rows", 64, MAX_ROWS)
@@ -73,10 +85,13 @@ def check_manifest(manifest: dict[str, Any], path: str, payload_start: int, size
     commit += _check_resources(check, manifest.get("resources"), entries)
     check.integer(manifest.get("frame"), "frame", 0, MAX_FRAME)
     _check_layout(check, entries, payload_start, size)
-    if commit > COMMIT_PER_FILE_BYTE * size + COMMIT_ALLOWANCE:
-        raise check.error(f"its world would commit about {commit >> 20} MiB of memory for a file of {size} bytes "
-                          f"(at most {COMMIT_PER_FILE_BYTE} times the file plus {COMMIT_ALLOWANCE >> 20} MiB)")
-    return components, (max_rows, max_entities)
+    backed = size if stored is None else min(size, stored)
+    if commit > COMMIT_PER_FILE_BYTE * backed + COMMIT_ALLOWANCE:
+        held = "" if backed == size else f", of which {backed} are stored on disk (a sparse file)"
+        raise check.error(f"its world would commit about {commit >> 20} MiB of memory for a file of {size} bytes"
+                          f"{held} (at most {COMMIT_PER_FILE_BYTE} times the file plus {COMMIT_ALLOWANCE >> 20} MiB)")
+    rows_needed = max((table["rows"] for table in manifest["tables"]), default=0)
+    return components, Limits(max_rows, max_entities, rows_needed, manifest["entities"]["high_water"] - 1)
 
 
 def _check_tables(check: _Check, tables: object, components: list[ComponentInfo], max_rows: int,
@@ -168,6 +183,7 @@ def _check_resources(check: _Check, resources: object, entries: list[tuple[str, 
         check.resource_name(name, scalars)
         shape = entry.get("shape") if type(entry) is dict else None
         dtype = check.dtype(entry.get("dtype") if type(entry) is dict else None, f"resource {name!r}")
+        check.resource_dtype(name, dtype)
         if type(shape) is not list or len(shape) > MAX_DIMENSIONS:
             raise check.error(f"resource {name!r} has shape {_described(shape)}; expected a list of at most "
                               f"{MAX_DIMENSIONS} sizes")
@@ -307,7 +323,9 @@ class _Check:
         entry = self.mapping(entry, what, ("offset", "nbytes", "dtype", "shape", self.checksum_key))
         self.integer(entry["offset"], f"{what}: offset", 0, 2**62)
         nbytes = self.integer(entry["nbytes"], f"{what}: nbytes", 0, 2**62)
-        if entry["dtype"] != dtype.str or entry["shape"] != list(shape) or nbytes != math.prod(shape) * dtype.itemsize:
+        exact_shape = type(entry["shape"]) is list and all(type(d) is int for d in entry["shape"])  # not 42.0, True
+        if entry["dtype"] != dtype.str or not exact_shape or entry["shape"] != list(shape) \
+                or nbytes != math.prod(shape) * dtype.itemsize:
             raise self.error(f"{what} has {nbytes} bytes of shape {_described(entry['shape'])} and dtype "
                              f"{_described(entry['dtype'])}, expected {math.prod(shape) * dtype.itemsize} of shape "
                              f"{list(shape)} and dtype {dtype.str!r}")
@@ -318,6 +336,12 @@ class _Check:
                              f"{chunk_count(nbytes)} of {self.checksum_digits} hex digits")
         entry["sums"] = [int(c, 16) for c in sums]
         return entry
+
+    def resource_dtype(self, name: str, dtype: np.dtype) -> None:
+        """A dtype a resource may have (Resources refuses the others): no float16 (numba compiles
+        no kernel for it), no float wider than 64 bits (save refuses them: JSON holds doubles)."""
+        if dtype.kind == "f" and dtype.itemsize not in (4, 8):
+            raise self.error(f"resource {name!r} has dtype {dtype.str}; a resource's floats are float32 or float64")
 
     def resource_name(self, name: str, scalars: dict[str, Any] | None = None) -> None:
         if not name.isidentifier():
@@ -338,8 +362,7 @@ class _Check:
                 raise self.error(f"resource {name!r} is {_described(value)}; expected a value of type {kind}")
             return
         dtype = self.dtype(kind, f"resource {name!r}")
-        if dtype.kind == "f" and dtype.itemsize > 8:   # save refuses them: JSON holds doubles
-            raise self.error(f"resource {name!r} has type {kind}; a number a world file holds is at most 64 bits")
+        self.resource_dtype(name, dtype)
         fits = type(value) is {"b": bool, "i": int, "u": int, "f": float}[dtype.kind]
         if fits:
             try:

@@ -70,6 +70,7 @@ from .manifest import (
     MAGIC,
     OLDEST_VERSION,
     TRAILER,
+    Limits,
     check_address_space,
     check_manifest,
     chunk_count,
@@ -320,12 +321,13 @@ def _scalar_entry(name: str, value: object) -> list[Any]:
 
 
 # ==================================================================== load
-OpenWorld = Callable[..., tuple[Store, Resources]]
+OpenWorld = Callable[[Limits], tuple[Store, Resources]]
 
 
 def load(path: str | os.PathLike[str], open_world: OpenWorld) -> int:
-    """Read a saved world into the store and resources that `open_world(max_rows=, max_entities=)`
-    makes (empty, once the file's manifest checked out); returns the saved frame counter. On any
+    """Read a saved world into the store and resources that `open_world(limits)` makes (empty, once
+    the file's manifest checked out: its limits and the least that hold it, manifest.Limits);
+    returns the saved frame counter. On any
     failure the caller must close what `open_world` made: it may be half-filled."""
     path = _path_of("load", path)
     try:   # O_NONBLOCK: opening a FIFO must not wait for a writer (it is refused below)
@@ -344,12 +346,14 @@ def load(path: str | os.PathLike[str], open_world: OpenWorld) -> int:
         except OSError as exc:
             raise SnapshotError(path, f"cannot read it: {exc.strerror or exc}") from None
         try:  # a manifest whose checksum holds can still be foreign or crafted: check all of it first
-            components, (max_rows, max_entities) = check_manifest(manifest, path, payload_start, size, version)
+            # st_blocks: the bytes the file holds on disk (0 where a filesystem does not say)
+            stored = status.st_blocks * 512 if status.st_blocks else None
+            components, limits = check_manifest(manifest, path, payload_start, size, version, stored)
         except _MALFORMED as exc:
             raise _malformed(path, exc) from None
-        check_address_space(path, max_entities)
+        check_address_space(path, limits.max_entities)
         try:
-            store, resources = open_world(max_rows=max_rows, max_entities=max_entities)
+            store, resources = open_world(limits)
         except (MemoryError, OSError) as exc:
             raise _does_not_fit(path, exc) from None
         try:
