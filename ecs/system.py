@@ -284,7 +284,8 @@ def system(fn: Callable[..., Any] | None = None, **options: Any) -> Any:
                         takes no component, Entity or Rows parameter.
       without=[C, ...]  skip tables that have any of these components.
       with_=[C, ...]    run only on tables that have all of these components, without binding
-                        them to a parameter (a tag such as Sheep).
+                        them to a parameter (a tag such as Sheep). Both select tables: a system
+                        whose parameters are named values only (it takes no table) refuses them.
       every=N           run on frames offset, offset + N, offset + 2N, ... (default 1: every frame).
       offset=K          the first frame for every=N, 0 <= K < N (default 0): every=2, offset=1
                         runs on frames 1, 3, 5... Calls, stats() and removed= hand-over follow it.
