@@ -469,7 +469,7 @@ class _RecordBatch:
                 source = tables[table_id]
                 moves.append((source, store.change_target(source, [info] * add, [info] * (not add))[0],
                               int(counts[table_id])))
-        for position, adds, removes in by_entity:
+        for position, adds, removes, _ in by_entity:
             source = tables[int(sources[position])]
             moves.append((source, store.change_target(source, adds, removes)[0], 1))
         for source, target, count in moves:
@@ -489,17 +489,18 @@ class _RecordBatch:
         for info, add, at in batches:
             self.store.change_components_batch(ids[at], [(info, dict(info.defaults))] if add else [],
                                                [] if add else [info], base + at)
-        for position, adds, removes in by_entity:
+        for position, adds, removes, removed_at in by_entity:
             self.store.change_components(int(ids[position]), [(info, dict(info.defaults)) for info in adds], removes,
-                                         base + position)
+                                         {cid: base + at for cid, at in removed_at.items()})
 
     def _grouped_changes(self, targets: np.ndarray, final: np.ndarray, several: np.ndarray
                          ) -> tuple[list[tuple[ComponentInfo, bool, np.ndarray]],
-                                    list[tuple[int, list[ComponentInfo], list[ComponentInfo]]]]:
+                                    list[tuple[int, list[ComponentInfo], list[ComponentInfo], dict[int, int]]]]:
         """The winning change records as they are applied (positions index self.changes; `targets`
         tell entities apart): (component, adding, positions) per component and kind for entities
         with one change, in key order, adds first; and per entity with several, in the order of
-        its first record, (that position, components added, components removed)."""
+        its first record, (that position, components added, components removed, the position of
+        each removed component's record by component id)."""
         keys = self.records[self.changes, KEY]
         adding = self.kind[self.changes] == ADD
         alone = final & ~several
@@ -510,12 +511,17 @@ class _RecordBatch:
                 chosen = np.flatnonzero(alone & (keys == key) & (adding == add))
                 if chosen.shape[0]:
                     batches.append((info, add, chosen))
-        by_entity: dict[int, tuple[int, list[ComponentInfo], list[ComponentInfo]]] = {}
+        by_entity: dict[int, tuple[int, list[ComponentInfo], list[ComponentInfo], dict[int, int]]] = {}
         mixed = np.flatnonzero(final & several)
         for position, target, key, add in zip(mixed.tolist(), targets[mixed].tolist(), keys[mixed].tolist(),
                                               adding[mixed].tolist(), strict=True):
-            _, adds, removes = by_entity.setdefault(target, (position, [], []))
-            (adds if add else removes).append(INFO_BY_KEY[key])
+            _, adds, removes, removed_at = by_entity.setdefault(target, (position, [], [], {}))
+            info = INFO_BY_KEY[key]
+            if add:
+                adds.append(info)
+            else:
+                removes.append(info)
+                removed_at[info.id] = position
         return batches, list(by_entity.values())
 
 

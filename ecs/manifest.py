@@ -87,9 +87,14 @@ def check_manifest(manifest: dict[str, Any], path: str, payload_start: int, size
     _check_layout(check, entries, payload_start, size)
     backed = size if stored is None else min(size, stored)
     if commit > COMMIT_PER_FILE_BYTE * backed + COMMIT_ALLOWANCE:
-        held = "" if backed == size else f", of which {backed} are stored on disk (a sparse file)"
-        raise check.error(f"its world would commit about {commit >> 20} MiB of memory for a file of {size} bytes"
-                          f"{held} (at most {COMMIT_PER_FILE_BYTE} times the file plus {COMMIT_ALLOWANCE >> 20} MiB)")
+        bound = f"at most {COMMIT_PER_FILE_BYTE} times the file plus {COMMIT_ALLOWANCE >> 20} MiB"
+        if backed == size:
+            raise check.error(f"its world would commit about {commit >> 20} MiB of memory for a file of {size} "
+                              f"bytes ({bound})")
+        raise SnapshotError(path, f"its world would commit about {commit >> 20} MiB of memory for a file of {size} "
+                                  f"bytes, of which {backed} are stored on disk ({bound} stored: a sparse file's "
+                                  f"holes cost nothing to claim); a sparse copy of a saved world loads once "
+                                  f"copied without holes (cp --sparse=never)")
     rows_needed = max((table["rows"] for table in manifest["tables"]), default=0)
     return components, Limits(max_rows, max_entities, rows_needed, manifest["entities"]["high_water"] - 1)
 

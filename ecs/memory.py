@@ -148,10 +148,13 @@ class Arena:
         """In a forked child: count as closed without touching the memory (the parent's). The
         inherited descriptor is left as it is: closing it at collection could close a number
         the child has since reused. A memfd arena is mapped again over the same addresses as a
-        private mapping of the memfd, so that arrays the child holds behave as numpy's own do
-        across a fork: they read the parent's values, and the child's writes copy the page
-        instead of reaching the parent's world (one mmap call; where the system refuses it,
-        the shared mapping stays)."""
+        private mapping of the memfd, so that the child's writes through arrays it holds copy
+        the page instead of reaching the parent's world (one mmap call). A page the child has
+        not written still shows the parent's current values (a private mapping of a shared
+        file), unlike numpy's own arrays, which keep their values of the moment of the fork.
+        Under strict overcommit (vm.overcommit_memory = 2) the private mapping would be charged
+        for the whole reservation, and a refused MAP_FIXED mapping may leave a hole on older
+        kernels: there the shared mapping stays, and the child's writes reach the parent."""
         if not self.closed and self.shared:
             _map_private_copy(self.fd, self.base, self.size)
         self.closed = self.forked = True
@@ -443,6 +446,12 @@ def _map_private_copy(fd: int, base: int, size: int) -> bool:
     """Replace the shared mapping of memfd `fd` at `base` by a private one of the same pages
     (MAP_FIXED): later writes through it stay in this process. False where it is refused (the
     shared mapping is then left as it was)."""
+    try:
+        with open("/proc/sys/vm/overcommit_memory") as mode:
+            if mode.read().strip() == "2":
+                return False
+    except OSError:
+        return False   # the policy is unknown: a refused MAP_FIXED mapping could leave a hole
     got = _libc.mmap(base, size, mmap.PROT_READ | mmap.PROT_WRITE,
                      mmap.MAP_PRIVATE | _MAP_FIXED | MAP_NORESERVE, fd, 0)
     return got == base

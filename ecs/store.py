@@ -293,10 +293,11 @@ class Store:
 
     # ---------------------------------------------------------------- archetype moves
     def change_components(self, entity: int, adds: Iterable[tuple[ComponentInfo, Values]],
-                          removes: Iterable[ComponentInfo], event: int | None = None) -> None:
+                          removes: Iterable[ComponentInfo], events: Mapping[int, int] | None = None) -> None:
         """Add (with values, overwriting ones it has) and remove components of a live entity in one
-        archetype move; removing one it lacks, or one also added, is ignored. `event`: the
-        removal's place in the journals (ChangeTracker.reserve_removal_events), else the next."""
+        archetype move; removing one it lacks, or one also added, is ignored. `events`: each
+        removal's place in the journals by component id (ChangeTracker.reserve_removal_events),
+        else the next one for all."""
         index, table, row = self.locate(entity)
         adds = list(adds)
         target, new, removes = self.change_target(table, [info for info, _ in adds], removes)
@@ -310,7 +311,12 @@ class Store:
             target.mark_row(target.added_slot[info.id], row)
         if removes and self.changes.journals_any(removes):
             ids = np.array([entity], np.int64)
-            self.changes.record_removed(tuple(removes), ids, self.entities.births(ids), event)
+            births = self.entities.births(ids)
+            if events is None:
+                self.changes.record_removed(tuple(removes), ids, births)
+            else:
+                for info in removes:
+                    self.changes.record_removed((info,), ids, births, events[info.id])
 
     def change_target(self, table: Table, adds: Iterable[ComponentInfo], removes: Iterable[ComponentInfo]
                       ) -> tuple[Table, tuple[ComponentInfo, ...], list[ComponentInfo]]:

@@ -128,12 +128,14 @@ def check_geometry(geometry, d):
         if not (1.0 <= n <= MAX_GRID_CELLS and n == np.floor(n) and 0.0 < length < np.inf):
             raise ValueError("spatial: the geometry's axis " + str(axis) + " is not one make_grid builds "
                              "(cells, length):", n, length)
+    grid_cells(geometry, d)
 
 
 @jit
 def grid_cells(geometry, d):
-    """The cells of a `d`-axis grid whose cell counts are all in 1 .. MAX_GRID_CELLS (else
-    ValueError): what the per-query kernels check, in a few ns, before indexing by cell."""
+    """The cells of a `d`-axis grid whose cell counts, and their product, are all in 1 ..
+    MAX_GRID_CELLS (else ValueError; checked as the product grows, so it cannot overflow): what
+    the per-query kernels check, in a few ns, before indexing by cell."""
     total = 1
     for axis in range(d):
         n = geometry[axis, NCELLS]
@@ -141,15 +143,16 @@ def grid_cells(geometry, d):
             raise ValueError("spatial: the geometry's axis " + str(axis) + " has a cell count outside "
                              "1 .. MAX_GRID_CELLS:", n)
         total *= int(n)
+        if total > MAX_GRID_CELLS:
+            raise ValueError("spatial: the geometry has more than MAX_GRID_CELLS cells (through axis "
+                             + str(axis) + ")")
     return total
 
 
 @jit
 def ncells_of(geometry):
-    total = 1
-    for axis in range(geometry.shape[0]):
-        total *= int(geometry[axis, NCELLS])
-    return total
+    """The geometry's cell count (grid_cells over all its axes: checked)."""
+    return grid_cells(geometry, geometry.shape[0])
 
 
 @jit

@@ -153,6 +153,8 @@ def sort_by_cell(cells, cell_start, order):
     ncells = cell_start.shape[0] - 1
     if order.shape[0] != n:
         raise ValueError("sort_by_cell: order must have one entry per point")
+    check_holds("sort_by_cell", cell_start, n)     # counts and starts reach n
+    check_holds("sort_by_cell", order, n - 1)
     for c in range(ncells + 1):
         cell_start[c] = 0
     for i in range(n):
@@ -196,6 +198,7 @@ def count_cells(cells, counts):
     the (nchunks, ncells) counts; it is overwritten). Raises ValueError for a cell id outside
     the grid. Cost O(n + ncells)."""
     ncells = counts.shape[0]
+    check_holds("count_cells", counts, cells.shape[0])
     for c in range(ncells):
         counts[c] = 0
     for i in range(cells.shape[0]):
@@ -214,6 +217,12 @@ def prefix_counts(counts, cell_start, chunk_start):
     nchunks, ncells = counts.shape
     if cell_start.shape[0] != ncells + 1 or chunk_start.shape[0] != nchunks or chunk_start.shape[1] != ncells:
         raise ValueError("prefix_counts: cell_start needs ncells + 1 entries, chunk_start the shape of counts")
+    total = 0
+    for k in range(nchunks):
+        for c in range(ncells):
+            total += np.int64(counts[k, c])
+    check_holds("prefix_counts", cell_start, total)      # starts reach every point
+    check_holds("prefix_counts", chunk_start, total)
     for c in range(ncells + 1):
         cell_start[c] = 0
     for k in range(nchunks):                     # cell_start[c + 1] = points in cell c
@@ -413,11 +422,22 @@ def _check_within(cell_start, ncells, nqx, nqy, nqz, nx, ny, nz, starts):
 
 
 @jit
+def _check_counts_fit(cell_start, starts, slots, listing):
+    """A counting output holds counts up to every indexed point; a listing's slots hold slot numbers."""
+    points = cell_start[cell_start.shape[0] - 1]
+    if listing:
+        check_holds("list_within (slots)", slots, points - 1)
+    else:
+        check_holds("count_within (out)", starts, points)
+
+
+@jit
 def _within_2d(qx, qy, xs, ys, geometry, cell_start, radius, starts, slots, listing):
     check_geometry(geometry, 2)
     check_radius(geometry, radius)
     _check_within(cell_start, ncells_of(geometry), qx.shape[0], qy.shape[0], qy.shape[0], xs.shape[0], ys.shape[0],
                   ys.shape[0], starts)
+    _check_counts_fit(cell_start, starts, slots, listing)
     len_x, p_x = geometry[0, LENGTH], geometry[0, PERIODIC] != 0.0
     len_y, p_y = geometry[1, LENGTH], geometry[1, PERIODIC] != 0.0
     r2 = radius * radius
@@ -450,6 +470,7 @@ def _within_3d(qx, qy, qz, xs, ys, zs, geometry, cell_start, radius, starts, slo
     check_radius(geometry, radius)
     _check_within(cell_start, ncells_of(geometry), qx.shape[0], qy.shape[0], qz.shape[0], xs.shape[0], ys.shape[0],
                   zs.shape[0], starts)
+    _check_counts_fit(cell_start, starts, slots, listing)
     len_x, p_x = geometry[0, LENGTH], geometry[0, PERIODIC] != 0.0
     len_y, p_y = geometry[1, LENGTH], geometry[1, PERIODIC] != 0.0
     len_z, p_z = geometry[2, LENGTH], geometry[2, PERIODIC] != 0.0

@@ -362,3 +362,13 @@ def drop_heat_and_burn_even(heat: Heat, life: Life, ids: Entity, cmd: Commands):
         ecs.cmd_remove(cmd, i, ids[i], HEAT)
         if life.t[i] % 2 == 0:
             ecs.cmd_add(cmd, i, ids[i], BURNING)
+
+
+@system
+def burn_first_then_drop_heat(life: Life, ids: Entity, cmd: Commands):
+    """Records in row order: row 0 adds Burning to the first entity, row 1 removes the second's
+    Heat, row 2 removes the first's Heat (the first entity's changes are two records apart)."""
+    if ids.shape[0] == 3:
+        ecs.cmd_add(cmd, 0, ids[0], BURNING)
+        ecs.cmd_remove(cmd, 1, ids[1], HEAT)
+        ecs.cmd_remove(cmd, 2, ids[0], HEAT)

@@ -21,6 +21,7 @@ from tests.command_systems import (
     Life,
     Template,
     Wet,
+    burn_first_then_drop_heat,
     drop_heat,
     drop_heat_and_burn_even,
     fail_before_readers,
@@ -276,6 +277,14 @@ def test_kernel_commands_journal_their_removals_in_the_order_of_their_records(wo
     world.add_system(drop_heat_and_burn_even)
     world.step()
     assert query.removed().tolist() == ids
+
+
+def test_an_entity_with_several_commands_journals_each_removal_at_its_own_record(world: ecs.World) -> None:
+    first, second, _ = world.spawn_batch(3, Life(t=0), Heat()).tolist()
+    query = world.query(removed=[Heat])
+    world.add_system(burn_first_then_drop_heat)
+    world.step()
+    assert query.removed().tolist() == [second, first]     # the records' order, as one-by-one calls give
 
 
 def test_an_entity_that_lost_a_component_twice_between_looks_is_listed_once(world: ecs.World) -> None:

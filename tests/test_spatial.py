@@ -551,3 +551,44 @@ def test_kernels_refuse_outputs_indexes_and_geometries_that_would_reach_past_an_
         spatial.cell_ids_2d(xs, xs, geometry, np.zeros(3, np.int8))
     with pytest.raises(ValueError, match="an entry per indexed point"):
         spatial.count_within_2d(xs, xs, xs[:2], xs[:2], geometry, cell_start, 1.0, np.zeros(3, np.int64))
+
+
+def test_counting_kernels_refuse_counts_their_dtypes_cannot_hold_and_grids_past_the_cell_limit() -> None:
+    cells = np.zeros(128, np.int64)                      # 128 points in cell 0: an int8 count wraps
+    backing = np.full(130, 7, np.int64)
+    with pytest.raises(ValueError, match="sort_by_cell: an output array's dtype cannot hold values up to 128"):
+        spatial.sort_by_cell(cells, np.zeros(3, np.int8), backing[1:129])
+    with pytest.raises(ValueError, match="sort_by_cell: an output array's dtype cannot hold values up to 299"):
+        spatial.sort_by_cell(np.zeros(300, np.int64), np.zeros(3, np.int64), np.zeros(300, np.int8))
+    with pytest.raises(ValueError, match="count_cells: an output array's dtype cannot hold values up to 128"):
+        spatial.count_cells(cells, np.zeros(3, np.int8))
+    with pytest.raises(ValueError, match="prefix_counts: an output array's dtype cannot hold values up to 200"):
+        spatial.prefix_counts(np.full((2, 2), 50, np.int64), np.zeros(3, np.int8), np.zeros((2, 2), np.int64))
+    assert (backing == 7).all()
+    geometry = spatial.make_grid([0.0, 0.0, 0.0], [1.0, 1.0, 1.0], 0.3)
+    geometry[:, spatial.NCELLS] = [2.0**21, 2.0**21, 2.0**22]      # each axis fits; the product wraps int64 to 0
+    one = np.zeros(1)
+    with pytest.raises(ValueError, match="more than MAX_GRID_CELLS cells"):
+        spatial.neighbour_ranges_3d(0.5, 0.5, 0.5, geometry, np.zeros(1, np.int64),
+                                    np.zeros((spatial.MAX_RANGES_3D, 2), np.int64))
+    with pytest.raises(ValueError, match="more than MAX_GRID_CELLS cells"):
+        spatial.count_within_3d(one, one, one, one, one, one, geometry, np.zeros(1, np.int64), 0.1,
+                                np.zeros(1, np.int64))
+
+
+def test_within_radius_outputs_must_hold_the_counts_and_slots() -> None:
+    geometry = spatial.make_grid([0.0, 0.0], [10.0, 10.0], 1.0)
+    n = 300
+    xs = np.full(n, 5.5)
+    cells, cell_start, order = np.empty(n, np.int64), np.empty(spatial.cell_count(geometry) + 1, np.int64), \
+        np.empty(n, np.int64)
+    spatial.build_2d(xs, xs, geometry, cells, cell_start, order)
+    with pytest.raises(ValueError, match=r"count_within \(out\): an output array's dtype cannot hold values up "
+                                         r"to 300"):
+        spatial.count_within_2d(xs[:1], xs[:1], xs, xs, geometry, cell_start, 1.0, np.zeros(1, np.int8))
+    with pytest.raises(ValueError, match=r"list_within \(slots\): an output array's dtype cannot hold values up "
+                                         r"to 299"):
+        spatial.list_within_2d(xs[:1], xs[:1], xs, xs, geometry, cell_start, 1.0, np.zeros(1, np.int64),
+                               np.zeros(n, np.int8))
+    counts = np.zeros(1, np.int16)
+    assert spatial.count_within_2d(xs[:1], xs[:1], xs, xs, geometry, cell_start, 1.0, counts) == n
