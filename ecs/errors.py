@@ -113,12 +113,13 @@ class WorldClosedError(EcsError, RuntimeError):
     """The world was used after close(), or in a process forked from the one that made it."""
 
     def __init__(self, operation: str, forked: bool = False) -> None:
+        call = f"world.{operation}" if "[" in operation else f"world.{operation}()"   # resources[...]
         if forked:
-            super().__init__(f"world.{operation}() called in a process forked from the one that made the world; "
+            super().__init__(f"{call} called in a process forked from the one that made the world; "
                              f"a world belongs to its process (its workers and shared memory are the parent's): "
                              f"make a new World in the child, or load a saved one")
         else:
-            super().__init__(f"world.{operation}() called after world.close(); the world's memory is released")
+            super().__init__(f"{call} called after world.close(); the world's memory is released")
 
 
 class ConcurrentUseError(EcsError, RuntimeError):

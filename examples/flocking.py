@@ -138,9 +138,10 @@ def simulate(config: Config) -> Result:
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--birds", type=int, default=400)
-    parser.add_argument("--steps", type=int, default=100)
-    parser.add_argument("--seed", type=cli.seed, default=0)
+    parser.add_argument("--birds", type=int, default=400,
+                        help=f"birds, {MIN_BIRDS} to {MAX_BIRDS:,} (default %(default)s)")
+    parser.add_argument("--steps", type=int, default=100, help="steps, >= 2 (default %(default)s)")
+    parser.add_argument("--seed", type=cli.seed, default=0, help="random seed (default %(default)s)")
     parser.add_argument("--workers", type=cli.workers, default=0, help="worker processes: an int or 'auto' (default 0)")
     parser.add_argument("--check-determinism", action="store_true",
                         help="run on 0 and 2 workers and compare every bird bit for bit")
@@ -168,10 +169,10 @@ def main(argv: list[str] | None = None) -> int:
           f"{config.steps} steps, workers={config.workers}")
     print(f"  {result.seconds / config.steps * 1e3:.3f} ms a step "
           f"({config.birds * config.steps / result.seconds:,.0f} bird updates a second)")
-    print(f"  alignment {result.alignment_before:.3f} -> {result.alignment_after:.3f}")
     if math.isnan(result.alignment_after):
         print(f"  (local alignment not measured above {LOCAL_ALIGNMENT_MAX_BIRDS:,} birds)")
         return 0
+    print(f"  alignment {result.alignment_before:.3f} -> {result.alignment_after:.3f}")
     return 0 if result.alignment_after > result.alignment_before else 1
 
 

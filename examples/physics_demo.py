@@ -364,7 +364,8 @@ def report(result: Result, config: Config, scene: Scene) -> None:
 def describe_workers(workers: int) -> str:
     if workers == 0:
         return "the main process (workers=0)"
-    return f"{workers} worker process{'es' * (workers > 1)}"
+    # the world sends a stage to its workers only where that runs faster (README, Workers)
+    return f"World(workers={workers}): {workers} worker process{'es' * (workers > 1)} and this one, where sharing pays"
 
 
 def check_determinism(config: Config) -> bool:
@@ -395,9 +396,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="folder for the images (default out/)")
     parser.add_argument("--gif", action="store_true", help="also write an animation, DIR/physics.gif")
     parser.add_argument("--gif-frames", type=int, default=60, help="frames in the animation (default 60)")
-    parser.add_argument("--restitution", type=float, default=defaults.restitution,
+    parser.add_argument("--restitution", type=cli.fraction, default=defaults.restitution,
                         help="disc-disc restitution; 1.0 is elastic (default %(default)s)")
-    parser.add_argument("--wall-restitution", type=float, default=defaults.wall_restitution,
+    parser.add_argument("--wall-restitution", type=cli.fraction, default=defaults.wall_restitution,
                         help="wall restitution (default %(default)s)")
     parser.add_argument("--emit-every", type=int, default=defaults.emit_every, metavar="K",
                         help="frames between emitter passes (default %(default)s)")
@@ -406,6 +407,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.entities < 1 or args.frames < 2 or args.emit_every < 1:
         parser.error("--entities and --emit-every must be >= 1 and --frames >= 2")
+    if not args.check_determinism:
+        cli.writable_folder(parser, "--out", args.out)
     return args
 
 

@@ -211,14 +211,22 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seeds", type=int, default=5, help="how many seeds to run (default 5)")
     parser.add_argument("--seed", type=cli.seed, default=0, help="the first seed (default 0)")
-    parser.add_argument("--steps", type=int, default=100)
+    parser.add_argument("--steps", type=int, default=100,
+                        help="steps of the model, two frames each (default 100; the bands hold for 100)")
     parser.add_argument("--workers", type=cli.workers, default=0, help="worker processes: an int or 'auto' (default 0)")
-    parser.add_argument("--plot", type=pathlib.Path, help="write the populations to this PNG")
+    parser.add_argument("--plot", type=pathlib.Path, metavar="PNG",
+                        help="write the populations to this PNG (needs matplotlib: pip install -e '.[demo]')")
     parser.add_argument("--check-determinism", action="store_true",
                         help="run the first seed on 0 and 2 workers and compare them bit for bit")
     args = parser.parse_args(argv)
     if args.seeds < 1 or args.steps < 1:
         parser.error("--seeds and --steps must be >= 1")
+    if args.plot is not None and not args.check_determinism:
+        try:
+            import matplotlib  # noqa: F401
+        except ImportError:
+            parser.error("--plot needs matplotlib: pip install -e '.[demo]'")
+        cli.writable_folder(parser, "--plot", args.plot.parent)
     return args
 
 
