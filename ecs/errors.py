@@ -9,7 +9,7 @@
      ├── KernelError            (RuntimeError)  a kernel raised; __cause__ is its exception
      ├── WorkerCrashedError     (RuntimeError)  a worker process died
      ├── WorldClosedError       (RuntimeError)  the world was used after close(), or in a forked child
-     ├── ConcurrentUseError     (RuntimeError)  two threads ran step()/run() of one world at once
+     ├── ConcurrentUseError     (RuntimeError)  step()/run() of one world from two threads, or from its frames
      ├── SnapshotError          (ValueError)    a saved world is corrupt, truncated, foreign or newer
      ├── CapacityError          (MemoryError)   a fixed limit is reached: rows, entities, slots, arena
      ├── CommandError           (ValueError)    a queued structural command cannot be applied
