@@ -97,6 +97,7 @@ def flock(pos: Mut[Position], heading: Mut[Heading], ids: Entity, geometry: np.n
           slot_x: np.ndarray, slot_y: np.ndarray, slot_vx: np.ndarray, slot_vy: np.ndarray, slot_ids: np.ndarray,
           speed: float, visual_distance: float, separation: float, cohere_factor: float, separate_factor: float,
           match_factor: float):
+    spatial.check_grid(geometry, cell_start)    # once a call: the per-bird range queries trust it
     ranges = np.empty((spatial.MAX_RANGES_2D, 2), np.int64)
     length_x, length_y = geometry[0, spatial.LENGTH], geometry[1, spatial.LENGTH]
     lo_x, lo_y = geometry[0, spatial.LO], geometry[1, spatial.LO]

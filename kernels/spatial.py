@@ -12,7 +12,9 @@ The geometry is one float64 array of shape (d, 5), one row per axis: lo, length,
 ncells / length, periodic (1.0 or 0.0). `make_grid` builds it; kernels check its shape and
 cell counts (an edited one raises ValueError, naming the axis), never write past an array's end
 (lengths and the indices they are given are compared: numba checks no bounds), and trust
-cell_start's entries other than its last, which a build writes.
+cell_start's entries other than its last, which a build writes. The per-query functions
+(neighbour_cells_*, neighbour_ranges_*) check their arguments when called from Python and trust
+them in compiled code, where a kernel calls `check_grid` once (see below).
 Bounded axes clamp: a point outside the box belongs to the nearest edge cell, and queries stay
 exact (clamping never moves two points more than one cell apart). A point on the border of two
 cells belongs to the upper one, a point on the upper edge of the box to the last cell (bounded)
@@ -49,9 +51,12 @@ fastest_approach. Every kernel here has a numpy twin in tests/test_spatial.py.
 
 from __future__ import annotations
 
-import numpy as np
+from typing import Any
 
-from ._jit import jit
+import numpy as np
+from numba.extending import overload
+
+from ._jit import OPTIONS, jit
 from .checks import check_holds, check_length
 from .grid import (  # noqa: F401 - re-exported: the geometry is spatial's API
     LENGTH,
@@ -279,12 +284,43 @@ def gather(order, values, out):
 
 
 # ---------------------------------------------------------------- neighbour cells
+# The overloads compile the bodies' own Python functions, with the kernels' error model, inside
+# each caller, whose cache holds them. Never cached themselves: an overload compiled from a jit
+# function's py_func shares its cache entry's name (qualname and line), and a cached overload
+# then overwrote the dispatcher's entry, which segfaulted when called from Python (seen here).
+_OVERLOAD_OPTIONS: Any = {"error_model": OPTIONS["error_model"]}
+# The per-query functions (neighbour_cells_*, neighbour_ranges_*) are called once per query
+# inside kernels (~16 ns for a 2-D range query), where a test of their arguments cost ~18 ns
+# more (measured: the fastest-approach loop of bench_spatial over 100k discs, 4.6 -> 6.0 ms).
+# So each is two things: called from Python, a function that checks its arguments (check_grid)
+# and raises ValueError rather than read or write past an array; called from compiled code, the
+# unchecked body (the overload below each), which trusts them as numba trusts any index: a
+# kernel calls check_grid(geometry, cell_start) once per call (count_within and list_within do).
 @jit
-def neighbour_cells_2d(qx, qy, geometry, out):
-    """Write the distinct cells around position (qx, qy) (its own and the adjacent ones, wrapped
-    or clipped) into out (>= MAX_CELLS_2D entries); returns how many, 1 to 9."""
-    grid_cells(geometry, 2)
-    check_length("neighbour_cells_2d", out, MAX_CELLS_2D)
+def check_grid(geometry, cell_start):
+    """ValueError unless `geometry` has 2 or 3 axes of cell counts in 1 .. MAX_GRID_CELLS (their
+    product too) and `cell_start` has its cells + 1 entries. O(1): call it once per kernel call
+    before per-query neighbour functions, which trust their arguments in compiled code."""
+    ncells = grid_cells(geometry, geometry.shape[0])
+    if geometry.shape[0] not in (2, 3) or geometry.shape[1] != 5:
+        raise ValueError("spatial: the geometry does not have the shape (2 or 3, 5) make_grid gives")
+    if cell_start.shape[0] != ncells + 1:
+        raise ValueError("spatial: cell_start has " + str(cell_start.shape[0]) + " entries, the grid "
+                         + str(ncells) + " cells (a cell_start of another grid?)")
+
+
+@jit
+def _check_out(name, d, geometry, out, most, pairs):
+    if geometry.shape[0] != d or geometry.shape[1] != 5:
+        raise ValueError(name + ": the geometry does not have the kernel's dimensions (make_grid)")
+    grid_cells(geometry, d)
+    if out.shape[0] < most or (pairs and (out.ndim != 2 or out.shape[out.ndim - 1] != 2)):
+        raise ValueError(name + ": out must have " + str(most) + (" rows of 2 entries" if pairs else " entries")
+                         + " or more")
+
+
+@jit
+def _cells_2d(qx, qy, geometry, out):
     nx, ny = int(geometry[0, NCELLS]), int(geometry[1, NCELLS])
     px, py = geometry[0, PERIODIC] != 0.0, geometry[1, PERIODIC] != 0.0
     x0, xc = axis_span(axis_cell(qx, geometry[0, LO], geometry[0, SCALE], nx, px), nx, px)
@@ -298,12 +334,21 @@ def neighbour_cells_2d(qx, qy, geometry, out):
     return m
 
 
+def neighbour_cells_2d(qx, qy, geometry, out):
+    """Write the distinct cells around position (qx, qy) (its own and the adjacent ones, wrapped
+    or clipped) into out (>= MAX_CELLS_2D entries); returns how many, 1 to 9. From Python its
+    arguments are checked (ValueError); in compiled code they are trusted."""
+    _check_out("neighbour_cells_2d", 2, geometry, out, MAX_CELLS_2D, False)
+    return _cells_2d(qx, qy, geometry, out)
+
+
+@overload(neighbour_cells_2d, jit_options=_OVERLOAD_OPTIONS)
+def _neighbour_cells_2d_compiled(qx, qy, geometry, out):
+    return _cells_2d.py_func
+
+
 @jit
-def neighbour_cells_3d(qx, qy, qz, geometry, out):
-    """Write the distinct cells around position (qx, qy, qz) into out (>= MAX_CELLS_3D entries);
-    returns how many, 1 to 27."""
-    grid_cells(geometry, 3)
-    check_length("neighbour_cells_3d", out, MAX_CELLS_3D)
+def _cells_3d(qx, qy, qz, geometry, out):
     nx, ny, nz = int(geometry[0, NCELLS]), int(geometry[1, NCELLS]), int(geometry[2, NCELLS])
     px, py, pz = geometry[0, PERIODIC] != 0.0, geometry[1, PERIODIC] != 0.0, geometry[2, PERIODIC] != 0.0
     x0, xc = axis_span(axis_cell(qx, geometry[0, LO], geometry[0, SCALE], nx, px), nx, px)
@@ -318,6 +363,18 @@ def neighbour_cells_3d(qx, qy, qz, geometry, out):
                 out[m] = row + wrap(x0 + a, nx)
                 m += 1
     return m
+
+
+def neighbour_cells_3d(qx, qy, qz, geometry, out):
+    """Write the distinct cells around position (qx, qy, qz) into out (>= MAX_CELLS_3D entries);
+    returns how many, 1 to 27. Checked from Python, trusted in compiled code."""
+    _check_out("neighbour_cells_3d", 3, geometry, out, MAX_CELLS_3D, False)
+    return _cells_3d(qx, qy, qz, geometry, out)
+
+
+@overload(neighbour_cells_3d, jit_options=_OVERLOAD_OPTIONS)
+def _neighbour_cells_3d_compiled(qx, qy, qz, geometry, out):
+    return _cells_3d.py_func
 
 
 @jit
@@ -344,21 +401,7 @@ def _row_ranges(row, x0, xc, nx, cell_start, out, m):
 
 
 @jit
-def _check_ranges(name, ncells, cell_start, out, most):
-    if cell_start.shape[0] != ncells + 1:
-        raise ValueError(name + ": cell_start has " + str(cell_start.shape[0]) + " entries, the grid "
-                         + str(ncells) + " cells (a cell_start of another grid?)")
-    if out.shape[0] < most or out.shape[1] != 2:
-        raise ValueError(name + ": out must have shape (>= " + str(most) + ", 2)")
-
-
-@jit
-def neighbour_ranges_2d(qx, qy, geometry, cell_start, out):
-    """The slots of the points in the cells around (qx, qy), as ranges out[j, 0] <= slot < out[j, 1]
-    (out has shape (>= MAX_RANGES_2D, 2)); returns how many (3 for an inner cell; some may be
-    empty). Every slot appears once. Raises ValueError for a cell_start of another grid or an out
-    too small. Cost O(1), ~16 ns."""
-    _check_ranges("neighbour_ranges_2d", grid_cells(geometry, 2), cell_start, out, MAX_RANGES_2D)
+def _ranges_2d(qx, qy, geometry, cell_start, out):
     nx, ny = int(geometry[0, NCELLS]), int(geometry[1, NCELLS])
     px, py = geometry[0, PERIODIC] != 0.0, geometry[1, PERIODIC] != 0.0
     x0, xc = axis_span(axis_cell(qx, geometry[0, LO], geometry[0, SCALE], nx, px), nx, px)
@@ -369,12 +412,24 @@ def neighbour_ranges_2d(qx, qy, geometry, cell_start, out):
     return m
 
 
+def neighbour_ranges_2d(qx, qy, geometry, cell_start, out):
+    """The slots of the points in the cells around (qx, qy), as ranges out[j, 0] <= slot < out[j, 1]
+    (out has shape (>= MAX_RANGES_2D, 2)); returns how many (3 for an inner cell; some may be
+    empty). Every slot appears once. Checked from Python (ValueError for a cell_start of another
+    grid or an out too small); in compiled code trusted (check_grid once per kernel call).
+    Cost O(1), ~16 ns in compiled code."""
+    _check_out("neighbour_ranges_2d", 2, geometry, out, MAX_RANGES_2D, True)
+    check_grid(geometry, cell_start)
+    return _ranges_2d(qx, qy, geometry, cell_start, out)
+
+
+@overload(neighbour_ranges_2d, jit_options=_OVERLOAD_OPTIONS)
+def _neighbour_ranges_2d_compiled(qx, qy, geometry, cell_start, out):
+    return _ranges_2d.py_func
+
+
 @jit
-def neighbour_ranges_3d(qx, qy, qz, geometry, cell_start, out):
-    """The slots of the points in the cells around (qx, qy, qz) as ranges (out has shape
-    (>= MAX_RANGES_3D, 2)); returns how many (9 for an inner cell; some may be empty). Raises
-    ValueError as neighbour_ranges_2d does. Cost O(1)."""
-    _check_ranges("neighbour_ranges_3d", grid_cells(geometry, 3), cell_start, out, MAX_RANGES_3D)
+def _ranges_3d(qx, qy, qz, geometry, cell_start, out):
     nx, ny, nz = int(geometry[0, NCELLS]), int(geometry[1, NCELLS]), int(geometry[2, NCELLS])
     px, py, pz = geometry[0, PERIODIC] != 0.0, geometry[1, PERIODIC] != 0.0, geometry[2, PERIODIC] != 0.0
     x0, xc = axis_span(axis_cell(qx, geometry[0, LO], geometry[0, SCALE], nx, px), nx, px)
@@ -386,6 +441,20 @@ def neighbour_ranges_3d(qx, qy, qz, geometry, cell_start, out):
         for b in range(yc):
             m = _row_ranges((plane + wrap(y0 + b, ny)) * nx, x0, xc, nx, cell_start, out, m)
     return m
+
+
+def neighbour_ranges_3d(qx, qy, qz, geometry, cell_start, out):
+    """The slots of the points in the cells around (qx, qy, qz) as ranges (out has shape
+    (>= MAX_RANGES_3D, 2)); returns how many (9 for an inner cell; some may be empty). Checked
+    from Python, trusted in compiled code, as neighbour_ranges_2d. Cost O(1)."""
+    _check_out("neighbour_ranges_3d", 3, geometry, out, MAX_RANGES_3D, True)
+    check_grid(geometry, cell_start)
+    return _ranges_3d(qx, qy, qz, geometry, cell_start, out)
+
+
+@overload(neighbour_ranges_3d, jit_options=_OVERLOAD_OPTIONS)
+def _neighbour_ranges_3d_compiled(qx, qy, qz, geometry, cell_start, out):
+    return _ranges_3d.py_func
 
 
 @jit

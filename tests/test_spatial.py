@@ -532,13 +532,13 @@ def test_kernels_refuse_outputs_indexes_and_geometries_that_would_reach_past_an_
         spatial.scatter_rows(np.array([1]), 0, np.array([0]), backing[:2])
     with pytest.raises(ValueError, match="claim_slots: a cell id is outside the grid"):
         spatial.claim_slots(np.array([4]), np.zeros(2, np.int64), backing[:1])
-    with pytest.raises(ValueError, match="neighbour_cells_2d: an output array has 2 entries, 9 are needed"):
+    with pytest.raises(ValueError, match="neighbour_cells_2d: out must have 9 entries or more"):
         spatial.neighbour_cells_2d(50.0, 50.0, geometry, backing[:2])
     assert not backing[3:].any()
     ranges = np.zeros((spatial.MAX_RANGES_2D, 2), np.int64)
     with pytest.raises(ValueError, match="cell_start has 17 entries, the grid 9801 cells"):
         spatial.neighbour_ranges_2d(50.0, 50.0, geometry, np.zeros(17, np.int64), ranges)
-    with pytest.raises(ValueError, match=r"out must have shape \(>= 6, 2\)"):
+    with pytest.raises(ValueError, match=r"neighbour_ranges_2d: out must have 6 rows of 2 entries or more"):
         spatial.neighbour_ranges_2d(50.0, 50.0, geometry, cell_start, ranges[:2])
     for bad in (0.0, -3.0, float("nan"), 2.0**40):
         edited = geometry.copy()

@@ -45,6 +45,7 @@ def demo_fastest_all(diameter2, cell_size, ncx, ncy, cell_start, slot_state, slo
 @jit
 def spatial_fastest_all(xs, ys, vxs, vys, geometry, cell_start, diameter2, best):
     """The same query on the spatial index: the slot approaching slot k fastest, -1 if none."""
+    spatial.check_grid(geometry, cell_start)     # once a call: the per-query ranges trust it
     ranges = np.empty((spatial.MAX_RANGES_2D, 2), np.int64)
     for me in range(xs.shape[0]):
         xa, ya, vxa, vya = xs[me], ys[me], vxs[me], vys[me]
