@@ -119,7 +119,18 @@ class CommandBuffers:
         return records, self._count_region.spec(np.int64, (1,), index * 8)
 
     def take(self, arena: Arena) -> tuple[np.ndarray, np.ndarray]:
-        """All records (in buffer order) and the buffer each came from; empties the buffers."""
+        """All records (in buffer order) and the buffer each came from; empties the buffers.
+        CapacityError when the frame issued more than BUFFER_CAPACITY in all: one limit for the
+        frame whatever the number of processes that shared it (each buffer holds that many, and
+        a process past its buffer's end counts what it drops), so a frame that fits on one
+        worker count fits on every other."""
+        total = int(self.counts.sum())
+        if total > BUFFER_CAPACITY:
+            self.discard()
+            raise CapacityError(f"a frame's kernel commands: {total:,} records", f"at most {BUFFER_CAPACITY:,} a frame "
+                                f"on any number of workers", "issue fewer a frame (spread the work over frames), or "
+                                "make the change in bulk from Python (spawn_batch, despawn_batch, add_batch, "
+                                "set_batch)")
         parts, owners = [], []
         for index in range(self.processes):
             count = int(self.counts[index])
@@ -133,6 +144,10 @@ class CommandBuffers:
         if len(parts) == 1:       # one process issued them all (workers=0, or one unit): no second copy
             return parts[0], owners[0]
         return np.concatenate(parts), np.concatenate(owners)
+
+    def discard(self) -> None:
+        """Empty the buffers (a frame that failed applies none of its commands)."""
+        self.counts[:] = 0
 
 
 def buffer_view(arena: Arena, specs: tuple[ArraySpec, ArraySpec]) -> records_kernels.CommandBuffer:

@@ -264,7 +264,7 @@ class Schedule:
             try:
                 self._run_frames(1, params, None)
             except BaseException:   # a frame that failed applies none of its commands
-                self.commands.take(self.store.arena)
+                self.commands.discard()
                 raise
             records, owners = self.commands.take(self.store.arena)
             apply_records(self.store, records, owners, [b.name for b in self.systems], self.record_lookups)

@@ -41,10 +41,13 @@ def is_set(kind):
 
 @jit(inline="always")
 def _append(cmd, kind, row, target, key):
+    """Write one record; its serial, or -1 when the buffer is full (then the record is dropped
+    but counted: the count is the frame's commands of this process, and a frame over the
+    world's limit is refused whole when its commands are taken, on any worker count)."""
     k = cmd.count[0]
-    if k >= cmd.records.shape[0]:
-        raise MemoryError("command buffer full: too many commands from one process in one frame")
     cmd.count[0] = k + 1
+    if k >= cmd.records.shape[0]:
+        return -1
     record = cmd.records[k]
     record[KIND] = kind
     record[SYSTEM] = cmd.system
@@ -80,7 +83,7 @@ def spawn(cmd, row, prefab):
     the commands of the same row of this call (`set_field`, `add_tag`, ...) accept. It is not an
     id: it names a buffer slot of this process, so a placeholder kept (in a column, a resource)
     and used by another row or system, on any process, is refused when the frame's commands are
-    checked."""
+    checked. A spawn past the buffer's end returns 0 (its frame is refused)."""
     k = _append(cmd, SPAWN, row, prefab, 0)
     return -(k + 1)
 
@@ -91,7 +94,8 @@ def set_field(cmd, row, target, field_key, value):
     `target` (an entity or a placeholder from `spawn`). An integer value travels exactly, as an
     int64 (an entity id past 2^53 too) or a uint64; a float or bool as a float64."""
     k = _append(cmd, SET, row, target, field_key)
-    _put_value(cmd, k, value)
+    if k >= 0:
+        _put_value(cmd, k, value)
 
 
 def _put_value(cmd, k, value):

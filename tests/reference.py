@@ -309,9 +309,9 @@ def command_records(records: np.ndarray, count: int, base: int, system: int, tab
 
     Only records [count, new count) change, and in them every word but VALUE, which only a SET writes
     (its float64 bits). despawn and spawn take no key (KEY is 0); spawn's target is the prefab.
-    placeholders[c] is what spawn returned, -(serial + 1); 0 for other kinds and unissued commands.
-    When the records run out, the commands that fit are written and `full` is True: the kernel raises
-    MemoryError at the first command that does not fit."""
+    placeholders[c] is what spawn returned, -(serial + 1); 0 for other kinds and for commands past the
+    buffer's end. When the records run out, the commands that fit are written, the others only counted
+    (the count is every command issued) and `full` is True."""
     records = records.copy()
     issued = len(kinds)
     fit = max(0, min(issued, records.shape[0] - count))
@@ -329,7 +329,7 @@ def command_records(records: np.ndarray, count: int, base: int, system: int, tab
     written[sets, VALUE] = values[sets].astype(np.float64).view(np.int64)
     placeholders = np.zeros(issued, np.int64)
     placeholders[:fit] = np.where(kinds == SPAWN, -(serials + 1), 0)
-    return records, count + fit, placeholders, fit < issued
+    return records, count + issued, placeholders, fit < issued
 
 
 def final_changes(ids: np.ndarray, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

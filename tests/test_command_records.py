@@ -141,28 +141,29 @@ def test_set_field_stores_the_float64_value_bit_for_bit() -> None:
 
 
 @pytest.mark.parametrize(("capacity", "count", "n"), [(64, 60, 10), (64, 64, 1), (1, 0, 2), (65, 0, 66)])
-def test_a_full_buffer_raises_and_keeps_every_record_that_fit(capacity: int, count: int, n: int) -> None:
+def test_a_full_buffer_keeps_every_record_that_fit_and_counts_the_rest(capacity: int, count: int, n: int) -> None:
+    """Past its end a buffer writes nothing (no byte past its records) but counts every command:
+    the frame's total decides, on any worker count, whether it is refused (CapacityError)."""
     rng = np.random.default_rng(capacity + count)
     records = noise_records(rng, capacity)
     batch = random_commands(rng, n, list(KINDS.values()))
     got_records, got_count = records.copy(), np.array([count], np.int64)
     cmd = CommandBuffer(got_records, got_records.view(np.float64), got_count, 128, 4, 5)
     got_placeholders = np.zeros(n, np.int64)
-    with pytest.raises(MemoryError, match="command buffer full: too many commands from one process"):
-        issue(cmd, *batch, got_placeholders)
+    issue(cmd, *batch, got_placeholders)
     want_records, want_count, want_placeholders, full = reference.command_records(records, count, 128, 4, 5, *batch)
-    assert full and want_count == capacity
+    assert full and want_count == count + n
     assert_same_buffer((got_records, int(got_count[0]), got_placeholders),
                        (want_records, want_count, want_placeholders))
 
 
 @pytest.mark.parametrize("name", list(KINDS))
-def test_every_command_refuses_the_empty_buffer_of_a_system_without_commands(name: str) -> None:
+def test_every_command_writes_nothing_into_the_empty_buffer_of_a_system_without_commands(name: str) -> None:
     cmd = commands.empty_buffer()
     batch = random_commands(np.random.default_rng(3), 1, [KINDS[name]])
-    with pytest.raises(MemoryError, match="command buffer full"):
-        issue(cmd, *batch, np.zeros(1, np.int64))
-    assert cmd.count[0] == 0
+    placeholders = np.zeros(1, np.int64)
+    issue(cmd, *batch, placeholders)
+    assert cmd.count[0] == 1 and cmd.records.shape[0] == 0 and placeholders[0] == 0
 
 
 def test_record_words_and_kinds_are_distinct() -> None:

@@ -354,6 +354,24 @@ def test_cmd_set_with_a_value_that_does_not_fit_raises_and_applies_nothing(small
     assert len(world) == 0
 
 
+@pytest.mark.parametrize("workers", [0, 2])
+def test_a_frame_over_the_command_limit_is_refused_on_every_worker_count(workers: int, monkeypatch) -> None:
+    """The limit is the frame's, not a process's: with a buffer of BUFFER_CAPACITY per process,
+    2 workers sharing 100k sets each held theirs, one process could not. Both refuse the frame
+    now, applying none of it, and both take one under the limit."""
+    monkeypatch.setattr(ecs.commands, "BUFFER_CAPACITY", 60_000)    # read when the buffers are made
+    with ecs.World(workers=workers, step_timeout=60.0 if workers else None) as world:
+        ids = world.spawn_batch(BIG + 30_000, Life(t=1))            # 100k rows: split over the workers
+        world.add_system(set_all)
+        with pytest.raises(ecs.CapacityError, match=r"^a frame's kernel commands: 100,000 records: at most 60,000 "
+                                                     r"a frame on any number of workers; issue fewer a frame"):
+            world.step(key=LIFE_VICTIM, value=5)
+        assert not any(int(world.get(int(e), Life).victim) for e in ids[::997])
+        world.despawn_batch(ids[50_000:])
+        world.step(key=LIFE_VICTIM, value=5)
+        assert all(int(world.get(int(e), Life).victim) == 5 for e in ids[:50_000:997])
+
+
 @pytest.mark.parametrize("workers", [0, 1])
 @pytest.mark.parametrize("value", [2**53 + 1, -2**63, 2**63 - 1, np.int32(-7), True, 2.0])
 def test_cmd_set_carries_an_integer_value_exactly(workers: int, value: object) -> None:
