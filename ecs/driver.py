@@ -308,7 +308,10 @@ def _kernel_stamp(system: System) -> str | None:
         captured = pickle.dumps(tuple(cell.cell_contents for cell in function.__closure__ or ()))
     except (OSError, ValueError, TypeError, AttributeError, pickle.PicklingError):   # ValueError: an empty cell
         return None
-    digest = hashlib.blake2b(_code_bytes(code) + captured, digest_size=10).hexdigest()
+    # the dispatcher's options too: one function wrapped as njit(f) and njit(boundscheck=True)(f)
+    # are two kernels, each with its own driver (and disk cache entry)
+    options = repr(sorted(getattr(system.kernel, "targetoptions", {}).items())).encode()
+    digest = hashlib.blake2b(_code_bytes(code) + captured + options, digest_size=10).hexdigest()
     where = f"{code.co_filename}:{stat.st_size}:{stat.st_mtime_ns}"
     return f"{where}:{function.__qualname__}:{code.co_firstlineno}:{digest}"
 
@@ -327,6 +330,8 @@ def _module_from_file(source: str, stamp: str, fixed: dict[str, object]) -> type
     name = f"ecs_driver_{digest}"
     module = sys.modules.get(name)
     if module is not None:
+        # another dispatcher of the same function and options (a system wrapped twice) finds this
+        # driver: it calls whichever kernel its module names, compiled alike
         return module
     path = os.path.join(_DRIVER_DIR, name + ".py")
     try:

@@ -40,7 +40,7 @@ from .progress import Progress
 from .record_lookups import RecordLookups
 from .resources import Resources
 from .store import Store
-from .system import COMMANDS, VALUE, System
+from .system import COMMANDS, VALUE, System, array_key
 
 HandedOver = tuple[int, Any, RemovalCursor]   # (system index, reader, where its look ends)
 # Schedule._values_key: resources' and systems' versions, keyword names, ids of the keyword values
@@ -75,7 +75,9 @@ class Schedule:
         self._shape: tuple[int, ...] = ()   # rows of every table, as of structure version _shape_version
         self._shape_version = -1
         # values(): (key, the keyword values it names by id, kept alive so no id is reused, result)
-        self._values_cached: tuple[ValuesKey | None, tuple[object, ...], list[SystemValues]] = (None, (), [])
+        # (key, the keywords' values (kept alive), the values, each array value with its array_key)
+        self._values_cached: tuple[ValuesKey | None, tuple[object, ...], list[SystemValues],
+                                   list[tuple[np.ndarray, tuple[object, ...]]]] = (None, (), [], [])
         self._executor: Executor | None = None
         self._stages: list[list[int]] = []
         self._stages_key: tuple[object, ...] = ()
@@ -195,7 +197,10 @@ class Schedule:
         while nothing it was resolved from changed (the resources, the systems, scalar keywords):
         ~20 us for the demo's 10 systems, 3x that after the frames' kernels evicted the caches."""
         key = self._values_key(params)
-        if key is not None and key == self._values_cached[0]:
+        # an array's shape and flags may change in place (arr.shape = ..., flags.writeable): the
+        # cached values hold only while each array still types as it did (~0.3 us an array)
+        if key is not None and key == self._values_cached[0] and \
+                all(array_key(array) == typed for array, typed in self._values_cached[3]):
             return self._values_cached[2], []
         out: list[SystemValues] = []
         handed: list[HandedOver] = []
@@ -229,7 +234,9 @@ class Schedule:
                     self.store.changes.consume_removed(reader, ends)
             out.append(SystemValues(named, removed_ids, first_due))
         if key is not None and all(b.compiled and not b.system.removed for b in self.systems):
-            self._values_cached = (key, tuple(params.values()), out)
+            arrays = [(value, array_key(value)) for values in out for value in values.named.values()
+                      if type(value) is np.ndarray]
+            self._values_cached = (key, tuple(params.values()), out, arrays)
         return out, handed
 
     def _values_key(self, params: Mapping[str, object]) -> ValuesKey | None:

@@ -114,6 +114,11 @@ class System:
                  name: str | None = None) -> None:
         if isinstance(fn, Dispatcher):
             self.kernel, self.py_func = fn, fn.py_func
+            if not getattr(fn, "_can_compile", True):
+                # njit(["void(float64)"]) compiles its signatures only, and the world compiles for
+                # the columns' exact types: the function again, with the same options
+                options = {key: value for key, value in fn.targetoptions.items() if key != "nopython"}
+                self.kernel = numba.njit(**options)(fn.py_func)
         elif inspect.isfunction(fn):
             self.py_func = fn
             try:
@@ -387,7 +392,8 @@ def _array_type_key(numba_type: Any) -> tuple[object, ...]:
     return key
 
 
-def _array_key(value: np.ndarray) -> tuple[object, ...]:
+def array_key(value: np.ndarray) -> tuple[object, ...]:
+    """What numba.typeof() of an ndarray decides: dtype, dimensions, layout, writeable, aligned."""
     flags = value.flags
     layout = "C" if flags.c_contiguous else "F" if flags.f_contiguous else "A"
     return value.dtype, value.ndim, layout, flags.writeable, flags.aligned
@@ -398,7 +404,7 @@ def convert_value(value: object, numba_type: Any, param: Param, system_name: str
     if numba_type is _FLOAT64 and type(value) is float:   # dt and friends: numba types it float64 as is
         return value       # (the checks and np.float64() below cost ~1 us per system per step)
     if isinstance(numba_type, numba.types.Array):
-        if type(value) is np.ndarray and _array_key(value) == _array_type_key(numba_type):
+        if type(value) is np.ndarray and array_key(value) == _array_type_key(numba_type):
             return value   # numba.typeof() took 6 us per array per step; this 0.6 us
         got = numba.typeof(value) if isinstance(value, np.ndarray) else type(value).__name__
         if got != numba_type:

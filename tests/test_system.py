@@ -252,9 +252,11 @@ def test_shared_array_resource_written_by_a_kernel_is_visible_through_resources(
     assert given.tolist() == [0, 0, 0, 0]  # the resource is a shared copy, not the caller's array
 
 
-def test_a_resource_array_reshaped_in_place_reaches_the_kernel_as_it_is_now(world: ecs.World) -> None:
-    """Named arrays are matched to the kernel at every call (the user holds them: their shape
-    or dtype can change in place), unlike the task's own column views."""
+def test_a_resource_array_changed_in_place_is_checked_as_a_new_one_would_be(world: ecs.World) -> None:
+    """Named arrays are matched to the kernel at every call (the user holds them: their
+    dimensions or flags can change in place, which no version counter sees), unlike the task's
+    own column views: a reshape to other dimensions is refused as such a keyword array is,
+    instead of a silent second compilation, and the array as it was works again."""
     world.spawn_batch(2, Position(x=0.0, y=0.0))
     world.resources["grid"] = np.zeros(6)
     world.add_system(note_first_axis)
@@ -262,8 +264,16 @@ def test_a_resource_array_reshaped_in_place_reaches_the_kernel_as_it_is_now(worl
     grid = world.resources["grid"]
     assert grid.tolist() == [6, 0, 0, 0, 0, 0]
     grid.shape = (3, 2)
+    with pytest.raises(SystemDefinitionError, match=r"system 'note_first_axis', parameter 'grid': was compiled "
+                                                    r"for array\(float64, 1d, C\), got array\(float64, 2d, C\)"):
+        world.step()
+    grid.shape = (6,)
+    grid.flags.writeable = False
+    with pytest.raises(SystemDefinitionError, match=r"got readonly array\(float64, 1d, C\)"):
+        world.step()
+    grid.flags.writeable = True
     world.step()
-    assert world.resources["grid"].tolist() == [[3, 3], [0, 0], [0, 0]]
+    assert len(note_first_axis.kernel.signatures) == 1
 
 
 def test_array_passed_to_step_is_written_in_place(world: ecs.World) -> None:
@@ -688,3 +698,38 @@ def test_one_array_under_two_names_is_refused_on_every_worker_count(world: ecs.W
             world.step(out=alias)
     world.step(out=np.zeros(4))                           # an array of its own: runs
     assert world.stats()["write_out"]["calls"] == 1
+
+
+def _halve_by_zero(pos: Mut[Position]):
+    for i in range(pos.x.shape[0]):
+        pos.x[i] = pos.x[i] / np.float32(0.0)
+
+
+def test_one_function_wrapped_with_other_options_is_two_kernels_also_over_many_tables() -> None:
+    """The compiled driver that visits several tables is built per kernel: a function wrapped
+    with another error model (or boundscheck) does not run the first wrapping's code."""
+    lenient = system(numba.njit(error_model="numpy")(_halve_by_zero), name="halve")
+    strict = system(numba.njit(error_model="python")(_halve_by_zero), name="halve")   # one name: one source
+    for kernel_system, raises in ((lenient, False), (strict, True), (lenient, False)):
+        with ecs.World() as world:
+            for tag in (Frozen, Health, Tint):    # three tables: the driver path
+                world.spawn_batch(2, Position(x=1.0, y=0.0), tag(**({"rgb": [0, 0, 0]} if tag is Tint else {})))
+            world.add_system(kernel_system)
+            if raises:
+                with pytest.raises(ecs.KernelError, match="ZeroDivisionError"):
+                    world.step()
+            else:
+                world.step()
+                assert all(np.isinf(batch[Position].x).all() for batch in world.query(Position))
+
+
+def test_a_dispatcher_compiled_for_given_signatures_is_compiled_again_for_the_world() -> None:
+    """njit([...]) with explicit signatures compiles nothing more; the world needs the columns'
+    and values' exact types: the function is compiled again with the same options."""
+    @numba.njit(["void(float64)"])
+    def eager(k):
+        pass
+    with ecs.World() as world:
+        world.add_system(system(eager))
+        world.step(k=0.5)
+        assert world.stats()["eager"]["calls"] == 1
