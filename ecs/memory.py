@@ -17,7 +17,9 @@ Choice and reasons (measured on the 2-core Linux VMs this library is developed o
   named backend (SharedMemory, /dev/shm files, posix_ipc) leaked under a group SIGKILL. Worker
   processes receive the one descriptor when they start.
 - **One arena, reserved sparse, mapped once.** The arena is `ftruncate`d to a large virtual size
-  (1 TiB, halved until the mapping succeeds under RLIMIT_AS) and mapped once; untouched pages cost
+  (1 TiB; under RLIMIT_AS at most half the address space the limit leaves, so the process keeps
+  room for its own allocations, halved until the mapping succeeds, down to 64 MiB, below which
+  World() raises CapacityError naming the limit) and mapped once; untouched pages cost
   nothing. Every column, bitset and resource array is a *region* at a fixed offset with a fixed
   reservation, so growing a table never moves it: views stay valid and workers that mapped the
   arena at start see every region created later, without re-attaching. The protocol for
@@ -59,6 +61,7 @@ from __future__ import annotations
 import atexit
 import bisect
 import ctypes
+import errno
 import math
 import mmap
 import os
@@ -82,7 +85,7 @@ _huge_pages_supported = True
 # parameter sweeps), and one world holds ~600 tables at the default max_rows (a table of four
 # f32 columns reserves ~1.6 GiB: 128 MiB a column, 1 GiB of change bits).
 ARENA_BYTES_WANTED = 1 << 40
-ARENA_BYTES_MIN = 1 << 32
+ARENA_BYTES_MIN = 1 << 26   # the least an arena halves to under RLIMIT_AS (a small world's index and tables)
 HUGE_PAGE = 2 << 20
 # MAP_NORESERVE keeps a private 1 TiB reservation from counting against overcommit; Python 3.11 lacks
 # the name, and its value is 0x4000 only on the asm-generic architectures
@@ -119,6 +122,9 @@ class Arena:
         self._fd_closer: weakref.finalize | None = None
         self.shared = True
         size = self._requested = page_round(reserve)
+        left = _address_space_left()
+        if left is not None:   # under RLIMIT_AS: half of what is left, so the process keeps room to work
+            size = max(min(size, page_round(left // 2)), min(size, ARENA_BYTES_MIN))
         self._inherited: list[tuple[int, int]] = []   # pages a spare mapping came with (zero)
         mapped = None
         if not shared:
@@ -132,8 +138,16 @@ class Arena:
             self.shared = False
         else:
             self.fd = os.memfd_create("ecs-world", os.MFD_CLOEXEC)
+            try:
+                self.map, size = _map_memfd(self.fd, size)
+            except BaseException as exc:
+                os.close(self.fd)   # once, here: no closer is registered yet
+                self.fd = -1
+                if isinstance(exc, OSError) and _address_space_limited():
+                    raise CapacityError("a world's memory", f"RLIMIT_AS ({_limit_text()}) leaves no room for an arena "
+                                        f"of {ARENA_BYTES_MIN >> 20} MiB", "raise the limit (ulimit -v)") from None
+                raise
             self._fd_closer = weakref.finalize(self, os.close, self.fd)
-            self.map, size = _map_memfd(self.fd, size)
         self.base = _address(self.map)
         self.size = size
         self._next = 0
@@ -234,10 +248,16 @@ class Arena:
         Kernels older than 5.14 reject the advice (EINVAL): then pages fault in as before."""
         global _populate_supported
         if _populate_supported and nbytes > 0:
-            try:
-                self.map.madvise(MADV_POPULATE_WRITE, offset, nbytes)
-            except OSError:
-                _populate_supported = False
+            for _ in range(3):
+                try:
+                    self.map.madvise(MADV_POPULATE_WRITE, offset, nbytes)
+                    return
+                except OSError as exc:
+                    if exc.errno == errno.EINVAL:   # a kernel without the advice: pages fault in as written
+                        _populate_supported = False
+                        return
+                    if exc.errno not in (errno.EINTR, errno.EAGAIN):
+                        raise   # ENOMEM: no memory for the pages, a clean error at the growth call
 
     def committed_bytes(self) -> int:
         """Bytes of the arena backed by memory: a memfd's blocks (fallocated or touched), or the
@@ -419,7 +439,6 @@ def _map_memfd(fd: int, size: int) -> tuple[mmap.mmap, int]:
             return mmap.mmap(fd, size, flags=mmap.MAP_SHARED, prot=mmap.PROT_READ | mmap.PROT_WRITE), size
         except OSError:
             if size <= ARENA_BYTES_MIN:
-                os.close(fd)
                 raise
             size //= 2
 
@@ -479,6 +498,25 @@ def _take_spare(requested: int) -> _Spare | None:
     return taken
 
 
+def _address_space_left() -> int | None:
+    """Bytes of address space RLIMIT_AS leaves this process (its limit less VmSize), or None
+    without a limit."""
+    limit = resource.getrlimit(resource.RLIMIT_AS)[0]
+    if limit == resource.RLIM_INFINITY:
+        return None
+    try:
+        with open("/proc/self/status") as status:
+            used = next(int(line.split()[1]) << 10 for line in status if line.startswith("VmSize:"))
+    except (OSError, StopIteration, ValueError):
+        return limit
+    return max(limit - used, 0)
+
+
+def _limit_text() -> str:
+    limit = resource.getrlimit(resource.RLIMIT_AS)[0]
+    return f"{limit >> 20} MiB"
+
+
 def _address_space_limited() -> bool:
     """Whether RLIMIT_AS is set: then no spare is kept (its reservation counts against the limit)."""
     return resource.getrlimit(resource.RLIMIT_AS)[0] != resource.RLIM_INFINITY
@@ -510,8 +548,10 @@ def _advise_huge_pages(mapped: mmap.mmap, offset: int, nbytes: int) -> bool:
     if _huge_pages_supported:
         try:
             mapped.madvise(mmap.MADV_HUGEPAGE, offset, nbytes)
-        except OSError:
-            _huge_pages_supported = False
+        except OSError as exc:
+            if exc.errno == errno.EINVAL:
+                _huge_pages_supported = False
+            return False   # another refusal (ENOMEM: the mappings' limit): 4 KiB pages this time
     return _huge_pages_supported
 
 

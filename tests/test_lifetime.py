@@ -143,6 +143,35 @@ def test_a_failed_constructor_leaks_no_descriptor_or_mapping(workers: int) -> No
     assert (open_fds(), introspect.arena_mappings()) == before
 
 
+@pytest.mark.parametrize("workers", [0, 2])
+def test_a_limit_that_leaves_no_room_for_an_arena_is_named_and_closes_nothing_twice(workers: int) -> None:
+    """Under an RLIMIT_AS that leaves no 64 MiB, World() raises CapacityError naming the limit
+    (it was a bare OSError), and the memfd it made is closed once: a collected half-made arena
+    closed its number again, which by then named another file of the caller's."""
+    gc.collect()
+    introspect.release_spare_arena()
+    soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+    with open("/proc/self/statm") as statm:
+        mapped = int(statm.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+    before = open_fds()
+    resource.setrlimit(resource.RLIMIT_AS, (mapped + (16 << 20), hard))
+    try:
+        with pytest.raises(ecs.CapacityError, match=r"RLIMIT_AS \(\d+ MiB\) leaves no room for an arena of 64 MiB; "
+                                                    r"raise the limit|address space is exhausted"):
+            ecs.World(workers)
+    finally:
+        resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
+    mine = [os.open(os.devnull, os.O_RDONLY) for _ in range(8)]    # take the numbers a leaked closer would close
+    gc.collect()
+    try:
+        for fd in mine:
+            os.fstat(fd)
+    finally:
+        for fd in mine:
+            os.close(fd)
+    assert open_fds() == before
+
+
 def test_thirty_worlds_coexist_and_each_can_create_tables() -> None:
     worlds = [ecs.World() for _ in range(30)]
     try:

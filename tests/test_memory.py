@@ -488,3 +488,32 @@ def test_the_columns_of_a_table_lie_at_different_offsets_within_a_page(workers: 
         offsets = [column.ctypes.data % 4096 for column in columns]
         assert len(set(offsets)) == len(columns)
         assert all(offset % 64 == 0 for offset in offsets)
+
+
+def test_memory_refused_while_pages_are_populated_is_an_error_of_that_call_and_no_more(monkeypatch) -> None:
+    """MADV_POPULATE_WRITE refused with ENOMEM: the growth call raises it (nothing is populated
+    behind the caller's back), and populating stays on for later calls; only EINVAL (a kernel
+    without the advice) turns it off."""
+    import errno
+    import mmap
+
+    from ecs import memory
+    refuse = {"errno": errno.ENOMEM}
+
+    class Refusing(mmap.mmap):
+        def madvise(self, option, *args):
+            if option == memory.MADV_POPULATE_WRITE and refuse["errno"]:
+                raise OSError(refuse["errno"], "refused for the test")
+            return super().madvise(option, *args)
+
+    introspect.release_spare_arena()
+    monkeypatch.setattr(mmap, "mmap", Refusing)
+    monkeypatch.setattr(memory, "_populate_supported", True)
+    introspect.without_huge_pages(monkeypatch)        # every commit populates
+    with ecs.World() as world:
+        with pytest.raises(OSError, match="refused for the test"):
+            world.spawn_batch(300_000, Velocity(x=1, y=2))
+        assert memory._populate_supported and len(world) == 0
+        refuse["errno"] = errno.EINVAL
+        world.spawn_batch(300_000, Velocity(x=1, y=2))
+        assert not memory._populate_supported and len(world) == 300_000
