@@ -32,14 +32,18 @@ from .table import Table
 
 
 class Batch:
-    """One matching table's rows: `entities` (a read-only view of the ids), `batch[C].field`
-    (writable views of the columns) and filtered `rows`."""
+    """One matching table's rows as they were when the batch was made: `entities` (a read-only
+    view of the ids), `batch[C].field` (writable views of the columns), filtered `rows` and
+    `len(batch)`, all of the same `n` rows. A structural change of the table afterwards (a
+    despawn's swap-remove, a spawn) leaves the batch stale, never inconsistent: its views keep
+    their length and read whatever rows of the table are at those places now."""
 
-    __slots__ = ("table", "rows", "entities", "_views")
+    __slots__ = ("table", "rows", "entities", "_n", "_views")
 
     def __init__(self, table: Table, rows: np.ndarray | None) -> None:
         self.table = table
         self.rows = rows
+        self._n = table.n
         self.entities = read_only(table.entities)   # a fresh slice: writes to it would corrupt the index
         self._views: dict[int, Any] = {}
 
@@ -52,12 +56,12 @@ class Batch:
                 have = ", ".join(i.name for i in self.table.components)
                 raise InvalidNameError(f"this batch's table has no {info.name} (it has {have}); "
                                f"list {info.name} in world.query(...) to read it")
-            n = self.table.n
+            n = self._n
             view = self._views[info.id] = info.view_type(*(col[:n] for col in columns.values()))
         return view
 
     def __len__(self) -> int:
-        return self.table.n
+        return self._n
 
     def __repr__(self) -> str:
         selected = "" if self.rows is None else f", {self.rows.shape[0]} selected"

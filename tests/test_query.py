@@ -394,3 +394,17 @@ def test_a_query_that_lists_a_component_twice_is_refused(world: ecs.World) -> No
     with pytest.raises(ecs.InvalidArgumentError, match=r"^world.query\(\) lists Position twice$"):
         world.query(Position, Position)
     assert world.query(Position).count() == 1
+
+
+def test_a_batch_stays_one_moment_of_its_table_after_a_structural_change(world: ecs.World) -> None:
+    """Views made after a despawn or spawn in the same table have the batch's row count, as its
+    ids and rows do: stale, never of two lengths."""
+    ids = world.spawn_batch(6, Position(x=np.arange(6), y=0))
+    query = world.query(Position, changed=[Position])
+    for batch in query:
+        world.despawn_batch(ids[:3])
+        assert len(batch) == batch.entities.shape[0] == batch[Position].x.shape[0] == 6
+        assert batch.rows is not None and batch[Position].x[batch.rows].shape == (6,)
+    for batch in world.query(Position):
+        world.spawn_batch(2, Position(x=0, y=0))
+        assert len(batch) == batch.entities.shape[0] == batch[Position].y.shape[0] == 3
