@@ -124,21 +124,21 @@ class CommandBuffers:
         frame whatever the number of processes that shared it (each buffer holds that many, and
         a process past its buffer's end counts what it drops), so a frame that fits on one
         worker count fits on every other."""
-        total = int(self.counts.sum())
+        counts = self.counts.copy()   # and zeroed first: an interrupted take leaves no count behind
+        self.counts[:] = 0
+        total = int(counts.sum())
         if total > BUFFER_CAPACITY:
-            self.discard()
             raise CapacityError(f"a frame's kernel commands: {total:,} records", f"at most {BUFFER_CAPACITY:,} a frame "
                                 f"on any number of workers", "issue fewer a frame (spread the work over frames), or "
                                 "make the change in bulk from Python (spawn_batch, despawn_batch, add_batch, "
                                 "set_batch)")
         parts, owners = [], []
         for index in range(self.processes):
-            count = int(self.counts[index])
+            count = int(counts[index])
             if count:
                 records_spec, _ = self.spec(index)
                 parts.append(arena.view_of(records_spec)[:count].copy())
                 owners.append(np.full(count, index, np.int64))
-        self.counts[:] = 0
         if not parts:
             return np.empty((0, RECORD_WORDS), np.int64), np.empty(0, np.int64)
         if len(parts) == 1:       # one process issued them all (workers=0, or one unit): no second copy

@@ -19,6 +19,7 @@ import numpy as np
 from .changeset import ChangeSet
 from .entity import as_id
 from .errors import ComponentValueError, WorldClosedError
+from .interrupts import held_interrupts
 from .parts import Part, parts_of
 from .schema import info_of
 from .store import Store
@@ -78,7 +79,8 @@ class Deferred:
         changes, self._changes = self._changes, ChangeSet(self._store)
         if exc_type is None:
             self._check_open("defer")
-            changes.apply()
+            with held_interrupts():   # Ctrl-C after the block's changes, never inside them
+                changes.apply()
             self._spawned = changes.spawned
 
     def _parts(self, call: str, components: tuple[object, ...]) -> list[Part]:

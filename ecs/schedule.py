@@ -33,6 +33,7 @@ from .changes import RemovalCursor
 from .commands import CommandBuffers, apply_records, buffer_view
 from .errors import InvalidArgumentError, KernelError, SystemDefinitionError
 from .executor import Executor, stats_views
+from .interrupts import held_interrupts
 from .mailbox import MAX_RUN_UNITS
 from .plan import SPLIT_MIN_ROWS, PartsMemo, Plan, SystemValues, Unit, build_plan, stages_of
 from .pool import WorkerPool, main_takes_part, shippable
@@ -273,8 +274,9 @@ class Schedule:
             except BaseException:   # a frame that failed applies none of its commands
                 self.commands.discard()
                 raise
-            records, owners = self.commands.take(self.store.arena)
-            apply_records(self.store, records, owners, [b.name for b in self.systems], self.record_lookups)
+            with held_interrupts():   # Ctrl-C after the frame's commands, never inside them
+                records, owners = self.commands.take(self.store.arena)
+                apply_records(self.store, records, owners, [b.name for b in self.systems], self.record_lookups)
             if progress is not None:
                 progress.update(done)
 

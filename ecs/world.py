@@ -45,6 +45,7 @@ from .errors import (
     InvalidArgumentError,
     WorldClosedError,
 )
+from .interrupts import held_interrupts
 from .mailbox import MAX_WORKERS
 from .parts import parts_of, values_of
 from .progress import Progress
@@ -147,7 +148,8 @@ class World:
             if length is not None and length != n:
                 raise ComponentValueError(info.name, _batch_field(info, values), f"<array of length {length}>",
                                           f"batch length {length} differs from n={n}")
-        return self._store.spawn_batch(n, parts)
+        with held_interrupts():   # Ctrl-C after the change, never inside it (interrupts.py)
+            return self._store.spawn_batch(n, parts)
 
     def despawn(self, entity: int) -> None:
         """Destroy one entity; its id is never alive again. DeadEntityError if it is not alive."""
@@ -160,7 +162,8 @@ class World:
         self._check_open("despawn_batch")
         ids = _id_array(entities)
         _check_distinct("despawn_batch", ids)
-        self._store.despawn_batch(ids)
+        with held_interrupts():
+            self._store.despawn_batch(ids)
 
     def is_alive(self, entity: int) -> bool:
         self._check_open("is_alive")
@@ -204,7 +207,8 @@ class World:
         if length is not None and length != ids.shape[0]:
             raise ComponentValueError(info.name, _batch_field(info, values), f"<array of length {length}>",
                                       f"batch length {length} differs from the {ids.shape[0]} entities given")
-        self._store.values.write_batch(ids, info, values)
+        with held_interrupts():
+            self._store.values.write_batch(ids, info, values)
 
     def add(self, entity: int, *components: object) -> None:
         """Give the entity these component values (overwriting ones it has). A new component moves
@@ -251,7 +255,8 @@ class World:
                                           f"batch length {length} differs from the {ids.shape[0]} entities given")
         _check_distinct("add_batch", ids)
         self._store.tables_of(ids)        # DeadEntityError naming the first dead id
-        self._store.change_components_batch(ids, [(part.info, part.values) for part in parts], [])
+        with held_interrupts():
+            self._store.change_components_batch(ids, [(part.info, part.values) for part in parts], [])
 
     def remove_batch(self, entities: Sequence[int] | np.ndarray, *components: type) -> None:
         """`remove` for many entities: each must have every component (MissingComponentError
@@ -262,7 +267,8 @@ class World:
         _check_distinct("remove_batch", ids)
         for info in infos:
             self._store.tables_of(ids, info)
-        self._store.change_components_batch(ids, [], infos)
+        with held_interrupts():
+            self._store.change_components_batch(ids, [], infos)
 
     def defer(self) -> Deferred:
         """`with world.defer() as d:` queue spawn/despawn/add/remove/set, applied at the block's
@@ -426,7 +432,8 @@ class World:
         self._check_open("restore")
         if not isinstance(snap, Snapshot):
             raise ArgumentTypeError(f"restore() takes a snapshot from world.snapshot(), got {snap!r}")
-        self._schedule.start_at(snapshot.restore(self._store, self.resources, snap))
+        with held_interrupts():
+            self._schedule.start_at(snapshot.restore(self._store, self.resources, snap))
 
 
 def _release(schedule: Schedule, resources: Resources, store: Store) -> None:

@@ -38,6 +38,7 @@ from tests.command_systems import (
     cool,
     despawn_odd,
     despawn_victims,
+    drop_heat,
     heat_the_prefab_copy,
     keep_child_placeholder,
     lifecycle,
@@ -701,3 +702,53 @@ def test_cmd_spawns_into_two_tables_without_room_for_all_apply_none() -> None:
             world.step(first=first, second=second)
         assert len(world) == 62
         assert len(list(world.query(Life, without=[Template]).entities())) == 1
+
+
+def _interrupt_inside(monkeypatch, module, name: str) -> None:
+    """The next call of module.name delivers a real SIGINT (a Ctrl-C) to this process before it runs."""
+    import os
+    import signal
+    original = getattr(module, name)
+
+    def interrupted(*args):
+        monkeypatch.setattr(module, name, original)
+        os.kill(os.getpid(), signal.SIGINT)
+        return original(*args)
+    monkeypatch.setattr(module, name, interrupted)
+
+
+def test_a_ctrl_c_while_a_frames_commands_are_applied_lands_after_them(monkeypatch) -> None:
+    """A Ctrl-C inside a bulk archetype move (rows copied, not yet taken from their table) left
+    entities in two tables; it is held back until the frame's commands are applied."""
+    from ecs.kernels import bits
+    with ecs.World() as world:
+        ids = world.spawn_batch(50, Life(t=np.arange(50)), Heat())
+        world.add_system(drop_heat)
+        _interrupt_inside(monkeypatch, bits, "transfer_rows_bits")
+        with pytest.raises(KeyboardInterrupt):
+            world.step()
+        everyone = world.query(Life).entities()
+        assert len(world) == everyone.shape[0] == np.unique(everyone).shape[0] == 40   # 10 despawned, once each
+        assert world.query(Heat).count() == 30                                          # 10 lost Heat
+        _interrupt_inside(monkeypatch, bits, "transfer_rows_bits")
+        with pytest.raises(KeyboardInterrupt):
+            world.add_batch(ids[::5], Heat())                                           # a batch call too
+        assert world.query(Heat).count() == 40 and len(world) == 40
+
+
+def test_a_frame_whose_commands_were_interrupted_while_taken_leaves_none_to_the_next(monkeypatch) -> None:
+    from ecs import memory
+    with ecs.World() as world:
+        world.spawn_batch(20, Life(t=1), Heat())
+        world.add_system(drop_heat)
+        original = memory.Arena.view_of
+
+        def interrupted(self, spec):
+            monkeypatch.setattr(memory.Arena, "view_of", original)
+            raise KeyboardInterrupt
+        monkeypatch.setattr(memory.Arena, "view_of", interrupted)
+        with pytest.raises(KeyboardInterrupt):
+            world.step()          # t % 5 == 1: every entity would be despawned
+        world.remove_system(drop_heat)
+        world.step()              # issues nothing: the interrupted frame's despawns must not apply now
+        assert len(world) == 20
