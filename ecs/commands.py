@@ -106,7 +106,8 @@ class CommandBuffers:
 
     def __init__(self, arena: Arena, processes: int) -> None:
         self.processes = processes
-        self._records_region = arena.allocate(processes * BUFFER_CAPACITY * RECORD_WORDS * 8)
+        # each buffer's BUFFER_CAPACITY rows and a scratch row for what overflows (kernels/commands.py)
+        self._records_region = arena.allocate(processes * (BUFFER_CAPACITY + 1) * RECORD_WORDS * 8)
         self._count_region = arena.allocate(processes * 8)
         self._count_region.commit(processes * 8)
         self.counts = self._count_region.view(np.int64, (processes,))
@@ -114,8 +115,8 @@ class CommandBuffers:
 
     def spec(self, index: int) -> tuple[ArraySpec, ArraySpec]:
         """Where buffer `index` lives (its records and its count word)."""
-        records = self._records_region.spec(np.int64, (BUFFER_CAPACITY, RECORD_WORDS),
-                                            index * BUFFER_CAPACITY * RECORD_WORDS * 8)
+        records = self._records_region.spec(np.int64, (BUFFER_CAPACITY + 1, RECORD_WORDS),
+                                            index * (BUFFER_CAPACITY + 1) * RECORD_WORDS * 8)
         return records, self._count_region.spec(np.int64, (1,), index * 8)
 
     def take(self, arena: Arena) -> tuple[np.ndarray, np.ndarray]:

@@ -40,15 +40,21 @@ def is_set(kind):
 
 
 @jit(inline="always")
+def slot_of(cmd, k):
+    """The row of serial k in the buffer: k, or the scratch last row past the others."""
+    return min(k, cmd.records.shape[0] - 1)
+
+
+@jit(inline="always")
 def _append(cmd, kind, row, target, key):
-    """Write one record; its serial, or -1 when the buffer is full (then the record is dropped
-    but counted: the count is the frame's commands of this process, and a frame over the
-    world's limit is refused whole when its commands are taken, on any worker count)."""
+    """Write one record at row `slot_of(cmd, k)`; returns its serial k. A buffer's last row is
+    scratch: records past the others land there, overwritten, and are only counted (the count
+    is the frame's commands of this process; a frame over the world's limit is refused whole
+    when its commands are taken, on any worker count). Branch-free: a test and an early return
+    cost ~45 ns an append inside numba's inlined loops (measured), the clamp ~0."""
     k = cmd.count[0]
     cmd.count[0] = k + 1
-    if k >= cmd.records.shape[0]:
-        return -1
-    record = cmd.records[k]
+    record = cmd.records[slot_of(cmd, k)]
     record[KIND] = kind
     record[SYSTEM] = cmd.system
     record[TABLE] = cmd.table
@@ -83,7 +89,7 @@ def spawn(cmd, row, prefab):
     the commands of the same row of this call (`set_field`, `add_tag`, ...) accept. It is not an
     id: it names a buffer slot of this process, so a placeholder kept (in a column, a resource)
     and used by another row or system, on any process, is refused when the frame's commands are
-    checked. A spawn past the buffer's end returns 0 (its frame is refused)."""
+    checked."""
     k = _append(cmd, SPAWN, row, prefab, 0)
     return -(k + 1)
 
@@ -94,8 +100,7 @@ def set_field(cmd, row, target, field_key, value):
     `target` (an entity or a placeholder from `spawn`). An integer value travels exactly, as an
     int64 (an entity id past 2^53 too) or a uint64; a float or bool as a float64."""
     k = _append(cmd, SET, row, target, field_key)
-    if k >= 0:
-        _put_value(cmd, k, value)
+    _put_value(cmd, slot_of(cmd, k), value)
 
 
 def _put_value(cmd, k, value):
@@ -124,7 +129,9 @@ def _put_value_compiled(cmd, k, value):
 
 
 def empty_buffer() -> CommandBuffer:
-    records = np.zeros((0, RECORD_WORDS), np.int64)
+    """A buffer of no records (its one row is the scratch row): what a system without commands
+    is compiled with."""
+    records = np.zeros((1, RECORD_WORDS), np.int64)
     return CommandBuffer(records, records.view(np.float64), np.zeros(1, np.int64), 0, 0, 0)
 
 

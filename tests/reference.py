@@ -309,12 +309,14 @@ def command_records(records: np.ndarray, count: int, base: int, system: int, tab
 
     Only records [count, new count) change, and in them every word but VALUE, which only a SET writes
     (its float64 bits). despawn and spawn take no key (KEY is 0); spawn's target is the prefab.
-    placeholders[c] is what spawn returned, -(serial + 1); 0 for other kinds and for commands past the
-    buffer's end. When the records run out, the commands that fit are written, the others only counted
-    (the count is every command issued) and `full` is True."""
+    placeholders[c] is what spawn returned, -(serial + 1); 0 for other kinds. The buffer's last row is
+    scratch: when the other rows run out, the commands that fit are written, the others land in that
+    row (its contents are not compared) and are only counted (the count is every command issued), and
+    `full` is True."""
     records = records.copy()
     issued = len(kinds)
-    fit = max(0, min(issued, records.shape[0] - count))
+    all_kinds = kinds
+    fit = max(0, min(issued, records.shape[0] - 1 - count))
     kinds, rows, targets, keys, values = kinds[:fit], rows[:fit], targets[:fit], keys[:fit], values[:fit]
     serials = count + np.arange(fit, dtype=np.int64)
     written = records[count:count + fit]
@@ -329,6 +331,8 @@ def command_records(records: np.ndarray, count: int, base: int, system: int, tab
     written[sets, VALUE] = values[sets].astype(np.float64).view(np.int64)
     placeholders = np.zeros(issued, np.int64)
     placeholders[:fit] = np.where(kinds == SPAWN, -(serials + 1), 0)
+    all_serials = count + np.arange(issued, dtype=np.int64)       # past the rows too: distinct, never applied
+    placeholders[fit:] = np.where(all_kinds[fit:] == SPAWN, -(all_serials[fit:] + 1), 0)
     return records, count + issued, placeholders, fit < issued
 
 
