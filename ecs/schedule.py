@@ -200,9 +200,10 @@ class Schedule:
         key = self._values_key(params)
         # an array's shape and flags may change in place (arr.shape = ..., flags.writeable): the
         # cached values hold only while each array still types as it did (~0.3 us an array)
-        if key is not None and key == self._values_cached[0] and \
-                all(array_key(array) == typed for array, typed in self._values_cached[3]):
-            return self._values_cached[2], []
+        cached = self._values_cached
+        if key is not None and key == cached[0] and \
+                (not cached[3] or all(array_key(array) == typed for array, typed in cached[3])):
+            return cached[2], []
         out: list[SystemValues] = []
         handed: list[HandedOver] = []
         resolved: dict[int, dict[str, object]] = {}
