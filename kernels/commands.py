@@ -47,11 +47,9 @@ def slot_of(cmd, k):
 
 @jit(inline="always")
 def _append(cmd, kind, row, target, key):
-    """Write one record at row `slot_of(cmd, k)`; returns its serial k. A buffer's last row is
-    scratch: records past the others land there, overwritten, and are only counted (the count
-    is the frame's commands of this process; a frame over the world's limit is refused whole
-    when its commands are taken, on any worker count). Branch-free: a test and an early return
-    cost ~45 ns an append inside numba's inlined loops (measured), the clamp ~0."""
+    """Write record k at row slot_of(cmd, k); returns k. Past the other rows, records overwrite
+    the scratch last row and are only counted (a frame over the world's limit is refused when
+    taken). Branch-free: a test and an early return cost ~45 ns an append (measured)."""
     k = cmd.count[0]
     cmd.count[0] = k + 1
     record = cmd.records[slot_of(cmd, k)]
@@ -108,8 +106,7 @@ def _put_value(cmd, k, value):
     raise NotImplementedError("compiled only")
 
 
-# not inline="always": inlined into set_field (itself inlined), numba 0.68 wrote the second and later
-# sets of one kernel with the first one's kind and a zero value; compiled as a call it costs the same ~2 ns
+# not inline="always": inlined into set_field, numba 0.68 wrote later sets of a kernel with the first's kind
 @overload(_put_value)
 def _put_value_compiled(cmd, k, value):
     if isinstance(value, types.Integer) and (value.signed or value.bitwidth < 64):
@@ -129,8 +126,7 @@ def _put_value_compiled(cmd, k, value):
 
 
 def empty_buffer() -> CommandBuffer:
-    """A buffer of no records (its one row is the scratch row): what a system without commands
-    is compiled with."""
+    """No records (its one row is the scratch row): what a system without commands compiles with."""
     records = np.zeros((1, RECORD_WORDS), np.int64)
     return CommandBuffer(records, records.view(np.float64), np.zeros(1, np.int64), 0, 0, 0)
 
