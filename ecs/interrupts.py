@@ -47,5 +47,5 @@ class held_interrupts:  # noqa: N801 - used as a context manager, named as one
             return
         before, self._before = self._before, None
         signal.signal(signal.SIGINT, before)
-        if self._noted and kind is None:
+        if self._noted:   # the user's Ctrl-C wins over an error of the block (chained to it)
             raise KeyboardInterrupt

@@ -440,7 +440,7 @@ def _map_memfd(fd: int, size: int) -> tuple[mmap.mmap, int]:
         except OSError:
             if size <= ARENA_BYTES_MIN:
                 raise
-            size //= 2
+            size = page_round(size // 2)
 
 
 def _map_private(size: int) -> tuple[mmap.mmap, int] | None:
@@ -454,7 +454,7 @@ def _map_private(size: int) -> tuple[mmap.mmap, int] | None:
         except OSError:
             if size <= ARENA_BYTES_MIN:
                 return None
-            size //= 2
+            size = page_round(size // 2)
     if _libc.mprotect(ctypes.c_void_p(_address(mapped) + size), ctypes.c_size_t(PAGE), _PROT_NONE) != 0:
         mapped.close()
         return None

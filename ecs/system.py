@@ -117,8 +117,7 @@ class System:
             if not getattr(fn, "_can_compile", True):
                 # njit(["void(float64)"]) compiles its signatures only, and the world compiles for
                 # the columns' exact types: the function again, with the same options
-                options = {key: value for key, value in fn.targetoptions.items() if key != "nopython"}
-                self.kernel = numba.njit(**options)(fn.py_func)
+                self.kernel = _recompilable(fn)
         elif inspect.isfunction(fn):
             self.py_func = fn
             try:
@@ -390,6 +389,17 @@ def _array_type_key(numba_type: Any) -> tuple[object, ...]:
             numba.np.numpy_support.as_dtype(numba_type.dtype), numba_type.ndim, numba_type.layout,
             numba_type.mutable, numba_type.aligned)
     return key
+
+
+def _recompilable(fn: Dispatcher) -> Dispatcher:
+    """A dispatcher of fn's function that compiles on demand, with fn's options, locals and disk
+    cache (locals and cache are not among numba's targetoptions)."""
+    options = {key: value for key, value in fn.targetoptions.items() if key != "nopython"}
+    if options.pop("forceobj", False):
+        raise SystemDefinitionError(fn.py_func.__name__, "an object-mode dispatcher (forceobj) cannot run as a "
+                                                         "kernel: use numba.njit")
+    cached = type(getattr(fn, "_cache", None)).__name__ != "NullCache"
+    return numba.njit(locals=dict(getattr(fn, "locals", {})), cache=cached, **options)(fn.py_func)
 
 
 def array_key(value: np.ndarray) -> tuple[object, ...]:

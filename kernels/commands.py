@@ -5,9 +5,8 @@ A kernel that takes `ecs.Commands` receives a `CommandBuffer`: the records of it
 shared record count, and where the current slice starts. Every helper writes one record
 naming the command, the issuing system, table and row (global), the target entity and one
 argument. The main process applies all records after the frame, sorted by (system, table,
-row), so the result does not depend on how rows were split across workers.
-
-A full buffer raises (the kernel's KernelError says so): commands are never dropped.
+row), so the result does not depend on how rows were split across workers. Past its rows a
+buffer writes a scratch row and counts on; a frame over the limit is refused whole (CapacityError).
 
 The helpers are inlined into the calling kernel (`inline="always"`): called as functions, each
 call increfs and decrefs the buffer's three arrays, 33 ns a command against ~2 ns inlined.

@@ -752,3 +752,22 @@ def test_a_frame_whose_commands_were_interrupted_while_taken_leaves_none_to_the_
         world.remove_system(drop_heat)
         world.step()              # issues nothing: the interrupted frame's despawns must not apply now
         assert len(world) == 20
+
+
+def test_a_ctrl_c_in_a_bulk_call_that_then_fails_is_still_raised(monkeypatch) -> None:
+    """The held-back Ctrl-C wins over an error the block ends in (chained to it): a caller that
+    catches that error still gets the user's interrupt."""
+    import os
+    import signal
+
+    from ecs import store as store_module
+
+    def failing(self, n, parts):
+        os.kill(os.getpid(), signal.SIGINT)
+        raise ecs.CapacityError("a test's failure", "none", "none")
+    monkeypatch.setattr(store_module.Store, "spawn_batch", failing)
+    with ecs.World() as world:
+        with pytest.raises(KeyboardInterrupt) as caught:
+            world.spawn_batch(3, Life(t=1))
+        assert isinstance(caught.value.__context__, ecs.CapacityError)
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler

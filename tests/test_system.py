@@ -733,3 +733,17 @@ def test_a_dispatcher_compiled_for_given_signatures_is_compiled_again_for_the_wo
         world.add_system(system(eager))
         world.step(k=0.5)
         assert world.stats()["eager"]["calls"] == 1
+
+
+def test_a_dispatcher_compiled_again_keeps_its_locals() -> None:
+    """locals= (and cache=) are not among numba's targetoptions: the compiled-again kernel keeps
+    them, so an int8 local still wraps as the user's dispatcher has it."""
+    def narrow(out: np.ndarray):
+        t = 200
+        out[0] = t
+    eager = numba.njit(["void(float64[::1])"], locals={"t": numba.int8})(narrow)
+    with ecs.World() as world:
+        world.resources["out"] = np.zeros(1)
+        world.add_system(system(eager))
+        world.step()
+        assert world.resources["out"][0] == -56.0
