@@ -498,6 +498,18 @@ class _Reader:
                 raise SnapshotError(self.path, "an array is corrupt (checksum mismatch)")
 
 
+def _check_bools(path: str, arrays: list[tuple[str, np.ndarray]]) -> None:
+    """SnapshotError for a bool array holding a byte other than 0 or 1 (numpy and numba read it
+    as True, but it compares unequal to True bit for bit: a value no call of this library
+    writes). O(bool bytes)."""
+    for what, array in arrays:
+        if array.dtype == np.bool_ and array.size:
+            raw = array.reshape(-1).view(np.uint8)
+            if raw.max() > 1:
+                at = int(np.argmax(raw > 1))
+                raise SnapshotError(path, f"{what} holds byte {int(raw[at])} at element {at}; a bool is 0 or 1")
+
+
 def _fill(store: Store, resources: Resources, fd: int, path: str, manifest: dict[str, Any],
           components: list[ComponentInfo], start: int, version: int) -> int:
     """Read the arrays into the store's new tables and the resources; the entity index is rebuilt
@@ -531,6 +543,9 @@ def _fill(store: Store, resources: Resources, fd: int, path: str, manifest: dict
                   for name, entry in manifest["resources"]["arrays"].items()}
         problem = index.result()
         reader.verify()
+    _check_bools(path, [(f"{components[c].name}.{field}", table.columns_by_component[components[c].id][field][rows])
+                        for saved, table, rows in tables for c, field, _ in saved["columns"]]
+                 + [(f"resource {name!r}", array) for name, array in arrays.items()])
     if problem is None and len(store) != int(saved_entities["alive"]):
         problem = f"the tables hold {len(store)} entities, the manifest says {saved_entities['alive']}"
     if problem is not None:

@@ -300,6 +300,12 @@ def chunk_checksums(data: bytes | bytearray, checksum: Callable[[bytes], int] = 
     return [f"{checksum(bytes(data[at: at + CHUNK])):0{digits}x}" for at in range(0, max(len(data), 1), CHUNK)]
 
 
+def flags_column(m: dict, field: str) -> dict:
+    """The array entry of Flags.<field> in the first table that has it."""
+    index = next(k for k, c in enumerate(m["components"]) if c["name"].endswith(":Flags"))
+    return next(entry for table in m["tables"] for c, f, entry in table["columns"] if c == index and f == field)
+
+
 def first_entities(m: dict) -> dict:
     return m["tables"][0]["entities"]
 
@@ -578,6 +584,9 @@ CORRUPTIONS: dict[str, tuple[Callable[[Parsed], bytes], str]] = {
     "an array size that is a bool": (
         with_manifest(set_key("resources", "arrays", "grid", "shape", value=[True])),
         r"malformed: resource 'grid': a size is True; expected an integer"),
+    "a bool column holding byte 2": (
+        with_array(lambda m: flags_column(m, "visible"), np.uint8, lambda a: a.__setitem__(3, 2)),
+        r"Flags.visible holds byte 2 at element 3; a bool is 0 or 1"),
     "a resource stored as a number and an array": (
         with_manifest(set_key("resources", "scalars", "grid", value=["int", 1])),
         "resource 'grid' is stored both as a number and as an array"),
