@@ -406,8 +406,8 @@ class World:
         def open_world(limits: worldfile.Limits) -> tuple[Store, Resources]:
             for name, least, held in (("max_rows", limits.rows_needed, "its largest table has"),
                                       ("max_entities", limits.entities_needed, "it has handed out")):
-                asked = options.get(name)
-                if isinstance(asked, (int, np.integer)) and not isinstance(asked, bool) and 0 <= asked < least:
+                asked = as_int(options.get(name))   # other types: World() names them
+                if asked is not None and 0 <= asked < least:
                     raise InvalidArgumentError(f"World.load({name}={asked!r}): the file's world needs {name} >= "
                                                f"{least} ({held} {least} {'rows' if name == 'max_rows' else 'ids'})")
             world = cls(workers, **{"max_rows": limits.max_rows, "max_entities": limits.max_entities, **options})

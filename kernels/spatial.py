@@ -295,7 +295,8 @@ _OVERLOAD_OPTIONS: Any = {"error_model": OPTIONS["error_model"]}
 # So each is two things: called from Python, a function that checks its arguments (check_grid)
 # and raises ValueError rather than read or write past an array; called from compiled code, the
 # unchecked body (the overload below each), which trusts them as numba trusts any index: a
-# kernel calls check_grid(geometry, cell_start) once per call (count_within and list_within do).
+# kernel calls check_grid(geometry, cell_start) once per call (count_within and list_within
+# check the same once per call themselves, with their coordinates' lengths: _check_within).
 @jit
 def check_grid(geometry, cell_start):
     """ValueError unless `geometry` has 2 or 3 axes of cell counts in 1 .. MAX_GRID_CELLS (their
