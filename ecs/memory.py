@@ -82,8 +82,8 @@ MADV_POPULATE_WRITE = getattr(mmap, "MADV_POPULATE_WRITE", 23)  # Linux 5.14+; P
 _populate_supported = True
 _huge_pages_supported = True
 # 1 TiB of address space a world: ~100 worlds fit the 128 TiB of an x86-64 process (ensembles,
-# parameter sweeps), and one world holds ~600 tables at the default max_rows (a table of four
-# f32 columns reserves ~1.6 GiB: 128 MiB a column, 1 GiB of change bits).
+# parameter sweeps), and one world holds ~1,000-1,300 tables at the default max_rows (a table of
+# four f32 columns reserves ~1 GiB: 128 MiB a column, 256 MiB of ids, 288 MiB of change bits).
 ARENA_BYTES_WANTED = 1 << 40
 ARENA_BYTES_MIN = 1 << 26   # the least an arena halves to under RLIMIT_AS (a small world's index and tables)
 HUGE_PAGE = 2 << 20

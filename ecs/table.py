@@ -39,8 +39,11 @@ def byte_of(row: int) -> int:
     return (row >> 3) ^ BYTE_FLIP
 
 
-MAX_SLOTS = 256          # bitsets per table: 2 per component + readers' pending sets
-MAX_COMPONENTS = MAX_SLOTS // 2 - 1   # components of one archetype: leaves slots for two readers
+# A table reserves 2 bitset slots per component and READER_SLOTS for readers' pending sets, each of
+# max_rows bits: at the default max_rows a slot takes 4 MiB of the arena, so a flat 256 slots made
+# the bits 1 GiB of a two-component table's 1.5 GiB: 677 such tables fitted a world, 1,320 now.
+READER_SLOTS = 64
+MAX_COMPONENTS = 127     # components of one archetype
 MIN_CAPACITY = 1024      # rows committed at first growth
 COLUMN_STAGGER = 512     # bytes between the page offsets of a table's columns (see Table._reserve)
 BYTE_OPS_MAX_SLOTS = 24  # one-row bit moves: Python item operations up to this many slots, a kernel past it
@@ -61,8 +64,7 @@ class Table:
                  max_rows: int) -> None:
         if len(components) > MAX_COMPONENTS:
             raise CapacityError(f"an archetype of {len(components)} components",
-                                f"at most {MAX_COMPONENTS} (each takes 2 of a table's {MAX_SLOTS} change-tracking "
-                                f"slots)", "split the entity's data into fewer, larger components")
+                                f"at most {MAX_COMPONENTS}", "split the entity's data into fewer, larger components")
         self.id = table_id
         self.components = components
         self.component_ids = frozenset(info.id for info in components)
@@ -73,8 +75,9 @@ class Table:
         self._arena = arena
         self._regions: list[tuple[Region, int, int]] = []   # (region, bytes per row, stagger)
         row_bytes = [8] + [dtype.itemsize for info in components for dtype in info.fields.values()]
+        self.max_slots = 2 * len(components) + READER_SLOTS
         arena.check_room([COLUMN_STAGGER * (k % 8) + n * max_rows for k, n in enumerate(row_bytes)]
-                         + [MAX_SLOTS * self.max_words * 8])
+                         + [self.max_slots * self.max_words * 8])
         self.entities_all, self.entity_spec = self._reserve(np.dtype(np.int64), ())
         # columns_by_component[C.id] = {field: full-reservation view}; rows [:n] are live
         self.columns_by_component: dict[int, dict[str, np.ndarray]] = {}
@@ -85,15 +88,15 @@ class Table:
                 base = dtype.base if dtype.shape else dtype
                 cols[field], self.column_specs[info.id, field] = self._reserve(base, dtype.shape)
             self.columns_by_component[info.id] = cols
-        self._bits_region = arena.allocate(MAX_SLOTS * self.max_words * 8)
-        self.bit_matrix = self._bits_region.view(np.uint64, (MAX_SLOTS, self.max_words))
-        self.bit_matrix_spec = self._bits_region.spec(np.uint64, (MAX_SLOTS, self.max_words))
+        self._bits_region = arena.allocate(self.max_slots * self.max_words * 8)
+        self.bit_matrix = self._bits_region.view(np.uint64, (self.max_slots, self.max_words))
+        self.bit_matrix_spec = self._bits_region.spec(np.uint64, (self.max_slots, self.max_words))
         # slot 2k marks component k's writes and 2k + 1 its additions: the lowest slots, taken
         # at once (nothing is committed yet, so there is nothing to zero)
         ncomponents = len(components)
         self.marks_slot: dict[int, int] = {info.id: 2 * k for k, info in enumerate(components)}
         self.added_slot: dict[int, int] = {info.id: 2 * k + 1 for k, info in enumerate(components)}
-        self._free_slots = list(range(2 * ncomponents, MAX_SLOTS))   # a heap: the lowest free slot first
+        self._free_slots = list(range(2 * ncomponents, self.max_slots))   # a heap: the lowest free slot first
         self._used_slots: set[int] = set(range(2 * ncomponents))
         self.nslots = 2 * ncomponents   # one past the highest slot in use: row-moving kernels visit [0, nslots)
         self._committed_words = 0
@@ -170,10 +173,11 @@ class Table:
 
     # ---------------------------------------------------------------- slots
     def allocate_slot(self) -> int:
-        """A zeroed bitset slot for marks or a reader; RuntimeError when all MAX_SLOTS are used."""
+        """A zeroed bitset slot for a reader; CapacityError when all READER_SLOTS are taken."""
         if not self._free_slots:
             raise CapacityError(f"table {self.id} has no free change-tracking slot",
-                                f"all {MAX_SLOTS} are in use (2 per component, 1 per live change reader)",
+                                f"all {READER_SLOTS} for change readers are in use (1 per live changed= or added= "
+                                f"query or system that reads the table)",
                                 "drop unused filtered queries, or use fewer filtered systems")
         slot = heapq.heappop(self._free_slots)
         self._used_slots.add(slot)

@@ -33,13 +33,14 @@ def test_capacity_error_names_the_change_tracking_slot_limit() -> None:
     with ecs.World() as world:
         world.spawn(Health())
         queries = []
-        with pytest.raises(ecs.CapacityError, match=r"table 0 has no free change-tracking slot: all 256 are in "
-                                                     r"use \(2 per component, 1 per live change reader\)"):
+        with pytest.raises(ecs.CapacityError, match=r"table 0 has no free change-tracking slot: all 64 for change "
+                                                     r"readers are in use \(1 per live changed= or added= query "
+                                                     r"or system that reads the table\)"):
             for _ in range(300):
                 query = world.query(Health, changed=[Health])
                 query.count()
                 queries.append(query)
-        assert len(queries) == 254
+        assert len(queries) == 64
 
 
 def test_capacity_error_is_a_memory_error() -> None:
