@@ -346,7 +346,7 @@ def report(result: Result, config: Config, scene: Scene) -> None:
     print(f"  per system (world.stats() over frames 1-{timed}; seconds summed over workers):")
     for name, s in result.stats.items():
         per_frame = s["seconds"] / max(s["calls"], 1) * 1e3
-        print(f"    {name:<15} {s['seconds']:8.3f} s  {per_frame:7.3f} ms/frame  {s['rows']:>14,} rows")
+        print(f"    {name:<16} {s['seconds']:8.3f} s  {per_frame:7.3f} ms/frame  {s['rows']:>14,} rows")
     tally = result.stats["tally_contacts"]
     all_rows = result.entities * timed
     print(f"  change tracking: tally_contacts (changed=[Contact]) touched {tally['rows']:,} rows "

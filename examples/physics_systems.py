@@ -20,10 +20,12 @@ by conflicts, and every split system's rows are shared out in chunks among the p
     fill_grid                      (split) each row takes a slot of its cell (atomic fetch-add on
                                    the cursor) and copies its state and id there: the snapshot
                                    collide reads
-    collide                        (split) each row finds its partner through the grid and writes
-                                   only its own Velocity and Contact; manual marks, so only rows
-                                   that collided are marked
-    tally_contacts                 changed=[Contact]: visits only the rows collide marked
+    collide                        (split) each disc of the snapshot finds its partner through the
+                                   grid, in grid order: every chunk claims blocks of slots from a
+                                   counter until none is left, and writes each slot's result
+    apply_collisions               (split) each row takes its slot's result into its own Velocity
+                                   and Contact; manual marks, so only rows that collided are marked
+    tally_contacts                 changed=[Contact]: visits only the rows apply_collisions marked
 
 The grid build is the parallel counting sort of kernels/spatial.py written as ordinary systems:
 no chunk numbers, any number of processes. Which disc of a cell gets which slot depends on who
@@ -32,8 +34,8 @@ the result is bit-identical on any worker count.
 
 Named values come from `world.resources` (set by the demo): gravity, dt, width, height, radius,
 restitution, wall_restitution, the grid's cell_size, ncx and ncy, its arrays (`grid_arrays`:
-cell_start, cell_cursor, block_counts, block_claim, clear_claim, slot_state and slot_keys), and the
-contact_tally array.
+cell_start, cell_cursor, block_counts, block_claim, clear_claim, slot_state, slot_keys, and
+collide's slot_claim, slot_hit and slot_kick), and the contact_tally array.
 """
 
 from __future__ import annotations
@@ -100,17 +102,20 @@ def grid_arrays(ncx: int, ncy: int, entities: int) -> dict[str, np.ndarray]:
     return {"cell_start": np.zeros(ncells + 1, np.int32), "cell_cursor": np.zeros(ncells, np.int32),
             "block_counts": np.zeros(spatial.blocks_of(ncells), np.int64), "block_claim": np.zeros(1, np.int64),
             "clear_claim": np.zeros(1, np.int64),
-            "slot_state": np.zeros((entities, 4), np.float64), "slot_keys": np.zeros(entities, np.int64)}
+            "slot_state": np.zeros((entities, 4), np.float64), "slot_keys": np.zeros(entities, np.int64),
+            "slot_claim": np.zeros(1, np.int64), "slot_hit": np.zeros(entities, np.int8),
+            "slot_kick": np.zeros((entities, 3), np.float64)}
 
 
 @system(split=True)
 def clear_grid(grid: GridSlot, frame: Frame, cell_start: np.ndarray, clear_claim: np.ndarray,
-               block_counts: np.ndarray, block_claim: np.ndarray):
+               block_counts: np.ndarray, block_claim: np.ndarray, slot_claim: np.ndarray):
     # like grid_starts, every chunk of the discs' rows joins in, claiming blocks of cells; the
     # few block counts and the running sum's counter each chunk zeroes whole (the same zeros)
     spatial.clear_shared(cell_start, clear_claim, frame)
     spatial.clear_counts(block_counts)
     spatial.clear_counts(block_claim)
+    spatial.clear_counts(slot_claim)
 
 
 @system(split=True, mark="manual")
@@ -135,12 +140,21 @@ def fill_grid(pos: Position, vel: Velocity, ids: Entity, grid: Mut[GridSlot], ce
     physics.snapshot(grid.slot, pos.x, pos.y, vel.x, vel.y, ids, slot_state, slot_keys)
 
 
+@system(split=True)
+def collide(grid: GridSlot, slot_claim: np.ndarray, slot_hit: np.ndarray, slot_kick: np.ndarray, radius: float,
+            restitution: float, cell_size: float, ncx: int, ncy: int, cell_start: np.ndarray,
+            slot_state: np.ndarray, slot_keys: np.ndarray):
+    # like grid_starts, every chunk of the discs' rows joins in, claiming blocks of the grid's
+    # slots: the work is the slots' (in grid order), its results slot_hit and slot_kick
+    physics.collide_slots(slot_claim, slot_hit, slot_kick, radius, restitution, cell_size, ncx, ncy, cell_start,
+                          slot_state, slot_keys)
+
+
 @system(split=True, mark="manual")
-def collide(grid: GridSlot, vel: Mut[Velocity], contact: Mut[Contact], radius: float, restitution: float,
-            cell_size: float, ncx: int, ncy: int, cell_start: np.ndarray, slot_state: np.ndarray,
-            slot_keys: np.ndarray):
-    physics.collide(grid.slot, vel.x, vel.y, contact.hits, contact.impulse, vel.changed, contact.changed, radius,
-                    restitution, cell_size, ncx, ncy, cell_start, slot_state, slot_keys)
+def apply_collisions(grid: GridSlot, vel: Mut[Velocity], contact: Mut[Contact], slot_hit: np.ndarray,
+                     slot_kick: np.ndarray):
+    physics.apply_collisions(grid.slot, slot_hit, slot_kick, vel.x, vel.y, contact.hits, contact.impulse,
+                             vel.changed, contact.changed)
 
 
 @system(changed=[Contact])
@@ -149,4 +163,4 @@ def tally_contacts(rows: Rows, contact: Contact, contact_tally: np.ndarray):
 
 
 SYSTEMS = (apply_gravity, age_particles, clear_grid, integrate, bounce_walls, count_cells, grid_starts, fill_grid,
-           collide, tally_contacts)
+           collide, apply_collisions, tally_contacts)

@@ -1,13 +1,14 @@
 """kernels/physics.py against its numpy twins in tests/reference.py, at sizes 0, 1, 63, 64, 65 and large.
 
 The grid twin sorts with np.argsort, the collision twin compares every pair of discs (no grid).
-Beyond the twins: collide gives the same rows whatever slices it is called on and whatever slots
-the grid build gave the discs of a cell (the properties that make the demo identical for any
+Beyond the twins: collide gives the same rows however many callers share out its slots, whatever
+row slices the results are applied to and whatever slots the grid build gave the discs of a cell (the properties that make the demo identical for any
 worker count), and an elastic collision frame conserves momentum and energy.
 """
 
 from __future__ import annotations
 
+import concurrent.futures
 import math
 
 import numpy as np
@@ -104,18 +105,26 @@ def gridded(n: int, seed: int):
     return (x, y, vx, vy, radius, cell_size, ncx, ncy), slots, grid
 
 
-def run_collide(vx, vy, slots, restitution, radius, cell_size, ncx, ncy, grid, bounds, hits=None):
-    """collide over the row slices between `bounds` (multiples of 64, as the scheduler cuts)."""
+def run_collide(vx, vy, slots, restitution, radius, cell_size, ncx, ncy, grid, bounds, hits=None, callers=1):
+    """collide_slots from `callers` threads at once (they share out the blocks of slots, as the
+    demo's processes do), then apply_collisions over the row slices between `bounds`
+    (multiples of 64, as the scheduler cuts)."""
     n = vx.shape[0]
     vx, vy = vx.copy(), vy.copy()
     hits = np.zeros(n, np.uint32) if hits is None else hits.copy()
     impulse = np.zeros(n, np.float32)
     words = np.zeros((2, (n + 63) // 64), np.uint64)
+    claim, slot_hit, slot_kick = np.zeros(1, np.int64), np.full(n, 7, np.int8), np.zeros((n, 3))
+    with concurrent.futures.ThreadPoolExecutor(callers) as pool:
+        found = sum(pool.map(lambda _: physics.collide_slots(claim, slot_hit, slot_kick, radius, restitution,
+                                                             cell_size, ncx, ncy, *grid), range(callers)))
+    assert claim[0] == -(-n // physics.COLLIDE_BLOCK) + callers   # every block once, one miss per caller
     collided = 0
     for start, stop in zip(bounds[:-1], bounds[1:], strict=True):
         s = slice(start, stop)
-        collided += physics.collide(slots[s], vx[s], vy[s], hits[s], impulse[s], words[0, start // 64:],
-                                    words[1, start // 64:], radius, restitution, cell_size, ncx, ncy, *grid)
+        collided += physics.apply_collisions(slots[s], slot_hit, slot_kick, vx[s], vy[s], hits[s], impulse[s],
+                                             words[0, start // 64:], words[1, start // 64:])
+    assert found == collided
     return collided, (vx, vy, hits, impulse, words)
 
 
@@ -148,10 +157,36 @@ def test_collide_gives_the_same_rows_whatever_slices_and_slot_order() -> None:
     for seed, bounds in enumerate(([0, 512, n], [0, 10_240, n], [0, 4096, 8192, 12_288, 16_384, n])):
         # another build: other chunks taken in another order give the discs of a cell other slots
         other_slots, other_grid = shared_grid(x, y, vx, vy, cell_size, ncx, ncy, bounds, seed=seed + 50)
-        got_collided, got = run_collide(vx, vy, other_slots, 1.0, radius, cell_size, ncx, ncy, other_grid, bounds)
+        got_collided, got = run_collide(vx, vy, other_slots, 1.0, radius, cell_size, ncx, ncy, other_grid, bounds,
+                                        callers=1 + seed)
         assert got_collided == collided
         for g, w in zip(got, whole, strict=True):
             np.testing.assert_array_equal(g, w)
+
+
+def test_collide_refuses_arrays_that_do_not_fit_the_grid() -> None:
+    n = 3_001
+    (_, _, vx, vy, radius, cell_size, ncx, ncy), slots, grid = gridded(n, seed=3)
+    claim = np.zeros(1, np.int64)
+    with pytest.raises(ValueError, match=r"collide_slots: an output array has 3000 entries, 3001 are needed"):
+        physics.collide_slots(claim, np.zeros(n - 1, np.int8), np.zeros((n, 3)), radius, 1.0, cell_size, ncx, ncy,
+                              *grid)
+    with pytest.raises(ValueError, match=r"collide_slots: cell_start needs ncx \* ncy \+ 1 entries"):
+        physics.collide_slots(claim, np.zeros(n, np.int8), np.zeros((n, 3)), radius, 1.0, cell_size, ncx + 1, ncy,
+                              *grid)
+    assert claim[0] == 0                      # refused before it claimed anything
+    bad = slots.copy()
+    bad[5] = n
+    words = np.zeros((n + 63) // 64, np.uint64)
+    hits, impulse = np.zeros(n, np.uint32), np.zeros(n, np.float32)
+    hit_all, out_vx = np.ones(n, np.int8), vx.copy()
+    with pytest.raises(ValueError, match=r"apply_collisions: a row's slot is outside the grid's slots"):
+        physics.apply_collisions(bad, hit_all, np.zeros((n, 3)), out_vx, vy.copy(), hits, impulse, words, words)
+    np.testing.assert_array_equal(out_vx, vx)   # nothing written
+    assert not hits.any() and not words.any()
+    with pytest.raises(ValueError, match=r"apply_collisions: an output array has 3000 entries, 3001 are needed"):
+        physics.apply_collisions(slots, np.zeros(n, np.int8), np.zeros((n, 3)), vx[1:].copy(), vy.copy(), hits,
+                                 impulse, words, words)
 
 
 def test_a_tie_goes_to_the_lower_key_whatever_the_slots() -> None:
