@@ -23,8 +23,6 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
-
 from ._jit import jit
 from .bits import mark_changed
 from .checks import check_length

@@ -1,8 +1,9 @@
 """kernels/physics.py against its numpy twins in tests/reference.py, at sizes 0, 1, 63, 64, 65 and large.
 
 The grid twin sorts with np.argsort, the collision twin compares every pair of discs (no grid).
-Beyond the twins: collide gives the same rows however many callers share out its slots, whatever
-row slices the results are applied to and whatever slots the grid build gave the discs of a cell (the properties that make the demo identical for any
+Beyond the twins: collide gives the same rows however many callers share out its slots,
+whatever row slices the results are applied to and whatever slots the grid build gave the
+discs of a cell (the properties that make the demo identical for any
 worker count), and an elastic collision frame conserves momentum and energy.
 """
 
