@@ -60,7 +60,7 @@ import numpy as np
 from ecs.kernels.checksum import xxh64
 
 from .atomicfile import create_temporary, replace_with, save_target
-from .errors import ArgumentTypeError, SnapshotError
+from .errors import ArgumentTypeError, CapacityError, SnapshotError
 from .manifest import (
     ALIGN,
     CHECKSUMS,
@@ -82,7 +82,10 @@ from .store import Store
 
 _ZEROS = bytes(ALIGN)
 INLINE_CHECKSUM_BYTES = 1 << 18   # arrays smaller than this are checksummed inline
-MAX_MANIFEST_BYTES = 1 << 30      # ~2M tables' entries: a longer claim is refused before it is read
+# A manifest takes ~512 B a table (two components) and parsing it ~20x that in Python objects: 64
+# MiB holds ~130,000 tables (more than a world's address space fits at max_rows=2**20) and
+# parses in ~1.3 GB at most. save refuses a longer one; load refuses a longer claim unread.
+MAX_MANIFEST_BYTES = 1 << 26
 THREADED_REBUILD_ROWS = 1 << 16   # a load of fewer entities rebuilds the index in its own thread
 # the checksum of a chunk (a uint8 array) by format version, and its manifest key and digits
 _CHECKSUM_OF = {2: zlib.crc32, 3: xxh64}
@@ -112,6 +115,10 @@ def save(path: str | os.PathLike[str], store: Store, resources: Resources, frame
                 if known:
                     _put_checksums(entries, pending)
                 blob = _manifest_bytes(manifest)
+                if len(blob) > MAX_MANIFEST_BYTES:
+                    raise CapacityError(f"a world file's manifest of {len(blob)} bytes ({len(store.tables)} tables, "
+                                        f"{len(resources)} resources)", f"at most {MAX_MANIFEST_BYTES} bytes",
+                                        "save fewer archetypes or resources (merge tag components)")
                 start = _payload_start(len(blob))
                 buffers: list[Any] = [HEADER.pack(MAGIC, FORMAT_VERSION, 0, len(blob)), blob,
                                       _ZEROS[: start - HEADER.size - len(blob)]]

@@ -657,11 +657,25 @@ def test_a_bad_file_raises_snapshot_error_and_builds_nothing(saved: Parsed, tmp_
 
 def test_a_sparse_file_that_claims_a_huge_manifest_is_refused_before_it_is_read(saved: Parsed, tmp_path) -> None:
     path = tmp_path / "sparse.ecs"
-    path.write_bytes(saved.data[:16] + struct.pack("<Q", (1 << 30) + 1) + saved.data[24:])
-    os.truncate(path, 1 << 31)                   # a length to match, taking no disk
-    with pytest.raises(SnapshotError, match=r"claims a manifest of 1073741825 bytes; a manifest this library "
-                                            r"writes takes at most 1073741824"):
+    path.write_bytes(saved.data[:16] + struct.pack("<Q", (1 << 26) + 1) + saved.data[24:])
+    os.truncate(path, 1 << 27)                   # a length to match, taking no disk
+    with pytest.raises(SnapshotError, match=r"claims a manifest of 67108865 bytes; a manifest this library "
+                                            r"writes takes at most 67108864"):
         ecs.World.load(path)
+
+
+def test_save_refuses_a_manifest_that_load_would_refuse(tmp_path, monkeypatch) -> None:
+    from ecs import worldfile
+    path = tmp_path / "many.ecs"
+    with ecs.World() as world:
+        world.spawn(Count())
+        world.save(path)
+        before = path.read_bytes()
+        monkeypatch.setattr(worldfile, "MAX_MANIFEST_BYTES", 100)   # the limit, lowered to what one table exceeds
+        with pytest.raises(ecs.CapacityError, match=r"a world file's manifest of \d+ bytes \(1 tables, 0 "
+                                                    r"resources\): at most 100 bytes; save fewer archetypes"):
+            world.save(path)
+        assert path.read_bytes() == before and sorted(os.listdir(tmp_path)) == ["many.ecs"]   # nothing changed
 
 
 def test_a_read_error_is_a_snapshot_error() -> None:
