@@ -9,7 +9,8 @@ by conflicts, and every split system's rows are shared out in chunks among the p
     apply_gravity, age_particles   Velocity / Lifetime rows
     clear_grid                     (split) zeroes the grid's cell counts, every chunk claiming
                                    blocks of cells from a counter tagged with the frame number
-                                   until none is left, and the block counts
+                                   until none is left, and the block counts and the counters
+                                   grid_starts and collide claim blocks from
     integrate                      Position from Velocity
     bounce_walls                   Position and Velocity
     count_cells                    (split) each row's cell into GridSlot, counted into the shared

@@ -104,7 +104,7 @@ def popcount(v):
 
 @jit(inline="always")
 def few_bits(count, nwords):
-    """Whether `count` set bits among `nwords` words are few enough (under one a 4 words) that a
+    """Whether `count` set bits among `nwords` words are few enough (under one in 4 words) that a
     walk should skip zero words. With more, the test `v == 0` is a coin flip the branch predictor
     loses (~15 cycles each): a walk over every word without it is faster (1M rows, 1% set: 68 ->
     34 us; 3%: 105 -> 38 us). Under it, skipping wins (0.01% set: 7 us)."""

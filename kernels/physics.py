@@ -100,10 +100,32 @@ def cell_ids(x, y, cell_size, ncx, ncy, cells):
 
 
 @jit
+def check_slots(name, slots, nslots):
+    """ValueError naming the kernel's `name` unless every entry of `slots` is in [0, nslots)
+    (one branch-free pass: vectorized, ~10 us for 100k)."""
+    outside = 0
+    for i in range(slots.shape[0]):
+        outside += (slots[i] < 0) | (slots[i] >= nslots)
+    if outside:
+        raise ValueError(name + ": a row's slot is outside the grid's slots")
+
+
+@jit
 def snapshot(slots, x, y, vx, vy, keys, slot_state, slot_keys):
     """Copy this chunk's discs into the grid's slots (after spatial.claim_slots):
-    slot_state[slots[i]] = (x, y, vx, vy), slot_keys[slots[i]] = keys[i] (the entity id)."""
-    for i in range(slots.shape[0]):
+    slot_state[slots[i]] = (x, y, vx, vy), slot_keys[slots[i]] = keys[i] (the entity id).
+    ValueError, having written nothing, when an input is shorter than slots or a slot is
+    outside slot_state or slot_keys (a grid sized for fewer discs)."""
+    n = slots.shape[0]
+    check_length("snapshot", x, n)
+    check_length("snapshot", y, n)
+    check_length("snapshot", vx, n)
+    check_length("snapshot", vy, n)
+    check_length("snapshot", keys, n)
+    if slot_state.shape[1] < 4:
+        raise ValueError("snapshot: slot_state needs 4 columns")
+    check_slots("snapshot", slots, min(slot_state.shape[0], slot_keys.shape[0]))
+    for i in range(n):
         k = slots[i]
         slot_state[k, 0] = x[i]
         slot_state[k, 1] = y[i]
@@ -116,7 +138,10 @@ def snapshot(slots, x, y, vx, vy, keys, slot_state, slot_keys):
 def fastest_approach(me, diameter2, cell_size, ncx, ncy, cell_start, slot_state, slot_keys):
     """The grid slot of the disc that overlaps the disc in slot `me` and approaches it fastest
     (most negative relative normal velocity; on a tie the lower key), -1 when none does. The
-    answer does not depend on the order of the slots within a cell."""
+    answer does not depend on the order of the slots within a cell. Trusts its caller for
+    `me` (a slot of slot_state) and cell_start's length (ncx * ncy + 1: collide_slots checks
+    both); the slots it reads are kept inside slot_state and slot_keys whatever cell_start holds."""
+    nslots = min(slot_state.shape[0], slot_keys.shape[0])
     xa, ya, vxa, vya = slot_state[me, 0], slot_state[me, 1], slot_state[me, 2], slot_state[me, 3]
     cx, cy = cell_xy(xa, ya, cell_size, ncx, ncy)   # the same arithmetic as cell_ids'
     cx0, cx1 = max(cx - 1, 0), min(cx + 1, ncx - 1)
@@ -124,7 +149,7 @@ def fastest_approach(me, diameter2, cell_size, ncx, ncy, cell_start, slot_state,
     best_vn = 0.0
     for gy in range(max(cy - 1, 0), min(cy + 1, ncy - 1) + 1):
         # cells cx0..cx1 of one grid row are consecutive slots
-        for k in range(cell_start[gy * ncx + cx0], cell_start[gy * ncx + cx1 + 1]):
+        for k in range(max(cell_start[gy * ncx + cx0], 0), min(cell_start[gy * ncx + cx1 + 1], nslots)):
             dx = slot_state[k, 0] - xa
             dy = slot_state[k, 1] - ya
             d2 = dx * dx + dy * dy
@@ -161,14 +186,15 @@ def collide_slots(claim, slot_hit, slot_kick, radius, restitution, cell_size, nc
     block's neighbours are mostly its own: splitting the rows instead made every chunk walk
     every slot to find its rows' (6 chunks of 100k discs: 4.1 ms against 2.9 ms whole).
     Cost O(slots) in all, plus per slot the discs in the 3 x 3 cells around it, twice."""
+    if cell_start.shape[0] != ncx * ncy + 1 or slot_kick.shape[1] < 3 or slot_state.shape[1] < 4:
+        raise ValueError("collide_slots: cell_start needs ncx * ncy + 1 entries, slot_kick 3 columns, "
+                         "slot_state 4")
+    check_length("collide_slots", claim, 1)
     nslots = cell_start[cell_start.shape[0] - 1]
     check_length("collide_slots", slot_hit, nslots)
     check_length("collide_slots", slot_kick, nslots)
     check_length("collide_slots", slot_state, nslots)
     check_length("collide_slots", slot_keys, nslots)
-    if cell_start.shape[0] != ncx * ncy + 1 or slot_kick.shape[1] < 3 or slot_state.shape[1] < 4:
-        raise ValueError("collide_slots: cell_start needs ncx * ncy + 1 entries, slot_kick 3 columns, "
-                         "slot_state 4")
     diameter2 = 4.0 * radius * radius
     share = 0.5 * (1.0 + restitution)
     collided = 0
@@ -176,6 +202,8 @@ def collide_slots(claim, slot_hit, slot_kick, radius, restitution, cell_size, nc
         lo = (atomic_add_fetch(claim, 0, 1) - 1) * COLLIDE_BLOCK
         if lo >= nslots:
             return collided
+        if lo < 0:
+            raise ValueError("collide_slots: claim[0] is negative (zero it before the frame's first caller)")
         for k in range(lo, min(lo + COLLIDE_BLOCK, nslots)):
             slot_hit[k] = 0
             j = fastest_approach(k, diameter2, cell_size, ncx, ncy, cell_start, slot_state, slot_keys)
@@ -199,8 +227,8 @@ def apply_collisions(slots, slot_hit, slot_kick, vx, vy, hits, impulse, vel_chan
     """Give the given rows their collide_slots results: row i, whose disc is in slot slots[i],
     when slot_hit[slots[i]] is set, gets (vx, vy) and its velocity change `impulse[i]` from
     slot_kick, hits[i] += 1, and its bits set in `vel_changed` and `contact_changed` (manual
-    marks). Returns the number of rows that collided; ValueError, having written nothing, when a
-    slot is outside slot_hit or slot_kick. Cost O(rows)."""
+    marks). Returns the number of rows that collided; ValueError, having written nothing, when an
+    array is too short or a slot is outside slot_hit or slot_kick. Cost O(rows)."""
     n = slots.shape[0]
     check_length("apply_collisions", vx, n)
     check_length("apply_collisions", vy, n)
@@ -208,12 +236,9 @@ def apply_collisions(slots, slot_hit, slot_kick, vx, vy, hits, impulse, vel_chan
     check_length("apply_collisions", hits, n)
     check_length("apply_collisions", vel_changed, (n + 63) >> 6)
     check_length("apply_collisions", contact_changed, (n + 63) >> 6)
-    nslots = min(slot_hit.shape[0], slot_kick.shape[0])
-    outside = 0
-    for i in range(n):       # checked before anything is written (branch-free: vectorized)
-        outside += (slots[i] < 0) | (slots[i] >= nslots)
-    if outside:
-        raise ValueError("apply_collisions: a row's slot is outside the grid's slots")
+    if slot_kick.shape[1] < 3:
+        raise ValueError("apply_collisions: slot_kick needs 3 columns")
+    check_slots("apply_collisions", slots, min(slot_hit.shape[0], slot_kick.shape[0]))
     collided = 0
     for i in range(n):
         k = slots[i]

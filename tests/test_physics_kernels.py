@@ -176,6 +176,22 @@ def test_collide_refuses_arrays_that_do_not_fit_the_grid() -> None:
         physics.collide_slots(claim, np.zeros(n, np.int8), np.zeros((n, 3)), radius, 1.0, cell_size, ncx + 1, ncy,
                               *grid)
     assert claim[0] == 0                      # refused before it claimed anything
+    with pytest.raises(ValueError, match=r"collide_slots: an output array has 0 entries, 1 are needed"):
+        physics.collide_slots(np.zeros(0, np.int64), np.zeros(n, np.int8), np.zeros((n, 3)), radius, 1.0, cell_size,
+                              ncx, ncy, *grid)
+    slot_hit = np.full(n, 7, np.int8)
+    with pytest.raises(ValueError, match=r"collide_slots: claim\[0\] is negative \(zero it before"):
+        physics.collide_slots(np.full(1, -5, np.int64), slot_hit, np.zeros((n, 3)), radius, 1.0, cell_size, ncx,
+                              ncy, *grid)
+    assert (slot_hit == 7).all()
+    cell_start, state, keys = grid
+    scrambled = cell_start.copy()             # entries pointing anywhere: the slots read stay in the grid's
+    scrambled[1:-1] = np.random.default_rng(1).integers(-(2**30), 2**30, scrambled.shape[0] - 2)
+    physics.collide_slots(np.zeros(1, np.int64), slot_hit, np.zeros((n, 3)), radius, 1.0, cell_size, ncx, ncy,
+                          scrambled, state, keys)
+    with pytest.raises(ValueError, match=r"snapshot: a row's slot is outside the grid's slots"):
+        physics.snapshot(np.array([0, n], np.int32), vx[:2], vy[:2], vx[:2], vy[:2], np.arange(2), state.copy(),
+                         keys.copy())
     bad = slots.copy()
     bad[5] = n
     words = np.zeros((n + 63) // 64, np.uint64)
@@ -185,6 +201,8 @@ def test_collide_refuses_arrays_that_do_not_fit_the_grid() -> None:
         physics.apply_collisions(bad, hit_all, np.zeros((n, 3)), out_vx, vy.copy(), hits, impulse, words, words)
     np.testing.assert_array_equal(out_vx, vx)   # nothing written
     assert not hits.any() and not words.any()
+    with pytest.raises(ValueError, match=r"apply_collisions: slot_kick needs 3 columns"):
+        physics.apply_collisions(slots, hit_all, np.zeros((n, 2)), out_vx, vy.copy(), hits, impulse, words, words)
     with pytest.raises(ValueError, match=r"apply_collisions: an output array has 3000 entries, 3001 are needed"):
         physics.apply_collisions(slots, np.zeros(n, np.int8), np.zeros((n, 3)), vx[1:].copy(), vy.copy(), hits,
                                  impulse, words, words)
