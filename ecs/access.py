@@ -33,8 +33,6 @@ class Store(Protocol):
 
     def locate(self, entity: object) -> tuple[int, Table, int]: ...
     def missing(self, entity: int, table: Table, info: ComponentInfo) -> MissingComponentError: ...
-    def tables_of(self, ids: np.ndarray, info: ComponentInfo | None = None) -> list[tuple[Table, np.ndarray]]: ...
-    def rows_of(self, ids: np.ndarray) -> np.ndarray: ...
     def placed(self, ids: np.ndarray, info: ComponentInfo | None = None
                ) -> list[tuple[Table, np.ndarray, np.ndarray]]: ...
 
@@ -127,9 +125,7 @@ class ComponentValues:
     def write_batch(self, ids: np.ndarray, info: ComponentInfo, values: Values) -> None:
         """Write one component of many live entities (arrays of len(ids), or scalars) and mark
         their rows; MissingComponentError before any write if one lacks it."""
-        groups = self._store.tables_of(ids, info)
-        for table, where in groups:
-            rows = self._store.rows_of(ids[where])
+        for table, where, rows in self._store.placed(ids, info):
             for field, col in table.columns_by_component[info.id].items():
                 data = values[field]
                 col[rows] = data[where] if data.ndim > len(info.fields[field].shape) else data

@@ -333,7 +333,7 @@ class _RecordBatch:
             targets = self.resolved(positions)
             holders = _substituted(targets, self.records[self.spawn_at, TARGET])   # a placeholder: its prefab
             try:
-                self.store.tables_of(holders, info)             # DeadEntityError / MissingComponentError
+                self.store.placed(holders, info)                # DeadEntityError / MissingComponentError
             except (DeadEntityError, MissingComponentError) as exc:
                 raise self.located(exc, positions[holders == exc.entity]) from None
             try:

@@ -103,18 +103,18 @@ class EntityIndex:
         rows.alive_mask(ids, self.high_water, self.generation, self.table_of, ok)
         return ok
 
-    def group_by_table(self, ids: np.ndarray, tables: int) -> tuple[np.ndarray, np.ndarray, list[int]]:
-        """(positions, starts, present) of an int64 array of live ids in a world of `tables`
+    def group_by_table(self, ids: np.ndarray, tables: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[int]]:
+        """(positions, rows, starts, present) of an int64 array of live ids in a world of `tables`
         tables: the positions of the ids in table t are positions[starts[t]:starts[t + 1]],
-        increasing; `present`: the tables that hold any, increasing. DeadEntityError naming the
-        first dead id."""
-        positions = np.empty(ids.shape[0], np.int64)
+        increasing, and rows[starts[t]:starts[t + 1]] their rows; `present`: the tables that hold
+        any, increasing. DeadEntityError naming the first dead id."""
+        positions, found = np.empty(ids.shape[0], np.int64), np.empty(ids.shape[0], np.int64)
         starts, present = np.empty(tables + 1, np.int64), np.empty(tables, np.int64)
-        dead, count = rows.group_by_table(ids, self.high_water, self.generation, self.table_of, positions, starts,
-                                          present)
+        dead, count = rows.group_by_table(ids, self.high_water, self.generation, self.table_of, self.row_of, positions,
+                                          found, starts, present)
         if dead >= 0:
             self.locate(int(ids[dead]))  # raises with the precise reason
-        return positions, starts, present[:count].tolist()
+        return positions, found, starts, present[:count].tolist()
 
     def locate_batch(self, ids: np.ndarray) -> np.ndarray:
         """Indices of an int64 array of live ids; DeadEntityError naming the first dead one."""

@@ -136,27 +136,20 @@ class Store:
     def missing(self, entity: int, table: Table, info: ComponentInfo) -> MissingComponentError:
         return MissingComponentError(int(entity), info.name, [c.name for c in table.components])
 
-    def tables_of(self, ids: np.ndarray, info: ComponentInfo | None = None) -> list[tuple[Table, np.ndarray]]:
-        """Live ids grouped by table: (table, positions in `ids`), tables in id order. With `info`,
-        MissingComponentError (naming the first such id) if a table lacks it."""
+    def placed(self, ids: np.ndarray, info: ComponentInfo | None = None) -> list[tuple[Table, np.ndarray, np.ndarray]]:
+        """Live ids grouped by table: (table, positions in `ids`, their rows), tables in id order.
+        With `info`, MissingComponentError (naming the first such id) if a table lacks it. The
+        rows hold while no row of those tables moves (rows appended to a table move none)."""
         tables = self.archetypes.tables
-        positions, starts, present = self.entities.group_by_table(ids, len(tables))
+        positions, rows, starts, present = self.entities.group_by_table(ids, len(tables))
         groups = []
         for table_id in present:
             table = tables[table_id]
             where = positions[starts[table_id]: starts[table_id + 1]]
             if info is not None and info.id not in table.component_ids:
                 raise self.missing(int(ids[where[0]]), table, info)
-            groups.append((table, where))
+            groups.append((table, where, rows[starts[table_id]: starts[table_id + 1]]))
         return groups
-
-    def rows_of(self, ids: np.ndarray) -> np.ndarray:
-        """Rows (int64) of live ids, in their tables."""
-        return self.entities.row_of[ids & INDEX_MASK].astype(np.int64)
-
-    def placed(self, ids: np.ndarray, info: ComponentInfo | None = None) -> list[tuple[Table, np.ndarray, np.ndarray]]:
-        """tables_of with each group's rows: (table, positions in `ids`, rows)."""
-        return [(table, where, self.rows_of(ids[where])) for table, where in self.tables_of(ids, info)]
 
     # ---------------------------------------------------------------- spawn
     def try_spawn_fast(self, components: tuple[object, ...]) -> int | None:
@@ -212,15 +205,15 @@ class Store:
         ids = np.empty(prefabs.shape[0], np.int64)
         groups = []
         arrivals: dict[Table, int] = {}
-        for source, where in self.tables_of(prefabs):
+        for source, where, rows in self.placed(prefabs):
             info = added.get(source.id) if added else None
             table = self.archetypes.with_added(source, (info,)) if info else source
-            groups.append((source, where, info, table))
+            groups.append((source, where, rows, info, table))
             arrivals[table] = arrivals.get(table, 0) + where.shape[0]
         if len(groups) > 1:   # one table's placement checks its room before it changes anything
             self.make_room(arrivals, prefabs.shape[0])
-        for source, where, info, table in groups:
-            rows, start, stop = self.rows_of(prefabs[where]), self._place(table, where.shape[0]), table.n
+        for source, where, rows, info, table in groups:
+            start, stop = self._place(table, where.shape[0]), table.n
             for cid, cols in source.columns_by_component.items():
                 for field, col in table.columns_by_component[cid].items():
                     col[start:stop] = cols[field][rows]
@@ -278,16 +271,15 @@ class Store:
 
     def despawn_batch(self, ids: np.ndarray) -> None:
         """Despawn distinct live ids (the caller checked they are distinct)."""
-        groups = self.tables_of(ids)
+        groups = self.placed(ids)
         self.structure_version += 1
         lost: dict[int, tuple[ComponentInfo, list[np.ndarray]]] = {}
-        for table, where in groups:
+        for table, where, _ in groups:
             for info in table.components:
                 lost.setdefault(info.id, (info, []))[1].append(where)
         self.changes.record_removed_in_order(lost, ids)
-        for table, where in groups:
-            gone = ids[where]
-            moved, new_rows = table.remove_rows(self.rows_of(gone))
+        for table, _, rows in groups:
+            moved, new_rows = table.remove_rows(rows)
             self.entities.place_batch(moved & INDEX_MASK, table.id, new_rows)
         self.entities.free(ids & INDEX_MASK)
 
@@ -409,18 +401,17 @@ class Store:
         lost: dict[int, tuple[ComponentInfo, list[np.ndarray]]] = {}
         groups = []
         arriving: dict[Table, int] = {}
-        for table, where in self.tables_of(ids):
+        for table, where, rows in self.placed(ids):
             target, new, gone = self.change_target(table, added, removes)
             # each group's values are gathered before any row moves: they may be views of the
             # world's own columns, which the moves rewrite
             values = [{field: data[where] if data.ndim > len(info.fields[field].shape) else data
                        for field, data in values.items()} for info, values in adds]
-            groups.append((table, where, new, gone, target, values))
+            groups.append((table, where, rows, new, gone, target, values))
             if target is not table:
                 arriving[target] = arriving.get(target, 0) + where.shape[0]
         self.make_room(arriving)
-        for table, where, new, gone, target, values in groups:
-            rows = self.rows_of(ids[where])
+        for table, where, rows, new, gone, target, values in groups:
             if target is not table:
                 rows = self.move_rows(table, rows, target)
             for (info, _), fields in zip(adds, values, strict=True):

@@ -254,7 +254,7 @@ class World:
                 raise ComponentValueError(info.name, _batch_field(info, values), f"<array of length {length}>",
                                           f"batch length {length} differs from the {ids.shape[0]} entities given")
         _check_distinct("add_batch", ids)
-        self._store.tables_of(ids)        # DeadEntityError naming the first dead id
+        self._store.placed(ids)           # DeadEntityError naming the first dead id
         with held_interrupts():
             self._store.change_components_batch(ids, [(part.info, part.values) for part in parts], [])
 
@@ -266,7 +266,7 @@ class World:
         infos = [info_of(c) for c in components]
         _check_distinct("remove_batch", ids)
         for info in infos:
-            self._store.tables_of(ids, info)
+            self._store.placed(ids, info)
         with held_interrupts():
             self._store.change_components_batch(ids, [], infos)
 

@@ -160,23 +160,26 @@ def test_alive_mask_accepts_exactly_placed_ids_of_the_current_generation(count: 
 def test_group_by_table_lists_each_tables_positions_in_order(count: int) -> None:
     rng = np.random.default_rng(23)
     slots = count + 10
-    generation, table_of, _, _ = slot_arrays(rng, slots, 1)
-    live = np.flatnonzero(table_of >= 0)
-    index = rng.choice(live, count) if live.shape[0] else np.zeros(0, np.int64)   # repeats allowed
-    ids = generation[index].astype(np.int64) << 32 | index
-    positions, starts, present = np.empty(count, np.int64), np.empty(51, np.int64), np.empty(50, np.int64)
-    dead, held = rows.group_by_table(ids, slots, generation, table_of, positions, starts, present)
-    assert dead == -1
-    tables = table_of[index]
-    for t in range(50):
-        np.testing.assert_array_equal(positions[starts[t]:starts[t + 1]], np.flatnonzero(tables == t))
-    assert starts[50] == count
-    np.testing.assert_array_equal(present[:held], np.unique(tables))
+    generation, table_of, row_of, _ = slot_arrays(rng, slots, 1)
+    for only_table in (False, True):            # ids of many tables, then all of one (its own path)
+        live = np.flatnonzero(table_of == table_of[table_of >= 0][0] if only_table else table_of >= 0)
+        index = rng.choice(live, count) if live.shape[0] else np.zeros(0, np.int64)   # repeats allowed
+        ids = generation[index].astype(np.int64) << 32 | index
+        positions, found = np.full(count, -7, np.int64), np.full(count, -7, np.int64)
+        starts, present = np.empty(51, np.int64), np.empty(50, np.int64)
+        dead, held = rows.group_by_table(ids, slots, generation, table_of, row_of, positions, found, starts, present)
+        assert dead == -1
+        tables = table_of[index]
+        for t in range(50):
+            np.testing.assert_array_equal(positions[starts[t]:starts[t + 1]], np.flatnonzero(tables == t))
+        assert starts[50] == count
+        np.testing.assert_array_equal(present[:held], np.unique(tables))
+        np.testing.assert_array_equal(found, row_of[index[positions]])
 
 
 def test_group_by_table_stops_at_the_first_dead_id() -> None:
     rng = np.random.default_rng(24)
-    generation, table_of, _, _ = slot_arrays(rng, 100, 1)
+    generation, table_of, row_of, _ = slot_arrays(rng, 100, 1)
     live = np.flatnonzero(table_of >= 0)[:10]
     ids = generation[live].astype(np.int64) << 32 | live
     dead = ids.copy()
@@ -184,8 +187,17 @@ def test_group_by_table_stops_at_the_first_dead_id() -> None:
     free = np.flatnonzero(table_of < 0)[0]
     for bad, at in ((dead, 6), (np.r_[ids[:3], -ids[3], ids[4:]], 3), (np.r_[ids[:8], free], 8),
                     (np.r_[ids[:2], 100], 2)):                      # past the high water mark
-        assert rows.group_by_table(bad, 100, generation, table_of, np.empty(len(bad), np.int64),
-                                   np.empty(51, np.int64), np.empty(50, np.int64)) == (at, 0)
+        outputs = (np.empty(len(bad), np.int64), np.empty(len(bad), np.int64), np.empty(51, np.int64),
+                   np.empty(50, np.int64))
+        assert rows.group_by_table(bad, 100, generation, table_of, row_of, *outputs) == (at, 0)
+    # an id of a table the outputs have no entry for (here: past table 1) and outputs shorter
+    # than the ids are refused
+    beyond = int(np.flatnonzero(table_of[live] >= 2)[0])
+    assert rows.group_by_table(ids, 100, generation, table_of, row_of, np.empty(10, np.int64), np.empty(10, np.int64),
+                               np.empty(3, np.int64), np.empty(2, np.int64)) == (beyond, 0)
+    with pytest.raises(ValueError, match=r"group_by_table: positions and rows need an entry per id"):
+        rows.group_by_table(ids, 100, generation, table_of, row_of, np.empty(9, np.int64), np.empty(10, np.int64),
+                            np.empty(51, np.int64), np.empty(50, np.int64))
 
 
 @pytest.mark.parametrize("count", SIZES)
