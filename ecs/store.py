@@ -136,19 +136,17 @@ class Store:
     def missing(self, entity: int, table: Table, info: ComponentInfo) -> MissingComponentError:
         return MissingComponentError(int(entity), info.name, [c.name for c in table.components])
 
-    def placed(self, ids: np.ndarray, info: ComponentInfo | None = None) -> list[tuple[Table, np.ndarray, np.ndarray]]:
+    def placed(self, ids: np.ndarray, *infos: ComponentInfo) -> list[tuple[Table, np.ndarray, np.ndarray]]:
         """Live ids grouped by table: (table, positions in `ids`, their rows), tables in id order.
-        With `info`, MissingComponentError (naming the first such id) if a table lacks it. The
-        rows hold while no row of those tables moves (rows appended to a table move none)."""
+        MissingComponentError, for the first of `infos` a table lacks, naming that table's first
+        id. The rows hold while no row of those tables moves (rows appended to a table move none)."""
         tables = self.archetypes.tables
         positions, rows, starts, present = self.entities.group_by_table(ids, len(tables))
-        groups = []
-        for table_id in present:
-            table = tables[table_id]
-            where = positions[starts[table_id]: starts[table_id + 1]]
-            if info is not None and info.id not in table.component_ids:
-                raise self.missing(int(ids[where[0]]), table, info)
-            groups.append((table, where, rows[starts[table_id]: starts[table_id + 1]]))
+        groups = [(tables[t], positions[starts[t]: starts[t + 1]], rows[starts[t]: starts[t + 1]]) for t in present]
+        for info in infos:
+            for table, where, _ in groups:
+                if info.id not in table.component_ids:
+                    raise self.missing(int(ids[where[0]]), table, info)
         return groups
 
     # ---------------------------------------------------------------- spawn
@@ -390,18 +388,20 @@ class Store:
             by_table[source.id] = path
 
     def change_components_batch(self, ids: np.ndarray, adds: list[tuple[ComponentInfo, Values]],
-                                removes: list[ComponentInfo], events: np.ndarray | None = None) -> None:
+                                removes: list[ComponentInfo], events: np.ndarray | None = None,
+                                placed: list[tuple[Table, np.ndarray, np.ndarray]] | None = None) -> None:
         """change_components for many distinct live ids with the same change: one archetype move
         per source table (a gather/scatter per column, one pass over the bits). Add values are
         arrays of len(ids) or scalars (an array field's values have one more leading axis).
-        Removals journal as if made in the order of `ids`, or as removals `events[k]`."""
+        Removals journal as if made in the order of `ids`, or as removals `events[k]`. `placed`:
+        the ids' groups (Store.placed), when the caller has them."""
         if ids.shape[0] == 0:
             return
         added = [info for info, _ in adds]
         lost: dict[int, tuple[ComponentInfo, list[np.ndarray]]] = {}
         groups = []
         arriving: dict[Table, int] = {}
-        for table, where, rows in self.placed(ids):
+        for table, where, rows in placed if placed is not None else self.placed(ids):
             target, new, gone = self.change_target(table, added, removes)
             # each group's values are gathered before any row moves: they may be views of the
             # world's own columns, which the moves rewrite

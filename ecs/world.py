@@ -254,9 +254,9 @@ class World:
                 raise ComponentValueError(info.name, _batch_field(info, values), f"<array of length {length}>",
                                           f"batch length {length} differs from the {ids.shape[0]} entities given")
         _check_distinct("add_batch", ids)
-        self._store.placed(ids)           # DeadEntityError naming the first dead id
+        placed = self._store.placed(ids)  # DeadEntityError naming the first dead id
         with held_interrupts():
-            self._store.change_components_batch(ids, [(part.info, part.values) for part in parts], [])
+            self._store.change_components_batch(ids, [(part.info, part.values) for part in parts], [], placed=placed)
 
     def remove_batch(self, entities: Sequence[int] | np.ndarray, *components: type) -> None:
         """`remove` for many entities: each must have every component (MissingComponentError
@@ -265,10 +265,9 @@ class World:
         ids = _id_array(entities)
         infos = [info_of(c) for c in components]
         _check_distinct("remove_batch", ids)
-        for info in infos:
-            self._store.placed(ids, info)
+        placed = self._store.placed(ids, *infos)
         with held_interrupts():
-            self._store.change_components_batch(ids, [], infos)
+            self._store.change_components_batch(ids, [], infos, placed=placed)
 
     def defer(self) -> Deferred:
         """`with world.defer() as d:` queue spawn/despawn/add/remove/set, applied at the block's
