@@ -29,7 +29,7 @@ import numpy as np
 from ecs.kernels import bits
 
 from .changes import ChangeTracker
-from .entity import INDEX_MASK, EntityIndex
+from .entity import EntityIndex
 from .table import Table
 
 
@@ -63,16 +63,14 @@ def gather_returns(tables: list[Table], entities: EntityIndex, changes: ChangeTr
         alive = entities.alive_mask(arriving)
         if not alive.all():
             returns.append(Return(target, moved[~alive], None, {}, np.empty(0, np.int64), np.empty((0, 0), np.uint64)))
-        index = arriving[alive] & INDEX_MASK
-        if not index.shape[0]:
+        live = arriving[alive]
+        if not live.shape[0]:
             continue
-        sources = entities.table_of[index]
-        source_rows = entities.row_of[index].astype(np.int64)
         live_rows = moved[alive]
-        one = bool((sources == sources[0]).all())    # the common case: moved within one table
-        for source_id in [int(sources[0])] if one else np.unique(sources).tolist():
-            pick = slice(None) if one else sources == source_id
-            source, rows_there = tables[source_id], source_rows[pick]
+        positions, source_rows, starts, present = entities.group_by_table(live, len(tables))
+        for source_id in present:
+            part = slice(starts[source_id], starts[source_id + 1])
+            source, rows_there, pick = tables[source_id], source_rows[part], positions[part]
             values = {cid: {field: col[rows_there] for field, col in source.columns_by_component[cid].items()}
                       for cid in source.component_ids & target.component_ids}
             source_slots, slots = changes.transfer_slots(source, target)
