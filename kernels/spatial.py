@@ -305,6 +305,11 @@ def check_grid(geometry, cell_start):
     ncells = grid_cells(geometry, geometry.shape[0])
     if geometry.shape[0] not in (2, 3) or geometry.shape[1] != 5:
         raise ValueError("spatial: the geometry does not have the shape (2 or 3, 5) make_grid gives")
+    _check_cell_start(cell_start, ncells)
+
+
+@jit
+def _check_cell_start(cell_start, ncells):
     if cell_start.shape[0] != ncells + 1:
         raise ValueError("spatial: cell_start has " + str(cell_start.shape[0]) + " entries, the grid "
                          + str(ncells) + " cells (a cell_start of another grid?)")
@@ -312,12 +317,15 @@ def check_grid(geometry, cell_start):
 
 @jit
 def _check_out(name, d, geometry, out, most, pairs):
+    """ValueError unless `geometry` has `d` axes of valid cell counts and `out` room for `most`
+    entries (rows of 2 with `pairs`); returns the grid's cells."""
     if geometry.shape[0] != d or geometry.shape[1] != 5:
         raise ValueError(name + ": the geometry does not have the kernel's dimensions (make_grid)")
-    grid_cells(geometry, d)
+    ncells = grid_cells(geometry, d)
     if out.shape[0] < most or (pairs and (out.ndim != 2 or out.shape[out.ndim - 1] != 2)):
         raise ValueError(name + ": out must have " + str(most) + (" rows of 2 entries" if pairs else " entries")
                          + " or more")
+    return ncells
 
 
 @jit
@@ -419,8 +427,7 @@ def neighbour_ranges_2d(qx, qy, geometry, cell_start, out):
     empty). Every slot appears once. Checked from Python (ValueError for a cell_start of another
     grid or an out too small); in compiled code trusted (check_grid once per kernel call).
     Cost O(1), ~16 ns in compiled code."""
-    _check_out("neighbour_ranges_2d", 2, geometry, out, MAX_RANGES_2D, True)
-    check_grid(geometry, cell_start)
+    _check_cell_start(cell_start, _check_out("neighbour_ranges_2d", 2, geometry, out, MAX_RANGES_2D, True))
     return _ranges_2d(qx, qy, geometry, cell_start, out)
 
 
@@ -448,8 +455,7 @@ def neighbour_ranges_3d(qx, qy, qz, geometry, cell_start, out):
     """The slots of the points in the cells around (qx, qy, qz) as ranges (out has shape
     (>= MAX_RANGES_3D, 2)); returns how many (9 for an inner cell; some may be empty). Checked
     from Python, trusted in compiled code, as neighbour_ranges_2d. Cost O(1)."""
-    _check_out("neighbour_ranges_3d", 3, geometry, out, MAX_RANGES_3D, True)
-    check_grid(geometry, cell_start)
+    _check_cell_start(cell_start, _check_out("neighbour_ranges_3d", 3, geometry, out, MAX_RANGES_3D, True))
     return _ranges_3d(qx, qy, qz, geometry, cell_start, out)
 
 
