@@ -150,6 +150,25 @@ def grid_cells(geometry, d):
 
 
 @jit
+def check_grid(geometry, cell_start):
+    """ValueError unless `geometry` has 2 or 3 axes of cell counts in 1 .. MAX_GRID_CELLS (their
+    product too) and `cell_start` has its cells + 1 entries. O(1): call it once per kernel call
+    before per-query neighbour functions, which trust their arguments in compiled code."""
+    ncells = grid_cells(geometry, geometry.shape[0])
+    if geometry.shape[0] not in (2, 3) or geometry.shape[1] != 5:
+        raise ValueError("spatial: the geometry does not have the shape (2 or 3, 5) make_grid gives")
+    check_cell_start(cell_start, ncells)
+
+
+@jit
+def check_cell_start(cell_start, ncells):
+    """ValueError unless `cell_start` has an entry per cell of a grid of `ncells`, plus one."""
+    if cell_start.shape[0] != ncells + 1:
+        raise ValueError("spatial: cell_start has " + str(cell_start.shape[0]) + " entries, the grid "
+                         + str(ncells) + " cells (a cell_start of another grid?)")
+
+
+@jit
 def ncells_of(geometry):
     """The geometry's cell count (grid_cells over all its axes: checked)."""
     return grid_cells(geometry, geometry.shape[0])

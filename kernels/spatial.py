@@ -74,7 +74,9 @@ from .grid import (  # noqa: F401 - re-exported: the geometry is spatial's API
     axis_delta,
     axis_span,
     cell_count,
+    check_cell_start,
     check_geometry,
+    check_grid,
     check_radius,
     grid_cells,
     make_grid,
@@ -298,24 +300,6 @@ _OVERLOAD_OPTIONS: Any = {"error_model": OPTIONS["error_model"]}
 # kernel calls check_grid(geometry, cell_start) once per call (count_within and list_within
 # check the same once per call themselves, with their coordinates' lengths: _check_within).
 @jit
-def check_grid(geometry, cell_start):
-    """ValueError unless `geometry` has 2 or 3 axes of cell counts in 1 .. MAX_GRID_CELLS (their
-    product too) and `cell_start` has its cells + 1 entries. O(1): call it once per kernel call
-    before per-query neighbour functions, which trust their arguments in compiled code."""
-    ncells = grid_cells(geometry, geometry.shape[0])
-    if geometry.shape[0] not in (2, 3) or geometry.shape[1] != 5:
-        raise ValueError("spatial: the geometry does not have the shape (2 or 3, 5) make_grid gives")
-    _check_cell_start(cell_start, ncells)
-
-
-@jit
-def _check_cell_start(cell_start, ncells):
-    if cell_start.shape[0] != ncells + 1:
-        raise ValueError("spatial: cell_start has " + str(cell_start.shape[0]) + " entries, the grid "
-                         + str(ncells) + " cells (a cell_start of another grid?)")
-
-
-@jit
 def _check_out(name, d, geometry, out, most, pairs):
     """ValueError unless `geometry` has `d` axes of valid cell counts and `out` room for `most`
     entries (rows of 2 with `pairs`); returns the grid's cells."""
@@ -427,7 +411,7 @@ def neighbour_ranges_2d(qx, qy, geometry, cell_start, out):
     empty). Every slot appears once. Checked from Python (ValueError for a cell_start of another
     grid or an out too small); in compiled code trusted (check_grid once per kernel call).
     Cost O(1), ~16 ns in compiled code."""
-    _check_cell_start(cell_start, _check_out("neighbour_ranges_2d", 2, geometry, out, MAX_RANGES_2D, True))
+    check_cell_start(cell_start, _check_out("neighbour_ranges_2d", 2, geometry, out, MAX_RANGES_2D, True))
     return _ranges_2d(qx, qy, geometry, cell_start, out)
 
 
@@ -455,7 +439,7 @@ def neighbour_ranges_3d(qx, qy, qz, geometry, cell_start, out):
     """The slots of the points in the cells around (qx, qy, qz) as ranges (out has shape
     (>= MAX_RANGES_3D, 2)); returns how many (9 for an inner cell; some may be empty). Checked
     from Python, trusted in compiled code, as neighbour_ranges_2d. Cost O(1)."""
-    _check_cell_start(cell_start, _check_out("neighbour_ranges_3d", 3, geometry, out, MAX_RANGES_3D, True))
+    check_cell_start(cell_start, _check_out("neighbour_ranges_3d", 3, geometry, out, MAX_RANGES_3D, True))
     return _ranges_3d(qx, qy, qz, geometry, cell_start, out)
 
 
